@@ -1,0 +1,59 @@
+"""Atomic file replacement: readers see the old file or the new one, never a mix.
+
+Used for every file whose loss or truncation would hurt (configs, identities,
+script state). The data goes to a temporary file in the same directory, created
+with the final mode from the start (a secret is never world-readable, not even
+for an instant), is flushed to disk, then renamed over the target.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+PRIVATE = 0o600
+
+
+def write_atomic(path: Path, data: bytes, mode: int = PRIVATE) -> None:
+    """Replace ``path`` with ``data``, created with permission bits ``mode``.
+
+    Raises OSError (for instance ENOSPC on a full disk) and then guarantees that
+    ``path`` still holds its previous content and that no temporary file is left
+    behind. On success the new content and the rename are on disk (fsynced).
+    """
+    directory = path.parent
+    temporary = directory / f".{path.name}.{os.getpid()}.tmp"
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except OSError as error:  # name the file the caller asked for, not our temporary
+        raise OSError(error.errno, error.strerror, str(path)) from None
+    try:
+        try:
+            os.fchmod(fd, mode)  # the umask may have narrowed the bits os.open set
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+        raise
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable; a no-op where the OS cannot."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)

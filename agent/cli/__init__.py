@@ -1,0 +1,2 @@
+"""The `tentacle` command line. The only layer that reads the environment,
+configures logging or exits the process."""

@@ -1,0 +1,202 @@
+"""configure, show-configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from agent.certs import load_certificate, load_identity
+from agent.cli.context import current
+from agent.cli.options import absolute_path, instance_option
+from agent.cli.output import emit_fields, emit_json, format_option
+from agent.config.environment import overridden_settings
+from agent.config.instances import Instance, change_home, check_port_free
+from agent.config.model import MAX_POLLING_CONNECTION_COUNT, MAX_PORT, InstanceConfig
+from agent.config.trust import add_trusted_certificate, add_trusted_thumbprint, remove_trust
+from agent.errors import ConfigError, TentacleError
+
+
+@click.command("configure")
+@instance_option
+@click.option("--home", metavar="DIR", help="the instance home (its certificate moves along)")
+@click.option("--app", metavar="DIR", help="where packages are deployed")
+@click.option("--port", type=click.IntRange(0, MAX_PORT), help="listening port (0: ephemeral)")
+@click.option("--listenIpAddress", "listen_ip", metavar="IP", help="address to listen on, or any")
+@click.option("--noListen", "no_listen", type=click.BOOL, help="true: do not listen (polling only)")
+@click.option(
+    "--pollingConnectionCount",
+    "polling_connection_count",
+    type=click.IntRange(1, MAX_POLLING_CONNECTION_COUNT),
+    help="connections to each polling server",
+)
+@click.option(
+    "--trust",
+    multiple=True,
+    metavar="THUMBPRINT",
+    help="trust a peer (pending until its certificate is given)",
+)
+@click.option(
+    "--trust-certificate",
+    "trust_certificates",
+    multiple=True,
+    metavar="PEM_FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="trust a peer's certificate",
+)
+@click.option("--remove-trust", multiple=True, metavar="THUMBPRINT", help="stop trusting a peer")
+@click.option("--reset-trust", is_flag=True, help="forget every trusted peer first")
+def configure_command(
+    instance_name: str | None,
+    home: str | None,
+    app: str | None,
+    port: int | None,
+    listen_ip: str | None,
+    no_listen: bool | None,
+    polling_connection_count: int | None,
+    trust: tuple[str, ...],
+    trust_certificates: tuple[Path, ...],
+    remove_trust: tuple[str, ...],
+    reset_trust: bool,
+) -> None:
+    """Change an instance's settings and trusted peers.
+
+    Applied in Tentacle's order: reset trust, remove, add, then the other settings.
+    """
+    context = current()
+    instance = context.open(instance_name)
+    config = _change_trust(instance.config, reset_trust, remove_trust, trust, trust_certificates)
+    settings = {
+        "application_directory": absolute_path(app),
+        "port": port,
+        "listen_ip": listen_ip,
+        "no_listen": no_listen,
+        "polling_connection_count": polling_connection_count,
+    }
+    try:
+        config = config.with_settings(**{k: v for k, v in settings.items() if v is not None})
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+    if port is not None:
+        check_port_free(context.index, instance.name, port)
+    if home is not None:
+        config = change_home(config, absolute_path(home) or Path(home))
+    if config == instance.config:
+        click.echo(f"Nothing changed in {instance.config_path}")
+        return
+    instance.save(config)
+    _describe_changes(instance, config)
+
+
+def _change_trust(
+    config: InstanceConfig,
+    reset: bool,
+    removals: tuple[str, ...],
+    thumbprints: tuple[str, ...],
+    certificate_files: tuple[Path, ...],
+) -> InstanceConfig:
+    peers = () if reset else config.trusted
+    for thumbprint in removals:
+        peers, removed = remove_trust(peers, thumbprint)
+        if not removed:
+            click.echo(f"No trusted peer has thumbprint {thumbprint}; nothing removed", err=True)
+    for thumbprint in thumbprints:
+        peers = add_trusted_thumbprint(peers, thumbprint)
+    for path in certificate_files:
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise ConfigError(f"cannot read certificate file {path}: {error.strerror}") from None
+        peers = add_trusted_certificate(peers, load_certificate(data, str(path)))
+    return config.with_trusted(peers)
+
+
+def _describe_changes(instance: Instance, new: InstanceConfig) -> None:
+    old = instance.config
+    for peer in new.trusted:
+        if peer not in old.trusted:
+            state = "pending its certificate" if peer.is_pending else "with its certificate"
+            click.echo(f"Trusted {peer.thumbprint} ({state})")
+    for peer in old.trusted:
+        if peer not in new.trusted:
+            click.echo(f"No longer trusted: {peer.thumbprint}")
+    for name, before, after in _setting_changes(old, new):
+        click.echo(f"{name}: {before} -> {after}")
+    click.echo(f"Saved {instance.config_path}; restart the agent for the changes to take effect")
+
+
+def _setting_changes(old: InstanceConfig, new: InstanceConfig) -> list[tuple[str, Any, Any]]:
+    names = ["home", "applications", "port", "listen_ip", "no_listen", "polling_connection_count"]
+    return [
+        (name, getattr(old, name), getattr(new, name))
+        for name in names
+        if getattr(old, name) != getattr(new, name)
+    ]
+
+
+@click.command("show-configuration")
+@instance_option
+@format_option
+def show_configuration_command(instance_name: str | None, output_format: str) -> None:
+    """Show the instance's effective configuration (environment overrides applied).
+
+    Never shows a private key.
+    """
+    context = current()
+    instance = context.open(instance_name)
+    config = instance.effective(context.environ)
+    document = configuration_document(instance, config)
+    if output_format == "json":
+        emit_json(document)
+        return
+    overrides = overridden_settings(context.environ)
+    emit_fields(
+        [(key, _text(key, value, overrides)) for key, value in document.items() if key != "Trust"]
+    )
+    for peer in config.trusted:
+        note = " (pending: certificate not yet given)" if peer.is_pending else ""
+        click.echo(f"  trusts {peer.thumbprint}{note}")
+
+
+def configuration_document(instance: Instance, config: InstanceConfig) -> dict[str, Any]:
+    """The configuration in Tentacle's PascalCase vocabulary."""
+    try:
+        thumbprint: str | None = load_identity(config.identity_path).thumbprint
+    except TentacleError:
+        thumbprint = None
+    return {
+        "InstanceName": instance.name,
+        "ConfigurationFilePath": str(instance.config_path),
+        "Home": str(config.home),
+        "ApplicationDirectory": str(config.applications),
+        "Port": config.port,
+        "ListenIpAddress": config.listen_ip or "any",
+        "NoListen": config.no_listen,
+        "PollingConnectionCount": config.polling_connection_count,
+        "Thumbprint": thumbprint,
+        "TrustedThumbprints": [peer.thumbprint for peer in config.trusted],
+        "Trust": [
+            {"Thumbprint": peer.thumbprint, "Sha256": peer.sha256, "Pending": peer.is_pending}
+            for peer in config.trusted
+        ],
+    }
+
+
+_SETTING_OF_KEY = {
+    "Home": "home",
+    "ApplicationDirectory": "application_directory",
+    "Port": "port",
+    "ListenIpAddress": "listen_ip",
+    "NoListen": "no_listen",
+    "PollingConnectionCount": "polling_connection_count",
+}
+
+
+def _text(key: str, value: Any, overrides: dict[str, str]) -> str:
+    if isinstance(value, list):
+        value = ", ".join(value) or "(none)"
+    elif value is None:
+        value = "(none)"
+    variable = overrides.get(_SETTING_OF_KEY.get(key, ""))
+    return f"{value}  (from {variable})" if variable else str(value)

@@ -1,0 +1,98 @@
+"""The `tentacle` entry point: the verb table and how failures become exit codes.
+
+Exit codes: 0 success; 1 a controlled failure (one line on stderr, no
+traceback); 2 a usage error; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from collections.abc import Sequence
+
+import click
+
+from agent import __version__
+from agent.cli.certificates import (
+    export_certificate_command,
+    new_certificate_command,
+    show_thumbprint_command,
+)
+from agent.cli.configuration import configure_command, show_configuration_command
+from agent.cli.instances import (
+    create_instance_command,
+    delete_instance_command,
+    list_instances_command,
+)
+from agent.cli.output import emit_fields, emit_json, format_option
+from agent.errors import TentacleError
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+@click.group(context_settings={"max_content_width": 100})
+def cli() -> None:
+    """tentacle: a worker agent for deployments, and the hub it works for."""
+
+
+@cli.command("version")
+@format_option
+def version_command(output_format: str) -> None:
+    """Show the version of tentacle."""
+    if output_format == "json":
+        emit_json({"InformationalVersion": __version__, "Python": platform.python_version()})
+    else:
+        emit_fields([("Version", __version__), ("Python", platform.python_version())])
+
+
+for command in (
+    create_instance_command,
+    delete_instance_command,
+    list_instances_command,
+    new_certificate_command,
+    show_thumbprint_command,
+    export_certificate_command,
+    configure_command,
+    show_configuration_command,
+):
+    cli.add_command(command)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the command line and exit with its code. Never returns."""
+    sys.exit(run(argv))
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code instead of exiting."""
+    try:
+        result = cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="tentacle",
+            standalone_mode=False,
+        )
+    except click.UsageError as error:
+        error.show()
+        return EXIT_USAGE
+    except click.ClickException as error:
+        error.show()
+        return error.exit_code
+    except click.exceptions.Exit as error:
+        return error.exit_code
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("Interrupted", err=True)
+        return EXIT_INTERRUPTED
+    except TentacleError as error:
+        click.echo(f"error: {error}", err=True)
+        return EXIT_FAILURE
+    except OSError as error:
+        click.echo(f"error: {_describe_os_error(error)}", err=True)
+        return EXIT_FAILURE
+    return result if isinstance(result, int) else 0
+
+
+def _describe_os_error(error: OSError) -> str:
+    where = f": {error.filename}" if error.filename else ""
+    return f"{error.strerror or error}{where}"

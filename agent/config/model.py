@@ -1,0 +1,140 @@
+"""The instance configuration as a frozen value, and the rules for each setting.
+
+Every setting has one coercion function that accepts what a person or a file
+can give (a YAML scalar, an environment string, a flag value) and returns the
+typed value or raises ValueError saying what was expected. The file loader,
+the environment layer and the command line all go through the same functions,
+so a value is judged the same wherever it comes from.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from agent.certs import IDENTITY_FILE_NAME
+from agent.config.trust import TrustedPeer
+
+DEFAULT_PORT = 10933
+DEFAULT_POLLING_CONNECTION_COUNT = 2
+MAX_POLLING_CONNECTION_COUNT = 512
+MAX_PORT = 65535
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def coerce_port(value: Any) -> int:
+    """A TCP port, 0 to 65535 (0 asks the OS for an ephemeral port)."""
+    number = _integer(value)
+    if number is None or not 0 <= number <= MAX_PORT:
+        raise ValueError(f"expected a port number from 0 to {MAX_PORT}, got {value!r}")
+    return number
+
+
+def coerce_polling_connection_count(value: Any) -> int:
+    number = _integer(value)
+    if number is None or not 1 <= number <= MAX_POLLING_CONNECTION_COUNT:
+        raise ValueError(
+            f"expected a whole number from 1 to {MAX_POLLING_CONNECTION_COUNT}, got {value!r}"
+        )
+    return number
+
+
+def coerce_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def coerce_listen_ip(value: Any) -> str | None:
+    """An IPv4 or IPv6 address; None, empty or "any" means every address."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "any")):
+        return None
+    try:
+        return str(ipaddress.ip_address(str(value).strip()))
+    except ValueError:
+        raise ValueError(f"expected an IP address or 'any', got {value!r}") from None
+
+
+def coerce_absolute_path(value: Any) -> Path:
+    if not isinstance(value, str | Path) or not str(value).strip():
+        raise ValueError(f"expected an absolute path, got {value!r}")
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        raise ValueError(f"expected an absolute path, got {str(value)!r}")
+    return path
+
+
+def coerce_optional_path(value: Any) -> Path | None:
+    return None if value is None else coerce_absolute_path(value)
+
+
+def _integer(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdecimal():
+        return int(value.strip())
+    return None
+
+
+# Setting name -> coercion. The names are the config file's keys.
+SETTINGS: dict[str, Callable[[Any], Any]] = {
+    "home": coerce_absolute_path,
+    "application_directory": coerce_optional_path,
+    "port": coerce_port,
+    "listen_ip": coerce_listen_ip,
+    "no_listen": coerce_bool,
+    "polling_connection_count": coerce_polling_connection_count,
+}
+
+
+@dataclass(frozen=True)
+class InstanceConfig:
+    """One instance's settings. Build changed copies with :meth:`with_settings`."""
+
+    home: Path
+    application_directory: Path | None = None
+    port: int = DEFAULT_PORT
+    listen_ip: str | None = None
+    no_listen: bool = False
+    polling_connection_count: int = DEFAULT_POLLING_CONNECTION_COUNT
+    trusted: tuple[TrustedPeer, ...] = field(default=())
+
+    @property
+    def applications(self) -> Path:
+        """Where deployed packages go: the configured folder or ``<home>/Applications``."""
+        return self.application_directory or self.home / "Applications"
+
+    @property
+    def identity_path(self) -> Path:
+        return self.home / IDENTITY_FILE_NAME
+
+    @property
+    def trusted_certificates(self) -> tuple[TrustedPeer, ...]:
+        """The trusted peers whose certificates are known (pending ones excluded)."""
+        return tuple(peer for peer in self.trusted if not peer.is_pending)
+
+    def with_settings(self, **values: Any) -> InstanceConfig:
+        """A copy with the named settings coerced and replaced.
+
+        Raises ValueError naming the setting if a value is invalid, KeyError for
+        an unknown setting name.
+        """
+        coerced = {}
+        for name, value in values.items():
+            try:
+                coerced[name] = SETTINGS[name](value)
+            except ValueError as error:
+                raise ValueError(f"{name}: {error}") from None
+        return replace(self, **coerced)
+
+    def with_trusted(self, peers: tuple[TrustedPeer, ...]) -> InstanceConfig:
+        return replace(self, trusted=peers)

@@ -1,0 +1,59 @@
+"""Run the real `tentacle` command in a child process, in a private config home."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+class TentacleCli:
+    """`tentacle` with TENTACLE_CONFIG_HOME pointing into a test's folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.config_home = root / "config"
+        self.env = {
+            key: value for key, value in os.environ.items() if not key.startswith("TENTACLE_")
+        }
+        self.env["TENTACLE_CONFIG_HOME"] = str(self.config_home)
+
+    def run(self, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Result:
+        completed = subprocess.run(
+            [sys.executable, "-m", "agent", *args],
+            env={**self.env, **(env or {})},
+            cwd=cwd or self.root,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        return Result(completed.returncode, completed.stdout, completed.stderr)
+
+    def ok(self, *args: str, env: dict[str, str] | None = None) -> Result:
+        """Run and require exit code 0."""
+        result = self.run(*args, env=env)
+        assert result.code == 0, f"tentacle {' '.join(args)} failed: {result}"
+        return result
+
+    def fails(self, *args: str, code: int = 1, env: dict[str, str] | None = None) -> Result:
+        """Run and require the given failure code, one clear line and no traceback."""
+        result = self.run(*args, env=env)
+        assert result.code == code, f"expected exit {code}: {result}"
+        assert "Traceback" not in result.err, result.err
+        assert result.err.strip(), "a failure must say why on stderr"
+        return result

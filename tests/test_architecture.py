@@ -1,0 +1,102 @@
+"""The dependency rules of docs/architecture.md, checked on the source itself.
+
+Every module of ``agent`` belongs to a layer (its first name under ``agent``).
+A layer may import only the layers listed for it; a new layer must be added
+here before it can import anything, so the table stays the architecture.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import agent
+
+PACKAGE = Path(agent.__file__).parent
+
+ALLOWED: dict[str, set[str]] = {
+    "__init__": set(),
+    "__main__": {"cli"},
+    "errors": set(),
+    "atomicfile": {"errors"},
+    "protocol": {"errors"},
+    "certs": {"errors", "atomicfile"},
+    "config": {"errors", "atomicfile", "certs"},
+    "transport": {"errors", "protocol", "certs"},
+    "scripts": {"errors", "atomicfile"},
+    "services": {"errors", "atomicfile", "protocol", "scripts", "certs"},
+    "daemon": {"errors", "atomicfile", "protocol", "certs", "config", "transport", "scripts",
+               "services"},
+    "client": {"errors", "atomicfile", "protocol", "certs", "transport"},
+    "calamari": set(),
+    "hub": {"errors", "atomicfile", "certs", "config", "client", "scripts"},
+    "cli": {"errors", "atomicfile", "protocol", "certs", "config", "transport", "scripts",
+            "services", "daemon", "client", "calamari", "hub"},
+}  # fmt: skip
+
+# Process-wide effects that belong to the command line alone.
+CLI_ONLY_CALLS = {
+    ("os", "environ"),
+    ("os", "getenv"),
+    ("os", "putenv"),
+    ("sys", "exit"),
+    ("logging", "basicConfig"),
+}
+CLI_LAYERS = {"cli", "__main__"}
+
+
+def modules() -> Iterator[tuple[str, Path]]:
+    for path in sorted(PACKAGE.rglob("*.py")):
+        layer = path.relative_to(PACKAGE).parts[0].removesuffix(".py")
+        yield layer, path
+
+
+def imported_layers(tree: ast.AST) -> Iterator[tuple[str, int]]:
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        elif isinstance(node, ast.ImportFrom) and node.level:
+            pytest.fail(f"line {node.lineno}: use absolute imports (from agent.x import y)")
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "agent" and len(parts) > 1:
+                yield parts[1], node.lineno
+
+
+@pytest.mark.parametrize(("layer", "path"), list(modules()), ids=str)
+def test_imports_point_down_the_layers(layer: str, path: Path) -> None:
+    assert layer in ALLOWED, f"{path}: layer {layer!r} is missing from the architecture table"
+    tree = ast.parse(path.read_text(), str(path))
+    for imported, line in imported_layers(tree):
+        if imported == layer:
+            continue
+        assert imported in ALLOWED[layer], f"{path}:{line}: {layer} may not import agent.{imported}"
+
+
+@pytest.mark.parametrize(("layer", "path"), list(modules()), ids=str)
+def test_only_the_cli_touches_the_environment_exits_or_configures_logging(
+    layer: str, path: Path
+) -> None:
+    if layer in CLI_LAYERS:
+        return
+    tree = ast.parse(path.read_text(), str(path))
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and (node.value.id, node.attr) in CLI_ONLY_CALLS
+        ):
+            pytest.fail(f"{path}:{node.lineno}: {node.value.id}.{node.attr} belongs to agent.cli")
+
+
+def test_the_rules_catch_a_violation() -> None:
+    bad = ast.parse("from agent.daemon import run\nimport agent.hub.store\n")
+    assert [layer for layer, _ in imported_layers(bad)] == ["daemon", "hub"]
+    assert "daemon" not in ALLOWED["client"]
+    assert "hub" not in ALLOWED["client"]
