@@ -27,3 +27,41 @@ class InstanceError(TentacleError):
 
 class CertificateError(TentacleError):
     """A certificate or thumbprint is malformed, missing or does not match."""
+
+
+class ProtocolError(TentacleError):
+    """The peer broke the RPC protocol; the connection cannot continue.
+
+    ``limit`` names the limit that was exceeded, when that was the cause.
+    """
+
+    def __init__(self, message: str, limit: str | None = None) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+class RemoteError(TentacleError):
+    """A call failed on the peer. ``kind`` is the protocol's error kind."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+        self.remote_message = message
+
+
+class ConnectionLost(TentacleError):
+    """The connection to the peer dropped, or the peer stopped answering."""
+
+    retryable = True
+
+
+class TrustError(TentacleError):
+    """A peer presented a certificate we do not trust, or refused ours."""
+
+
+class CallError(TentacleError):
+    """Raised by a service to fail one call with a protocol error ``kind``."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind

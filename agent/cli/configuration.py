@@ -45,6 +45,20 @@ from agent.errors import ConfigError, TentacleError
     type=click.Path(dir_okay=False, path_type=Path),
     help="trust a peer's certificate",
 )
+@click.option(
+    "--heartbeat-interval",
+    type=float,
+    metavar="SECONDS",
+    help="seconds between heartbeats; a peer silent for 3 is dropped",
+)
+@click.option(
+    "--file-root",
+    "file_roots",
+    multiple=True,
+    metavar="DIR",
+    help="also allow file transfer under DIR (besides the home)",
+)
+@click.option("--remove-file-root", "removed_file_roots", multiple=True, metavar="DIR")
 @click.option("--remove-trust", multiple=True, metavar="THUMBPRINT", help="stop trusting a peer")
 @click.option("--reset-trust", is_flag=True, help="forget every trusted peer first")
 def configure_command(
@@ -55,6 +69,9 @@ def configure_command(
     listen_ip: str | None,
     no_listen: bool | None,
     polling_connection_count: int | None,
+    heartbeat_interval: float | None,
+    file_roots: tuple[str, ...],
+    removed_file_roots: tuple[str, ...],
     trust: tuple[str, ...],
     trust_certificates: tuple[Path, ...],
     remove_trust: tuple[str, ...],
@@ -73,6 +90,8 @@ def configure_command(
         "listen_ip": listen_ip,
         "no_listen": no_listen,
         "polling_connection_count": polling_connection_count,
+        "heartbeat_interval": heartbeat_interval,
+        "file_roots": _changed_roots(config.file_roots, file_roots, removed_file_roots),
     }
     try:
         config = config.with_settings(**{k: v for k, v in settings.items() if v is not None})
@@ -87,6 +106,16 @@ def configure_command(
         return
     instance.save(config)
     _describe_changes(instance, config)
+
+
+def _changed_roots(
+    roots: tuple[Path, ...], added: tuple[str, ...], removed: tuple[str, ...]
+) -> tuple[Path, ...] | None:
+    if not added and not removed:
+        return None
+    gone = {absolute_path(path) for path in removed}
+    kept = [root for root in roots if root not in gone]
+    return tuple(dict.fromkeys([*kept, *(Path(p).expanduser().absolute() for p in added)]))
 
 
 def _change_trust(
@@ -127,7 +156,16 @@ def _describe_changes(instance: Instance, new: InstanceConfig) -> None:
 
 
 def _setting_changes(old: InstanceConfig, new: InstanceConfig) -> list[tuple[str, Any, Any]]:
-    names = ["home", "applications", "port", "listen_ip", "no_listen", "polling_connection_count"]
+    names = [
+        "home",
+        "applications",
+        "port",
+        "listen_ip",
+        "no_listen",
+        "polling_connection_count",
+        "heartbeat_interval",
+        "file_roots",
+    ]
     return [
         (name, getattr(old, name), getattr(new, name))
         for name in names
@@ -174,6 +212,8 @@ def configuration_document(instance: Instance, config: InstanceConfig) -> dict[s
         "ListenIpAddress": config.listen_ip or "any",
         "NoListen": config.no_listen,
         "PollingConnectionCount": config.polling_connection_count,
+        "HeartbeatInterval": config.heartbeat_interval,
+        "FileRoots": [str(root) for root in config.file_roots],
         "Thumbprint": thumbprint,
         "TrustedThumbprints": [peer.thumbprint for peer in config.trusted],
         "Trust": [
@@ -190,6 +230,8 @@ _SETTING_OF_KEY = {
     "ListenIpAddress": "listen_ip",
     "NoListen": "no_listen",
     "PollingConnectionCount": "polling_connection_count",
+    "HeartbeatInterval": "heartbeat_interval",
+    "FileRoots": "file_roots",
 }
 
 

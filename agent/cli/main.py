@@ -13,11 +13,13 @@ from collections.abc import Sequence
 import click
 
 from agent import __version__
+from agent.cli.agent_cmd import agent_command
 from agent.cli.certificates import (
     export_certificate_command,
     new_certificate_command,
     show_thumbprint_command,
 )
+from agent.cli.client_cmd import client_group
 from agent.cli.configuration import configure_command, show_configuration_command
 from agent.cli.instances import (
     create_instance_command,
@@ -56,8 +58,11 @@ for command in (
     export_certificate_command,
     configure_command,
     show_configuration_command,
+    agent_command,
+    client_group,
 ):
     cli.add_command(command)
+cli.add_command(agent_command, "run")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

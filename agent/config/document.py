@@ -123,6 +123,8 @@ def render_config(config: InstanceConfig) -> str:
         "listen_ip": config.listen_ip,
         "no_listen": config.no_listen,
         "polling_connection_count": config.polling_connection_count,
+        "heartbeat_interval": config.heartbeat_interval,
+        "file_roots": [str(root) for root in config.file_roots],
         TRUSTED_KEY: [_render_peer(peer) for peer in config.trusted],
     }
     return HEADER + yaml.dump(document, Dumper=_Dumper, sort_keys=False, default_flow_style=False)

@@ -19,6 +19,8 @@ ENVIRONMENT_SETTINGS: dict[str, str] = {
     "TENTACLE_LISTEN_IP": "listen_ip",
     "TENTACLE_NO_LISTEN": "no_listen",
     "TENTACLE_POLLING_CONNECTION_COUNT": "polling_connection_count",
+    "TENTACLE_HEARTBEAT_INTERVAL": "heartbeat_interval",
+    "TENTACLE_FILE_ROOTS": "file_roots",
 }
 
 

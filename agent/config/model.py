@@ -22,6 +22,7 @@ DEFAULT_PORT = 10933
 DEFAULT_POLLING_CONNECTION_COUNT = 2
 MAX_POLLING_CONNECTION_COUNT = 512
 MAX_PORT = 65535
+DEFAULT_HEARTBEAT_INTERVAL = 10.0
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
@@ -75,6 +76,26 @@ def coerce_optional_path(value: Any) -> Path | None:
     return None if value is None else coerce_absolute_path(value)
 
 
+def coerce_paths(value: Any) -> tuple[Path, ...]:
+    """A list of absolute paths (or one path, from the environment: ':'-separated)."""
+    if isinstance(value, str):
+        value = [part for part in value.split(":") if part]
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"expected a list of absolute paths, got {value!r}")
+    return tuple(dict.fromkeys(coerce_absolute_path(item) for item in value))
+
+
+def coerce_heartbeat_interval(value: Any) -> float:
+    """Seconds between heartbeats; a silent peer is dropped after three."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if isinstance(value, bool) or not 0.05 <= seconds <= 3600:
+        raise ValueError(f"expected seconds from 0.05 to 3600, got {value!r}")
+    return seconds
+
+
 def _integer(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
@@ -93,6 +114,8 @@ SETTINGS: dict[str, Callable[[Any], Any]] = {
     "listen_ip": coerce_listen_ip,
     "no_listen": coerce_bool,
     "polling_connection_count": coerce_polling_connection_count,
+    "heartbeat_interval": coerce_heartbeat_interval,
+    "file_roots": coerce_paths,
 }
 
 
@@ -106,6 +129,8 @@ class InstanceConfig:
     listen_ip: str | None = None
     no_listen: bool = False
     polling_connection_count: int = DEFAULT_POLLING_CONNECTION_COUNT
+    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
+    file_roots: tuple[Path, ...] = ()
     trusted: tuple[TrustedPeer, ...] = field(default=())
 
     @property

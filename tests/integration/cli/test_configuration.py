@@ -53,6 +53,8 @@ def test_show_configuration_defaults(pair: TentacleCli) -> None:
         "ListenIpAddress": "any",
         "NoListen": False,
         "PollingConnectionCount": 2,
+        "HeartbeatInterval": 10.0,
+        "FileRoots": [],
         "Thumbprint": thumbprint(pair, "a"),
         "TrustedThumbprints": [],
         "Trust": [],

@@ -1,0 +1,5 @@
+"""The library a server uses to reach agents (the hub, the tests and `tentacle client`)."""
+
+from agent.client.agent_client import AgentClient, Endpoint
+
+__all__ = ["AgentClient", "Endpoint"]

@@ -1,0 +1,168 @@
+"""AgentClient: calls, uploads and downloads to one listening agent.
+
+Idempotent operations (capabilities, upload, download: an upload replaces its
+target atomically) are retried on a dropped connection, reconnecting each time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from agent.errors import ConnectionLost, TentacleError
+from agent.transport.channel import Channel
+from agent.transport.dialer import dial
+from agent.transport.settings import ChannelSettings
+
+T = TypeVar("T")
+Progress = Callable[[int], None]
+CHUNK = 256 * 1024
+RETRY_DELAYS = (0.5, 1.0, 2.0)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where an agent is and the thumbprint (SHA-1 or SHA-256) it must present."""
+
+    url: str
+    thumbprint: str
+
+
+class TransferError(TentacleError):
+    """A download arrived incomplete or damaged."""
+
+
+class AgentClient:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        settings: ChannelSettings,
+        *,
+        call_timeout: float | None = 300.0,
+        retry_delays: tuple[float, ...] = RETRY_DELAYS,
+    ) -> None:
+        self.endpoint = endpoint
+        self._settings = settings
+        self._timeout = call_timeout
+        self._retry_delays = retry_delays
+        self._channel: Channel | None = None
+        self._connecting = asyncio.Lock()
+
+    async def __aenter__(self) -> AgentClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def connect(self) -> Channel:
+        """The open channel, dialing the agent if there is none (or it dropped)."""
+        async with self._connecting:
+            if self._channel is None or self._channel.closed.is_set():
+                self._channel = await dial(
+                    self.endpoint.url, self.endpoint.thumbprint, self._settings
+                )
+            return self._channel
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close("the client closed")
+            self._channel = None
+
+    async def call(self, service: str, method: str, params: dict[str, Any] | None = None) -> Any:
+        """One call without a stream; not retried (the caller knows if it is idempotent)."""
+        channel = await self.connect()
+        result = await asyncio.wait_for(channel.call(service, method, params), self._timeout)
+        return result.value
+
+    async def capabilities(self) -> dict[str, Any]:
+        value: dict[str, Any] = await self._retrying(lambda: self.call("capabilities", "get"))
+        return value
+
+    async def upload(
+        self, local: Path, remote: str, progress: Progress | None = None
+    ) -> dict[str, Any]:
+        """Send ``local`` to ``remote``; returns ``{FullPath, Length, Sha256}``."""
+
+        async def attempt() -> dict[str, Any]:
+            channel = await self.connect()
+            length = local.stat().st_size
+            result = await channel.call(
+                "files",
+                "upload",
+                {"Path": remote, "Length": length},
+                upload=_read_file(local, progress),
+            )
+            value: dict[str, Any] = result.value
+            return value
+
+        return await self._retrying(attempt)
+
+    async def download(
+        self, remote: str, local: Path, progress: Progress | None = None
+    ) -> dict[str, Any]:
+        """Fetch ``remote`` into ``local`` (replaced only when complete).
+
+        Returns ``{FullPath, Length, Sha256}`` with the local hash. Raises
+        RemoteError not_found if the agent has no such file.
+        """
+
+        async def attempt() -> dict[str, Any]:
+            channel = await self.connect()
+            result = await channel.call("files", "download", {"Path": remote})
+            assert result.stream is not None
+            expected = int(result.value["Length"])
+            digest = await _write_file(result.stream, local, expected, progress)
+            return {"FullPath": str(local), "Length": expected, "Sha256": digest}
+
+        return await self._retrying(attempt)
+
+    async def _retrying(self, operation: Callable[[], Awaitable[T]]) -> T:
+        for delay in (*self._retry_delays, None):
+            try:
+                return await operation()
+            except ConnectionLost:
+                if delay is None:
+                    raise
+                await asyncio.sleep(delay)  # back off before reconnecting
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _read_file(path: Path, progress: Progress | None) -> AsyncIterator[bytes]:
+    with path.open("rb") as file:
+        while chunk := file.read(CHUNK):
+            yield chunk
+            if progress is not None:
+                progress(len(chunk))
+
+
+async def _write_file(
+    stream: AsyncIterator[bytes] | Any, local: Path, expected: int, progress: Progress | None
+) -> str:
+    """Write the stream to a temporary file, renamed to ``local`` only if complete."""
+    temporary = local.parent / f".{local.name}.{secrets.token_hex(6)}.partial"
+    digest = hashlib.sha256()
+    length = 0
+    try:
+        with temporary.open("xb") as file:
+            async for chunk in stream:
+                file.write(chunk)
+                digest.update(chunk)
+                length += len(chunk)
+                if progress is not None:
+                    progress(len(chunk))
+        if length != expected:
+            raise TransferError(f"download ended after {length} of {expected} bytes")
+        os.replace(temporary, local)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+        raise
+    return digest.hexdigest()

@@ -1,0 +1,75 @@
+"""The agent daemon: wires an instance's config, identity, services and listener.
+
+It owns no process-wide state: the CLI hands it the effective config and a
+stop event (set on SIGTERM), and is told the URLs once the agent is ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from agent import __version__
+from agent.certs import Identity
+from agent.config.model import InstanceConfig
+from agent.services.capabilities import capabilities_methods
+from agent.services.files import FileService
+from agent.services.router import Router
+from agent.transport.listener import Listener
+from agent.transport.settings import ChannelSettings
+
+log = logging.getLogger(__name__)
+
+
+
+@dataclass(frozen=True)
+class AgentRun:
+    name: str
+    config: InstanceConfig
+    identity: Identity
+    grace: float = 30.0
+
+
+def build_router(config: InstanceConfig) -> Router:
+    """Every service this agent serves, by name and version."""
+    router = Router()
+    router.add(
+        "capabilities", 1, capabilities_methods(config.home, lambda: router.advertised, __version__)
+    )
+    router.add("files", 1, FileService(config.home, config.file_roots).methods())
+    return router
+
+
+def listen_urls(addresses: list[tuple[str, int]]) -> list[str]:
+    return [f"wss://{f'[{host}]' if ':' in host else host}:{port}/" for host, port in addresses]
+
+
+async def run_agent(
+    run: AgentRun, stop: asyncio.Event, on_ready: Callable[[list[str]], None]
+) -> None:
+    """Serve until ``stop`` is set, then drain calls in flight for ``run.grace`` seconds."""
+    config = run.config
+    router = build_router(config)
+    settings = ChannelSettings(
+        run.identity, run.name, __version__, router.advertised, config.heartbeat_interval
+    )
+    for peer in config.trusted:
+        if peer.is_pending:
+            log.warning(
+                "trust for %s is pending: its certificate is not known yet", peer.thumbprint
+            )
+    trusted = [peer.certificate_pem for peer in config.trusted_certificates if peer.certificate_pem]
+    if not trusted:
+        log.warning("no trusted certificates: every caller will be refused")
+    if config.no_listen:
+        on_ready([])
+        await stop.wait()
+        return
+    listener = Listener(settings, trusted, router)
+    addresses = await listener.start(config.listen_ip, config.port)
+    on_ready(listen_urls(addresses))
+    await stop.wait()
+    log.info("stopping: no new connections; up to %.0f s for calls in flight", run.grace)
+    await listener.stop(run.grace)

@@ -1,0 +1,1 @@
+"""The RPC services an agent serves: capabilities and file transfer (scripts next)."""

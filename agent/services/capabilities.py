@@ -1,0 +1,41 @@
+"""The capabilities service: what this agent serves and what its machine offers."""
+
+from __future__ import annotations
+
+import platform
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from agent.protocol.dispatch import IncomingCall, Reply
+
+SHELLS = ("bash", "sh", "python3")
+
+
+def capabilities(
+    home: Path, services: Callable[[], tuple[str, ...]], version: str
+) -> dict[str, Any]:
+    """Build the capabilities document (cheap: no subprocess, no lock)."""
+    return {
+        "SupportedCapabilities": list(services()),
+        "AgentVersion": version,
+        "OS": platform.system(),
+        "OSVersion": platform.release(),
+        "Architecture": platform.machine(),
+        "Shells": [name for name in SHELLS if shutil.which(name)],
+        "FreeDiskBytes": shutil.disk_usage(home).free,
+        "Cpus": psutil.cpu_count() or 1,
+        "MemoryBytes": psutil.virtual_memory().total,
+    }
+
+
+def capabilities_methods(
+    home: Path, services: Callable[[], tuple[str, ...]], version: str
+) -> dict[str, Callable[[IncomingCall], Any]]:
+    async def get(call: IncomingCall) -> Reply:
+        return Reply(capabilities(home, services, version))
+
+    return {"get": get}

@@ -1,0 +1,53 @@
+"""Route a call to ``service.method``; unknown names get typed errors."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from agent.errors import CallError
+from agent.protocol.dispatch import IncomingCall, Reply
+from agent.protocol.messages import BAD_PARAMS, UNKNOWN_METHOD, UNKNOWN_SERVICE
+
+Method = Callable[[IncomingCall], Awaitable[Reply]]
+
+
+class Router:
+    def __init__(self) -> None:
+        self._services: dict[str, dict[str, Method]] = {}
+        self._versions: dict[str, int] = {}
+
+    def add(self, service: str, version: int, methods: dict[str, Method]) -> None:
+        self._services[service] = dict(methods)
+        self._versions[service] = version
+
+    @property
+    def advertised(self) -> tuple[str, ...]:
+        """``name/version`` for every service, as announced in hello and capabilities."""
+        return tuple(f"{name}/{version}" for name, version in self._versions.items())
+
+    async def __call__(self, call: IncomingCall) -> Reply:
+        methods = self._services.get(call.service)
+        if methods is None:
+            known = ", ".join(self._services) or "none"
+            raise CallError(UNKNOWN_SERVICE, f"no service {call.service!r} (served: {known})")
+        method = methods.get(call.method)
+        if method is None:
+            known = ", ".join(methods)
+            raise CallError(
+                UNKNOWN_METHOD, f"service {call.service!r} has no method {call.method!r} ({known})"
+            )
+        return await method(call)
+
+
+def param(call: IncomingCall, name: str, kind: type, *, required: bool = True) -> Any:
+    """The parameter ``name`` of type ``kind``; raises CallError(bad_params) otherwise."""
+    value = call.params.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise CallError(
+            BAD_PARAMS,
+            f"{call.service}.{call.method} needs {name!r} as {kind.__name__}, got {value!r:.60}",
+        )
+    return value

@@ -1,0 +1,1 @@
+"""Thin asyncio/aiohttp adapters around the sans-I/O protocol: TLS, listening, dialing."""

@@ -1,0 +1,118 @@
+"""Dialing: open a Channel to a peer's ``wss://`` URL, pinned to its thumbprint.
+
+The peer's certificate is checked right after the TLS handshake, inside the
+connector, before the HTTP upgrade (or anything else) is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from agent.errors import ConnectionLost, TrustError
+from agent.protocol.dispatch import Handler
+from agent.transport.channel import Channel
+from agent.transport.settings import ChannelSettings
+from agent.transport.tls import check_peer, client_context
+
+CONNECT_TIMEOUT = 30.0
+REFUSED_OUR_CERTIFICATE = ("unknown ca", "bad certificate", "certificate unknown")
+
+
+def websocket_url(endpoint: str) -> str:
+    """``https://host:port`` (as Octopus writes endpoints) or ``wss://…`` -> ``wss://host:port/``."""
+    url = URL(endpoint)
+    if url.scheme not in ("https", "wss") or not url.host:
+        raise ValueError(f"expected an endpoint like https://HOST:PORT/, got {endpoint!r}")
+    return str(url.with_scheme("wss").with_path("/"))
+
+
+class _PinnedConnector(aiohttp.TCPConnector):
+    """A connector that refuses a server whose certificate is not the pinned one."""
+
+    def __init__(self, expected_thumbprint: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._expected = expected_thumbprint
+
+    async def _wrap_create_connection(self, *args: Any, **kwargs: Any) -> Any:
+        transport, protocol = await super()._wrap_create_connection(*args, **kwargs)
+        try:
+            check_peer(transport.get_extra_info("ssl_object"), self._expected, "the peer")
+        except TrustError:
+            transport.close()
+            raise
+        return transport, protocol
+
+
+async def dial(
+    endpoint: str,
+    expected_thumbprint: str,
+    settings: ChannelSettings,
+    *,
+    handler: Handler | None = None,
+    timeout: float = CONNECT_TIMEOUT,
+) -> Channel:
+    """Connect, check the pin, exchange hellos; returns an open Channel.
+
+    Raises TrustError (wrong certificate either way), ConnectionLost (cannot
+    connect, or dropped during the hello) or ProtocolError.
+    """
+    url = websocket_url(endpoint)
+    context = client_context(settings.identity)
+    session = aiohttp.ClientSession(
+        connector=_PinnedConnector(expected_thumbprint, ssl=context, limit=1, force_close=True),
+        timeout=aiohttp.ClientTimeout(total=None, connect=timeout, sock_connect=timeout),
+    )
+    try:
+        websocket = await session.ws_connect(
+            url,
+            max_msg_size=settings.limits.max_frame_bytes,
+            compress=0,
+            autoping=True,
+        )
+        channel = Channel(
+            websocket,
+            settings.connection(dialer=True, now=time.monotonic()),
+            peer_thumbprint=expected_thumbprint.upper(),
+            handler=handler,
+        )
+        await channel.open()
+    except TrustError:
+        await session.close()
+        raise
+    except BaseException as error:
+        await session.close()
+        if isinstance(error, aiohttp.ClientError | OSError | asyncio.TimeoutError):
+            raise _explain(error, url, settings) from None
+        raise
+    asyncio.get_running_loop().create_task(_close_with(channel, session))
+    return channel
+
+
+async def _close_with(channel: Channel, session: aiohttp.ClientSession) -> None:
+    await channel.closed.wait()
+    await session.close()
+
+
+def _explain(error: BaseException, url: str, settings: ChannelSettings) -> Exception:
+    """Turn a failed dial into the error a person can act on."""
+    text = str(error)
+    causes = {type(error), type(error.__cause__)}
+    refused = any(r in text.lower() for r in REFUSED_OUR_CERTIFICATE) or (
+        ConnectionResetError in causes or "reset by peer" in text.lower()
+    )
+    if refused:
+        # The TLS 1.3 handshake completes before the server judges our certificate,
+        # so its refusal arrives as an alert or a reset right after it.
+        return TrustError(
+            f"{url} refused the connection after the TLS handshake: it does not trust our "
+            f"certificate {settings.identity.thumbprint} (on the agent: tentacle configure "
+            "--trust-certificate with our exported certificate)"
+        )
+    if isinstance(error, aiohttp.WSServerHandshakeError) and error.status == 403:
+        return TrustError(f"{url} refused the connection: {error.message}")
+    return ConnectionLost(f"cannot connect to {url}: {text or type(error).__name__}")
