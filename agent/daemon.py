@@ -23,7 +23,6 @@ from agent.transport.settings import ChannelSettings
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class AgentRun:
     name: str

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from agent.errors import ConnectionLost, TrustError
+from agent.errors import ConfigError, ConnectionLost, TrustError
 from agent.protocol.dispatch import Handler
 from agent.transport.channel import Channel
 from agent.transport.settings import ChannelSettings
@@ -27,7 +27,7 @@ def websocket_url(endpoint: str) -> str:
     """``https://host:port`` (as Octopus writes endpoints) or ``wss://…`` -> ``wss://host:port/``."""
     url = URL(endpoint)
     if url.scheme not in ("https", "wss") or not url.host:
-        raise ValueError(f"expected an endpoint like https://HOST:PORT/, got {endpoint!r}")
+        raise ConfigError(f"expected an endpoint like https://HOST:PORT/, got {endpoint!r}")
     return str(url.with_scheme("wss").with_path("/"))
 
 
@@ -102,16 +102,19 @@ def _explain(error: BaseException, url: str, settings: ChannelSettings) -> Excep
     """Turn a failed dial into the error a person can act on."""
     text = str(error)
     causes = {type(error), type(error.__cause__)}
-    refused = any(r in text.lower() for r in REFUSED_OUR_CERTIFICATE) or (
-        ConnectionResetError in causes or "reset by peer" in text.lower()
+    refused = (
+        any(r in text.lower() for r in REFUSED_OUR_CERTIFICATE)
+        or ConnectionResetError in causes
+        or "reset by peer" in text.lower()
+        or isinstance(error, aiohttp.ServerDisconnectedError)
     )
     if refused:
         # The TLS 1.3 handshake completes before the server judges our certificate,
-        # so its refusal arrives as an alert or a reset right after it.
+        # so its refusal arrives right after it: as an alert, a reset or a bare close.
         return TrustError(
-            f"{url} refused the connection after the TLS handshake: it does not trust our "
-            f"certificate {settings.identity.thumbprint} (on the agent: tentacle configure "
-            "--trust-certificate with our exported certificate)"
+            f"{url} closed the connection right after the TLS handshake: it most likely does "
+            f"not trust our certificate {settings.identity.thumbprint} (on the agent: "
+            "tentacle configure --trust-certificate with our exported certificate)"
         )
     if isinstance(error, aiohttp.WSServerHandshakeError) and error.status == 403:
         return TrustError(f"{url} refused the connection: {error.message}")

@@ -1,0 +1,141 @@
+"""A real `tentacle agent` process on loopback, and a trusted caller's identity."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import IO
+
+from agent import __version__
+from agent.certs import Identity, generate_identity, save_identity
+from agent.config import InstanceIndex
+from agent.config.instances import Instance, create_instance
+from agent.transport.settings import ChannelSettings
+from tests.helpers.cli import TentacleCli
+
+READY = re.compile(r"Agent listening on: wss://127\.0\.0\.1:(\d+)/")
+
+
+class AgentProcess:
+    """An agent instance ``agent`` that trusts the caller instance ``hub``."""
+
+    def __init__(
+        self, cli: TentacleCli, env: dict[str, str] | None = None, verb: str = "agent"
+    ) -> None:
+        self.cli = cli
+        self.verb = verb
+        self.env = {**cli.env, **(env or {})}
+        index = InstanceIndex(cli.config_home / "instances")
+        self.identity = generate_identity()
+        self.caller = generate_identity()
+        self.instance = self._instance(index, "agent", self.identity)
+        self.caller_identity_path = self._instance(index, "hub", self.caller).config.identity_path
+        config = self.instance.config.with_settings(port=0, listen_ip="127.0.0.1")
+        self.instance = self.instance.save(config.with_trusted(_trust(self.caller)))
+        self.process: subprocess.Popen[str] | None = None
+        self.port = 0
+
+    @staticmethod
+    def _instance(index: InstanceIndex, name: str, identity: Identity) -> Instance:
+        instance = create_instance(index, index.directory.parent, name)
+        save_identity(instance.config.identity_path, identity)
+        return instance
+
+    @property
+    def home(self) -> Path:
+        return self.instance.config.home
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}/"
+
+    @property
+    def thumbprint(self) -> str:
+        return self.identity.thumbprint
+
+    def settings(
+        self, identity: Identity | None = None, heartbeat: float = 10.0
+    ) -> ChannelSettings:
+        """Channel settings for a caller: the trusted hub's identity unless another is given."""
+        return ChannelSettings(identity or self.caller, "test-caller", __version__,
+                               heartbeat_interval=heartbeat)  # fmt: skip
+
+    def start(self) -> AgentProcess:
+        """Start the agent and wait for its readiness line."""
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "agent", self.verb, "--instance", "agent"],
+            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self._log = _Lines(self.process.stderr)
+        self._out = _Lines(self.process.stdout)
+        line = self._out.wait_for("Agent listening on")
+        match = READY.search(line)
+        assert match, f"unexpected readiness line {line!r}; log:\n{self.log()}"
+        self.port = int(match.group(1))
+        return self
+
+    def log(self) -> str:
+        return "".join(self._log.lines) if self.process else ""
+
+    def wait_for_log(self, text: str) -> str:
+        """Block until a log line containing ``text`` appears; returns it."""
+        return self._log.wait_for(text)
+
+    def signal(self, signum: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    def stop(self) -> int:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.process.pid, signal.SIGCONT)
+            self.process.terminate()
+        try:
+            return self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+
+def _trust(identity: Identity) -> tuple:  # type: ignore[type-arg]
+    from agent.config import TrustedPeer
+
+    return (TrustedPeer.from_certificate(identity.certificate),)
+
+
+class _Lines:
+    """Collects a child's output lines in a thread; waiting is on a condition, not a clock."""
+
+    def __init__(self, stream: IO[str] | None) -> None:
+        assert stream is not None
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._ended = False
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
+
+    def wait_for(self, text: str, start: int = 0) -> str:
+        """The first line from ``start`` on that contains ``text``; fails if output ends."""
+        with self._changed:
+            while True:
+                for line in self.lines[start:]:
+                    if text in line:
+                        return line
+                if self._ended:
+                    raise AssertionError(f"output ended without {text!r}:\n{''.join(self.lines)}")
+                self._changed.wait(timeout=60)
