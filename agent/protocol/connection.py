@@ -47,6 +47,7 @@ class _Outbound:
 @dataclass
 class _Inbound:
     window: int
+    ungranted: int = 0
 
 
 @dataclass
@@ -167,11 +168,19 @@ class Connection:
             self._send(End(stream, error))
 
     def consumed(self, stream: int, count: int) -> None:
-        """The application took ``count`` bytes of an inbound stream: grant that much again."""
+        """The application took ``count`` bytes of an inbound stream: grant that much again.
+
+        Grants are batched to a quarter of the window, so a stream costs one
+        window message per quarter window rather than one per chunk.
+        """
         inbound = self._state.streams_in.get(stream)
-        if inbound is not None and count > 0 and not self.closed:
-            inbound.window += count
-            self._send(Window(stream, count))
+        if inbound is None or count <= 0 or self.closed:
+            return
+        inbound.ungranted += count
+        if inbound.ungranted >= self.limits.stream_window_bytes // 4:
+            inbound.window += inbound.ungranted
+            self._send(Window(stream, inbound.ungranted))
+            inbound.ungranted = 0
 
     def abandon(self, stream: int, reason: str) -> None:
         """Stop receiving an inbound stream; the peer is told to stop sending."""

@@ -42,8 +42,9 @@ def decode_frame(frame: bytes, limits: Limits) -> Message | Data:
         )
     if not frame:
         raise ProtocolError("empty frame; expected a tag byte M or D")
-    tag, body = frame[0], frame[1:]
+    tag = frame[0]
     if tag == MESSAGE_TAG:
+        body = frame[1:]
         if len(body) > limits.max_message_bytes:
             raise ProtocolError(
                 f"message of {len(body)} bytes exceeds max_message_bytes="
@@ -52,13 +53,16 @@ def decode_frame(frame: bytes, limits: Limits) -> Message | Data:
             )
         return decode_message(body, limits.max_params_depth)
     if tag == DATA_TAG:
-        if len(body) < STREAM_ID_BYTES:
+        header = 1 + STREAM_ID_BYTES
+        if len(frame) < header:
             raise ProtocolError(f"data frame of {len(frame)} bytes is too short for a stream id")
-        chunk = body[STREAM_ID_BYTES:]
-        if len(chunk) > limits.max_chunk_bytes:
+        size = len(frame) - header
+        if size > limits.max_chunk_bytes:
             raise ProtocolError(
-                f"chunk of {len(chunk)} bytes exceeds max_chunk_bytes={limits.max_chunk_bytes}",
+                f"chunk of {size} bytes exceeds max_chunk_bytes={limits.max_chunk_bytes}",
                 limit="max_chunk_bytes",
             )
-        return Data(int.from_bytes(body[:STREAM_ID_BYTES], "big"), bytes(chunk))
+        # one copy, straight out of the frame (slicing the frame first would copy twice)
+        chunk = bytes(memoryview(frame)[header:])
+        return Data(int.from_bytes(frame[1:header], "big"), chunk)
     raise ProtocolError(f"unknown frame tag {tag:#04x}; expected M (0x4d) or D (0x44)")

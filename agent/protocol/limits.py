@@ -20,7 +20,7 @@ class Limits:
     max_frame_bytes: int = MIB + 16
     max_message_bytes: int = MIB
     max_params_depth: int = 32
-    max_chunk_bytes: int = 256 * KIB
+    max_chunk_bytes: int = 128 * KIB
     max_calls_in_flight: int = 256
     max_streams_in_flight: int = 64
     stream_window_bytes: int = 4 * MIB

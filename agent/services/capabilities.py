@@ -38,4 +38,8 @@ def capabilities_methods(
     async def get(call: IncomingCall) -> Reply:
         return Reply(capabilities(home, services, version))
 
-    return {"get": get}
+    async def ping(call: IncomingCall) -> Reply:
+        """The cheapest round trip: for liveness checks and latency measurement."""
+        return Reply({"Pong": True})
+
+    return {"get": get, "ping": ping}

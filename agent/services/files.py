@@ -97,11 +97,12 @@ class FileService:
 
 
 async def _receive(call: IncomingCall, temporary: Path, length: int) -> tuple[str, int]:
+    """Store the call's stream in ``temporary``; returns its SHA-256 and length."""
     assert call.stream is not None
     digest = hashlib.sha256()
     received = 0
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as file:
+    with os.fdopen(fd, "wb", buffering=0) as file:
         async for chunk in call.stream:
             received += len(chunk)
             if received > length:
