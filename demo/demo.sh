@@ -27,4 +27,26 @@ tentacle configure --instance worker --trust-certificate "$workdir/hub.pem"
 tentacle configure --instance hub --trust-certificate "$workdir/worker.pem"
 tentacle show-configuration --instance worker
 
+step "The worker listens (on loopback, any free port) and the hub calls it"
+tentacle configure --instance worker --listenIpAddress 127.0.0.1 --port 0
+coproc AGENT { exec tentacle agent --instance worker 2>"$workdir/agent.log"; }
+agent_pid=$AGENT_PID
+trap 'kill "$agent_pid" 2>/dev/null || true; wait "$agent_pid" 2>/dev/null || true; rm -rf "$workdir"' EXIT
+read -r ready <&"${AGENT[0]}"   # blocks until the agent prints its readiness line
+echo "$ready"
+endpoint="https://${ready#*wss://}"
+worker_thumbprint=$(tentacle show-thumbprint --instance worker --format json | python3 -c 'import json, sys; print(json.load(sys.stdin)["Thumbprint"])')
+call() { tentacle client --instance hub "$1" --endpoint "$endpoint" --thumbprint "$worker_thumbprint" "${@:2}"; }
+
+call capabilities
+head -c 5000000 /dev/urandom > "$workdir/package.zip"
+call upload "$workdir/package.zip" Files/package.zip
+call download Files/package.zip "$workdir/package-back.zip"
+cmp "$workdir/package.zip" "$workdir/package-back.zip" && echo "Round trip: identical"
+
+step "The agent stops cleanly on SIGTERM"
+kill -TERM "$agent_pid"
+wait "$agent_pid"
+cat "$workdir/agent.log"
+
 step "Done"

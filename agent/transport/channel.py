@@ -242,7 +242,8 @@ class Channel:
                 if message.type != aiohttp.WSMsgType.BINARY:
                     if message.type == aiohttp.WSMsgType.TEXT:
                         raise ProtocolError("text WebSocket message; expected binary frames")
-                    reason = f"the connection closed ({message.type.name.lower()})"
+                    if message.type == aiohttp.WSMsgType.ERROR:
+                        reason = f"connection error: {message.data}"
                     break
                 for event in self._conn.receive_frame(message.data, time.monotonic()):
                     self._dispatch(event)
