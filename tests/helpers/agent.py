@@ -26,10 +26,15 @@ class AgentProcess:
     """An agent instance ``agent`` that trusts the caller instance ``hub``."""
 
     def __init__(
-        self, cli: TentacleCli, env: dict[str, str] | None = None, verb: str = "agent"
+        self,
+        cli: TentacleCli,
+        env: dict[str, str] | None = None,
+        verb: str = "agent",
+        args: tuple[str, ...] = (),
     ) -> None:
         self.cli = cli
         self.verb = verb
+        self.args = args
         self.env = {**cli.env, **(env or {})}
         index = InstanceIndex(cli.config_home / "instances")
         self.identity = generate_identity()
@@ -69,7 +74,7 @@ class AgentProcess:
     def start(self) -> AgentProcess:
         """Start the agent and wait for its readiness line."""
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "agent", self.verb, "--instance", "agent"],
+            [sys.executable, "-m", "agent", self.verb, "--instance", "agent", *self.args],
             env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         self._log = _Lines(self.process.stderr)

@@ -197,3 +197,20 @@ async def test_cancelling_an_upload_removes_its_partial_file(agent: AgentProcess
         # the agent handles the cancel before this later call, so its clean-up is done
         await hub.capabilities()
     assert [p.name for p in agent.home.iterdir() if "cancelled" in p.name] == []
+
+
+async def test_an_upload_larger_than_the_free_space_is_refused_before_writing(
+    agent: AgentProcess,
+) -> None:
+    async def never() -> AsyncIterator[bytes]:
+        yield b"x"
+
+    petabyte = 2**50
+    async with client(agent) as hub:
+        channel = await hub.connect()
+        with pytest.raises(RemoteError) as caught:
+            await channel.call("files", "upload", {"Path": "huge", "Length": petabyte},
+                               upload=never())  # fmt: skip
+    assert caught.value.kind == "insufficient_space"
+    assert f"uploading {petabyte} bytes" in str(caught.value)
+    assert not any("huge" in p.name for p in agent.home.iterdir())

@@ -161,3 +161,14 @@ async def test_the_client_reconnects_after_the_agent_restarts(tentacle: Tentacle
             assert (await hub.capabilities())["SupportedCapabilities"]
     finally:
         agent.stop()
+
+
+def test_json_logs_for_machines(tentacle: TentacleCli) -> None:
+    import json
+
+    agent = AgentProcess(tentacle, args=("--log-format", "json")).start()
+    line = agent.wait_for_log("thumbprint")
+    assert agent.stop() == 0
+    entry = json.loads(line)
+    assert entry["level"] == "INFO"
+    assert entry["message"] == f"instance agent, thumbprint {agent.thumbprint}"
