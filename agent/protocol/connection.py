@@ -89,6 +89,10 @@ class Connection:
         self._heartbeat = _Heartbeat(heartbeat_interval, now, now)
         self._send(Hello(**{**hello.__dict__, "limits": self.limits.as_dict()}))
 
+    @property
+    def heartbeat_interval(self) -> float:
+        return self._heartbeat.interval
+
     # -- output ------------------------------------------------------------
 
     def frames_to_send(self) -> list[bytes]:

@@ -266,7 +266,7 @@ class Channel:
             self._closing = asyncio.create_task(self.close(reason), name="channel-close")
 
     async def _heartbeat_loop(self) -> None:
-        interval = self._conn._heartbeat.interval
+        interval = self._conn.heartbeat_interval
         while True:
             await asyncio.sleep(min(1.0, interval / 4))  # a timer, not synchronisation
             for event in self._conn.tick(time.monotonic()):
@@ -336,35 +336,40 @@ class Channel:
             future.set_result(outcome)
 
     async def _answer(self, call_id: int, call: IncomingCall) -> None:
+        """Run the handler for one incoming call and send its answer (and stream)."""
         try:
             if self._handler is None:
                 raise CallError(UNKNOWN_SERVICE, "this side serves no calls")
             reply = await self._handler(call)
         except asyncio.CancelledError:
-            if not self.closed.is_set():
-                self._conn.error(call_id, CANCELLED, "the call was cancelled")
-                self._flush()
+            self._send_error(call_id, CANCELLED, "the call was cancelled")
             raise
         except (CallError, RemoteError) as error:
-            self._conn.error(call_id, error.kind, str(error))
-            self._flush()
+            self._send_error(call_id, error.kind, str(error))
             return
         except ConnectionLost:
             return
         except Exception as error:
             log.exception("call %s.%s failed", call.service, call.method)
-            self._conn.error(call_id, INTERNAL, f"{type(error).__name__}: {error}")
-            self._flush()
+            self._send_error(call_id, INTERNAL, f"{type(error).__name__}: {error}")
             return
         finally:
             self._handling.pop(call_id, None)
             if isinstance(call.stream, InboundStream):
                 call.stream.abandon("the call finished")
+        if self.closed.is_set() or self._conn.closed:
+            return
         stream = self._conn.result(call_id, reply.value, with_stream=reply.stream is not None)
         self._flush()
         if reply.stream is not None and stream is not None:
             with contextlib.suppress(RemoteError, ConnectionLost):
                 await self._pump(stream, reply.stream)
+
+    def _send_error(self, call_id: int, kind: str, message: str) -> None:
+        """Fail an incoming call, unless the connection is already gone."""
+        if not self.closed.is_set() and not self._conn.closed:
+            self._conn.error(call_id, kind, message)
+            self._flush()
 
 
 async def _finish(task: asyncio.Task[None]) -> None:
