@@ -15,12 +15,13 @@ from pathlib import Path
 PRIVATE = 0o600
 
 
-def write_atomic(path: Path, data: bytes, mode: int = PRIVATE) -> None:
+def write_atomic(path: Path, data: bytes, mode: int = PRIVATE, *, durable: bool = True) -> None:
     """Replace ``path`` with ``data``, created with permission bits ``mode``.
 
     Raises OSError (for instance ENOSPC on a full disk) and then guarantees that
     ``path`` still holds its previous content and that no temporary file is left
-    behind. On success the new content and the rename are on disk (fsynced).
+    behind. With ``durable`` (the default) the new content and the rename are
+    fsynced; without, they survive the process's death but not a power cut.
     """
     directory = path.parent
     temporary = directory / f".{path.name}.{os.getpid()}.tmp"
@@ -35,7 +36,8 @@ def write_atomic(path: Path, data: bytes, mode: int = PRIVATE) -> None:
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(temporary, path)
@@ -43,7 +45,8 @@ def write_atomic(path: Path, data: bytes, mode: int = PRIVATE) -> None:
         with contextlib.suppress(FileNotFoundError):
             temporary.unlink()
         raise
-    _fsync_directory(directory)
+    if durable:
+        _fsync_directory(directory)
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -8,19 +8,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from agent import __version__
 from agent.certs import Identity
 from agent.config.model import InstanceConfig
+from agent.scripts.manager import ScriptManager, ScriptSettings
 from agent.services.capabilities import capabilities_methods
 from agent.services.files import FileService
 from agent.services.router import Router
+from agent.services.scripts import ScriptService
 from agent.transport.listener import Listener
 from agent.transport.settings import ChannelSettings
 
 log = logging.getLogger(__name__)
+
+
+# Never passed to scripts: Debian's bash reads ~/.bashrc when it sees them.
+HIDDEN_VARIABLES = ("SSH_CLIENT", "SSH2_CLIENT", "SSH_CONNECTION", "SSH_TTY")
 
 
 @dataclass(frozen=True)
@@ -29,15 +35,45 @@ class AgentRun:
     config: InstanceConfig
     identity: Identity
     grace: float = 30.0
+    environment: Mapping[str, str] = field(default_factory=dict)
+    executable: str = "tentacle"
 
 
-def build_router(config: InstanceConfig) -> Router:
+def script_environment(run: AgentRun) -> dict[str, str]:
+    """The environment scripts get: the agent's, less SSH's, plus the Tentacle variables."""
+    environment = {k: v for k, v in run.environment.items() if k not in HIDDEN_VARIABLES}
+    environment.update(
+        TentacleHome=str(run.config.home),
+        TentacleApplications=str(run.config.applications),
+        TentacleInstanceName=run.name,
+        TentacleVersion=__version__,
+        TentacleExecutablePath=run.executable,
+        TentacleJournal=str(run.config.home / "DeploymentJournal.json"),
+    )
+    return environment
+
+
+def script_manager(run: AgentRun) -> ScriptManager:
+    config = run.config
+    return ScriptManager(
+        ScriptSettings(
+            work=config.home / "Work",
+            environment=script_environment(run),
+            max_running=config.max_running_scripts or None,
+            retention=config.workspace_retention,
+            sweep_interval=config.workspace_sweep_interval,
+        )
+    )
+
+
+def build_router(config: InstanceConfig, scripts: ScriptManager) -> Router:
     """Every service this agent serves, by name and version."""
     router = Router()
     router.add(
         "capabilities", 1, capabilities_methods(config.home, lambda: router.advertised, __version__)
     )
     router.add("files", 1, FileService(config.home, config.file_roots).methods())
+    router.add("scripts", 1, ScriptService(scripts).methods())
     return router
 
 
@@ -50,7 +86,9 @@ async def run_agent(
 ) -> None:
     """Serve until ``stop`` is set, then drain calls in flight for ``run.grace`` seconds."""
     config = run.config
-    router = build_router(config)
+    scripts = script_manager(run)
+    await scripts.open()
+    router = build_router(config, scripts)
     settings = ChannelSettings(
         run.identity, run.name, __version__, router.advertised, config.heartbeat_interval
     )
@@ -62,13 +100,16 @@ async def run_agent(
     trusted = [peer.certificate_pem for peer in config.trusted_certificates if peer.certificate_pem]
     if not trusted:
         log.warning("no trusted certificates: every caller will be refused")
-    if config.no_listen:
-        on_ready([])
+    try:
+        if config.no_listen:
+            on_ready([])
+            await stop.wait()
+            return
+        listener = Listener(settings, trusted, router)
+        addresses = await listener.start(config.listen_ip, config.port)
+        on_ready(listen_urls(addresses))
         await stop.wait()
-        return
-    listener = Listener(settings, trusted, router)
-    addresses = await listener.start(config.listen_ip, config.port)
-    on_ready(listen_urls(addresses))
-    await stop.wait()
-    log.info("stopping: no new connections; up to %.0f s for calls in flight", run.grace)
-    await listener.stop(run.grace)
+        log.info("stopping: no new connections; up to %.0f s for calls in flight", run.grace)
+        await listener.stop(run.grace)
+    finally:
+        await scripts.close()  # running scripts carry on; the next start re-attaches

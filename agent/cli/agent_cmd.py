@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import signal
+import sys
 from typing import TYPE_CHECKING
 
 import click
@@ -53,7 +55,9 @@ def agent_command(instance_name: str | None, log_format: str, grace: float) -> N
     log.info("instance %s, thumbprint %s", instance.name, identity.thumbprint)
     from agent.daemon import AgentRun
 
-    asyncio.run(_serve(AgentRun(instance.name, config, identity, grace)))
+    executable = shutil.which("tentacle") or sys.argv[0]
+    run = AgentRun(instance.name, config, identity, grace, context.environ, executable)
+    asyncio.run(_serve(run))
 
 
 async def _serve(run: AgentRun) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from agent.certs import load_identity
 from agent.cli.context import current
 from agent.cli.options import instance_option
 from agent.cli.output import emit_fields, emit_json, format_option
+from agent.errors import TentacleError
 
 if TYPE_CHECKING:  # the client stack (aiohttp) is imported only when a client command runs
     from agent.client import AgentClient
@@ -133,3 +135,79 @@ def _progress(length: int | None, label: str) -> Iterator[Callable[[int], None] 
     bar: Any = click.progressbar(length=length, label=label, file=sys.stderr)
     with bar:
         yield bar.update
+
+
+@client_group.command("run-script", context_settings={"ignore_unknown_options": True})
+@endpoint_options
+@click.option("--ticket", help="resume the script with this ticket if it exists, else start it")
+@click.option(
+    "--syntax", type=click.Choice(["bash", "sh", "python"]), default="bash", show_default=True
+)
+@click.option("--isolation", type=click.Choice(["full", "none"]), default="full", show_default=True)
+@click.option("--mutex", "mutex_name", metavar="NAME", help="isolation mutex name")
+@click.option("--mutex-timeout", type=click.FloatRange(0), metavar="S")
+@click.option(
+    "--grace",
+    type=click.FloatRange(0),
+    metavar="S",
+    help="seconds between SIGTERM and SIGKILL when cancelled",
+)
+@click.option(
+    "--file",
+    "files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    metavar="PATH",
+    help="send a file into the script's workspace",
+)
+@click.argument("script", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("arguments", nargs=-1, type=click.UNPROCESSED)
+def run_script_command(
+    endpoint: str,
+    thumbprint: str,
+    ticket: str | None,
+    syntax: str,
+    isolation: str,
+    mutex_name: str | None,
+    mutex_timeout: float | None,
+    grace: float | None,
+    files: tuple[str, ...],
+    script: Path,
+    arguments: tuple[str, ...],
+) -> None:
+    """Run SCRIPT on the agent and exit with its exit code; Ctrl-C cancels it."""
+    from agent.client.scripts import LogLine, ScriptRequest, execute_script
+    from agent.scripts import exitcodes
+
+    request_fields: dict[str, Any] = {"ticket": ticket} if ticket else {}
+    request = ScriptRequest(
+        body=script.read_text(),
+        syntax=syntax,
+        arguments=arguments,
+        files=[(Path(f).name, Path(f)) for f in files],
+        isolation=isolation,
+        mutex_name=mutex_name,
+        mutex_timeout=mutex_timeout,
+        grace=grace,
+        **request_fields,
+    )
+
+    def show(line: LogLine) -> None:
+        if line.source == "stdout":
+            click.echo(line.text)
+        else:
+            prefix = "" if line.source == "stderr" else "[agent] "
+            click.echo(prefix + line.text, err=True)
+
+    async def action(client: AgentClient) -> int:
+        cancel = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, cancel.set)
+        loop.add_signal_handler(signal.SIGTERM, cancel.set)
+        outcome = await execute_script(client, request, show, cancel)
+        return outcome.exit_code
+
+    code = _run(endpoint, thumbprint, action)
+    if code < 0:
+        raise TentacleError(f"script {request.ticket}: {exitcodes.describe(code)} ({code})")
+    raise click.exceptions.Exit(min(code, 255))

@@ -59,6 +59,24 @@ from agent.errors import ConfigError, TentacleError
     help="also allow file transfer under DIR (besides the home)",
 )
 @click.option("--remove-file-root", "removed_file_roots", multiple=True, metavar="DIR")
+@click.option(
+    "--max-running-scripts",
+    type=click.IntRange(0),
+    metavar="N",
+    help="run at most N scripts at once; more queue in order (0: no limit)",
+)
+@click.option(
+    "--workspace-retention",
+    type=click.FloatRange(0),
+    metavar="SECONDS",
+    help="remove workspaces of finished scripts never completed after this long",
+)
+@click.option(
+    "--workspace-sweep-interval",
+    type=click.FloatRange(0.001),
+    metavar="SECONDS",
+    help="how often old workspaces are looked for",
+)
 @click.option("--remove-trust", multiple=True, metavar="THUMBPRINT", help="stop trusting a peer")
 @click.option("--reset-trust", is_flag=True, help="forget every trusted peer first")
 def configure_command(
@@ -72,6 +90,9 @@ def configure_command(
     heartbeat_interval: float | None,
     file_roots: tuple[str, ...],
     removed_file_roots: tuple[str, ...],
+    max_running_scripts: int | None,
+    workspace_retention: float | None,
+    workspace_sweep_interval: float | None,
     trust: tuple[str, ...],
     trust_certificates: tuple[Path, ...],
     remove_trust: tuple[str, ...],
@@ -92,6 +113,9 @@ def configure_command(
         "polling_connection_count": polling_connection_count,
         "heartbeat_interval": heartbeat_interval,
         "file_roots": _changed_roots(config.file_roots, file_roots, removed_file_roots),
+        "max_running_scripts": max_running_scripts,
+        "workspace_retention": workspace_retention,
+        "workspace_sweep_interval": workspace_sweep_interval,
     }
     try:
         config = config.with_settings(**{k: v for k, v in settings.items() if v is not None})
@@ -165,6 +189,9 @@ def _setting_changes(old: InstanceConfig, new: InstanceConfig) -> list[tuple[str
         "polling_connection_count",
         "heartbeat_interval",
         "file_roots",
+        "max_running_scripts",
+        "workspace_retention",
+        "workspace_sweep_interval",
     ]
     return [
         (name, getattr(old, name), getattr(new, name))
@@ -214,6 +241,9 @@ def configuration_document(instance: Instance, config: InstanceConfig) -> dict[s
         "PollingConnectionCount": config.polling_connection_count,
         "HeartbeatInterval": config.heartbeat_interval,
         "FileRoots": [str(root) for root in config.file_roots],
+        "MaxRunningScripts": config.max_running_scripts,
+        "WorkspaceRetention": config.workspace_retention,
+        "WorkspaceSweepInterval": config.workspace_sweep_interval,
         "Thumbprint": thumbprint,
         "TrustedThumbprints": [peer.thumbprint for peer in config.trusted],
         "Trust": [
@@ -232,6 +262,9 @@ _SETTING_OF_KEY = {
     "PollingConnectionCount": "polling_connection_count",
     "HeartbeatInterval": "heartbeat_interval",
     "FileRoots": "file_roots",
+    "MaxRunningScripts": "max_running_scripts",
+    "WorkspaceRetention": "workspace_retention",
+    "WorkspaceSweepInterval": "workspace_sweep_interval",
 }
 
 

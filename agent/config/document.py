@@ -125,6 +125,9 @@ def render_config(config: InstanceConfig) -> str:
         "polling_connection_count": config.polling_connection_count,
         "heartbeat_interval": config.heartbeat_interval,
         "file_roots": [str(root) for root in config.file_roots],
+        "max_running_scripts": config.max_running_scripts,
+        "workspace_retention": config.workspace_retention,
+        "workspace_sweep_interval": config.workspace_sweep_interval,
         TRUSTED_KEY: [_render_peer(peer) for peer in config.trusted],
     }
     return HEADER + yaml.dump(document, Dumper=_Dumper, sort_keys=False, default_flow_style=False)

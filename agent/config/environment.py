@@ -21,6 +21,9 @@ ENVIRONMENT_SETTINGS: dict[str, str] = {
     "TENTACLE_POLLING_CONNECTION_COUNT": "polling_connection_count",
     "TENTACLE_HEARTBEAT_INTERVAL": "heartbeat_interval",
     "TENTACLE_FILE_ROOTS": "file_roots",
+    "TENTACLE_MAX_RUNNING_SCRIPTS": "max_running_scripts",
+    "TENTACLE_WORKSPACE_CLEANER_DELETE_OLDER_THAN": "workspace_retention",
+    "TENTACLE_WORKSPACE_CLEANER_DELAY": "workspace_sweep_interval",
 }
 
 

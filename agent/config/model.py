@@ -106,6 +106,24 @@ def _integer(value: Any) -> int | None:
     return None
 
 
+def coerce_count(value: Any) -> int:
+    """A whole number of 0 or more (0: no limit)."""
+    number = _integer(value)
+    if number is None or number < 0:
+        raise ValueError(f"expected a whole number, 0 for no limit, got {value!r}")
+    return number
+
+
+def coerce_seconds(value: Any) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if isinstance(value, bool) or seconds < 0:
+        raise ValueError(f"expected a number of seconds, got {value!r}")
+    return seconds
+
+
 # Setting name -> coercion. The names are the config file's keys.
 SETTINGS: dict[str, Callable[[Any], Any]] = {
     "home": coerce_absolute_path,
@@ -116,6 +134,9 @@ SETTINGS: dict[str, Callable[[Any], Any]] = {
     "polling_connection_count": coerce_polling_connection_count,
     "heartbeat_interval": coerce_heartbeat_interval,
     "file_roots": coerce_paths,
+    "max_running_scripts": coerce_count,
+    "workspace_retention": coerce_seconds,
+    "workspace_sweep_interval": coerce_seconds,
 }
 
 
@@ -131,6 +152,9 @@ class InstanceConfig:
     polling_connection_count: int = DEFAULT_POLLING_CONNECTION_COUNT
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
     file_roots: tuple[Path, ...] = ()
+    max_running_scripts: int = 0
+    workspace_retention: float = 24 * 3600.0
+    workspace_sweep_interval: float = 2 * 3600.0
     trusted: tuple[TrustedPeer, ...] = field(default=())
 
     @property

@@ -1,0 +1,162 @@
+"""execute_script: run a script on an agent to the end, streaming its log.
+
+Start (idempotent per ticket) -> status with backoff, resuming from the last
+log sequence after a dropped connection -> complete. A cancel request is sent
+again until the script reports Complete, so the caller always learns the
+outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.client.agent_client import AgentClient
+from agent.errors import ConnectionLost
+
+FIRST_POLL = 0.05
+MAX_POLL = 2.0
+POLL_GROWTH = 1.5
+RECONNECT_DELAY = 0.5
+GIVE_UP_AFTER = 120.0
+
+
+@dataclass(frozen=True)
+class ScriptRequest:
+    body: str
+    syntax: str = "bash"
+    arguments: Sequence[str] = ()
+    files: Sequence[tuple[str, Path]] = ()
+    isolation: str = "full"
+    mutex_name: str | None = None
+    mutex_timeout: float | None = None
+    grace: float | None = None
+    task_id: str = ""
+    ticket: str = field(default_factory=lambda: secrets.token_hex(16))
+    wait: float = 1.0
+
+
+@dataclass(frozen=True)
+class LogLine:
+    sequence: int
+    source: str
+    text: str
+    occurred: datetime.datetime
+
+
+@dataclass(frozen=True)
+class ScriptOutcome:
+    ticket: str
+    exit_code: int
+    cancelled: bool
+
+
+async def execute_script(
+    client: AgentClient,
+    request: ScriptRequest,
+    on_line: Callable[[LogLine], None],
+    cancel: asyncio.Event | None = None,
+) -> ScriptOutcome:
+    """Run ``request`` to completion, calling ``on_line`` for every log line once, in order.
+
+    Setting ``cancel`` cancels the script; the outcome then still carries its
+    real exit code. Raises ConnectionLost only after GIVE_UP_AFTER seconds
+    without reaching the agent.
+    """
+    cancel = cancel or asyncio.Event()
+    status = await _resilient(client, lambda: _start(client, request))  # idempotent per ticket
+    last = 0
+    delay = FIRST_POLL
+    cancel_sent = False
+    while True:
+        last = _deliver(status, last, on_line)
+        if status["State"] == "Complete" and not status["Logs"]:
+            break
+        if status["Logs"]:
+            delay = FIRST_POLL
+        else:
+            await _pause(delay, cancel, cancel_sent)
+            delay = min(delay * POLL_GROWTH, MAX_POLL)
+        method = "cancel" if cancel.is_set() and status["State"] != "Complete" else "status"
+        cancel_sent |= method == "cancel"
+        status = await _resilient(client, _poll(client, method, request.ticket, last))
+    with contextlib.suppress(ConnectionLost):
+        await client.call("scripts", "complete", {"ScriptTicket": request.ticket})
+    return ScriptOutcome(request.ticket, int(status["ExitCode"]), cancel.is_set())
+
+
+def _poll(client: AgentClient, method: str, ticket: str, last: int) -> Callable[[], Awaitable[Any]]:
+    async def call() -> Any:
+        return await client.call(
+            "scripts", method, {"ScriptTicket": ticket, "LastLogSequence": last}
+        )
+
+    return call
+
+
+async def _start(client: AgentClient, request: ScriptRequest) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "ScriptTicket": request.ticket,
+        "ScriptBody": request.body,
+        "Syntax": request.syntax,
+        "Arguments": list(request.arguments),
+        "Isolation": request.isolation,
+        "IsolationMutexName": request.mutex_name,
+        "IsolationMutexTimeout": request.mutex_timeout,
+        "Grace": request.grace,
+        "TaskId": request.task_id,
+        "DurationToWaitForScriptToFinish": request.wait,
+        "Files": [{"Name": name, "Length": path.stat().st_size} for name, path in request.files],
+    }
+    channel = await client.connect()
+    upload = _concatenated([path for _, path in request.files]) if request.files else None
+    result = await channel.call("scripts", "start", params, upload=upload)
+    value: dict[str, Any] = result.value
+    return value
+
+
+async def _concatenated(paths: list[Path]) -> AsyncIterator[bytes]:
+    for path in paths:
+        with path.open("rb") as file:
+            while chunk := file.read(256 * 1024):
+                yield chunk
+
+
+def _deliver(status: dict[str, Any], last: int, on_line: Callable[[LogLine], None]) -> int:
+    for entry in status["Logs"]:
+        occurred = datetime.datetime.fromisoformat(entry["Occurred"])
+        for offset, text in enumerate(entry["Text"].split("\n")):
+            sequence = entry["Sequence"] + offset
+            if sequence > last:
+                on_line(LogLine(sequence, entry["Source"], text, occurred))
+                last = sequence
+    return max(last, int(status["NextLogSequence"]))
+
+
+async def _pause(delay: float, cancel: asyncio.Event, cancel_sent: bool) -> None:
+    """Wait before the next status call; a new cancel request cuts the wait short."""
+    if cancel_sent:
+        await asyncio.sleep(delay)
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(cancel.wait(), delay)
+
+
+async def _resilient(client: AgentClient, call: Callable[[], Any]) -> dict[str, Any]:
+    """Repeat an idempotent call through dropped connections, for up to GIVE_UP_AFTER s."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + GIVE_UP_AFTER
+    while True:
+        try:
+            result: dict[str, Any] = await call()
+            return result
+        except ConnectionLost:
+            if loop.time() >= deadline:
+                raise
+            await asyncio.sleep(RECONNECT_DELAY)  # back off, then reconnect

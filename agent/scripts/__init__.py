@@ -1,0 +1,1 @@
+"""Durable scripts: workspaces, the runner, the output log, state, the isolation mutex."""

@@ -1,0 +1,347 @@
+"""The durable script service: start by ticket, status with logs, cancel, complete.
+
+Each script lives in ``<work>/<ticket>/`` (0700) with its body, files, raw
+output, log index, ``state.json`` and the wrapper's ``rc``. Everything needed
+to answer for a script is on disk, so a restarted agent recovers every
+workspace: finished scripts report their real exit codes, running ones are
+re-attached, pending ones are started (see docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import shutil
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.errors import CallError
+from agent.scripts import exitcodes, runner
+from agent.scripts.mutex import Holder, IsolationMutex
+from agent.scripts.outputlog import OutputLog
+from agent.scripts.state import (
+    COMPLETE,
+    PENDING,
+    RUNNING,
+    ScriptSpec,
+    ScriptState,
+    load_state,
+    now,
+    save_state,
+)
+from agent.scripts.tickets import ticket_key
+
+log = logging.getLogger(__name__)
+WORKSPACE_MODE = 0o700
+FileWriter = Callable[[Path], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ScriptSettings:
+    work: Path
+    environment: Mapping[str, str]
+    max_running: int | None = None
+    retention: float = 24 * 3600.0
+    sweep_interval: float = 2 * 3600.0
+
+
+@dataclass(frozen=True)
+class Status:
+    ticket: str
+    state: str
+    exit_code: int | None
+    logs: list[dict[str, Any]]
+    next_sequence: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"Ticket": self.ticket, "State": self.state, "ExitCode": self.exit_code,
+                "Logs": self.logs, "NextLogSequence": self.next_sequence}  # fmt: skip
+
+
+@dataclass
+class _Script:
+    key: str
+    workspace: Path
+    state: ScriptState
+    log: OutputLog
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    cancel_requested: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    launched: runner.Launched | None = None
+
+
+class ScriptManager:
+    def __init__(self, settings: ScriptSettings) -> None:
+        self.settings = settings
+        self._scripts: dict[str, _Script] = {}
+        self._starting: dict[str, asyncio.Lock] = {}
+        self._mutex = IsolationMutex()
+        self._slots = asyncio.Semaphore(settings.max_running) if settings.max_running else None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._closing = False
+
+    # -- life cycle --------------------------------------------------------
+
+    async def open(self) -> None:
+        """Recover every workspace, sweep old ones, and start the periodic sweep."""
+        self.settings.work.mkdir(mode=WORKSPACE_MODE, parents=True, exist_ok=True)
+        for workspace in sorted(p for p in self.settings.work.iterdir() if p.is_dir()):
+            self._recover(workspace)
+        self.sweep()
+        self._sweeper = asyncio.create_task(self._sweep_periodically(), name="script-sweeper")
+
+    async def close(self) -> None:
+        """Stop watching. Running scripts are left running; a restart re-attaches them."""
+        self._closing = True
+        tasks = [s.task for s in self._scripts.values() if s.task] + [self._sweeper]
+        for task in tasks:
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(*(t for t in tasks if t is not None), return_exceptions=True)
+
+    # -- the service -------------------------------------------------------
+
+    async def start(
+        self, spec: ScriptSpec, body: str, write_files: FileWriter | None, wait: float
+    ) -> Status:
+        """Start the script for ``spec.ticket`` unless that ticket exists already.
+
+        Idempotent per ticket (case-insensitively), also for concurrent calls.
+        Waits up to ``wait`` seconds for a short script to finish.
+        """
+        key = ticket_key(spec.ticket)
+        async with self._starting.setdefault(key, asyncio.Lock()):
+            script = self._scripts.get(key)
+            if script is None:
+                script = await self._create(key, spec, body, write_files)
+        if wait > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(script.done.wait(), wait)
+        return self.status(spec.ticket, 0)
+
+    def status(self, ticket: str, last_sequence: int) -> Status:
+        """State, exit code and the log lines after ``last_sequence``.
+
+        An unknown ticket is Complete with exit code -45 and no logs.
+        """
+        script = self._scripts.get(ticket_key(ticket))
+        if script is None:
+            return Status(ticket, COMPLETE, exitcodes.UNKNOWN_SCRIPT, [], last_sequence)
+        state = script.state
+        if state.state == RUNNING:
+            script.log.ingest()
+        entries, last = script.log.read(last_sequence)
+        return Status(state.spec.ticket, state.state, state.exit_code, entries, last)
+
+    async def cancel(self, ticket: str, last_sequence: int) -> Status:
+        """Ask the script to stop (SIGTERM, then SIGKILL after its grace); returns its status."""
+        script = self._scripts.get(ticket_key(ticket))
+        if script is not None and not script.done.is_set():
+            script.cancel_requested.set()
+            if script.launched is None and script.task is not None:
+                script.task.cancel()  # still waiting for a slot or the mutex
+        return self.status(ticket, last_sequence)
+
+    async def complete(self, ticket: str) -> None:
+        """Forget the script and remove its workspace; stops it first if it still runs.
+
+        Never raises for an unknown or already completed ticket.
+        """
+        try:
+            key = ticket_key(ticket)
+        except CallError:
+            return
+        script = self._scripts.get(key)
+        if script is not None and not script.done.is_set():
+            await self.cancel(ticket, 0)
+            await script.done.wait()
+        self._scripts.pop(key, None)
+        shutil.rmtree(self.settings.work / key, ignore_errors=True)
+
+    def sweep(self) -> list[str]:
+        """Remove workspaces of scripts completed longer ago than the retention.
+
+        Never touches a script that is not complete. Returns the tickets removed.
+        """
+        horizon = datetime.datetime.now(datetime.UTC) - datetime.timedelta(
+            seconds=self.settings.retention
+        )
+        removed = []
+        for key, script in list(self._scripts.items()):
+            completed = script.state.completed
+            if script.state.state == COMPLETE and completed and _parse(completed) <= horizon:
+                self._scripts.pop(key, None)
+                shutil.rmtree(script.workspace, ignore_errors=True)
+                removed.append(script.state.spec.ticket)
+        if removed:
+            log.info("removed %d old workspace(s): %s", len(removed), ", ".join(removed))
+        return removed
+
+    async def _sweep_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.sweep_interval)  # a schedule, not a wait
+            self.sweep()
+
+    # -- creating and running ------------------------------------------------
+
+    async def _create(
+        self, key: str, spec: ScriptSpec, body: str, write_files: FileWriter | None
+    ) -> _Script:
+        workspace = self.settings.work / key
+        shutil.rmtree(workspace, ignore_errors=True)  # debris of a start that never finished
+        workspace.mkdir(mode=WORKSPACE_MODE)
+        try:
+            script_file = workspace / runner.SCRIPT_FILES[spec.syntax]
+            script_file.write_text(body.replace("\r\n", "\n"), encoding="utf-8")
+            if write_files is not None:
+                await write_files(workspace)
+            output = OutputLog(workspace)
+            output.create()
+            state = ScriptState(spec)
+            save_state(workspace, state)
+        except BaseException:
+            shutil.rmtree(workspace, ignore_errors=True)
+            raise
+        script = _Script(key, workspace, state, output)
+        self._scripts[key] = script
+        script.task = asyncio.create_task(self._run(script), name=f"script-{key}")
+        return script
+
+    async def _run(self, script: _Script) -> None:
+        spec = script.state.spec
+        holder = Holder(spec.ticket, spec.task_id, now(), spec.isolation == "full")
+        acquired = False
+        try:
+            async with _maybe(self._slots):
+                try:
+                    await self._mutex.acquire(
+                        spec.mutex_name, holder, spec.mutex_timeout or None,
+                        on_wait=lambda holders: _note_wait(script, holders),
+                    )  # fmt: skip
+                    acquired = True
+                except TimeoutError:
+                    script.log.note(f"Timed out after {spec.mutex_timeout} s waiting for the "
+                                    f"isolation mutex {spec.mutex_name!r}")  # fmt: skip
+                    self._finish(script, exitcodes.TIMEOUT)
+                    return
+                await self._launch_and_watch(script)
+        except asyncio.CancelledError:
+            if self._closing:
+                raise
+            script.log.note("Cancelled before the script started")
+            self._finish(script, exitcodes.CANCELLED)
+        except Exception as error:  # the agent's own failure, not the script's
+            log.exception("script %s failed in the agent", spec.ticket)
+            script.log.note(f"The agent failed to run the script: {error}")
+            self._finish(script, exitcodes.FATAL)
+        finally:
+            if acquired:
+                self._mutex.release(spec.mutex_name, spec.ticket)
+
+    async def _launch_and_watch(self, script: _Script) -> None:
+        spec = script.state.spec
+        self._save(script, script.state.but(state=RUNNING, started=now()))
+        try:
+            launched = runner.launch(script.workspace, spec.syntax, spec.arguments,
+                                     self._environment(script))  # fmt: skip
+        except OSError as error:
+            script.log.note(f"Could not launch the script: {error}")
+            self._finish(script, exitcodes.LAUNCH_FAILED)
+            return
+        script.launched = launched
+        self._save(script, script.state.but(pid=launched.pid, pid_start=launched.start_time))
+        await self._watch(script)
+
+    async def _watch(self, script: _Script) -> None:
+        """Wait for the wrapper to end (or stop it on cancel), then record the outcome."""
+        assert script.launched is not None
+        exited = asyncio.ensure_future(runner.wait_for_exit(script.launched))
+        cancelled = asyncio.ensure_future(script.cancel_requested.wait())
+        try:
+            await asyncio.wait({exited, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            cancelled.cancel()
+            if not exited.done():
+                exited.cancel()
+        if not exited.done() or exited.cancelled():
+            script.log.note(f"Cancelling: SIGTERM, then SIGKILL after {script.state.spec.grace} s")
+            await runner.stop(script.launched, script.state.spec.grace)
+        code = runner.exit_code(script.workspace)
+        if code is None:
+            script.log.note("The script's wrapper ended without recording an exit code")
+        self._finish(script, exitcodes.UNKNOWN_RESULT if code is None else code)
+
+    def _finish(self, script: _Script, code: int) -> None:
+        while not script.log.ingest(final=True):
+            pass
+        self._save(script, script.state.but(state=COMPLETE, exit_code=code, completed=now()))
+        script.done.set()
+
+    def _save(self, script: _Script, state: ScriptState) -> None:
+        save_state(script.workspace, state)
+        script.state = state
+
+    def _environment(self, script: _Script) -> dict[str, str]:
+        return {**self.settings.environment,
+                "TentacleScriptTicket": script.state.spec.ticket,
+                "TentacleWorkspace": str(script.workspace)}  # fmt: skip
+
+    # -- recovery ----------------------------------------------------------
+
+    def _recover(self, workspace: Path) -> None:
+        state = load_state(workspace)
+        if state is None:
+            shutil.rmtree(workspace, ignore_errors=True)  # a start that never finished
+            return
+        key = workspace.name
+        script = _Script(key, workspace, state, OutputLog(workspace))
+        self._scripts[key] = script
+        if state.state == COMPLETE:
+            script.done.set()
+            return
+        launched = runner.recorded_wrapper(workspace) if state.state == RUNNING else None
+        if launched is None:  # the wrapper never started: safe to (re)start from scratch
+            self._save(script, state.but(state=PENDING, started=None))
+            script.task = asyncio.create_task(self._run(script), name=f"script-{key}")
+            return
+        if state.pid_start is not None and state.pid == launched.pid:
+            launched = runner.Launched(launched.pid, state.pid_start)
+        if runner.exit_code(workspace) is None and not runner.is_alive(launched):
+            script.log.note("The script ended while the agent was down, without an exit code")
+            self._finish(script, exitcodes.UNKNOWN_RESULT)
+            return
+        log.info("re-attached to script %s (pid %d)", state.spec.ticket, launched.pid)
+        script.launched = launched
+        holder = Holder(state.spec.ticket, state.spec.task_id, state.started or now(),
+                        state.spec.isolation == "full")  # fmt: skip
+        self._mutex.hold(state.spec.mutex_name, holder)
+        script.task = asyncio.create_task(self._reattached(script), name=f"script-{key}")
+
+    async def _reattached(self, script: _Script) -> None:
+        try:
+            await self._watch(script)
+        finally:
+            self._mutex.release(script.state.spec.mutex_name, script.state.spec.ticket)
+
+
+def _note_wait(script: _Script, holders: list[Holder]) -> None:
+    names = ", ".join(f"{h.ticket} (task {h.task_id or '?'}, since {h.since})" for h in holders)
+    spec = script.state.spec
+    script.log.note(f"Waiting for the isolation mutex {spec.mutex_name!r}, held by {names}")
+
+
+def _parse(timestamp: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(timestamp)
+
+
+@contextlib.asynccontextmanager
+async def _maybe(semaphore: asyncio.Semaphore | None) -> Any:
+    if semaphore is None:
+        yield
+        return
+    async with semaphore:
+        yield

@@ -1,0 +1,206 @@
+"""The output log of one script: raw output files plus a durable sequence index.
+
+The script writes straight into ``stdout.raw`` and ``stderr.raw`` (the agent
+writes its own notes to ``debug.raw``), so output reaches disk without passing
+through the agent and keeps flowing while the agent is down. *Ingesting* gives
+the new complete lines sequence numbers by appending one record per batch to
+``log.index`` (JSON lines: first sequence, source, byte range, line count,
+time). Only ingested lines are served, so every line served has its number
+on disk first, and a restarted agent continues from the index: no line is
+lost or numbered twice.
+
+Lines are split at ``\\n``; a line longer than MAX_LINE bytes is split into
+pieces of MAX_LINE (split, not lost). Bytes are decoded as UTF-8 with
+replacement when served.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SOURCES = ("stdout", "stderr", "debug")
+RAW_FILES = {source: f"{source}.raw" for source in SOURCES}
+INDEX_FILE = "log.index"
+MAX_LINE = 16 * 1024
+INGEST_BUDGET = 8 * 1024 * 1024
+READ_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Consecutive lines of one source, ingested together."""
+
+    first: int
+    source: str
+    start: int
+    end: int
+    count: int
+    occurred: str
+
+    @property
+    def last(self) -> int:
+        return self.first + self.count - 1
+
+
+def split_lines(data: bytes) -> list[bytes]:
+    """Split complete data into lines by the log's rule (no trailing newline needed)."""
+    lines: list[bytes] = []
+    for line in data.split(b"\n"):
+        if len(line) <= MAX_LINE:
+            lines.append(line)
+        else:
+            lines.extend(line[i : i + MAX_LINE] for i in range(0, len(line), MAX_LINE))
+    return lines
+
+
+class OutputLog:
+    """Reads and extends one workspace's log. Not safe for concurrent ingestion."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.batches: list[Batch] = []
+        self.offsets = dict.fromkeys(SOURCES, 0)
+        self._load_index()
+
+    @property
+    def next_sequence(self) -> int:
+        return self.batches[-1].last + 1 if self.batches else 1
+
+    def create(self) -> None:
+        """Create empty raw files and index (the script's output files must exist)."""
+        for name in (*RAW_FILES.values(), INDEX_FILE):
+            (self.directory / name).touch(mode=0o600)
+
+    def raw_path(self, source: str) -> Path:
+        return self.directory / RAW_FILES[source]
+
+    def note(self, text: str) -> None:
+        """Append a debug line from the agent (mutex waits, cancellation...)."""
+        with self.raw_path("debug").open("ab") as file:
+            file.write(text.replace("\n", " ").encode("utf-8") + b"\n")
+
+    def ingest(self, *, final: bool = False, budget: int = INGEST_BUDGET) -> bool:
+        """Number the new complete lines of every source; returns True if all was read.
+
+        With ``final`` (the script has ended), a last line without a newline counts too.
+        """
+        complete = True
+        for source in SOURCES:
+            complete &= self._ingest_source(source, final, budget)
+        return complete
+
+    def _ingest_source(self, source: str, final: bool, budget: int) -> bool:
+        start = self.offsets[source]
+        try:
+            size = os.stat(self.raw_path(source)).st_size
+        except FileNotFoundError:
+            return True
+        end = min(size, start + budget)
+        if end <= start:
+            return True
+        with self.raw_path(source).open("rb") as file:
+            file.seek(start)
+            data = file.read(end - start)
+        cut = len(data) if final and end == size else _complete_prefix(data)
+        if cut == 0:
+            return end == size
+        count = len(split_lines(data[:cut].removesuffix(b"\n")))
+        self._append(Batch(self.next_sequence, source, start, start + cut, count, _now()))
+        return end == size and cut == len(data)
+
+    def _append(self, batch: Batch) -> None:
+        record = {"s": batch.first, "src": batch.source, "a": batch.start, "b": batch.end,
+                  "n": batch.count, "t": batch.occurred}  # fmt: skip
+        line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
+        fd = os.open(self.directory / INDEX_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line)  # one write: a record is on disk whole or not at all
+        finally:
+            os.close(fd)
+        self.batches.append(batch)
+        self.offsets[batch.source] = batch.end
+
+    def read(self, after: int, max_bytes: int = 512 * 1024) -> tuple[list[dict[str, Any]], int]:
+        """Entries for the lines numbered above ``after``, up to about ``max_bytes``.
+
+        Returns the entries (one per run of lines: Source, Sequence of the first,
+        Count, Text with the lines joined by newlines, Occurred) and the number
+        of the last line returned (``after`` when there is none).
+        """
+        entries: list[dict[str, Any]] = []
+        last = after
+        size = 0
+        for batch in self._batches_after(after):
+            lines = self._lines(batch)[max(0, after - batch.first + 1) :]
+            first = max(batch.first, after + 1)
+            taken = _take(lines, max_bytes - size) if entries else _take(lines, max_bytes) or 1
+            if taken == 0:
+                break
+            text = b"\n".join(lines[:taken]).decode("utf-8", "replace")
+            entries.append({"Source": batch.source, "Sequence": first, "Count": taken,
+                            "Text": text, "Occurred": batch.occurred})  # fmt: skip
+            size += len(text)
+            last = first + taken - 1
+            if taken < len(lines) or size >= max_bytes:
+                break
+        return entries, last
+
+    def _batches_after(self, after: int) -> Iterator[Batch]:
+        low, high = 0, len(self.batches)
+        while low < high:  # the first batch whose last line is above ``after``
+            middle = (low + high) // 2
+            if self.batches[middle].last <= after:
+                low = middle + 1
+            else:
+                high = middle
+        yield from self.batches[low:]
+
+    def _lines(self, batch: Batch) -> list[bytes]:
+        with self.raw_path(batch.source).open("rb") as file:
+            file.seek(batch.start)
+            data = file.read(batch.end - batch.start)
+        return split_lines(data.removesuffix(b"\n"))
+
+    def _load_index(self) -> None:
+        path = self.directory / INDEX_FILE
+        if not path.exists():
+            return
+        for line in path.read_bytes().splitlines():
+            try:
+                record = json.loads(line)
+                batch = Batch(record["s"], record["src"], record["a"], record["b"], record["n"],
+                              record["t"])  # fmt: skip
+            except (ValueError, KeyError, TypeError):
+                break  # a torn last record: everything before it stands
+            if batch.first != self.next_sequence or batch.source not in SOURCES:
+                break
+            self.batches.append(batch)
+            self.offsets[batch.source] = batch.end
+
+
+def _complete_prefix(data: bytes) -> int:
+    """Bytes up to the last newline, or whole MAX_LINE pieces of an unfinished long line."""
+    newline = data.rfind(b"\n")
+    tail = len(data) - (newline + 1)
+    if tail >= MAX_LINE:
+        return newline + 1 + (tail // MAX_LINE) * MAX_LINE
+    return newline + 1
+
+
+def _take(lines: list[bytes], budget: int) -> int:
+    size = 0
+    for taken, line in enumerate(lines):
+        size += len(line) + 1
+        if size > budget:
+            return taken
+    return len(lines)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")

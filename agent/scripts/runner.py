@@ -1,0 +1,189 @@
+"""Launch a script so that it outlives the agent, and watch or stop it from outside.
+
+The agent starts a small bash *wrapper* in a session of its own. The wrapper
+starts the script as a job (so in a process group of its own), with stdout and
+stderr appended straight to the workspace's raw files, waits for it and writes
+its exit status to ``rc`` (renamed into place). Nothing depends on the agent:
+kill -9 the agent and the script runs on, its output reaches disk and its exit
+code is recorded. The agent (this one or a restarted one) watches the wrapper
+through a pidfd, which works for any process, child or not.
+
+Stopping: SIGTERM to every process in the wrapper's session except the wrapper,
+then SIGKILL after a grace period. Output goes to files, not pipes, so a
+grandchild holding stdout open cannot hang anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shlex
+import signal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+RC_FILE = "rc"
+PID_FILE = "wrapper.pid"
+WRAPPER_LOG = "wrapper.log"
+INTERPRETERS = {"bash": ("bash",), "sh": ("sh",), "python": ("python3", "-u")}
+SCRIPT_FILES = {"bash": "script.sh", "sh": "script.sh", "python": "script.py"}
+
+# $1.. = the interpreter, the script and its arguments. `set -m` gives the job
+# its own process group; `wait` yields 128+N when a signal N killed it.
+WRAPPER = (
+    "echo $$ >wrapper.pid\n"
+    "set -m\n"
+    '"$@" </dev/null >>stdout.raw 2>>stderr.raw &\n'
+    "wait $!\n"
+    "echo $? >rc.tmp && mv rc.tmp rc\n"
+)
+
+
+@dataclass(frozen=True)
+class Launched:
+    pid: int
+    start_time: int
+
+
+def launch(
+    workspace: Path, syntax: str, arguments: Sequence[str], environment: Mapping[str, str]
+) -> Launched:
+    """Start the wrapper for the script in ``workspace``. Raises OSError if it cannot start.
+
+    The arguments reach the script as separate argv entries, never re-parsed by a shell.
+    """
+    command = [*INTERPRETERS[syntax], SCRIPT_FILES[syntax], *arguments]
+    wrapper = f"cd {shlex.quote(str(workspace))} || exit 127\n{WRAPPER}"
+    log = os.open(workspace / WRAPPER_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    null = os.open(os.devnull, os.O_RDONLY)
+    try:
+        pid = os.posix_spawnp(
+            "bash",
+            ["bash", "-c", wrapper, "tentacle-script", *command],
+            dict(environment),
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, null, 0),
+                (os.POSIX_SPAWN_DUP2, log, 1),
+                (os.POSIX_SPAWN_DUP2, log, 2),
+            ],
+            setsid=True,
+        )
+    finally:
+        os.close(log)
+        os.close(null)
+    return Launched(pid, process_start_time(pid) or 0)
+
+
+def recorded_wrapper(workspace: Path) -> Launched | None:
+    """The wrapper as it recorded itself, if it got that far (for recovery)."""
+    try:
+        pid = int((workspace / PID_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return Launched(pid, process_start_time(pid) or 0)
+
+
+def exit_code(workspace: Path) -> int | None:
+    """The script's exit code as the wrapper recorded it, or None if it has not."""
+    try:
+        return int((workspace / RC_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def process_start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (to tell a reused pid apart)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[19])
+
+
+def is_alive(launched: Launched) -> bool:
+    """True if the wrapper is still running (and its pid was not reused)."""
+    return process_start_time(launched.pid) == launched.start_time and not _is_zombie(launched.pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rindex(")") + 2] == "Z"
+
+
+async def wait_for_exit(launched: Launched) -> None:
+    """Return once the wrapper has exited; reap it if it is our child."""
+    if not is_alive(launched):
+        _reap(launched.pid)
+        return
+    try:
+        pidfd = os.pidfd_open(launched.pid)
+    except ProcessLookupError:
+        _reap(launched.pid)
+        return
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not exited.done():
+            exited.set_result(None)
+
+    loop.add_reader(pidfd, readable)
+    try:
+        if is_alive(launched):  # it may have ended before the pidfd was opened
+            await exited
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+    _reap(launched.pid)
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def signal_script(launched: Launched, signum: int) -> int:
+    """Send ``signum`` to every process in the wrapper's session but the wrapper.
+
+    Returns how many processes were signalled.
+    """
+    count = 0
+    for pid in _session_members(launched.pid):
+        if pid != launched.pid:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signum)
+                count += 1
+    return count
+
+
+def _session_members(session: int) -> list[int]:
+    members = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[3]) == session:
+            members.append(int(entry.name))
+    return members
+
+
+async def stop(launched: Launched, grace: float) -> None:
+    """SIGTERM the script's processes, SIGKILL them after ``grace`` seconds; wait for the end."""
+    signal_script(launched, signal.SIGTERM)
+    try:
+        await asyncio.wait_for(wait_for_exit(launched), grace)
+    except TimeoutError:
+        signal_script(launched, signal.SIGKILL)
+        await wait_for_exit(launched)
+    # the script is gone; so must be any descendant that ignored SIGTERM
+    signal_script(launched, signal.SIGKILL)

@@ -1,0 +1,72 @@
+"""What a workspace remembers about its script, in ``state.json`` (atomically replaced).
+
+It holds everything needed to (re)launch or re-attach after an agent restart:
+the request itself, the wrapper process's identity, and the outcome.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.atomicfile import write_atomic
+
+STATE_FILE = "state.json"
+PENDING, RUNNING, COMPLETE = "Pending", "Running", "Complete"
+SYNTAXES = ("bash", "sh", "python")
+DEFAULT_MUTEX = "RunningScript"
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class ScriptSpec:
+    """A StartScript request, minus the body and files (those are in the workspace)."""
+
+    ticket: str
+    syntax: str = "bash"
+    arguments: tuple[str, ...] = ()
+    isolation: str = "full"
+    mutex_name: str = DEFAULT_MUTEX
+    mutex_timeout: float | None = None
+    task_id: str = ""
+    grace: float = 10.0
+
+
+@dataclass(frozen=True)
+class ScriptState:
+    spec: ScriptSpec
+    state: str = PENDING
+    exit_code: int | None = None
+    created: str = field(default_factory=now)
+    started: str | None = None
+    completed: str | None = None
+    pid: int | None = None
+    pid_start: int | None = None
+
+    def but(self, **changes: Any) -> ScriptState:
+        return dataclasses.replace(self, **changes)
+
+
+def save_state(directory: Path, state: ScriptState) -> None:
+    """Replace the state file atomically. Not fsynced: it must survive the agent's
+    death, which the page cache does; a power cut may lose the last change."""
+    data = dataclasses.asdict(state)
+    write_atomic(directory / STATE_FILE, json.dumps(data).encode(), durable=False)
+
+
+def load_state(directory: Path) -> ScriptState | None:
+    """The saved state, or None if there is none or it cannot be read."""
+    try:
+        data = json.loads((directory / STATE_FILE).read_text())
+        spec = data.pop("spec")
+        spec["arguments"] = tuple(spec["arguments"])
+        return ScriptState(spec=ScriptSpec(**spec), **data)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None

@@ -1,0 +1,140 @@
+"""The script service (scripts/1): the RPC face of agent.scripts.ScriptManager.
+
+Parameters follow Tentacle's ScriptServiceV2 names. Files sent alongside a
+script travel on the StartScript call's stream, one after another, each as
+long as its ``Length`` in ``Files``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from agent.errors import CallError
+from agent.protocol.dispatch import IncomingCall, Reply
+from agent.protocol.messages import BAD_PARAMS, REFUSED
+from agent.scripts.manager import ScriptManager
+from agent.scripts.state import DEFAULT_MUTEX, SYNTAXES, ScriptSpec
+from agent.services.paths import resolve_within
+from agent.services.router import param
+
+ISOLATIONS = ("full", "none")
+
+
+class ScriptService:
+    def __init__(self, manager: ScriptManager) -> None:
+        self.manager = manager
+
+    def methods(self) -> dict[str, Callable[[IncomingCall], Any]]:
+        return {"start": self.start, "status": self.status, "cancel": self.cancel,
+                "complete": self.complete}  # fmt: skip
+
+    async def start(self, call: IncomingCall) -> Reply:
+        spec = _spec(call)
+        files = _files(call)
+        if files and call.stream is None:
+            raise CallError(BAD_PARAMS, "scripts.start: Files need their bytes on the stream")
+
+        async def write_files(workspace: Path) -> None:
+            if files and call.stream is not None:
+                await _write_files(call.stream, files, workspace)
+
+        wait = _seconds(call, "DurationToWaitForScriptToFinish") or 0.0
+        body = param(call, "ScriptBody", str)
+        status = await self.manager.start(spec, body, write_files, wait)
+        return Reply(status.as_json())
+
+    async def status(self, call: IncomingCall) -> Reply:
+        ticket, last = _ticket_and_sequence(call)
+        return Reply(self.manager.status(ticket, last).as_json())
+
+    async def cancel(self, call: IncomingCall) -> Reply:
+        ticket, last = _ticket_and_sequence(call)
+        return Reply((await self.manager.cancel(ticket, last)).as_json())
+
+    async def complete(self, call: IncomingCall) -> Reply:
+        await self.manager.complete(param(call, "ScriptTicket", str))
+        return Reply(None)
+
+
+def _spec(call: IncomingCall) -> ScriptSpec:
+    syntax = param(call, "Syntax", str, required=False) or "bash"
+    if syntax not in SYNTAXES:
+        raise CallError(BAD_PARAMS, f"Syntax must be one of {', '.join(SYNTAXES)}, not {syntax!r}")
+    isolation = param(call, "Isolation", str, required=False) or "full"
+    if isolation not in ISOLATIONS:
+        raise CallError(BAD_PARAMS, f"Isolation must be full or none, not {isolation!r}")
+    arguments = param(call, "Arguments", list, required=False) or []
+    if not all(isinstance(argument, str) for argument in arguments):
+        raise CallError(BAD_PARAMS, "Arguments must be a list of strings")
+    grace = _seconds(call, "Grace")
+    return ScriptSpec(
+        ticket=param(call, "ScriptTicket", str),
+        syntax=syntax,
+        arguments=tuple(arguments),
+        isolation=isolation,
+        mutex_name=param(call, "IsolationMutexName", str, required=False) or DEFAULT_MUTEX,
+        mutex_timeout=_seconds(call, "IsolationMutexTimeout"),
+        task_id=param(call, "TaskId", str, required=False) or "",
+        grace=10.0 if grace is None else grace,
+    )
+
+
+def _seconds(call: IncomingCall, name: str) -> float | None:
+    value = call.params.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise CallError(BAD_PARAMS, f"{name} must be a number of seconds, not {value!r}")
+    return float(value)
+
+
+def _ticket_and_sequence(call: IncomingCall) -> tuple[str, int]:
+    last = param(call, "LastLogSequence", int, required=False) or 0
+    return param(call, "ScriptTicket", str), last
+
+
+def _files(call: IncomingCall) -> list[tuple[str, int]]:
+    files = param(call, "Files", list, required=False) or []
+    parsed = []
+    for item in files:
+        name, length = (item.get("Name"), item.get("Length")) if isinstance(item, dict) else (0, 0)
+        if not isinstance(name, str) or not isinstance(length, int) or length < 0:
+            raise CallError(BAD_PARAMS, "each of Files needs Name (text) and Length (bytes)")
+        parsed.append((name, length))
+    return parsed
+
+
+async def _write_files(
+    stream: AsyncIterable[bytes], files: list[tuple[str, int]], workspace: Path
+) -> None:
+    """Split the stream into the listed files inside ``workspace``."""
+    chunks = aiter(stream)
+    pending = b""
+    for name, length in files:
+        target = resolve_within(name, workspace, ())
+        if target == workspace.resolve():
+            raise CallError(REFUSED, f"file name {name!r} names the workspace itself")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            file = target.open("xb")
+        except FileExistsError:
+            raise CallError(
+                BAD_PARAMS, f"file {name!r} is given twice or clashes with the script"
+            ) from None
+        with file:
+            remaining = length
+            while remaining:
+                if not pending:
+                    pending = await _next(chunks, name)
+                piece, pending = pending[:remaining], pending[remaining:]
+                file.write(piece)
+                remaining -= len(piece)
+
+
+async def _next(chunks: AsyncIterator[bytes], name: str) -> bytes:
+    try:
+        return await anext(chunks)
+    except StopAsyncIteration:
+        raise CallError(BAD_PARAMS, f"the stream ended inside file {name!r}") from None

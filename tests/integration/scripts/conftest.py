@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from agent.client import AgentClient, Endpoint
+from agent.client.scripts import LogLine, ScriptRequest, execute_script
+from tests.helpers.agent import AgentProcess
+
+
+class Scripts:
+    """Script calls to a real agent, low level (start/status/cancel) and whole runs."""
+
+    def __init__(self, client: AgentClient) -> None:
+        self.client = client
+
+    async def start(self, body: str, ticket: str | None = None, **params: Any) -> dict[str, Any]:
+        ticket = ticket or secrets.token_hex(8)
+        result: dict[str, Any] = await self.client.call(
+            "scripts", "start", {"ScriptTicket": ticket, "ScriptBody": body, **params}
+        )
+        return result
+
+    async def status(self, ticket: str, last: int = 0) -> dict[str, Any]:
+        result: dict[str, Any] = await self.client.call(
+            "scripts", "status", {"ScriptTicket": ticket, "LastLogSequence": last}
+        )
+        return result
+
+    async def cancel(self, ticket: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.client.call(
+            "scripts", "cancel", {"ScriptTicket": ticket, "LastLogSequence": 0}
+        )
+        return result
+
+    async def run(
+        self, body: str, cancel: asyncio.Event | None = None, **fields: Any
+    ) -> tuple[int, list[LogLine]]:
+        lines: list[LogLine] = []
+        outcome = await execute_script(self.client, ScriptRequest(body, **fields), lines.append,
+                                       cancel)  # fmt: skip
+        return outcome.exit_code, lines
+
+    async def wait_complete(self, ticket: str) -> dict[str, Any]:
+        """Poll until Complete (each status call is a round trip, not a timer)."""
+        while (status := await self.status(ticket))["State"] != "Complete":
+            await asyncio.sleep(0.05)
+        return status
+
+
+def texts(lines: list[LogLine], source: str = "stdout") -> list[str]:
+    return [line.text for line in lines if line.source == source]
+
+
+@pytest.fixture
+async def scripts(agent: AgentProcess) -> AsyncIterator[Scripts]:
+    async with AgentClient(Endpoint(agent.url, agent.thumbprint), agent.settings()) as client:
+        yield Scripts(client)
