@@ -55,6 +55,7 @@ async def test_environment_names_the_instance(scripts: Scripts, agent: AgentProc
         'echo "$TentacleHome|$TentacleInstanceName|$TentacleVersion|$PWD|${SSH_CLIENT-unset}|'
         '$(stat -c %a .)"'
     )
+    assert code == 0
     [line] = texts(lines)
     home, name, version, cwd, ssh, mode = line.split("|")
     assert (home, name, ssh, mode) == (str(agent.home), "agent", "unset", "700")
@@ -64,6 +65,7 @@ async def test_environment_names_the_instance(scripts: Scripts, agent: AgentProc
 
 async def test_stdout_stderr_and_sequence_numbers(scripts: Scripts) -> None:
     code, lines = await scripts.run("echo out; echo err >&2")
+    assert code == 0
     assert [(line.source, line.text) for line in lines] == [("stdout", "out"), ("stderr", "err")]
     assert [line.sequence for line in lines] == [1, 2]
 
@@ -129,8 +131,9 @@ async def test_bad_requests_are_refused(scripts: Scripts) -> None:
         ({"IsolationMutexTimeout": -1}, "must be a number of seconds"),
     ]:
         with pytest.raises(RemoteError) as caught:
-            await scripts.client.call("scripts", "start",
-                                      {"ScriptTicket": "t1", "ScriptBody": "true", **params})  # fmt: skip
+            await scripts.client.call(
+                "scripts", "start", {"ScriptTicket": "t1", "ScriptBody": "true", **params}
+            )
         assert caught.value.kind == "bad_params"
         assert message in str(caught.value)
 
