@@ -24,7 +24,7 @@ def client(agent: AgentProcess, **settings: float) -> AgentClient:
 async def test_capabilities_round_trip(agent: AgentProcess) -> None:
     async with client(agent) as hub:
         found = await hub.capabilities()
-    assert found["SupportedCapabilities"] == ["capabilities/1", "files/1"]
+    assert found["SupportedCapabilities"] == ["capabilities/1", "files/1", "scripts/1"]
     assert found["OS"] == "Linux"
     assert "bash" in found["Shells"]
     assert found["FreeDiskBytes"] > 0
@@ -68,7 +68,7 @@ async def test_unknown_service_and_method_are_typed_errors(agent: AgentProcess) 
         with pytest.raises(RemoteError) as caught:
             await hub.call("nothing", "here")
         assert caught.value.kind == "unknown_service"
-        assert "served: capabilities, files" in str(caught.value)
+        assert "served: capabilities, files, scripts" in str(caught.value)
         with pytest.raises(RemoteError) as caught:
             await hub.call("files", "delete")
         assert caught.value.kind == "unknown_method"
