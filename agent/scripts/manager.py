@@ -132,7 +132,7 @@ class ScriptManager:
         if script is None:
             return Status(ticket, COMPLETE, exitcodes.UNKNOWN_SCRIPT, [], last_sequence)
         state = script.state
-        if state.state == RUNNING:
+        if state.state != COMPLETE:  # a complete log was ingested in full when it ended
             script.log.ingest()
         entries, last = script.log.read(last_sequence)
         return Status(state.spec.ticket, state.state, state.exit_code, entries, last)

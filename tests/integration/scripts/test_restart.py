@@ -1,0 +1,149 @@
+"""An agent restart does not lose a running script: the goal beyond Tentacle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from pathlib import Path
+
+from agent.client import AgentClient, Endpoint
+from tests.helpers.agent import AgentProcess
+from tests.helpers.cli import TentacleCli
+from tests.integration.scripts.conftest import Scripts
+
+SCRIPTS = 20
+LINES = 50
+
+# Prints LINES lines, waits for its release file, prints LINES more, exits with its number.
+BODY = f"""
+n=$1; release=$2
+for i in $(seq {LINES}); do echo "before $n $i"; done
+echo "started" >&2
+for i in $(seq 2400); do [ -e "$release" ] && break; sleep 0.05; done
+for i in $(seq {LINES}); do echo "after $n $i"; done
+exit $n
+"""
+
+
+def client_for(agent: AgentProcess) -> AgentClient:
+    return AgentClient(Endpoint(agent.url, agent.thumbprint), agent.settings())
+
+
+async def full_log(scripts: Scripts, ticket: str) -> list[tuple[int, str, str]]:
+    """Every line of a complete script's log, fetched page by page."""
+    lines: list[tuple[int, str, str]] = []
+    last = 0
+    while True:
+        status = await scripts.status(ticket, last)
+        for entry in status["Logs"]:
+            for offset, text in enumerate(entry["Text"].split("\n")):
+                lines.append((entry["Sequence"] + offset, entry["Source"], text))
+        if not status["Logs"]:
+            return lines
+        last = status["NextLogSequence"]
+
+
+async def test_kill_9_during_20_running_scripts_loses_nothing(
+    tentacle: TentacleCli, tmp_path: Path
+) -> None:
+    agent = AgentProcess(tentacle).start()
+    releases = [tmp_path / f"release-{n}" for n in range(SCRIPTS)]
+    tickets = [f"survivor-{n}" for n in range(SCRIPTS)]
+    async with client_for(agent) as client:
+        scripts = Scripts(client)
+        for n, ticket in enumerate(tickets):
+            await scripts.start(BODY, ticket=ticket, Isolation="none",
+                                Arguments=[str(n), str(releases[n])])  # fmt: skip
+        for ticket in tickets:  # all running and past their first half
+            while not any(e["Source"] == "stderr" for e in (await scripts.status(ticket))["Logs"]):
+                await asyncio.sleep(0.05)
+
+    agent.signal(signal.SIGKILL)
+    assert agent.process is not None
+    agent.process.wait()
+    for release in releases[: SCRIPTS // 2]:  # half finish while the agent is down
+        release.touch()
+
+    agent.start()
+    assert "re-attached to script" in agent.wait_for_log("re-attached to script")
+    for release in releases[SCRIPTS // 2 :]:  # the other half after the restart
+        release.touch()
+    try:
+        async with client_for(agent) as client:
+            scripts = Scripts(client)
+            for n, ticket in enumerate(tickets):
+                status = await scripts.wait_complete(ticket)
+                assert status["ExitCode"] == n, f"{ticket}: {status}"
+                lines = await full_log(scripts, ticket)
+                assert [sequence for sequence, _, _ in lines] == list(range(1, len(lines) + 1))
+                stdout = [text for _, source, text in lines if source == "stdout"]
+                assert stdout == [f"before {n} {i}" for i in range(1, LINES + 1)] + [
+                    f"after {n} {i}" for i in range(1, LINES + 1)
+                ]
+                assert [text for _, source, text in lines if source == "stderr"] == ["started"]
+    finally:
+        agent.stop()
+
+
+async def test_a_script_that_vanished_without_a_result_reports_minus_46(
+    tentacle: TentacleCli, tmp_path: Path
+) -> None:
+    agent = AgentProcess(tentacle).start()
+    async with client_for(agent) as client:
+        scripts = Scripts(client)
+        await scripts.start("echo up >&2; sleep 1000", ticket="lost")
+        while not (await scripts.status("lost"))["Logs"]:
+            await asyncio.sleep(0.05)
+    agent.signal(signal.SIGKILL)
+    assert agent.process is not None
+    agent.process.wait()
+    wrapper = int((agent.home / "Work" / "lost" / "wrapper.pid").read_text())
+    for pid in _session(wrapper):  # the whole script, wrapper included, dies with the agent down
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    agent.start()
+    try:
+        async with client_for(agent) as client:
+            status = await Scripts(client).wait_complete("lost")
+        assert status["ExitCode"] == -46
+    finally:
+        agent.stop()
+
+
+def _session(session: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2 :].split()[3]) == session:
+                members.append(int(entry.name))
+    return members
+
+
+async def test_the_cleaner_removes_old_finished_workspaces_but_never_running_ones(
+    tentacle: TentacleCli, tmp_path: Path
+) -> None:
+    agent = AgentProcess(tentacle, env={"TENTACLE_WORKSPACE_CLEANER_DELETE_OLDER_THAN": "0"})
+    agent.start()
+    release = tmp_path / "release"
+    async with client_for(agent) as client:
+        scripts = Scripts(client)
+        await scripts.start("echo done", ticket="finished", DurationToWaitForScriptToFinish=30)
+        wait = f'for i in $(seq 1200); do [ -e "{release}" ] && exit 0; sleep 0.05; done'
+        await scripts.start(wait, ticket="running")
+    agent.stop()
+    agent.start()  # the sweep at start-up applies the retention
+    try:
+        assert "removed 1 old workspace(s): finished" in agent.wait_for_log("old workspace")
+        assert not (agent.home / "Work" / "finished").exists()
+        assert (agent.home / "Work" / "running").is_dir()
+        release.touch()
+        async with client_for(agent) as client:
+            assert (await Scripts(client).wait_complete("running"))["ExitCode"] == 0
+    finally:
+        agent.stop()
