@@ -176,7 +176,7 @@ def run_script_command(
     arguments: tuple[str, ...],
 ) -> None:
     """Run SCRIPT on the agent and exit with its exit code; Ctrl-C cancels it."""
-    from agent.client.scripts import LogLine, ScriptRequest, execute_script
+    from agent.client.scripts import LogChunk, ScriptRequest, execute_script
     from agent.scripts import exitcodes
 
     request_fields: dict[str, Any] = {"ticket": ticket} if ticket else {}
@@ -192,12 +192,13 @@ def run_script_command(
         **request_fields,
     )
 
-    def show(line: LogLine) -> None:
-        if line.source == "stdout":
-            click.echo(line.text)
+    def show(chunk: LogChunk) -> None:
+        if chunk.source == "stdout":
+            click.echo(chunk.text)
+        elif chunk.source == "stderr":
+            click.echo(chunk.text, err=True)
         else:
-            prefix = "" if line.source == "stderr" else "[agent] "
-            click.echo(prefix + line.text, err=True)
+            click.echo("\n".join(f"[agent] {line}" for line in chunk.lines), err=True)
 
     async def action(client: AgentClient) -> int:
         cancel = asyncio.Event()

@@ -43,11 +43,21 @@ class ScriptRequest:
 
 
 @dataclass(frozen=True)
-class LogLine:
-    sequence: int
+class LogChunk:
+    """Consecutive log lines of one source: ``first`` is the first line's sequence number.
+
+    Delivered in chunks, not line by line, so that a script printing a
+    gigabyte costs the caller a few thousand calls, not millions.
+    """
+
     source: str
-    text: str
+    first: int
+    lines: list[str]
     occurred: datetime.datetime
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
 
 
 @dataclass(frozen=True)
@@ -60,10 +70,10 @@ class ScriptOutcome:
 async def execute_script(
     client: AgentClient,
     request: ScriptRequest,
-    on_line: Callable[[LogLine], None],
+    on_output: Callable[[LogChunk], None],
     cancel: asyncio.Event | None = None,
 ) -> ScriptOutcome:
-    """Run ``request`` to completion, calling ``on_line`` for every log line once, in order.
+    """Run ``request`` to completion, passing every log line to ``on_output`` once, in order.
 
     Setting ``cancel`` cancels the script; the outcome then still carries its
     real exit code. Raises ConnectionLost only after GIVE_UP_AFTER seconds
@@ -75,8 +85,8 @@ async def execute_script(
     delay = FIRST_POLL
     cancel_sent = False
     while True:
-        last = _deliver(status, last, on_line)
-        if status["State"] == "Complete" and not status["Logs"]:
+        last = _deliver(status, last, on_output)
+        if status["State"] == "Complete" and not status.get("MoreLogs", bool(status["Logs"])):
             break
         if status["Logs"]:
             delay = FIRST_POLL
@@ -92,10 +102,16 @@ async def execute_script(
 
 
 def _poll(client: AgentClient, method: str, ticket: str, last: int) -> Callable[[], Awaitable[Any]]:
+    """A status (or cancel) call; status logs come as bytes on a stream, for speed."""
+
     async def call() -> Any:
-        return await client.call(
-            "scripts", method, {"ScriptTicket": ticket, "LastLogSequence": last}
-        )
+        params: dict[str, Any] = {"ScriptTicket": ticket, "LastLogSequence": last}
+        if method == "cancel":
+            return await client.call("scripts", method, params)
+        channel = await client.connect()
+        result = await channel.call("scripts", method, {**params, "StreamLogs": True})
+        data = b"".join([chunk async for chunk in result.stream]) if result.stream else b""
+        return {**result.value, "Data": data}
 
     return call
 
@@ -128,14 +144,23 @@ async def _concatenated(paths: list[Path]) -> AsyncIterator[bytes]:
                 yield chunk
 
 
-def _deliver(status: dict[str, Any], last: int, on_line: Callable[[LogLine], None]) -> int:
+def _deliver(status: dict[str, Any], last: int, on_output: Callable[[LogChunk], None]) -> int:
+    """Hand the status's new lines to ``on_output``; returns the last sequence seen."""
+    data, offset = status.get("Data", b""), 0
     for entry in status["Logs"]:
-        occurred = datetime.datetime.fromisoformat(entry["Occurred"])
-        for offset, text in enumerate(entry["Text"].split("\n")):
-            sequence = entry["Sequence"] + offset
-            if sequence > last:
-                on_line(LogLine(sequence, entry["Source"], text, occurred))
-                last = sequence
+        if "Text" in entry:
+            text = entry["Text"]
+        else:
+            length = int(entry["Length"])
+            text = data[offset : offset + length].decode("utf-8", "replace")
+            offset += length
+        first = int(entry["Sequence"])
+        lines = text.split("\n")[max(0, last + 1 - first) :]
+        if lines:
+            first = max(first, last + 1)
+            occurred = datetime.datetime.fromisoformat(entry["Occurred"])
+            on_output(LogChunk(entry["Source"], first, lines, occurred))
+            last = first + len(lines) - 1
     return max(last, int(status["NextLogSequence"]))
 
 

@@ -17,8 +17,8 @@ class Limits:
     names the limit.
     """
 
-    max_frame_bytes: int = MIB + 16
-    max_message_bytes: int = MIB
+    max_frame_bytes: int = 4 * MIB + 16
+    max_message_bytes: int = 4 * MIB
     max_params_depth: int = 32
     max_chunk_bytes: int = 128 * KIB
     max_calls_in_flight: int = 256

@@ -37,6 +37,7 @@ from agent.scripts.tickets import ticket_key
 
 log = logging.getLogger(__name__)
 WORKSPACE_MODE = 0o700
+RAW_READ_BUDGET = 4 * 1024 * 1024
 FileWriter = Callable[[Path], Awaitable[None]]
 
 
@@ -56,10 +57,13 @@ class Status:
     exit_code: int | None
     logs: list[dict[str, Any]]
     next_sequence: int
+    more_logs: bool = False
+    log_data: bytes | None = None  # with streamed logs: the runs' bytes, back to back
 
     def as_json(self) -> dict[str, Any]:
         return {"Ticket": self.ticket, "State": self.state, "ExitCode": self.exit_code,
-                "Logs": self.logs, "NextLogSequence": self.next_sequence}  # fmt: skip
+                "Logs": self.logs, "NextLogSequence": self.next_sequence,
+                "MoreLogs": self.more_logs}  # fmt: skip
 
 
 @dataclass
@@ -123,19 +127,29 @@ class ScriptManager:
                 await asyncio.wait_for(script.done.wait(), wait)
         return self.status(spec.ticket, 0)
 
-    def status(self, ticket: str, last_sequence: int) -> Status:
+    def status(self, ticket: str, last_sequence: int, *, raw_logs: bool = False) -> Status:
         """State, exit code and the log lines after ``last_sequence``.
 
-        An unknown ticket is Complete with exit code -45 and no logs.
+        With ``raw_logs`` the lines come as bytes in ``log_data`` (each entry
+        says its ``Length``) rather than as text in the entries: for streaming
+        large outputs. An unknown ticket is Complete with exit code -45 and no logs.
         """
         script = self._scripts.get(ticket_key(ticket))
         if script is None:
             return Status(ticket, COMPLETE, exitcodes.UNKNOWN_SCRIPT, [], last_sequence)
         state = script.state
-        if state.state != COMPLETE:  # a complete log was ingested in full when it ended
+        if state.state != COMPLETE and last_sequence >= script.log.next_sequence - 1:
+            # Ingest only once the caller has everything numbered so far: a
+            # complete log was ingested in full when the script ended.
             script.log.ingest()
-        entries, last = script.log.read(last_sequence)
-        return Status(state.spec.ticket, state.state, state.exit_code, entries, last)
+        data = None
+        if raw_logs:
+            runs, last = script.log.read_raw(last_sequence, RAW_READ_BUDGET)
+            entries, data = [meta for meta, _ in runs], b"".join(raw for _, raw in runs)
+        else:
+            entries, last = script.log.read(last_sequence)
+        more = last < script.log.next_sequence - 1
+        return Status(state.spec.ticket, state.state, state.exit_code, entries, last, more, data)
 
     async def cancel(self, ticket: str, last_sequence: int) -> Status:
         """Ask the script to stop (SIGTERM, then SIGKILL after its grace); returns its status."""
@@ -200,7 +214,6 @@ class ScriptManager:
             if write_files is not None:
                 await write_files(workspace)
             output = OutputLog(workspace)
-            output.create()
             state = ScriptState(spec)
             save_state(workspace, state)
         except BaseException:
@@ -243,8 +256,9 @@ class ScriptManager:
                 self._mutex.release(spec.mutex_name, spec.ticket)
 
     async def _launch_and_watch(self, script: _Script) -> None:
+        # No state is saved before the launch: the wrapper records its own pid
+        # first thing, and recovery looks for that record (see _recover).
         spec = script.state.spec
-        self._save(script, script.state.but(state=RUNNING, started=now()))
         try:
             launched = runner.launch(script.workspace, spec.syntax, spec.arguments,
                                      self._environment(script))  # fmt: skip
@@ -253,7 +267,8 @@ class ScriptManager:
             self._finish(script, exitcodes.LAUNCH_FAILED)
             return
         script.launched = launched
-        self._save(script, script.state.but(pid=launched.pid, pid_start=launched.start_time))
+        self._save(script, script.state.but(state=RUNNING, started=now(), pid=launched.pid,
+                                            pid_start=launched.start_time))  # fmt: skip
         await self._watch(script)
 
     async def _watch(self, script: _Script) -> None:
@@ -303,7 +318,7 @@ class ScriptManager:
         if state.state == COMPLETE:
             script.done.set()
             return
-        launched = runner.recorded_wrapper(workspace) if state.state == RUNNING else None
+        launched = runner.recorded_wrapper(workspace)
         if launched is None:  # the wrapper never started: safe to (re)start from scratch
             self._save(script, state.but(state=PENDING, started=None))
             script.task = asyncio.create_task(self._run(script), name=f"script-{key}")

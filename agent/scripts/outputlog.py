@@ -28,8 +28,11 @@ SOURCES = ("stdout", "stderr", "debug")
 RAW_FILES = {source: f"{source}.raw" for source in SOURCES}
 INDEX_FILE = "log.index"
 MAX_LINE = 16 * 1024
-INGEST_BUDGET = 8 * 1024 * 1024
-READ_CHUNK = 1024 * 1024
+INGEST_BUDGET = 4 * 1024 * 1024
+BATCH_BYTES = 512 * 1024  # small batches: serving from the middle of one rescans little
+# Raw bytes per read. Encoding can grow a byte to at most 6 (a control
+# character as \u00XX), so a read always fits a 4 MiB message.
+READ_BUDGET = 512 * 1024
 
 
 @dataclass(frozen=True)
@@ -50,8 +53,11 @@ class Batch:
 
 def split_lines(data: bytes) -> list[bytes]:
     """Split complete data into lines by the log's rule (no trailing newline needed)."""
+    parts = data.split(b"\n")
+    if max(map(len, parts)) <= MAX_LINE:  # the usual case, at C speed
+        return parts
     lines: list[bytes] = []
-    for line in data.split(b"\n"):
+    for line in parts:
         if len(line) <= MAX_LINE:
             lines.append(line)
         else:
@@ -72,11 +78,6 @@ class OutputLog:
     def next_sequence(self) -> int:
         return self.batches[-1].last + 1 if self.batches else 1
 
-    def create(self) -> None:
-        """Create empty raw files and index (the script's output files must exist)."""
-        for name in (*RAW_FILES.values(), INDEX_FILE):
-            (self.directory / name).touch(mode=0o600)
-
     def raw_path(self, source: str) -> Path:
         return self.directory / RAW_FILES[source]
 
@@ -96,23 +97,22 @@ class OutputLog:
         return complete
 
     def _ingest_source(self, source: str, final: bool, budget: int) -> bool:
-        start = self.offsets[source]
         try:
             size = os.stat(self.raw_path(source)).st_size
         except FileNotFoundError:
             return True
-        end = min(size, start + budget)
-        if end <= start:
-            return True
+        limit = min(size, self.offsets[source] + budget)
         with self.raw_path(source).open("rb") as file:
-            file.seek(start)
-            data = file.read(end - start)
-        cut = len(data) if final and end == size else _complete_prefix(data)
-        if cut == 0:
-            return end == size
-        count = len(split_lines(data[:cut].removesuffix(b"\n")))
-        self._append(Batch(self.next_sequence, source, start, start + cut, count, _now()))
-        return end == size and cut == len(data)
+            while (start := self.offsets[source]) < limit:
+                end = min(limit, start + BATCH_BYTES)
+                file.seek(start)
+                data = file.read(end - start)
+                cut = len(data) if final and end == size else _complete_prefix(data)
+                if cut == 0:
+                    break
+                count = len(split_lines(data[:cut].removesuffix(b"\n")))
+                self._append(Batch(self.next_sequence, source, start, start + cut, count, _now()))
+        return self.offsets[source] == size
 
     def _append(self, batch: Batch) -> None:
         record = {"s": batch.first, "src": batch.source, "a": batch.start, "b": batch.end,
@@ -126,30 +126,49 @@ class OutputLog:
         self.batches.append(batch)
         self.offsets[batch.source] = batch.end
 
-    def read(self, after: int, max_bytes: int = 512 * 1024) -> tuple[list[dict[str, Any]], int]:
-        """Entries for the lines numbered above ``after``, up to about ``max_bytes``.
+    def read(self, after: int, max_bytes: int = READ_BUDGET) -> tuple[list[dict[str, Any]], int]:
+        """Entries for the lines numbered above ``after``, up to about ``max_bytes`` raw bytes.
 
         Returns the entries (one per run of lines: Source, Sequence of the first,
         Count, Text with the lines joined by newlines, Occurred) and the number
         of the last line returned (``after`` when there is none).
         """
-        entries: list[dict[str, Any]] = []
+        runs, last = self.read_raw(after, max_bytes)
+        entries = [{**meta, "Text": raw.decode("utf-8", "replace")} for meta, raw in runs]
+        return entries, last
+
+    def read_raw(
+        self, after: int, max_bytes: int = READ_BUDGET
+    ) -> tuple[list[tuple[dict[str, Any], bytes]], int]:
+        """Like :meth:`read`, with each run's lines as raw bytes joined by newlines
+        (and its byte count as ``Length``) instead of ``Text``."""
+        runs: list[tuple[dict[str, Any], bytes]] = []
         last = after
         size = 0
         for batch in self._batches_after(after):
-            lines = self._lines(batch)[max(0, after - batch.first + 1) :]
-            first = max(batch.first, after + 1)
-            taken = _take(lines, max_bytes - size) if entries else _take(lines, max_bytes) or 1
+            raw, first, taken, complete = self._run(batch, after, max_bytes - size, not runs)
             if taken == 0:
                 break
-            text = b"\n".join(lines[:taken]).decode("utf-8", "replace")
-            entries.append({"Source": batch.source, "Sequence": first, "Count": taken,
-                            "Text": text, "Occurred": batch.occurred})  # fmt: skip
-            size += len(text)
+            meta = {"Source": batch.source, "Sequence": first, "Count": taken,
+                    "Length": len(raw), "Occurred": batch.occurred}  # fmt: skip
+            runs.append((meta, raw))
+            size += len(raw) + 1
             last = first + taken - 1
-            if taken < len(lines) or size >= max_bytes:
+            if not complete or size >= max_bytes:
                 break
-        return entries, last
+        return runs, last
+
+    def _run(
+        self, batch: Batch, after: int, budget: int, at_least_one: bool
+    ) -> tuple[bytes, int, int, bool]:
+        """The lines of ``batch`` above ``after`` that fit ``budget``:
+        (joined bytes, first sequence, count, whether the batch's end was reached)."""
+        data = self._data(batch).removesuffix(b"\n")
+        if after < batch.first and len(data) < budget and data.count(b"\n") + 1 == batch.count:
+            return data, batch.first, batch.count, True  # the whole batch, as it lies on disk
+        lines = split_lines(data)[max(0, after - batch.first + 1) :]
+        taken = _take(lines, budget) or (1 if at_least_one else 0)
+        return b"\n".join(lines[:taken]), max(batch.first, after + 1), taken, taken == len(lines)
 
     def _batches_after(self, after: int) -> Iterator[Batch]:
         low, high = 0, len(self.batches)
@@ -161,11 +180,10 @@ class OutputLog:
                 high = middle
         yield from self.batches[low:]
 
-    def _lines(self, batch: Batch) -> list[bytes]:
+    def _data(self, batch: Batch) -> bytes:
         with self.raw_path(batch.source).open("rb") as file:
             file.seek(batch.start)
-            data = file.read(batch.end - batch.start)
-        return split_lines(data.removesuffix(b"\n"))
+            return file.read(batch.end - batch.start)
 
     def _load_index(self) -> None:
         path = self.directory / INDEX_FILE
@@ -194,6 +212,9 @@ def _complete_prefix(data: bytes) -> int:
 
 
 def _take(lines: list[bytes], budget: int) -> int:
+    """How many of ``lines`` fit in ``budget`` bytes (with their newlines)."""
+    if sum(map(len, lines)) + len(lines) <= budget:  # the usual case, at C speed
+        return len(lines)
     size = 0
     for taken, line in enumerate(lines):
         size += len(line) + 1

@@ -27,18 +27,22 @@ from pathlib import Path
 RC_FILE = "rc"
 PID_FILE = "wrapper.pid"
 WRAPPER_LOG = "wrapper.log"
-INTERPRETERS = {"bash": ("bash",), "sh": ("sh",), "python": ("python3", "-u")}
+INTERPRETERS = {"sh": ("sh",), "python": ("python3", "-u")}  # bash: see WRAPPER
 SCRIPT_FILES = {"bash": "script.sh", "sh": "script.sh", "python": "script.py"}
 
-# $1.. = the interpreter, the script and its arguments. `set -m` gives the job
-# its own process group; `wait` yields 128+N when a signal N killed it.
+# `set -m` gives the job its own process group; `wait` yields 128+N when a
+# signal N killed it. Every command here is a bash builtin: no extra processes.
+# A bash script runs in a forked subshell of the wrapper (no second bash to
+# start); other syntaxes run their interpreter on $1.. (command and arguments).
 WRAPPER = (
     "echo $$ >wrapper.pid\n"
     "set -m\n"
-    '"$@" </dev/null >>stdout.raw 2>>stderr.raw &\n'
+    "{job} </dev/null >>stdout.raw 2>>stderr.raw &\n"
     "wait $!\n"
-    "echo $? >rc.tmp && mv rc.tmp rc\n"
+    "echo $? >rc\n"
 )
+BASH_JOB = '(. ./script.sh "$@")'
+EXEC_JOB = '"$@"'
 
 
 @dataclass(frozen=True)
@@ -54,14 +58,17 @@ def launch(
 
     The arguments reach the script as separate argv entries, never re-parsed by a shell.
     """
-    command = [*INTERPRETERS[syntax], SCRIPT_FILES[syntax], *arguments]
-    wrapper = f"cd {shlex.quote(str(workspace))} || exit 127\n{WRAPPER}"
+    if syntax == "bash":
+        job, command = BASH_JOB, list(arguments)
+    else:
+        job, command = EXEC_JOB, [*INTERPRETERS[syntax], SCRIPT_FILES[syntax], *arguments]
+    wrapper = f"cd {shlex.quote(str(workspace))} || exit 127\n" + WRAPPER.format(job=job)
     log = os.open(workspace / WRAPPER_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     null = os.open(os.devnull, os.O_RDONLY)
     try:
         pid = os.posix_spawnp(
             "bash",
-            ["bash", "-c", wrapper, "tentacle-script", *command],
+            ["bash", "-c", wrapper, SCRIPT_FILES[syntax], *command],
             dict(environment),
             file_actions=[
                 (os.POSIX_SPAWN_DUP2, null, 0),

@@ -46,8 +46,13 @@ class ScriptService:
         return Reply(status.as_json())
 
     async def status(self, call: IncomingCall) -> Reply:
+        """With ``StreamLogs``, the log lines travel as bytes on the result's stream."""
         ticket, last = _ticket_and_sequence(call)
-        return Reply(self.manager.status(ticket, last).as_json())
+        streamed = bool(param(call, "StreamLogs", bool, required=False))
+        status = self.manager.status(ticket, last, raw_logs=streamed)
+        if status.log_data is None:
+            return Reply(status.as_json())
+        return Reply(status.as_json(), _once(status.log_data))
 
     async def cancel(self, call: IncomingCall) -> Reply:
         ticket, last = _ticket_and_sequence(call)
@@ -56,6 +61,10 @@ class ScriptService:
     async def complete(self, call: IncomingCall) -> Reply:
         await self.manager.complete(param(call, "ScriptTicket", str))
         return Reply(None)
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 def _spec(call: IncomingCall) -> ScriptSpec:

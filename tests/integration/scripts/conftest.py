@@ -3,13 +3,26 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from agent.client import AgentClient, Endpoint
-from agent.client.scripts import LogLine, ScriptRequest, execute_script
+from agent.client.scripts import LogChunk, ScriptRequest, execute_script
 from tests.helpers.agent import AgentProcess
+
+
+@dataclass(frozen=True)
+class Line:
+    sequence: int
+    source: str
+    text: str
+
+
+def lines_of(chunks: list[LogChunk]) -> list[Line]:
+    return [Line(chunk.first + offset, chunk.source, text)
+            for chunk in chunks for offset, text in enumerate(chunk.lines)]  # fmt: skip
 
 
 class Scripts:
@@ -39,11 +52,11 @@ class Scripts:
 
     async def run(
         self, body: str, cancel: asyncio.Event | None = None, **fields: Any
-    ) -> tuple[int, list[LogLine]]:
-        lines: list[LogLine] = []
-        outcome = await execute_script(self.client, ScriptRequest(body, **fields), lines.append,
+    ) -> tuple[int, list[Line]]:
+        chunks: list[LogChunk] = []
+        outcome = await execute_script(self.client, ScriptRequest(body, **fields), chunks.append,
                                        cancel)  # fmt: skip
-        return outcome.exit_code, lines
+        return outcome.exit_code, lines_of(chunks)
 
     async def wait_complete(self, ticket: str) -> dict[str, Any]:
         """Poll until Complete (each status call is a round trip, not a timer)."""
@@ -52,7 +65,7 @@ class Scripts:
         return status
 
 
-def texts(lines: list[LogLine], source: str = "stdout") -> list[str]:
+def texts(lines: list[Line], source: str = "stdout") -> list[str]:
     return [line.text for line in lines if line.source == source]
 
 

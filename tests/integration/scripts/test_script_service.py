@@ -194,13 +194,13 @@ async def test_output_of_100_mib_keeps_the_agent_small(
     count = 0
     size = 0
 
-    def consume(line: object) -> None:
+    def consume(chunk: LogChunk) -> None:
         nonlocal count, size
-        if line.source == "stdout":  # type: ignore[attr-defined]
-            count += 1
-            size += len(line.text) + 1  # type: ignore[attr-defined]
+        if chunk.source == "stdout":
+            count += len(chunk.lines)
+            size += len(chunk.text) + 1
 
-    from agent.client.scripts import ScriptRequest, execute_script
+    from agent.client.scripts import LogChunk, ScriptRequest, execute_script
 
     outcome = await execute_script(scripts.client, ScriptRequest(body), consume)
     assert outcome.exit_code == 0

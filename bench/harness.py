@@ -1,0 +1,106 @@
+"""What every benchmark needs: a real agent and a bare aiohttp server over the same mTLS.
+
+Both run as processes of their own on 127.0.0.1, in a temporary folder on
+tmpfs where there is one (disk writeback would otherwise land on whichever
+side writes second and measure the disk, not the code).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from agent import __version__
+from agent.certs import Identity, generate_identity, save_identity
+from agent.client import AgentClient, Endpoint
+from agent.config import InstanceIndex, TrustedPeer
+from agent.config.instances import create_instance
+from agent.transport.settings import ChannelSettings
+from agent.transport.tls import client_context
+
+ROOT = Path(__file__).resolve().parents[1]
+MIB = 1024 * 1024
+
+
+@dataclass
+class Harness:
+    work: Path
+    agent: subprocess.Popen[str]
+    agent_home: Path
+    client: AgentClient
+    raw_url: str
+    session: aiohttp.ClientSession
+
+
+def _start(
+    command: list[str], env: dict[str, str], ready: str
+) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert process.stdout is not None
+    for line in process.stdout:
+        if ready in line:
+            return process, line.strip()
+    raise SystemExit(f"{command} exited before it was ready")
+
+
+def _identities(work: Path) -> tuple[Identity, Identity, Path]:
+    index = InstanceIndex(work / "config" / "instances")
+    agent_identity, hub_identity = generate_identity(), generate_identity()
+    instance = create_instance(index, work / "config", "agent")
+    save_identity(instance.config.identity_path, agent_identity)
+    config = instance.config.with_settings(port=0, listen_ip="127.0.0.1")
+    instance.save(config.with_trusted((TrustedPeer.from_certificate(hub_identity.certificate),)))
+    save_identity(work / "agent.pem", agent_identity)
+    (work / "hub-cert.pem").write_bytes(hub_identity.certificate_pem)
+    return agent_identity, hub_identity, instance.config.home
+
+
+@contextlib.asynccontextmanager
+async def harness() -> AsyncIterator[Harness]:
+    where = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    with tempfile.TemporaryDirectory(prefix="tentacle-bench-", dir=where) as directory:
+        work = Path(directory)
+        env = {**os.environ, "TENTACLE_CONFIG_HOME": str(work / "config"), "PYTHONPATH": str(ROOT)}
+        for variable in ("SSH_CLIENT", "SSH_CONNECTION"):
+            env.pop(variable, None)
+        agent_identity, hub_identity, home = _identities(work)
+        agent, line = _start([sys.executable, "-m", "agent", "agent", "--instance", "agent"],
+                             env, "Agent listening on")  # fmt: skip
+        raw, raw_line = _start(
+            [sys.executable, "bench/raw_server.py", str(work / "agent.pem"),
+             str(work / "hub-cert.pem"), str(work)], env, "PORT",
+        )  # fmt: skip
+        try:
+            url = "https://" + line.split("wss://", 1)[1]
+            settings = ChannelSettings(hub_identity, "bench", __version__)
+            connector = aiohttp.TCPConnector(ssl=client_context(hub_identity), limit=64)
+            async with (
+                AgentClient(Endpoint(url, agent_identity.thumbprint), settings) as client,
+                aiohttp.ClientSession(connector=connector) as session,
+            ):
+                raw_url = f"https://127.0.0.1:{raw_line.split()[1]}"
+                yield Harness(work, agent, home, client, raw_url, session)
+        finally:
+            for process in (agent, raw):
+                process.terminate()
+                process.wait()
+
+
+async def p50_ms(operation: Callable[[], Awaitable[object]], count: int) -> float:
+    """Median latency of ``count`` sequential runs, the first tenth left out as warm-up."""
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        await operation()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples[count // 10 :]) * 1000
