@@ -79,7 +79,7 @@ async def measure() -> None:
         def count(chunk: LogChunk) -> None:
             nonlocal received
             if chunk.source == "stdout":
-                received += len(chunk.text) + 1
+                received += sum(map(len, chunk.lines)) + len(chunk.lines)
 
         body = f"yes \"$(printf '%063d' 0)\" | head -c {OUTPUT_BYTES}"
         started = time.perf_counter()

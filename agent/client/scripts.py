@@ -85,14 +85,31 @@ async def execute_script(
     delay = FIRST_POLL
     cancel_sent = False
     while True:
-        last = _deliver(status, last, on_output)
-        if status["State"] == "Complete" and not status.get("MoreLogs", bool(status["Logs"])):
+        finished = status["State"] == "Complete" and not status.get(
+            "MoreLogs", bool(status["Logs"])
+        )
+        # While output flows, ask for the next lines before handing these over,
+        # so that the agent reads while the caller writes.
+        upcoming = None
+        if status["Logs"] and not finished and not cancel.is_set():
+            following = int(status["NextLogSequence"])
+            upcoming = asyncio.ensure_future(
+                _resilient(client, _poll(client, "status", request.ticket, following))
+            )
+        try:
+            last = _deliver(status, last, on_output)
+        except BaseException:
+            if upcoming is not None:
+                upcoming.cancel()
+            raise
+        if finished:
             break
-        if status["Logs"]:
+        if upcoming is not None:
+            status = await upcoming
             delay = FIRST_POLL
-        else:
-            await _pause(delay, cancel, cancel_sent)
-            delay = min(delay * POLL_GROWTH, MAX_POLL)
+            continue
+        await _pause(delay, cancel, cancel_sent)
+        delay = min(delay * POLL_GROWTH, MAX_POLL)
         method = "cancel" if cancel.is_set() and status["State"] != "Complete" else "status"
         cancel_sent |= method == "cancel"
         status = await _resilient(client, _poll(client, method, request.ticket, last))

@@ -65,6 +65,22 @@ def split_lines(data: bytes) -> list[bytes]:
     return lines
 
 
+def has_long_line(data: bytes) -> bool:
+    """True if some line is longer than MAX_LINE; looks at every MAX_LINE-th byte or so."""
+    position, end = 0, len(data)
+    while end - position > MAX_LINE:
+        newline = data.rfind(b"\n", position, position + MAX_LINE + 1)
+        if newline < 0:
+            return True
+        position = newline + 1  # every line before this newline is short enough
+    return False
+
+
+def count_lines(data: bytes) -> int:
+    """``len(split_lines(data))``, without building the lines when none is too long."""
+    return len(split_lines(data)) if has_long_line(data) else data.count(b"\n") + 1
+
+
 class OutputLog:
     """Reads and extends one workspace's log. Not safe for concurrent ingestion."""
 
@@ -110,7 +126,7 @@ class OutputLog:
                 cut = len(data) if final and end == size else _complete_prefix(data)
                 if cut == 0:
                     break
-                count = len(split_lines(data[:cut].removesuffix(b"\n")))
+                count = count_lines(data[:cut].removesuffix(b"\n"))
                 self._append(Batch(self.next_sequence, source, start, start + cut, count, _now()))
         return self.offsets[source] == size
 
@@ -186,20 +202,33 @@ class OutputLog:
             return file.read(batch.end - batch.start)
 
     def _load_index(self) -> None:
+        """Read the index; a torn last record (the agent died mid-write) is cut off,
+        so that the next record starts on a line of its own."""
         path = self.directory / INDEX_FILE
         if not path.exists():
             return
-        for line in path.read_bytes().splitlines():
-            try:
-                record = json.loads(line)
-                batch = Batch(record["s"], record["src"], record["a"], record["b"], record["n"],
-                              record["t"])  # fmt: skip
-            except (ValueError, KeyError, TypeError):
-                break  # a torn last record: everything before it stands
-            if batch.first != self.next_sequence or batch.source not in SOURCES:
+        content = path.read_bytes()
+        good = 0
+        for line in content.splitlines(keepends=True):
+            batch = _parse_record(line) if line.endswith(b"\n") else None
+            if batch is None or batch.first != self.next_sequence:
                 break
             self.batches.append(batch)
             self.offsets[batch.source] = batch.end
+            good += len(line)
+        if good < len(content):
+            os.truncate(path, good)
+
+
+def _parse_record(line: bytes) -> Batch | None:
+    try:
+        record = json.loads(line)
+        batch = Batch(
+            record["s"], record["src"], record["a"], record["b"], record["n"], record["t"]
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
+    return batch if batch.source in SOURCES else None
 
 
 def _complete_prefix(data: bytes) -> int:

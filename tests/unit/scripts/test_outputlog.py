@@ -1,0 +1,98 @@
+"""The output log: numbering, splitting, reading back, and surviving a torn index."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent.scripts.outputlog import (
+    INDEX_FILE,
+    MAX_LINE,
+    OutputLog,
+    count_lines,
+    has_long_line,
+    split_lines,
+)
+
+
+def write(log: OutputLog, source: str, data: bytes) -> None:
+    with log.raw_path(source).open("ab") as file:
+        file.write(data)
+
+
+def all_lines(log: OutputLog) -> list[tuple[int, str, str]]:
+    lines, last = [], 0
+    while True:
+        entries, last = log.read(last, max_bytes=64)
+        if not entries:
+            return lines
+        for entry in entries:
+            for offset, text in enumerate(entry["Text"].split("\n")):
+                lines.append((entry["Sequence"] + offset, entry["Source"], text))
+
+
+def test_only_complete_lines_are_numbered_until_the_end(tmp_path: Path) -> None:
+    log = OutputLog(tmp_path)
+    write(log, "stdout", b"one\ntw")
+    log.ingest()
+    assert [text for _, _, text in all_lines(log)] == ["one"]
+    write(log, "stdout", b"o\nthree")
+    write(log, "stderr", b"oops\n")
+    log.ingest(final=True)
+    assert all_lines(log) == [
+        (1, "stdout", "one"), (2, "stdout", "two"), (3, "stdout", "three"), (4, "stderr", "oops")
+    ]  # fmt: skip
+
+
+def test_numbers_survive_a_reopen_and_a_torn_index_record(tmp_path: Path) -> None:
+    log = OutputLog(tmp_path)
+    write(log, "stdout", b"a\nb\n")
+    log.ingest()
+    with (tmp_path / INDEX_FILE).open("ab") as index:
+        index.write(b'{"s":3,"src":"std')  # the agent died mid-record
+    reopened = OutputLog(tmp_path)
+    assert reopened.next_sequence == 3
+    write(reopened, "stdout", b"c\n")
+    reopened.ingest()
+    assert [n for n, _, _ in all_lines(OutputLog(tmp_path))] == [1, 2, 3]
+
+
+def test_a_long_unfinished_line_is_served_in_pieces(tmp_path: Path) -> None:
+    log = OutputLog(tmp_path)
+    write(log, "stdout", b"x" * (2 * MAX_LINE + 10))
+    log.ingest()
+    assert [len(text) for _, _, text in all_lines(log)] == [MAX_LINE, MAX_LINE]
+    log.ingest(final=True)
+    assert [len(text) for _, _, text in all_lines(log)] == [MAX_LINE, MAX_LINE, 10]
+
+
+def test_raw_reads_match_text_reads(tmp_path: Path) -> None:
+    log = OutputLog(tmp_path)
+    write(log, "stdout", b"\n".join(b"line %d" % n for n in range(1000)) + b"\n")
+    log.ingest()
+    runs, last = log.read_raw(10)
+    entries, same_last = log.read(10)
+    assert last == same_last == 1000
+    assert [raw.decode() for _, raw in runs] == [entry["Text"] for entry in entries]
+    assert [meta["Length"] for meta, raw in runs] == [len(raw) for _, raw in runs]
+
+
+lines = st.lists(st.sampled_from([0, 1, 5, MAX_LINE - 1, MAX_LINE, MAX_LINE + 1, 3 * MAX_LINE]),
+                 max_size=6)  # fmt: skip
+
+
+@given(lines)
+def test_counting_agrees_with_splitting(lengths: list[int]) -> None:
+    data = b"\n".join(b"q" * length for length in lengths)
+    assert count_lines(data) == len(split_lines(data))
+    assert has_long_line(data) == any(length > MAX_LINE for length in lengths)
+    assert all(len(line) <= MAX_LINE for line in split_lines(data))
+    assert b"".join(split_lines(data)) == data.replace(b"\n", b"")
+
+
+@pytest.mark.parametrize("data", [b"", b"\n", b"\n\n"])
+def test_empty_lines_count(data: bytes) -> None:
+    assert count_lines(data) == data.count(b"\n") + 1
