@@ -44,6 +44,21 @@ call upload "$workdir/package.zip" Files/package.zip
 call download Files/package.zip "$workdir/package-back.zip"
 cmp "$workdir/package.zip" "$workdir/package-back.zip" && echo "Round trip: identical"
 
+step "The worker runs a script: live output, its own exit code"
+cat > "$workdir/hello.sh" <<'SCRIPT'
+echo "Hello $1 from $(hostname), in $PWD"
+echo "TentacleInstanceName=$TentacleInstanceName"
+ls -l package.zip
+echo "a warning goes to stderr" >&2
+exit 3
+SCRIPT
+set +e
+call run-script --file "$workdir/package.zip" "$workdir/hello.sh" -- "demo user"
+code=$?
+set -e
+echo "run-script exited with $code (the script's own exit code)"
+[ "$code" -eq 3 ]
+
 step "The agent stops cleanly on SIGTERM"
 kill -TERM "$agent_pid"
 wait "$agent_pid"
