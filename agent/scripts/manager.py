@@ -138,17 +138,17 @@ class ScriptManager:
         if script is None:
             return Status(ticket, COMPLETE, exitcodes.UNKNOWN_SCRIPT, [], last_sequence)
         state = script.state
-        if state.state != COMPLETE and last_sequence >= script.log.next_sequence - 1:
-            # Ingest only once the caller has everything numbered so far: a
-            # complete log was ingested in full when the script ended.
-            script.log.ingest()
+        if script.log.backlog(last_sequence) < RAW_READ_BUDGET:
+            # Number more lines only when what is numbered would not fill this
+            # answer: work in proportion to what is read, never a gigabyte at once.
+            script.log.ingest(final=state.state == COMPLETE)
         data = None
         if raw_logs:
             runs, last = script.log.read_raw(last_sequence, RAW_READ_BUDGET)
             entries, data = [meta for meta, _ in runs], b"".join(raw for _, raw in runs)
         else:
             entries, last = script.log.read(last_sequence)
-        more = last < script.log.next_sequence - 1
+        more = last < script.log.next_sequence - 1 or script.log.unread()
         return Status(state.spec.ticket, state.state, state.exit_code, entries, last, more, data)
 
     async def cancel(self, ticket: str, last_sequence: int) -> Status:
@@ -291,8 +291,8 @@ class ScriptManager:
         self._finish(script, exitcodes.UNKNOWN_RESULT if code is None else code)
 
     def _finish(self, script: _Script, code: int) -> None:
-        while not script.log.ingest(final=True):
-            pass
+        # The log is numbered as it is read (see status), not here: a script
+        # that printed a gigabyte must not stall the agent when it ends.
         self._save(script, script.state.but(state=COMPLETE, exit_code=code, completed=now()))
         script.done.set()
 

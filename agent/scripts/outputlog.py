@@ -112,6 +112,20 @@ class OutputLog:
             complete &= self._ingest_source(source, final, budget)
         return complete
 
+    def backlog(self, after: int) -> int:
+        """Bytes of numbered lines above ``after`` (counting whole batches)."""
+        return sum(batch.end - batch.start for batch in self._batches_after(after))
+
+    def unread(self) -> bool:
+        """True if some output has not been numbered yet."""
+        for source in SOURCES:
+            try:
+                if os.stat(self.raw_path(source)).st_size > self.offsets[source]:
+                    return True
+            except FileNotFoundError:
+                continue
+        return False
+
     def _ingest_source(self, source: str, final: bool, budget: int) -> bool:
         try:
             size = os.stat(self.raw_path(source)).st_size
