@@ -267,8 +267,8 @@ class ScriptManager:
             self._finish(script, exitcodes.LAUNCH_FAILED)
             return
         script.launched = launched
-        self._save(script, script.state.but(state=RUNNING, started=now(), pid=launched.pid,
-                                            pid_start=launched.start_time))  # fmt: skip
+        # Kept in memory only: after a restart, wrapper.pid says it was launched.
+        script.state = script.state.but(state=RUNNING, started=now(), pid=launched.pid)
         await self._watch(script)
 
     async def _watch(self, script: _Script) -> None:
@@ -323,14 +323,13 @@ class ScriptManager:
             self._save(script, state.but(state=PENDING, started=None))
             script.task = asyncio.create_task(self._run(script), name=f"script-{key}")
             return
-        if state.pid_start is not None and state.pid == launched.pid:
-            launched = runner.Launched(launched.pid, state.pid_start)
         if runner.exit_code(workspace) is None and not runner.is_alive(launched):
             script.log.note("The script ended while the agent was down, without an exit code")
             self._finish(script, exitcodes.UNKNOWN_RESULT)
             return
         log.info("re-attached to script %s (pid %d)", state.spec.ticket, launched.pid)
         script.launched = launched
+        script.state = state.but(state=RUNNING, pid=launched.pid)
         holder = Holder(state.spec.ticket, state.spec.task_id, state.started or now(),
                         state.spec.isolation == "full")  # fmt: skip
         self._mutex.hold(state.spec.mutex_name, holder)

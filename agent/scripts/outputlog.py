@@ -132,6 +132,8 @@ class OutputLog:
         except FileNotFoundError:
             return True
         limit = min(size, self.offsets[source] + budget)
+        if limit <= self.offsets[source]:
+            return True
         with self.raw_path(source).open("rb") as file:
             while (start := self.offsets[source]) < limit:
                 end = min(limit, start + BATCH_BYTES)

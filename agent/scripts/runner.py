@@ -26,7 +26,6 @@ from pathlib import Path
 
 RC_FILE = "rc"
 PID_FILE = "wrapper.pid"
-WRAPPER_LOG = "wrapper.log"
 INTERPRETERS = {"sh": ("sh",), "python": ("python3", "-u")}  # bash: see WRAPPER
 SCRIPT_FILES = {"bash": "script.sh", "sh": "script.sh", "python": "script.py"}
 
@@ -35,7 +34,8 @@ SCRIPT_FILES = {"bash": "script.sh", "sh": "script.sh", "python": "script.py"}
 # A bash script runs in a forked subshell of the wrapper (no second bash to
 # start); other syntaxes run their interpreter on $1.. (command and arguments).
 WRAPPER = (
-    "echo $$ >wrapper.pid\n"
+    # its pid and start time (field 22 of /proc/PID/stat), to be found after a restart
+    "read -ra stat </proc/$$/stat; echo $$ ${{stat[21]}} >wrapper.pid\n"
     "set -m\n"
     "{job} </dev/null >>stdout.raw 2>>stderr.raw &\n"
     "wait $!\n"
@@ -49,6 +49,7 @@ EXEC_JOB = '"$@"'
 class Launched:
     pid: int
     start_time: int
+    child: bool = True  # False for a wrapper found after a restart
 
 
 def launch(
@@ -57,39 +58,34 @@ def launch(
     """Start the wrapper for the script in ``workspace``. Raises OSError if it cannot start.
 
     The arguments reach the script as separate argv entries, never re-parsed by a shell.
+    The wrapper's own output (bash's job notices) is discarded.
     """
     if syntax == "bash":
         job, command = BASH_JOB, list(arguments)
     else:
         job, command = EXEC_JOB, [*INTERPRETERS[syntax], SCRIPT_FILES[syntax], *arguments]
     wrapper = f"cd {shlex.quote(str(workspace))} || exit 127\n" + WRAPPER.format(job=job)
-    log = os.open(workspace / WRAPPER_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    null = os.open(os.devnull, os.O_RDONLY)
+    null = os.open(os.devnull, os.O_RDWR)
     try:
         pid = os.posix_spawnp(
             "bash",
             ["bash", "-c", wrapper, SCRIPT_FILES[syntax], *command],
             dict(environment),
-            file_actions=[
-                (os.POSIX_SPAWN_DUP2, null, 0),
-                (os.POSIX_SPAWN_DUP2, log, 1),
-                (os.POSIX_SPAWN_DUP2, log, 2),
-            ],
+            file_actions=[(os.POSIX_SPAWN_DUP2, null, fd) for fd in (0, 1, 2)],
             setsid=True,
         )
     finally:
-        os.close(log)
         os.close(null)
-    return Launched(pid, process_start_time(pid) or 0)
+    return Launched(pid, 0)
 
 
 def recorded_wrapper(workspace: Path) -> Launched | None:
-    """The wrapper as it recorded itself, if it got that far (for recovery)."""
+    """The wrapper as it recorded itself (pid and start time), if it got that far."""
     try:
-        pid = int((workspace / PID_FILE).read_text().strip())
+        pid, start = (int(field) for field in (workspace / PID_FILE).read_text().split())
     except (OSError, ValueError):
         return None
-    return Launched(pid, process_start_time(pid) or 0)
+    return Launched(pid, start, child=False)
 
 
 def exit_code(workspace: Path) -> int | None:
@@ -124,9 +120,13 @@ def _is_zombie(pid: int) -> bool:
 
 
 async def wait_for_exit(launched: Launched) -> None:
-    """Return once the wrapper has exited; reap it if it is our child."""
-    if not is_alive(launched):
-        _reap(launched.pid)
+    """Return once the wrapper has exited; reap it if it is our child.
+
+    A wrapper found after a restart is not our child, and its pid may have been
+    reused: it is checked against its start time first. Our own child's pid
+    cannot be reused before we reap it.
+    """
+    if not launched.child and not is_alive(launched):
         return
     try:
         pidfd = os.pidfd_open(launched.pid)
@@ -136,14 +136,13 @@ async def wait_for_exit(launched: Launched) -> None:
     loop = asyncio.get_running_loop()
     exited: asyncio.Future[None] = loop.create_future()
 
-    def readable() -> None:
+    def readable() -> None:  # a pidfd turns readable when its process has exited
         if not exited.done():
             exited.set_result(None)
 
     loop.add_reader(pidfd, readable)
     try:
-        if is_alive(launched):  # it may have ended before the pidfd was opened
-            await exited
+        await exited
     finally:
         loop.remove_reader(pidfd)
         os.close(pidfd)

@@ -1,7 +1,8 @@
 """What a workspace remembers about its script, in ``state.json`` (atomically replaced).
 
-It holds everything needed to (re)launch or re-attach after an agent restart:
-the request itself, the wrapper process's identity, and the outcome.
+It holds the request itself (enough to start the script again if it never
+started) and the outcome. Whether it started, and as which process, the
+wrapper records itself in ``wrapper.pid``.
 """
 
 from __future__ import annotations
@@ -48,7 +49,6 @@ class ScriptState:
     started: str | None = None
     completed: str | None = None
     pid: int | None = None
-    pid_start: int | None = None
 
     def but(self, **changes: Any) -> ScriptState:
         return dataclasses.replace(self, **changes)

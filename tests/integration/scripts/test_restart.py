@@ -99,7 +99,7 @@ async def test_a_script_that_vanished_without_a_result_reports_minus_46(
     agent.signal(signal.SIGKILL)
     assert agent.process is not None
     agent.process.wait()
-    wrapper = int((agent.home / "Work" / "lost" / "wrapper.pid").read_text())
+    wrapper = int((agent.home / "Work" / "lost" / "wrapper.pid").read_text().split()[0])
     for pid in _session(wrapper):  # the whole script, wrapper included, dies with the agent down
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
