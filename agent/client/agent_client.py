@@ -25,6 +25,7 @@ T = TypeVar("T")
 Progress = Callable[[int], None]
 CHUNK = 256 * 1024
 RETRY_DELAYS = (0.5, 1.0, 2.0)
+BACKGROUND_GRACE = 5.0
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class AgentClient:
         self._retry_delays = retry_delays
         self._channel: Channel | None = None
         self._connecting = asyncio.Lock()
+        self._background: set[asyncio.Task[Any]] = set()
 
     async def __aenter__(self) -> AgentClient:
         await self.connect()
@@ -72,6 +74,9 @@ class AgentClient:
             return self._channel
 
     async def close(self) -> None:
+        """Close the connection, after giving calls sent with :meth:`send` a moment to land."""
+        if self._background:
+            await asyncio.wait(self._background, timeout=BACKGROUND_GRACE)
         if self._channel is not None:
             await self._channel.close("the client closed")
             self._channel = None
@@ -81,6 +86,17 @@ class AgentClient:
         channel = await self.connect()
         result = await asyncio.wait_for(channel.call(service, method, params), self._timeout)
         return result.value
+
+    def send(self, service: str, method: str, params: dict[str, Any] | None = None) -> None:
+        """Make a call without waiting for its answer, which is ignored (as is a failure).
+
+        For calls whose outcome does not matter to the caller, such as
+        releasing a finished script's workspace; :meth:`close` waits for them briefly.
+        """
+        task = asyncio.ensure_future(self.call(service, method, params))
+        self._background.add(task)
+        task.add_done_callback(_forget)
+        task.add_done_callback(self._background.discard)
 
     async def capabilities(self) -> dict[str, Any]:
         value: dict[str, Any] = await self._retrying(lambda: self.call("capabilities", "get"))
@@ -133,6 +149,11 @@ class AgentClient:
                     raise
                 await asyncio.sleep(delay)  # back off before reconnecting
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _forget(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved, so that asyncio does not report it
 
 
 async def _read_file(path: Path, progress: Progress | None) -> AsyncIterator[bytes]:

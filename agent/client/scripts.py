@@ -113,8 +113,8 @@ async def execute_script(
         method = "cancel" if cancel.is_set() and status["State"] != "Complete" else "status"
         cancel_sent |= method == "cancel"
         status = await _resilient(client, _poll(client, method, request.ticket, last))
-    with contextlib.suppress(ConnectionLost):
-        await client.call("scripts", "complete", {"ScriptTicket": request.ticket})
+    # Releasing the workspace needs no answer (Tentacle's clients do not retry it)
+    client.send("scripts", "complete", {"ScriptTicket": request.ticket})
     return ScriptOutcome(request.ticket, int(status["ExitCode"]), cancel.is_set())
 
 
