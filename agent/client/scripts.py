@@ -169,7 +169,7 @@ def _deliver(status: dict[str, Any], last: int, on_output: Callable[[LogChunk], 
             text = entry["Text"]
         else:
             length = int(entry["Length"])
-            text = data[offset : offset + length].decode("utf-8", "replace")
+            text = str(memoryview(data)[offset : offset + length], "utf-8", "replace")
             offset += length
         first = int(entry["Sequence"])
         lines = text.split("\n")[max(0, last + 1 - first) :]

@@ -58,7 +58,7 @@ class Status:
     logs: list[dict[str, Any]]
     next_sequence: int
     more_logs: bool = False
-    log_data: bytes | None = None  # with streamed logs: the runs' bytes, back to back
+    log_data: list[bytes | memoryview] | None = None  # with streamed logs: each run's bytes
 
     def as_json(self) -> dict[str, Any]:
         return {"Ticket": self.ticket, "State": self.state, "ExitCode": self.exit_code,
@@ -145,7 +145,7 @@ class ScriptManager:
         data = None
         if raw_logs:
             runs, last = script.log.read_raw(last_sequence, RAW_READ_BUDGET)
-            entries, data = [meta for meta, _ in runs], b"".join(raw for _, raw in runs)
+            entries, data = [meta for meta, _ in runs], [raw for _, raw in runs]
         else:
             entries, last = script.log.read(last_sequence)
         more = last < script.log.next_sequence - 1 or script.log.unread()

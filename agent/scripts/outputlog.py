@@ -166,15 +166,15 @@ class OutputLog:
         of the last line returned (``after`` when there is none).
         """
         runs, last = self.read_raw(after, max_bytes)
-        entries = [{**meta, "Text": raw.decode("utf-8", "replace")} for meta, raw in runs]
+        entries = [{**meta, "Text": bytes(raw).decode("utf-8", "replace")} for meta, raw in runs]
         return entries, last
 
     def read_raw(
         self, after: int, max_bytes: int = READ_BUDGET
-    ) -> tuple[list[tuple[dict[str, Any], bytes]], int]:
+    ) -> tuple[list[tuple[dict[str, Any], bytes | memoryview]], int]:
         """Like :meth:`read`, with each run's lines as raw bytes joined by newlines
         (and its byte count as ``Length``) instead of ``Text``."""
-        runs: list[tuple[dict[str, Any], bytes]] = []
+        runs: list[tuple[dict[str, Any], bytes | memoryview]] = []
         last = after
         size = 0
         for batch in self._batches_after(after):
@@ -192,13 +192,20 @@ class OutputLog:
 
     def _run(
         self, batch: Batch, after: int, budget: int, at_least_one: bool
-    ) -> tuple[bytes, int, int, bool]:
+    ) -> tuple[bytes | memoryview, int, int, bool]:
         """The lines of ``batch`` above ``after`` that fit ``budget``:
         (joined bytes, first sequence, count, whether the batch's end was reached)."""
-        data = self._data(batch).removesuffix(b"\n")
-        if after < batch.first and len(data) < budget and data.count(b"\n") + 1 == batch.count:
-            return data, batch.first, batch.count, True  # the whole batch, as it lies on disk
-        lines = split_lines(data)[max(0, after - batch.first + 1) :]
+        data = self._data(batch)
+        newlines = data.count(b"\n")
+        ends_line = data.endswith(b"\n")
+        if (
+            after < batch.first
+            and len(data) <= budget
+            and newlines + (not ends_line) == batch.count
+        ):
+            # the whole batch, as it lies on disk, without copying it
+            return memoryview(data)[: len(data) - ends_line], batch.first, batch.count, True
+        lines = split_lines(data.removesuffix(b"\n"))[max(0, after - batch.first + 1) :]
         taken = _take(lines, budget) or (1 if at_least_one else 0)
         return b"\n".join(lines[:taken]), max(batch.first, after + 1), taken, taken == len(lines)
 

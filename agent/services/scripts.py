@@ -52,7 +52,7 @@ class ScriptService:
         status = self.manager.status(ticket, last, raw_logs=streamed)
         if status.log_data is None:
             return Reply(status.as_json())
-        return Reply(status.as_json(), _once(status.log_data))
+        return Reply(status.as_json(), _each(status.log_data))
 
     async def cancel(self, call: IncomingCall) -> Reply:
         ticket, last = _ticket_and_sequence(call)
@@ -63,8 +63,9 @@ class ScriptService:
         return Reply(None)
 
 
-async def _once(data: bytes) -> AsyncIterator[bytes]:
-    yield data
+async def _each(chunks: list[bytes | memoryview]) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk  # type: ignore[misc]  # a memoryview is sent without a copy
 
 
 def _spec(call: IncomingCall) -> ScriptSpec:
