@@ -45,6 +45,7 @@ class Batch:
     end: int
     count: int
     occurred: str
+    plain: bool = False  # no line was split for length: the bytes are the lines as they are
 
     @property
     def last(self) -> int:
@@ -76,9 +77,11 @@ def has_long_line(data: bytes) -> bool:
     return False
 
 
-def count_lines(data: bytes) -> int:
-    """``len(split_lines(data))``, without building the lines when none is too long."""
-    return len(split_lines(data)) if has_long_line(data) else data.count(b"\n") + 1
+def count_lines(data: bytes) -> tuple[int, bool]:
+    """``len(split_lines(data))``, and True if no line had to be split (then cheaply)."""
+    if has_long_line(data):
+        return len(split_lines(data)), False
+    return data.count(b"\n") + 1, True
 
 
 class OutputLog:
@@ -88,6 +91,7 @@ class OutputLog:
         self.directory = directory
         self.batches: list[Batch] = []
         self.offsets = dict.fromkeys(SOURCES, 0)
+        self._recent: dict[Batch, bytes] = {}  # what the last ingest read
         self._load_index()
 
     @property
@@ -108,6 +112,7 @@ class OutputLog:
         With ``final`` (the script has ended), a last line without a newline counts too.
         """
         complete = True
+        self._recent = {}
         for source in SOURCES:
             complete &= self._ingest_source(source, final, budget)
         return complete
@@ -142,12 +147,15 @@ class OutputLog:
                 cut = len(data) if final and end == size else _complete_prefix(data)
                 if cut == 0:
                     break
-                count = count_lines(data[:cut].removesuffix(b"\n"))
-                self._append(Batch(self.next_sequence, source, start, start + cut, count, _now()))
+                count, plain = count_lines(data[:cut].removesuffix(b"\n"))
+                batch = Batch(self.next_sequence, source, start, start + cut, count, _now(), plain)
+                self._append(batch)
+                self._recent[batch] = data[:cut]  # about to be served: spare a re-read
         return self.offsets[source] == size
 
     def _append(self, batch: Batch) -> None:
         record = {"s": batch.first, "src": batch.source, "a": batch.start, "b": batch.end,
+                  "p": batch.plain,
                   "n": batch.count, "t": batch.occurred}  # fmt: skip
         line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
         fd = os.open(self.directory / INDEX_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -196,13 +204,8 @@ class OutputLog:
         """The lines of ``batch`` above ``after`` that fit ``budget``:
         (joined bytes, first sequence, count, whether the batch's end was reached)."""
         data = self._data(batch)
-        newlines = data.count(b"\n")
         ends_line = data.endswith(b"\n")
-        if (
-            after < batch.first
-            and len(data) <= budget
-            and newlines + (not ends_line) == batch.count
-        ):
+        if after < batch.first and len(data) <= budget and batch.plain:
             # the whole batch, as it lies on disk, without copying it
             return memoryview(data)[: len(data) - ends_line], batch.first, batch.count, True
         lines = split_lines(data.removesuffix(b"\n"))[max(0, after - batch.first + 1) :]
@@ -220,6 +223,8 @@ class OutputLog:
         yield from self.batches[low:]
 
     def _data(self, batch: Batch) -> bytes:
+        if (recent := self._recent.get(batch)) is not None:
+            return recent
         with self.raw_path(batch.source).open("rb") as file:
             file.seek(batch.start)
             return file.read(batch.end - batch.start)
@@ -247,7 +252,13 @@ def _parse_record(line: bytes) -> Batch | None:
     try:
         record = json.loads(line)
         batch = Batch(
-            record["s"], record["src"], record["a"], record["b"], record["n"], record["t"]
+            record["s"],
+            record["src"],
+            record["a"],
+            record["b"],
+            record["n"],
+            record["t"],
+            bool(record.get("p", False)),
         )
     except (ValueError, KeyError, TypeError):
         return None
