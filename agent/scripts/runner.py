@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import shlex
+import shutil
 import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -67,8 +69,8 @@ def launch(
     wrapper = f"cd {shlex.quote(str(workspace))} || exit 127\n" + WRAPPER.format(job=job)
     null = os.open(os.devnull, os.O_RDWR)
     try:
-        pid = os.posix_spawnp(
-            "bash",
+        pid = os.posix_spawn(
+            _bash(environment.get("PATH")),
             ["bash", "-c", wrapper, SCRIPT_FILES[syntax], *command],
             dict(environment),
             file_actions=[(os.POSIX_SPAWN_DUP2, null, fd) for fd in (0, 1, 2)],
@@ -77,6 +79,15 @@ def launch(
     finally:
         os.close(null)
     return Launched(pid, 0)
+
+
+@functools.lru_cache(maxsize=8)
+def _bash(path: str | None) -> str:
+    """bash's full path, looked up once: posix_spawnp would try every PATH entry each time."""
+    found = shutil.which("bash", path=path)
+    if found is None:
+        raise FileNotFoundError("bash is not on the PATH; scripts need it")
+    return found
 
 
 def recorded_wrapper(workspace: Path) -> Launched | None:
