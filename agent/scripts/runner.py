@@ -31,16 +31,15 @@ PID_FILE = "wrapper.pid"
 INTERPRETERS = {"sh": ("sh",), "python": ("python3", "-u")}  # bash: see WRAPPER
 SCRIPT_FILES = {"bash": "script.sh", "sh": "script.sh", "python": "script.py"}
 
-# `set -m` gives the job its own process group; `wait` yields 128+N when a
-# signal N killed it. Every command here is a bash builtin: no extra processes.
-# A bash script runs in a forked subshell of the wrapper (no second bash to
-# start); other syntaxes run their interpreter on $1.. (command and arguments).
+# The wrapper records its pid and start time (field 22 of /proc/PID/stat) to be
+# found after a restart, runs the job in the foreground and records its status
+# (128+N when a signal N killed it). Every command is a bash builtin: no extra
+# processes. A bash script runs in a forked subshell of the wrapper (no second
+# bash to start); other syntaxes run their interpreter on $1.. (command and
+# arguments). Signals are sent to the session's members but the wrapper.
 WRAPPER = (
-    # its pid and start time (field 22 of /proc/PID/stat), to be found after a restart
     "read -ra stat </proc/$$/stat; echo $$ ${{stat[21]}} >wrapper.pid\n"
-    "set -m\n"
-    "{job} </dev/null >>stdout.raw 2>>stderr.raw &\n"
-    "wait $!\n"
+    "{job} </dev/null >>stdout.raw 2>>stderr.raw\n"
     "echo $? >rc\n"
 )
 BASH_JOB = '(. ./script.sh "$@")'
