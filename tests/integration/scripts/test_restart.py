@@ -147,3 +147,63 @@ async def test_the_cleaner_removes_old_finished_workspaces_but_never_running_one
             assert (await Scripts(client).wait_complete("running"))["ExitCode"] == 0
     finally:
         agent.stop()
+
+
+async def test_the_client_rides_through_an_agent_restart_without_losing_a_line(
+    tentacle: TentacleCli, tmp_path: Path
+) -> None:
+    import socket
+
+    from agent.client.scripts import LogChunk, ScriptRequest, execute_script
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    agent = AgentProcess(tentacle, env={"TENTACLE_SERVICE_PORT": str(port)}).start()
+    release = tmp_path / "release"
+    body = (
+        f'for i in $(seq 5); do echo "before $i"; done\n'
+        f'while [ ! -e "{release}" ]; do sleep 0.05; done\n'
+        f'for i in $(seq 5); do echo "after $i"; done\nexit 7\n'
+    )
+    chunks: list[LogChunk] = []
+    halfway = asyncio.Event()
+
+    def collect(chunk: LogChunk) -> None:
+        chunks.append(chunk)
+        if sum(len(c.lines) for c in chunks) >= 5:
+            halfway.set()
+
+    try:
+        async with client_for(agent) as client:
+            run = asyncio.create_task(execute_script(client, ScriptRequest(body), collect))
+            await halfway.wait()
+            agent.signal(signal.SIGKILL)
+            assert agent.process is not None
+            agent.process.wait()
+            agent.start()
+            release.touch()
+            outcome = await run
+    finally:
+        agent.stop()
+    assert outcome.exit_code == 7
+    lines = [(chunk.first + n, text) for chunk in chunks for n, text in enumerate(chunk.lines)]
+    assert [text for _, text in lines] == [f"before {i}" for i in range(1, 6)] + [
+        f"after {i}" for i in range(1, 6)
+    ]
+    assert [sequence for sequence, _ in lines] == list(range(1, 11))
+
+
+async def test_a_script_that_cannot_be_launched_is_minus_42(
+    tentacle: TentacleCli, tmp_path: Path
+) -> None:
+    agent = AgentProcess(tentacle, env={"PATH": str(tmp_path)}).start()  # no bash to be found
+    try:
+        async with client_for(agent) as client:
+            started = await Scripts(client).start("echo never", DurationToWaitForScriptToFinish=30)
+            status = await Scripts(client).status(started["Ticket"])
+    finally:
+        agent.stop()
+    assert (started["State"], started["ExitCode"]) == ("Complete", -42)
+    notes = [e["Text"] for e in status["Logs"] if e["Source"] == "debug"]
+    assert any("Could not launch the script" in note and "bash" in note for note in notes)
