@@ -216,12 +216,19 @@ def show_configuration_command(instance_name: str | None, output_format: str) ->
         emit_json(document)
         return
     overrides = overridden_settings(context.environ)
+    listed_below = ("Trust", "PollingServers")
     emit_fields(
-        [(key, _text(key, value, overrides)) for key, value in document.items() if key != "Trust"]
+        [
+            (key, _text(key, value, overrides))
+            for key, value in document.items()
+            if key not in listed_below
+        ]
     )
     for peer in config.trusted:
         note = " (pending: certificate not yet given)" if peer.is_pending else ""
         click.echo(f"  trusts {peer.thumbprint}{note}")
+    for server in config.polling_servers:
+        click.echo(f"  polls {server.address} ({server.thumbprint}) as {config.subscription_id}")
 
 
 def configuration_document(instance: Instance, config: InstanceConfig) -> dict[str, Any]:
@@ -246,6 +253,14 @@ def configuration_document(instance: Instance, config: InstanceConfig) -> dict[s
         "WorkspaceSweepInterval": config.workspace_sweep_interval,
         "Thumbprint": thumbprint,
         "TrustedThumbprints": [peer.thumbprint for peer in config.trusted],
+        "PollingServers": [
+            {
+                "Address": server.address,
+                "Thumbprint": server.thumbprint,
+                "SubscriptionId": config.subscription_id,
+            }
+            for server in config.polling_servers
+        ],
         "Trust": [
             {"Thumbprint": peer.thumbprint, "Sha256": peer.sha256, "Pending": peer.is_pending}
             for peer in config.trusted

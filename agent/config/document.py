@@ -128,6 +128,11 @@ def render_config(config: InstanceConfig) -> str:
         "max_running_scripts": config.max_running_scripts,
         "workspace_retention": config.workspace_retention,
         "workspace_sweep_interval": config.workspace_sweep_interval,
+        "subscription_id": config.subscription_id,
+        "polling_servers": [
+            {"address": server.address, "thumbprint": server.thumbprint}
+            for server in config.polling_servers
+        ],
         TRUSTED_KEY: [_render_peer(peer) for peer in config.trusted],
     }
     return HEADER + yaml.dump(document, Dumper=_Dumper, sort_keys=False, default_flow_style=False)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.certs import IDENTITY_FILE_NAME
+from agent.config.polling import PollingServer, coerce_polling_servers, coerce_subscription_id
 from agent.config.trust import TrustedPeer
 
 DEFAULT_PORT = 10933
@@ -137,6 +138,8 @@ SETTINGS: dict[str, Callable[[Any], Any]] = {
     "max_running_scripts": coerce_count,
     "workspace_retention": coerce_seconds,
     "workspace_sweep_interval": coerce_seconds,
+    "subscription_id": coerce_subscription_id,
+    "polling_servers": coerce_polling_servers,
 }
 
 
@@ -155,6 +158,8 @@ class InstanceConfig:
     max_running_scripts: int = 0
     workspace_retention: float = 24 * 3600.0
     workspace_sweep_interval: float = 2 * 3600.0
+    subscription_id: str | None = None
+    polling_servers: tuple[PollingServer, ...] = ()
     trusted: tuple[TrustedPeer, ...] = field(default=())
 
     @property

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from agent.certs import generate_identity
 from agent.config import InstanceConfig, TrustedPeer, load_config, parse_config, render_config
+from agent.config.polling import PollingServer
 from agent.errors import ConfigError
 
 CONFIG = Path("/srv/tentacle/a/tentacle.yaml")
@@ -30,6 +31,8 @@ def test_rendered_config_reads_back_equal() -> None:
         no_listen=True,
         polling_connection_count=7,
         trusted=(TrustedPeer.from_certificate(certificate), TrustedPeer.pending("AB" * 20)),
+        subscription_id="poll://abcdefghjkmnpqrstuv2/",
+        polling_servers=(PollingServer.at("hub", 10943, "CD" * 20),),
     )
     assert parse_config(render_config(config), CONFIG) == config
 
@@ -62,6 +65,11 @@ def test_any_valid_config_round_trips(port: int, count: int, no_listen: bool, ho
         ("listen_ip: 300.1.1.1\n", r"line 1: listen_ip: expected an IP address or 'any'"),
         ("polling_connection_count: 0\n", r"line 1: polling_connection_count: expected a whole"),
         ("trusted: AB\n", r"line 1: trusted: expected a list of peers"),
+        ("subscription_id: poll://x/\n", r"line 1: subscription_id: expected poll://"),
+        (
+            "polling_servers:\n- address: ftp://x\n  thumbprint: AB\n",
+            r"line 1: polling_servers: expected an address like https://HOST:10943/",
+        ),
         ("trusted:\n- {}\n", r"line 2: a trusted peer needs 'thumbprint'"),
         ("trusted:\n- thumbprint: XYZ\n", r"line 2: malformed thumbprint 'XYZ'"),
         ("trusted:\n- thumbprint: " + "A" * 40 + "\n  colour: red\n", r"line 2: unknown keys"),

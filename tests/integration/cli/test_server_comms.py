@@ -1,0 +1,72 @@
+"""server-comms: recording the servers a polling agent dials."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+
+from tests.helpers.cli import TentacleCli
+
+SERVER = "AB" * 20
+
+
+def shown(tentacle: TentacleCli) -> dict[str, Any]:
+    value: dict[str, Any] = tentacle.ok("show-configuration", "--format", "json").json()
+    return value
+
+
+def test_a_polling_server_is_recorded_with_a_stable_subscription_id(tentacle: TentacleCli) -> None:
+    tentacle.ok("create-instance", "--instance", "a")
+    tentacle.ok("server-comms", "--style", "TentacleActive", "--host", "Hub.Example",
+                "--thumbprint", SERVER.lower())  # fmt: skip
+    [server] = shown(tentacle)["PollingServers"]
+    assert server["Address"] == "https://hub.example:10943/"
+    assert server["Thumbprint"] == SERVER
+    subscription = server["SubscriptionId"]
+    assert re.fullmatch(r"poll://[a-z2-9]{20}/", subscription)
+    assert not set(subscription[7:-1]) & set("01io")  # Tentacle's unambiguous alphabet
+    # re-registering (a new thumbprint, a second server) keeps the id
+    tentacle.ok("server-comms", "--host", "hub.example", "--thumbprint", "CD" * 20)
+    tentacle.ok("server-comms", "--host", "::1", "--port", "20943", "--thumbprint", SERVER)
+    servers = shown(tentacle)["PollingServers"]
+    assert [(s["Address"], s["Thumbprint"]) for s in servers] == [
+        ("https://hub.example:10943/", "CD" * 20),
+        ("https://[::1]:20943/", SERVER),
+    ]
+    assert {s["SubscriptionId"] for s in servers} == {subscription}
+    stored = yaml.safe_load((tentacle.config_home / "a" / "tentacle.yaml").read_text())
+    assert stored["subscription_id"] == subscription
+    assert "polls https://[::1]:20943/" in tentacle.ok("show-configuration").out
+
+
+def test_passive_style_trusts_the_thumbprint(tentacle: TentacleCli) -> None:
+    tentacle.ok("create-instance", "--instance", "a")
+    tentacle.ok("server-comms", "--style", "TentaclePassive", "--thumbprint", SERVER)
+    config = shown(tentacle)
+    assert config["PollingServers"] == []
+    assert config["Trust"] == [{"Thumbprint": SERVER, "Sha256": None, "Pending": True}]
+
+
+def test_bad_input_is_refused_and_changes_nothing(tentacle: TentacleCli) -> None:
+    tentacle.ok("create-instance", "--instance", "a")
+    config = tentacle.config_home / "a" / "tentacle.yaml"
+    before = config.read_bytes()
+    assert "--host is required" in tentacle.fails("server-comms", "--thumbprint", SERVER,
+                                                  code=2).err  # fmt: skip
+    assert (
+        "expected a host name"
+        in tentacle.fails("server-comms", "--host", "bad host!", "--thumbprint", SERVER, code=2).err
+    )
+    assert (
+        "malformed thumbprint"
+        in tentacle.fails("server-comms", "--host", "hub", "--thumbprint", "nope").err
+    )
+    assert (
+        "not in the range"
+        in tentacle.fails(
+            "server-comms", "--host", "hub", "--port", "0", "--thumbprint", SERVER, code=2
+        ).err
+    )
+    assert config.read_bytes() == before
