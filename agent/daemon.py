@@ -20,6 +20,7 @@ from agent.services.files import FileService
 from agent.services.router import Router
 from agent.services.scripts import ScriptService
 from agent.transport.listener import Listener
+from agent.transport.polling import poll
 from agent.transport.settings import ChannelSettings
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,20 @@ async def run_agent(
     trusted = [peer.certificate_pem for peer in config.trusted_certificates if peer.certificate_pem]
     if not trusted:
         log.warning("no trusted certificates: every caller will be refused")
+    pollers = [
+        asyncio.create_task(
+            poll(
+                server.address,
+                server.thumbprint,
+                config.subscription_id or "",
+                settings,
+                router,
+                stop,
+            )
+        )
+        for server in config.polling_servers
+        for _ in range(config.polling_connection_count)
+    ]
     try:
         if config.no_listen:
             on_ready([])
@@ -112,4 +127,5 @@ async def run_agent(
         log.info("stopping: no new connections; up to %.0f s for calls in flight", run.grace)
         await listener.stop(run.grace)
     finally:
+        await asyncio.gather(*pollers, return_exceptions=True)
         await scripts.close()  # running scripts carry on; the next start re-attaches

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from agent.client.polling import PollingListener
 from agent.errors import ConnectionLost, TentacleError
 from agent.transport.channel import Channel
 from agent.transport.dialer import dial
@@ -48,14 +49,30 @@ class AgentClient:
         *,
         call_timeout: float | None = 300.0,
         retry_delays: tuple[float, ...] = RETRY_DELAYS,
+        connector: Callable[[], Awaitable[Channel]] | None = None,
     ) -> None:
+        """``connector`` supplies channels another way than dialing ``endpoint``
+        (polling: the agent dialed us); such channels are not this client's to close."""
         self.endpoint = endpoint
         self._settings = settings
+        self._connector = connector
         self._timeout = call_timeout
         self._retry_delays = retry_delays
         self._channel: Channel | None = None
         self._connecting = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
+
+    @classmethod
+    def polling(
+        cls, listener: PollingListener, endpoint: Endpoint, settings: ChannelSettings
+    ) -> AgentClient:
+        """A client for the polling agent ``endpoint.url`` (``poll://ID/``), reached
+        through the connections it keeps to ``listener``."""
+        return cls(
+            endpoint,
+            settings,
+            connector=lambda: listener.channel(endpoint.url, endpoint.thumbprint),
+        )
 
     async def __aenter__(self) -> AgentClient:
         await self.connect()
@@ -68,18 +85,21 @@ class AgentClient:
         """The open channel, dialing the agent if there is none (or it dropped)."""
         async with self._connecting:
             if self._channel is None or self._channel.closed.is_set():
-                self._channel = await dial(
-                    self.endpoint.url, self.endpoint.thumbprint, self._settings
-                )
+                if self._connector is not None:
+                    self._channel = await self._connector()
+                else:
+                    self._channel = await dial(
+                        self.endpoint.url, self.endpoint.thumbprint, self._settings
+                    )
             return self._channel
 
     async def close(self) -> None:
         """Close the connection, after giving calls sent with :meth:`send` a moment to land."""
         if self._background:
             await asyncio.wait(self._background, timeout=BACKGROUND_GRACE)
-        if self._channel is not None:
+        if self._channel is not None and self._connector is None:
             await self._channel.close("the client closed")
-            self._channel = None
+        self._channel = None
 
     async def call(self, service: str, method: str, params: dict[str, Any] | None = None) -> Any:
         """One call without a stream; not retried (the caller knows if it is idempotent)."""

@@ -55,8 +55,11 @@ class Channel:
         *,
         peer_thumbprint: str,
         handler: Handler | None = None,
+        peer_sha256: str | None = None,
     ) -> None:
         self.peer_thumbprint = peer_thumbprint
+        # the peer's certificate as SHA-1 and, where known, SHA-256 thumbprints
+        self.peer_thumbprints = frozenset(t for t in (peer_thumbprint, peer_sha256) if t)
         self._ws = websocket
         self._conn = connection
         self._handler = handler

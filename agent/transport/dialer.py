@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -55,6 +56,7 @@ async def dial(
     *,
     handler: Handler | None = None,
     timeout: float = CONNECT_TIMEOUT,
+    headers: Mapping[str, str] | None = None,
 ) -> Channel:
     """Connect, check the pin, exchange hellos; returns an open Channel.
 
@@ -73,6 +75,7 @@ async def dial(
             max_msg_size=settings.limits.max_frame_bytes,
             compress=0,
             autoping=True,
+            headers=dict(headers or {}),
         )
         channel = Channel(
             websocket,

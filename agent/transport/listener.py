@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from aiohttp import web
 
@@ -29,10 +29,18 @@ class Listener:
     """Serve ``handler`` to trusted peers. Start with :meth:`start`, end with :meth:`stop`."""
 
     def __init__(
-        self, settings: ChannelSettings, trusted_pems: Sequence[str], handler: Handler
+        self,
+        settings: ChannelSettings,
+        trusted_pems: Sequence[str],
+        handler: Handler | None,
+        on_channel: Callable[[Channel, Mapping[str, str]], Awaitable[None]] | None = None,
     ) -> None:
+        """``handler`` answers the peers' calls (None: this side only calls).
+        ``on_channel`` is awaited for each open channel with the upgrade request's
+        headers; the channel closes when it returns or raises."""
         self._settings = settings
         self._handler = handler
+        self._on_channel = on_channel
         self._ssl = server_context(settings.identity, trusted_pems)
         self._channels: set[Channel] = set()
         self._accepting = True
@@ -71,14 +79,19 @@ class Listener:
         if der is None or not self._accepting:
             reason = "a client certificate is required" if der is None else "the agent is stopping"
             return web.Response(status=403 if der is None else 503, text=reason + "\n")
-        thumbprint = thumbprints_of(der)[0]
+        thumbprint, sha256 = thumbprints_of(der)
         await websocket.prepare(request)
         connection = self._settings.connection(dialer=False, now=time.monotonic())
-        channel = Channel(websocket, connection, peer_thumbprint=thumbprint, handler=self._handler)
+        channel = Channel(
+            websocket, connection, peer_thumbprint=thumbprint, handler=self._handler,
+            peer_sha256=sha256,
+        )  # fmt: skip
         self._channels.add(channel)
         try:
             await channel.open()
             log.info("connection from %s (%s)", channel.peer_name, thumbprint)
+            if self._on_channel is not None:
+                await self._on_channel(channel, request.headers)
             await channel.wait_closed()
             log.info("connection from %s closed: %s", thumbprint, channel.close_reason)
         except Exception as error:

@@ -71,8 +71,28 @@ class AgentProcess:
         return ChannelSettings(identity or self.caller, "test-caller", __version__,
                                heartbeat_interval=heartbeat)  # fmt: skip
 
+    def poll(self, host: str, port: int, server_thumbprint: str) -> AgentProcess:
+        """Make the agent a polling-only agent of the server at ``host:port``."""
+        from agent.config.polling import PollingServer, new_subscription_id
+
+        config = self.instance.config.with_settings(
+            no_listen=True,
+            subscription_id=new_subscription_id(),
+            polling_servers=(PollingServer.at(host, port, server_thumbprint),),
+        )
+        self.instance = self.instance.save(config)
+        return self
+
+    @property
+    def subscription(self) -> str:
+        subscription = self.instance.config.subscription_id
+        assert subscription is not None
+        return subscription
+
     def start(self) -> AgentProcess:
         """Start the agent and wait for its readiness line."""
+        if self.instance.config.no_listen:
+            return self._start_polling()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "agent", self.verb, "--instance", "agent", *self.args],
             env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -83,6 +103,16 @@ class AgentProcess:
         match = READY.search(line)
         assert match, f"unexpected readiness line {line!r}; log:\n{self.log()}"
         self.port = int(match.group(1))
+        return self
+
+    def _start_polling(self) -> AgentProcess:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "agent", self.verb, "--instance", "agent", *self.args],
+            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self._log = _Lines(self.process.stderr)
+        self._out = _Lines(self.process.stdout)
+        self._out.wait_for("Agent will not listen")
         return self
 
     def log(self) -> str:

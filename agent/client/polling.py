@@ -1,0 +1,85 @@
+"""Polling mode, the server's side: accept agents that dial in, and call them.
+
+A TLS WebSocket server (port 10943 by default) that accepts only agents whose
+certificates it trusts. Each connection names its subscription id; calls for
+``poll://ID/`` go to any live connection of that agent, and a call made while
+the agent is not connected waits for it up to a queue timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Mapping, Sequence
+
+from agent.certs import parse_thumbprint
+from agent.errors import ConnectionLost
+from agent.transport.channel import Channel
+from agent.transport.listener import Listener
+from agent.transport.polling import SUBSCRIPTION_HEADER
+from agent.transport.settings import ChannelSettings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_QUEUE_TIMEOUT = 120.0
+_SUBSCRIPTION = re.compile(r"poll://[a-z2-9]{20}/")
+
+
+class PollingListener:
+    def __init__(self, settings: ChannelSettings, trusted_agent_pems: Sequence[str]) -> None:
+        self._listener = Listener(settings, trusted_agent_pems, None, on_channel=self._register)
+        self._channels: dict[str, list[Channel]] = {}
+        self._arrived = asyncio.Condition()
+
+    async def start(self, host: str | None, port: int) -> list[tuple[str, int]]:
+        """Listen; returns the bound addresses (port 0 is resolved)."""
+        return await self._listener.start(host, port)
+
+    async def stop(self) -> None:
+        await self._listener.stop(grace=0)
+
+    async def channel(
+        self, subscription: str, thumbprint: str, timeout: float = DEFAULT_QUEUE_TIMEOUT
+    ) -> Channel:
+        """A live connection of the agent ``subscription`` presenting ``thumbprint``.
+
+        Waits up to ``timeout`` seconds for the agent to connect; then raises
+        ConnectionLost saying so.
+        """
+        expected = parse_thumbprint(thumbprint)
+
+        def live() -> Channel | None:
+            for channel in self._channels.get(subscription, []):
+                if not channel.closed.is_set() and expected in channel.peer_thumbprints:
+                    return channel
+            return None
+
+        async with self._arrived:
+            try:
+                await asyncio.wait_for(self._arrived.wait_for(live), timeout)
+            except TimeoutError:
+                raise ConnectionLost(
+                    f"agent {subscription} ({expected}) did not connect within {timeout:.0f} s"
+                ) from None
+            found = live()
+            assert found is not None
+            return found
+
+    async def _register(self, channel: Channel, headers: Mapping[str, str]) -> None:
+        subscription = headers.get(SUBSCRIPTION_HEADER, "")
+        if not _SUBSCRIPTION.fullmatch(subscription):
+            log.warning(
+                "refused a polling connection from %s: subscription %r is not poll://<20>/",
+                channel.peer_thumbprint,
+                subscription,
+            )
+            await channel.close("no valid subscription id")
+            return
+        async with self._arrived:
+            self._channels.setdefault(subscription, []).append(channel)
+            self._arrived.notify_all()
+        log.info("agent %s connected (%s)", subscription, channel.peer_thumbprint)
+        await channel.wait_closed()
+        async with self._arrived:
+            self._channels[subscription].remove(channel)

@@ -1,0 +1,62 @@
+"""Polling mode: the agent dials out to the server and answers its calls."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from agent import __version__
+from agent.client import AgentClient, Endpoint, PollingListener
+from agent.client.scripts import LogChunk, ScriptRequest, execute_script
+from agent.errors import ConnectionLost
+from agent.transport.settings import ChannelSettings
+from tests.helpers.agent import AgentProcess
+from tests.helpers.cli import TentacleCli
+
+
+@pytest.fixture
+async def polling(tentacle: TentacleCli) -> AsyncIterator[tuple[AgentProcess, PollingListener]]:
+    """A polling-only agent connected to a polling listener run by the test."""
+    agent = AgentProcess(tentacle)
+    settings = ChannelSettings(agent.caller, "hub", __version__)
+    listener = PollingListener(settings, [agent.identity.certificate_pem.decode()])
+    [(host, port), *_] = await listener.start("127.0.0.1", 0)
+    agent.poll(host, port, agent.caller.thumbprint).start()
+    yield agent, listener
+    agent.stop()
+    await listener.stop()
+
+
+def client(agent: AgentProcess, listener: PollingListener) -> AgentClient:
+    return AgentClient.polling(
+        listener, Endpoint(agent.subscription, agent.thumbprint), agent.settings()
+    )
+
+
+async def test_calls_reach_a_polling_agent(
+    polling: tuple[AgentProcess, PollingListener], tmp_path: Path
+) -> None:
+    agent, listener = polling
+    async with client(agent, listener) as hub:
+        assert "scripts/1" in (await hub.capabilities())["SupportedCapabilities"]
+        local = tmp_path / "payload"
+        local.write_bytes(b"polled" * 1000)
+        uploaded = await hub.upload(local, "Files/payload")
+        assert uploaded["Length"] == 6000
+        chunks: list[LogChunk] = []
+        outcome = await execute_script(hub, ScriptRequest("wc -c < ../../Files/payload; exit 5"),
+                                       chunks.append)  # fmt: skip
+    assert outcome.exit_code == 5
+    assert [line for chunk in chunks for line in chunk.lines] == ["6000"]
+
+
+async def test_a_call_waits_for_the_agent_and_then_times_out_clearly(
+    polling: tuple[AgentProcess, PollingListener],
+) -> None:
+    agent, listener = polling
+    with pytest.raises(ConnectionLost, match=r"did not connect within 0 s"):
+        await listener.channel("poll://aaaaaaaaaaaaaaaaaaaa/", agent.thumbprint, timeout=0.1)
+    with pytest.raises(ConnectionLost, match=r"did not connect"):  # right id, wrong certificate
+        await listener.channel(agent.subscription, "AB" * 20, timeout=0.1)
