@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
@@ -22,6 +23,7 @@ from agent.errors import TentacleError
 
 if TYPE_CHECKING:  # the client stack (aiohttp) is imported only when a client command runs
     from agent.client import AgentClient
+    from agent.transport.settings import ChannelSettings
 
 T = TypeVar("T")
 
@@ -31,13 +33,44 @@ class ClientOptions:
     instance_name: str | None
 
 
+@dataclass(frozen=True)
+class Target:
+    """Which agent to reach, and how: dial it, or wait for it to poll us."""
+
+    endpoint: str
+    thumbprint: str | None
+    listen: str | None
+    agent_certificate: Path | None
+
+
 def endpoint_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    function = click.option(
-        "--thumbprint", required=True, metavar="T", help="the agent's thumbprint (SHA-1 or SHA-256)"
-    )(function)
-    return click.option(
-        "--endpoint", required=True, metavar="URL", help="the agent, https://HOST:PORT/"
-    )(function)
+    """--endpoint, --thumbprint, --listen and --agent-certificate, as one ``target``."""
+
+    @functools.wraps(function)
+    def with_target(
+        *args: Any,
+        endpoint: str,
+        thumbprint: str | None,
+        listen: str | None,
+        agent_certificate: Path | None,
+        **kwargs: Any,
+    ) -> Any:
+        target = Target(endpoint, thumbprint, listen, agent_certificate)
+        return function(*args, target=target, **kwargs)
+
+    options = [
+        click.option("--endpoint", required=True, metavar="URL",
+                     help="the agent: https://HOST:PORT/ (listening) or poll://ID/ (polling)"),
+        click.option("--thumbprint", metavar="T",
+                     help="the agent's thumbprint (SHA-1 or SHA-256)"),
+        click.option("--listen", metavar="HOST:PORT",
+                     help="polling: where to wait for the agent to connect"),
+        click.option("--agent-certificate", type=click.Path(exists=True, dir_okay=False,
+                     path_type=Path), metavar="PEM", help="polling: the agent's certificate"),
+    ]  # fmt: skip
+    for option in reversed(options):
+        with_target = option(with_target)
+    return with_target
 
 
 @click.group("client")
@@ -49,8 +82,7 @@ def client_group(ctx: click.Context, instance_name: str | None) -> None:
     ctx.meta["client"] = ClientOptions(instance_name)
 
 
-def _run(endpoint: str, thumbprint: str, action: Callable[[AgentClient], Awaitable[T]]) -> T:
-    from agent.client import AgentClient, Endpoint
+def _run(target: Target, action: Callable[[AgentClient], Awaitable[T]]) -> T:
     from agent.transport.settings import ChannelSettings
 
     options: ClientOptions = click.get_current_context().meta["client"]
@@ -65,18 +97,56 @@ def _run(endpoint: str, thumbprint: str, action: Callable[[AgentClient], Awaitab
     )
 
     async def main() -> T:
-        async with AgentClient(Endpoint(endpoint, thumbprint), settings) as client:
+        if target.endpoint.startswith("poll://"):
+            return await _run_polling(target, settings, action)
+        from agent.client import AgentClient, Endpoint
+
+        if not target.thumbprint:
+            raise click.UsageError("--thumbprint is required for a listening agent")
+        async with AgentClient(Endpoint(target.endpoint, target.thumbprint), settings) as client:
             return await action(client)
 
     return asyncio.run(main())
 
 
+async def _run_polling(
+    target: Target, settings: ChannelSettings, action: Callable[[AgentClient], Awaitable[T]]
+) -> T:
+    """Listen for the polling agent ``target.endpoint``, then act through its connection."""
+    from agent.certs import load_certificate, sha1_thumbprint
+    from agent.client import AgentClient, Endpoint, PollingListener
+
+    if not target.listen or not target.agent_certificate:
+        raise click.UsageError(
+            "a poll:// endpoint needs --listen HOST:PORT and --agent-certificate"
+        )
+    host, _, port = target.listen.rpartition(":")
+    if not host or not port.isdecimal():
+        raise click.BadParameter(
+            f"expected HOST:PORT, got {target.listen!r}", param_hint="--listen"
+        )
+    pem = target.agent_certificate.read_bytes()
+    thumbprint = target.thumbprint or sha1_thumbprint(
+        load_certificate(pem, str(target.agent_certificate))
+    )
+    listener = PollingListener(settings, [pem.decode("ascii")])
+    await listener.start(host.strip("[]"), int(port))
+    click.echo(f"Waiting for {target.endpoint} on {target.listen}", err=True)
+    try:
+        async with AgentClient.polling(
+            listener, Endpoint(target.endpoint, thumbprint), settings
+        ) as client:
+            return await action(client)
+    finally:
+        await listener.stop()
+
+
 @client_group.command("capabilities")
 @endpoint_options
 @format_option
-def capabilities_command(endpoint: str, thumbprint: str, output_format: str) -> None:
+def capabilities_command(target: Target, output_format: str) -> None:
     """Show what the agent serves and what its machine offers."""
-    found = _run(endpoint, thumbprint, lambda client: client.capabilities())
+    found = _run(target, lambda client: client.capabilities())
     if output_format == "json":
         emit_json(found)
     else:
@@ -88,12 +158,10 @@ def capabilities_command(endpoint: str, thumbprint: str, output_format: str) -> 
 @format_option
 @click.argument("local", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("remote")
-def upload_command(
-    endpoint: str, thumbprint: str, output_format: str, local: Path, remote: str
-) -> None:
+def upload_command(target: Target, output_format: str, local: Path, remote: str) -> None:
     """Upload LOCAL to REMOTE on the agent (relative to its home)."""
     with _progress(local.stat().st_size, "Uploading") as progress:
-        result = _run(endpoint, thumbprint, lambda c: c.upload(local, remote, progress))
+        result = _run(target, lambda c: c.upload(local, remote, progress))
     _show_transfer(result, output_format)
 
 
@@ -102,14 +170,10 @@ def upload_command(
 @format_option
 @click.argument("remote")
 @click.argument("local", type=click.Path(dir_okay=False, path_type=Path))
-def download_command(
-    endpoint: str, thumbprint: str, output_format: str, remote: str, local: Path
-) -> None:
+def download_command(target: Target, output_format: str, remote: str, local: Path) -> None:
     """Download REMOTE from the agent into LOCAL."""
     with _progress(None, "Downloading") as progress:
-        result = _run(
-            endpoint, thumbprint, lambda c: c.download(remote, local.absolute(), progress)
-        )
+        result = _run(target, lambda c: c.download(remote, local.absolute(), progress))
     _show_transfer(result, output_format)
 
 
@@ -163,8 +227,7 @@ def _progress(length: int | None, label: str) -> Iterator[Callable[[int], None] 
 @click.argument("script", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("arguments", nargs=-1, type=click.UNPROCESSED)
 def run_script_command(
-    endpoint: str,
-    thumbprint: str,
+    target: Target,
     ticket: str | None,
     syntax: str,
     isolation: str,
@@ -208,7 +271,7 @@ def run_script_command(
         outcome = await execute_script(client, request, show, cancel)
         return outcome.exit_code
 
-    code = _run(endpoint, thumbprint, action)
+    code = _run(target, action)
     if code < 0:
         raise TentacleError(f"script {request.ticket}: {exitcodes.describe(code)} ({code})")
     raise click.exceptions.Exit(min(code, 255))

@@ -60,3 +60,35 @@ async def test_a_call_waits_for_the_agent_and_then_times_out_clearly(
         await listener.channel("poll://aaaaaaaaaaaaaaaaaaaa/", agent.thumbprint, timeout=0.1)
     with pytest.raises(ConnectionLost, match=r"did not connect"):  # right id, wrong certificate
         await listener.channel(agent.subscription, "AB" * 20, timeout=0.1)
+
+
+def test_run_script_over_polling_from_the_command_line(
+    tentacle: TentacleCli, tmp_path: Path
+) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    agent = AgentProcess(tentacle)
+    agent.poll("127.0.0.1", port, agent.caller.thumbprint)
+    certificate = tmp_path / "agent.pem"
+    certificate.write_bytes(agent.identity.certificate_pem)
+    script = tmp_path / "hello.sh"
+    script.write_text('echo "polled $1"; echo oops >&2; exit 3\n')
+    command = subprocess.Popen(
+        [sys.executable, "-m", "agent", "client", "--instance", "hub", "run-script",
+         "--endpoint", agent.subscription, "--listen", f"127.0.0.1:{port}",
+         "--agent-certificate", str(certificate), str(script), "--", "world"],
+        env=tentacle.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert command.stderr is not None
+    assert command.stderr.readline().startswith(f"Waiting for {agent.subscription}")
+    agent.start()
+    try:
+        out, err = command.communicate(timeout=60)
+    finally:
+        agent.stop()
+    assert (command.returncode, out, err) == (3, "polled world\n", "oops\n")
