@@ -14,6 +14,7 @@ from typing import IO
 
 from agent import __version__
 from agent.certs import Identity, generate_identity, save_identity
+from agent.client import AgentClient, Endpoint, PollingListener
 from agent.config import InstanceIndex
 from agent.config.instances import Instance, create_instance
 from agent.transport.settings import ChannelSettings
@@ -45,6 +46,7 @@ class AgentProcess:
         self.instance = self.instance.save(config.with_trusted(_trust(self.caller)))
         self.process: subprocess.Popen[str] | None = None
         self.port = 0
+        self.listener: PollingListener | None = None  # set when the agent polls the test
 
     @staticmethod
     def _instance(index: InstanceIndex, name: str, identity: Identity) -> Instance:
@@ -70,6 +72,20 @@ class AgentProcess:
         """Channel settings for a caller: the trusted hub's identity unless another is given."""
         return ChannelSettings(identity or self.caller, "test-caller", __version__,
                                heartbeat_interval=heartbeat)  # fmt: skip
+
+    def client(self) -> AgentClient:
+        """A client for this agent as the trusted hub: dialing it, or through its polling."""
+        if self.listener is not None:
+            endpoint = Endpoint(self.subscription, self.thumbprint)
+            return AgentClient.polling(self.listener, endpoint, self.settings())
+        return AgentClient(Endpoint(self.url, self.thumbprint), self.settings())
+
+    async def poll_a_listener(self) -> AgentProcess:
+        """Make the agent poll a PollingListener that the test runs (``self.listener``)."""
+        settings = ChannelSettings(self.caller, "hub", __version__)
+        self.listener = PollingListener(settings, [self.identity.certificate_pem.decode()])
+        [(host, port), *_] = await self.listener.start("127.0.0.1", 0)
+        return self.poll(host, port, self.caller.thumbprint)
 
     def poll(self, host: str, port: int, server_thumbprint: str) -> AgentProcess:
         """Make the agent a polling-only agent of the server at ``host:port``."""

@@ -7,11 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from agent import __version__
-from agent.client import AgentClient, Endpoint, PollingListener
+from agent.client import PollingListener
 from agent.client.scripts import LogChunk, ScriptRequest, execute_script
 from agent.errors import ConnectionLost
-from agent.transport.settings import ChannelSettings
 from tests.helpers.agent import AgentProcess
 from tests.helpers.cli import TentacleCli
 
@@ -20,26 +18,19 @@ from tests.helpers.cli import TentacleCli
 async def polling(tentacle: TentacleCli) -> AsyncIterator[tuple[AgentProcess, PollingListener]]:
     """A polling-only agent connected to a polling listener run by the test."""
     agent = AgentProcess(tentacle)
-    settings = ChannelSettings(agent.caller, "hub", __version__)
-    listener = PollingListener(settings, [agent.identity.certificate_pem.decode()])
-    [(host, port), *_] = await listener.start("127.0.0.1", 0)
-    agent.poll(host, port, agent.caller.thumbprint).start()
-    yield agent, listener
+    await agent.poll_a_listener()
+    agent.start()
+    assert agent.listener is not None
+    yield agent, agent.listener
     agent.stop()
-    await listener.stop()
-
-
-def client(agent: AgentProcess, listener: PollingListener) -> AgentClient:
-    return AgentClient.polling(
-        listener, Endpoint(agent.subscription, agent.thumbprint), agent.settings()
-    )
+    await agent.listener.stop()
 
 
 async def test_calls_reach_a_polling_agent(
     polling: tuple[AgentProcess, PollingListener], tmp_path: Path
 ) -> None:
-    agent, listener = polling
-    async with client(agent, listener) as hub:
+    agent, _ = polling
+    async with agent.client() as hub:
         assert "scripts/1" in (await hub.capabilities())["SupportedCapabilities"]
         local = tmp_path / "payload"
         local.write_bytes(b"polled" * 1000)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from agent.client import AgentClient, Endpoint
+from agent.client import AgentClient
 from agent.client.scripts import LogChunk, ScriptRequest, execute_script
 from tests.helpers.agent import AgentProcess
 
@@ -70,6 +70,12 @@ def texts(lines: list[Line], source: str = "stdout") -> list[str]:
 
 
 @pytest.fixture
+def agent(any_agent: AgentProcess) -> AgentProcess:
+    """Every script test runs against a listening agent and a polling one."""
+    return any_agent
+
+
+@pytest.fixture
 async def scripts(agent: AgentProcess) -> AsyncIterator[Scripts]:
-    async with AgentClient(Endpoint(agent.url, agent.thumbprint), agent.settings()) as client:
+    async with agent.client() as client:
         yield Scripts(client)

@@ -13,15 +13,21 @@ from pathlib import Path
 
 import pytest
 
-from agent.client import AgentClient, Endpoint
+from agent.client import AgentClient
 from agent.errors import RemoteError
 from tests.helpers.agent import AgentProcess
 
 MIB = 1024 * 1024
 
 
+@pytest.fixture
+def agent(any_agent: AgentProcess) -> AgentProcess:
+    """File transfer is tested against a listening agent and a polling one."""
+    return any_agent
+
+
 def client(agent: AgentProcess) -> AgentClient:
-    return AgentClient(Endpoint(agent.url, agent.thumbprint), agent.settings())
+    return agent.client()
 
 
 def random_file(path: Path, size: int) -> str:
@@ -158,7 +164,10 @@ async def test_a_length_mismatch_leaves_no_file(agent: AgentProcess) -> None:
     assert sorted(p.name for p in agent.home.iterdir() if "short" in p.name) == []
 
 
-async def test_a_peer_vanishing_mid_upload_leaves_no_partial_file(agent: AgentProcess) -> None:
+async def test_a_peer_vanishing_mid_upload_leaves_no_partial_file(
+    listening_agent: AgentProcess,
+) -> None:
+    agent = listening_agent  # the uploader process dials the agent
     uploader = subprocess.Popen(
         [sys.executable, "-m", "tests.helpers.uploader", agent.url, agent.thumbprint,
          str(agent.caller_identity_path), "vanished.bin"],
