@@ -64,4 +64,33 @@ kill -TERM "$agent_pid"
 wait "$agent_pid"
 cat "$workdir/agent.log"
 
+step "A polling agent: it dials out to the hub, for workers behind NAT or firewalls"
+tentacle create-instance --instance poller
+tentacle new-certificate --instance poller
+tentacle export-certificate --instance poller --file "$workdir/poller.pem"
+hub_thumbprint=$(tentacle show-thumbprint --instance hub --format json | python3 -c 'import json, sys; print(json.load(sys.stdin)["Thumbprint"])')
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+tentacle server-comms --instance poller --style TentacleActive --host 127.0.0.1 --port "$port" --thumbprint "$hub_thumbprint"
+tentacle configure --instance poller --noListen true
+subscription=$(tentacle show-configuration --instance poller --format json | python3 -c 'import json, sys; print(json.load(sys.stdin)["PollingServers"][0]["SubscriptionId"])')
+
+# the hub side listens on $port for that subscription and runs the script there
+tentacle client --instance hub run-script --endpoint "$subscription" --listen "127.0.0.1:$port" \
+    --agent-certificate "$workdir/poller.pem" --file "$workdir/package.zip" "$workdir/hello.sh" -- "polling user" \
+    >"$workdir/polled.out" 2>"$workdir/polled.err" &
+hub_pid=$!
+tentacle agent --instance poller >/dev/null 2>"$workdir/poller.log" &
+poller_pid=$!
+trap 'kill "$agent_pid" "$poller_pid" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$workdir"' EXIT
+set +e
+wait "$hub_pid"
+code=$?
+set -e
+cat "$workdir/polled.out" "$workdir/polled.err"
+echo "run-script over polling exited with $code"
+[ "$code" -eq 3 ]
+kill -TERM "$poller_pid"
+wait "$poller_pid"
+grep -E "polling|stopped" "$workdir/poller.log"
+
 step "Done"
