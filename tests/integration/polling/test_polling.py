@@ -83,3 +83,43 @@ def test_run_script_over_polling_from_the_command_line(
     finally:
         agent.stop()
     assert (command.returncode, out, err) == (3, "polled world\n", "oops\n")
+
+
+async def test_a_server_restart_mid_script_loses_neither_result_nor_log(
+    tentacle: TentacleCli, tmp_path: Path
+) -> None:
+    from agent.client import AgentClient, Endpoint
+
+    agent = AgentProcess(tentacle)
+    await agent.poll_a_listener()
+    first = agent.listener
+    assert first is not None
+    port = int(agent.instance.config.polling_servers[0].address.rsplit(":", 1)[1].rstrip("/"))
+    agent.start()
+    release = tmp_path / "release"
+    body = (
+        'for i in 1 2 3; do echo "before $i"; done\n'
+        f'while [ ! -e "{release}" ]; do sleep 0.05; done\n'
+        'for i in 1 2 3; do echo "after $i"; done\nexit 4\n'
+    )
+    request = ScriptRequest(body, ticket="survives-the-hub")
+    endpoint = Endpoint(agent.subscription, agent.thumbprint)
+    try:
+        async with AgentClient.polling(first, endpoint, agent.settings()) as hub:
+            started = await hub.call("scripts", "start", {"ScriptTicket": request.ticket,
+                                                          "ScriptBody": body})  # fmt: skip
+            assert started["State"] in ("Pending", "Running")
+        await first.stop()  # the hub goes away while the script runs
+        second = PollingListener(agent.settings(), [agent.identity.certificate_pem.decode()])
+        await second.start("127.0.0.1", port)  # and comes back on the same port
+        release.touch()
+        chunks: list[LogChunk] = []
+        async with AgentClient.polling(second, endpoint, agent.settings()) as hub:
+            outcome = await execute_script(hub, request, chunks.append)  # resumes by ticket
+        await second.stop()
+    finally:
+        agent.stop()
+    assert outcome.exit_code == 4
+    lines = [(chunk.first + n, text) for chunk in chunks for n, text in enumerate(chunk.lines)]
+    assert lines == list(enumerate(["before 1", "before 2", "before 3",
+                                    "after 1", "after 2", "after 3"], start=1))  # fmt: skip
