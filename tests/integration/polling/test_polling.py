@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -123,3 +124,45 @@ async def test_a_server_restart_mid_script_loses_neither_result_nor_log(
     lines = [(chunk.first + n, text) for chunk in chunks for n, text in enumerate(chunk.lines)]
     assert lines == list(enumerate(["before 1", "before 2", "before 3",
                                     "after 1", "after 2", "after 3"], start=1))  # fmt: skip
+
+
+async def test_an_untrusted_agent_is_refused_and_both_sides_name_the_thumbprints(
+    tentacle: TentacleCli, caplog: pytest.LogCaptureFixture
+) -> None:
+    from agent.certs import generate_identity
+
+    agent = AgentProcess(tentacle)
+    stranger = generate_identity()  # the hub trusts this one, not the agent
+    listener = PollingListener(agent.settings(), [stranger.certificate_pem.decode()])
+    [(host, port), *_] = await listener.start("127.0.0.1", 0)
+    agent.poll(host, port, agent.caller.thumbprint).start()
+    try:
+        # the hub runs on this event loop: wait for the agent's log off the loop
+        line = await asyncio.to_thread(agent.wait_for_log, "cannot reach polling server")
+        assert agent.thumbprint in line
+        assert "not trust our certificate" in line
+        with pytest.raises(ConnectionLost, match="did not connect"):
+            await listener.channel(agent.subscription, agent.thumbprint, timeout=0.5)
+    finally:
+        agent.stop()
+        await listener.stop()
+    refusals = [r.getMessage() for r in caplog.records if "refused a client" in r.getMessage()]
+    assert f"presenting certificate {agent.thumbprint}" in refusals[0]
+    assert f"trusted thumbprints: {stranger.thumbprint}" in refusals[0]
+
+
+async def test_an_agent_refuses_a_hub_with_the_wrong_certificate(tentacle: TentacleCli) -> None:
+    agent = AgentProcess(tentacle)
+    settings = agent.settings()
+    listener = PollingListener(settings, [agent.identity.certificate_pem.decode()])
+    [(host, port), *_] = await listener.start("127.0.0.1", 0)
+    expected = "EF" * 20
+    agent.poll(host, port, expected).start()  # pinned to a thumbprint the hub does not have
+    try:
+        # the hub runs on this event loop: wait for the agent's log off the loop
+        line = await asyncio.to_thread(agent.wait_for_log, "cannot reach polling server")
+        assert f"presented certificate {agent.caller.thumbprint}" in line
+        assert f"but thumbprint {expected} was expected" in line
+    finally:
+        agent.stop()
+        await listener.stop()
