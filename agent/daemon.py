@@ -19,8 +19,9 @@ from agent.services.capabilities import capabilities_methods
 from agent.services.files import FileService
 from agent.services.router import Router
 from agent.services.scripts import ScriptService
+from agent.transport.dialer import Proxy
 from agent.transport.listener import Listener
-from agent.transport.polling import poll
+from agent.transport.polling import poll, proxy_from_environment
 from agent.transport.settings import ChannelSettings
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,15 @@ def script_environment(run: AgentRun) -> dict[str, str]:
         TentacleJournal=str(run.config.home / "DeploymentJournal.json"),
     )
     return environment
+
+
+def polling_proxy(run: AgentRun, address: str) -> Proxy | None:
+    """The configured polling proxy; else HTTPS_PROXY unless NO_PROXY exempts ``address``."""
+    config = run.config
+    if config.polling_proxy_host:
+        return Proxy(config.polling_proxy_host, config.polling_proxy_port or 80,
+                     config.polling_proxy_username, config.polling_proxy_password)  # fmt: skip
+    return proxy_from_environment(address, run.environment)
 
 
 def script_manager(run: AgentRun) -> ScriptManager:
@@ -110,6 +120,7 @@ async def run_agent(
                 settings,
                 router,
                 stop,
+                polling_proxy(run, server.address),
             )
         )
         for server in config.polling_servers

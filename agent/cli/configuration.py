@@ -253,6 +253,12 @@ def configuration_document(instance: Instance, config: InstanceConfig) -> dict[s
         "WorkspaceSweepInterval": config.workspace_sweep_interval,
         "Thumbprint": thumbprint,
         "TrustedThumbprints": [peer.thumbprint for peer in config.trusted],
+        "PollingProxy": (
+            f"http://{config.polling_proxy_username + '@' if config.polling_proxy_username else ''}"
+            f"{config.polling_proxy_host}:{config.polling_proxy_port or 80}"
+            if config.polling_proxy_host
+            else None
+        ),
         "PollingServers": [
             {
                 "Address": server.address,

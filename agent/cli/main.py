@@ -27,7 +27,7 @@ from agent.cli.instances import (
     list_instances_command,
 )
 from agent.cli.output import emit_fields, emit_json, format_option
-from agent.cli.polling import server_comms_command
+from agent.cli.polling import polling_proxy_command, server_comms_command
 from agent.errors import TentacleError
 
 EXIT_FAILURE = 1
@@ -62,6 +62,7 @@ for command in (
     agent_command,
     client_group,
     server_comms_command,
+    polling_proxy_command,
 ):
     cli.add_command(command)
 cli.add_command(agent_command, "run")

@@ -66,3 +66,44 @@ def server_comms_command(
     instance.save(config)
     click.echo(f"Polling {server.address} (thumbprint {server.thumbprint}) as {subscription}")
     click.echo("Restart the agent for the change to take effect")
+
+
+@click.command("polling-proxy")
+@instance_option
+@click.option(
+    "--proxyEnable",
+    "enable",
+    type=click.BOOL,
+    default=True,
+    show_default=True,
+    help="false: dial polling servers directly (HTTPS_PROXY still applies)",
+)
+@click.option("--proxyHost", "host", help="the HTTP proxy's host")
+@click.option("--proxyPort", "port", type=click.IntRange(1, 65535), default=80, show_default=True)
+@click.option("--proxyUsername", "username", help="for proxies that ask (Basic)")
+@click.option("--proxyPassword", "password", help="stored in the 0600 config, never shown")
+def polling_proxy_command(
+    instance_name: str | None,
+    enable: bool,
+    host: str | None,
+    port: int,
+    username: str | None,
+    password: str | None,
+) -> None:
+    """Set the HTTP proxy (CONNECT) that polling connections go through."""
+    instance = current().open(instance_name)
+    if enable and not host:
+        raise click.UsageError("--proxyHost is required unless --proxyEnable false")
+    settings = (
+        {"polling_proxy_host": host, "polling_proxy_port": port,
+         "polling_proxy_username": username, "polling_proxy_password": password}
+        if enable
+        else dict.fromkeys(("polling_proxy_host", "polling_proxy_port",
+                            "polling_proxy_username", "polling_proxy_password"))
+    )  # fmt: skip
+    instance.save(instance.config.with_settings(**settings))
+    if enable:
+        who = f"{username}@" if username else ""
+        click.echo(f"Polling connections go through http://{who}{host}:{port}")
+    else:
+        click.echo("Polling connections go directly (or through HTTPS_PROXY if set)")

@@ -133,6 +133,10 @@ def render_config(config: InstanceConfig) -> str:
             {"address": server.address, "thumbprint": server.thumbprint}
             for server in config.polling_servers
         ],
+        "polling_proxy_host": config.polling_proxy_host,
+        "polling_proxy_port": config.polling_proxy_port,
+        "polling_proxy_username": config.polling_proxy_username,
+        "polling_proxy_password": config.polling_proxy_password,
         TRUSTED_KEY: [_render_peer(peer) for peer in config.trusted],
     }
     return HEADER + yaml.dump(document, Dumper=_Dumper, sort_keys=False, default_flow_style=False)

@@ -125,6 +125,18 @@ def coerce_seconds(value: Any) -> float:
     return seconds
 
 
+def coerce_optional_text(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"expected text, got {value!r}")
+    return value
+
+
+def coerce_optional_port(value: Any) -> int | None:
+    return None if value is None or value == "" else coerce_port(value)
+
+
 # Setting name -> coercion. The names are the config file's keys.
 SETTINGS: dict[str, Callable[[Any], Any]] = {
     "home": coerce_absolute_path,
@@ -140,6 +152,10 @@ SETTINGS: dict[str, Callable[[Any], Any]] = {
     "workspace_sweep_interval": coerce_seconds,
     "subscription_id": coerce_subscription_id,
     "polling_servers": coerce_polling_servers,
+    "polling_proxy_host": coerce_optional_text,
+    "polling_proxy_port": coerce_optional_port,
+    "polling_proxy_username": coerce_optional_text,
+    "polling_proxy_password": coerce_optional_text,
 }
 
 
@@ -160,6 +176,10 @@ class InstanceConfig:
     workspace_sweep_interval: float = 2 * 3600.0
     subscription_id: str | None = None
     polling_servers: tuple[PollingServer, ...] = ()
+    polling_proxy_host: str | None = None
+    polling_proxy_port: int | None = None
+    polling_proxy_username: str | None = None
+    polling_proxy_password: str | None = field(default=None, repr=False)
     trusted: tuple[TrustedPeer, ...] = field(default=())
 
     @property

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -24,6 +25,26 @@ CONNECT_TIMEOUT = 30.0
 REFUSED_OUR_CERTIFICATE = ("unknown ca", "bad certificate", "certificate unknown")
 
 
+@dataclass(frozen=True)
+class Proxy:
+    """An HTTP proxy that connections are tunnelled through (HTTP CONNECT)."""
+
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def auth(self) -> aiohttp.BasicAuth | None:
+        if self.username is None:
+            return None
+        return aiohttp.BasicAuth(self.username, self.password or "")
+
+
 def websocket_url(endpoint: str) -> str:
     """``https://host:port`` (as Octopus writes endpoints) or ``wss://…`` -> ``wss://host:port/``."""
     url = URL(endpoint)
@@ -32,21 +53,33 @@ def websocket_url(endpoint: str) -> str:
     return str(url.with_scheme("wss").with_path("/"))
 
 
+class _Pin:
+    """aiohttp's fingerprint hook, checking our pin (SHA-1 or SHA-256) instead.
+
+    aiohttp calls ``check`` right after the TLS handshake with the server, also
+    when it reached the server through a CONNECT proxy, before it sends anything.
+    """
+
+    def __init__(self, expected_thumbprint: str) -> None:
+        self.expected = expected_thumbprint
+
+    def check(self, transport: asyncio.Transport) -> None:
+        try:
+            check_peer(transport.get_extra_info("ssl_object"), self.expected, "the peer")
+        except TrustError:
+            transport.close()
+            raise
+
+
 class _PinnedConnector(aiohttp.TCPConnector):
     """A connector that refuses a server whose certificate is not the pinned one."""
 
     def __init__(self, expected_thumbprint: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._expected = expected_thumbprint
+        self._pin = _Pin(expected_thumbprint)
 
-    async def _wrap_create_connection(self, *args: Any, **kwargs: Any) -> Any:
-        transport, protocol = await super()._wrap_create_connection(*args, **kwargs)
-        try:
-            check_peer(transport.get_extra_info("ssl_object"), self._expected, "the peer")
-        except TrustError:
-            transport.close()
-            raise
-        return transport, protocol
+    def _get_fingerprint(self, req: Any) -> Any:
+        return self._pin
 
 
 async def dial(
@@ -57,6 +90,7 @@ async def dial(
     handler: Handler | None = None,
     timeout: float = CONNECT_TIMEOUT,
     headers: Mapping[str, str] | None = None,
+    proxy: Proxy | None = None,
 ) -> Channel:
     """Connect, check the pin, exchange hellos; returns an open Channel.
 
@@ -76,6 +110,8 @@ async def dial(
             compress=0,
             autoping=True,
             headers=dict(headers or {}),
+            proxy=proxy.url if proxy else None,
+            proxy_auth=proxy.auth if proxy else None,
         )
         channel = Channel(
             websocket,

@@ -14,10 +14,12 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 from agent.errors import TentacleError
 from agent.protocol.dispatch import Handler
-from agent.transport.dialer import dial
+from agent.transport.dialer import Proxy, dial
 from agent.transport.settings import ChannelSettings
 
 log = logging.getLogger(__name__)
@@ -41,13 +43,20 @@ async def poll(
     settings: ChannelSettings,
     handler: Handler,
     stop: asyncio.Event,
+    proxy: Proxy | None = None,
 ) -> None:
-    """Keep one connection to ``address`` until ``stop`` is set."""
+    """Keep one connection to ``address`` (through ``proxy``) until ``stop`` is set."""
     failures = 0
     while not stop.is_set():
         try:
-            channel = await dial(address, thumbprint, settings, handler=handler,
-                                 headers={SUBSCRIPTION_HEADER: subscription})  # fmt: skip
+            channel = await dial(
+                address,
+                thumbprint,
+                settings,
+                handler=handler,
+                headers={SUBSCRIPTION_HEADER: subscription},
+                proxy=proxy,
+            )
         except TentacleError as error:
             failures += 1
             delay = backoff_delay(failures)
@@ -71,3 +80,21 @@ async def poll(
         failures = 1  # come back soon, but not all at the same instant
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), backoff_delay(failures))
+
+
+def proxy_from_environment(address: str, environ: Mapping[str, str]) -> Proxy | None:
+    """The proxy HTTPS_PROXY names for ``address``, unless NO_PROXY exempts its host."""
+    url = environ.get("HTTPS_PROXY") or environ.get("https_proxy")
+    if not url:
+        return None
+    host = urlsplit(address).hostname or ""
+    no_proxy = environ.get("NO_PROXY") or environ.get("no_proxy") or ""
+    for entry in (item.strip().lower() for item in no_proxy.split(",")):
+        if entry == "*" or (
+            entry and (host == entry.lstrip(".") or host.endswith("." + entry.lstrip(".")))
+        ):
+            return None
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    if not parts.hostname:
+        return None
+    return Proxy(parts.hostname, parts.port or 80, parts.username, parts.password)

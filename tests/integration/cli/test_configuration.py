@@ -60,6 +60,7 @@ def test_show_configuration_defaults(pair: TentacleCli) -> None:
         "WorkspaceSweepInterval": 7200.0,
         "Thumbprint": thumbprint(pair, "a"),
         "TrustedThumbprints": [],
+        "PollingProxy": None,
         "PollingServers": [],
         "Trust": [],
     }

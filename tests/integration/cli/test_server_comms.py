@@ -70,3 +70,17 @@ def test_bad_input_is_refused_and_changes_nothing(tentacle: TentacleCli) -> None
         ).err
     )
     assert config.read_bytes() == before
+
+
+def test_polling_proxy_is_recorded_and_its_password_never_shown(tentacle: TentacleCli) -> None:
+    tentacle.ok("create-instance", "--instance", "a")
+    result = tentacle.ok("polling-proxy", "--proxyHost", "proxy.example", "--proxyPort", "3128",
+                         "--proxyUsername", "me", "--proxyPassword", "s3cret")  # fmt: skip
+    assert "s3cret" not in result.out
+    assert shown(tentacle)["PollingProxy"] == "http://me@proxy.example:3128"
+    assert "s3cret" not in tentacle.ok("show-configuration").out
+    config = tentacle.config_home / "a" / "tentacle.yaml"
+    assert oct(config.stat().st_mode & 0o777) == "0o600"
+    tentacle.ok("polling-proxy", "--proxyEnable", "false")
+    assert shown(tentacle)["PollingProxy"] is None
+    assert "--proxyHost is required" in tentacle.fails("polling-proxy", code=2).err

@@ -166,3 +166,59 @@ async def test_an_agent_refuses_a_hub_with_the_wrong_certificate(tentacle: Tenta
     finally:
         agent.stop()
         await listener.stop()
+
+
+@pytest.mark.parametrize("credentials", [None, ("hub-user", "s3cret")])
+async def test_a_polling_agent_goes_through_its_configured_proxy(
+    tentacle: TentacleCli, credentials: tuple[str, str] | None
+) -> None:
+    from tests.helpers.connect_proxy import ConnectProxy
+
+    username, password = credentials or (None, None)
+    proxy = ConnectProxy(username, password)
+    proxy_port = await proxy.start()
+    agent = AgentProcess(tentacle)
+    await agent.poll_a_listener()
+    agent.instance = agent.instance.save(agent.instance.config.with_settings(
+        polling_proxy_host="127.0.0.1", polling_proxy_port=proxy_port,
+        polling_proxy_username=username, polling_proxy_password=password,
+    ))  # fmt: skip
+    agent.start()
+    try:
+        async with agent.client() as hub:
+            assert (await hub.capabilities())["AgentVersion"]
+    finally:
+        agent.stop()
+        assert agent.listener is not None
+        await agent.listener.stop()
+        await proxy.stop()
+    listener_address = agent.instance.config.polling_servers[0].address
+    assert proxy.tunnels
+    assert all(listener_address == f"https://{t}/" for t in proxy.tunnels)
+    assert proxy.refused == 0
+    assert "s3cret" not in tentacle.ok("show-configuration", "--instance", "agent").out
+
+
+@pytest.mark.parametrize("exempt", [False, True])
+async def test_https_proxy_is_honoured_unless_no_proxy_exempts_the_host(
+    tentacle: TentacleCli, exempt: bool
+) -> None:
+    from tests.helpers.connect_proxy import ConnectProxy
+
+    proxy = ConnectProxy()
+    proxy_port = await proxy.start()
+    env = {"HTTPS_PROXY": f"http://127.0.0.1:{proxy_port}"}
+    if exempt:
+        env["NO_PROXY"] = "localhost,127.0.0.1"
+    agent = AgentProcess(tentacle, env=env)
+    await agent.poll_a_listener()
+    agent.start()
+    try:
+        async with agent.client() as hub:
+            assert (await hub.capabilities())["AgentVersion"]
+    finally:
+        agent.stop()
+        assert agent.listener is not None
+        await agent.listener.stop()
+        await proxy.stop()
+    assert bool(proxy.tunnels) is not exempt
