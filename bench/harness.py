@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -22,9 +23,10 @@ import aiohttp
 
 from agent import __version__
 from agent.certs import Identity, generate_identity, save_identity
-from agent.client import AgentClient, Endpoint
+from agent.client import AgentClient, Endpoint, PollingListener
 from agent.config import InstanceIndex, TrustedPeer
 from agent.config.instances import create_instance
+from agent.config.polling import PollingServer, new_subscription_id
 from agent.transport.settings import ChannelSettings
 from agent.transport.tls import client_context
 
@@ -53,47 +55,69 @@ def _start(
     raise SystemExit(f"{command} exited before it was ready")
 
 
-def _identities(work: Path) -> tuple[Identity, Identity, Path]:
+def _identities(work: Path, polled_from: int | None) -> tuple[Identity, Identity, Path, str]:
     index = InstanceIndex(work / "config" / "instances")
     agent_identity, hub_identity = generate_identity(), generate_identity()
     instance = create_instance(index, work / "config", "agent")
     save_identity(instance.config.identity_path, agent_identity)
     config = instance.config.with_settings(port=0, listen_ip="127.0.0.1")
+    subscription = new_subscription_id()
+    if polled_from is not None:
+        server = PollingServer.at("127.0.0.1", polled_from, hub_identity.thumbprint)
+        config = config.with_settings(no_listen=True, subscription_id=subscription,
+                                      polling_servers=(server,))  # fmt: skip
     instance.save(config.with_trusted((TrustedPeer.from_certificate(hub_identity.certificate),)))
     save_identity(work / "agent.pem", agent_identity)
     (work / "hub-cert.pem").write_bytes(hub_identity.certificate_pem)
-    return agent_identity, hub_identity, instance.config.home
+    return agent_identity, hub_identity, instance.config.home, subscription
 
 
 @contextlib.asynccontextmanager
-async def harness() -> AsyncIterator[Harness]:
+async def harness(*, polling: bool = False) -> AsyncIterator[Harness]:
+    """The agent and the raw server; with ``polling`` the agent polls the bench."""
     where = "/dev/shm" if os.path.isdir("/dev/shm") else None
     with tempfile.TemporaryDirectory(prefix="tentacle-bench-", dir=where) as directory:
         work = Path(directory)
         env = {**os.environ, "TENTACLE_CONFIG_HOME": str(work / "config"), "PYTHONPATH": str(ROOT)}
         for variable in ("SSH_CLIENT", "SSH_CONNECTION"):
             env.pop(variable, None)
-        agent_identity, hub_identity, home = _identities(work)
+        port = _free_port() if polling else None
+        agent_identity, hub_identity, home, subscription = _identities(work, port)
+        settings = ChannelSettings(hub_identity, "bench", __version__)
+        listener = PollingListener(settings, [agent_identity.certificate_pem.decode()])
+        if port is not None:
+            await listener.start("127.0.0.1", port)
+        ready = "Agent will not listen" if polling else "Agent listening on"
         agent, line = _start([sys.executable, "-m", "agent", "agent", "--instance", "agent"],
-                             env, "Agent listening on")  # fmt: skip
+                             env, ready)  # fmt: skip
         raw, raw_line = _start(
             [sys.executable, "bench/raw_server.py", str(work / "agent.pem"),
              str(work / "hub-cert.pem"), str(work)], env, "PORT",
         )  # fmt: skip
         try:
-            url = "https://" + line.split("wss://", 1)[1]
-            settings = ChannelSettings(hub_identity, "bench", __version__)
+            if polling:
+                client = AgentClient.polling(
+                    listener, Endpoint(subscription, agent_identity.thumbprint), settings
+                )
+            else:
+                url = "https://" + line.split("wss://", 1)[1]
+                client = AgentClient(Endpoint(url, agent_identity.thumbprint), settings)
             connector = aiohttp.TCPConnector(ssl=client_context(hub_identity), limit=64)
-            async with (
-                AgentClient(Endpoint(url, agent_identity.thumbprint), settings) as client,
-                aiohttp.ClientSession(connector=connector) as session,
-            ):
+            async with client, aiohttp.ClientSession(connector=connector) as session:
                 raw_url = f"https://127.0.0.1:{raw_line.split()[1]}"
                 yield Harness(work, agent, home, client, raw_url, session)
         finally:
             for process in (agent, raw):
                 process.terminate()
                 process.wait()
+            if polling:
+                await listener.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 async def p50_ms(operation: Callable[[], Awaitable[object]], count: int) -> float:
