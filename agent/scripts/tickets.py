@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import secrets
 
 from agent.errors import CallError
 
@@ -24,7 +23,3 @@ def ticket_key(ticket: str) -> str:
         )
     return ticket.lower()
 
-
-def new_ticket() -> str:
-    """A fresh random ticket, as clients generate them."""
-    return secrets.token_hex(16)
