@@ -22,4 +22,3 @@ def ticket_key(ticket: str) -> str:
             "or '_', starting with a letter or digit",
         )
     return ticket.lower()
-
