@@ -107,28 +107,19 @@ class AgentProcess:
 
     def start(self) -> AgentProcess:
         """Start the agent and wait for its readiness line."""
-        if self.instance.config.no_listen:
-            return self._start_polling()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "agent", self.verb, "--instance", "agent", *self.args],
             env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         self._log = _Lines(self.process.stderr)
         self._out = _Lines(self.process.stdout)
+        if self.instance.config.no_listen:
+            self._out.wait_for("Agent will not listen")
+            return self
         line = self._out.wait_for("Agent listening on")
         match = READY.search(line)
         assert match, f"unexpected readiness line {line!r}; log:\n{self.log()}"
         self.port = int(match.group(1))
-        return self
-
-    def _start_polling(self) -> AgentProcess:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "agent", self.verb, "--instance", "agent", *self.args],
-            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        self._log = _Lines(self.process.stderr)
-        self._out = _Lines(self.process.stdout)
-        self._out.wait_for("Agent will not listen")
         return self
 
     def log(self) -> str:

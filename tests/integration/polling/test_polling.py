@@ -13,6 +13,7 @@ from agent.client.scripts import LogChunk, ScriptRequest, execute_script
 from agent.errors import ConnectionLost
 from tests.helpers.agent import AgentProcess
 from tests.helpers.cli import TentacleCli
+from tests.helpers.connect_proxy import ConnectProxy
 
 
 @pytest.fixture
@@ -172,8 +173,6 @@ async def test_an_agent_refuses_a_hub_with_the_wrong_certificate(tentacle: Tenta
 async def test_a_polling_agent_goes_through_its_configured_proxy(
     tentacle: TentacleCli, credentials: tuple[str, str] | None
 ) -> None:
-    from tests.helpers.connect_proxy import ConnectProxy
-
     username, password = credentials or (None, None)
     proxy = ConnectProxy(username, password)
     proxy_port = await proxy.start()
@@ -183,15 +182,7 @@ async def test_a_polling_agent_goes_through_its_configured_proxy(
         polling_proxy_host="127.0.0.1", polling_proxy_port=proxy_port,
         polling_proxy_username=username, polling_proxy_password=password,
     ))  # fmt: skip
-    agent.start()
-    try:
-        async with agent.client() as hub:
-            assert (await hub.capabilities())["AgentVersion"]
-    finally:
-        agent.stop()
-        assert agent.listener is not None
-        await agent.listener.stop()
-        await proxy.stop()
+    await call_once_then_stop(agent, proxy)
     listener_address = agent.instance.config.polling_servers[0].address
     assert proxy.tunnels
     assert all(listener_address == f"https://{t}/" for t in proxy.tunnels)
@@ -203,8 +194,6 @@ async def test_a_polling_agent_goes_through_its_configured_proxy(
 async def test_https_proxy_is_honoured_unless_no_proxy_exempts_the_host(
     tentacle: TentacleCli, exempt: bool
 ) -> None:
-    from tests.helpers.connect_proxy import ConnectProxy
-
     proxy = ConnectProxy()
     proxy_port = await proxy.start()
     env = {"HTTPS_PROXY": f"http://127.0.0.1:{proxy_port}"}
@@ -212,6 +201,12 @@ async def test_https_proxy_is_honoured_unless_no_proxy_exempts_the_host(
         env["NO_PROXY"] = "localhost,127.0.0.1"
     agent = AgentProcess(tentacle, env=env)
     await agent.poll_a_listener()
+    await call_once_then_stop(agent, proxy)
+    assert bool(proxy.tunnels) is not exempt
+
+
+async def call_once_then_stop(agent: AgentProcess, proxy: ConnectProxy) -> None:
+    """Start the polling agent, make one call through it, and stop everything."""
     agent.start()
     try:
         async with agent.client() as hub:
@@ -221,4 +216,3 @@ async def test_https_proxy_is_honoured_unless_no_proxy_exempts_the_host(
         assert agent.listener is not None
         await agent.listener.stop()
         await proxy.stop()
-    assert bool(proxy.tunnels) is not exempt

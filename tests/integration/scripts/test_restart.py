@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 
 from agent.client import AgentClient, Endpoint
+from agent.scripts import runner
 from tests.helpers.agent import AgentProcess
 from tests.helpers.cli import TentacleCli
 from tests.integration.scripts.conftest import Scripts
@@ -99,10 +100,12 @@ async def test_a_script_that_vanished_without_a_result_reports_minus_46(
     agent.signal(signal.SIGKILL)
     assert agent.process is not None
     agent.process.wait()
-    wrapper = int((agent.home / "Work" / "lost" / "wrapper.pid").read_text().split()[0])
-    for pid in _session(wrapper):  # the whole script, wrapper included, dies with the agent down
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    wrapper = runner.recorded_wrapper(agent.home / "Work" / "lost")
+    assert wrapper is not None
+    # the whole script, wrapper included, dies while the agent is down
+    runner.signal_script(wrapper, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(wrapper.pid, signal.SIGKILL)
     agent.start()
     try:
         async with client_for(agent) as client:
@@ -110,19 +113,6 @@ async def test_a_script_that_vanished_without_a_result_reports_minus_46(
         assert status["ExitCode"] == -46
     finally:
         agent.stop()
-
-
-def _session(session: int) -> list[int]:
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat[stat.rindex(")") + 2 :].split()[3]) == session:
-                members.append(int(entry.name))
-    return members
 
 
 async def test_the_cleaner_removes_old_finished_workspaces_but_never_running_ones(
