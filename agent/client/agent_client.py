@@ -1,4 +1,4 @@
-"""AgentClient: calls, uploads and downloads to one listening agent.
+"""AgentClient: calls, uploads and downloads to one agent, listening or polling.
 
 Idempotent operations (capabilities, upload, download: an upload replaces its
 target atomically) are retried on a dropped connection, reconnecting each time.
@@ -50,14 +50,17 @@ class AgentClient:
         call_timeout: float | None = 300.0,
         retry_delays: tuple[float, ...] = RETRY_DELAYS,
         connector: Callable[[], Awaitable[Channel]] | None = None,
+        background_grace: float = BACKGROUND_GRACE,
     ) -> None:
         """``connector`` supplies channels another way than dialing ``endpoint``
-        (polling: the agent dialed us); such channels are not this client's to close."""
+        (polling: the agent dialed us); such channels are not this client's to close.
+        ``background_grace``: how long :meth:`close` waits for calls made with :meth:`send`."""
         self.endpoint = endpoint
         self._settings = settings
         self._connector = connector
         self._timeout = call_timeout
         self._retry_delays = retry_delays
+        self._background_grace = background_grace
         self._channel: Channel | None = None
         self._connecting = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
@@ -96,7 +99,7 @@ class AgentClient:
     async def close(self) -> None:
         """Close the connection, after giving calls sent with :meth:`send` a moment to land."""
         if self._background:
-            await asyncio.wait(self._background, timeout=BACKGROUND_GRACE)
+            await asyncio.wait(self._background, timeout=self._background_grace)
         if self._channel is not None and self._connector is None:
             await self._channel.close("the client closed")
         self._channel = None
@@ -108,12 +111,13 @@ class AgentClient:
         return result.value
 
     def send(self, service: str, method: str, params: dict[str, Any] | None = None) -> None:
-        """Make a call without waiting for its answer, which is ignored (as is a failure).
+        """Make an idempotent call without waiting for its answer, which is ignored.
 
         For calls whose outcome does not matter to the caller, such as
-        releasing a finished script's workspace; :meth:`close` waits for them briefly.
+        releasing a finished script's workspace. A dropped connection is
+        retried like :meth:`capabilities`; :meth:`close` waits for them briefly.
         """
-        task = asyncio.ensure_future(self.call(service, method, params))
+        task = asyncio.ensure_future(self._retrying(lambda: self.call(service, method, params)))
         self._background.add(task)
         task.add_done_callback(_forget)
         task.add_done_callback(self._background.discard)

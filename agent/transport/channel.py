@@ -121,6 +121,9 @@ class Channel:
         self.close_reason = reason
         self.closed.set()
         error = connection_lost(reason)
+        if not self._hello.done():  # open() is waiting for it
+            self._hello.set_exception(error)
+            self._hello.exception()  # retrieved: nobody else need ever look
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(error)

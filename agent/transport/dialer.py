@@ -109,6 +109,7 @@ async def dial(
             max_msg_size=settings.limits.max_frame_bytes,
             compress=0,
             autoping=True,
+            timeout=aiohttp.ClientWSTimeout(ws_close=settings.close_timeout),
             headers=dict(headers or {}),
             proxy=proxy.url if proxy else None,
             proxy_auth=proxy.auth if proxy else None,

@@ -68,9 +68,15 @@ class Listener:
             await channel.close("the agent is stopping")
         await self._runner.cleanup()
 
+    def _stopped_since_accepting(self) -> bool:
+        """Whether stop() began while a request was upgrading (it missed that channel)."""
+        return not self._accepting
+
     async def _serve(self, request: web.Request) -> web.StreamResponse:
         websocket = web.WebSocketResponse(
-            max_msg_size=self._settings.limits.max_frame_bytes, compress=False
+            max_msg_size=self._settings.limits.max_frame_bytes,
+            compress=False,
+            timeout=self._settings.close_timeout,
         )
         if not websocket.can_prepare(request).ok:
             return web.Response(text=STATUS_PAGE)
@@ -88,6 +94,8 @@ class Listener:
         )  # fmt: skip
         self._channels.add(channel)
         try:
+            if self._stopped_since_accepting():
+                await channel.close("the agent is stopping")
             await channel.open()
             log.info("connection from %s (%s)", channel.peer_name, thumbprint)
             if self._on_channel is not None:

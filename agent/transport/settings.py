@@ -15,6 +15,8 @@ class ChannelSettings:
     version: str
     services: tuple[str, ...] = ()
     heartbeat_interval: float = 10.0
+    # How long closing waits for the peer to answer the close; a dead peer never does.
+    close_timeout: float = 2.0
     limits: Limits = field(default_factory=Limits)
 
     def connection(self, *, dialer: bool, now: float) -> Connection:

@@ -172,3 +172,25 @@ def test_json_logs_for_machines(tentacle: TentacleCli) -> None:
     entry = json.loads(line)
     assert entry["level"] == "INFO"
     assert entry["message"] == f"instance agent, thumbprint {agent.thumbprint}"
+
+
+async def test_stopping_does_not_wait_for_a_peer_that_never_says_hello(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from agent import __version__
+    from agent.transport import channel
+    from agent.transport.listener import Listener
+    from agent.transport.settings import ChannelSettings
+    from agent.transport.tls import client_context
+
+    monkeypatch.setattr(channel, "HELLO_TIMEOUT", 3600.0)  # a wait for it would hang the test
+    server, peer = generate_identity(), generate_identity()
+    listener = Listener(ChannelSettings(server, "server", __version__),
+                        [peer.certificate_pem.decode()], None)  # fmt: skip
+    [(host, port), *_] = await listener.start("127.0.0.1", 0)
+    async with aiohttp.ClientSession() as session:
+        websocket = await session.ws_connect(f"wss://{host}:{port}/", ssl=client_context(peer))
+        await listener.stop(grace=0)
+        kinds = [message.type async for message in websocket]  # the server's hello, then close
+    assert kinds == [aiohttp.WSMsgType.BINARY]
+    assert websocket.closed
