@@ -39,6 +39,14 @@ class PollingListener:
     async def stop(self) -> None:
         await self._listener.stop(grace=0)
 
+    def connected(self) -> dict[str, int]:
+        """Live connections by subscription id, for agents connected now."""
+        return {
+            subscription: live
+            for subscription, channels in self._channels.items()
+            if (live := sum(not channel.closed.is_set() for channel in channels))
+        }
+
     async def channel(
         self, subscription: str, thumbprint: str, timeout: float = DEFAULT_QUEUE_TIMEOUT
     ) -> Channel:

@@ -37,6 +37,7 @@ from agent.protocol.messages import (
 
 SUPPORTED_VERSIONS = (1,)
 SILENT_INTERVALS = 3
+ACCEPTOR_PING_DELAY = 1.5  # intervals of quiet before the acceptor pings
 
 
 @dataclass
@@ -55,6 +56,7 @@ class _Heartbeat:
     interval: float
     last_received: float
     last_ping: float
+    quiet_before_ping: float  # the acceptor waits longer, so one side pings and the other answers
     nonce: int = 0
 
 
@@ -86,7 +88,8 @@ class Connection:
         self.closed = False
         self._outbox: list[bytes] = []
         self._state = _State(next_stream=1 if dialer else 2)
-        self._heartbeat = _Heartbeat(heartbeat_interval, now, now)
+        quiet = heartbeat_interval * (1.0 if dialer else ACCEPTOR_PING_DELAY)
+        self._heartbeat = _Heartbeat(heartbeat_interval, now, now, quiet)
         self._send(Hello(**{**hello.__dict__, "limits": self.limits.as_dict()}))
 
     @property
@@ -231,18 +234,34 @@ class Connection:
             raise
 
     def tick(self, now: float) -> list[ev.Event]:
-        """Let time pass: queue a ping when due; report a peer silent for 3 intervals."""
+        """Let time pass: ping a peer quiet for an interval; report one silent for three.
+
+        Pings only when nothing has arrived for an interval (any frame proves
+        the peer alive, and its pong answers for both sides); the acceptor
+        waits half an interval longer, so on an idle connection the dialer
+        pings, the acceptor answers, and one ping and one pong per interval
+        are all it costs.
+        """
         if self.closed:
             return []
         beat = self._heartbeat
         silent = now - beat.last_received
         if silent >= SILENT_INTERVALS * beat.interval:
             return [ev.PeerSilent(silent)]
-        if now - beat.last_ping >= beat.interval:
+        if now >= self._ping_due():
             beat.last_ping = now
             beat.nonce += 1
             self._send(Ping(beat.nonce))
         return []
+
+    def next_tick(self) -> float:
+        """The time by which :meth:`tick` must next be called (earlier is harmless)."""
+        beat = self._heartbeat
+        return min(self._ping_due(), beat.last_received + SILENT_INTERVALS * beat.interval)
+
+    def _ping_due(self) -> float:
+        beat = self._heartbeat
+        return max(beat.last_received, beat.last_ping) + beat.quiet_before_ping
 
     def _on_hello(self, decoded: Message | Data) -> ev.Event:
         if not isinstance(decoded, Hello):

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 # call's frames never queue behind a whole window of someone's upload.
 WRITE_QUEUE_DATA_BYTES = 512 * 1024
 HELLO_TIMEOUT = 30.0
+TICK_SLACK = 0.005  # seconds late to wake, so that a timer firing early does not spin
 
 
 class WebSocket(Protocol):
@@ -272,9 +273,9 @@ class Channel:
             self._closing = asyncio.create_task(self.close(reason), name="channel-close")
 
     async def _heartbeat_loop(self) -> None:
-        interval = self._conn.heartbeat_interval
         while True:
-            await asyncio.sleep(min(1.0, interval / 4))  # a timer, not synchronisation
+            # a timer, not synchronisation: sleep until a ping or the silence check is due
+            await asyncio.sleep(max(0.0, self._conn.next_tick() - time.monotonic()) + TICK_SLACK)
             for event in self._conn.tick(time.monotonic()):
                 if isinstance(event, ev.PeerSilent):
                     log.warning(

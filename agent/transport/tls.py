@@ -44,6 +44,11 @@ def server_context(identity: Identity, trusted_pems: Sequence[str]) -> ssl.SSLCo
     context.verify_mode = ssl.CERT_OPTIONAL
     if trusted_pems:
         context.load_verify_locations(cadata="\n".join(trusted_pems))
+    # Trust exactly the pinned certificates. Without this flag OpenSSL looks a
+    # self-signed certificate's issuer up by name, finds the first trusted
+    # certificate of that name, and refuses every other peer that shares it
+    # (all default certificates do).
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
     _log_refusals(context, [_pem_thumbprint(pem) for pem in trusted_pems])
     return context
 

@@ -31,9 +31,11 @@ async def polling(tentacle: TentacleCli) -> AsyncIterator[tuple[AgentProcess, Po
 async def test_calls_reach_a_polling_agent(
     polling: tuple[AgentProcess, PollingListener], tmp_path: Path
 ) -> None:
-    agent, _ = polling
+    agent, listener = polling
+    assert listener.connected() == {} or agent.subscription in listener.connected()
     async with agent.client() as hub:
         assert "scripts/1" in (await hub.capabilities())["SupportedCapabilities"]
+        assert list(listener.connected()) == [agent.subscription]
         local = tmp_path / "payload"
         local.write_bytes(b"polled" * 1000)
         uploaded = await hub.upload(local, "Files/payload")

@@ -33,6 +33,27 @@ async def test_capabilities_round_trip(agent: AgentProcess) -> None:
     assert "connection from test-caller" in agent.wait_for_log("connection from test-caller")
 
 
+async def test_every_trusted_hub_is_accepted_though_their_certificates_share_a_name(
+    tentacle: TentacleCli,
+) -> None:
+    from agent.config import TrustedPeer
+
+    agent = AgentProcess(tentacle)
+    second = generate_identity()
+    assert second.certificate.subject == agent.caller.certificate.subject
+    config = agent.instance.config
+    agent.instance = agent.instance.save(
+        config.with_trusted((*config.trusted, TrustedPeer.from_certificate(second.certificate)))
+    )
+    agent.start()
+    try:
+        for hub in (agent.caller, second):
+            async with AgentClient(Endpoint(agent.url, agent.thumbprint), agent.settings(hub)) as c:
+                assert "scripts/1" in (await c.capabilities())["SupportedCapabilities"]
+    finally:
+        agent.stop()
+
+
 async def test_the_agent_can_be_named_by_sha256_too(agent: AgentProcess) -> None:
     endpoint = Endpoint(agent.url, agent.identity.sha256.lower())
     async with AgentClient(endpoint, agent.settings()) as hub:

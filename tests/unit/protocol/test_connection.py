@@ -216,3 +216,45 @@ def test_a_second_hello_is_refused(pair: ConnectionPair) -> None:
     frame = message_frame(Hello((1,), "again", "x", (), {}))
     with pytest.raises(ProtocolError, match="second hello"):
         pair.acceptor.receive_frame(frame, 0)
+
+
+def test_an_idle_connection_costs_one_ping_and_one_pong_per_interval() -> None:
+    pair = ConnectionPair(heartbeat=10.0)
+    pair.handshake()
+    sides = {"dialer": (pair.dialer, pair.acceptor), "acceptor": (pair.acceptor, pair.dialer)}
+    sent: list[tuple[float, str]] = []
+    for now in (5.0, 10.0, 14.9, 15.0, 20.0, 25.0, 30.0):
+        for name, (side, peer) in sides.items():
+            side.tick(now)
+            for frame in side.frames_to_send():
+                sent.append((now, name))
+                peer.receive_frame(frame, now)
+    # the dialer pings every interval; the acceptor only answers
+    assert sent == [(10.0, "dialer"), (10.0, "acceptor"), (20.0, "dialer"), (20.0, "acceptor"),
+                    (30.0, "dialer"), (30.0, "acceptor")]  # fmt: skip
+
+
+def test_traffic_makes_pings_unneeded_and_the_deadline_follows_it() -> None:
+    pair = ConnectionPair(heartbeat=10.0)
+    pair.handshake()
+    for now in (8.0, 16.0, 24.0):
+        pair.now = now
+        assert pair.dialer.tick(now) == []
+        assert pair.dialer.frames_to_send() == []  # nothing to say: the peer spoke recently
+        pair.acceptor.call("capabilities", "ping", {})
+        pair.deliver(pair.acceptor)
+        assert pair.dialer.next_tick() == now + 10.0
+
+
+def test_the_acceptor_pings_a_dialer_that_stopped_pinging() -> None:
+    pair = ConnectionPair(heartbeat=10.0)
+    pair.handshake()
+    assert pair.acceptor.next_tick() == 15.0
+    assert pair.acceptor.tick(14.9) == []
+    assert pair.acceptor.frames_to_send() == []
+    pair.acceptor.tick(15.0)
+    [ping] = pair.acceptor.frames_to_send()
+    pair.dialer.receive_frame(ping, 15.0)
+    assert pair.acceptor.next_tick() == 30.0  # silent for three intervals by then
+    [silent] = pair.acceptor.tick(30.0)
+    assert silent == ev.PeerSilent(30.0)
