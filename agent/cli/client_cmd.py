@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import signal
-import sys
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -18,7 +16,7 @@ from agent import __version__
 from agent.certs import load_identity
 from agent.cli.context import current
 from agent.cli.options import instance_option
-from agent.cli.output import emit_fields, emit_json, format_option
+from agent.cli.output import emit_fields, emit_json, format_option, progress_bar
 from agent.errors import TentacleError
 
 if TYPE_CHECKING:  # the client stack (aiohttp) is imported only when a client command runs
@@ -160,7 +158,7 @@ def capabilities_command(target: Target, output_format: str) -> None:
 @click.argument("remote")
 def upload_command(target: Target, output_format: str, local: Path, remote: str) -> None:
     """Upload LOCAL to REMOTE on the agent (relative to its home)."""
-    with _progress(local.stat().st_size, "Uploading") as progress:
+    with progress_bar(local.stat().st_size, "Uploading") as progress:
         result = _run(target, lambda c: c.upload(local, remote, progress))
     _show_transfer(result, output_format)
 
@@ -172,7 +170,7 @@ def upload_command(target: Target, output_format: str, local: Path, remote: str)
 @click.argument("local", type=click.Path(dir_okay=False, path_type=Path))
 def download_command(target: Target, output_format: str, remote: str, local: Path) -> None:
     """Download REMOTE from the agent into LOCAL."""
-    with _progress(None, "Downloading") as progress:
+    with progress_bar(None, "Downloading") as progress:
         result = _run(target, lambda c: c.download(remote, local.absolute(), progress))
     _show_transfer(result, output_format)
 
@@ -188,17 +186,6 @@ def _show_transfer(result: dict[str, Any], output_format: str) -> None:
                 ("Sha256", result["Sha256"]),
             ]
         )
-
-
-@contextmanager
-def _progress(length: int | None, label: str) -> Iterator[Callable[[int], None] | None]:
-    """A progress bar on a terminal (stderr); nothing when output goes elsewhere."""
-    if not sys.stderr.isatty():
-        yield None
-        return
-    bar: Any = click.progressbar(length=length, label=label, file=sys.stderr)
-    with bar:
-        yield bar.update
 
 
 @client_group.command("run-script", context_settings={"ignore_unknown_options": True})

@@ -14,6 +14,7 @@ import click
 
 from agent import __version__
 from agent.cli.agent_cmd import agent_command
+from agent.cli.calamari_cmd import calamari_group
 from agent.cli.certificates import (
     export_certificate_command,
     new_certificate_command,
@@ -63,6 +64,7 @@ for command in (
     client_group,
     server_comms_command,
     polling_proxy_command,
+    calamari_group,
 ):
     cli.add_command(command)
 cli.add_command(agent_command, "run")

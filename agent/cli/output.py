@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import click
@@ -44,3 +46,15 @@ def emit_fields(fields: Sequence[tuple[str, Any]]) -> None:
     width = max((len(name) for name, _ in fields), default=0) + 1
     for name, value in fields:
         click.echo(f"{name + ':':<{width}} {value}")
+
+
+@contextmanager
+def progress_bar(length: int | None, label: str) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on a terminal (stderr), fed with increments; nothing when
+    output goes elsewhere."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    bar: Any = click.progressbar(length=length, label=label, file=sys.stderr)
+    with bar:
+        yield bar.update
