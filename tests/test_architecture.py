@@ -83,8 +83,8 @@ def test_imports_point_down_the_layers(layer: str, path: Path) -> None:
 def test_only_the_cli_touches_the_environment_exits_or_configures_logging(
     layer: str, path: Path
 ) -> None:
-    if layer in CLI_LAYERS:
-        return
+    if layer in CLI_LAYERS or (path.parent.name == "helpers" and layer == "calamari"):
+        return  # the executor's helpers are programs run in a step's own interpreter
     tree = ast.parse(path.read_text(), str(path))
     for node in ast.walk(tree):
         if (

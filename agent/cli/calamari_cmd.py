@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO
 
 import click
 
+from agent.atomicfile import write_atomic
 from agent.calamari.packages import PackageError, extract
+from agent.calamari.scripting import ScriptError, exit_code_message, run_script
+from agent.calamari.templates import TemplateError
+from agent.calamari.variables import VariablesError, VariableSet, load_variables
 from agent.cli.output import emit_fields, emit_json, format_option, progress_bar
 
 
@@ -50,3 +59,68 @@ def extract_package_command(package: Path, destination: Path, output_format: str
         emit_json({"Destination": str(destination), "ExtractedFileCount": count})
     else:
         emit_fields([("Destination", destination), ("ExtractedFileCount", count)])
+
+
+def _variables(path: Path | None) -> VariableSet:
+    """The variables file's variables, plus the environment as ``env:NAME``."""
+    try:
+        variables = load_variables(path) if path is not None else VariableSet()
+    except VariablesError as error:
+        raise click.ClickException(str(error)) from None
+    return variables.with_environment(os.environ)
+
+
+def _writer(stream: TextIO) -> Callable[[str], None]:
+    def write(text: str) -> None:
+        stream.write(text)
+        stream.flush()
+
+    return write
+
+
+variables_option = click.option(
+    "--variables",
+    "variables_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help='JSON: [{"name": …, "value": …, "sensitive": true|false}, …]',
+)
+
+
+@calamari_group.command("run-script", context_settings={"ignore_unknown_options": True})
+@click.option(
+    "--script",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="bash (.sh) or Python (.py)",
+)
+@variables_option
+@click.option(
+    "--output-variables",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="also write the output variables here (JSON, 0600), sensitive ones unmasked",
+)
+@click.argument("arguments", nargs=-1, type=click.UNPROCESSED)
+def run_script_command(
+    script: Path,
+    variables_file: Path | None,
+    output_variables: Path | None,
+    arguments: tuple[str, ...],
+) -> None:
+    """Run SCRIPT with the variables and the helper functions; exits with its code.
+
+    Output variables and artifacts the script reports come out as service
+    messages (sensitive values masked, like every secret in the output).
+    """
+    variables = _variables(variables_file)
+    try:
+        result = run_script(
+            script, variables, arguments, out=_writer(sys.stdout), err=_writer(sys.stderr)
+        )
+    except (ScriptError, TemplateError) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(exit_code_message(result.exit_code))
+    if output_variables is not None:
+        document = [{"name": name, "value": value, "sensitive": sensitive}
+                    for name, (value, sensitive) in result.outputs.items()]  # fmt: skip
+        write_atomic(output_variables, json.dumps(document, indent=2).encode(), mode=0o600)
+    raise click.exceptions.Exit(result.exit_code if 0 <= result.exit_code <= 255 else 1)

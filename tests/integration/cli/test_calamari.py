@@ -32,3 +32,36 @@ def test_an_unsafe_package_is_refused_with_the_entry_named(
     assert "entry '../escape' lands outside the destination" in result.err
     assert not (tmp_path / "out").exists()
     assert not (tmp_path / "escape").exists()
+
+
+def test_run_script(tentacle: TentacleCli, tmp_path: Path) -> None:
+    import json
+    import stat
+
+    from agent.calamari.service_messages import parse_line
+
+    script = tmp_path / "step.sh"
+    script.write_text('echo "#{Greeting}, $1"\n'
+                      'set_octopusvariable Key "$(get_octopusvariable Password)" -sensitive\n'
+                      "echo $(get_octopusvariable Password); exit 4\n")  # fmt: skip
+    variables = tmp_path / "variables.json"
+    variables.write_text(json.dumps([
+        {"name": "Greeting", "value": "Hello"},
+        {"name": "Password", "value": "pa55word", "sensitive": True},
+    ]))  # fmt: skip
+    outputs = tmp_path / "outputs.json"
+    result = tentacle.run("calamari", "run-script", "--script", str(script),
+                          "--variables", str(variables), "--output-variables", str(outputs),
+                          "--", "world")  # fmt: skip
+    assert result.code == 4
+    lines = result.out.splitlines()
+    assert lines[0] == "Hello, world"
+    assert "pa55word" not in result.out + result.err
+    assert parse_line(lines[-1]).attributes == {
+        "name": "Octopus.Action.Script.ExitCode",
+        "value": "4",
+    }
+    assert json.loads(outputs.read_text()) == [
+        {"name": "Key", "value": "pa55word", "sensitive": True}
+    ]
+    assert stat.S_IMODE(outputs.stat().st_mode) == 0o600

@@ -1,0 +1,32 @@
+# Helper functions for bash steps; sourced before the user's script.
+# The placeholder in get_octopusvariable becomes one case arm per variable (base64 name -> value).
+__octopus_encode() { printf '%s' "$1" | base64 | tr -d '\n'; }
+__octopus_message() { printf '##octopus[%s]\n' "$*"; }
+get_octopusvariable() {
+    local key
+    key=$(__octopus_encode "$1")
+    case "$key" in
+__VARIABLE_CASES__
+        *) echo "" ;;
+    esac
+}
+set_octopusvariable() {
+    local name="$1" value="$2" sensitive=""
+    if [ -z "$name" ]; then echo "set_octopusvariable: a name is required" >&2; return 1; fi
+    if [ "$3" = "-sensitive" ]; then sensitive=" sensitive='$(__octopus_encode True)'"; fi
+    __octopus_message "setVariable name='$(__octopus_encode "$name")'" \
+        "value='$(__octopus_encode "$value")'$sensitive"
+}
+new_octopusartifact() {
+    local path="$1" name="${2:-$(basename "$1")}"
+    if [ ! -e "$path" ]; then echo "new_octopusartifact: there is no file $path" >&2; return 1; fi
+    path=$(cd "$(dirname "$path")" && pwd)/$(basename "$path")
+    __octopus_message "createArtifact path='$(__octopus_encode "$path")' name='$(__octopus_encode "$name")' length='$(__octopus_encode "$(wc -c < "$path" | tr -d ' ')")'"
+}
+update_progress() {
+    __octopus_message "progress percentage='$(__octopus_encode "$1")' message='$(__octopus_encode "${2:-}")'"
+}
+fail_step() {
+    if [ -n "${1:-}" ]; then __octopus_message "resultMessage message='$(__octopus_encode "$1")'"; fi
+    exit 1
+}
