@@ -59,6 +59,42 @@ set -e
 echo "run-script exited with $code (the script's own exit code)"
 [ "$code" -eq 3 ]
 
+step "The worker deploys a package: extract, templated config, structured settings, Deploy.sh"
+mkdir -p "$workdir/pkg/config"
+cat > "$workdir/pkg/config/app.conf" <<'CONF'
+# rendered by tentacle calamari on #{Octopus.Machine.Name}
+listen = #{Web.Port}
+#{each server in Servers}upstream #{server}
+#{/each}#{if Debug}log_level = debug#{else}log_level = warn#{/if}
+CONF
+echo '{"Database": {"Host": "localhost", "Port": 5432}, "Debug": false}' > "$workdir/pkg/config/appsettings.json"
+cat > "$workdir/pkg/Deploy.sh" <<'SCRIPT'
+echo "Deploy.sh: installing #{Octopus.Action.Package.PackageId} into $PWD"
+set_octopusvariable DeployedAt "$(date -u +%FT%TZ)"
+SCRIPT
+(cd "$workdir/pkg" && python3 -m zipfile -c "$workdir/Acme.Web.1.0.0.zip" config Deploy.sh)
+cat > "$workdir/variables.json" <<'JSON'
+[
+  {"name": "Octopus.Machine.Name", "value": "demo-worker"},
+  {"name": "Octopus.Action.Package.PackageId", "value": "Acme.Web"},
+  {"name": "Web.Port", "value": "8080"},
+  {"name": "Servers", "value": "10.0.0.1:80,10.0.0.2:80"},
+  {"name": "Debug", "value": "False"},
+  {"name": "Database:Host", "value": "db.internal"},
+  {"name": "Database:Password", "value": "correct horse", "sensitive": true},
+  {"name": "Octopus.Action.SubstituteInFiles.TargetFiles", "value": "config/*.conf"},
+  {"name": "Octopus.Action.StructuredConfigurationVariables.Targets", "value": "config/*.json"}
+]
+JSON
+cat > "$workdir/deploy.sh" <<'SCRIPT'
+set -e
+tentacle calamari deploy-package --package Acme.Web.1.0.0.zip --variables variables.json --install-dir "$1"
+cat "$1"/Acme.Web/1.0.0/config/app.conf "$1"/Acme.Web/1.0.0/config/appsettings.json
+SCRIPT
+call run-script --file "$workdir/Acme.Web.1.0.0.zip" --file "$workdir/variables.json" \
+    "$workdir/deploy.sh" -- "$workdir/applications"
+grep -q "listen = 8080" "$workdir/applications/Acme.Web/1.0.0/config/app.conf" && echo "Deployed and configured"
+
 step "The agent stops cleanly on SIGTERM"
 kill -TERM "$agent_pid"
 wait "$agent_pid"

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO, TypeVar
 
 import click
 
@@ -18,6 +18,18 @@ from agent.calamari.templates import TemplateError
 from agent.calamari.variables import VariablesError, VariableSet, load_variables
 from agent.cli.output import emit_fields, emit_json, format_option, progress_bar
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def existing_file(flag: str, help_text: str) -> Callable[[F], F]:
+    """A required option naming a file that must exist."""
+    return click.option(
+        flag,
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        required=True,
+        help=help_text,
+    )
+
 
 @click.group("calamari")
 def calamari_group() -> None:
@@ -25,12 +37,7 @@ def calamari_group() -> None:
 
 
 @calamari_group.command("extract-package")
-@click.option(
-    "--package",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-    help="zip, nupkg, tar, tar.gz, tar.bz2 or tar.xz",
-)
+@existing_file("--package", "zip, nupkg, tar, tar.gz, tar.bz2 or tar.xz")
 @click.option(
     "--destination",
     type=click.Path(file_okay=False, path_type=Path),
@@ -87,12 +94,7 @@ variables_option = click.option(
 
 
 @calamari_group.command("run-script", context_settings={"ignore_unknown_options": True})
-@click.option(
-    "--script",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-    help="bash (.sh) or Python (.py)",
-)
+@existing_file("--script", "bash (.sh) or Python (.py)")
 @variables_option
 @click.option(
     "--output-variables",
@@ -124,3 +126,42 @@ def run_script_command(
                     for name, (value, sensitive) in result.outputs.items()]  # fmt: skip
         write_atomic(output_variables, json.dumps(document, indent=2).encode(), mode=0o600)
     raise click.exceptions.Exit(result.exit_code if 0 <= result.exit_code <= 255 else 1)
+
+
+@calamari_group.command("deploy-package")
+@existing_file("--package", "Id.1.2.3.zip (or .nupkg, .tar.gz…), or Id@1.2.3@hash.zip")
+@variables_option
+@click.option(
+    "--install-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="the applications folder (default: Octopus.Tentacle.Agent.ApplicationDirectoryPath, "
+    "else ~/Applications); each deployment gets a new <Id>/<Version> folder in it",
+)
+@click.option(
+    "--retain",
+    type=click.IntRange(1),
+    help="keep this many successful deployments of the package (default: "
+    "OctopusRetentionPolicyItemsToKeep, else all)",
+)
+def deploy_package_command(
+    package: Path, variables_file: Path | None, install_dir: Path | None, retain: int | None
+) -> None:
+    """Deploy a package: extract it, run PreDeploy, substitute variables in files,
+    apply structured variables, run Deploy and PostDeploy (DeployFailed on failure)."""
+    from agent.calamari.deployment import Deployer, DeploymentError
+    from agent.calamari.journal import Journal
+
+    variables = _variables(variables_file)
+    root = install_dir or Path(
+        variables.get("Octopus.Tentacle.Agent.ApplicationDirectoryPath")
+        or Path(variables.get("env:HOME") or Path.home()) / "Applications"
+    )
+    root = root.absolute()
+    journal = Journal(Path(variables.get("env:TentacleJournal") or root / "DeploymentJournal.json"))
+    keep = retain or int(variables.get("OctopusRetentionPolicyItemsToKeep") or 0) or None
+    deployer = Deployer(variables, _writer(sys.stdout), _writer(sys.stderr))
+    try:
+        installed = deployer.deploy(package, root, journal, keep)
+    except DeploymentError as error:
+        raise click.ClickException(f"deployment failed: {error}") from None
+    click.echo(f"Deployed {installed.package_id} {installed.version} to {installed.folder}")

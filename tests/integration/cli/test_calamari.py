@@ -65,3 +65,28 @@ def test_run_script(tentacle: TentacleCli, tmp_path: Path) -> None:
         {"name": "Key", "value": "pa55word", "sensitive": True}
     ]
     assert stat.S_IMODE(outputs.stat().st_mode) == 0o600
+
+
+def test_deploy_package(tentacle: TentacleCli, tmp_path: Path) -> None:
+    import json
+
+    package = make_zip(tmp_path / "Acme.Web.2.1.0.zip", {
+        "app.conf": b"port=#{Port}\n",
+        "Deploy.sh": b'echo "deploying in $PWD"\n',
+    })  # fmt: skip
+    variables = tmp_path / "variables.json"
+    variables.write_text(json.dumps([
+        {"name": "Port", "value": "9000"},
+        {"name": "Octopus.Action.SubstituteInFiles.TargetFiles", "value": "*.conf"},
+    ]))  # fmt: skip
+    apps = tmp_path / "apps"
+    result = tentacle.ok("calamari", "deploy-package", "--package", str(package),
+                         "--variables", str(variables), "--install-dir", str(apps))  # fmt: skip
+    folder = apps / "Acme.Web" / "2.1.0"
+    assert f"deploying in {folder}" in result.out
+    assert result.out.splitlines()[-1] == f"Deployed Acme.Web 2.1.0 to {folder}"
+    assert (folder / "app.conf").read_text() == "port=9000\n"
+    failing = make_zip(tmp_path / "Acme.Web.2.2.0.zip", {"Deploy.sh": b"exit 7\n"})
+    result = tentacle.fails("calamari", "deploy-package", "--package", str(failing),
+                            "--install-dir", str(apps))  # fmt: skip
+    assert "deployment failed: Deploy.sh returned exit code 7" in result.err

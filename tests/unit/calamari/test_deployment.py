@@ -1,0 +1,177 @@
+"""Deploying packages: the conventions in order, the failure path, files, structured
+variables, retention."""
+
+from __future__ import annotations
+
+import json
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from agent.calamari.deployment import Deployer, DeploymentError, Installed, package_identity
+from agent.calamari.journal import Journal
+from agent.calamari.variables import Variable, VariableSet
+
+APPSETTINGS = {
+    "Logging": {"LogLevel": {"Default": "Warning"}},
+    "Port": 80,
+    "Debug": True,
+    "Servers": [{"Host": "old-1"}, {"Host": "old-2"}],
+    "Features": ["a"],
+    "OctopusLeftAlone": "x",
+}
+
+
+def package(tmp_path: Path, name: str, files: dict[str, str]) -> Path:
+    path = tmp_path / name
+    with zipfile.ZipFile(path, "w") as archive:
+        for file, text in files.items():
+            archive.writestr(file, text)
+    return path
+
+
+def stage(name: str, marker: Path, exit_code: int = 0) -> str:
+    return f'echo "{name}" >> {marker}; echo "{name} in $(pwd)"; exit {exit_code}\n'
+
+
+@dataclass
+class Run:
+    installed: Installed
+    out: str
+    err: str
+    journal: Journal
+
+
+def deploy(tmp_path: Path, pkg: Path, variables: VariableSet, keep: int | None = None) -> Run:
+    out: list[str] = []
+    err: list[str] = []
+    deployer = Deployer(variables, out.append, err.append, python=sys.executable)
+    journal = Journal(tmp_path / "apps" / "journal.json")
+    installed = deployer.deploy(pkg, tmp_path / "apps", journal, keep)
+    return Run(installed, "".join(out), "".join(err), journal)
+
+
+def test_names_give_the_package_id_and_version() -> None:
+    assert package_identity(Path("Acme.Web.1.2.3.zip")) == ("Acme.Web", "1.2.3")
+    assert package_identity(Path("Acme.2Web.1.0-beta.1.tar.gz")) == ("Acme.2Web", "1.0-beta.1")
+    assert package_identity(Path("Acme@2.0.0@0123456789abcdef0123456789abcdef.nupkg")) == (
+        "Acme",
+        "2.0.0",
+    )
+    with pytest.raises(DeploymentError, match="expected a name like"):
+        package_identity(Path("noversion.zip"))
+
+
+def test_conventions_run_in_order_on_a_new_versioned_folder(tmp_path: Path) -> None:
+    marker = tmp_path / "order.txt"
+    files = {
+        "PreDeploy.sh": stage("PreDeploy", marker),
+        "deploy.py": f"open({str(marker)!r}, 'a').write('Deploy\\n')\n",  # any case, Python too
+        "PostDeploy.sh": stage("PostDeploy", marker) + "",
+        "config/app.conf": "port=#{Port}\nenv=#{Octopus.Environment.Name}\nunknown=#{Nope}\n",
+        "config/appsettings.json": json.dumps(APPSETTINGS),
+        "config/settings.yaml": yaml.safe_dump({"Db": {"Host": "old", "Port": 1}, "List": [1, 2]}),
+        "untouched.conf": "#{Port}",
+    }
+    variables = VariableSet([
+        Variable("Port", "8080"),
+        Variable("Octopus.Environment.Name", "Production"),
+        Variable("Octopus.Action.SubstituteInFiles.TargetFiles", "config/*.conf\n**/*.{txt,md}"),
+        Variable("Octopus.Action.StructuredConfigurationVariables.Targets",
+                 "config/*.json\nconfig/*.yaml"),
+        Variable("Logging:LogLevel:Default", "Debug"),
+        Variable("Debug", "false"),
+        Variable("Servers:1:Host", "new-2"),
+        Variable("Features", '["x", "y"]'),
+        Variable("OctopusLeftAlone", "changed"),
+        Variable("Db:Port", "5432"),
+        Variable("List", "[3]"),
+    ])  # fmt: skip
+    pkg = package(tmp_path, "Acme.Web.1.0.0.zip", files)
+    run = deploy(tmp_path, pkg, variables)
+    installed, out, journal = run.installed, run.out, run.journal
+    assert installed.folder == tmp_path / "apps" / "Production" / "Acme.Web" / "1.0.0"
+    assert marker.read_text() == "PreDeploy\nDeploy\nPostDeploy\n"
+    assert f"PreDeploy in {installed.folder}" in out
+    conf = (installed.folder / "config" / "app.conf").read_text()
+    assert conf == "port=8080\nenv=Production\nunknown=#{Nope}\n"
+    assert (installed.folder / "untouched.conf").read_text() == "#{Port}"
+    settings = json.loads((installed.folder / "config" / "appsettings.json").read_text())
+    assert settings == {
+        "Logging": {"LogLevel": {"Default": "Debug"}},
+        "Port": 8080,  # still a number
+        "Debug": False,  # still a boolean
+        "Servers": [{"Host": "old-1"}, {"Host": "new-2"}],
+        "Features": ["x", "y"],
+        "OctopusLeftAlone": "x",
+    }
+    assert yaml.safe_load((installed.folder / "config" / "settings.yaml").read_text()) == {
+        "Db": {"Host": "old", "Port": 5432}, "List": [3]}  # fmt: skip
+    assert variables.get("Octopus.Action.Package.InstallationDirectoryPath") == str(
+        installed.folder
+    )
+    [entry] = journal.entries()
+    assert (entry.PackageId, entry.PackageVersion, entry.WasSuccessful) == (
+        "Acme.Web",
+        "1.0.0",
+        True,
+    )
+    # the same version again goes to a new folder, never over the old one
+    assert deploy(tmp_path, pkg, variables).installed.folder.name == "1.0.0_1"
+
+
+def test_a_failing_step_runs_deploy_failed_and_is_journaled(tmp_path: Path) -> None:
+    marker = tmp_path / "order.txt"
+    files = {
+        "PreDeploy.sh": stage("PreDeploy", marker),
+        "Deploy.sh": f'echo Deploy >> {marker}; fail_step "database is down"\n',
+        "PostDeploy.sh": stage("PostDeploy", marker),
+        "DeployFailed.sh": stage("DeployFailed", marker),
+    }
+    pkg = package(tmp_path, "Acme.Api.2.0.0.zip", files)
+    with pytest.raises(DeploymentError, match="Deploy.sh returned exit code 1: database is down"):
+        deploy(tmp_path, pkg, VariableSet())
+    assert marker.read_text() == "PreDeploy\nDeploy\nDeployFailed\n"
+    [entry] = Journal(tmp_path / "apps" / "journal.json").entries()
+    assert entry.WasSuccessful is False
+
+
+def test_bad_structured_files_fail_the_deployment_and_bad_values_warn(tmp_path: Path) -> None:
+    variables = VariableSet([
+        Variable("Octopus.Action.StructuredConfigurationVariables.Targets", "*.json"),
+        Variable("Servers", "not json"),
+    ])  # fmt: skip
+    pkg = package(tmp_path, "A.1.0.0.zip", {"ok.json": json.dumps(APPSETTINGS)})
+    run = deploy(tmp_path, pkg, variables)
+    assert "Servers: the value is not valid structured data" in run.err
+    assert (
+        json.loads((run.installed.folder / "ok.json").read_text())["Servers"]
+        == APPSETTINGS["Servers"]
+    )
+    broken = package(tmp_path, "B.1.0.0.zip", {"bad.json": "{nope"})
+    with pytest.raises(DeploymentError, match="bad.json: not valid JSON"):
+        deploy(tmp_path, broken, variables)
+
+
+def test_retention_keeps_the_newest_successful_deployments(tmp_path: Path) -> None:
+    folders = []
+    for number in range(1, 5):
+        pkg = package(tmp_path, f"Acme.Web.1.0.{number}.zip", {"app.txt": str(number)})
+        run = deploy(tmp_path, pkg, VariableSet(), keep=2)
+        folders.append(run.installed.folder)
+    assert [folder.exists() for folder in folders] == [False, False, True, True]
+    assert [entry.PackageVersion for entry in run.journal.entries()] == ["1.0.3", "1.0.4"]
+
+
+def test_a_self_referencing_variable_fails_the_deployment_clearly(tmp_path: Path) -> None:
+    variables = VariableSet([
+        Variable("Octopus.Action.SubstituteInFiles.TargetFiles", "*.conf"),
+        Variable("Loop", "#{Loop}"),
+    ])  # fmt: skip
+    pkg = package(tmp_path, "A.1.0.0.zip", {"a.conf": "#{Loop}"})
+    with pytest.raises(DeploymentError, match="self referencing loop"):
+        deploy(tmp_path, pkg, variables)
