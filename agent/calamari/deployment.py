@@ -10,7 +10,7 @@ goes into a journal, and old ones beyond the retention count are removed.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,9 +91,16 @@ def _safe(part: str) -> str:
 
 class Deployer:
     def __init__(
-        self, variables: VariableSet, out: Write, err: Write, python: str = "python3"
+        self,
+        variables: VariableSet,
+        out: Write,
+        err: Write,
+        python: str = "python3",
+        environment: Mapping[str, str] | None = None,
     ) -> None:
+        """``environment``: what the package's scripts get instead of the inherited one."""
         self.variables, self.out, self.err, self.python = variables, out, err, python
+        self.environment = environment
 
     def deploy(self, package: Path, root: Path, journal: Journal, keep: int | None) -> Installed:
         """Install ``package`` under ``root``. Raises DeploymentError (after DeployFailed ran)."""
@@ -147,7 +154,12 @@ class Deployer:
         self.out(f"Running {script.name}\n")
         try:
             result = run_script(
-                script, self.variables, out=self.out, err=self.err, python=self.python
+                script,
+                self.variables,
+                out=self.out,
+                err=self.err,
+                python=self.python,
+                environment=self.environment,
             )
         except ScriptError as error:
             if failing:

@@ -22,8 +22,9 @@ import shlex
 import subprocess
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import IO
 
@@ -35,7 +36,8 @@ from agent.calamari.variables import VariableSet
 Write = Callable[[str], None]
 SYNTAXES = {".sh": "bash", ".bash": "bash", ".py": "python"}
 ERROR_OUTPUT_FAILS = "Octopus.Action.FailScriptOnErrorOutput"
-HELPERS = Path(__file__).parent / "helpers"
+# read as resources, not paths, so that the executor also runs from a zipapp
+HELPERS = resources.files("agent.calamari.helpers")
 
 
 class ScriptError(Exception):
@@ -66,11 +68,13 @@ def run_script(
     out: Write,
     err: Write,
     python: str = "python3",
+    environment: Mapping[str, str] | None = None,
 ) -> ScriptResult:
     """Run ``script`` to the end; its (masked) output goes to ``out`` and ``err`` line by line.
 
     Output variables it sets are added to ``variables`` too (as Calamari does,
-    also as ``Octopus.Action[NAME].Output.…``). Raises ScriptError if it cannot start.
+    also as ``Octopus.Action[NAME].Output.…``). ``environment`` replaces the
+    inherited one. Raises ScriptError if it cannot start.
     """
     syntax = syntax_of(script)
     try:
@@ -87,9 +91,10 @@ def run_script(
         else:
             data = folder / "variables.json"
             data.write_text(json.dumps(values))
-            bootstrap = HELPERS / "bootstrap.py"
+            bootstrap = folder / "bootstrap.py"
+            bootstrap.write_text(HELPERS.joinpath("bootstrap.py").read_text())
             command = [python, "-u", str(bootstrap), str(data), str(substituted), *arguments]
-        return _run(command, script.parent.absolute(), variables, out, err)
+        return _run(command, script.parent.absolute(), variables, out, err, environment)
 
 
 def _bash(
@@ -100,7 +105,7 @@ def _bash(
         for name, value in values.items()
     )
     configure = folder / "configure.sh"
-    helpers = (HELPERS / "octopus.sh").read_text()
+    helpers = HELPERS.joinpath("octopus.sh").read_text()
     configure.write_text(helpers.replace("__VARIABLE_CASES__", cases))
     bootstrap = folder / "bootstrap.sh"
     bootstrap.write_text(
@@ -114,7 +119,12 @@ def _b64(text: str) -> str:
 
 
 def _run(
-    command: list[str], cwd: Path, variables: VariableSet, out: Write, err: Write
+    command: list[str],
+    cwd: Path,
+    variables: VariableSet,
+    out: Write,
+    err: Write,
+    environment: Mapping[str, str] | None,
 ) -> ScriptResult:
     result = ScriptResult(0)
     maskers = [Masker(variables.sensitive_values()), Masker(variables.sensitive_values())]
@@ -131,7 +141,13 @@ def _run(
             masker, write = maskers[stream], (out, err)[stream]
             write(masker.feed(line + "\n"))
 
-    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=dict(environment) if environment is not None else None,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     readers = [
         threading.Thread(target=_lines, args=(process.stdout, handle, 0)),
         threading.Thread(target=_lines, args=(process.stderr, handle, 1)),

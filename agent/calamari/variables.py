@@ -8,15 +8,20 @@ output can be masked.
 from __future__ import annotations
 
 import builtins
+import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.calamari.aes import PaddingError, decrypt_cbc
 from agent.calamari.templates import evaluate
 
 ENCRYPTED_HEADER = b"IV__"
+KEY_SALT = b"Octopuss"
+KEY_ITERATIONS = 1000
+BAD_KEY_MESSAGE = "wrong password, or the file is damaged"
 _TRUE, _FALSE = ("true",), ("false",)
 
 
@@ -92,26 +97,49 @@ class VariableSet:
         return names
 
 
-def load_variables(path: Path) -> VariableSet:
+def load_variables(path: Path, password: str | None = None) -> VariableSet:
     """Read a variables file: a JSON list of ``{"name", "value", "sensitive"}`` objects
     (Calamari's ``{"k", "v", "s"}`` too), or a JSON object of name -> value.
 
-    Raises VariablesError naming the file and what is wrong with it.
+    An encrypted file (Calamari's format: ``IV__``, a 16-byte IV, then AES-256-CBC
+    with a key derived from ``password``) needs the password. Raises
+    VariablesError naming the file and what is wrong with it.
     """
     try:
         data = path.read_bytes()
     except OSError as error:
         raise VariablesError(f"cannot read variables file {path}: {error.strerror}") from None
-    if data.startswith(ENCRYPTED_HEADER):
-        raise VariablesError(
-            f"variables file {path} is encrypted (it starts with IV__); "
-            "encrypted variables files are not supported yet: pass a plain JSON file"
-        )
+    encrypted = data.startswith(ENCRYPTED_HEADER)
+    if encrypted:
+        data = _decrypted(data, path, password)
     try:
         document = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        if encrypted:  # a wrong key can, rarely, still leave valid padding
+            raise VariablesError(f"variables file {path}: {BAD_KEY_MESSAGE}") from None
         raise VariablesError(f"variables file {path} is not JSON: {error}") from None
     return VariableSet(_entries(document, path))
+
+
+def encryption_key(password: str) -> bytes:
+    """Calamari's key for a password: PBKDF2-HMAC-SHA1, salt "Octopuss", 1000 rounds."""
+    return hashlib.pbkdf2_hmac("sha1", password.encode(), KEY_SALT, KEY_ITERATIONS, 32)
+
+
+def _decrypted(data: bytes, path: Path, password: str | None) -> bytes:
+    if not password:
+        raise VariablesError(
+            f"variables file {path} is encrypted (it starts with IV__): a password is needed"
+        )
+    iv, ciphertext = data[4:20], data[20:]
+    try:
+        return decrypt_cbc(encryption_key(password), iv, ciphertext)
+    except PaddingError:
+        raise VariablesError(f"variables file {path}: {BAD_KEY_MESSAGE}") from None
+    except ValueError as error:
+        raise VariablesError(
+            f"variables file {path} is not a valid encrypted file: {error}"
+        ) from None
 
 
 def _entries(document: object, path: Path) -> list[Variable]:

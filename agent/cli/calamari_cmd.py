@@ -68,13 +68,24 @@ def extract_package_command(package: Path, destination: Path, output_format: str
         emit_fields([("Destination", destination), ("ExtractedFileCount", count)])
 
 
+PASSWORD_VARIABLE = "TENTACLE_VARIABLES_PASSWORD"  # noqa: S105 - the name of a variable, not a secret
+
+
+def _script_environment() -> dict[str, str]:
+    """What steps run with: this process's environment without the variables' password."""
+    return {name: value for name, value in os.environ.items() if name != PASSWORD_VARIABLE}
+
+
 def _variables(path: Path | None) -> VariableSet:
-    """The variables file's variables, plus the environment as ``env:NAME``."""
+    """The variables file's variables (decrypted with $TENTACLE_VARIABLES_PASSWORD if it
+    is encrypted), plus the environment as ``env:NAME``."""
     try:
-        variables = load_variables(path) if path is not None else VariableSet()
+        password = os.environ.get(PASSWORD_VARIABLE)
+        variables = load_variables(path, password) if path is not None else VariableSet()
     except VariablesError as error:
-        raise click.ClickException(str(error)) from None
-    return variables.with_environment(os.environ)
+        hint = f" (set {PASSWORD_VARIABLE})" if "password is needed" in str(error) else ""
+        raise click.ClickException(f"{error}{hint}") from None
+    return variables.with_environment(_script_environment())
 
 
 def _writer(stream: TextIO) -> Callable[[str], None]:
@@ -116,7 +127,12 @@ def run_script_command(
     variables = _variables(variables_file)
     try:
         result = run_script(
-            script, variables, arguments, out=_writer(sys.stdout), err=_writer(sys.stderr)
+            script,
+            variables,
+            arguments,
+            out=_writer(sys.stdout),
+            err=_writer(sys.stderr),
+            environment=_script_environment(),
         )
     except (ScriptError, TemplateError) as error:
         raise click.ClickException(str(error)) from None
@@ -159,7 +175,8 @@ def deploy_package_command(
     root = root.absolute()
     journal = Journal(Path(variables.get("env:TentacleJournal") or root / "DeploymentJournal.json"))
     keep = retain or int(variables.get("OctopusRetentionPolicyItemsToKeep") or 0) or None
-    deployer = Deployer(variables, _writer(sys.stdout), _writer(sys.stderr))
+    deployer = Deployer(variables, _writer(sys.stdout), _writer(sys.stderr),
+                        environment=_script_environment())  # fmt: skip
     try:
         installed = deployer.deploy(package, root, journal, keep)
     except DeploymentError as error:

@@ -90,3 +90,25 @@ def test_deploy_package(tentacle: TentacleCli, tmp_path: Path) -> None:
     result = tentacle.fails("calamari", "deploy-package", "--package", str(failing),
                             "--install-dir", str(apps))  # fmt: skip
     assert "deployment failed: Deploy.sh returned exit code 7" in result.err
+
+
+def test_an_encrypted_variables_file_takes_its_password_from_the_environment(
+    tentacle: TentacleCli, tmp_path: Path
+) -> None:
+    import json
+
+    from tests.unit.calamari.test_variables import encrypt
+
+    variables = tmp_path / "variables.secret"
+    document = [{"name": "Greeting", "value": "hi from an encrypted file"}]
+    variables.write_bytes(encrypt(json.dumps(document).encode(), "s3same"))
+    script = tmp_path / "step.sh"
+    script.write_text(
+        'echo "#{Greeting}"; echo "password in env: [${TENTACLE_VARIABLES_PASSWORD:-}]"\n'
+    )
+    args = ("calamari", "run-script", "--script", str(script), "--variables", str(variables))
+    result = tentacle.run(*args, env={"TENTACLE_VARIABLES_PASSWORD": "s3same"})
+    assert result.code == 0, result.err
+    assert result.out.splitlines()[:2] == ["hi from an encrypted file", "password in env: []"]
+    missing = tentacle.fails(*args)
+    assert "a password is needed (set TENTACLE_VARIABLES_PASSWORD)" in missing.err

@@ -55,7 +55,7 @@ def test_the_environment_and_output_variables() -> None:
 
 
 @pytest.mark.parametrize(("content", "message"), [
-    (b"IV__0123456789abcdef....", "is encrypted"),
+    (b"IV__0123456789abcdef....", "is encrypted .*: a password is needed"),
     (b"{not json", "is not JSON"),
     (b'"a string"', "expected a JSON list"),
     (b"[1]", "entry 0 is not an object"),
@@ -73,3 +73,33 @@ def test_bad_files_are_named_with_what_is_wrong(
     assert str(path) in str(raised.value)
     with pytest.raises(VariablesError, match="cannot read"):
         load_variables(tmp_path / "missing.json")
+
+
+def encrypt(plain: bytes, password: str) -> bytes:
+    """Calamari's encrypted format, made with an independent AES (cryptography)."""
+    import os
+
+    from cryptography.hazmat.primitives import padding
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    from agent.calamari.variables import encryption_key
+
+    iv = os.urandom(16)
+    padder = padding.PKCS7(128).padder()
+    encryptor = Cipher(algorithms.AES(encryption_key(password)), modes.CBC(iv)).encryptor()
+    ciphertext = encryptor.update(padder.update(plain) + padder.finalize()) + encryptor.finalize()
+    return b"IV__" + iv + ciphertext
+
+
+def test_an_encrypted_variables_file(tmp_path: Path) -> None:
+    document = [{"name": f"Var{n}", "value": "é" * n, "sensitive": n % 2 == 0} for n in range(40)]
+    path = tmp_path / "variables.secret"
+    path.write_bytes(encrypt(json.dumps(document).encode(), "open sesame"))
+    variables = load_variables(path, "open sesame")
+    assert variables.get("Var39") == "é" * 39
+    assert len(variables) == 40
+    with pytest.raises(VariablesError, match="wrong password"):
+        load_variables(path, "not it")
+    path.write_bytes(path.read_bytes()[:-5])
+    with pytest.raises(VariablesError, match="not a valid encrypted file"):
+        load_variables(path, "open sesame")
