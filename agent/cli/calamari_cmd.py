@@ -12,6 +12,9 @@ from typing import Any, TextIO, TypeVar
 import click
 
 from agent.atomicfile import write_atomic
+from agent.calamari.deployment import Deployer, DeploymentError
+from agent.calamari.journal import Journal
+from agent.calamari.masking import Masker
 from agent.calamari.packages import PackageError, extract
 from agent.calamari.scripting import ScriptError, exit_code_message, run_script
 from agent.calamari.templates import TemplateError
@@ -164,9 +167,6 @@ def deploy_package_command(
 ) -> None:
     """Deploy a package: extract it, run PreDeploy, substitute variables in files,
     apply structured variables, run Deploy and PostDeploy (DeployFailed on failure)."""
-    from agent.calamari.deployment import Deployer, DeploymentError
-    from agent.calamari.journal import Journal
-
     variables = _variables(variables_file)
     root = install_dir or Path(
         variables.get("Octopus.Tentacle.Agent.ApplicationDirectoryPath")
@@ -180,5 +180,6 @@ def deploy_package_command(
     try:
         installed = deployer.deploy(package, root, journal, keep)
     except DeploymentError as error:
-        raise click.ClickException(f"deployment failed: {error}") from None
+        masked = Masker(variables.sensitive_values()).mask(str(error))  # a step's own message
+        raise click.ClickException(f"deployment failed: {masked}") from None
     click.echo(f"Deployed {installed.package_id} {installed.version} to {installed.folder}")

@@ -86,10 +86,17 @@ def test_deploy_package(tentacle: TentacleCli, tmp_path: Path) -> None:
     assert f"deploying in {folder}" in result.out
     assert result.out.splitlines()[-1] == f"Deployed Acme.Web 2.1.0 to {folder}"
     assert (folder / "app.conf").read_text() == "port=9000\n"
-    failing = make_zip(tmp_path / "Acme.Web.2.2.0.zip", {"Deploy.sh": b"exit 7\n"})
+    failing = make_zip(tmp_path / "Acme.Web.2.2.0.zip", {
+        "Deploy.sh": b'fail_step "cannot log in with $(get_octopusvariable Password)"\n',
+    })  # fmt: skip
+    variables.write_text(json.dumps([{"name": "Password", "value": "hunter2", "sensitive": True}]))
     result = tentacle.fails("calamari", "deploy-package", "--package", str(failing),
-                            "--install-dir", str(apps))  # fmt: skip
-    assert "deployment failed: Deploy.sh returned exit code 7" in result.err
+                            "--variables", str(variables), "--install-dir", str(apps))  # fmt: skip
+    assert (
+        "deployment failed: Deploy.sh returned exit code 1: cannot log in with ********"
+        in result.err
+    )
+    assert "hunter2" not in result.out + result.err
 
 
 def test_an_encrypted_variables_file_takes_its_password_from_the_environment(
