@@ -67,6 +67,8 @@ def evaluate_with_errors(
         text: str | None = evaluator.render(nodes)
     except _NullResult:
         text = None
+    except RecursionError:  # deep JSON or values within values; the parser limits the rest
+        raise TemplateError("the template and its values nest too deeply to evaluate") from None
     if not evaluator.missing:
         return Evaluation(text, None)
     tokens = ", ".join(f"'{token}'" for token in dict.fromkeys(evaluator.missing))

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 IDENTIFIER_PUNCTUATION = frozenset("_-:/~()@")
 KEYWORDS = ("if", "unless", "each", "calc")
 IF_CLOSERS = ("#{/if}", "#{else}", "#{elseif ")
+MAX_NESTING = 64  # tokens, indexes and parentheses inside one another
 _NUMBER = re.compile(r"\d+(\.\d+)?")
 
 
@@ -161,6 +162,13 @@ class _Parser:
         self.text = text
         self.at = 0
         self.lenient = lenient
+        self.depth = 0
+
+    def deeper(self) -> None:
+        """Enter one more level of nesting; raises TemplateSyntaxError past MAX_NESTING."""
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise TemplateSyntaxError(f"nested more than {MAX_NESTING} levels deep", self.at)
 
     # -- text and blocks --
 
@@ -212,6 +220,13 @@ class _Parser:
 
     def token(self) -> Node:
         """A token starting at ``#{``."""
+        self.deeper()
+        try:
+            return self._token()
+        finally:
+            self.depth -= 1
+
+    def _token(self) -> Node:
         self.at += 2
         self.spaces()
         keyword = self.keyword()
@@ -363,7 +378,9 @@ class _Parser:
         self.at += 1
         if self.text.startswith("#{", self.at):
             self.at += 2
+            self.deeper()
             symbol = self.expression(())
+            self.depth -= 1
             self.expect("}")
             self.expect("]")
             return Step("", indexed=True, symbol=symbol)
@@ -444,13 +461,18 @@ class _Parser:
         char = self.peek()
         if char == "(":
             self.at += 1
+            self.deeper()
             node = self.sum()
+            self.depth -= 1
             self.spaces()
             self.expect(")")
             return node
         if char == "-":
             self.at += 1
-            return Operation("-", Number(0.0), self.factor())
+            self.deeper()
+            operand = self.factor()
+            self.depth -= 1
+            return Operation("-", Number(0.0), operand)
         if char == "{":
             self.at += 1
             self.spaces()

@@ -96,13 +96,16 @@ def parse_json(text: str) -> Any:
     if not stripped.startswith(("{", "[")):
         raise ValueError("not a JSON object or array")
     try:
-        return json.loads(stripped)
-    except json.JSONDecodeError:
-        pass
-    relaxed = _UNQUOTED_KEY.sub(
-        lambda m: f'{m.group(1)}"{m.group(2)}":', _single_to_double(stripped)
-    )
-    return json.loads(relaxed)
+        try:
+            return json.loads(stripped)
+        except json.JSONDecodeError:
+            pass
+        relaxed = _UNQUOTED_KEY.sub(
+            lambda m: f'{m.group(1)}"{m.group(2)}":', _single_to_double(stripped)
+        )
+        return json.loads(relaxed)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def _single_to_double(text: str) -> str:

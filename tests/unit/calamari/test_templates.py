@@ -367,3 +367,27 @@ def test_any_template_evaluates_or_fails_with_a_typed_error(template: str, lenie
     except TemplateError:
         return
     assert result is None or isinstance(result, str)
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "#{if a}" * 3000 + "x" + "#{/if}" * 3000,
+        "#{a | F " * 3000,
+        "#{a[" * 3000,
+        "#{calc " + "(" * 3000 + "1" + ")" * 3000 + "}",
+        "#{calc " + "-" * 3000 + "1}",
+    ],
+    ids=["blocks", "options", "indexes", "parentheses", "signs"],
+)
+def test_deep_nesting_is_a_parse_error_not_a_crash(template: str) -> None:
+    result = evaluate_with_errors(template, {"a": "1"})
+    assert result.text == template
+    assert result.error is not None
+    assert "nested more than 64 levels deep" in result.error
+
+
+def test_json_too_deep_to_read_is_not_json() -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    assert evaluate("#{J[0]}", {"J": deep}) == "#{J[0]}"
+    assert evaluate("#{each x in J}<#{x}>#{/each}", {"J": deep}) == f"<{deep}>"
