@@ -86,14 +86,17 @@ cat > "$workdir/variables.json" <<'JSON'
   {"name": "Octopus.Action.StructuredConfigurationVariables.Targets", "value": "config/*.json"}
 ]
 JSON
+call upload "$workdir/Acme.Web.1.0.0.zip" Files/Acme.Web.1.0.0.zip
+call upload "$workdir/variables.json" Files/variables.json
 cat > "$workdir/deploy.sh" <<'SCRIPT'
 set -e
-tentacle calamari deploy-package --package Acme.Web.1.0.0.zip --variables variables.json --install-dir "$1"
-cat "$1"/Acme.Web/1.0.0/config/app.conf "$1"/Acme.Web/1.0.0/config/appsettings.json
+# the agent tells its scripts where its home and its applications folder are
+tentacle calamari deploy-package --package "$TentacleHome/Files/Acme.Web.1.0.0.zip" \
+    --variables "$TentacleHome/Files/variables.json"
+cat "$TentacleApplications"/Acme.Web/1.0.0/config/app.conf "$TentacleApplications"/Acme.Web/1.0.0/config/appsettings.json
 SCRIPT
-call run-script --file "$workdir/Acme.Web.1.0.0.zip" --file "$workdir/variables.json" \
-    "$workdir/deploy.sh" -- "$workdir/applications"
-grep -q "listen = 8080" "$workdir/applications/Acme.Web/1.0.0/config/app.conf" && echo "Deployed and configured"
+call run-script "$workdir/deploy.sh" | tee "$workdir/deploy.out"
+grep -q "listen = 8080" "$workdir/deploy.out" && echo "Deployed and configured"
 
 step "The agent stops cleanly on SIGTERM"
 kill -TERM "$agent_pid"

@@ -154,7 +154,8 @@ def run_script_command(
     "--install-dir",
     type=click.Path(file_okay=False, path_type=Path),
     help="the applications folder (default: Octopus.Tentacle.Agent.ApplicationDirectoryPath, "
-    "else ~/Applications); each deployment gets a new <Id>/<Version> folder in it",
+    "else the agent's, else ~/Applications); each deployment gets a new <Id>/<Version> "
+    "folder in it",
 )
 @click.option(
     "--retain",
@@ -170,6 +171,7 @@ def deploy_package_command(
     variables = _variables(variables_file)
     root = install_dir or Path(
         variables.get("Octopus.Tentacle.Agent.ApplicationDirectoryPath")
+        or variables.get("env:TentacleApplications")  # set by the agent for its scripts
         or Path(variables.get("env:HOME") or Path.home()) / "Applications"
     )
     root = root.absolute()

@@ -119,3 +119,15 @@ def test_an_encrypted_variables_file_takes_its_password_from_the_environment(
     assert result.out.splitlines()[:2] == ["hi from an encrypted file", "password in env: []"]
     missing = tentacle.fails(*args)
     assert "a password is needed (set TENTACLE_VARIABLES_PASSWORD)" in missing.err
+
+
+def test_deploy_package_defaults_to_the_agents_applications_folder(
+    tentacle: TentacleCli, tmp_path: Path
+) -> None:
+    package = make_zip(tmp_path / "Tool.0.1.0.zip", {"a.txt": b"a"})
+    agents = tmp_path / "agent-applications"
+    result = tentacle.ok("calamari", "deploy-package", "--package", str(package),
+                         env={"TentacleApplications": str(agents),
+                              "TentacleJournal": str(tmp_path / "journal.json")})  # fmt: skip
+    assert result.out.splitlines()[-1] == f"Deployed Tool 0.1.0 to {agents / 'Tool' / '0.1.0'}"
+    assert (tmp_path / "journal.json").exists()
