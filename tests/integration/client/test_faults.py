@@ -108,13 +108,17 @@ async def network(
         agent.start()
         forwarder = Forwarder(agent.port, agent_dials=False)
     network = BadNetwork(agent, forwarder, listener, await forwarder.start())
-    yield network
-    await forwarder.stop()
-    for channel in network.channels:
-        await channel.close()
-    agent.stop()
-    if listener is not None:
-        await listener.stop()
+    try:
+        yield network
+    finally:
+        try:
+            await forwarder.stop()
+            for channel in network.channels:
+                await channel.close()
+        finally:  # the agent is a process of its own: never leave it behind
+            agent.stop()
+            if listener is not None:
+                await listener.stop()
 
 
 async def run(
