@@ -13,7 +13,8 @@ import math
 from dataclasses import dataclass, field
 
 from agent.calamari.templates import filters
-from agent.calamari.templates.syntax import (
+from agent.calamari.templates.syntax import TemplateError, TemplateSyntaxError, parse
+from agent.calamari.templates.tree import (
     CalcNode,
     Calculation,
     Conditional,
@@ -25,12 +26,9 @@ from agent.calamari.templates.syntax import (
     Path,
     Repetition,
     Substitution,
-    TemplateError,
-    TemplateSyntaxError,
     Text,
     echo,
     echo_path,
-    parse,
 )
 from agent.calamari.templates.variables import Binding, from_json, parse_json, render_json
 
