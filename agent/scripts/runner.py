@@ -118,10 +118,11 @@ def process_start_time(pid: int) -> int | None:
 
 def is_alive(launched: Launched) -> bool:
     """True if the wrapper is still running (and its pid was not reused)."""
-    return process_start_time(launched.pid) == launched.start_time and not _is_zombie(launched.pid)
+    return process_start_time(launched.pid) == launched.start_time and not is_zombie(launched.pid)
 
 
-def _is_zombie(pid: int) -> bool:
+def is_zombie(pid: int) -> bool:
+    """True if ``pid`` has exited and awaits its parent (or no longer exists)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:

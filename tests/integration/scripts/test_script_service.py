@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from agent.errors import RemoteError
+from agent.scripts.runner import is_zombie
 from tests.helpers.agent import AgentProcess
 from tests.integration.scripts.conftest import Scripts, texts
 
@@ -158,7 +159,7 @@ async def test_cancel_with_a_grandchild_holding_stdout(scripts: Scripts, tmp_pat
     status = await scripts.wait_complete(ticket)
     assert status["ExitCode"] == 128 + 15
     grandchild = int(pids.read_text())
-    assert not Path(f"/proc/{grandchild}").exists() or _is_zombie(grandchild)
+    assert not Path(f"/proc/{grandchild}").exists() or is_zombie(grandchild)
 
 
 async def test_a_script_ignoring_sigterm_is_killed_after_the_grace(scripts: Scripts) -> None:
@@ -173,14 +174,6 @@ async def test_a_script_ignoring_sigterm_is_killed_after_the_grace(scripts: Scri
     assert status["ExitCode"] == 128 + 9
     notes = [e["Text"] for e in (await scripts.status(ticket))["Logs"] if e["Source"] == "debug"]
     assert any("SIGKILL after 1.0 s" in note for note in notes)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat[stat.rindex(")") + 2] == "Z"
 
 
 async def test_output_of_100_mib_keeps_the_agent_small(
