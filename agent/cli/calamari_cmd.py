@@ -51,15 +51,15 @@ def calamari_group() -> None:
 def extract_package_command(package: Path, destination: Path, output_format: str) -> None:
     """Extract a package, refusing any entry that would land outside DESTINATION."""
     destination = destination.absolute()
-    with progress_bar(package.stat().st_size, "Extracting") as advance:
-        last = [0]
+    with progress_bar(100, "Extracting") as advance:
+        shown = 0  # percent of the bytes to write
 
         def progress(done: int, total: int) -> None:
-            if advance is not None and total:
-                # the bar counts the package's bytes; extraction reports bytes written
-                share = done * package.stat().st_size // total
-                advance(share - last[0])
-                last[0] = share
+            nonlocal shown
+            percent = done * 100 // total if total else 100
+            if advance is not None and percent > shown:
+                advance(percent - shown)
+                shown = percent
 
         try:
             count = extract(package, destination, progress)
