@@ -187,7 +187,7 @@ class Deployer:
         targets = "\n".join(filter(None, (self.variables.get(name) for name in STRUCTURED_TARGETS)))
         if not targets:
             return
-        values = {variable.name: self.variables.get(variable.name) for variable in self.variables}
+        values = self.variables.evaluated()
         for path in matching_files(folder, targets):
             self.out(f"Applying structured variables to {path.relative_to(folder)}\n")
             try:

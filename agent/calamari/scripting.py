@@ -81,7 +81,7 @@ def run_script(
         body = script.read_text(encoding="utf-8").replace("\r\n", "\n")
     except (OSError, UnicodeDecodeError) as error:
         raise ScriptError(f"cannot read script {script}: {error}") from None
-    values = {variable.name: variables.get(variable.name) or "" for variable in variables}
+    values = {name: value or "" for name, value in variables.evaluated().items()}
     with tempfile.TemporaryDirectory(prefix="tentacle-script-") as private:
         folder = Path(private)
         substituted = folder / script.name

@@ -10,10 +10,9 @@ from __future__ import annotations
 import builtins
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from agent.calamari.aes import PaddingError, decrypt_cbc
 from agent.calamari.templates import evaluate
@@ -22,7 +21,6 @@ ENCRYPTED_HEADER = b"IV__"
 KEY_SALT = b"Octopuss"
 KEY_ITERATIONS = 1000
 BAD_KEY_MESSAGE = "wrong password, or the file is damaged"
-_TRUE, _FALSE = ("true",), ("false",)
 
 
 class VariablesError(Exception):
@@ -60,7 +58,11 @@ class VariableSet:
     def flag(self, name: str, default: bool = False) -> bool:
         """``name`` read as a boolean ("true"/"False"…); ``default`` when unset or not one."""
         value = (self.get(name) or "").strip().lower()
-        return True if value in _TRUE else False if value in _FALSE else default
+        return {"true": True, "false": False}.get(value, default)
+
+    def evaluated(self) -> dict[str, str | None]:
+        """Name -> value with templates evaluated (None stays None)."""
+        return {variable.name: self.get(variable.name) for variable in self._variables.values()}
 
     def as_mapping(self) -> dict[str, str | None]:
         """Name -> raw value, for :func:`agent.calamari.templates.evaluate`."""
@@ -69,7 +71,7 @@ class VariableSet:
     def sensitive_values(self) -> builtins.set[str]:
         return {v.value for v in self._variables.values() if v.sensitive and v.value}
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[Variable]:
         return iter(self._variables.values())
 
     def __len__(self) -> int:
