@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from agent.calamari.substitution import read_text, write_text
+
 Warn = Callable[[str], None]
 _IGNORED = re.compile(r"^Octopus([^:]|$)", re.IGNORECASE)
 
@@ -86,9 +88,7 @@ def update_file(path: Path, variables: Mapping[str, str | None], warn: Warn) -> 
     Raises StructuredError if the file does not parse as its format.
     """
     values = replacements(variables)
-    raw = path.read_bytes()
-    bom = raw.startswith(b"\xef\xbb\xbf")
-    text = raw.decode("utf-8-sig")
+    text, bom = read_text(path)
     newline = "\r\n" if "\r\n" in text else "\n"
     if path.suffix.lower() in (".yml", ".yaml"):
         try:
@@ -106,5 +106,4 @@ def update_file(path: Path, variables: Mapping[str, str | None], warn: Warn) -> 
             raise StructuredError(f"{path}: not valid JSON: {error}") from None
         updated = apply(document, values, json.loads, warn)
         output = json.dumps(updated, indent=2, ensure_ascii=False) + "\n"
-    output = output.replace("\n", newline)
-    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + output.encode())
+    write_text(path, output.replace("\n", newline), bom)

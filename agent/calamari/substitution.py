@@ -36,14 +36,26 @@ def matching_files(root: Path, patterns: str) -> Iterator[Path]:
                     yield path
 
 
+BOM = b"\xef\xbb\xbf"
+
+
+def read_text(path: Path) -> tuple[str, bool]:
+    """A UTF-8 file's text, and whether it began with a byte order mark."""
+    raw = path.read_bytes()
+    return raw.removeprefix(BOM).decode(), raw.startswith(BOM)
+
+
+def write_text(path: Path, text: str, bom: bool) -> None:
+    """Write ``text`` as UTF-8, with a byte order mark if the original had one."""
+    path.write_bytes((BOM if bom else b"") + text.encode())
+
+
 def substitute_file(path: Path, variables: Mapping[str, str | None]) -> str | None:
     """Evaluate ``path`` as a template in place (leniently); returns the error text, if any.
 
     Keeps a UTF-8 byte order mark and the file's line endings.
     """
-    raw = path.read_bytes()
-    bom = raw.startswith(b"\xef\xbb\xbf")
-    text = raw.decode("utf-8-sig")
+    text, bom = read_text(path)
     result = evaluate_with_errors(text, variables, lenient=True)
-    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + (result.text or "").encode())
+    write_text(path, result.text or "", bom)
     return result.error

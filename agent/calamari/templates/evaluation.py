@@ -202,16 +202,13 @@ class Evaluator:
             return value
         current = None if value is MISSING else value
         for item in expression.filters:
-            options = [self.option_text(option.token) if option.token else option.text
+            options = [self.node(option.token) if option.token else option.text
                        for option in item.options]  # fmt: skip
             assert current is None or isinstance(current, str)
             current = filters.apply(item.name, current, options)
             if current is None:
                 return None
         return current
-
-    def option_text(self, token: Node) -> str:
-        return self.node(token)
 
     def operand(self, operand: Expression | Literal) -> str | None:
         if isinstance(operand, Literal):

@@ -175,3 +175,16 @@ def test_a_self_referencing_variable_fails_the_deployment_clearly(tmp_path: Path
     pkg = package(tmp_path, "A.1.0.0.zip", {"a.conf": "#{Loop}"})
     with pytest.raises(DeploymentError, match="self referencing loop"):
         deploy(tmp_path, pkg, variables)
+
+
+def test_files_keep_their_byte_order_mark_and_line_endings(tmp_path: Path) -> None:
+    bom = "\ufeff"
+    files = {"a.conf": bom + "port=#{Port}\r\nhost=x\r\n", "b.json": bom + '{\r\n "Port": 1\r\n}'}
+    variables = VariableSet([
+        Variable("Port", "9"),
+        Variable("Octopus.Action.SubstituteInFiles.TargetFiles", "*.conf"),
+        Variable("Octopus.Action.StructuredConfigurationVariables.Targets", "*.json"),
+    ])  # fmt: skip
+    folder = deploy(tmp_path, package(tmp_path, "A.1.0.0.zip", files), variables).installed.folder
+    assert (folder / "a.conf").read_bytes() == b"\xef\xbb\xbfport=9\r\nhost=x\r\n"
+    assert (folder / "b.json").read_bytes() == b'\xef\xbb\xbf{\r\n  "Port": 9\r\n}\r\n'
