@@ -32,7 +32,10 @@ class Deployment:
 
 
 class Journal:
-    """A JSON list of deployments in ``path``, replaced atomically (0600) on each change."""
+    """A JSON list of deployments in ``path``, replaced atomically (0600) on each change.
+
+    (The executor may not import agent.atomicfile, hence its own temp-and-rename.)
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path

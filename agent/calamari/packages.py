@@ -18,6 +18,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 Progress = Callable[[int, int], None]  # bytes written so far, bytes in all
 ZIP_SUFFIXES = (".zip", ".nupkg", ".whl", ".jar", ".war", ".ear")
@@ -179,9 +180,9 @@ class _Counter:
     def __init__(self, total: int, progress: Progress | None) -> None:
         self.done, self.total, self.progress = 0, total, progress
 
-    def copy(self, source: object, target: Path) -> None:
+    def copy(self, source: IO[bytes], target: Path) -> None:
         with target.open("xb") as out:
-            while chunk := source.read(CHUNK):  # type: ignore[attr-defined]
+            while chunk := source.read(CHUNK):
                 out.write(chunk)
                 self.done += len(chunk)
                 if self.progress is not None:

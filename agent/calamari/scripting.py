@@ -129,15 +129,16 @@ def _run(
     result = ScriptResult(0)
     maskers = [Masker(variables.sensitive_values()), Masker(variables.sensitive_values())]
     lock = threading.Lock()
-    error_output = [False]
+    error_output = False  # a stderr line that is not a service message
 
     def handle(line: str, stream: int) -> None:
+        nonlocal error_output
         message = parse_line(line)
         with lock:
             if message is not None:
                 _act_on(message.name, message.attributes, result, variables, maskers)
             elif stream == 1 and line.strip():
-                error_output[0] = True
+                error_output = True
             masker, write = maskers[stream], (out, err)[stream]
             write(masker.feed(line + "\n"))
 
@@ -159,7 +160,7 @@ def _run(
     result.exit_code = process.wait()
     for masker, write in zip(maskers, (out, err), strict=True):
         write(masker.flush())
-    if result.exit_code == 0 and error_output[0] and variables.flag(ERROR_OUTPUT_FAILS):
+    if result.exit_code == 0 and error_output and variables.flag(ERROR_OUTPUT_FAILS):
         result.exit_code = 1
         err(f"The script wrote to stderr and {ERROR_OUTPUT_FAILS} is true\n")
     return result
