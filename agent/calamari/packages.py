@@ -235,5 +235,9 @@ def _extract_tar(
                 target.chmod(member.mode & 0o755 | 0o600)
             else:
                 # folders and links, through the standard library's own guard as well
-                with contextlib.suppress(FileExistsError):
-                    archive.extract(member, staging, set_attrs=False, filter="data")
+                _target(staging, member.name, member.linkname if member.issym() else None)
+                try:
+                    with contextlib.suppress(FileExistsError):
+                        archive.extract(member, staging, set_attrs=False, filter="data")
+                except tarfile.FilterError as error:
+                    raise PackageError(f"entry {member.name!r} refused: {error}") from None

@@ -19,6 +19,7 @@ from agent.calamari.packages import PackageError, extract
 from agent.calamari.scripting import ScriptError, exit_code_message, run_script
 from agent.calamari.templates import TemplateError
 from agent.calamari.variables import VariablesError, VariableSet, load_variables
+from agent.cli.options import VerbGroup
 from agent.cli.output import emit_fields, emit_json, format_option, progress_bar
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -34,7 +35,7 @@ def existing_file(flag: str, help_text: str) -> Callable[[F], F]:
     )
 
 
-@click.group("calamari")
+@click.group("calamari", cls=VerbGroup)
 def calamari_group() -> None:
     """Deployment steps run by scripts on the worker: packages, variables, templates."""
 

@@ -15,7 +15,7 @@ import click
 from agent import __version__
 from agent.certs import load_identity
 from agent.cli.context import current
-from agent.cli.options import instance_option
+from agent.cli.options import VerbGroup, instance_option
 from agent.cli.output import emit_fields, emit_json, format_option, progress_bar
 from agent.errors import TentacleError
 
@@ -71,7 +71,7 @@ def endpoint_options(function: Callable[..., Any]) -> Callable[..., Any]:
     return with_target
 
 
-@click.group("client")
+@click.group("client", cls=VerbGroup)
 @instance_option
 @click.pass_context
 def client_group(ctx: click.Context, instance_name: str | None) -> None:

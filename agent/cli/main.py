@@ -27,6 +27,7 @@ from agent.cli.instances import (
     delete_instance_command,
     list_instances_command,
 )
+from agent.cli.options import VerbGroup
 from agent.cli.output import emit_fields, emit_json, format_option
 from agent.cli.polling import polling_proxy_command, server_comms_command
 from agent.errors import TentacleError
@@ -36,9 +37,35 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
-@click.group(context_settings={"max_content_width": 100})
+@click.group(
+    cls=VerbGroup,
+    context_settings={"max_content_width": 100, "help_option_names": ["-h", "--help"]},
+)
+@click.version_option(
+    __version__, "--version", prog_name="tentacle", message="%(prog)s %(version)s"
+)
 def cli() -> None:
-    """tentacle: a worker agent for deployments, and the hub it works for."""
+    """tentacle: a worker agent for deployments, and the hub it works for.
+
+    Run 'tentacle help COMMAND' or 'tentacle COMMAND --help' for a command's options.
+    """
+
+
+@cli.command("help")
+@click.argument("command", nargs=-1)
+@click.pass_context
+def help_command(ctx: click.Context, command: tuple[str, ...]) -> None:
+    """Show the help of tentacle, or of one of its commands: tentacle help client upload."""
+    parent = ctx.parent
+    assert parent is not None
+    current: click.Context = parent
+    for name in command:
+        group = current.command
+        found = group.get_command(current, name) if isinstance(group, click.Group) else None
+        if found is None:
+            raise click.UsageError(f"no such command {' '.join(command)!r}", ctx)
+        current = click.Context(found, info_name=name, parent=current)
+    click.echo(current.get_help())
 
 
 @cli.command("version")
@@ -68,6 +95,7 @@ for command in (
 ):
     cli.add_command(command)
 cli.add_command(agent_command, "run")
+cli.aliases["run"] = "agent"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -84,10 +112,10 @@ def run(argv: Sequence[str] | None = None) -> int:
             standalone_mode=False,
         )
     except click.UsageError as error:
-        error.show()
+        _show_usage_error(error)
         return EXIT_USAGE
     except click.ClickException as error:
-        error.show()
+        click.echo(f"error: {error.format_message()}", err=True)
         return error.exit_code
     except click.exceptions.Exit as error:
         return error.exit_code
@@ -101,6 +129,15 @@ def run(argv: Sequence[str] | None = None) -> int:
         click.echo(f"error: {_describe_os_error(error)}", err=True)
         return EXIT_FAILURE
     return result if isinstance(result, int) else 0
+
+
+def _show_usage_error(error: click.UsageError) -> None:
+    """Click's usage and hint, then the one ``error:`` line every failure ends with."""
+    if error.ctx is not None:
+        click.echo(error.ctx.get_usage(), err=True)
+        help_option = error.ctx.help_option_names[0]
+        click.echo(f"Try '{error.ctx.command_path} {help_option}' for help.\n", err=True)
+    click.echo(f"error: {error.format_message()}", err=True)
 
 
 def _describe_os_error(error: OSError) -> str:

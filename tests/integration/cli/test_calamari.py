@@ -34,6 +34,23 @@ def test_an_unsafe_package_is_refused_with_the_entry_named(
     assert not (tmp_path / "escape").exists()
 
 
+def test_a_tar_whose_links_escape_together_is_one_line_refusal(
+    tentacle: TentacleCli, tmp_path: Path
+) -> None:
+    import tarfile
+
+    package = tmp_path / "pair.tar"
+    with tarfile.open(package, "w") as archive:
+        for name, target in (("l1", "."), ("l1/l2", "..")):
+            link = tarfile.TarInfo(name)
+            link.type, link.linkname = tarfile.SYMTYPE, target
+            archive.addfile(link)
+    result = tentacle.fails("calamari", "extract-package", "--package", str(package),
+                            "--destination", str(tmp_path / "out"))  # fmt: skip
+    assert result.err == "error: entry 'l1/l2' leads outside the destination through a link\n"
+    assert not (tmp_path / "out").exists()
+
+
 def test_run_script(tentacle: TentacleCli, tmp_path: Path) -> None:
     import json
     import stat

@@ -130,6 +130,14 @@ def test_a_chain_of_links_that_leads_out_is_refused(tmp_path: Path) -> None:
     assert not list((tmp_path / "box").iterdir())
 
 
+def test_tar_links_that_lead_out_only_together_are_refused_by_name(tmp_path: Path) -> None:
+    # l1 -> . is harmless alone; l1/l2 -> .. then resolves to the destination's parent
+    package = make_tar(tmp_path / "pair.tar", "w", {}, [symlink("l1", "."), symlink("l1/l2", "..")])
+    with pytest.raises(PackageError, match="entry 'l1/l2' leads outside the destination"):
+        extract(package, tmp_path / "box" / "out")
+    assert not list((tmp_path / "box").iterdir())
+
+
 def test_links_inside_are_kept(tmp_path: Path) -> None:
     package = make_tar(
         tmp_path / "ok.tar", "w", {"real/file.txt": b"x"}, [symlink("alias", "real/file.txt")]
