@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +16,12 @@ from agent.certs import load_identity
 from agent.cli.context import current
 from agent.cli.options import VerbGroup, instance_option
 from agent.cli.output import emit_fields, emit_json, format_option, progress_bar
+from agent.cli.signals import Interrupted, until_signalled
 from agent.errors import TentacleError
 
 if TYPE_CHECKING:  # the client stack (aiohttp) is imported only when a client command runs
     from agent.client import AgentClient
+    from agent.client.scripts import ScriptRequest
     from agent.transport.settings import ChannelSettings
 
 T = TypeVar("T")
@@ -80,7 +81,12 @@ def client_group(ctx: click.Context, instance_name: str | None) -> None:
     ctx.meta["client"] = ClientOptions(instance_name)
 
 
-def _run(target: Target, action: Callable[[AgentClient], Awaitable[T]]) -> T:
+def _run(
+    target: Target,
+    action: Callable[[AgentClient], Awaitable[T]],
+    first_interrupt: Callable[[], None] | None = None,
+) -> T:
+    """Run ``action`` against the target; SIGINT or SIGTERM stops it (see cli.signals)."""
     from agent.transport.settings import ChannelSettings
 
     options: ClientOptions = click.get_current_context().meta["client"]
@@ -104,7 +110,7 @@ def _run(target: Target, action: Callable[[AgentClient], Awaitable[T]]) -> T:
         async with AgentClient(Endpoint(target.endpoint, target.thumbprint), settings) as client:
             return await action(client)
 
-    return asyncio.run(main())
+    return asyncio.run(until_signalled(main(), first_interrupt))
 
 
 async def _run_polling(
@@ -225,7 +231,11 @@ def run_script_command(
     script: Path,
     arguments: tuple[str, ...],
 ) -> None:
-    """Run SCRIPT on the agent and exit with its exit code; Ctrl-C cancels it."""
+    """Run SCRIPT on the agent and exit with its exit code; Ctrl-C cancels it.
+
+    A second Ctrl-C, or SIGTERM, stops following the script at once and leaves
+    it running on the agent; --ticket with the ticket shown follows it again.
+    """
     from agent.client.scripts import LogChunk, ScriptRequest, execute_script
     from agent.scripts import exitcodes
 
@@ -250,15 +260,32 @@ def run_script_command(
         else:
             click.echo("\n".join(f"[agent] {line}" for line in chunk.lines), err=True)
 
+    cancel = asyncio.Event()
+
     async def action(client: AgentClient) -> int:
-        cancel = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGINT, cancel.set)
-        loop.add_signal_handler(signal.SIGTERM, cancel.set)
         outcome = await execute_script(client, request, show, cancel)
         return outcome.exit_code
 
-    code = _run(target, action)
+    try:
+        code = _run(target, action, first_interrupt=functools.partial(_cancel, request, cancel))
+    except Interrupted as stopped:
+        raise Interrupted(stopped.signum, _left_running(request.ticket, cancel.is_set())) from None
     if code < 0:
         raise TentacleError(f"script {request.ticket}: {exitcodes.describe(code)} ({code})")
     raise click.exceptions.Exit(min(code, 255))
+
+
+def _cancel(request: ScriptRequest, cancel: asyncio.Event) -> None:
+    click.echo(
+        f"Cancelling script {request.ticket} on the agent; Ctrl-C again to stop following it",
+        err=True,
+    )
+    cancel.set()
+
+
+def _left_running(ticket: str, cancel_requested: bool) -> str:
+    state = "was asked to stop but may still be running" if cancel_requested else "is still running"
+    return (
+        f"stopped following script {ticket}; it {state} on the agent. Follow it again with "
+        f"the same command and --ticket {ticket}"
+    )

@@ -1,7 +1,8 @@
 """The `tentacle` entry point: the verb table and how failures become exit codes.
 
 Exit codes: 0 success; 1 a controlled failure (one line on stderr, no
-traceback); 2 a usage error; 130 interrupted.
+traceback); 2 a usage error; 128 + N stopped by signal N (130 for SIGINT,
+143 for SIGTERM).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from agent.cli.instances import (
 from agent.cli.options import VerbGroup
 from agent.cli.output import emit_fields, emit_json, format_option
 from agent.cli.polling import polling_proxy_command, server_comms_command
+from agent.cli.signals import Interrupted
 from agent.errors import TentacleError
 
 EXIT_FAILURE = 1
@@ -119,6 +121,9 @@ def run(argv: Sequence[str] | None = None) -> int:
         return error.exit_code
     except click.exceptions.Exit as error:
         return error.exit_code
+    except Interrupted as stopped:
+        click.echo(stopped.note, err=True)
+        return stopped.exit_code
     except (click.Abort, KeyboardInterrupt):
         click.echo("Interrupted", err=True)
         return EXIT_INTERRUPTED
