@@ -66,13 +66,15 @@ def load_certificate(data: bytes, source: str) -> x509.Certificate:
     ``source`` names where the bytes came from, for the error message.
     Raises CertificateError if the bytes are not a certificate.
     """
+    pem = b"-----BEGIN" in data
     try:
-        if b"-----BEGIN" in data:
-            return x509.load_pem_x509_certificate(data)
-        return x509.load_der_x509_certificate(data)
-    except ValueError as error:
+        return x509.load_pem_x509_certificate(data) if pem else x509.load_der_x509_certificate(data)
+    except ValueError:
+        # the parser's own message names ASN.1 tags, which help no one here
+        found = "a PEM block that holds no readable certificate" if pem else "neither PEM nor DER"
         raise CertificateError(
-            f"{source} is not an X.509 certificate (expected PEM or DER): {error}"
+            f"{source} is not an X.509 certificate: it is {found}; expected a PEM file "
+            "(-----BEGIN CERTIFICATE-----) or DER bytes, as export-certificate writes"
         ) from None
 
 
@@ -141,6 +143,20 @@ def generate_identity(common_name: str = DEFAULT_COMMON_NAME) -> Identity:
 def save_identity(path: Path, identity: Identity) -> None:
     """Write the identity atomically with mode 0600."""
     write_atomic(path, identity.to_pem(), mode=PRIVATE)
+
+
+def exposed_identity_warning(path: Path) -> str | None:
+    """A warning if the identity file at ``path`` can be read or written by other users."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return None
+    if mode & 0o077 == 0:
+        return None
+    return (
+        f"{path} holds the private key but its mode is {mode:04o}: other users may read it; "
+        f"run: chmod 600 {path}"
+    )
 
 
 def load_identity(path: Path) -> Identity:

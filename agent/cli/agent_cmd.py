@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from agent.certs import generate_identity, load_identity, save_identity
+from agent.certs import exposed_identity_warning, generate_identity, load_identity, save_identity
 from agent.cli.context import current
 from agent.cli.logs import configure_logging
 from agent.cli.options import instance_option
@@ -51,6 +51,9 @@ def agent_command(instance_name: str | None, log_format: str, grace: float) -> N
         config.home.mkdir(mode=HOME_MODE, parents=True, exist_ok=True)
         save_identity(config.identity_path, generate_identity())
         log.info("generated a certificate for %s", instance.name)
+    warning = exposed_identity_warning(config.identity_path)
+    if warning is not None:
+        log.warning("%s", warning)
     identity = load_identity(config.identity_path)
     log.info("instance %s, thumbprint %s", instance.name, identity.thumbprint)
     from agent.daemon import AgentRun

@@ -8,7 +8,13 @@ from pathlib import Path
 import click
 
 from agent.atomicfile import write_atomic
-from agent.certs import generate_identity, load_identity, save_identity
+from agent.certs import (
+    Identity,
+    exposed_identity_warning,
+    generate_identity,
+    load_identity,
+    save_identity,
+)
 from agent.cli.context import current
 from agent.cli.options import instance_option
 from agent.cli.output import emit_fields, emit_json, format_option
@@ -52,12 +58,27 @@ def _previous_thumbprint(path: Path) -> str | None:
         return "an unreadable certificate"
 
 
+def instance_identity(name: str, path: Path) -> Identity:
+    """Instance ``name``'s identity from ``path``; a missing one says how to make it, and
+    one that other users can read is warned about."""
+    if not path.exists():
+        raise CertificateError(
+            f"instance {name!r} has no certificate yet (no {path}); create one with: "
+            f"tentacle new-certificate --instance {name}"
+        )
+    warning = exposed_identity_warning(path)
+    if warning is not None:
+        click.echo(f"warning: {warning}", err=True)
+    return load_identity(path)
+
+
 @click.command("show-thumbprint")
 @instance_option
 @format_option
 def show_thumbprint_command(instance_name: str | None, output_format: str) -> None:
     """Show the instance's certificate thumbprints (SHA-1 as Octopus shows it, and SHA-256)."""
-    identity = load_identity(current().open(instance_name).config.identity_path)
+    instance = current().open(instance_name)
+    identity = instance_identity(instance.name, instance.config.identity_path)
     if output_format == "json":
         emit_json({"Thumbprint": identity.thumbprint, "Sha256": identity.sha256})
     else:
@@ -71,7 +92,8 @@ def show_thumbprint_command(instance_name: str | None, output_format: str) -> No
 )
 def export_certificate_command(instance_name: str | None, file_name: str) -> None:
     """Write the instance's public certificate (never its key) as PEM."""
-    identity = load_identity(current().open(instance_name).config.identity_path)
+    instance = current().open(instance_name)
+    identity = instance_identity(instance.name, instance.config.identity_path)
     if file_name == "-":
         sys.stdout.write(identity.certificate_pem.decode("ascii"))
         return

@@ -6,13 +6,13 @@ import asyncio
 import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from agent import __version__
-from agent.certs import load_identity
+from agent.cli.certificates import instance_identity
 from agent.cli.context import current
 from agent.cli.options import VerbGroup, instance_option
 from agent.cli.output import emit_fields, emit_json, format_option, progress_bar
@@ -94,7 +94,7 @@ def _run(
     instance = context.open(options.instance_name)
     config = instance.effective(context.environ)
     settings = ChannelSettings(
-        load_identity(config.identity_path),
+        instance_identity(instance.name, config.identity_path),
         f"client:{instance.name}",
         __version__,
         heartbeat_interval=config.heartbeat_interval,
@@ -173,12 +173,24 @@ def upload_command(target: Target, output_format: str, local: Path, remote: str)
 @endpoint_options
 @format_option
 @click.argument("remote")
-@click.argument("local", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("local", type=click.Path(path_type=Path))
 def download_command(target: Target, output_format: str, remote: str, local: Path) -> None:
-    """Download REMOTE from the agent into LOCAL."""
+    """Download REMOTE from the agent into LOCAL (a file, or a folder to put it in)."""
+    local = _download_target(remote, local.absolute())
     with progress_bar(None, "Downloading") as progress:
-        result = _run(target, lambda c: c.download(remote, local.absolute(), progress))
+        result = _run(target, lambda c: c.download(remote, local, progress))
     _show_transfer(result, output_format)
+
+
+def _download_target(remote: str, local: Path) -> Path:
+    """Where a download lands: LOCAL, or REMOTE's name inside LOCAL if it is a folder."""
+    if local.is_dir():
+        local = local / PurePosixPath(remote.replace("\\", "/")).name
+    if not local.parent.is_dir():
+        raise click.BadParameter(
+            f"the folder {local.parent} does not exist; create it first", param_hint="LOCAL"
+        )
+    return local
 
 
 def _show_transfer(result: dict[str, Any], output_format: str) -> None:

@@ -20,7 +20,12 @@ from agent.errors import ConfigError, TentacleError
 
 @click.command("configure")
 @instance_option
-@click.option("--home", metavar="DIR", help="the instance home (its certificate moves along)")
+@click.option(
+    "--home",
+    metavar="DIR",
+    help="the instance home; its certificate, files and workspaces move along "
+    "(stop the agent first)",
+)
 @click.option("--app", metavar="DIR", help="where packages are deployed")
 @click.option("--port", type=click.IntRange(0, MAX_PORT), help="listening port (0: ephemeral)")
 @click.option("--listenIpAddress", "listen_ip", metavar="IP", help="address to listen on, or any")
@@ -124,7 +129,9 @@ def configure_command(
     if port is not None:
         check_port_free(context.index, instance.name, port)
     if home is not None:
-        config = change_home(config, absolute_path(home) or Path(home))
+        config, left_behind = change_home(config, absolute_path(home) or Path(home))
+        for line in left_behind:
+            click.echo(f"warning: {line}", err=True)
     if config == instance.config:
         click.echo(f"Nothing changed in {instance.config_path}")
         return
@@ -139,7 +146,15 @@ def _changed_roots(
         return None
     gone = {absolute_path(path) for path in removed}
     kept = [root for root in roots if root not in gone]
-    return tuple(dict.fromkeys([*kept, *(Path(p).expanduser().absolute() for p in added)]))
+    new = [Path(path).expanduser().absolute() for path in added]
+    for root in new:
+        if not root.is_dir():
+            problem = "is not a folder" if root.exists() else "does not exist"
+            raise click.BadParameter(
+                f"{root} {problem}; a file root must be an existing folder (create it first)",
+                param_hint="--file-root",
+            )
+    return tuple(dict.fromkeys([*kept, *new]))
 
 
 def _change_trust(
@@ -175,8 +190,17 @@ def _describe_changes(instance: Instance, new: InstanceConfig) -> None:
         if peer not in new.trusted:
             click.echo(f"No longer trusted: {peer.thumbprint}")
     for name, before, after in _setting_changes(old, new):
-        click.echo(f"{name}: {before} -> {after}")
+        click.echo(f"{name}: {_shown(before)} -> {_shown(after)}")
     click.echo(f"Saved {instance.config_path}; restart the agent for the changes to take effect")
+
+
+def _shown(value: Any) -> str:
+    """A setting as a person writes it: paths as paths, lists comma-separated."""
+    if value is None:
+        return "(none)"
+    if isinstance(value, tuple | list):
+        return ", ".join(str(item) for item in value) or "(none)"
+    return str(value)
 
 
 def _setting_changes(old: InstanceConfig, new: InstanceConfig) -> list[tuple[str, Any, Any]]:

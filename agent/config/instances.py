@@ -104,18 +104,37 @@ def check_port_free(index: InstanceIndex, name: str, port: int) -> None:
         raise ConfigError(f"port {port} is already used by instance {owner!r}; choose another")
 
 
-def change_home(config: InstanceConfig, new_home: Path) -> InstanceConfig:
-    """Point the instance at ``new_home``, moving its identity along with it.
+# What lives in an instance home and moves with it (its config file may live
+# there too, but stays where the index says it is).
+HOME_CONTENTS = (IDENTITY_FILE_NAME, "Files", "Work", "Applications", "DeploymentJournal.json")
 
-    The identity moves only if the new home has none, so an identity already
-    there (a restored backup, say) is kept.
+
+def change_home(config: InstanceConfig, new_home: Path) -> tuple[InstanceConfig, list[str]]:
+    """Point the instance at ``new_home``, moving the home's contents along with it.
+
+    Moves the identity, uploaded files, script workspaces, the deployment
+    journal and the default applications folder (an application directory
+    set explicitly stays where it is). Something of the same name already in
+    the new home (a restored backup, say) is kept, and the old one left in
+    place. Returns the new config and one line per thing left behind. The
+    agent must be stopped: its running scripts' folders move.
     """
     new = config.with_settings(home=new_home)
+    if new.home == config.home:
+        return new, []
     new.home.mkdir(mode=HOME_MODE, parents=True, exist_ok=True)
-    old_identity = config.home / IDENTITY_FILE_NAME
-    if old_identity.exists() and not new.identity_path.exists():
-        shutil.move(old_identity, new.identity_path)
-    return new
+    left: list[str] = []
+    for name in HOME_CONTENTS:
+        if name == "Applications" and config.application_directory is not None:
+            continue
+        old_path, new_path = config.home / name, new.home / name
+        if not old_path.exists():
+            continue
+        if new_path.exists():
+            left.append(f"{new_path} already exists, so {old_path} was left where it is")
+            continue
+        shutil.move(old_path, new_path)
+    return new, left
 
 
 def _adopt_or_create_config(

@@ -71,9 +71,24 @@ def test_a_new_certificate_replaces_the_old_and_warns(instance: TentacleCli) -> 
 
 def test_show_thumbprint_without_a_certificate_explains(instance: TentacleCli) -> None:
     failure = instance.fails("show-thumbprint")
-    assert "no certificate at" in failure.err
+    assert failure.err == (
+        f"error: instance 'a' has no certificate yet (no {instance.config_home / 'a'}"
+        "/identity.pem); create one with: tentacle new-certificate --instance a\n"
+    )
     instance.fails("export-certificate", "--file", str(instance.root / "x.pem"))
     assert not (instance.root / "x.pem").exists()
+
+
+def test_an_identity_file_others_can_read_is_warned_about(instance: TentacleCli) -> None:
+    instance.ok("new-certificate")
+    path = instance.config_home / "a" / "identity.pem"
+    assert instance.ok("show-thumbprint").err == ""
+    path.chmod(0o644)
+    warned = instance.ok("show-thumbprint").err
+    assert warned == (
+        f"warning: {path} holds the private key but its mode is 0644: other users may read it; "
+        f"run: chmod 600 {path}\n"
+    )
 
 
 def test_a_corrupt_identity_file_is_named(instance: TentacleCli) -> None:

@@ -54,3 +54,17 @@ def test_failures_are_one_clear_line(agent: AgentProcess, tmp_path: Path) -> Non
     failure = agent.cli.fails("client", "--instance", "hub", "capabilities",
                               "--endpoint", "ftp://x", "--thumbprint", wrong)  # fmt: skip
     assert "expected an endpoint like https://HOST:PORT/" in failure.err
+
+
+def test_download_into_a_folder_or_a_missing_one(agent: AgentProcess, tmp_path: Path) -> None:
+    (agent.home / "Files").mkdir(exist_ok=True)
+    (agent.home / "Files" / "notes.txt").write_text("notes")
+    args = ("client", "--instance", "hub", "download", *endpoint(agent), "Files/notes.txt")
+    agent.cli.ok(*args, str(tmp_path))
+    assert (tmp_path / "notes.txt").read_text() == "notes"
+    missing = tmp_path / "no" / "such"
+    failure = agent.cli.fails(*args, str(missing / "notes.txt"), code=2)
+    assert failure.err.splitlines()[-1] == (
+        f"error: Invalid value for LOCAL: the folder {missing} does not exist; create it first"
+    )
+    assert "partial" not in failure.err

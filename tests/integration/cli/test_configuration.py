@@ -135,6 +135,43 @@ def test_moving_home_takes_the_certificate_along(pair: TentacleCli) -> None:
     assert (home / "identity.pem").exists()
 
 
+def test_moving_home_takes_files_and_workspaces_along(pair: TentacleCli) -> None:
+    old = pair.config_home / "a"
+    (old / "Files").mkdir()
+    (old / "Files" / "app.zip").write_text("zip")
+    (old / "Work" / "t1").mkdir(parents=True)
+    home = pair.root / "moved"
+    pair.ok("configure", "--instance", "a", "--home", str(home))
+    assert (home / "Files" / "app.zip").read_text() == "zip"
+    assert (home / "Work" / "t1").is_dir()
+    assert not (old / "Files").exists()
+    assert not (old / "Work").exists()
+
+
+def test_changes_are_shown_as_a_person_writes_them(pair: TentacleCli) -> None:
+    root = pair.root / "shared"
+    root.mkdir()
+    out = pair.ok("configure", "--instance", "a", "--file-root", str(root), "--app",
+                  str(pair.root / "apps")).out  # fmt: skip
+    assert f"file_roots: (none) -> {root}\n" in out
+    assert f"applications: {pair.config_home / 'a' / 'Applications'} -> {pair.root / 'apps'}" in out
+    assert "PosixPath" not in out
+
+
+def test_a_file_root_must_be_an_existing_folder(pair: TentacleCli) -> None:
+    missing = pair.root / "nowhere"
+    failure = pair.fails("configure", "--instance", "a", "--file-root", str(missing), code=2)
+    assert failure.err.splitlines()[-1] == (
+        f"error: Invalid value for --file-root: {missing} does not exist; "
+        "a file root must be an existing folder (create it first)"
+    )
+    (pair.root / "a-file").write_text("")
+    failure = pair.fails("configure", "--instance", "a", "--file-root", str(pair.root / "a-file"),
+                         code=2)  # fmt: skip
+    assert "a-file is not a folder" in failure.err
+    assert shown(pair, "a")["FileRoots"] == []
+
+
 def test_environment_overrides_the_file_but_is_never_saved(pair: TentacleCli) -> None:
     env = {"TENTACLE_SERVICE_PORT": "15000", "TENTACLE_NO_LISTEN": "true"}
     config = shown(pair, "a", **env)
@@ -186,7 +223,12 @@ def test_a_file_that_is_not_a_certificate_is_refused(pair: TentacleCli) -> None:
     fake = pair.root / "fake.pem"
     fake.write_text("-----BEGIN CERTIFICATE-----\nnot really\n-----END CERTIFICATE-----\n")
     failure = pair.fails("configure", "--instance", "a", "--trust-certificate", str(fake))
-    assert f"{fake} is not an X.509 certificate" in failure.err
+    assert f"{fake} is not an X.509 certificate: it is a PEM block" in failure.err
+    failure = pair.fails("configure", "--instance", "a", "--trust-certificate", "/etc/passwd")
+    assert failure.err == (
+        "error: /etc/passwd is not an X.509 certificate: it is neither PEM nor DER; expected a "
+        "PEM file (-----BEGIN CERTIFICATE-----) or DER bytes, as export-certificate writes\n"
+    )
     missing = pair.root / "missing.pem"
     failure = pair.fails("configure", "--instance", "a", "--trust-certificate", str(missing))
     assert f"cannot read certificate file {missing}: No such file" in failure.err

@@ -83,8 +83,45 @@ def test_changing_home_moves_the_identity(tmp_path: Path, index: InstanceIndex) 
     instance = create_instance(index, tmp_path, "a")
     identity = generate_identity()
     save_identity(instance.config.identity_path, identity)
-    moved = change_home(instance.config, tmp_path / "new-home")
+    moved, left = change_home(instance.config, tmp_path / "new-home")
     save_config(instance.config_path, moved)
+    assert left == []
     assert not instance.config.identity_path.exists()
     assert moved.identity_path.read_bytes() == identity.to_pem()
     assert load_config(instance.config_path).home == tmp_path / "new-home"
+
+
+def test_changing_home_moves_files_workspaces_journal_and_default_applications(
+    tmp_path: Path, index: InstanceIndex
+) -> None:
+    old = create_instance(index, tmp_path, "a").config
+    for name in ("Files/app.zip", "Work/t1/state.json", "Applications/App/1.0/run.sh"):
+        (old.home / name).parent.mkdir(parents=True, exist_ok=True)
+        (old.home / name).write_text(name)
+    (old.home / "DeploymentJournal.json").write_text("[]")
+    moved, left = change_home(old, tmp_path / "new-home")
+    assert left == []
+    for name in ("Files/app.zip", "Work/t1/state.json", "Applications/App/1.0/run.sh"):
+        assert (moved.home / name).read_text() == name
+        assert not (old.home / name).exists()
+    assert (moved.home / "DeploymentJournal.json").read_text() == "[]"
+    assert (old.home / "tentacle.yaml").exists()  # the config file stays where the index says
+
+
+def test_changing_home_keeps_what_the_new_home_has_and_an_explicit_app_folder(
+    tmp_path: Path, index: InstanceIndex
+) -> None:
+    apps = tmp_path / "apps"
+    old = create_instance(index, tmp_path, "a").config.with_settings(application_directory=apps)
+    (old.home / "Files").mkdir()
+    (old.home / "Files" / "old.txt").write_text("old")
+    apps.mkdir()
+    (tmp_path / "new-home" / "Files").mkdir(parents=True)
+    moved, left = change_home(old, tmp_path / "new-home")
+    assert left == [
+        f"{tmp_path / 'new-home' / 'Files'} already exists, so {old.home / 'Files'} "
+        "was left where it is"
+    ]
+    assert (old.home / "Files" / "old.txt").exists()
+    assert moved.applications == apps
+    assert apps.is_dir()
