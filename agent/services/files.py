@@ -31,6 +31,7 @@ from agent.services.fileio import (
     NO_SPACE_ERRNOS,
     Reservation,
     SpaceLedger,
+    file_kind,
     fsync_directory,
     in_thread,
     open_regular,
@@ -168,10 +169,15 @@ def _same_file(one: Path, other: Path) -> bool:
 
 
 def _check_upload_target(target: Path) -> None:
-    """Refuse replacing anything but a regular file (a directory, FIFO, device...)."""
+    """Refuse replacing anything but a regular file (a directory, FIFO, device...),
+    and a target below something that is not a folder."""
     try:
         mode = os.lstat(target).st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
+        parent = next(p for p in target.parents if p.exists())
+        if not parent.is_dir():
+            kind = file_kind(os.lstat(parent).st_mode)
+            raise CallError(REFUSED, f"cannot upload to {target}: {parent} is {kind}") from None
         return
     refuse_unless_regular(target, mode, "upload to")
 

@@ -80,10 +80,14 @@ async def test_an_upload_over_a_fifo_is_refused_and_leaves_it(
         async with agent.client() as hub:
             with pytest.raises(RemoteError) as caught:
                 await asyncio.wait_for(hub.upload(local, "Files/pipe"), HANG)
+            with pytest.raises(RemoteError) as below:
+                await asyncio.wait_for(hub.upload(local, "Files/pipe/inside"), HANG)
     finally:
         release(fifo)
     assert caught.value.kind == "refused"
     assert "it is a FIFO (named pipe), not a regular file" in str(caught.value)
+    assert below.value.kind == "refused"
+    assert f"{fifo} is a FIFO (named pipe)" in str(below.value)
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
     assert leftovers(fifo.parent, "pipe") == ["pipe"]
 
