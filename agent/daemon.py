@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from agent import __version__
 from agent.certs import Identity
@@ -39,6 +40,7 @@ class AgentRun:
     grace: float = 30.0
     environment: Mapping[str, str] = field(default_factory=dict)
     executable: str = "tentacle"
+    config_path: Path | None = None  # the instance's config file, kept from the file service
 
 
 def script_environment(run: AgentRun) -> dict[str, str]:
@@ -77,15 +79,25 @@ def script_manager(run: AgentRun) -> ScriptManager:
     )
 
 
-def build_router(config: InstanceConfig, scripts: ScriptManager) -> Router:
+def build_router(
+    config: InstanceConfig, scripts: ScriptManager, config_path: Path | None = None
+) -> Router:
     """Every service this agent serves, by name and version."""
     router = Router()
     router.add(
         "capabilities", 1, capabilities_methods(config.home, lambda: router.advertised, __version__)
     )
-    router.add("files", 1, FileService(config.home, config.file_roots).methods())
+    router.add("files", 1, file_service(config, config_path).methods())
     router.add("scripts", 1, ScriptService(scripts).methods())
     return router
+
+
+def file_service(config: InstanceConfig, config_path: Path | None) -> FileService:
+    """The file service, kept from the instance's own files and the scripts' Work folder."""
+    private = {config.identity_path: "identity (private key and certificate)"}
+    if config_path is not None:
+        private[config_path] = "configuration"
+    return FileService(config.home, config.file_roots, private, (config.home / "Work",))
 
 
 def listen_urls(addresses: list[tuple[str, int]]) -> list[str]:
@@ -99,7 +111,7 @@ async def run_agent(
     config = run.config
     scripts = script_manager(run)
     await scripts.open()
-    router = build_router(config, scripts)
+    router = build_router(config, scripts, run.config_path)
     settings = ChannelSettings(
         run.identity, run.name, __version__, router.advertised, config.heartbeat_interval
     )

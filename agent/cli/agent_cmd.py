@@ -59,7 +59,8 @@ def agent_command(instance_name: str | None, log_format: str, grace: float) -> N
     from agent.daemon import AgentRun
 
     executable = shutil.which("tentacle") or sys.argv[0]
-    run = AgentRun(instance.name, config, identity, grace, context.environ, executable)
+    run = AgentRun(instance.name, config, identity, grace, context.environ, executable,
+                   config_path=instance.config_path)  # fmt: skip
     asyncio.run(_serve(run))
 
 

@@ -1,8 +1,15 @@
 """The file transfer service: upload into, and download from, the allowed roots.
 
 An upload goes to a hidden temporary file beside the target and is renamed
-over it only once every byte has arrived and the length matches, so a failed,
-cancelled or cut-off upload leaves no partial file behind.
+over it only once every byte has arrived, the length matches and the bytes are
+on disk (fsync), so a failed, cancelled or cut-off upload leaves no partial
+file behind and a success means the file is whole and durable. Blocking file
+work runs in worker threads (``agent.services.fileio``): one slow or stuck
+file never holds up the event loop, and so every other caller.
+
+The instance's own files (its identity, configuration and state) are never
+read or written here, even inside the home, and the scripts' ``Work`` folder
+is not written: its state files decide what a script reports.
 """
 
 from __future__ import annotations
@@ -12,18 +19,32 @@ import hashlib
 import os
 import secrets
 import shutil
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from agent.errors import CallError
 from agent.protocol.dispatch import IncomingCall, Reply
-from agent.protocol.messages import BAD_PARAMS, NOT_FOUND, REFUSED
+from agent.protocol.messages import BAD_PARAMS, REFUSED
+from agent.services.fileio import (
+    INSUFFICIENT_SPACE,
+    NO_SPACE_ERRNOS,
+    Reservation,
+    SpaceLedger,
+    file_kind,
+    fsync_directory,
+    in_thread,
+    open_regular,
+    refuse_unless_regular,
+    write_all,
+)
 from agent.services.paths import resolve_within
 from agent.services.router import param
 
-INSUFFICIENT_SPACE = "insufficient_space"
+__all__ = ["INSUFFICIENT_SPACE", "FileService", "required_free_space"]
+
 DOWNLOAD_CHUNK = 256 * 1024
+WRITE_BATCH = 1024 * 1024  # stream chunks are written in batches: fewer thread hand-offs
 MIB = 1024 * 1024
 
 
@@ -33,9 +54,26 @@ def required_free_space(length: int) -> int:
 
 
 class FileService:
-    def __init__(self, home: Path, roots: Sequence[Path] = ()) -> None:
+    """``files.upload`` and ``files.download`` within ``home`` and ``roots``.
+
+    ``private`` maps the instance's own files (identity, configuration, state)
+    to what each is; they are refused both ways. ``script_folders`` are
+    folders whose contents only the agent writes (the scripts' ``Work``):
+    uploads into them are refused, downloads are allowed.
+    """
+
+    def __init__(
+        self,
+        home: Path,
+        roots: Sequence[Path] = (),
+        private: Mapping[Path, str] | None = None,
+        script_folders: Sequence[Path] = (),
+    ) -> None:
         self.home = home
         self.roots = tuple(roots)
+        self.private = {path.resolve(): what for path, what in (private or {}).items()}
+        self.script_folders = tuple(folder.resolve() for folder in script_folders)
+        self._ledger = SpaceLedger()
 
     def methods(self) -> dict[str, Callable[[IncomingCall], Any]]:
         return {"upload": self.upload, "download": self.download}
@@ -43,78 +81,190 @@ class FileService:
     async def upload(self, call: IncomingCall) -> Reply:
         """Params ``Path`` and ``Length``, data on the call's stream.
 
-        Returns ``{FullPath, Length, Sha256}``. Raises CallError refused (path
-        outside the roots, a directory), insufficient_space, bad_params
-        (missing stream, or a length that does not match what arrived).
+        Returns ``{FullPath, Length, Sha256}`` once the file is whole, synced
+        and in place. Raises CallError refused (path outside the roots, the
+        instance's own files, the scripts' Work folder, a directory, FIFO or
+        device), insufficient_space (before writing, or when the disk fills
+        while writing: nothing is left behind), bad_params (missing stream, a
+        negative length, or a length that does not match what arrived).
         """
         target = resolve_within(param(call, "Path", str), self.home, self.roots)
         length = param(call, "Length", int)
+        if length < 0:
+            raise CallError(BAD_PARAMS, f"Length must be 0 or more bytes, got {length}")
         if call.stream is None:
             raise CallError(BAD_PARAMS, "files.upload needs the file's bytes on a stream")
-        if target.is_dir():
-            raise CallError(REFUSED, f"{target} is a directory")
-        self._check_space(target, length)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.parent / f".{target.name}.{secrets.token_hex(6)}.partial"
-        try:
-            digest, received = await _receive(call, temporary, length)
-            os.replace(temporary, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                temporary.unlink()
-            raise
-        return Reply({"FullPath": str(target), "Length": received, "Sha256": digest})
+        self._refuse_private(target, "write")
+        self._refuse_script_folders(target)
+        # Metadata work stays on the loop: lstat and mkdir do not block on a FIFO
+        # or device, and the temporary then exists as soon as the call is taken.
+        _check_upload_target(target)
+        with self._reserve(target, length) as reservation:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temporary = target.parent / f".{target.name}.{secrets.token_hex(6)}.partial"
+            try:
+                digest = await _receive(call, temporary, target, length, reservation)
+                await in_thread(_put_in_place, temporary, target)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    temporary.unlink()
+                raise
+        return Reply({"FullPath": str(target), "Length": length, "Sha256": digest})
 
     async def download(self, call: IncomingCall) -> Reply:
         """Param ``Path``. Returns ``{FullPath, Length}`` and the bytes on a stream.
 
         Raises CallError not_found if there is no such file, refused if the path
-        is outside the roots or not a regular file.
+        is outside the roots, is one of the instance's own files, or is not a
+        regular file (a FIFO is refused at once, without waiting for a writer).
         """
         target = resolve_within(param(call, "Path", str), self.home, self.roots)
-        try:
-            file = target.open("rb")
-        except FileNotFoundError:
-            raise CallError(NOT_FOUND, f"no file at {target}") from None
-        except OSError as error:
-            raise CallError(REFUSED, f"cannot read {target}: {error.strerror}") from None
-        size = os.fstat(file.fileno()).st_size
-        if not target.is_file():
-            file.close()
-            raise CallError(REFUSED, f"{target} is not a regular file")
-        return Reply({"FullPath": str(target), "Length": size}, _read_chunks(file))
+        self._refuse_private(target, "read")
+        fd, size = await in_thread(open_regular, target)
+        file = os.fdopen(fd, "rb", buffering=0)  # closed by the stream, or when dropped
+        return Reply({"FullPath": str(target), "Length": size}, _read_chunks(file, size))
 
-    def _check_space(self, target: Path, length: int) -> None:
+    def _refuse_private(self, target: Path, verb: str) -> None:
+        for path, what in self.private.items():
+            if target == path or _same_file(target, path):
+                message = f"{target} is this instance's {what}; the file service never {verb}s it"
+                raise CallError(REFUSED, message)
+
+    def _refuse_script_folders(self, target: Path) -> None:
+        for folder in self.script_folders:
+            if target == folder or target.is_relative_to(folder):
+                raise CallError(
+                    REFUSED,
+                    f"{target} is inside {folder}, which only the script service writes (its "
+                    "state, exit codes and logs); send a script's files with scripts.start Files",
+                )
+
+    def _reserve(self, target: Path, length: int) -> contextlib.AbstractContextManager[Reservation]:
+        """Check the free space and promise ``length`` bytes of it to this upload.
+
+        The free space is read here, on the loop, right before the ledger's
+        check: a read in a thread could be stale by the time the check runs.
+        """
         existing = next(p for p in (target.parent, *target.parents) if p.exists())
+        device = os.stat(existing).st_dev
         free = shutil.disk_usage(existing).free
         needed = required_free_space(length)
-        if free < needed:
-            raise CallError(
-                INSUFFICIENT_SPACE,
+
+        def describe(free: int, promised: int) -> str:
+            others = f" ({promised} of them promised to uploads in flight)" if promised else ""
+            return (
                 f"uploading {length} bytes to {target} needs {needed} bytes free, "
-                f"but only {free} are",
+                f"but only {free} are{others}"
             )
 
+        return self._ledger.reserve(device, length, free, needed, describe)
 
-async def _receive(call: IncomingCall, temporary: Path, length: int) -> tuple[str, int]:
-    """Store the call's stream in ``temporary``; returns its SHA-256 and length."""
+
+def _same_file(one: Path, other: Path) -> bool:
+    """True if both exist and are one file (a hard link counts)."""
+    try:
+        return os.path.samefile(one, other)
+    except OSError:
+        return False
+
+
+def _check_upload_target(target: Path) -> None:
+    """Refuse replacing anything but a regular file (a directory, FIFO, device...),
+    and a target below something that is not a folder."""
+    try:
+        mode = os.lstat(target).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        parent = next(p for p in target.parents if p.exists())
+        if not parent.is_dir():
+            kind = file_kind(os.lstat(parent).st_mode)
+            raise CallError(REFUSED, f"cannot upload to {target}: {parent} is {kind}") from None
+        return
+    refuse_unless_regular(target, mode, "upload to")
+
+
+async def _receive(
+    call: IncomingCall, temporary: Path, target: Path, length: int, reservation: Reservation
+) -> str:
+    """Store the call's stream in ``temporary``, synced to disk; returns its SHA-256.
+
+    Every write is checked (a short write is continued); a full disk is
+    CallError(insufficient_space). The caller removes ``temporary`` on failure.
+    """
     assert call.stream is not None
     digest = hashlib.sha256()
     received = 0
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb", buffering=0) as file:
+    batch: list[bytes] = []
+    batched = 0
+    # Creating a new regular file does not block; on the loop, a cancel cannot lose the fd.
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
         async for chunk in call.stream:
             received += len(chunk)
             if received > length:
                 raise CallError(BAD_PARAMS, f"more than the announced Length of {length} bytes")
-            file.write(chunk)
-            digest.update(chunk)
-    if received != length:
-        raise CallError(BAD_PARAMS, f"received {received} bytes, but Length said {length}")
-    return digest.hexdigest(), received
+            batch.append(chunk)
+            batched += len(chunk)
+            if batched >= WRITE_BATCH:
+                await _write(fd, batch, digest, target, received - batched, length)
+                reservation.wrote(batched)
+                batch, batched = [], 0
+        await _write(fd, batch, digest, target, received - batched, length)
+        reservation.wrote(batched)
+        if received != length:
+            raise CallError(BAD_PARAMS, f"received {received} bytes, but Length said {length}")
+        await _no_space_is_refused(in_thread(os.fsync, fd), target, received, length)
+    finally:
+        os.close(fd)
+    return digest.hexdigest()
 
 
-async def _read_chunks(file: BinaryIO) -> AsyncIterator[bytes]:
+async def _write(
+    fd: int, batch: list[bytes], digest: Any, target: Path, before: int, length: int
+) -> None:
+    def write() -> None:
+        for chunk in batch:
+            write_all(fd, chunk)
+            digest.update(chunk)  # hashlib releases the GIL: this costs the loop nothing
+
+    if batch:
+        await _no_space_is_refused(in_thread(write), target, before, length)
+
+
+async def _no_space_is_refused(
+    work: Awaitable[object], target: Path, written: int, length: int
+) -> None:
+    """Await ``work``; a full disk or quota becomes CallError(insufficient_space)."""
+    try:
+        await work
+    except OSError as error:
+        if error.errno not in NO_SPACE_ERRNOS:
+            raise
+        raise CallError(
+            INSUFFICIENT_SPACE,
+            f"the disk holding {target} filled up while uploading ({error.strerror}) after "
+            f"about {written} of {length} bytes; nothing was kept",
+        ) from None
+
+
+def _put_in_place(temporary: Path, target: Path) -> None:
+    """Rename the synced temporary over the target, and sync the folder so the rename lasts."""
+    try:
+        os.replace(temporary, target)
+        fsync_directory(target.parent)
+    except OSError as error:
+        if error.errno in NO_SPACE_ERRNOS:
+            message = f"no space to put {target} in place: {error.strerror}"
+            raise CallError(INSUFFICIENT_SPACE, message) from None
+        raise
+
+
+async def _read_chunks(file: BinaryIO, size: int) -> AsyncIterator[bytes]:
+    """Up to ``size`` bytes of ``file`` (the Length announced), read in a worker thread."""
     with file:
-        while chunk := file.read(DOWNLOAD_CHUNK):
+        remaining = size
+        while remaining > 0:
+            chunk = await in_thread(file.read, min(DOWNLOAD_CHUNK, remaining))
+            if not chunk:
+                return
+            remaining -= len(chunk)
             yield chunk
