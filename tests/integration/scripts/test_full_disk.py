@@ -1,0 +1,116 @@
+"""A full disk loses no outcome: scripts that end on it report their real exit
+code, ``complete`` answers, and everything is written once space returns.
+
+The agent's ``Work/`` is a real small tmpfs (the tests run as root, in CI too).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.errors import RemoteError
+from agent.scripts.state import COMPLETE, load_state
+from tests.helpers.agent import AgentProcess
+from tests.helpers.cli import TentacleCli
+from tests.integration.scripts.conftest import Scripts, eventually
+
+SIZE_MIB = 8
+
+
+@pytest.fixture
+def small_disk(tentacle: TentacleCli) -> Iterator[AgentProcess]:
+    """An agent (not started) whose Work/ is a tmpfs of SIZE_MIB MiB."""
+    agent = AgentProcess(tentacle)
+    work = agent.home / "Work"
+    work.mkdir(mode=0o700, exist_ok=True)
+    command = ["mount", "-t", "tmpfs", "-o", f"size={SIZE_MIB}m,mode=0700", "tmpfs", str(work)]
+    mounted = subprocess.run(command, check=False, capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.fail(
+            f"these tests need to mount a small tmpfs (run as root, with CAP_SYS_ADMIN): "
+            f"mount -t tmpfs {work} failed: {mounted.stderr.strip()}"
+        )
+    try:
+        yield agent
+    finally:
+        agent.stop()
+        subprocess.run(["umount", "-l", str(work)], check=True)
+
+
+def fill(path: Path) -> None:
+    """Write ``path`` until the filesystem has not one byte left (bounded by its size)."""
+    with path.open("wb", buffering=0) as file:
+        for size in (1 << 20, 1 << 12, 1):
+            with contextlib.suppress(OSError):
+                for _ in range(SIZE_MIB << 20):
+                    if file.write(b"\0" * size) == 0:
+                        break
+
+
+def body(release: Path, code: int, counter: Path) -> str:
+    return (f'echo run >> "{counter}"; echo up\n'
+            f'while [ ! -e "{release}" ]; do sleep 0.05; done\nexit {code}\n')  # fmt: skip
+
+
+async def test_scripts_ending_on_a_full_disk_report_and_persist_their_outcome(
+    small_disk: AgentProcess, tmp_path: Path
+) -> None:
+    agent = small_disk.start()
+    release, counter = tmp_path / "release", tmp_path / "runs"
+    work = agent.home / "Work"
+    async with agent.client() as client:
+        scripts = Scripts(client)
+        await scripts.start(body(release, 7, counter), ticket="completed", Isolation="none")
+        await scripts.start(body(release, 8, counter), ticket="kept", Isolation="none")
+        for ticket in ("completed", "kept"):
+            await eventually(lambda t=ticket: _printed(scripts, t), f"{ticket} is running")
+
+        fill(work / "filler")
+        with pytest.raises(RemoteError) as refused:
+            await scripts.start("echo never", ticket="no-room")
+        assert refused.value.kind == "insufficient_space"
+        assert "no space left" in str(refused.value)
+
+        release.touch()  # both end while the disk is full
+        for ticket, code in (("completed", 7), ("kept", 8)):
+            await eventually(lambda t=ticket: _complete(scripts, t), f"{ticket} reports Complete")
+            status = await scripts.status(ticket)
+            assert (status["State"], status["ExitCode"]) == (COMPLETE, code)
+        assert load_state(work / "kept") is not None
+        assert load_state(work / "kept").state != COMPLETE  # type: ignore[union-attr]
+        await client.call("scripts", "complete", {"ScriptTicket": "completed"})  # answers
+
+        (work / "filler").unlink()  # space returns: what was kept in memory is written
+        await eventually(lambda: _on_disk(work), "the outcomes are written")
+
+    agent.signal(signal.SIGKILL)  # nothing more is written: the disk alone must tell
+    assert agent.process is not None
+    agent.process.wait()
+    agent.start()
+    async with agent.client() as client:
+        scripts = Scripts(client)
+        kept = await scripts.status("kept")
+        assert (kept["State"], kept["ExitCode"]) == (COMPLETE, 8)
+        again = await scripts.start("echo again", ticket="completed")
+        assert (again["State"], again["ExitCode"]) == (COMPLETE, 7)
+    assert counter.read_text() == "run\nrun\n"
+
+
+async def _printed(scripts: Scripts, ticket: str) -> bool:
+    return bool((await scripts.status(ticket))["Logs"])
+
+
+async def _complete(scripts: Scripts, ticket: str) -> bool:
+    return bool((await scripts.status(ticket))["State"] == COMPLETE)
+
+
+async def _on_disk(work: Path) -> bool:
+    state = load_state(work / "kept")
+    return bool(state and state.exit_code == 8 and os.path.exists(work / ".completed/completed"))
