@@ -30,6 +30,9 @@ RC_FILE = "rc"
 PID_FILE = "wrapper.pid"
 INTERPRETERS = {"sh": ("sh",), "python": ("python3", "-u")}  # bash: see WRAPPER
 SCRIPT_FILES = {"bash": "script.sh", "sh": "script.sh", "python": "script.py"}
+PROGRAMS = {"bash": "bash", "sh": "sh", "python": "python3"}  # what each Syntax needs on PATH
+# The workspace's own files: a file sent alongside a script may not take these names.
+OWN_FILES = frozenset({*SCRIPT_FILES.values(), RC_FILE, PID_FILE})
 
 # The wrapper records its pid and start time (field 22 of /proc/PID/stat) to be
 # found after a restart, runs the job in the foreground and records its status
