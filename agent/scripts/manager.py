@@ -213,8 +213,10 @@ class ScriptManager:
         self._completed[key] = Tombstone(state.spec.ticket, code, state.completed or now(),
                                          script.log.next_sequence - 1)  # fmt: skip
         self._unsaved.add(key)
-        self._flush()
+        self._flush()  # the tombstone first: a crash before the rmtree is repaired at start-up
         shutil.rmtree(script.workspace, ignore_errors=True)
+        if key in self._unsaved:
+            self._flush()  # a full disk: the workspace's space may be enough for the tombstone
 
     def sweep(self) -> list[str]:
         """Remove workspaces of scripts completed longer ago than the retention.

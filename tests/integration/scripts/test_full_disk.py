@@ -56,7 +56,8 @@ def fill(path: Path) -> None:
 
 def body(release: Path, code: int, counter: Path) -> str:
     return (f'echo run >> "{counter}"; echo up\n'
-            f'while [ ! -e "{release}" ]; do sleep 0.05; done\nexit {code}\n')  # fmt: skip
+            f'for i in $(seq 2400); do [ -e "{release}" ] && break; sleep 0.05; done\n'
+            f"exit {code}\n")  # fmt: skip
 
 
 async def test_scripts_ending_on_a_full_disk_report_and_persist_their_outcome(
@@ -85,6 +86,9 @@ async def test_scripts_ending_on_a_full_disk_report_and_persist_their_outcome(
             assert (status["State"], status["ExitCode"]) == (COMPLETE, code)
         assert load_state(work / "kept") is not None
         assert load_state(work / "kept").state != COMPLETE  # type: ignore[union-attr]
+        # the real codes came from the wrappers' exit status: rc could not be written
+        assert not (work / "kept" / "rc").read_text()
+        assert "taken from the wrapper's own exit status" in agent.wait_for_log("own exit status")
         await client.call("scripts", "complete", {"ScriptTicket": "completed"})  # answers
 
         (work / "filler").unlink()  # space returns: what was kept in memory is written
