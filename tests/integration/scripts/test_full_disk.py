@@ -6,10 +6,8 @@ The agent's ``Work/`` is a real small tmpfs (the tests run as root, in CI too).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,39 +17,21 @@ from agent.errors import RemoteError
 from agent.scripts.state import COMPLETE, load_state
 from tests.helpers.agent import AgentProcess
 from tests.helpers.cli import TentacleCli
+from tests.helpers.smalldisk import fill, small_disk
 from tests.integration.scripts.conftest import Scripts, eventually
 
 SIZE_MIB = 8
 
 
 @pytest.fixture
-def small_disk(tentacle: TentacleCli) -> Iterator[AgentProcess]:
+def small_agent(tentacle: TentacleCli) -> Iterator[AgentProcess]:
     """An agent (not started) whose Work/ is a tmpfs of SIZE_MIB MiB."""
     agent = AgentProcess(tentacle)
-    work = agent.home / "Work"
-    work.mkdir(mode=0o700, exist_ok=True)
-    command = ["mount", "-t", "tmpfs", "-o", f"size={SIZE_MIB}m,mode=0700", "tmpfs", str(work)]
-    mounted = subprocess.run(command, check=False, capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.fail(
-            f"these tests need to mount a small tmpfs (run as root, with CAP_SYS_ADMIN): "
-            f"mount -t tmpfs {work} failed: {mounted.stderr.strip()}"
-        )
-    try:
-        yield agent
-    finally:
-        agent.stop()
-        subprocess.run(["umount", "-l", str(work)], check=True)
-
-
-def fill(path: Path) -> None:
-    """Write ``path`` until the filesystem has not one byte left (bounded by its size)."""
-    with path.open("wb", buffering=0) as file:
-        for size in (1 << 20, 1 << 12, 1):
-            with contextlib.suppress(OSError):
-                for _ in range(SIZE_MIB << 20):
-                    if file.write(b"\0" * size) == 0:
-                        break
+    with small_disk(agent.home / "Work", SIZE_MIB):
+        try:
+            yield agent
+        finally:
+            agent.stop()
 
 
 def body(release: Path, code: int, counter: Path) -> str:
@@ -61,9 +41,9 @@ def body(release: Path, code: int, counter: Path) -> str:
 
 
 async def test_scripts_ending_on_a_full_disk_report_and_persist_their_outcome(
-    small_disk: AgentProcess, tmp_path: Path
+    small_agent: AgentProcess, tmp_path: Path
 ) -> None:
-    agent = small_disk.start()
+    agent = small_agent.start()
     release, counter = tmp_path / "release", tmp_path / "runs"
     work = agent.home / "Work"
     async with agent.client() as client:
