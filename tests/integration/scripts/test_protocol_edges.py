@@ -112,3 +112,16 @@ async def test_shells_name_the_syntaxes(scripts: Scripts) -> None:
     found = await client.call("capabilities", "get", {})
     assert {"bash", "sh", "python"} <= set(found["Shells"])
     assert "python3" not in found["Shells"]
+
+
+@pytest.mark.parametrize("ticket", ["_a", ".a", "-a", "a" * 129, "café", "a b", "a/b", ""])
+async def test_the_ticket_rule_is_the_documented_one(scripts: Scripts, ticket: str) -> None:
+    with pytest.raises(RemoteError) as caught:
+        await scripts.status(ticket)
+    assert caught.value.kind == "bad_params"
+    assert "starting with a letter or digit" in str(caught.value)
+
+
+async def test_tickets_the_rule_allows(scripts: Scripts) -> None:
+    for ticket in ["a" * 128, "9._-", "A"]:
+        assert (await scripts.status(ticket))["ExitCode"] == -45
