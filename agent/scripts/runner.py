@@ -48,7 +48,7 @@ OWN_FILES = frozenset({*SCRIPT_FILES.values(), RC_FILE, PID_FILE})
 # without ``wrapper.pid`` for a script that never started and start it again.
 NOT_RECORDED = 125
 WRAPPER = (
-    "read -ra stat </proc/$$/stat; echo $$ ${{stat[21]}} >wrapper.pid || exit 125\n"
+    "read -ra stat </proc/$$/stat; echo $$ ${{stat[21]}} >wrapper.pid || exit {not_recorded}\n"
     "{job} </dev/null >>stdout.raw 2>>stderr.raw\n"
     "code=$?; echo $code >rc; exit $code\n"
 )
@@ -75,7 +75,7 @@ def launch(
         job, command = BASH_JOB, list(arguments)
     else:
         job, command = EXEC_JOB, [*INTERPRETERS[syntax], SCRIPT_FILES[syntax], *arguments]
-    wrapper = f"cd {shlex.quote(str(workspace))} || exit 127\n" + WRAPPER.format(job=job)
+    wrapper = f"cd {shlex.quote(str(workspace))} || exit 127\n" + WRAPPER.format(job=job, not_recorded=NOT_RECORDED)
     null = os.open(os.devnull, os.O_RDWR)
     try:
         pid = os.posix_spawn(
