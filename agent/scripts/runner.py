@@ -75,7 +75,9 @@ def launch(
         job, command = BASH_JOB, list(arguments)
     else:
         job, command = EXEC_JOB, [*INTERPRETERS[syntax], SCRIPT_FILES[syntax], *arguments]
-    wrapper = f"cd {shlex.quote(str(workspace))} || exit 127\n" + WRAPPER.format(job=job, not_recorded=NOT_RECORDED)
+    wrapper = f"cd {shlex.quote(str(workspace))} || exit 127\n" + WRAPPER.format(
+        job=job, not_recorded=NOT_RECORDED
+    )
     null = os.open(os.devnull, os.O_RDWR)
     try:
         pid = os.posix_spawn(
