@@ -5,6 +5,11 @@ output, log index, ``state.json`` and the wrapper's ``rc``. Everything needed
 to answer for a script is on disk, so a restarted agent recovers every
 workspace: finished scripts report their real exit codes, running ones are
 re-attached, pending ones are started (see docs/architecture.md).
+
+A full disk does not lose an outcome: a state that cannot be written is kept
+in memory, answered from there, and written again every RETRY_SAVE seconds
+(and on every call) until space returns. ``complete`` leaves a tombstone (see
+agent.scripts.tombstones) so that a ticket runs at most once.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import errno
 import logging
 import shutil
 from collections.abc import Awaitable, Callable, Mapping
@@ -20,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import CallError
-from agent.scripts import exitcodes, runner
+from agent.scripts import exitcodes, runner, tombstones
 from agent.scripts.mutex import Holder, IsolationMutex
 from agent.scripts.outputlog import OutputLog
 from agent.scripts.state import (
@@ -34,11 +40,15 @@ from agent.scripts.state import (
     save_state,
 )
 from agent.scripts.tickets import ticket_key
+from agent.scripts.tombstones import Tombstone
 
 log = logging.getLogger(__name__)
 WORKSPACE_MODE = 0o700
 RAW_READ_BUDGET = 4 * 1024 * 1024
 FileWriter = Callable[[Path], Awaitable[None]]
+INSUFFICIENT_SPACE = "insufficient_space"
+RETRY_SAVE = 1.0  # seconds between attempts to write what a full disk refused
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(frozen=True)
@@ -87,13 +97,23 @@ class ScriptManager:
         self._slots = asyncio.Semaphore(settings.max_running) if settings.max_running else None
         self._sweeper: asyncio.Task[None] | None = None
         self._closing = False
+        self._completed: dict[str, Tombstone] = {}
+        self._unsaved: set[str] = set()  # keys whose state or tombstone is in memory only
+        self._saver: asyncio.Task[None] | None = None
 
     # -- life cycle --------------------------------------------------------
 
     async def open(self) -> None:
         """Recover every workspace, sweep old ones, and start the periodic sweep."""
-        self.settings.work.mkdir(mode=WORKSPACE_MODE, parents=True, exist_ok=True)
-        for workspace in sorted(p for p in self.settings.work.iterdir() if p.is_dir()):
+        work = self.settings.work
+        work.mkdir(mode=WORKSPACE_MODE, parents=True, exist_ok=True)
+        self._completed = tombstones.load_all(work)
+        for workspace in sorted(p for p in work.iterdir() if p.is_dir()):
+            if workspace.name.startswith("."):
+                continue  # the tombstones' folder; no ticket starts with a dot
+            if workspace.name in self._completed:  # a complete cut short before its rmtree
+                shutil.rmtree(workspace, ignore_errors=True)
+                continue
             self._recover(workspace)
         self.sweep()
         self._sweeper = asyncio.create_task(self._sweep_periodically(), name="script-sweeper")
@@ -101,7 +121,8 @@ class ScriptManager:
     async def close(self) -> None:
         """Stop watching. Running scripts are left running; a restart re-attaches them."""
         self._closing = True
-        tasks = [s.task for s in self._scripts.values() if s.task] + [self._sweeper]
+        self._flush()  # a last chance for what a full disk refused
+        tasks = [s.task for s in self._scripts.values() if s.task] + [self._sweeper, self._saver]
         for task in tasks:
             if task is not None:
                 task.cancel()
@@ -114,11 +135,17 @@ class ScriptManager:
     ) -> Status:
         """Start the script for ``spec.ticket`` unless that ticket exists already.
 
-        Idempotent per ticket (case-insensitively), also for concurrent calls.
-        Waits up to ``wait`` seconds for a short script to finish.
+        Idempotent per ticket (case-insensitively), also for concurrent calls,
+        and at most once: a ticket completed within the retention answers its
+        remembered outcome (no logs) and runs nothing. Waits up to ``wait``
+        seconds for a short script to finish. Raises CallError(insufficient_space)
+        if the workspace cannot be written.
         """
         key = ticket_key(spec.ticket)
+        self._flush()
         async with self._starting.setdefault(key, asyncio.Lock()):
+            if (stone := self._completed.get(key)) is not None:
+                return Status(stone.ticket, COMPLETE, stone.exit_code, [], stone.next_sequence)
             script = self._scripts.get(key)
             if script is None:
                 script = await self._create(key, spec, body, write_files)
@@ -132,11 +159,13 @@ class ScriptManager:
 
         With ``raw_logs`` the lines come as bytes in ``log_data`` (each entry
         says its ``Length``) rather than as text in the entries: for streaming
-        large outputs. An unknown ticket is Complete with exit code -45 and no logs.
+        large outputs. An unknown ticket (also one already completed) is Complete
+        with exit code -45, no logs and NextLogSequence 0, as in Tentacle.
         """
         script = self._scripts.get(ticket_key(ticket))
+        self._flush()
         if script is None:
-            return Status(ticket, COMPLETE, exitcodes.UNKNOWN_SCRIPT, [], last_sequence)
+            return Status(ticket, COMPLETE, exitcodes.UNKNOWN_SCRIPT, [], 0)
         state = script.state
         if script.log.backlog(last_sequence) < RAW_READ_BUDGET:
             # Number more lines only when what is numbered would not fill this
@@ -161,20 +190,33 @@ class ScriptManager:
         return self.status(ticket, last_sequence)
 
     async def complete(self, ticket: str) -> None:
-        """Forget the script and remove its workspace; stops it first if it still runs.
+        """Remove the script's workspace, remembering its outcome; stops it first if it runs.
 
-        Never raises for an unknown or already completed ticket.
+        Never raises for an unknown or already completed ticket. The outcome is
+        kept as a tombstone (in memory until a full disk lets it be written) so
+        that a later start of this ticket does not run it again.
         """
         try:
             key = ticket_key(ticket)
         except CallError:
             return
         script = self._scripts.get(key)
-        if script is not None and not script.done.is_set():
+        if script is None:
+            return
+        if not script.done.is_set():
             await self.cancel(ticket, 0)
             await script.done.wait()
-        self._scripts.pop(key, None)
-        shutil.rmtree(self.settings.work / key, ignore_errors=True)
+        if self._scripts.pop(key, None) is None:
+            return  # a concurrent complete did it
+        state = script.state
+        code = exitcodes.UNKNOWN_RESULT if state.exit_code is None else state.exit_code
+        self._completed[key] = Tombstone(state.spec.ticket, code, state.completed or now(),
+                                         script.log.next_sequence - 1)  # fmt: skip
+        self._unsaved.add(key)
+        self._flush()  # the tombstone first: a crash before the rmtree is repaired at start-up
+        shutil.rmtree(script.workspace, ignore_errors=True)
+        if key in self._unsaved:
+            self._flush()  # a full disk: the workspace's space may be enough for the tombstone
 
     def sweep(self) -> list[str]:
         """Remove workspaces of scripts completed longer ago than the retention.
@@ -191,6 +233,11 @@ class ScriptManager:
                 self._scripts.pop(key, None)
                 shutil.rmtree(script.workspace, ignore_errors=True)
                 removed.append(script.state.spec.ticket)
+        for key, stone in list(self._completed.items()):
+            if _parse(stone.completed) <= horizon:
+                with contextlib.suppress(OSError):
+                    tombstones.remove(self.settings.work, key)
+                    del self._completed[key]
         if removed:
             log.info("removed %d old workspace(s): %s", len(removed), ", ".join(removed))
         return removed
@@ -207,8 +254,8 @@ class ScriptManager:
     ) -> _Script:
         workspace = self.settings.work / key
         shutil.rmtree(workspace, ignore_errors=True)  # debris of a start that never finished
-        workspace.mkdir(mode=WORKSPACE_MODE)
         try:
+            workspace.mkdir(mode=WORKSPACE_MODE)
             script_file = workspace / runner.SCRIPT_FILES[spec.syntax]
             script_file.write_text(body.replace("\r\n", "\n"), encoding="utf-8")
             if write_files is not None:
@@ -216,8 +263,14 @@ class ScriptManager:
             output = OutputLog(workspace)
             state = ScriptState(spec)
             save_state(workspace, state)
-        except BaseException:
+        except BaseException as error:
             shutil.rmtree(workspace, ignore_errors=True)
+            if isinstance(error, OSError) and error.errno in NO_SPACE:
+                raise CallError(
+                    INSUFFICIENT_SPACE,
+                    f"no space left on the agent's disk for the workspace of {spec.ticket!r} "
+                    f"in {self.settings.work} ({error.strerror}): nothing was started",
+                ) from None
             raise
         script = _Script(key, workspace, state, output)
         self._scripts[key] = script
@@ -284,11 +337,29 @@ class ScriptManager:
                 exited.cancel()
         if not exited.done() or exited.cancelled():
             script.log.note(f"Cancelling: SIGTERM, then SIGKILL after {script.state.spec.grace} s")
-            await runner.stop(script.launched, script.state.spec.grace)
+            status = await runner.stop(script.launched, script.state.spec.grace)
+        else:
+            status = exited.result()
+        self._finish(script, self._outcome(script, status))
+
+    def _outcome(self, script: _Script, status: int | None) -> int:
+        """The exit code: from ``rc``, else from the wrapper's own exit status
+        (``rc`` could not be written: a full disk), else -46 (or -42 if the
+        wrapper could not even record itself and so ran nothing)."""
         code = runner.exit_code(script.workspace)
-        if code is None:
-            script.log.note("The script's wrapper ended without recording an exit code")
-        self._finish(script, exitcodes.UNKNOWN_RESULT if code is None else code)
+        if code is not None:
+            return code
+        passed_on = runner.wrapper_exit_code(status)
+        if passed_on is not None and runner.recorded_wrapper(script.workspace) is None:
+            script.log.note("The script's wrapper could not record itself (is the disk full?), "
+                            "so the script was not run")  # fmt: skip
+            return exitcodes.LAUNCH_FAILED
+        if passed_on is not None:
+            script.log.note("The script's wrapper could not write the exit code (is the disk "
+                            "full?); it was taken from the wrapper's own exit status")  # fmt: skip
+            return passed_on
+        script.log.note("The script's wrapper ended without recording an exit code")
+        return exitcodes.UNKNOWN_RESULT
 
     def _finish(self, script: _Script, code: int) -> None:
         # The log is numbered as it is read (see status), not here: a script
@@ -297,8 +368,33 @@ class ScriptManager:
         script.done.set()
 
     def _save(self, script: _Script, state: ScriptState) -> None:
-        save_state(script.workspace, state)
+        """Take ``state`` at once and write it; a full disk delays only the writing."""
         script.state = state
+        self._unsaved.add(script.key)
+        self._flush()
+
+    def _flush(self) -> None:
+        """Write every state and tombstone kept in memory only; retry later what fails."""
+        for key in sorted(self._unsaved):
+            try:
+                if (stone := self._completed.get(key)) is not None:
+                    tombstones.save(self.settings.work, key, stone)
+                elif (script := self._scripts.get(key)) is not None:
+                    save_state(script.workspace, script.state)
+            except OSError as error:
+                if self._saver is None or self._saver.done():
+                    log.warning("cannot write the state of script %s (%s): kept in memory, "
+                                "retried every %g s", key, error, RETRY_SAVE)  # fmt: skip
+                    self._saver = asyncio.create_task(self._retry_saves(), name="script-saver")
+                continue
+            self._unsaved.discard(key)
+
+    async def _retry_saves(self) -> None:
+        while self._unsaved and not self._closing:
+            await asyncio.sleep(RETRY_SAVE)  # a schedule: free space announces nothing
+            self._flush()
+        if not self._unsaved:
+            log.info("script states written again")
 
     def _environment(self, script: _Script) -> dict[str, str]:
         return {**self.settings.environment,

@@ -12,18 +12,25 @@ lost or numbered twice.
 Lines are split at ``\\n``; a line longer than MAX_LINE bytes is split into
 pieces of MAX_LINE (split, not lost). Bytes are decoded as UTF-8 with
 replacement when served.
+
+A full disk stops nothing: a note that cannot be written is sent to the
+agent's log instead, and lines whose index record cannot be written stay
+unnumbered (and unserved) until space returns; a record is never left torn.
 """
 
 from __future__ import annotations
 
 import datetime
+import errno
 import json
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+log = logging.getLogger(__name__)
 SOURCES = ("stdout", "stderr", "debug")
 RAW_FILES = {source: f"{source}.raw" for source in SOURCES}
 INDEX_FILE = "log.index"
@@ -102,9 +109,15 @@ class OutputLog:
         return self.directory / RAW_FILES[source]
 
     def note(self, text: str) -> None:
-        """Append a debug line from the agent (mutex waits, cancellation...)."""
-        with self.raw_path("debug").open("ab") as file:
-            file.write(text.replace("\n", " ").encode("utf-8") + b"\n")
+        """Append a debug line from the agent (mutex waits, cancellation...).
+
+        Never raises: on a full disk the note goes to the agent's log instead."""
+        line = text.replace("\n", " ").encode("utf-8") + b"\n"
+        try:
+            with self.raw_path("debug").open("ab") as file:
+                file.write(line)
+        except OSError as error:
+            log.warning("%s: cannot write the note %r (%s)", self.directory.name, text, error)
 
     def ingest(self, *, final: bool = False, budget: int = INGEST_BUDGET) -> bool:
         """Number the new complete lines of every source; returns True if all was read.
@@ -113,8 +126,12 @@ class OutputLog:
         """
         complete = True
         self._recent = {}
-        for source in SOURCES:
-            complete &= self._ingest_source(source, final, budget)
+        try:
+            for source in SOURCES:
+                complete &= self._ingest_source(source, final, budget)
+        except OSError as error:  # a full disk: these lines get their numbers later
+            log.warning("%s: cannot number new output lines yet (%s)", self.directory.name, error)
+            return False
         return complete
 
     def backlog(self, after: int) -> int:
@@ -160,7 +177,15 @@ class OutputLog:
         line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
         fd = os.open(self.directory / INDEX_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            os.write(fd, line)  # one write: a record is on disk whole or not at all
+            size = os.fstat(fd).st_size
+            try:
+                written = os.write(fd, line)  # one write: a record is whole or not at all
+            except OSError:
+                os.ftruncate(fd, size)  # nothing of a failed record may stay
+                raise
+            if written != len(line):
+                os.ftruncate(fd, size)
+                raise OSError(errno.ENOSPC, "short write of a log index record")
         finally:
             os.close(fd)
         self.batches.append(batch)

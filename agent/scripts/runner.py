@@ -3,7 +3,7 @@
 The agent starts a small bash *wrapper* in a session of its own. The wrapper
 starts the script as a job (so in a process group of its own), with stdout and
 stderr appended straight to the workspace's raw files, waits for it and writes
-its exit status to ``rc`` (renamed into place). Nothing depends on the agent:
+its exit status to ``rc`` and exits with it. Nothing depends on the agent:
 kill -9 the agent and the script runs on, its output reaches disk and its exit
 code is recorded. The agent (this one or a restarted one) watches the wrapper
 through a pidfd, which works for any process, child or not.
@@ -30,6 +30,9 @@ RC_FILE = "rc"
 PID_FILE = "wrapper.pid"
 INTERPRETERS = {"sh": ("sh",), "python": ("python3", "-u")}  # bash: see WRAPPER
 SCRIPT_FILES = {"bash": "script.sh", "sh": "script.sh", "python": "script.py"}
+PROGRAMS = {"bash": "bash", "sh": "sh", "python": "python3"}  # what each Syntax needs on PATH
+# The workspace's own files: a file sent alongside a script may not take these names.
+OWN_FILES = frozenset({*SCRIPT_FILES.values(), RC_FILE, PID_FILE})
 
 # The wrapper records its pid and start time (field 22 of /proc/PID/stat) to be
 # found after a restart, runs the job in the foreground and records its status
@@ -37,10 +40,17 @@ SCRIPT_FILES = {"bash": "script.sh", "sh": "script.sh", "python": "script.py"}
 # processes. A bash script runs in a forked subshell of the wrapper (no second
 # bash to start); other syntaxes run their interpreter on $1.. (command and
 # arguments). Signals are sent to the session's members but the wrapper.
+#
+# The wrapper also exits with the script's status, so that the agent that
+# launched it learns the real exit code from waitpid even when ``rc`` cannot
+# be written (a full disk). If it cannot record its pid, it does not run the
+# script at all (exit NOT_RECORDED): a restarted agent would take a workspace
+# without ``wrapper.pid`` for a script that never started and start it again.
+NOT_RECORDED = 125
 WRAPPER = (
-    "read -ra stat </proc/$$/stat; echo $$ ${{stat[21]}} >wrapper.pid\n"
+    "read -ra stat </proc/$$/stat; echo $$ ${{stat[21]}} >wrapper.pid || exit {not_recorded}\n"
     "{job} </dev/null >>stdout.raw 2>>stderr.raw\n"
-    "echo $? >rc\n"
+    "code=$?; echo $code >rc; exit $code\n"
 )
 BASH_JOB = '(. ./script.sh "$@")'
 EXEC_JOB = '"$@"'
@@ -65,7 +75,9 @@ def launch(
         job, command = BASH_JOB, list(arguments)
     else:
         job, command = EXEC_JOB, [*INTERPRETERS[syntax], SCRIPT_FILES[syntax], *arguments]
-    wrapper = f"cd {shlex.quote(str(workspace))} || exit 127\n" + WRAPPER.format(job=job)
+    wrapper = f"cd {shlex.quote(str(workspace))} || exit 127\n" + WRAPPER.format(
+        job=job, not_recorded=NOT_RECORDED
+    )
     null = os.open(os.devnull, os.O_RDWR)
     try:
         pid = os.posix_spawn(
@@ -130,20 +142,20 @@ def is_zombie(pid: int) -> bool:
     return stat[stat.rindex(")") + 2] == "Z"
 
 
-async def wait_for_exit(launched: Launched) -> None:
+async def wait_for_exit(launched: Launched) -> int | None:
     """Return once the wrapper has exited; reap it if it is our child.
 
-    A wrapper found after a restart is not our child, and its pid may have been
-    reused: it is checked against its start time first. Our own child's pid
-    cannot be reused before we reap it.
+    Returns the wrapper's wait status (as ``os.waitpid`` gives it) when it was
+    our child, None otherwise. A wrapper found after a restart is not our
+    child, and its pid may have been reused: it is checked against its start
+    time first. Our own child's pid cannot be reused before we reap it.
     """
     if not launched.child and not is_alive(launched):
-        return
+        return None
     try:
         pidfd = os.pidfd_open(launched.pid)
     except ProcessLookupError:
-        _reap(launched.pid)
-        return
+        return _reap(launched.pid)
     loop = asyncio.get_running_loop()
     exited: asyncio.Future[None] = loop.create_future()
 
@@ -157,12 +169,27 @@ async def wait_for_exit(launched: Launched) -> None:
     finally:
         loop.remove_reader(pidfd)
         os.close(pidfd)
-    _reap(launched.pid)
+    return _reap(launched.pid)
 
 
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
+def _reap(pid: int) -> int | None:
+    """Reap ``pid`` if it is our exited child; its wait status, or None."""
+    try:
+        reaped, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return None
+    return status if reaped == pid else None
+
+
+def wrapper_exit_code(status: int | None) -> int | None:
+    """The script's exit code as the wrapper's own exit status gives it, or None.
+
+    None when the status is unknown or the wrapper was killed by a signal (it
+    then had no chance to pass the script's status on).
+    """
+    if status is None or not os.WIFEXITED(status):
+        return None
+    return os.WEXITSTATUS(status)
 
 
 def signal_script(launched: Launched, signum: int) -> int:
@@ -194,13 +221,16 @@ def _session_members(session: int) -> list[int]:
     return members
 
 
-async def stop(launched: Launched, grace: float) -> None:
-    """SIGTERM the script's processes, SIGKILL them after ``grace`` seconds; wait for the end."""
+async def stop(launched: Launched, grace: float) -> int | None:
+    """SIGTERM the script's processes, SIGKILL them after ``grace`` seconds; wait for the end.
+
+    Returns the wrapper's wait status, as :func:`wait_for_exit` does."""
     signal_script(launched, signal.SIGTERM)
     try:
-        await asyncio.wait_for(wait_for_exit(launched), grace)
+        status = await asyncio.wait_for(wait_for_exit(launched), grace)
     except TimeoutError:
         signal_script(launched, signal.SIGKILL)
-        await wait_for_exit(launched)
+        status = await wait_for_exit(launched)
     # the script is gone; so must be any descendant that ignored SIGTERM
     signal_script(launched, signal.SIGKILL)
+    return status

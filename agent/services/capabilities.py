@@ -11,8 +11,7 @@ from typing import Any
 import psutil
 
 from agent.protocol.dispatch import IncomingCall, Reply
-
-SHELLS = ("bash", "sh", "python3")
+from agent.scripts.runner import PROGRAMS
 
 
 def capabilities(
@@ -25,7 +24,8 @@ def capabilities(
         "OS": platform.system(),
         "OSVersion": platform.release(),
         "Architecture": platform.machine(),
-        "Shells": [name for name in SHELLS if shutil.which(name)],
+        # The scripts.start Syntax values this machine can run (python needs python3)
+        "Shells": [syntax for syntax, program in PROGRAMS.items() if shutil.which(program)],
         "FreeDiskBytes": shutil.disk_usage(home).free,
         "Cpus": psutil.cpu_count() or 1,
         "MemoryBytes": psutil.virtual_memory().total,

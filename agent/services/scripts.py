@@ -2,7 +2,9 @@
 
 Parameters follow Tentacle's ScriptServiceV2 names. Files sent alongside a
 script travel on the StartScript call's stream, one after another, each as
-long as its ``Length`` in ``Files``.
+long as its ``Length`` in ``Files``. A file's ``Name`` is relative to the
+workspace; ``/`` (or ``\\``) makes subfolders; absolute names, ``.`` or ``..``
+parts and the workspace's own files are refused (bad_params).
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ from agent.errors import CallError
 from agent.protocol.dispatch import IncomingCall, Reply
 from agent.protocol.messages import BAD_PARAMS, REFUSED
 from agent.scripts.manager import ScriptManager
-from agent.scripts.state import DEFAULT_MUTEX, SYNTAXES, ScriptSpec
+from agent.scripts.outputlog import INDEX_FILE, RAW_FILES
+from agent.scripts.runner import OWN_FILES
+from agent.scripts.state import DEFAULT_MUTEX, STATE_FILE, SYNTAXES, ScriptSpec
 from agent.services.paths import resolve_within
 from agent.services.router import param
 
 ISOLATIONS = ("full", "none")
+RESERVED_NAMES = frozenset({*OWN_FILES, *RAW_FILES.values(), INDEX_FILE, STATE_FILE})
 
 
 class ScriptService:
@@ -101,8 +106,14 @@ def _seconds(call: IncomingCall, name: str) -> float | None:
 
 
 def _ticket_and_sequence(call: IncomingCall) -> tuple[str, int]:
-    last = param(call, "LastLogSequence", int, required=False) or 0
-    return param(call, "ScriptTicket", str), last
+    """ScriptTicket and LastLogSequence, both required (0 asks for the log from line 1)."""
+    ticket = param(call, "ScriptTicket", str)
+    last = param(call, "LastLogSequence", int)
+    if last < 0:
+        raise CallError(
+            BAD_PARAMS, f"LastLogSequence must be 0 or a line's sequence number, not {last}"
+        )
+    return ticket, last
 
 
 def _files(call: IncomingCall) -> list[tuple[str, int]]:
@@ -112,8 +123,32 @@ def _files(call: IncomingCall) -> list[tuple[str, int]]:
         name, length = (item.get("Name"), item.get("Length")) if isinstance(item, dict) else (0, 0)
         if not isinstance(name, str) or not isinstance(length, int) or length < 0:
             raise CallError(BAD_PARAMS, "each of Files needs Name (text) and Length (bytes)")
-        parsed.append((name, length))
+        parsed.append((_file_name(name), length))
     return parsed
+
+
+def _file_name(name: str) -> str:
+    """``name`` as a safe relative path in the workspace; raises CallError(bad_params)."""
+    text = name.replace("\\", "/")
+    parts = text.split("/")
+    if (
+        not text
+        or text.startswith("/")
+        or "\x00" in text
+        or any(p in ("", ".", "..") for p in parts)
+    ):
+        raise CallError(
+            BAD_PARAMS,
+            f"file name {name!r}: expected a relative path of non-empty parts separated by '/', "
+            "without '.' or '..'",
+        )
+    if len(parts) == 1 and text in RESERVED_NAMES:
+        raise CallError(
+            BAD_PARAMS,
+            f"file name {name!r} is one of the workspace's own files "
+            f"({', '.join(sorted(RESERVED_NAMES))}); put it in a subfolder",
+        )
+    return text
 
 
 async def _write_files(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 from pathlib import Path
@@ -102,10 +101,18 @@ async def test_a_script_that_vanished_without_a_result_reports_minus_46(
     agent.process.wait()
     wrapper = runner.recorded_wrapper(agent.home / "Work" / "lost")
     assert wrapper is not None
-    # the whole script, wrapper included, dies while the agent is down
+    # The whole script, wrapper included, dies while the agent is down. The
+    # wrapper goes first: killed by SIGKILL it can write nothing more. Killing
+    # the script first would let the wrapper wake from its wait and record
+    # 137 in rc before its own SIGKILL arrives, and the agent would rightly
+    # report 137 instead of -46 (a race the test sometimes lost).
+    os.kill(wrapper.pid, signal.SIGKILL)
+    for _ in range(1000):  # SIGKILL is delivered asynchronously: wait until it took effect
+        if runner.is_zombie(wrapper.pid):
+            break
+        await asyncio.sleep(0.01)
+    assert runner.is_zombie(wrapper.pid), "the wrapper survived SIGKILL"
     runner.signal_script(wrapper, signal.SIGKILL)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(wrapper.pid, signal.SIGKILL)
     agent.start()
     try:
         async with client_for(agent) as client:
