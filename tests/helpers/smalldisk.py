@@ -28,7 +28,12 @@ def small_disk(directory: Path, mebibytes: int) -> Iterator[Path]:
     try:
         yield directory
     finally:
-        subprocess.run(["umount", "-l", str(directory)], check=True)
+        unmounted = subprocess.run(["umount", str(directory)], check=False, capture_output=True,
+                                   text=True)  # fmt: skip
+        if unmounted.returncode != 0:
+            subprocess.run(["umount", "-l", str(directory)], check=False)
+            pytest.fail(f"could not unmount {directory} (files still open?): "
+                        f"{unmounted.stderr.strip()}")  # fmt: skip
 
 
 def fill(path: Path) -> None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,19 +79,3 @@ def agent(any_agent: AgentProcess) -> AgentProcess:
 async def scripts(agent: AgentProcess) -> AsyncIterator[Scripts]:
     async with agent.client() as client:
         yield Scripts(client)
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], what: str, deadline: float = 30.0
-) -> None:
-    """Poll ``check`` (a round trip or a file read, not a timer) until it holds.
-
-    Fails naming ``what`` if it still does not hold after ``deadline`` seconds:
-    a bound for a hang, not a timing assumption.
-    """
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline
-    while not await check():
-        if loop.time() > end:
-            raise AssertionError(f"still not true after {deadline} s: {what}")
-        await asyncio.sleep(0.05)

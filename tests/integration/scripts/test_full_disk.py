@@ -17,8 +17,9 @@ from agent.errors import RemoteError
 from agent.scripts.state import COMPLETE, load_state
 from tests.helpers.agent import AgentProcess
 from tests.helpers.cli import TentacleCli
+from tests.helpers.eventually import eventually
 from tests.helpers.smalldisk import fill, small_disk
-from tests.integration.scripts.conftest import Scripts, eventually
+from tests.integration.scripts.conftest import Scripts
 
 SIZE_MIB = 8
 

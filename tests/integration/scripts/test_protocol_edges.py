@@ -10,7 +10,8 @@ import pytest
 
 from agent.client import AgentClient
 from agent.errors import RemoteError
-from tests.integration.scripts.conftest import Scripts, eventually
+from tests.helpers.eventually import eventually
+from tests.integration.scripts.conftest import Scripts
 
 OCCURRED = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00")
 

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import hashlib
 import os
 import stat
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -22,6 +20,8 @@ import pytest
 from agent.errors import RemoteError
 from tests.helpers.agent import AgentProcess
 from tests.helpers.eventually import eventually
+from tests.helpers.smalldisk import fill
+from tests.helpers.smalldisk import small_disk as small_disk_at
 
 MIB = 1024 * 1024
 HANG = 30.0  # seconds after which a call that should be answered at once counts as hung
@@ -98,20 +98,8 @@ async def test_an_upload_over_a_fifo_is_refused_and_leaves_it(
 @pytest.fixture
 def small_disk(agent: AgentProcess) -> Iterator[Path]:
     """A 20 MiB tmpfs mounted at ``<home>/Small``, unmounted afterwards. Needs root."""
-    point = agent.home / "Small"
-    point.mkdir()
-    command = ["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(point)]
-    mounted = subprocess.run(command, check=False, capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.fail(
-            "these tests mount a 20 MiB tmpfs and need root (or CAP_SYS_ADMIN): "
-            f"mount exited {mounted.returncode}: {mounted.stderr.strip()}"
-        )
-    yield point
-    unmounted = subprocess.run(["umount", str(point)], check=False, capture_output=True, text=True)
-    if unmounted.returncode != 0:
-        subprocess.run(["umount", "-l", str(point)], check=False)
-        pytest.fail(f"could not unmount {point} (files still open?): {unmounted.stderr.strip()}")
+    with small_disk_at(agent.home / "Small", 20) as point:
+        yield point
 
 
 def random_file(path: Path, size: int) -> bytes:
@@ -175,20 +163,6 @@ async def test_a_disk_filling_up_mid_upload_is_insufficient_space_and_leaves_not
     assert caught.value.kind == "insufficient_space", caught.value
     assert "filled up while uploading" in str(caught.value)
     assert leftovers(small_disk, "late.bin") == []
-
-
-def fill(path: Path) -> None:
-    """Write ``path`` until the file system is full (bounded by its size)."""
-    chunk = b"\0" * MIB
-    with path.open("wb", buffering=0) as file:
-        for _ in range(64):  # a 20 MiB disk is full long before
-            try:
-                file.write(chunk)
-            except OSError as error:
-                if error.errno != errno.ENOSPC:
-                    raise
-                return
-    pytest.fail(f"{path.parent} did not fill up")
 
 
 # -- the instance's own files --------------------------------------------------
