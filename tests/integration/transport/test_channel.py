@@ -9,21 +9,20 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
 
 import aiohttp
 import pytest
 
 from agent import __version__
-from agent.certs import Identity, generate_identity
-from agent.protocol import SUPPORTED_VERSIONS, Hello, Limits, message_frame
+from agent.certs import generate_identity
+from agent.protocol import Limits, message_frame
 from agent.protocol.dispatch import Handler, IncomingCall, Reply
 from agent.protocol.messages import Call
 from agent.transport.channel import WRITE_QUEUE_DATA_BYTES, Channel
 from agent.transport.dialer import dial
 from agent.transport.listener import Listener
 from agent.transport.settings import ChannelSettings
-from agent.transport.tls import client_context
+from tests.helpers.protocol import raw_peer
 
 CHUNK = 64 * 1024
 
@@ -59,25 +58,6 @@ class Server:
 
     def settings(self) -> ChannelSettings:
         return ChannelSettings(self.peer, "peer", __version__)
-
-
-@asynccontextmanager
-async def raw_peer(
-    url: str, identity: Identity, limits: Limits | None = None
-) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
-    """A WebSocket to ``url`` that has sent its hello and reads nothing unless told."""
-    async with aiohttp.ClientSession() as session:
-        websocket = await session.ws_connect(
-            url.replace("https", "wss"), ssl=client_context(identity), max_msg_size=0
-        )
-        announced = (limits or Limits()).as_dict()
-        await websocket.send_bytes(
-            message_frame(Hello(SUPPORTED_VERSIONS, "raw", "test", (), announced))
-        )
-        try:
-            yield websocket
-        finally:
-            await websocket.close()
 
 
 def _download(call_id: int) -> bytes:
