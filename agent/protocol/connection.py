@@ -127,6 +127,8 @@ class Connection:
                 f"the peer accepts max_calls_in_flight={self.peer_limits.max_calls_in_flight} "
                 "calls at once; wait for an answer first"
             )
+        if with_stream:
+            self._require_stream_room()
         call_id = self._state.next_call
         self._state.next_call += 1
         stream = self._open_outbound() if with_stream else None
@@ -157,7 +159,13 @@ class Connection:
     # -- answering ---------------------------------------------------------
 
     def result(self, call_id: int, value: Any, *, with_stream: bool = False) -> int | None:
-        """Answer an incoming call; returns the id of the stream that follows, if asked."""
+        """Answer an incoming call; returns the id of the stream that follows, if asked.
+
+        Raises ValueError if the peer's ``max_streams_in_flight`` of our streams
+        are open (see :meth:`stream_room`); nothing is sent then.
+        """
+        if with_stream:
+            self._require_stream_room()
         self._finish_incoming(call_id)
         stream = self._open_outbound() if with_stream else None
         self._send(Result(call_id, value, stream))
@@ -219,6 +227,17 @@ class Connection:
         """Stop receiving an inbound stream; the peer is told to stop sending."""
         if self._state.streams_in.pop(stream, None) is not None and not self.closed:
             self._send(End(stream, reason))
+
+    def stream_room(self) -> int:
+        """How many more streams the peer accepts from us now."""
+        return self.peer_limits.max_streams_in_flight - len(self._state.streams_out)
+
+    def _require_stream_room(self) -> None:
+        if self.stream_room() <= 0:
+            raise ValueError(
+                f"the peer accepts max_streams_in_flight="
+                f"{self.peer_limits.max_streams_in_flight} streams at once; end one first"
+            )
 
     def _open_outbound(self) -> int:
         stream = self._state.next_stream

@@ -137,6 +137,8 @@ class Channel:
         self._room.set()
         self._pending: dict[int, asyncio.Future[CallResult]] = {}
         self._turns = _Turns(connection.call_room)
+        self._streams_reserved = 0  # by calls waiting for their turn with an upload
+        self._stream_ended = asyncio.Event()  # one of our streams ended: room for another
         self._handling: dict[int, asyncio.Task[None]] = {}  # by call id, until answered
         self._started: set[asyncio.Task[None]] = set()  # answers and pumps, until they end
         self._inbound: dict[int, InboundStream] = {}
@@ -215,6 +217,7 @@ class Channel:
         for credit in self._outbound.values():
             credit.fail(error)
         self._turns.fail(error)
+        self._stream_ended.set()  # whoever waits for a stream place sees the close
         started = list(self._started)
         for task in started:
             task.cancel()
@@ -256,7 +259,14 @@ class Channel:
         """
         if self.closed.is_set():
             raise connection_lost(self.close_reason or "closed")
-        await self._turns.enter()  # within the peer's max_calls_in_flight, in order
+        if upload is not None:
+            await self._stream_place()
+            self._streams_reserved += 1
+        try:
+            await self._turns.enter()  # within the peer's max_calls_in_flight, in order
+        finally:
+            if upload is not None:
+                self._streams_reserved -= 1
         if self.closed.is_set():
             raise connection_lost(self.close_reason or "closed")
         call_id, stream = self._conn.call(
@@ -281,6 +291,17 @@ class Channel:
                 await _finish(pump)
 
     # -- sending -----------------------------------------------------------
+
+    async def _stream_place(self) -> None:
+        """Wait until the peer accepts another stream of ours (its max_streams_in_flight).
+
+        The caller must open its stream without awaiting anything in between.
+        """
+        while self._conn.stream_room() - self._streams_reserved <= 0:
+            if self.closed.is_set():
+                raise connection_lost(self.close_reason or "closed")
+            self._stream_ended.clear()
+            await self._stream_ended.wait()
 
     def _start(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         """Run ``work`` as a task of this channel: close() cancels and awaits it."""
@@ -334,6 +355,7 @@ class Channel:
             raise
         finally:
             self._outbound.pop(stream, None)
+            self._stream_ended.set()
             self._flush()
             await _close_source(source)
 
@@ -418,6 +440,7 @@ class Channel:
                     inbound.end(error)
                 elif (credit := self._outbound.get(stream_id)) is not None:
                     credit.fail(RemoteError("stream_abandoned", error or "abandoned"))
+                self._stream_ended.set()
             case ev.WindowOpened(stream=stream_id):
                 if (credit := self._outbound.get(stream_id)) is not None:
                     credit.opened()
@@ -463,6 +486,8 @@ class Channel:
         source = outcome.stream if isinstance(outcome, Reply) else None
         try:
             await self._room.wait()
+            if source is not None:
+                await self._stream_place()
             if self.closed.is_set() or self._conn.closed:
                 return
             if isinstance(outcome, _Failure):

@@ -56,8 +56,8 @@ class Server:
         self.url = f"https://{host}:{port}/"
         return self
 
-    def settings(self) -> ChannelSettings:
-        return ChannelSettings(self.peer, "peer", __version__)
+    def settings(self, limits: Limits | None = None) -> ChannelSettings:
+        return ChannelSettings(self.peer, "peer", __version__, limits=limits or Limits())
 
 
 def _download(call_id: int) -> bytes:
@@ -120,6 +120,59 @@ async def test_a_call_cancelled_while_it_waits_for_its_turn_gives_its_turn_away(
     finally:
         await channel.close()
         await server.listener.stop(grace=0)
+
+
+async def test_streams_beyond_the_peers_limit_wait_for_one_to_end() -> None:
+    called: list[str] = []
+    all_called = asyncio.Event()
+
+    async def small(call: IncomingCall) -> Reply:
+        called.append(call.params["n"])
+        if len(called) == 5:
+            all_called.set()
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for _ in range(3):
+                yield call.params["n"].encode() * 10
+                await all_called.wait()  # so that, unchecked, all five streams would be open
+
+        return Reply(call.params["n"], chunks())
+
+    async def download(channel: Channel, n: int) -> bytes:
+        result = await channel.call("files", "download", {"n": str(n)})
+        assert result.stream is not None
+        return b"".join([chunk async for chunk in result.stream])
+
+    server = await Server(small).start()
+    settings = server.settings(Limits(max_streams_in_flight=1))
+    channel = await dial(server.url, server.identity.thumbprint, settings)
+    try:
+        got = await asyncio.gather(*(download(channel, n) for n in range(5)))
+    finally:
+        await channel.close()
+        await server.listener.stop(grace=0)
+    assert got == [str(n).encode() * 30 for n in range(5)]
+
+
+async def test_uploads_beyond_the_peers_stream_limit_wait_for_one_to_end() -> None:
+    async def count(call: IncomingCall) -> Reply:
+        assert call.stream is not None
+        return Reply(sum([len(chunk) async for chunk in call.stream]))
+
+    async def data() -> AsyncIterator[bytes]:
+        for _ in range(3):
+            yield b"x" * 1000
+
+    server = await Server(count, Limits(max_streams_in_flight=1)).start()
+    channel = await dial(server.url, server.identity.thumbprint, server.settings())
+    try:
+        results = await asyncio.gather(
+            *(channel.call("files", "upload", {}, upload=data()) for _ in range(5))
+        )
+    finally:
+        await channel.close()
+        await server.listener.stop(grace=0)
+    assert [r.value for r in results] == [3000] * 5
 
 
 async def test_closing_ends_every_task_of_a_connection_whose_downloads_are_not_read() -> None:

@@ -164,9 +164,13 @@ def test_too_many_streams_break_the_connection_naming_the_limit() -> None:
     pair = ConnectionPair(acceptor_limits=Limits(max_streams_in_flight=1))
     pair.handshake()
     pair.dialer.call("files", "upload", {}, with_stream=True)
-    pair.dialer.call("files", "upload", {}, with_stream=True)
+    assert pair.dialer.stream_room() == 0
+    with pytest.raises(ValueError, match="max_streams_in_flight=1"):  # ours wait instead
+        pair.dialer.call("files", "upload", {}, with_stream=True)
+    # a peer that ignores the announced limit
+    pair.acceptor.receive_frame(message_frame(Call(1, "files", "upload", {}, 1)), 0)
     with pytest.raises(ProtocolError, match="max_streams_in_flight=1"):
-        pair.deliver(pair.dialer)
+        pair.acceptor.receive_frame(message_frame(Call(2, "files", "upload", {}, 3)), 0)
 
 
 @pytest.mark.parametrize(
