@@ -139,7 +139,10 @@ class Channel:
         self._turns = _Turns(connection.call_room)
         self._streams_reserved = 0  # by calls waiting for their turn with an upload
         self._stream_ended = asyncio.Event()  # one of our streams ended: room for another
-        self._handling: dict[int, asyncio.Task[None]] = {}  # by call id, until answered
+        self._handling: dict[int, asyncio.Task[None]] = {}  # by call id, until handled
+        # incoming calls whose answer is not sent yet, with the task that answers
+        self._unsent: dict[int, asyncio.Task[None]] = {}
+        self._answer_sent = asyncio.Event()  # one of them was answered (or dropped)
         self._started: set[asyncio.Task[None]] = set()  # answers and pumps, until they end
         self._inbound: dict[int, InboundStream] = {}
         self._outbound: dict[int, OutboundCredit] = {}
@@ -184,9 +187,14 @@ class Channel:
         return self._queued
 
     async def drain(self) -> None:
-        """Wait until every incoming call has been answered and its stream sent."""
-        while self._started:
-            await asyncio.wait(list(self._started))
+        """Wait until every incoming call has been answered.
+
+        Streams still being sent are not waited for (a peer may never read
+        one); close() ends them.
+        """
+        while self._unsent:
+            self._answer_sent.clear()
+            await self._answer_sent.wait()
 
     async def close(self, reason: str = "closed", *, code: int = aiohttp.WSCloseCode.OK) -> None:
         """Fail what is pending, stop every task and close the socket with ``code``. Idempotent.
@@ -218,11 +226,11 @@ class Channel:
             credit.fail(error)
         self._turns.fail(error)
         self._stream_ended.set()  # whoever waits for a stream place sees the close
-        started = list(self._started)
+        current = asyncio.current_task()
+        started = [task for task in self._started if task is not current]
         for task in started:
             task.cancel()
         self._writes.put_nowait(None)
-        current = asyncio.current_task()
         if self._tasks:
             writer, *others = self._tasks
             for task in others:
@@ -424,6 +432,7 @@ class Channel:
                 task = self._start(self._answer(call.id, incoming), f"channel-answer-{call.id}")
                 task.add_done_callback(functools.partial(self._unanswered, call.id))
                 self._handling[call.id] = task
+                self._unsent[call.id] = task
             case ev.ResultReceived(id=call_id, value=value, stream=stream_id):
                 stream = self._new_inbound(stream_id) if stream_id is not None else None
                 self._resolve(call_id, CallResult(value, stream))
@@ -481,10 +490,10 @@ class Channel:
             self._handling.pop(call_id, None)
             if isinstance(call.stream, InboundStream):
                 call.stream.abandon("the call finished")
-        if outcome is None:
-            return
         source = outcome.stream if isinstance(outcome, Reply) else None
         try:
+            if outcome is None:
+                return
             await self._room.wait()
             if source is not None:
                 await self._stream_place()
@@ -496,16 +505,26 @@ class Channel:
                 return
             stream = self._conn.result(call_id, outcome.value, with_stream=source is not None)
             self._flush()
+            self._sent(call_id, asyncio.current_task())
             if source is not None and stream is not None:
                 with contextlib.suppress(RemoteError, ConnectionLost):
                     await self._pump(stream, source)
         finally:
+            self._sent(call_id, asyncio.current_task())
             await _close_source(source)  # unless sent (and closed) already; a no-op then
+
+    def _sent(self, call_id: int, task: asyncio.Task[Any] | None) -> None:
+        """``task``'s answer to ``call_id`` is sent (or never will be): drain() need not
+        wait. (The peer may reuse the id once answered: that is another task's.)"""
+        if task is not None and self._unsent.get(call_id) is task:
+            del self._unsent[call_id]
+            self._answer_sent.set()
 
     def _unanswered(self, call_id: int, task: asyncio.Task[None]) -> None:
         """A call cancelled before its task ever ran still gets its answer."""
         if self._handling.get(call_id) is task:
             del self._handling[call_id]
+        self._sent(call_id, task)
         if task.cancelled() and not self.closed.is_set() and not self._conn.closed:
             with contextlib.suppress(ValueError):  # answered already
                 self._conn.error(call_id, CANCELLED, "the call was cancelled")

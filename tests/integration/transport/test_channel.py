@@ -204,6 +204,7 @@ async def test_closing_ends_every_task_of_a_connection_whose_downloads_are_not_r
         await eventually(
             lambda: channel.queued_bytes > WRITE_QUEUE_DATA_BYTES, "the writer backed up"
         )
+        await channel.drain()  # every call is answered; the unread streams are not waited for
         await server.listener.stop(grace=0)
     left = [t for t in asyncio.all_tasks() if "Channel." in t.get_coro().__qualname__]  # type: ignore[union-attr]
     assert left == []
