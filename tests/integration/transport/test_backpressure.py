@@ -43,3 +43,15 @@ async def test_a_peer_that_never_reads_its_answers_cannot_grow_the_agent(
             assert await other.call("capabilities", "ping") == {"Pong": True}
     assert grown < 32 * MIB, f"the agent grew by {grown // MIB} MiB for {sent} unread answers"
     assert sent < MAX_CALLS, "the agent read every call although no answer was read"
+
+
+async def test_more_concurrent_calls_than_the_agent_accepts_wait_instead_of_failing(
+    agent: AgentProcess,
+) -> None:
+    calls = 600  # the agent announces max_calls_in_flight=256
+    async with agent.client() as hub:
+        answers = await asyncio.gather(
+            *(hub.call("capabilities", "ping") for _ in range(calls)), return_exceptions=True
+        )
+    failed = [a for a in answers if isinstance(a, BaseException)]
+    assert failed == [], f"{len(failed)} of {calls} failed, first: {failed[0]!r}"
