@@ -153,3 +153,29 @@ def test_a_caller_may_not_exceed_the_peers_calls_in_flight() -> None:
     pair.acceptor.error(second, "internal", "no")
     pair.deliver(pair.acceptor)
     assert pair.dialer.call_room() == 2
+
+
+@pytest.mark.parametrize(
+    ("params", "accepted"),
+    [
+        ({"Files": [{"Name": "a"}]}, True),  # message 1, params 2, list 3, object 4
+        ({"Files": [{"Name": ["a"]}]}, False),
+    ],
+)
+def test_max_params_depth_counts_the_message_itself(
+    params: dict[str, object], accepted: bool
+) -> None:
+    pair = _connected(Limits(max_params_depth=4))
+    frame = message_frame(Call(1, "scripts", "start", params))
+    if accepted:
+        assert len(pair.acceptor.receive_frame(frame, 0)) == 1
+    else:
+        with pytest.raises(ProtocolError, match="max_params_depth=4"):
+            pair.acceptor.receive_frame(frame, 0)
+
+
+def test_unknown_keys_inside_params_reach_the_service_untouched() -> None:
+    pair = _connected()
+    [event] = pair.acceptor.receive_frame(message_frame(Call(1, "s", "m", {"Later": 1})), 0)
+    assert isinstance(event, ev.CallReceived)
+    assert event.call.params == {"Later": 1}  # the service ignores what it does not know
