@@ -14,6 +14,7 @@ import pytest
 from agent.errors import ProtocolError
 from agent.protocol import Connection, Limits, data_frame, message_frame
 from agent.protocol import events as ev
+from agent.protocol.limits import MINIMUMS
 from agent.protocol.messages import Call, Error, Hello
 from tests.helpers.protocol import ConnectionPair, hello
 
@@ -179,3 +180,10 @@ def test_unknown_keys_inside_params_reach_the_service_untouched() -> None:
     [event] = pair.acceptor.receive_frame(message_frame(Call(1, "s", "m", {"Later": 1})), 0)
     assert isinstance(event, ev.CallReceived)
     assert event.call.params == {"Later": 1}  # the service ignores what it does not know
+
+
+@pytest.mark.parametrize("name", sorted(MINIMUMS))
+def test_each_limit_works_at_its_minimum_and_is_refused_below(name: str) -> None:
+    assert getattr(Limits.from_dict({name: MINIMUMS[name]}), name) == MINIMUMS[name]
+    with pytest.raises(ProtocolError, match=f"{name}={MINIMUMS[name] - 1}; it must be at least"):
+        Limits.from_dict({name: MINIMUMS[name] - 1})
