@@ -275,12 +275,18 @@ class Connection:
                 return self._on_data(decoded)
             return self._on_message(decoded)
         except ProtocolError as error:
-            self.closed = True
-            if not self._peer_told:
-                self._peer_told = True
-                kind = LIMIT_EXCEEDED if error.limit else PROTOCOL_ERROR
-                self._send(Error(0, kind, str(error)))
+            self.fail(error)
             raise
+
+    def fail(self, error: ProtocolError) -> None:
+        """Close the connection because the peer broke the protocol (also for what the
+        transport saw, such as a text WebSocket message): the outbox then ends with an
+        ``error`` with id 0 naming the rule or limit, unless the peer already knows."""
+        self.closed = True
+        if not self._peer_told:
+            self._peer_told = True
+            kind = LIMIT_EXCEEDED if error.limit else PROTOCOL_ERROR
+            self._send(Error(0, kind, str(error)))
 
     def tick(self, now: float) -> list[ev.Event]:
         """Let time pass: ping a peer quiet for an interval; report one silent for three.

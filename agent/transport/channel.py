@@ -378,7 +378,9 @@ class Channel:
                 message = await self._ws.receive()
                 if message.type != aiohttp.WSMsgType.BINARY:
                     if message.type == aiohttp.WSMsgType.TEXT:
-                        raise ProtocolError("text WebSocket message; expected binary frames")
+                        error = ProtocolError("text WebSocket message; expected binary frames")
+                        self._conn.fail(error)
+                        raise error
                     if message.type == aiohttp.WSMsgType.ERROR:
                         reason = f"connection error: {message.data}"
                     break

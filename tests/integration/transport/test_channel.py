@@ -268,3 +268,14 @@ async def test_a_protocol_error_is_told_to_the_peer_then_closed_as_one(
     assert close.type == aiohttp.WSMsgType.CLOSE
     assert close.data == aiohttp.WSCloseCode.PROTOCOL_ERROR
     assert told[:20] in close.extra  # the close reason says it too, if shortened
+
+
+async def test_a_text_message_is_told_to_the_peer_as_a_protocol_error() -> None:
+    async def send_text(peer: aiohttp.ClientWebSocketResponse) -> None:
+        await peer.send_str('{"t":"ping","nonce":1}')
+
+    [_, error], close = await _close_after(send_text)
+    body = json.loads(error[1:])
+    assert (body["id"], body["kind"]) == (0, "protocol_error")
+    assert "text WebSocket message; expected binary frames" in body["message"]
+    assert close.data == aiohttp.WSCloseCode.PROTOCOL_ERROR
