@@ -5,9 +5,11 @@ call ids, stream ids, flow-control windows and heartbeats; it does no I/O and
 reads no clock (callers pass ``now``). Whoever dialed uses odd stream ids,
 whoever accepted uses even ones, so both sides can open streams at once.
 
-Contract: ``receive_frame`` and ``tick`` raise ProtocolError (and only that)
-when the peer broke the protocol; the connection is then closed and the
-caller should send what is in the outbox and drop the transport.
+Contract: ``receive_frame`` raises ProtocolError (and only that) when the
+peer broke the protocol; the connection is then closed, the outbox ends with
+an ``error`` with id 0 that tells the peer which rule or limit it broke
+(unless the peer itself ended the connection that way), and the caller should
+send what is in the outbox and drop the transport with a protocol-error close.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from agent.protocol.frames import MAX_STREAM_ID, Data, data_frame, decode_frame,
 from agent.protocol.limits import Limits
 from agent.protocol.messages import (
     LIMIT_EXCEEDED,
+    PROTOCOL_ERROR,
     PROTOCOL_NAME,
     UNSUPPORTED_VERSION,
     Call,
@@ -65,6 +68,7 @@ class _State:
     next_call: int = 1
     next_stream: int = 1
     calls_out: set[int] = field(default_factory=set)
+    calls_forgotten: set[int] = field(default_factory=set)  # given up, still unanswered
     calls_in: set[int] = field(default_factory=set)
     streams_out: dict[int, _Outbound] = field(default_factory=dict)
     streams_in: dict[int, _Inbound] = field(default_factory=dict)
@@ -86,6 +90,7 @@ class Connection:
         self.peer_limits = Limits()
         self.version: int | None = None
         self.closed = False
+        self._peer_told = False  # the peer knows why the connection ends (an id 0 error)
         self._outbox: list[bytes] = []
         self._state = _State(next_stream=1 if dialer else 2)
         quiet = heartbeat_interval * (1.0 if dialer else ACCEPTOR_PING_DELAY)
@@ -111,8 +116,19 @@ class Connection:
     def call(
         self, service: str, method: str, params: dict[str, Any], *, with_stream: bool = False
     ) -> tuple[int, int | None]:
-        """Queue a call; returns its id and, if asked, the id of the stream it carries."""
+        """Queue a call; returns its id and, if asked, the id of the stream it carries.
+
+        Raises ValueError when the peer's ``max_calls_in_flight`` calls are
+        already awaiting an answer (see :meth:`call_room`): wait for one first.
+        """
         self._require_open()
+        if self.call_room() <= 0:
+            raise ValueError(
+                f"the peer accepts max_calls_in_flight={self.peer_limits.max_calls_in_flight} "
+                "calls at once; wait for an answer first"
+            )
+        if with_stream:
+            self._require_stream_room()
         call_id = self._state.next_call
         self._state.next_call += 1
         stream = self._open_outbound() if with_stream else None
@@ -126,13 +142,30 @@ class Connection:
             self._send(Cancel(call_id))
 
     def forget(self, call_id: int) -> None:
-        """Stop tracking a call whose answer we no longer want (a local timeout)."""
-        self._state.calls_out.discard(call_id)
+        """Stop waiting for a call's answer (a local timeout); it is dropped when it comes.
+
+        The call still counts against the peer's ``max_calls_in_flight`` until
+        then, as it does on the peer's side.
+        """
+        if call_id in self._state.calls_out:
+            self._state.calls_out.discard(call_id)
+            self._state.calls_forgotten.add(call_id)
+
+    def call_room(self) -> int:
+        """How many more calls the peer accepts now (its limit less those unanswered)."""
+        unanswered = len(self._state.calls_out) + len(self._state.calls_forgotten)
+        return self.peer_limits.max_calls_in_flight - unanswered
 
     # -- answering ---------------------------------------------------------
 
     def result(self, call_id: int, value: Any, *, with_stream: bool = False) -> int | None:
-        """Answer an incoming call; returns the id of the stream that follows, if asked."""
+        """Answer an incoming call; returns the id of the stream that follows, if asked.
+
+        Raises ValueError if the peer's ``max_streams_in_flight`` of our streams
+        are open (see :meth:`stream_room`); nothing is sent then.
+        """
+        if with_stream:
+            self._require_stream_room()
         self._finish_incoming(call_id)
         stream = self._open_outbound() if with_stream else None
         self._send(Result(call_id, value, stream))
@@ -156,7 +189,8 @@ class Connection:
         return outbound.credit if outbound else 0
 
     def max_chunk(self) -> int:
-        return self.peer_limits.max_chunk_bytes
+        """The largest chunk the peer accepts in one frame."""
+        return self.peer_limits.largest_chunk
 
     def send_data(self, stream: int, chunk: bytes | memoryview) -> None:
         """Queue a chunk. Raises ValueError if it exceeds the credit or the chunk limit."""
@@ -164,7 +198,7 @@ class Connection:
         outbound = self._state.streams_out.get(stream)
         if outbound is None:
             raise ValueError(f"stream {stream} is not open for sending")
-        if len(chunk) > min(outbound.credit, self.peer_limits.max_chunk_bytes):
+        if len(chunk) > min(outbound.credit, self.max_chunk()):
             raise ValueError(f"{len(chunk)} bytes exceed stream {stream}'s credit")
         outbound.credit -= len(chunk)
         self._outbox.append(data_frame(stream, chunk))
@@ -193,6 +227,17 @@ class Connection:
         """Stop receiving an inbound stream; the peer is told to stop sending."""
         if self._state.streams_in.pop(stream, None) is not None and not self.closed:
             self._send(End(stream, reason))
+
+    def stream_room(self) -> int:
+        """How many more streams the peer accepts from us now."""
+        return self.peer_limits.max_streams_in_flight - len(self._state.streams_out)
+
+    def _require_stream_room(self) -> None:
+        if self.stream_room() <= 0:
+            raise ValueError(
+                f"the peer accepts max_streams_in_flight="
+                f"{self.peer_limits.max_streams_in_flight} streams at once; end one first"
+            )
 
     def _open_outbound(self) -> int:
         stream = self._state.next_stream
@@ -229,9 +274,19 @@ class Connection:
             if isinstance(decoded, Data):
                 return self._on_data(decoded)
             return self._on_message(decoded)
-        except ProtocolError:
-            self.closed = True
+        except ProtocolError as error:
+            self.fail(error)
             raise
+
+    def fail(self, error: ProtocolError) -> None:
+        """Close the connection because the peer broke the protocol (also for what the
+        transport saw, such as a text WebSocket message): the outbox then ends with an
+        ``error`` with id 0 naming the rule or limit, unless the peer already knows."""
+        self.closed = True
+        if not self._peer_told:
+            self._peer_told = True
+            kind = LIMIT_EXCEEDED if error.limit else PROTOCOL_ERROR
+            self._send(Error(0, kind, str(error)))
 
     def tick(self, now: float) -> list[ev.Event]:
         """Let time pass: ping a peer quiet for an interval; report one silent for three.
@@ -274,9 +329,10 @@ class Connection:
                 f"this side {PROTOCOL_NAME} versions {list(SUPPORTED_VERSIONS)}"
             )
             self._send(Error(0, UNSUPPORTED_VERSION, detail))
+            self._peer_told = True
             raise ProtocolError(f"no common protocol version: {detail}")
+        self.peer_limits = Limits.from_dict(decoded.limits)  # raises for unworkable limits
         self.peer = decoded
-        self.peer_limits = Limits.from_dict(decoded.limits)
         self.version = max(common)
         return ev.HelloReceived(decoded, self.version)
 
@@ -308,6 +364,7 @@ class Connection:
                 return [ev.ResultReceived(call_id, value, stream)] if expected else []
             case Error(id=call_id, kind=kind, message=text):
                 if call_id == 0:
+                    self._peer_told = True  # it ended the connection: nothing to answer
                     raise ProtocolError(f"peer closed the connection: {kind}: {text}")
                 if not self._answer_expected(call_id):
                     return []
@@ -332,8 +389,13 @@ class Connection:
         raise ProtocolError(f"unexpected message {message!r:.80}")  # pragma: no cover
 
     def _on_call(self, call: Call) -> list[ev.Event]:
+        if call.id == 0:
+            raise ProtocolError("call id 0 is reserved for the connection; call ids count from 1")
         if call.id in self._state.calls_in:
-            raise ProtocolError(f"peer reused call id {call.id} while it was in flight")
+            raise ProtocolError(
+                f"peer reused call id {call.id} while it was in flight; "
+                "an id may be used again only after its answer"
+            )
         if call.stream is not None:
             self._open_inbound(call.stream)
         self._state.calls_in.add(call.id)
@@ -359,6 +421,9 @@ class Connection:
         if call_id in self._state.calls_out:
             self._state.calls_out.discard(call_id)
             return True
+        if call_id in self._state.calls_forgotten:
+            self._state.calls_forgotten.discard(call_id)
+            return False
         if 0 < call_id < self._state.next_call:
             return False  # forgotten after a local timeout
         raise ProtocolError(f"answer for call {call_id}, which was never made")

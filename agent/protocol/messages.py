@@ -25,6 +25,7 @@ CANCELLED = "cancelled"
 NOT_FOUND = "not_found"
 REFUSED = "refused"
 UNSUPPORTED_VERSION = "unsupported_version"
+PROTOCOL_ERROR = "protocol_error"  # id 0: the peer broke a rule; the connection ends
 
 
 @dataclass(frozen=True)

@@ -4,15 +4,27 @@ It is the same on both sides and for both dialers: it flushes the outbox
 through a single writer task (so frames leave in order), reads frames and
 dispatches the connection's events, answers incoming calls with a Handler,
 and offers ``call`` to the side that calls. Heartbeats run from a timer.
+
+Back-pressure: what waits for the socket is bounded. Stream data waits while
+more than WRITE_QUEUE_DATA_BYTES are queued; answers wait, and the reader
+stops taking new frames, while more than WRITE_QUEUE_HIGH_WATER are, so a peer
+that does not read its answers holds at most its calls in flight here, and
+TCP pushes back on it. Calls beyond the peer's ``max_calls_in_flight`` wait
+their turn, first come first served.
+
+Every task a channel starts (answers, stream pumps, its own loops) ends
+before :meth:`Channel.close` returns.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import AsyncIterable
+from collections import deque
+from collections.abc import AsyncIterable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -21,7 +33,7 @@ import aiohttp
 from agent.errors import CallError, ConnectionLost, ProtocolError, RemoteError
 from agent.protocol import Connection
 from agent.protocol import events as ev
-from agent.protocol.dispatch import Handler, IncomingCall
+from agent.protocol.dispatch import Handler, IncomingCall, Reply
 from agent.protocol.messages import CANCELLED, INTERNAL, UNKNOWN_SERVICE
 from agent.transport.streams import InboundStream, OutboundCredit, connection_lost
 
@@ -30,6 +42,10 @@ log = logging.getLogger(__name__)
 # Data frames wait while this much is queued for the socket, so that a small
 # call's frames never queue behind a whole window of someone's upload.
 WRITE_QUEUE_DATA_BYTES = 512 * 1024
+# Answers (and the reader) wait while this much is queued: above the data
+# bound plus a chunk, so that streams alone never hold answers back.
+WRITE_QUEUE_HIGH_WATER = 1024 * 1024
+WRITER_GRACE = 5.0  # seconds close() lets the writer send what is queued (a last error)
 HELLO_TIMEOUT = 30.0
 TICK_SLACK = 0.005  # seconds late to wake, so that a timer firing early does not spin
 
@@ -46,6 +62,55 @@ class WebSocket(Protocol):
 class CallResult:
     value: Any
     stream: InboundStream | None
+
+
+@dataclass(frozen=True)
+class _Failure:
+    kind: str
+    message: str
+
+
+class _Turns:
+    """First come, first served admission while ``room()`` allows.
+
+    A caller that passes :meth:`enter` must take its place at once (without
+    awaiting); :meth:`wake` lets waiters in as places free up.
+    """
+
+    def __init__(self, room: Callable[[], int]) -> None:
+        self._room = room
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._granted = 0  # let in, not yet resumed to take their place
+
+    async def enter(self) -> None:
+        if not self._waiters and self._room() - self._granted > 0:
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():  # let in, then cancelled: pass it on
+                self._granted -= 1
+                self.wake()
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(turn)
+            raise
+        self._granted -= 1
+
+    def wake(self) -> None:
+        while self._waiters and self._room() - self._granted > 0:
+            turn = self._waiters.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                self._granted += 1
+
+    def fail(self, error: BaseException) -> None:
+        while self._waiters:
+            turn = self._waiters.popleft()
+            if not turn.done():
+                turn.set_exception(error)
 
 
 class Channel:
@@ -65,11 +130,20 @@ class Channel:
         self._conn = connection
         self._handler = handler
         self._writes: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self._queued_data = 0
-        self._drained = asyncio.Event()
-        self._drained.set()
+        self._queued = 0  # bytes handed to the writer and not yet sent
+        self._data_room = asyncio.Event()  # set while stream data may be queued
+        self._data_room.set()
+        self._room = asyncio.Event()  # set while answers may be queued and frames read
+        self._room.set()
         self._pending: dict[int, asyncio.Future[CallResult]] = {}
-        self._handling: dict[int, asyncio.Task[None]] = {}
+        self._turns = _Turns(connection.call_room)
+        self._streams_reserved = 0  # by calls waiting for their turn with an upload
+        self._stream_ended = asyncio.Event()  # one of our streams ended: room for another
+        self._handling: dict[int, asyncio.Task[None]] = {}  # by call id, until handled
+        # incoming calls whose answer is not sent yet, with the task that answers
+        self._unsent: dict[int, asyncio.Task[None]] = {}
+        self._answer_sent = asyncio.Event()  # one of them was answered (or dropped)
+        self._started: set[asyncio.Task[None]] = set()  # answers and pumps, until they end
         self._inbound: dict[int, InboundStream] = {}
         self._outbound: dict[int, OutboundCredit] = {}
         self._hello: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -78,6 +152,7 @@ class Channel:
         self.closed = asyncio.Event()
         self._closed_fully = asyncio.Event()
         self.close_reason: str | None = None
+        self._broken = False  # the peer broke the protocol: close as a protocol error
 
     # -- life cycle --------------------------------------------------------
 
@@ -106,19 +181,36 @@ class Channel:
     def calls_in_flight(self) -> int:
         return len(self._handling)
 
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes of frames waiting for the socket."""
+        return self._queued
+
     async def drain(self) -> None:
-        """Wait until every incoming call being handled has been answered."""
-        while self._handling:
-            await asyncio.wait(list(self._handling.values()))
+        """Wait until every incoming call has been answered.
 
-    async def close(self, reason: str = "closed") -> None:
-        """Fail what is pending, stop the tasks and close the socket. Idempotent.
+        Streams still being sent are not waited for (a peer may never read
+        one); close() ends them.
+        """
+        while self._unsent:
+            self._answer_sent.clear()
+            await self._answer_sent.wait()
 
-        Returns once incoming calls have seen their cancellation (so their
-        clean-up, such as removing a partial upload, is done) and the socket is closed.
+    async def close(self, reason: str = "closed", *, code: int = aiohttp.WSCloseCode.OK) -> None:
+        """Fail what is pending, stop every task and close the socket with ``code``. Idempotent.
+
+        Returns once every task the channel started has ended: incoming calls
+        have seen their cancellation (so their clean-up, such as removing a
+        partial upload, is done), streams are ended and their sources closed,
+        and the socket is closed.
         """
         if self.closed.is_set():
+            current = asyncio.current_task()
+            if current not in self._started and current not in self._tasks:
+                await self._closed_fully.wait()  # whoever began closing finishes it
             return
+        if self._broken:  # whoever closes (open() failing, say), the peer learns it was that
+            code = aiohttp.WSCloseCode.PROTOCOL_ERROR
         self.close_reason = reason
         self.closed.set()
         error = connection_lost(reason)
@@ -132,11 +224,13 @@ class Channel:
             stream.fail(error)
         for credit in self._outbound.values():
             credit.fail(error)
-        handlers = list(self._handling.values())
-        for task in handlers:
+        self._turns.fail(error)
+        self._stream_ended.set()  # whoever waits for a stream place sees the close
+        current = asyncio.current_task()
+        started = [task for task in self._started if task is not current]
+        for task in started:
             task.cancel()
         self._writes.put_nowait(None)
-        current = asyncio.current_task()
         if self._tasks:
             writer, *others = self._tasks
             for task in others:
@@ -144,10 +238,11 @@ class Channel:
                     task.cancel()
             if writer is not current:  # let it send what is queued (a last error, say)
                 with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await asyncio.wait_for(writer, 5)
-        await asyncio.gather(*handlers, return_exceptions=True)
+                    await asyncio.wait_for(writer, WRITER_GRACE)
+            await asyncio.gather(*(t for t in others if t is not current), return_exceptions=True)
+        await asyncio.gather(*started, return_exceptions=True)
         with contextlib.suppress(Exception):
-            await self._ws.close()
+            await self._ws.close(code=code, message=_close_message(reason))
         self._closed_fully.set()
 
     async def wait_closed(self) -> None:
@@ -172,6 +267,16 @@ class Channel:
         """
         if self.closed.is_set():
             raise connection_lost(self.close_reason or "closed")
+        if upload is not None:
+            await self._stream_place()
+            self._streams_reserved += 1
+        try:
+            await self._turns.enter()  # within the peer's max_calls_in_flight, in order
+        finally:
+            if upload is not None:
+                self._streams_reserved -= 1
+        if self.closed.is_set():
+            raise connection_lost(self.close_reason or "closed")
         call_id, stream = self._conn.call(
             service, method, params or {}, with_stream=upload is not None
         )
@@ -180,7 +285,7 @@ class Channel:
         self._flush()
         pump = None
         if upload is not None and stream is not None:
-            pump = asyncio.create_task(self._pump(stream, upload))
+            pump = self._start(self._pump(stream, upload), "channel-upload")
         try:
             return await future
         except asyncio.CancelledError:
@@ -195,22 +300,43 @@ class Channel:
 
     # -- sending -----------------------------------------------------------
 
+    async def _stream_place(self) -> None:
+        """Wait until the peer accepts another stream of ours (its max_streams_in_flight).
+
+        The caller must open its stream without awaiting anything in between.
+        """
+        while self._conn.stream_room() - self._streams_reserved <= 0:
+            if self.closed.is_set():
+                raise connection_lost(self.close_reason or "closed")
+            self._stream_ended.clear()
+            await self._stream_ended.wait()
+
+    def _start(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Run ``work`` as a task of this channel: close() cancels and awaits it."""
+        task = asyncio.create_task(work, name=name)
+        self._started.add(task)
+        task.add_done_callback(self._started.discard)
+        return task
+
     def _flush(self) -> None:
         for frame in self._conn.frames_to_send():
-            if frame[:1] == b"D":
-                self._queued_data += len(frame)
-                if self._queued_data > WRITE_QUEUE_DATA_BYTES:
-                    self._drained.clear()
+            self._count_queued(len(frame))
             self._writes.put_nowait(frame)
+
+    def _count_queued(self, change: int) -> None:
+        self._queued += change
+        for event, bound in ((self._data_room, WRITE_QUEUE_DATA_BYTES),
+                             (self._room, WRITE_QUEUE_HIGH_WATER)):  # fmt: skip
+            if self._queued > bound:
+                event.clear()
+            else:
+                event.set()
 
     async def _write_loop(self) -> None:
         try:
             while (frame := await self._writes.get()) is not None:
-                await self._ws.send_bytes(frame)
-                if frame[:1] == b"D":
-                    self._queued_data -= len(frame)
-                    if self._queued_data <= WRITE_QUEUE_DATA_BYTES:
-                        self._drained.set()
+                await self._ws.send_bytes(frame)  # waits while the socket is above its mark
+                self._count_queued(-len(frame))
         except (ConnectionError, RuntimeError, aiohttp.ClientError) as error:
             self._close_soon(f"write failed: {error}")
 
@@ -222,9 +348,9 @@ class Channel:
             async for chunk in source:
                 view = memoryview(chunk)
                 while view:
-                    while self._conn.credit(stream) == 0 or not self._drained.is_set():
-                        if not self._drained.is_set():
-                            await self._drained.wait()
+                    while self._conn.credit(stream) == 0 or not self._data_room.is_set():
+                        if not self._data_room.is_set():
+                            await self._data_room.wait()
                         else:
                             await credit.wait()
                     size = min(len(view), self._conn.credit(stream), self._conn.max_chunk())
@@ -237,7 +363,9 @@ class Channel:
             raise
         finally:
             self._outbound.pop(stream, None)
+            self._stream_ended.set()
             self._flush()
+            await _close_source(source)
 
     # -- receiving ---------------------------------------------------------
 
@@ -245,32 +373,40 @@ class Channel:
         reason = "the peer closed the connection"
         try:
             while True:
+                # a peer that does not read its answers gets no more read from it
+                await self._room.wait()
                 message = await self._ws.receive()
                 if message.type != aiohttp.WSMsgType.BINARY:
                     if message.type == aiohttp.WSMsgType.TEXT:
-                        raise ProtocolError("text WebSocket message; expected binary frames")
+                        error = ProtocolError("text WebSocket message; expected binary frames")
+                        self._conn.fail(error)
+                        raise error
                     if message.type == aiohttp.WSMsgType.ERROR:
                         reason = f"connection error: {message.data}"
                     break
                 for event in self._conn.receive_frame(message.data, time.monotonic()):
                     self._dispatch(event)
                 self._flush()
+                self._turns.wake()  # an answer (even to a forgotten call) frees a place
         except ProtocolError as error:
+            self._broken = True
             reason = f"protocol error: {error}"
             log.warning("closing the connection to %s: %s", self.peer_thumbprint, error)
-            self._flush()
+            self._flush()  # the error with id 0 that tells the peer why
             if not self._hello.done():
                 self._hello.set_exception(error)
+            self._close_soon(reason, code=aiohttp.WSCloseCode.PROTOCOL_ERROR)
+            return
         except (ConnectionError, aiohttp.ClientError) as error:
             reason = str(error)
         if not self._hello.done():
             self._hello.set_exception(connection_lost(reason))
         self._close_soon(reason)
 
-    def _close_soon(self, reason: str) -> None:
+    def _close_soon(self, reason: str, *, code: int = aiohttp.WSCloseCode.OK) -> None:
         """Close from inside one of the channel's own tasks (which close() cancels)."""
         if self._closing is None:
-            self._closing = asyncio.create_task(self.close(reason), name="channel-close")
+            self._closing = asyncio.create_task(self.close(reason, code=code), name="channel-close")
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -295,16 +431,18 @@ class Channel:
                 incoming = IncomingCall(
                     call.service, call.method, call.params, stream, self.peer_thumbprint
                 )
-                self._handling[call.id] = asyncio.create_task(self._answer(call.id, incoming))
+                task = self._start(self._answer(call.id, incoming), f"channel-answer-{call.id}")
+                task.add_done_callback(functools.partial(self._unanswered, call.id))
+                self._handling[call.id] = task
+                self._unsent[call.id] = task
             case ev.ResultReceived(id=call_id, value=value, stream=stream_id):
                 stream = self._new_inbound(stream_id) if stream_id is not None else None
                 self._resolve(call_id, CallResult(value, stream))
             case ev.ErrorReceived(id=call_id, kind=kind, message=text):
                 self._resolve(call_id, RemoteError(kind, text))
             case ev.CancelReceived(id=call_id):
-                task = self._handling.get(call_id)
-                if task is not None:
-                    task.cancel()
+                if (handling := self._handling.get(call_id)) is not None:
+                    handling.cancel()
             case ev.DataReceived(stream=stream_id, chunk=chunk):
                 if (inbound := self._inbound.get(stream_id)) is not None:
                     inbound.feed(chunk)
@@ -313,6 +451,7 @@ class Channel:
                     inbound.end(error)
                 elif (credit := self._outbound.get(stream_id)) is not None:
                     credit.fail(RemoteError("stream_abandoned", error or "abandoned"))
+                self._stream_ended.set()
             case ev.WindowOpened(stream=stream_id):
                 if (credit := self._outbound.get(stream_id)) is not None:
                     credit.opened()
@@ -343,40 +482,90 @@ class Channel:
             future.set_result(outcome)
 
     async def _answer(self, call_id: int, call: IncomingCall) -> None:
-        """Run the handler for one incoming call and send its answer (and stream)."""
+        """Run the handler for one incoming call and send its answer (and stream).
+
+        The answer waits while the socket is backed up, like everything else.
+        """
         try:
-            if self._handler is None:
-                raise CallError(UNKNOWN_SERVICE, "this side serves no calls")
-            reply = await self._handler(call)
-        except asyncio.CancelledError:
-            self._send_error(call_id, CANCELLED, "the call was cancelled")
-            raise
-        except (CallError, RemoteError) as error:
-            self._send_error(call_id, error.kind, str(error))
-            return
-        except ConnectionLost:
-            return
-        except Exception as error:
-            log.exception("call %s.%s failed", call.service, call.method)
-            self._send_error(call_id, INTERNAL, f"{type(error).__name__}: {error}")
-            return
+            outcome = await self._outcome(call)
         finally:
             self._handling.pop(call_id, None)
             if isinstance(call.stream, InboundStream):
                 call.stream.abandon("the call finished")
-        if self.closed.is_set() or self._conn.closed:
-            return
-        stream = self._conn.result(call_id, reply.value, with_stream=reply.stream is not None)
-        self._flush()
-        if reply.stream is not None and stream is not None:
-            with contextlib.suppress(RemoteError, ConnectionLost):
-                await self._pump(stream, reply.stream)
-
-    def _send_error(self, call_id: int, kind: str, message: str) -> None:
-        """Fail an incoming call, unless the connection is already gone."""
-        if not self.closed.is_set() and not self._conn.closed:
-            self._conn.error(call_id, kind, message)
+        source = outcome.stream if isinstance(outcome, Reply) else None
+        try:
+            if outcome is None:
+                return
+            await self._room.wait()
+            if source is not None:
+                await self._stream_place()
+            if self.closed.is_set() or self._conn.closed:
+                return
+            if isinstance(outcome, _Failure):
+                self._conn.error(call_id, outcome.kind, outcome.message)
+                self._flush()
+                return
+            stream = self._conn.result(call_id, outcome.value, with_stream=source is not None)
             self._flush()
+            self._sent(call_id, asyncio.current_task())
+            if source is not None and stream is not None:
+                with contextlib.suppress(RemoteError, ConnectionLost):
+                    await self._pump(stream, source)
+        finally:
+            self._sent(call_id, asyncio.current_task())
+            await _close_source(source)  # unless sent (and closed) already; a no-op then
+
+    def _sent(self, call_id: int, task: asyncio.Task[Any] | None) -> None:
+        """``task``'s answer to ``call_id`` is sent (or never will be): drain() need not
+        wait. (The peer may reuse the id once answered: that is another task's.)"""
+        if task is not None and self._unsent.get(call_id) is task:
+            del self._unsent[call_id]
+            self._answer_sent.set()
+
+    def _unanswered(self, call_id: int, task: asyncio.Task[None]) -> None:
+        """A call cancelled before its task ever ran still gets its answer."""
+        if self._handling.get(call_id) is task:
+            del self._handling[call_id]
+        self._sent(call_id, task)
+        if task.cancelled() and not self.closed.is_set() and not self._conn.closed:
+            with contextlib.suppress(ValueError):  # answered already
+                self._conn.error(call_id, CANCELLED, "the call was cancelled")
+                self._flush()
+
+    async def _outcome(self, call: IncomingCall) -> Reply | _Failure | None:
+        """What the handler answers; None if the connection dropped under it."""
+        try:
+            if self._handler is None:
+                raise CallError(UNKNOWN_SERVICE, "this side serves no calls")
+            return await self._handler(call)
+        except asyncio.CancelledError:
+            if self.closed.is_set():
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()  # the peer cancelled the call: answer that, as usual
+            return _Failure(CANCELLED, "the call was cancelled")
+        except (CallError, RemoteError) as error:
+            return _Failure(error.kind, str(error))
+        except ConnectionLost:
+            return None
+        except Exception as error:
+            log.exception("call %s.%s failed", call.service, call.method)
+            return _Failure(INTERNAL, f"{type(error).__name__}: {error}")
+
+
+def _close_message(reason: str) -> bytes:
+    """A WebSocket close reason: at most 123 bytes of UTF-8."""
+    encoded = reason.encode("utf-8")[:123]
+    return encoded.decode("utf-8", "ignore").encode("utf-8")
+
+
+async def _close_source(source: AsyncIterable[bytes] | None) -> None:
+    """Close a stream's source (an async generator holding a file, say) now, not at GC."""
+    aclose = getattr(source, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(Exception):
+            await aclose()
 
 
 async def _finish(task: asyncio.Task[None]) -> None:

@@ -1,9 +1,17 @@
-"""Two sans-I/O Connections wired back to back in memory, like h11's ConnectionPair."""
+"""Two sans-I/O Connections wired back to back in memory, like h11's ConnectionPair;
+and a raw peer that speaks frames by hand over a real WebSocket."""
 
 from __future__ import annotations
 
-from agent.protocol import Connection, Hello, Limits
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aiohttp
+
+from agent.certs import Identity
+from agent.protocol import SUPPORTED_VERSIONS, Connection, Hello, Limits, message_frame
 from agent.protocol import events as ev
+from agent.transport.tls import client_context
 
 
 def hello(name: str, versions: tuple[int, ...] = (1,)) -> Hello:
@@ -41,3 +49,26 @@ class ConnectionPair:
     def handshake(self) -> None:
         assert isinstance(self.deliver(self.dialer)[0], ev.HelloReceived)
         assert isinstance(self.deliver(self.acceptor)[0], ev.HelloReceived)
+
+
+@asynccontextmanager
+async def raw_peer(
+    url: str, identity: Identity, limits: Limits | None = None
+) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+    """A WebSocket to ``url`` (https://HOST:PORT/) that has sent its hello and reads
+    nothing unless told: what our own Channel never does (stop reading, break rules)."""
+    async with aiohttp.ClientSession() as session:
+        websocket = await session.ws_connect(
+            url.replace("https://", "wss://", 1),
+            ssl=client_context(identity),
+            max_msg_size=0,
+            timeout=aiohttp.ClientWSTimeout(ws_close=2.0),  # a peer not reading never answers
+        )
+        announced = (limits or Limits()).as_dict()
+        await websocket.send_bytes(
+            message_frame(Hello(SUPPORTED_VERSIONS, "raw", "test", (), announced))
+        )
+        try:
+            yield websocket
+        finally:
+            await websocket.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from agent.errors import ProtocolError
@@ -146,22 +148,29 @@ def test_a_receiver_can_abandon_a_stream(pair: ConnectionPair) -> None:
 def test_too_many_calls_in_flight_fail_the_extra_call_naming_the_limit() -> None:
     pair = ConnectionPair(acceptor_limits=Limits(max_calls_in_flight=2))
     pair.handshake()
-    ids = [pair.dialer.call("s", "m", {})[0] for _ in range(3)]
-    assert len(pair.deliver(pair.dialer)) == 2
-    [refusal] = pair.deliver(pair.acceptor)
-    assert isinstance(refusal, ev.ErrorReceived)
-    assert refusal.id == ids[2]
-    assert refusal.kind == "limit_exceeded"
-    assert "max_calls_in_flight=2" in refusal.message
+    # a peer that ignores the announced limit (ours holds calls back: see test_edges)
+    received = [
+        pair.acceptor.receive_frame(message_frame(Call(call_id, "s", "m")), 0)
+        for call_id in (1, 2, 3)
+    ]
+    assert [len(events) for events in received] == [1, 1, 0]
+    [frame] = pair.acceptor.frames_to_send()
+    refusal = json.loads(frame[1:])
+    assert (refusal["t"], refusal["id"], refusal["kind"]) == ("error", 3, "limit_exceeded")
+    assert "max_calls_in_flight=2" in refusal["message"]
 
 
 def test_too_many_streams_break_the_connection_naming_the_limit() -> None:
     pair = ConnectionPair(acceptor_limits=Limits(max_streams_in_flight=1))
     pair.handshake()
     pair.dialer.call("files", "upload", {}, with_stream=True)
-    pair.dialer.call("files", "upload", {}, with_stream=True)
+    assert pair.dialer.stream_room() == 0
+    with pytest.raises(ValueError, match="max_streams_in_flight=1"):  # ours wait instead
+        pair.dialer.call("files", "upload", {}, with_stream=True)
+    # a peer that ignores the announced limit
+    pair.acceptor.receive_frame(message_frame(Call(1, "files", "upload", {}, 1)), 0)
     with pytest.raises(ProtocolError, match="max_streams_in_flight=1"):
-        pair.deliver(pair.dialer)
+        pair.acceptor.receive_frame(message_frame(Call(2, "files", "upload", {}, 3)), 0)
 
 
 @pytest.mark.parametrize(
