@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from agent.client.polling import PollingListener
 from agent.errors import ConnectionLost, TentacleError
 from agent.transport.channel import Channel
-from agent.transport.dialer import dial
+from agent.transport.dialer import DroppedAfterHandshake, dial
 from agent.transport.settings import ChannelSettings
 
 T = TypeVar("T")
@@ -64,6 +64,7 @@ class AgentClient:
         self._channel: Channel | None = None
         self._connecting = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
+        self._dropped_in_a_row = 0  # dials dropped right after the TLS handshake
 
     @classmethod
     def polling(
@@ -85,16 +86,32 @@ class AgentClient:
         await self.close()
 
     async def connect(self) -> Channel:
-        """The open channel, dialing the agent if there is none (or it dropped)."""
+        """The open channel, dialing the agent if there is none (or it dropped).
+
+        A dial dropped right after the TLS handshake raises ConnectionLost, to
+        be retried, except when it is the ``len(retry_delays) + 1``-th in a row:
+        that is the evidence of distrust, and raises TrustError.
+        """
         async with self._connecting:
             if self._channel is None or self._channel.closed.is_set():
                 if self._connector is not None:
                     self._channel = await self._connector()
                 else:
-                    self._channel = await dial(
-                        self.endpoint.url, self.endpoint.thumbprint, self._settings
-                    )
+                    self._channel = await self._dial()
             return self._channel
+
+    async def _dial(self) -> Channel:
+        try:
+            channel = await dial(self.endpoint.url, self.endpoint.thumbprint, self._settings)
+        except DroppedAfterHandshake as error:
+            self._dropped_in_a_row += 1
+            attempts = self._dropped_in_a_row
+            if attempts > len(self._retry_delays):
+                self._dropped_in_a_row = 0
+                raise error.as_trust_error(attempts) from None
+            raise
+        self._dropped_in_a_row = 0
+        return channel
 
     async def close(self) -> None:
         """Close the connection, after giving calls sent with :meth:`send` a moment to land."""
