@@ -79,7 +79,7 @@ class AgentClient:
         )
 
     async def __aenter__(self) -> AgentClient:
-        await self.connect()
+        await self._retrying(self.connect)  # a dropped first connection is retried too
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

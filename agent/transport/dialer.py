@@ -49,8 +49,9 @@ class DroppedAfterHandshake(ConnectionLost):
 
     def as_trust_error(self, attempts: int) -> TrustError:
         return TrustError(
-            f"{self.url} closed the connection right after the TLS handshake on each of "
-            f"{attempts} attempts in a row: it most likely does not trust our certificate "
+            f"{self.url} closed the connection right after the TLS handshake "
+            f"{f'on each of {attempts} attempts in a row' if attempts > 1 else 'at once'}: "
+            f"it most likely does not trust our certificate "
             f"{self.our_thumbprint} (evidence: the same outcome every time, though no TLS "
             f"alert said so; {self.fix})"
         )

@@ -121,7 +121,8 @@ async def test_port_0_on_every_address_is_one_port_for_both_families(
         ready = [line for line in agent.stdout().splitlines() if "Agent listening on" in line]
         ports = {line.rsplit(":", 1)[1].strip("/") for line in ready}
         assert ready[0].startswith("Agent listening on: wss://0.0.0.0:"), ready
-        assert len(ready) == 2 and len(ports) == 1, ready
+        assert len(ready) == 2, ready
+        assert len(ports) == 1, ready
         [port] = ports
         for host in ("127.0.0.1", "[::1]"):
             endpoint = Endpoint(f"https://{host}:{port}/", agent.thumbprint)
