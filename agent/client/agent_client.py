@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from agent.client.polling import PollingListener
+from agent.client.polling import DEFAULT_QUEUE_TIMEOUT, PollingListener
 from agent.errors import ConnectionLost, TentacleError
 from agent.transport.channel import Channel
 from agent.transport.dialer import DroppedAfterHandshake, dial
@@ -68,14 +68,19 @@ class AgentClient:
 
     @classmethod
     def polling(
-        cls, listener: PollingListener, endpoint: Endpoint, settings: ChannelSettings
+        cls,
+        listener: PollingListener,
+        endpoint: Endpoint,
+        settings: ChannelSettings,
+        wait: float = DEFAULT_QUEUE_TIMEOUT,
     ) -> AgentClient:
         """A client for the polling agent ``endpoint.url`` (``poll://ID/``), reached
-        through the connections it keeps to ``listener``."""
+        through the connections it keeps to ``listener``; each connection is waited
+        for up to ``wait`` seconds (then AgentNotConnected)."""
         return cls(
             endpoint,
             settings,
-            connector=lambda: listener.channel(endpoint.url, endpoint.thumbprint),
+            connector=lambda: listener.channel(endpoint.url, endpoint.thumbprint, wait),
         )
 
     async def __aenter__(self) -> AgentClient:

@@ -87,14 +87,16 @@ class Listener:
         trusted_pems: Sequence[str],
         handler: Handler | None,
         on_channel: Callable[[Channel, Mapping[str, str]], Awaitable[None]] | None = None,
+        on_refusal: Callable[[str], None] | None = None,
     ) -> None:
         """``handler`` answers the peers' calls (None: this side only calls).
         ``on_channel`` is awaited for each open channel with the upgrade request's
-        headers; the channel closes when it returns or raises."""
+        headers; the channel closes when it returns or raises. ``on_refusal`` is
+        told the thumbprint of each client refused for an untrusted certificate."""
         self._settings = settings
         self._handler = handler
         self._on_channel = on_channel
-        self._ssl = server_context(settings.identity, trusted_pems)
+        self._ssl = server_context(settings.identity, trusted_pems, on_refusal)
         self._channels: set[Channel] = set()
         self._accepting = True
         app = web.Application()

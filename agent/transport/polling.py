@@ -99,7 +99,8 @@ async def poll(
             if isinstance(error, DroppedAfterHandshake) and dropped >= DISTRUST_EVIDENCE:
                 error = error.as_trust_error(dropped)
             delay = backoff_delay(failures)
-            if complaints.failed(str(error).replace(f" {dropped} attempts", " several attempts")):
+            # the count in a distrust message changes each time; the error does not
+            if complaints.failed("distrusted" if dropped >= DISTRUST_EVIDENCE else str(error)):
                 log.warning("cannot reach polling server %s (%s; %d failed attempts in a row); "
                             "retrying in %.1f s, and logging only changes or every doubling",
                             address, error, complaints.failures, delay)  # fmt: skip

@@ -132,11 +132,13 @@ async def test_port_0_on_every_address_is_one_port_for_both_families(
         agent.stop()
 
 
-def test_an_agent_that_would_neither_listen_nor_poll_refuses_to_start(
+def test_an_agent_that_would_neither_listen_nor_poll_is_warned_of_and_refuses_to_start(
     tentacle: TentacleCli,
 ) -> None:
-    agent = AgentProcess(tentacle)
-    agent.instance.save(agent.instance.config.with_settings(no_listen=True))
+    AgentProcess(tentacle)
+    configured = tentacle.ok("configure", "--instance", "agent", "--noListen", "true")
+    assert "warning: with NoListen true and no polling servers" in configured.err
+    assert "tentacle server-comms" in configured.err
     result = tentacle.fails("agent", "--instance", "agent", code=2)
     assert "neither listens" in result.err
     assert "server-comms" in result.err
