@@ -101,8 +101,8 @@ async def poll(
             delay = backoff_delay(failures)
             # the count in a distrust message changes each time; the error does not
             if complaints.failed("distrusted" if dropped >= DISTRUST_EVIDENCE else str(error)):
-                log.warning("cannot reach polling server %s (%s; %d failed attempts in a row); "
-                            "retrying in %.1f s, and logging only changes or every doubling",
+                log.warning("cannot reach polling server %s (%s; failure %d in a row); retrying "
+                            "in %.1f s (further failures: logged on a change or each doubling)",
                             address, error, complaints.failures, delay)  # fmt: skip
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)

@@ -155,3 +155,23 @@ async def test_a_polling_agent_that_the_server_does_not_trust_is_told_to_fix_the
     assert "on the server: trust this agent's certificate" in line
     assert "on the agent" not in line
     assert "no trusted certificates" not in agent.log()  # a polling-only agent needs none
+
+
+async def test_a_polling_agent_logs_the_failure_then_the_recovery(tentacle: TentacleCli) -> None:
+    with socket.socket() as probe:  # a port where nothing listens yet
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    agent = AgentProcess(tentacle)
+    agent.poll("127.0.0.1", port, agent.caller.thumbprint).start()
+    server = PollingListener(agent.settings(), [agent.identity.certificate_pem.decode()])
+    try:
+        first = await asyncio.to_thread(agent.wait_for_log, "cannot reach polling server")
+        assert "failure 1 in a row" in first
+        await server.start("127.0.0.1", port)
+        back = await asyncio.to_thread(agent.wait_for_log, "reached polling server")
+        await server.channel(agent.subscription, agent.thumbprint)
+    finally:
+        agent.stop()
+        await server.stop()
+    assert "again after" in back
+    assert "failed attempts" in back
