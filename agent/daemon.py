@@ -18,6 +18,7 @@ from pathlib import Path
 
 from agent import __version__
 from agent.certs import Identity
+from agent.config.instances import HOME_MODE
 from agent.config.model import InstanceConfig
 from agent.errors import ConfigError, InstanceError
 from agent.scripts.manager import ScriptManager, ScriptSettings
@@ -110,7 +111,7 @@ def instance_lock(home: Path) -> Iterator[None]:
     stale file never blocks a start. Raises InstanceError naming the pid of
     the agent that holds it.
     """
-    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    home.mkdir(mode=HOME_MODE, parents=True, exist_ok=True)
     path = home / LOCK_FILE_NAME
     descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
