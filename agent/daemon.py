@@ -1,20 +1,26 @@
 """The agent daemon: wires an instance's config, identity, services and listener.
 
-It owns no process-wide state: the CLI hands it the effective config and a
-stop event (set on SIGTERM), and is told the URLs once the agent is ready.
+It owns no process-wide state: the CLI hands it the effective config, a stop
+event (set on the first SIGTERM) and a hurry event (set on the second), and is
+told the URLs once the agent is ready.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
-from collections.abc import Callable, Mapping
+import os
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent import __version__
 from agent.certs import Identity
+from agent.config.instances import HOME_MODE
 from agent.config.model import InstanceConfig
+from agent.errors import ConfigError, InstanceError
 from agent.scripts.manager import ScriptManager, ScriptSettings
 from agent.services.capabilities import capabilities_methods
 from agent.services.files import FileService
@@ -27,6 +33,8 @@ from agent.transport.settings import ChannelSettings
 
 log = logging.getLogger(__name__)
 
+
+LOCK_FILE_NAME = "tentacle.lock"
 
 # Never passed to scripts: Debian's bash reads ~/.bashrc when it sees them.
 HIDDEN_VARIABLES = ("SSH_CLIENT", "SSH2_CLIENT", "SSH_CONNECTION", "SSH_TTY")
@@ -97,6 +105,7 @@ def file_service(config: InstanceConfig, config_path: Path | None) -> FileServic
     private = {config.identity_path: "identity (private key and certificate)"}
     if config_path is not None:
         private[config_path] = "configuration"
+    private[config.home / LOCK_FILE_NAME] = "lock (the running agent's pid)"
     return FileService(config.home, config.file_roots, private, (config.home / "Work",))
 
 
@@ -104,25 +113,85 @@ def listen_urls(addresses: list[tuple[str, int]]) -> list[str]:
     return [f"wss://{f'[{host}]' if ':' in host else host}:{port}/" for host, port in addresses]
 
 
+@contextlib.contextmanager
+def instance_lock(home: Path) -> Iterator[None]:
+    """Hold the instance's lock (an flock on HOME/tentacle.lock) for the block.
+
+    Only one agent may serve an instance: two would share its subscription,
+    its ``Work/`` folder and its state. The lock file holds the holder's pid;
+    the kernel releases the lock when the holder exits, however it exits, so a
+    stale file never blocks a start. Raises InstanceError naming the pid of
+    the agent that holds it.
+    """
+    home.mkdir(mode=HOME_MODE, parents=True, exist_ok=True)
+    path = home / LOCK_FILE_NAME
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(descriptor, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        os.close(descriptor)
+        raise InstanceError(
+            f"another agent (pid {holder}) is already running for this instance "
+            f"(it holds {path}); stop it first, or run this one for another instance"
+        ) from None
+    try:
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode("ascii"), 0)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock; the file stays, harmless
+
+
+def check_runnable(config: InstanceConfig) -> None:
+    """Raise ConfigError if the agent would do nothing: neither listen nor poll."""
+    if config.no_listen and not config.polling_servers:
+        raise ConfigError(
+            "this instance neither listens (NoListen is true) nor polls (no polling "
+            "servers): set one up with `tentacle server-comms --host H --thumbprint T`, "
+            "or listen again with `tentacle configure --noListen false`"
+        )
+
+
+def _warn_about_trust(config: InstanceConfig, trusted: list[str]) -> None:
+    for peer in config.trusted:
+        if peer.is_pending:
+            log.warning(
+                "trust for %s is pending: its certificate is not known yet", peer.thumbprint
+            )
+    if trusted or config.no_listen:
+        return  # a polling-only agent accepts no connections: its servers are pinned instead
+    if config.polling_servers:
+        log.warning(
+            "no trusted certificates: every incoming connection will be refused "
+            "(polling is not affected: polling servers are pinned by their thumbprints)"
+        )
+    else:
+        log.warning("no trusted certificates: every caller will be refused")
+
+
 async def run_agent(
-    run: AgentRun, stop: asyncio.Event, on_ready: Callable[[list[str]], None]
-) -> None:
-    """Serve until ``stop`` is set, then drain calls in flight for ``run.grace`` seconds."""
+    run: AgentRun,
+    stop: asyncio.Event,
+    on_ready: Callable[[list[str]], None],
+    hurry: asyncio.Event | None = None,
+) -> bool:
+    """Serve until ``stop`` is set, then drain calls in flight for ``run.grace`` seconds,
+    or less if ``hurry`` is set (then calls still in flight are cut off).
+
+    Returns whether every call in flight finished. Raises ConfigError if the
+    instance would neither listen nor poll."""
     config = run.config
+    check_runnable(config)
+    hurry = hurry or asyncio.Event()
     scripts = script_manager(run)
     await scripts.open()
     router = build_router(config, scripts, run.config_path)
     settings = ChannelSettings(
         run.identity, run.name, __version__, router.advertised, config.heartbeat_interval
     )
-    for peer in config.trusted:
-        if peer.is_pending:
-            log.warning(
-                "trust for %s is pending: its certificate is not known yet", peer.thumbprint
-            )
     trusted = [peer.certificate_pem for peer in config.trusted_certificates if peer.certificate_pem]
-    if not trusted:
-        log.warning("no trusted certificates: every caller will be refused")
+    _warn_about_trust(config, trusted)
     pollers = [
         asyncio.create_task(
             poll(
@@ -133,22 +202,27 @@ async def run_agent(
                 router,
                 stop,
                 polling_proxy(run, server.address),
+                grace=run.grace,
+                hurry=hurry,
             )
         )
         for server in config.polling_servers
         for _ in range(config.polling_connection_count)
     ]
+    listener: Listener | None = None
+    drained = True
     try:
         if config.no_listen:
             on_ready([])
-            await stop.wait()
-            return
-        listener = Listener(settings, trusted, router)
-        addresses = await listener.start(config.listen_ip, config.port)
-        on_ready(listen_urls(addresses))
+        else:
+            listener = Listener(settings, trusted, router)
+            addresses = await listener.start(config.listen_ip, config.port)
+            on_ready(listen_urls(addresses))
         await stop.wait()
         log.info("stopping: no new connections; up to %.0f s for calls in flight", run.grace)
-        await listener.stop(run.grace)
+        if listener is not None:
+            drained = await listener.stop(run.grace, hurry)
     finally:
-        await asyncio.gather(*pollers, return_exceptions=True)
+        polled = await asyncio.gather(*pollers, return_exceptions=True)
         await scripts.close()  # running scripts carry on; the next start re-attaches
+    return drained and all(result is True for result in polled)

@@ -40,10 +40,11 @@ class Target:
     thumbprint: str | None
     listen: str | None
     agent_certificate: Path | None
+    timeout: float = 120.0
 
 
 def endpoint_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    """--endpoint, --thumbprint, --listen and --agent-certificate, as one ``target``."""
+    """--endpoint, --thumbprint, --listen, --agent-certificate and --timeout, as one ``target``."""
 
     @functools.wraps(function)
     def with_target(
@@ -52,9 +53,10 @@ def endpoint_options(function: Callable[..., Any]) -> Callable[..., Any]:
         thumbprint: str | None,
         listen: str | None,
         agent_certificate: Path | None,
+        timeout: float,
         **kwargs: Any,
     ) -> Any:
-        target = Target(endpoint, thumbprint, listen, agent_certificate)
+        target = Target(endpoint, thumbprint, listen, agent_certificate, timeout)
         return function(*args, target=target, **kwargs)
 
     options = [
@@ -66,6 +68,9 @@ def endpoint_options(function: Callable[..., Any]) -> Callable[..., Any]:
                      help="polling: where to wait for the agent to connect"),
         click.option("--agent-certificate", type=click.Path(exists=True, dir_okay=False,
                      path_type=Path), metavar="PEM", help="polling: the agent's certificate"),
+        click.option("--timeout", type=click.FloatRange(0, min_open=True), default=120.0,
+                     show_default=True, metavar="S",
+                     help="polling: seconds to wait for the agent to connect"),
     ]  # fmt: skip
     for option in reversed(options):
         with_target = option(with_target)
@@ -135,10 +140,11 @@ async def _run_polling(
     )
     listener = PollingListener(settings, [pem.decode("ascii")])
     await listener.start(host.strip("[]"), int(port))
-    click.echo(f"Waiting for {target.endpoint} on {target.listen}", err=True)
+    click.echo(f"Waiting for {target.endpoint} on {target.listen} (up to {target.timeout:g} s)",
+               err=True)  # fmt: skip
     try:
         async with AgentClient.polling(
-            listener, Endpoint(target.endpoint, thumbprint), settings
+            listener, Endpoint(target.endpoint, thumbprint), settings, target.timeout
         ) as client:
             return await action(client)
     finally:

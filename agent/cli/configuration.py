@@ -137,6 +137,10 @@ def configure_command(
         return
     instance.save(config)
     _describe_changes(instance, config)
+    if config.no_listen and not config.polling_servers:  # the agent would refuse to start
+        click.echo("warning: with NoListen true and no polling servers this agent would neither "
+                   "listen nor poll; add a server: tentacle server-comms --host H --thumbprint T",
+                   err=True)  # fmt: skip
 
 
 def _changed_roots(

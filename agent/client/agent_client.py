@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from agent.client.polling import PollingListener
+from agent.client.polling import DEFAULT_QUEUE_TIMEOUT, PollingListener
 from agent.errors import ConnectionLost, TentacleError
 from agent.transport.channel import Channel
-from agent.transport.dialer import dial
+from agent.transport.dialer import DroppedAfterHandshake, dial
 from agent.transport.settings import ChannelSettings
 
 T = TypeVar("T")
@@ -64,37 +64,59 @@ class AgentClient:
         self._channel: Channel | None = None
         self._connecting = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
+        self._dropped_in_a_row = 0  # dials dropped right after the TLS handshake
 
     @classmethod
     def polling(
-        cls, listener: PollingListener, endpoint: Endpoint, settings: ChannelSettings
+        cls,
+        listener: PollingListener,
+        endpoint: Endpoint,
+        settings: ChannelSettings,
+        wait: float = DEFAULT_QUEUE_TIMEOUT,
     ) -> AgentClient:
         """A client for the polling agent ``endpoint.url`` (``poll://ID/``), reached
-        through the connections it keeps to ``listener``."""
+        through the connections it keeps to ``listener``; each connection is waited
+        for up to ``wait`` seconds (then AgentNotConnected)."""
         return cls(
             endpoint,
             settings,
-            connector=lambda: listener.channel(endpoint.url, endpoint.thumbprint),
+            connector=lambda: listener.channel(endpoint.url, endpoint.thumbprint, wait),
         )
 
     async def __aenter__(self) -> AgentClient:
-        await self.connect()
+        await self._retrying(self.connect)  # a dropped first connection is retried too
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     async def connect(self) -> Channel:
-        """The open channel, dialing the agent if there is none (or it dropped)."""
+        """The open channel, dialing the agent if there is none (or it dropped).
+
+        A dial dropped right after the TLS handshake raises ConnectionLost, to
+        be retried, except when it is the ``len(retry_delays) + 1``-th in a row:
+        that is the evidence of distrust, and raises TrustError.
+        """
         async with self._connecting:
             if self._channel is None or self._channel.closed.is_set():
                 if self._connector is not None:
                     self._channel = await self._connector()
                 else:
-                    self._channel = await dial(
-                        self.endpoint.url, self.endpoint.thumbprint, self._settings
-                    )
+                    self._channel = await self._dial()
             return self._channel
+
+    async def _dial(self) -> Channel:
+        try:
+            channel = await dial(self.endpoint.url, self.endpoint.thumbprint, self._settings)
+        except DroppedAfterHandshake as error:
+            self._dropped_in_a_row += 1
+            attempts = self._dropped_in_a_row
+            if attempts > len(self._retry_delays):
+                self._dropped_in_a_row = 0
+                raise error.as_trust_error(attempts) from None
+            raise
+        self._dropped_in_a_row = 0
+        return channel
 
     async def close(self) -> None:
         """Close the connection, after giving calls sent with :meth:`send` a moment to land."""

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Mapping, Sequence
 
 from agent.certs import parse_thumbprint
-from agent.errors import ConnectionLost
+from agent.errors import TentacleError
 from agent.transport.channel import Channel
 from agent.transport.listener import Listener
 from agent.transport.polling import SUBSCRIPTION_HEADER
@@ -26,11 +27,22 @@ DEFAULT_QUEUE_TIMEOUT = 120.0
 _SUBSCRIPTION = re.compile(r"poll://[a-z2-9]{20}/")
 
 
+class AgentNotConnected(TentacleError):
+    """The polling agent did not connect within the time a call may wait for it.
+
+    Not a ConnectionLost: the wait was the retry, so callers do not repeat it.
+    """
+
+
 class PollingListener:
     def __init__(self, settings: ChannelSettings, trusted_agent_pems: Sequence[str]) -> None:
-        self._listener = Listener(settings, trusted_agent_pems, None, on_channel=self._register)
+        self._listener = Listener(settings, trusted_agent_pems, None,
+                                  on_channel=self._register, on_refusal=self._refused)  # fmt: skip
         self._channels: dict[str, list[Channel]] = {}
         self._arrived = asyncio.Condition()
+        # what came, for the message when a wait expires
+        self._last_refused: tuple[float, str] | None = None  # (when, thumbprint)
+        self._last_agent: tuple[float, str, Channel] | None = None  # (when, subscription, ...)
 
     async def start(self, host: str | None, port: int) -> list[tuple[str, int]]:
         """Listen; returns the bound addresses (port 0 is resolved)."""
@@ -53,7 +65,8 @@ class PollingListener:
         """A live connection of the agent ``subscription`` presenting ``thumbprint``.
 
         Waits up to ``timeout`` seconds for the agent to connect; then raises
-        ConnectionLost saying so.
+        AgentNotConnected saying what was waited for, and which other agent
+        connected or which certificate was refused meanwhile, if any.
         """
         expected = parse_thumbprint(thumbprint)
 
@@ -67,15 +80,42 @@ class PollingListener:
             try:
                 await asyncio.wait_for(self._arrived.wait_for(live), timeout)
             except TimeoutError:
-                raise ConnectionLost(
-                    f"agent {subscription} ({expected}) did not connect within {timeout:.0f} s"
+                raise AgentNotConnected(
+                    f"agent {subscription} with certificate {expected} did not connect "
+                    f"within {timeout:g} s{self._meanwhile(subscription, expected)}"
                 ) from None
             found = live()
             assert found is not None
             return found
 
+    def _meanwhile(self, subscription: str, expected: str) -> str:
+        """The last agent that connected and the last certificate refused, if any, as
+        the end of a sentence: what a person needs when the awaited agent does not come."""
+        now, notes = time.monotonic(), []
+        if self._last_agent is not None:
+            when, other, channel = self._last_agent
+            ago, presented = f"{now - when:.0f} s ago", channel.peer_thumbprint
+            if other != subscription:
+                notes.append(f"the last agent to connect was {other} with certificate "
+                             f"{presented}, {ago} (is the subscription id right?)")  # fmt: skip
+            elif expected not in channel.peer_thumbprints:
+                notes.append(f"{other} last connected {ago} with certificate {presented}")
+            else:
+                notes.append(f"it last connected {ago}")
+        if self._last_refused is not None:
+            when, presented = self._last_refused
+            notes.append(f"the last connection refused for an untrusted certificate presented "
+                         f"{presented}, {now - when:.0f} s ago "
+                         "(is --agent-certificate the agent's?)")  # fmt: skip
+        return f"; {'; '.join(notes)}" if notes else "; no agent connected meanwhile"
+
+    def _refused(self, presented: str) -> None:
+        self._last_refused = (time.monotonic(), presented)
+
     async def _register(self, channel: Channel, headers: Mapping[str, str]) -> None:
         subscription = headers.get(SUBSCRIPTION_HEADER, "")
+        who = subscription or "without a subscription id"
+        self._last_agent = (time.monotonic(), who, channel)
         if not _SUBSCRIPTION.fullmatch(subscription):
             log.warning(
                 "refused a polling connection from %s: subscription %r is not poll://<20>/",

@@ -22,7 +22,39 @@ from agent.transport.settings import ChannelSettings
 from agent.transport.tls import check_peer, client_context
 
 CONNECT_TIMEOUT = 30.0
-REFUSED_OUR_CERTIFICATE = ("unknown ca", "bad certificate", "certificate unknown")
+# TLS alerts (as OpenSSL words them) by which a peer says it refuses our certificate
+REFUSED_OUR_CERTIFICATE = (
+    "unknown ca", "bad certificate", "certificate unknown", "certificate required",
+)  # fmt: skip
+FIX_ON_THE_AGENT = (
+    "on the agent: tentacle configure --trust-certificate with our exported certificate"
+)
+
+
+class DroppedAfterHandshake(ConnectionLost):
+    """The peer reset or closed the connection right after the TLS handshake.
+
+    A dropped connection like any other, so retryable; but it is also how a
+    TLS 1.3 server that does not trust our certificate refuses it (it judges
+    the certificate after the handshake and may send no alert). Only the same
+    outcome on every retry is evidence of that, so the caller that retries
+    decides: it may raise :meth:`as_trust_error` after enough attempts.
+    """
+
+    def __init__(self, message: str, url: str, our_thumbprint: str, fix: str) -> None:
+        super().__init__(message)
+        self.url = url
+        self.our_thumbprint = our_thumbprint
+        self.fix = fix
+
+    def as_trust_error(self, attempts: int) -> TrustError:
+        return TrustError(
+            f"{self.url} closed the connection right after the TLS handshake "
+            f"{f'on each of {attempts} attempts in a row' if attempts > 1 else 'at once'}: "
+            f"it most likely does not trust our certificate "
+            f"{self.our_thumbprint} (evidence: the same outcome every time, though no TLS "
+            f"alert said so; {self.fix})"
+        )
 
 
 @dataclass(frozen=True)
@@ -91,11 +123,15 @@ async def dial(
     timeout: float = CONNECT_TIMEOUT,
     headers: Mapping[str, str] | None = None,
     proxy: Proxy | None = None,
+    refusal_fix: str = FIX_ON_THE_AGENT,
 ) -> Channel:
     """Connect, check the pin, exchange hellos; returns an open Channel.
 
-    Raises TrustError (wrong certificate either way), ConnectionLost (cannot
-    connect, or dropped during the hello) or ProtocolError.
+    Raises TrustError (the peer's certificate is not the pinned one, or the
+    peer refused ours with a TLS alert or a 403), DroppedAfterHandshake (reset
+    or closed right after the TLS handshake: retry), ConnectionLost (cannot
+    connect, or dropped during the hello) or ProtocolError. ``refusal_fix``
+    says where to make the peer trust us, for the messages.
     """
     url = websocket_url(endpoint)
     context = client_context(settings.identity)
@@ -127,7 +163,7 @@ async def dial(
     except BaseException as error:
         await session.close()
         if isinstance(error, aiohttp.ClientError | OSError | asyncio.TimeoutError):
-            raise _explain(error, url, settings) from None
+            raise _explain(error, url, settings, refusal_fix) from None
         raise
     asyncio.get_running_loop().create_task(_close_with(channel, session))
     return channel
@@ -138,24 +174,28 @@ async def _close_with(channel: Channel, session: aiohttp.ClientSession) -> None:
     await session.close()
 
 
-def _explain(error: BaseException, url: str, settings: ChannelSettings) -> Exception:
-    """Turn a failed dial into the error a person can act on."""
+def _explain(error: BaseException, url: str, settings: ChannelSettings, fix: str) -> Exception:
+    """Turn a failed dial into the error a person can act on.
+
+    Only a TLS alert about our certificate (or a 403) is taken as a refusal of
+    it; a reset or close after the handshake is a dropped connection, which
+    the caller retries (see DroppedAfterHandshake).
+    """
     text = str(error)
-    causes = {type(error), type(error.__cause__)}
-    refused = (
-        any(r in text.lower() for r in REFUSED_OUR_CERTIFICATE)
-        or ConnectionResetError in causes
-        or "reset by peer" in text.lower()
-        or isinstance(error, aiohttp.ServerDisconnectedError)
-    )
-    if refused:
-        # The TLS 1.3 handshake completes before the server judges our certificate,
-        # so its refusal arrives right after it: as an alert, a reset or a bare close.
+    ours = settings.identity.thumbprint
+    alert = next((a for a in REFUSED_OUR_CERTIFICATE if a in text.lower()), None)
+    if alert is not None:
         return TrustError(
-            f"{url} closed the connection right after the TLS handshake: it most likely does "
-            f"not trust our certificate {settings.identity.thumbprint} (on the agent: "
-            "tentacle configure --trust-certificate with our exported certificate)"
+            f"{url} refused our certificate {ours} with the TLS alert {alert!r}: "
+            f"it does not trust it ({fix})"
         )
     if isinstance(error, aiohttp.WSServerHandshakeError) and error.status == 403:
         return TrustError(f"{url} refused the connection: {error.message}")
+    connected = not isinstance(error, aiohttp.ClientConnectorError | asyncio.TimeoutError)
+    reset = ConnectionResetError in {type(error), type(error.__cause__)} or (
+        "reset by peer" in text.lower()
+    )
+    if connected and (reset or isinstance(error, aiohttp.ServerDisconnectedError)):
+        how = "reset the connection" if reset else "closed the connection"
+        return DroppedAfterHandshake(f"{url} {how} right after the TLS handshake", url, ours, fix)
     return ConnectionLost(f"cannot connect to {url}: {text or type(error).__name__}")

@@ -8,10 +8,12 @@ saying the agent is running, and nothing else.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import errno
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 from aiohttp import web
 
@@ -25,6 +27,57 @@ log = logging.getLogger(__name__)
 STATUS_PAGE = "tentacle agent is running. It answers RPC calls from trusted peers only.\n"
 
 
+def _wildcard_sockets_on_one_port(attempts: int = 20) -> list[socket.socket]:
+    """Bound wildcard sockets, IPv4 then IPv6 (where the host has it), on one free port.
+
+    The kernel picks a free port for IPv4; IPv6 binds the same one (IPv6-only,
+    like the sockets asyncio makes). If another program holds that port on
+    IPv6, both are given up and another port is tried, ``attempts`` times.
+    """
+    for _ in range(attempts):
+        ipv4 = _bound(socket.AF_INET, "0.0.0.0", 0)  # noqa: S104 (host None asks for all)
+        port = int(ipv4.getsockname()[1])
+        try:
+            ipv6 = _bound(socket.AF_INET6, "::", port)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                ipv4.close()
+                continue
+            return [ipv4]  # no IPv6 on this host
+        return [ipv4, ipv6]
+    raise OSError(errno.EADDRINUSE, f"no port free on both IPv4 and IPv6 in {attempts} tries")
+
+
+def _bound(family: socket.AddressFamily, host: str, port: int) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def drain(channels: Sequence[Channel], grace: float, hurry: asyncio.Event | None) -> bool:
+    """Wait until ``channels`` have no call in flight, for ``grace`` seconds at most,
+    or until ``hurry`` is set; the channels stay open. Returns whether they drained."""
+    if not channels:
+        return True
+    drained: asyncio.Future[Any] = asyncio.gather(*(channel.drain() for channel in channels))
+    hurried: asyncio.Future[Any] = asyncio.ensure_future((hurry or asyncio.Event()).wait())
+    try:
+        await asyncio.wait({drained, hurried}, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+        return drained.done() and not drained.cancelled() and drained.exception() is None
+    finally:
+        for waiter in (drained, hurried):
+            waiter.cancel()
+        await asyncio.gather(drained, hurried, return_exceptions=True)
+
+
 class Listener:
     """Serve ``handler`` to trusted peers. Start with :meth:`start`, end with :meth:`stop`."""
 
@@ -34,14 +87,16 @@ class Listener:
         trusted_pems: Sequence[str],
         handler: Handler | None,
         on_channel: Callable[[Channel, Mapping[str, str]], Awaitable[None]] | None = None,
+        on_refusal: Callable[[str], None] | None = None,
     ) -> None:
         """``handler`` answers the peers' calls (None: this side only calls).
         ``on_channel`` is awaited for each open channel with the upgrade request's
-        headers; the channel closes when it returns or raises."""
+        headers; the channel closes when it returns or raises. ``on_refusal`` is
+        told the thumbprint of each client refused for an untrusted certificate."""
         self._settings = settings
         self._handler = handler
         self._on_channel = on_channel
-        self._ssl = server_context(settings.identity, trusted_pems)
+        self._ssl = server_context(settings.identity, trusted_pems, on_refusal)
         self._channels: set[Channel] = set()
         self._accepting = True
         app = web.Application()
@@ -49,24 +104,31 @@ class Listener:
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
 
     async def start(self, host: str | None, port: int) -> list[tuple[str, int]]:
-        """Bind and listen; returns the bound (host, port) pairs (port 0 is resolved)."""
+        """Bind and listen; returns the bound (host, port) pairs (port 0 is resolved).
+
+        ``host`` None means every address of every family; with port 0 they all
+        get the same port, so that any of the returned pairs reaches the agent.
+        """
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, ssl_context=self._ssl, reuse_address=True)
-        await site.start()
+        if host is None and port == 0:
+            for sock in _wildcard_sockets_on_one_port():
+                await web.SockSite(self._runner, sock, ssl_context=self._ssl).start()
+        else:
+            site = web.TCPSite(self._runner, host, port, ssl_context=self._ssl,
+                               reuse_address=True)  # fmt: skip
+            await site.start()
         return [(str(address[0]), int(address[1])) for address in self._runner.addresses]
 
-    async def stop(self, grace: float) -> None:
-        """Stop accepting, give calls in flight ``grace`` seconds to finish, then close."""
+    async def stop(self, grace: float, hurry: asyncio.Event | None = None) -> bool:
+        """Stop accepting, give calls in flight ``grace`` seconds to finish (less
+        if ``hurry`` is set meanwhile), then close. Returns whether they all finished."""
         self._accepting = False
         channels = list(self._channels)
-        if channels:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    asyncio.gather(*(channel.drain() for channel in channels)), grace
-                )
+        drained = await drain(channels, grace, hurry)
         for channel in channels:
             await channel.close("the agent is stopping")
         await self._runner.cleanup()
+        return drained
 
     def _stopped_since_accepting(self) -> bool:
         """Whether stop() began while a request was upgrading (it missed that channel)."""

@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 
 from agent.errors import TentacleError
 from agent.protocol.dispatch import Handler
-from agent.transport.dialer import Proxy, dial
+from agent.transport.dialer import DroppedAfterHandshake, Proxy, dial
+from agent.transport.listener import drain
 from agent.transport.settings import ChannelSettings
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,33 @@ def backoff_delay(failures: int, rng: random.Random | None = None) -> float:
     return (rng or random).uniform(0, ceiling)
 
 
+FIX_ON_THE_SERVER = (
+    "on the server: trust this agent's certificate, which `tentacle export-certificate` prints"
+)
+DISTRUST_EVIDENCE = 3  # dials in a row dropped right after the handshake
+
+
+class Complaints:
+    """Which failures of one polling connection to log, so that a server down for
+    hours does not fill the log: the first, any whose message differs from the
+    one before, and the 2nd, 4th, 8th... in a row; and, once, the recovery."""
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self._last: str | None = None
+
+    def failed(self, message: str) -> bool:
+        """Count a failure; whether to log it."""
+        self.failures += 1
+        changed, self._last = message != self._last, message
+        return changed or self.failures & (self.failures - 1) == 0
+
+    def recovered(self) -> int:
+        """Count a success; returns how many failures it ends (0: nothing to report)."""
+        failures, self.failures, self._last = self.failures, 0, None
+        return failures
+
+
 async def poll(
     address: str,
     thumbprint: str,
@@ -44,9 +72,16 @@ async def poll(
     handler: Handler,
     stop: asyncio.Event,
     proxy: Proxy | None = None,
-) -> None:
-    """Keep one connection to ``address`` (through ``proxy``) until ``stop`` is set."""
-    failures = 0
+    *,
+    grace: float = 30.0,
+    hurry: asyncio.Event | None = None,
+) -> bool:
+    """Keep one connection to ``address`` (through ``proxy``) until ``stop`` is set;
+    then give its calls in flight ``grace`` seconds (less if ``hurry`` is set).
+    Returns whether they all finished."""
+    failures = 0  # for the backoff: reset by a hello, unlike the complaints
+    complaints = Complaints()
+    dropped = 0
     while not stop.is_set():
         try:
             channel = await dial(
@@ -56,16 +91,25 @@ async def poll(
                 handler=handler,
                 headers={SUBSCRIPTION_HEADER: subscription},
                 proxy=proxy,
+                refusal_fix=FIX_ON_THE_SERVER,
             )
         except TentacleError as error:
             failures += 1
+            dropped = dropped + 1 if isinstance(error, DroppedAfterHandshake) else 0
+            if isinstance(error, DroppedAfterHandshake) and dropped >= DISTRUST_EVIDENCE:
+                error = error.as_trust_error(dropped)
             delay = backoff_delay(failures)
-            log.warning("cannot reach polling server %s (%s); retrying in %.1f s",
-                        address, error, delay)  # fmt: skip
+            # the count in a distrust message changes each time; the error does not
+            if complaints.failed("distrusted" if dropped >= DISTRUST_EVIDENCE else str(error)):
+                log.warning("cannot reach polling server %s (%s; failure %d in a row); retrying "
+                            "in %.1f s (further failures: logged on a change or each doubling)",
+                            address, error, complaints.failures, delay)  # fmt: skip
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
             continue
-        failures = 0
+        failures = dropped = 0
+        if ended := complaints.recovered():
+            log.info("reached polling server %s again after %d failed attempts", address, ended)
         log.info("polling %s as %s", address, subscription)
         closed = asyncio.ensure_future(channel.wait_closed())
         stopping = asyncio.ensure_future(stop.wait())
@@ -73,13 +117,14 @@ async def poll(
         stopping.cancel()
         if not closed.done():
             closed.cancel()
-            await channel.drain()
+            drained = await drain([channel], grace, hurry)
             await channel.close("the agent is stopping")
-            return
+            return drained
         log.warning("connection to %s closed: %s", address, channel.close_reason)
         failures = 1  # come back soon, but not all at the same instant
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), backoff_delay(failures))
+    return True
 
 
 def proxy_from_environment(address: str, environ: Mapping[str, str]) -> Proxy | None:

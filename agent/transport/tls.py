@@ -17,7 +17,7 @@ import logging
 import os
 import ssl
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +32,18 @@ _CERTIFICATE_MESSAGE = 11
 _ALERT_RECORD = 21
 
 
-def server_context(identity: Identity, trusted_pems: Sequence[str]) -> ssl.SSLContext:
+def server_context(
+    identity: Identity,
+    trusted_pems: Sequence[str],
+    on_refusal: Callable[[str], None] | None = None,
+) -> ssl.SSLContext:
     """A TLS 1.2+ server context that accepts only clients holding a trusted certificate.
 
     A client without a certificate completes the handshake (for the status
-    page); the caller must then refuse it anything else.
+    page); the caller must then refuse it anything else. ``on_refusal`` is
+    called with the thumbprint of each client refused for its certificate
+    ("unknown" if it could not be read), where refusals can be seen (see
+    :func:`_log_refusals`).
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -49,7 +56,7 @@ def server_context(identity: Identity, trusted_pems: Sequence[str]) -> ssl.SSLCo
     # certificate of that name, and refuses every other peer that shares it
     # (all default certificates do).
     context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
-    _log_refusals(context, [_pem_thumbprint(pem) for pem in trusted_pems])
+    _log_refusals(context, [_pem_thumbprint(pem) for pem in trusted_pems], on_refusal)
     return context
 
 
@@ -117,7 +124,9 @@ def _pem_thumbprint(pem: str) -> str:
     return thumbprints_of(ssl.PEM_cert_to_DER_cert(pem))[0]
 
 
-def _log_refusals(context: ssl.SSLContext, trusted: list[str]) -> None:
+def _log_refusals(
+    context: ssl.SSLContext, trusted: list[str], on_refusal: Callable[[str], None] | None
+) -> None:
     """Log each refused client with the thumbprint it presented and those trusted.
 
     Uses the ssl module's message callback, which is private: where it is
@@ -141,6 +150,8 @@ def _log_refusals(context: ssl.SSLContext, trusted: list[str]) -> None:
                         "refused a client presenting certificate %s (%s); trusted thumbprints: %s",
                         presented, _REFUSAL_ALERTS[alert], expected,
                     )  # fmt: skip
+                    if on_refusal is not None:
+                        on_refusal(presented)
         except Exception:  # a logging aid must never break a handshake
             log.debug("could not inspect a TLS message", exc_info=True)
 

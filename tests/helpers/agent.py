@@ -20,7 +20,7 @@ from agent.config.instances import Instance, create_instance
 from agent.transport.settings import ChannelSettings
 from tests.helpers.cli import TentacleCli
 
-READY = re.compile(r"Agent listening on: wss://127\.0\.0\.1:(\d+)/")
+READY = re.compile(r"Agent listening on: wss://\S+:(\d+)/")
 
 
 class AgentProcess:
@@ -132,6 +132,18 @@ class AgentProcess:
     def signal(self, signum: int) -> None:
         assert self.process is not None
         self.process.send_signal(signum)
+
+    def wait_exit(self) -> int:
+        """Wait (without signalling it) for the agent to exit; returns its exit code."""
+        assert self.process is not None
+        return self.process.wait(timeout=60)
+
+    def stdout(self) -> str:
+        return "".join(self._out.lines) if self.process else ""
+
+    def wait_for_output(self, text: str) -> str:
+        """Block until a stdout line containing ``text`` appears; returns it."""
+        return self._out.wait_for(text)
 
     def stop(self) -> int:
         if self.process is None or self.process.poll() is not None:

@@ -4,6 +4,10 @@ Armed with ``cut`` or ``freeze``, it waits for the agent's next bytes (the
 answer to the call just made): ``cut`` then resets every connection it
 carries, ``freeze`` stops moving bytes on them without closing anything, so
 that only heartbeats can tell. Connections made afterwards work normally.
+
+With ``reset_after_handshake(n)`` it instead resets each of the next ``n``
+connections right after their TLS handshake, before the upgrade is answered,
+as a server that refuses the client's certificate after a TLS 1.3 handshake does.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ class _Link:
     dialer: asyncio.StreamWriter
     target: asyncio.StreamWriter
     frozen: asyncio.Event = field(default_factory=asyncio.Event)
+    reset_after_handshake: bool = False
+    last_sender: str = ""
+    dialer_turns: int = 0  # times the dialer began to send after the target had
 
 
 class Forwarder:
@@ -33,6 +40,8 @@ class Forwarder:
         self.faults = 0
         self.fired = asyncio.Event()
         self._armed: Fault | None = None
+        self._resets_due = 0
+        self.resets = 0
         self._links: list[_Link] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
@@ -53,6 +62,10 @@ class Forwarder:
         """Break the connections when the agent next sends anything."""
         self._armed = fault
 
+    def reset_after_handshake(self, connections: int) -> None:
+        """Reset the next ``connections`` connections right after their TLS handshake."""
+        self._resets_due = connections
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             target_reader, target_writer = await asyncio.open_connection(
@@ -61,7 +74,8 @@ class Forwarder:
         except OSError:
             writer.transport.abort()
             return
-        link = _Link(writer, target_writer)
+        link = _Link(writer, target_writer, reset_after_handshake=self._resets_due > 0)
+        self._resets_due = max(0, self._resets_due - 1)
         self._links.append(link)
         pumps = [
             asyncio.ensure_future(self._pump(link, reader, target_writer, self.agent_dials)),
@@ -83,6 +97,10 @@ class Forwarder:
     ) -> None:
         with contextlib.suppress(OSError):
             while data := await source.read(65536):
+                if self._handshake_done(link, sink is link.target):
+                    self.resets += 1
+                    _abort(link)  # and these bytes never arrive
+                    break
                 if from_agent and self._armed is not None:
                     self._fire(self._armed)  # and these bytes never arrive
                 if link.frozen.is_set() or link.dialer.transport.is_closing():
@@ -92,6 +110,20 @@ class Forwarder:
         if link.frozen.is_set():
             await asyncio.Event().wait()  # a frozen path moves nothing, not even a close
         sink.close()
+
+    @staticmethod
+    def _handshake_done(link: _Link, from_dialer: bool) -> bool:
+        """Whether a link to reset after the handshake has just completed it.
+
+        The dialer speaks twice in a TLS 1.3 handshake (ClientHello, then its
+        certificate and Finished); the target's next bytes (session tickets, the
+        HTTP answer) come only after it has read the dialer's Finished.
+        """
+        sender = "dialer" if from_dialer else "target"
+        if sender == "dialer" and link.last_sender != "dialer":
+            link.dialer_turns += 1
+        link.last_sender = sender
+        return link.reset_after_handshake and sender == "target" and link.dialer_turns >= 2
 
     def _fire(self, fault: Fault) -> None:
         self._armed = None

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from agent.client import PollingListener
+from agent.client.polling import AgentNotConnected
 from agent.client.scripts import LogChunk, ScriptRequest, execute_script
-from agent.errors import ConnectionLost
 from tests.helpers.agent import AgentProcess
 from tests.helpers.cli import TentacleCli
 from tests.helpers.connect_proxy import ConnectProxy
@@ -51,10 +52,33 @@ async def test_a_call_waits_for_the_agent_and_then_times_out_clearly(
     polling: tuple[AgentProcess, PollingListener],
 ) -> None:
     agent, listener = polling
-    with pytest.raises(ConnectionLost, match=r"did not connect within 0 s"):
+    await listener.channel(agent.subscription, agent.thumbprint)  # it has connected
+    with pytest.raises(AgentNotConnected, match=r"did not connect within 0.1 s") as caught:
         await listener.channel("poll://aaaaaaaaaaaaaaaaaaaa/", agent.thumbprint, timeout=0.1)
-    with pytest.raises(ConnectionLost, match=r"did not connect"):  # right id, wrong certificate
+    assert f"the last agent to connect was {agent.subscription}" in str(caught.value)
+    assert "is the subscription id right?" in str(caught.value)
+    with pytest.raises(AgentNotConnected, match=r"did not connect") as caught:  # wrong certificate
         await listener.channel(agent.subscription, "AB" * 20, timeout=0.1)
+    assert re.search(rf"last connected \d+ s ago with certificate {agent.thumbprint}",
+                     str(caught.value))  # fmt: skip
+
+
+def test_the_command_line_waits_for_a_polling_agent_only_until_its_timeout(
+    tentacle: TentacleCli, tmp_path: Path
+) -> None:
+    agent = AgentProcess(tentacle)  # never started: nothing will connect
+    certificate = tmp_path / "agent.pem"
+    certificate.write_bytes(agent.identity.certificate_pem)
+    result = tentacle.fails(
+        "client", "--instance", "hub", "capabilities", "--endpoint", "poll://aaaaaaaaaaaaaaaaaaaa/",
+        "--listen", "127.0.0.1:0", "--agent-certificate", str(certificate), "--timeout", "0.5",
+    )  # fmt: skip
+    [waiting, error] = result.err.splitlines()
+    assert waiting == "Waiting for poll://aaaaaaaaaaaaaaaaaaaa/ on 127.0.0.1:0 (up to 0.5 s)"
+    assert error == (
+        f"error: agent poll://aaaaaaaaaaaaaaaaaaaa/ with certificate {agent.thumbprint} did not "
+        "connect within 0.5 s; no agent connected meanwhile"
+    )
 
 
 def test_run_script_over_polling_from_the_command_line(
@@ -141,11 +165,11 @@ async def test_an_untrusted_agent_is_refused_and_both_sides_name_the_thumbprints
     agent.poll(host, port, agent.caller.thumbprint).start()
     try:
         # the hub runs on this event loop: wait for the agent's log off the loop
-        line = await asyncio.to_thread(agent.wait_for_log, "cannot reach polling server")
+        line = await asyncio.to_thread(agent.wait_for_log, "not trust our certificate")
         assert agent.thumbprint in line
-        assert "not trust our certificate" in line
-        with pytest.raises(ConnectionLost, match="did not connect"):
+        with pytest.raises(AgentNotConnected, match="did not connect") as caught:
             await listener.channel(agent.subscription, agent.thumbprint, timeout=0.5)
+        assert f"untrusted certificate presented {agent.thumbprint}" in str(caught.value)
     finally:
         agent.stop()
         await listener.stop()

@@ -171,7 +171,7 @@ async def test_a_disk_filling_up_mid_upload_is_insufficient_space_and_leaves_not
 @pytest.mark.parametrize(
     ("path", "what"),
     [("identity.pem", "identity"), ("tentacle.yaml", "configuration"),
-     ("Files/hard-link-to-identity", "identity")],
+     ("Files/hard-link-to-identity", "identity"), ("tentacle.lock", "lock")],
 )  # fmt: skip
 async def test_the_instances_own_files_are_refused_both_ways(
     agent: AgentProcess, tmp_path: Path, path: str, what: str
@@ -182,7 +182,9 @@ async def test_the_instances_own_files_are_refused_both_ways(
     if "hard-link" in path:
         (agent.home / "Files").mkdir(exist_ok=True)
         os.link(identity, agent.home / path)
-    before = {identity: identity.read_bytes(), config: config.read_bytes()}
+    lock = agent.home / "tentacle.lock"
+    before = {identity: identity.read_bytes(), config: config.read_bytes(),
+              lock: lock.read_bytes()}  # fmt: skip
     local = tmp_path / "forged"
     local.write_text("forged")
     async with agent.client() as hub:

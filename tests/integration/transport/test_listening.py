@@ -62,9 +62,13 @@ async def test_the_agent_can_be_named_by_sha256_too(agent: AgentProcess) -> None
 
 async def test_an_untrusted_client_is_refused_and_both_sides_say_why(agent: AgentProcess) -> None:
     stranger = generate_identity()
+    endpoint = Endpoint(agent.url, agent.thumbprint)
+    # the agent gives no reason (no TLS alert): the same outcome on every retry is the evidence
+    untrusted = AgentClient(endpoint, agent.settings(identity=stranger), retry_delays=(0, 0))
     with pytest.raises(TrustError) as caught:
-        await dial(agent.url, agent.thumbprint, agent.settings(identity=stranger))
+        await untrusted.__aenter__()
     assert stranger.thumbprint in str(caught.value)
+    assert "on each of 3 attempts in a row" in str(caught.value)
     assert "not trust our certificate" in str(caught.value)
     line = agent.wait_for_log(f"refused a client presenting certificate {stranger.thumbprint}")
     assert f"trusted thumbprints: {agent.caller.thumbprint}" in line
@@ -150,7 +154,8 @@ async def test_sigterm_lets_a_call_in_flight_finish(agent: AgentProcess) -> None
         result = await upload
     assert result.value["Length"] == 22
     assert (agent.home / "slow.txt").read_text() == "first half second half"
-    assert agent.stop() == 0
+    # wait, without a second SIGTERM (stop() sends one if the agent is still closing)
+    assert await asyncio.to_thread(agent.wait_exit) == 0
 
 
 @pytest.mark.parametrize("verb", ["agent", "run"])
