@@ -23,8 +23,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections import deque
-from collections.abc import AsyncIterable, Callable, Coroutine
+from collections.abc import AsyncIterable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -36,6 +35,7 @@ from agent.protocol import events as ev
 from agent.protocol.dispatch import Handler, IncomingCall, Reply
 from agent.protocol.messages import CANCELLED, INTERNAL, UNKNOWN_SERVICE
 from agent.transport.streams import InboundStream, OutboundCredit, connection_lost
+from agent.transport.turns import Turns
 
 log = logging.getLogger(__name__)
 
@@ -70,49 +70,6 @@ class _Failure:
     message: str
 
 
-class _Turns:
-    """First come, first served admission while ``room()`` allows.
-
-    A caller that passes :meth:`enter` must take its place at once (without
-    awaiting); :meth:`wake` lets waiters in as places free up.
-    """
-
-    def __init__(self, room: Callable[[], int]) -> None:
-        self._room = room
-        self._waiters: deque[asyncio.Future[None]] = deque()
-        self._granted = 0  # let in, not yet resumed to take their place
-
-    async def enter(self) -> None:
-        if not self._waiters and self._room() - self._granted > 0:
-            return
-        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(turn)
-        try:
-            await turn
-        except asyncio.CancelledError:
-            if turn.done() and not turn.cancelled():  # let in, then cancelled: pass it on
-                self._granted -= 1
-                self.wake()
-            else:
-                with contextlib.suppress(ValueError):
-                    self._waiters.remove(turn)
-            raise
-        self._granted -= 1
-
-    def wake(self) -> None:
-        while self._waiters and self._room() - self._granted > 0:
-            turn = self._waiters.popleft()
-            if not turn.done():
-                turn.set_result(None)
-                self._granted += 1
-
-    def fail(self, error: BaseException) -> None:
-        while self._waiters:
-            turn = self._waiters.popleft()
-            if not turn.done():
-                turn.set_exception(error)
-
-
 class Channel:
     def __init__(
         self,
@@ -136,7 +93,7 @@ class Channel:
         self._room = asyncio.Event()  # set while answers may be queued and frames read
         self._room.set()
         self._pending: dict[int, asyncio.Future[CallResult]] = {}
-        self._turns = _Turns(connection.call_room)
+        self._turns = Turns(connection.call_room)
         self._streams_reserved = 0  # by calls waiting for their turn with an upload
         self._stream_ended = asyncio.Event()  # one of our streams ended: room for another
         self._handling: dict[int, asyncio.Task[None]] = {}  # by call id, until handled
