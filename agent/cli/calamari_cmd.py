@@ -108,7 +108,7 @@ variables_option = click.option(
 )
 
 
-@calamari_group.command("run-script", context_settings={"ignore_unknown_options": True})
+@calamari_group.command("run-script")
 @existing_file("--script", "bash (.sh) or Python (.py)")
 @variables_option
 @click.option(
@@ -127,6 +127,7 @@ def run_script_command(
 
     Output variables and artifacts the script reports come out as service
     messages (sensitive values masked, like every secret in the output).
+    The script's own ARGUMENTS follow `--`, so that a mistyped option is an error.
     """
     variables = _variables(variables_file)
     try:

@@ -212,7 +212,7 @@ def _show_transfer(result: dict[str, Any], output_format: str) -> None:
         )
 
 
-@client_group.command("run-script", context_settings={"ignore_unknown_options": True})
+@client_group.command("run-script")
 @endpoint_options
 @click.option("--ticket", help="resume the script with this ticket if it exists, else start it")
 @click.option(
@@ -253,6 +253,7 @@ def run_script_command(
 
     A second Ctrl-C, or SIGTERM, stops following the script at once and leaves
     it running on the agent; --ticket with the ticket shown follows it again.
+    The script's own ARGUMENTS follow `--`, so that a mistyped option is an error.
     """
     from agent.client.scripts import LogChunk, ScriptRequest, execute_script
     from agent.scripts import exitcodes

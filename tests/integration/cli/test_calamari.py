@@ -148,3 +148,18 @@ def test_deploy_package_defaults_to_the_agents_applications_folder(
                               "TentacleJournal": str(tmp_path / "journal.json")})  # fmt: skip
     assert result.out.splitlines()[-1] == f"Deployed Tool 0.1.0 to {agents / 'Tool' / '0.1.0'}"
     assert (tmp_path / "journal.json").exists()
+
+
+def test_a_mistyped_option_is_an_error_not_a_script_argument(
+    tentacle: TentacleCli, tmp_path: Path
+) -> None:
+    script = tmp_path / "args.sh"
+    script.write_text('echo "args: $*"\n')
+    variables = tmp_path / "variables.json"
+    variables.write_text("[]")
+    typo = tentacle.fails("calamari", "run-script", "--script", str(script),
+                          "--variabels", str(variables), code=2)  # fmt: skip
+    assert typo.err.splitlines()[-1].startswith("error: No such option '--variabels'")
+    passed = tentacle.ok("calamari", "run-script", "--script", str(script), "--",
+                         "--variabels", "-x", "two words")  # fmt: skip
+    assert passed.out.splitlines()[0] == "args: --variabels -x two words"

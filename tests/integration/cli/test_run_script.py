@@ -88,3 +88,15 @@ def test_the_same_ticket_resumes_the_running_script(agent: AgentProcess, tmp_pat
     release.touch()
     assert process.stdout.read() == "second\n"
     assert process.wait(timeout=60) == 5
+
+
+def test_a_mistyped_option_is_an_error_not_a_script_argument(
+    agent: AgentProcess, tmp_path: Path
+) -> None:
+    script = tmp_path / "args.sh"
+    script.write_text('echo "args: $*"\n')
+    typo = agent.cli.fails(*run_script(agent, script), "--tiket", "x", code=2)
+    assert "error: No such option '--tiket'." in typo.err
+    assert "--ticket" in typo.err.splitlines()[-1]  # click suggests the right one
+    passed = agent.cli.run(*run_script(agent, script), "--", "--tiket", "-x")
+    assert (passed.code, passed.out) == (0, "args: --tiket -x\n")
