@@ -202,30 +202,38 @@ def _shown(value: Any) -> str:
     """A setting as a person writes it: paths as paths, lists comma-separated."""
     if value is None:
         return "(none)"
+    if isinstance(value, bool):
+        return str(value).lower()
     if isinstance(value, tuple | list):
         return ", ".join(str(item) for item in value) or "(none)"
     return str(value)
 
 
+# The settings a change is shown for, by the names show-configuration uses.
+_SHOWN_AS = {
+    "home": "Home",
+    "applications": "ApplicationDirectory",
+    "port": "Port",
+    "listen_ip": "ListenIpAddress",
+    "no_listen": "NoListen",
+    "polling_connection_count": "PollingConnectionCount",
+    "heartbeat_interval": "HeartbeatInterval",
+    "file_roots": "FileRoots",
+    "max_running_scripts": "MaxRunningScripts",
+    "workspace_retention": "WorkspaceRetention",
+    "workspace_sweep_interval": "WorkspaceSweepInterval",
+}
+
+
 def _setting_changes(old: InstanceConfig, new: InstanceConfig) -> list[tuple[str, Any, Any]]:
-    names = [
-        "home",
-        "applications",
-        "port",
-        "listen_ip",
-        "no_listen",
-        "polling_connection_count",
-        "heartbeat_interval",
-        "file_roots",
-        "max_running_scripts",
-        "workspace_retention",
-        "workspace_sweep_interval",
-    ]
-    return [
-        (name, getattr(old, name), getattr(new, name))
-        for name in names
-        if getattr(old, name) != getattr(new, name)
-    ]
+    changes = []
+    for attribute, shown_as in _SHOWN_AS.items():
+        before, after = getattr(old, attribute), getattr(new, attribute)
+        if before != after:
+            if attribute == "listen_ip":  # as show-configuration says it
+                before, after = before or "any", after or "any"
+            changes.append((shown_as, before, after))
+    return changes
 
 
 @click.command("show-configuration")

@@ -153,8 +153,15 @@ def test_changes_are_shown_as_a_person_writes_them(pair: TentacleCli) -> None:
     root.mkdir()
     out = pair.ok("configure", "--instance", "a", "--file-root", str(root), "--app",
                   str(pair.root / "apps")).out  # fmt: skip
-    assert f"file_roots: (none) -> {root}\n" in out
-    assert f"applications: {pair.config_home / 'a' / 'Applications'} -> {pair.root / 'apps'}" in out
+    assert f"FileRoots: (none) -> {root}\n" in out
+    assert (
+        f"ApplicationDirectory: {pair.config_home / 'a' / 'Applications'} -> {pair.root / 'apps'}"
+        in out
+    )
+    changed = pair.ok("configure", "--instance", "a", "--listenIpAddress", "127.0.0.1",
+                      "--noListen", "true").out  # fmt: skip
+    assert "ListenIpAddress: any -> 127.0.0.1\n" in changed
+    assert "NoListen: false -> true\n" in changed
     assert "PosixPath" not in out
 
 
