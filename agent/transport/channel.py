@@ -159,7 +159,8 @@ class Channel:
         Returns once every task the channel started has ended: incoming calls
         have seen their cancellation (so their clean-up, such as removing a
         partial upload, is done), streams are ended and their sources closed,
-        and the socket is closed.
+        and the socket is closed (or, for a peer that does not read even the
+        close frame, given up on after WRITER_GRACE).
         """
         if self.closed.is_set():
             current = asyncio.current_task()
@@ -170,6 +171,13 @@ class Channel:
             code = aiohttp.WSCloseCode.PROTOCOL_ERROR
         self.close_reason = reason
         self.closed.set()
+        try:
+            await self._shut_down(reason, code)
+        finally:  # even if this close is cancelled, nobody waits for it for ever
+            self._closed_fully.set()
+
+    async def _shut_down(self, reason: str, code: int) -> None:
+        """What close() does once: fail the waiting, end the tasks, close the socket."""
         error = connection_lost(reason)
         if not self._hello.done():  # open() is waiting for it
             self._hello.set_exception(error)
@@ -198,9 +206,12 @@ class Channel:
                     await asyncio.wait_for(writer, WRITER_GRACE)
             await asyncio.gather(*(t for t in others if t is not current), return_exceptions=True)
         await asyncio.gather(*started, return_exceptions=True)
+        # A peer that does not read never lets the close frame out (the socket's buffer
+        # is full), and aiohttp would wait for it for ever: the wait is bounded.
         with contextlib.suppress(Exception):
-            await self._ws.close(code=code, message=_close_message(reason))
-        self._closed_fully.set()
+            await asyncio.wait_for(
+                self._ws.close(code=code, message=_close_message(reason)), WRITER_GRACE
+            )
 
     async def wait_closed(self) -> None:
         """Wait until the channel is closed and its clean-up is done."""

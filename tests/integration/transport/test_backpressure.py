@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import signal
 from pathlib import Path
 
 from agent.protocol import message_frame
 from agent.protocol.messages import Call
 from tests.helpers.agent import AgentProcess
+from tests.helpers.cli import TentacleCli
 from tests.helpers.protocol import raw_peer
 
 MIB = 1024 * 1024
@@ -55,3 +57,27 @@ async def test_more_concurrent_calls_than_the_agent_accepts_wait_instead_of_fail
         )
     failed = [a for a in answers if isinstance(a, BaseException)]
     assert failed == [], f"{len(failed)} of {calls} failed, first: {failed[0]!r}"
+
+
+async def test_an_agent_that_dropped_a_peer_who_never_reads_still_stops(
+    tentacle: TentacleCli,
+) -> None:
+    # The drop's close frame can never be sent to such a peer: the socket's buffer is full.
+    # Closing must not wait for it for ever, or the agent's stop waits for ever too.
+    agent = AgentProcess(tentacle)
+    agent.instance = agent.instance.save(
+        agent.instance.config.with_settings(heartbeat_interval=1.0)
+    )
+    agent.start()
+    try:
+        async with raw_peer(agent.url, agent.caller) as greedy:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(FLOOD_SECONDS):
+                    for call_id in range(1, MAX_CALLS + 1):
+                        await greedy.send_bytes(message_frame(Call(call_id, NAME, "get")))
+            await asyncio.to_thread(agent.wait_for_log, "closing")  # dropped, still connected
+            agent.signal(signal.SIGTERM)
+            code = await asyncio.to_thread(agent.process.wait, 60)  # type: ignore[union-attr]
+        assert code == 0, agent.log()
+    finally:
+        agent.stop()
