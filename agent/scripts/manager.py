@@ -200,6 +200,12 @@ class ScriptManager:
             key = ticket_key(ticket)
         except CallError:
             return
+        if (starting := self._starting.get(key)) is not None and starting.locked():
+            # A start is creating this ticket's workspace (its files may still be
+            # arriving): release what it registers rather than let it run later.
+            # Only the creation is waited for, never the start's own wait.
+            async with starting:
+                pass
         script = self._scripts.get(key)
         if script is None:
             return
@@ -274,8 +280,26 @@ class ScriptManager:
             raise
         script = _Script(key, workspace, state, output)
         self._scripts[key] = script
-        script.task = asyncio.create_task(self._run(script), name=f"script-{key}")
+        self._spawn_run(script)
         return script
+
+    def _spawn_run(self, script: _Script) -> None:
+        """Start ``_run`` for ``script``, finishing it as Cancelled if it is cancelled unstarted.
+
+        A task cancelled before its first step runs none of its code, so
+        ``_run``'s own handler would never finish it: a complete sent right
+        after the start would wait forever, and the Pending state on disk would
+        run the script after a restart. The done callback closes that gap.
+        """
+        task = asyncio.create_task(self._run(script), name=f"script-{script.key}")
+        task.add_done_callback(lambda _: self._ended_unfinished(script))
+        script.task = task
+
+    def _ended_unfinished(self, script: _Script) -> None:
+        if script.done.is_set() or self._closing:
+            return  # finished by _run, or left Pending on purpose for the next start-up
+        script.log.note("Cancelled before the script started")
+        self._finish(script, exitcodes.CANCELLED)
 
     async def _run(self, script: _Script) -> None:
         spec = script.state.spec
@@ -417,7 +441,7 @@ class ScriptManager:
         launched = runner.recorded_wrapper(workspace)
         if launched is None:  # the wrapper never started: safe to (re)start from scratch
             self._save(script, state.but(state=PENDING, started=None))
-            script.task = asyncio.create_task(self._run(script), name=f"script-{key}")
+            self._spawn_run(script)
             return
         if runner.exit_code(workspace) is None and not runner.is_alive(launched):
             script.log.note("The script ended while the agent was down, without an exit code")
