@@ -93,6 +93,7 @@ class ScriptManager:
         self.settings = settings
         self._scripts: dict[str, _Script] = {}
         self._starting: dict[str, asyncio.Lock] = {}
+        self._releasing: set[str] = set()  # keys a complete waits to release while they start
         self._mutex = IsolationMutex()
         self._slots = asyncio.Semaphore(settings.max_running) if settings.max_running else None
         self._sweeper: asyncio.Task[None] | None = None
@@ -194,7 +195,9 @@ class ScriptManager:
 
         Never raises for an unknown or already completed ticket. The outcome is
         kept as a tombstone (in memory until a full disk lets it be written) so
-        that a later start of this ticket does not run it again.
+        that a later start of this ticket does not run it again. A start still
+        creating this ticket's workspace is waited for (not its own wait), and
+        what it registers is released without being launched.
         """
         try:
             key = ticket_key(ticket)
@@ -204,8 +207,12 @@ class ScriptManager:
             # A start is creating this ticket's workspace (its files may still be
             # arriving): release what it registers rather than let it run later.
             # Only the creation is waited for, never the start's own wait.
-            async with starting:
-                pass
+            self._releasing.add(key)
+            try:
+                async with starting:
+                    pass
+            finally:
+                self._releasing.discard(key)
         script = self._scripts.get(key)
         if script is None:
             return
@@ -280,7 +287,11 @@ class ScriptManager:
             raise
         script = _Script(key, workspace, state, output)
         self._scripts[key] = script
-        self._spawn_run(script)
+        if key in self._releasing:  # a complete waits for this creation: never launch it
+            script.log.note("Released by complete before it started")
+            self._finish(script, exitcodes.CANCELLED)
+        else:
+            self._spawn_run(script)
         return script
 
     def _spawn_run(self, script: _Script) -> None:

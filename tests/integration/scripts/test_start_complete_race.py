@@ -9,6 +9,7 @@ complete arrived is stopped by it; one that was not yet launched never is.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from agent.errors import ConnectionLost
@@ -67,3 +68,35 @@ async def test_complete_sent_with_start_releases_the_ticket_for_good(
         await eventually(lambda: answers(Scripts(client)), "the restarted agent answers")
         await assert_released(Scripts(client), tickets, "after a restart")
     assert not [m.name for m in markers if m.exists()], "released scripts ran after their complete"
+
+
+async def test_complete_during_the_start_s_upload_releases_the_ticket(
+    agent: AgentProcess, tmp_path: Path
+) -> None:
+    marker, ticket, rest = tmp_path / "ran", "uploading", asyncio.Event()
+
+    async def upload() -> AsyncIterator[bytes]:
+        yield b"a"
+        await rest.wait()  # the start stays inside the workspace's creation until then
+        yield b"b"
+
+    params = {"ScriptTicket": ticket, "ScriptBody": f"echo ran > '{marker}'",
+              "Isolation": "none", "Files": [{"Name": "data", "Length": 2}]}  # fmt: skip
+    async with agent.client() as client:
+        channel = await client.connect()
+        start = asyncio.ensure_future(channel.call("scripts", "start", params, upload=upload()))
+        data = agent.home / "Work" / ticket / "data"
+        await eventually(data.exists, "the start writes its file")
+        complete = asyncio.ensure_future(
+            channel.call("scripts", "complete", {"ScriptTicket": ticket})
+        )
+        # The calls of one connection are read in order: once this status has
+        # answered, the agent has the complete, which arrived during the upload.
+        await Scripts(client).status("probe")
+        rest.set()
+        try:
+            await asyncio.wait_for(asyncio.gather(start, complete), HANG)
+        except TimeoutError:
+            raise AssertionError("start and complete during its upload did not answer") from None
+        await assert_released(Scripts(client), [ticket], "after complete")
+    assert not marker.exists(), "the released script ran"
