@@ -93,6 +93,7 @@ class ScriptManager:
         self.settings = settings
         self._scripts: dict[str, _Script] = {}
         self._starting: dict[str, asyncio.Lock] = {}
+        self._releasing: set[str] = set()  # keys a complete waits to release while they start
         self._mutex = IsolationMutex()
         self._slots = asyncio.Semaphore(settings.max_running) if settings.max_running else None
         self._sweeper: asyncio.Task[None] | None = None
@@ -194,12 +195,24 @@ class ScriptManager:
 
         Never raises for an unknown or already completed ticket. The outcome is
         kept as a tombstone (in memory until a full disk lets it be written) so
-        that a later start of this ticket does not run it again.
+        that a later start of this ticket does not run it again. A start still
+        creating this ticket's workspace is waited for (not its own wait), and
+        what it registers is released without being launched.
         """
         try:
             key = ticket_key(ticket)
         except CallError:
             return
+        if (starting := self._starting.get(key)) is not None and starting.locked():
+            # A start is creating this ticket's workspace (its files may still be
+            # arriving): release what it registers rather than let it run later.
+            # Only the creation is waited for, never the start's own wait.
+            self._releasing.add(key)
+            try:
+                async with starting:
+                    pass
+            finally:
+                self._releasing.discard(key)
         script = self._scripts.get(key)
         if script is None:
             return
@@ -274,8 +287,30 @@ class ScriptManager:
             raise
         script = _Script(key, workspace, state, output)
         self._scripts[key] = script
-        script.task = asyncio.create_task(self._run(script), name=f"script-{key}")
+        if key in self._releasing:  # a complete waits for this creation: never launch it
+            script.log.note("Released by complete before it started")
+            self._finish(script, exitcodes.CANCELLED)
+        else:
+            self._spawn_run(script)
         return script
+
+    def _spawn_run(self, script: _Script) -> None:
+        """Start ``_run`` for ``script``, finishing it as Cancelled if it is cancelled unstarted.
+
+        A task cancelled before its first step runs none of its code, so
+        ``_run``'s own handler would never finish it: a complete sent right
+        after the start would wait forever, and the Pending state on disk would
+        run the script after a restart. The done callback closes that gap.
+        """
+        task = asyncio.create_task(self._run(script), name=f"script-{script.key}")
+        task.add_done_callback(lambda _: self._ended_unfinished(script))
+        script.task = task
+
+    def _ended_unfinished(self, script: _Script) -> None:
+        if script.done.is_set() or self._closing:
+            return  # finished by _run, or left Pending on purpose for the next start-up
+        script.log.note("Cancelled before the script started")
+        self._finish(script, exitcodes.CANCELLED)
 
     async def _run(self, script: _Script) -> None:
         spec = script.state.spec
@@ -417,7 +452,7 @@ class ScriptManager:
         launched = runner.recorded_wrapper(workspace)
         if launched is None:  # the wrapper never started: safe to (re)start from scratch
             self._save(script, state.but(state=PENDING, started=None))
-            script.task = asyncio.create_task(self._run(script), name=f"script-{key}")
+            self._spawn_run(script)
             return
         if runner.exit_code(workspace) is None and not runner.is_alive(launched):
             script.log.note("The script ended while the agent was down, without an exit code")
