@@ -22,17 +22,10 @@ from agent.transport.channel import WRITE_QUEUE_DATA_BYTES, Channel
 from agent.transport.dialer import dial
 from agent.transport.listener import Listener
 from agent.transport.settings import ChannelSettings
+from tests.helpers.eventually import eventually
 from tests.helpers.protocol import raw_peer
 
 CHUNK = 64 * 1024
-
-
-async def eventually(condition: Callable[[], bool], what: str, within: float = 30.0) -> None:
-    """Wait until ``condition()`` holds; fail naming ``what`` after ``within`` seconds."""
-    deadline = asyncio.get_running_loop().time() + within
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, f"never happened: {what}"
-        await asyncio.sleep(0.01)  # polling a condition, with a deadline; not synchronisation
 
 
 class Server:
