@@ -79,7 +79,12 @@ class Channel:
         peer_thumbprint: str,
         handler: Handler | None = None,
         peer_sha256: str | None = None,
+        transport: asyncio.Transport | None = None,
     ) -> None:
+        """``transport`` is the socket under ``websocket``, where known: close()
+        aborts it when the peer does not read, rather than leave the
+        connection to linger."""
+        self._transport = transport
         self.peer_thumbprint = peer_thumbprint
         # the peer's certificate as SHA-1 and, where known, SHA-256 thumbprints
         self.peer_thumbprints = frozenset(t for t in (peer_thumbprint, peer_sha256) if t)
@@ -143,6 +148,13 @@ class Channel:
         """Bytes of frames waiting for the socket."""
         return self._queued
 
+    @property
+    def socket_backlog(self) -> int:
+        """Bytes the socket has taken but not yet sent (0 where the transport is unknown)."""
+        if self._transport is None or self._transport.is_closing():
+            return 0
+        return self._transport.get_write_buffer_size()
+
     async def drain(self) -> None:
         """Wait until every incoming call has been answered.
 
@@ -202,16 +214,27 @@ class Channel:
                 if task is not current:
                     task.cancel()
             if writer is not current:  # let it send what is queued (a last error, say)
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await asyncio.wait_for(writer, WRITER_GRACE)
+                unknown_socket = self._transport is None  # cancelling is all there is
+                if not await _ended_within(writer, WRITER_GRACE, cancel=unknown_socket):
+                    self._give_up_on_the_peer()
+                    await _ended_within(writer, WRITER_GRACE)
             await asyncio.gather(*(t for t in others if t is not current), return_exceptions=True)
         await asyncio.gather(*started, return_exceptions=True)
         # A peer that does not read never lets the close frame out (the socket's buffer
         # is full), and aiohttp would wait for it for ever: the wait is bounded.
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(
-                self._ws.close(code=code, message=_close_message(reason)), WRITER_GRACE
-            )
+        closing = asyncio.ensure_future(self._ws.close(code=code, message=_close_message(reason)))
+        if not await _ended_within(closing, WRITER_GRACE):
+            self._give_up_on_the_peer()
+
+    def _give_up_on_the_peer(self) -> None:
+        """Drop a connection whose peer does not read: nothing more can reach it.
+
+        Aborting the socket wakes a writer waiting for room with an error, which
+        cancelling it would not do cleanly: aiohttp keeps the cancelled wait and
+        every later send or close on that socket would raise CancelledError.
+        """
+        if self._transport is not None:
+            self._transport.abort()
 
     async def wait_closed(self) -> None:
         """Wait until the channel is closed and its clean-up is done."""
@@ -542,3 +565,18 @@ async def _finish(task: asyncio.Task[None]) -> None:
         task.cancel()
     with contextlib.suppress(BaseException):
         await task
+
+
+async def _ended_within(task: asyncio.Future[Any], seconds: float, *, cancel: bool = True) -> bool:
+    """Wait up to ``seconds`` for ``task``; then cancel it (with ``cancel``) if it still runs.
+
+    Returns whether it ended by itself. Whatever it raised, a CancelledError
+    included, stays with it: only the caller's own cancellation propagates.
+    """
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done and not cancel:
+        return False
+    if not done:
+        task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return bool(done)

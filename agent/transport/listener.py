@@ -152,7 +152,7 @@ class Listener:
         connection = self._settings.connection(dialer=False, now=time.monotonic())
         channel = Channel(
             websocket, connection, peer_thumbprint=thumbprint, handler=self._handler,
-            peer_sha256=sha256,
+            peer_sha256=sha256, transport=request.transport,
         )  # fmt: skip
         self._channels.add(channel)
         try:

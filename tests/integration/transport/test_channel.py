@@ -168,10 +168,17 @@ async def test_uploads_beyond_the_peers_stream_limit_wait_for_one_to_end() -> No
     assert [r.value for r in results] == [3000] * 5
 
 
+# asyncio's transports pause their protocol above 64 KiB unsent (TLS ones too)
+SOCKET_HIGH_WATER = 64 * 1024
+
+
 async def test_closing_ends_every_task_of_a_connection_whose_downloads_are_not_read() -> None:
+    """Even once the writer waits on a full socket: aiohttp used to leave a cancelled wait
+    behind, so the close frame's send raised CancelledError out of close()."""
     downloads = 4
     started: list[int] = []
     finished: list[int] = []
+    produced: list[int] = []  # a chunk's download, as each is made
 
     async def endless(call: IncomingCall) -> Reply:
         number = len(started)
@@ -180,6 +187,7 @@ async def test_closing_ends_every_task_of_a_connection_whose_downloads_are_not_r
         async def chunks() -> AsyncIterator[bytes]:
             try:
                 for _ in range(4096):  # 256 MiB: far more than any buffer holds
+                    produced.append(number)
                     yield b"x" * CHUNK
             finally:
                 finished.append(number)
@@ -194,11 +202,26 @@ async def test_closing_ends_every_task_of_a_connection_whose_downloads_are_not_r
             await peer.send_bytes(_download(call_id))
         await eventually(lambda: len(started) == downloads, "every download started")
         [channel] = server.channels
-        await eventually(
-            lambda: channel.queued_bytes > WRITE_QUEUE_DATA_BYTES, "the writer backed up"
-        )
+        progress: list[int] = []
+
+        def stuck() -> bool:
+            """The socket is full and has taken nothing for a while (the kernel's
+            buffers can grow for a moment after the peer stops reading)."""
+            full = channel.queued_bytes > WRITE_QUEUE_DATA_BYTES
+            full = full and channel.socket_backlog > SOCKET_HIGH_WATER
+            progress.append(len(produced) if full else -1)
+            return len(progress) >= 20 and len(set(progress[-20:])) == 1 and progress[-1] >= 0
+
+        await eventually(stuck, "the writer is stuck on a full socket")
         await channel.drain()  # every call is answered; the unread streams are not waited for
         await server.listener.stop(grace=0)
+        # the connection was dropped, not left to linger: what was in flight, then the end
+        ends = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
+        for _ in range(100_000):
+            if (await peer.receive()).type in ends:
+                break
+        else:
+            raise AssertionError("the peer was never told the connection ended")
     left = [t for t in asyncio.all_tasks() if "Channel." in t.get_coro().__qualname__]  # type: ignore[union-attr]
     assert left == []
     assert sorted(finished) == list(range(downloads))  # every stream's source was closed
