@@ -28,7 +28,7 @@ from agent.services.router import Router
 from agent.services.scripts import ScriptService
 from agent.transport.dialer import Proxy
 from agent.transport.listener import Listener
-from agent.transport.polling import poll, proxy_from_environment
+from agent.transport.poller import poll, proxy_from_environment
 from agent.transport.settings import ChannelSettings
 
 log = logging.getLogger(__name__)

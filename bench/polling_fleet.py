@@ -18,7 +18,7 @@ from agent.certs import load_identity
 from agent.config.polling import new_subscription_id
 from agent.services.capabilities import capabilities_methods
 from agent.services.router import Router
-from agent.transport.polling import poll
+from agent.transport.poller import poll
 from agent.transport.settings import ChannelSettings
 
 

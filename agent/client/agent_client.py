@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from agent.client.polling import DEFAULT_QUEUE_TIMEOUT, PollingListener
+from agent.client.polling_listener import DEFAULT_QUEUE_TIMEOUT, PollingListener
 from agent.errors import ConnectionLost, TentacleError
 from agent.transport.channel import Channel
 from agent.transport.dialer import DroppedAfterHandshake, dial

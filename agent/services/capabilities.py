@@ -10,7 +10,7 @@ from typing import Any
 
 import psutil
 
-from agent.protocol.dispatch import IncomingCall, Reply
+from agent.protocol.calls import IncomingCall, Reply
 from agent.scripts.runner import PROGRAMS
 
 

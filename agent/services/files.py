@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from agent.errors import CallError
-from agent.protocol.dispatch import IncomingCall, Reply
+from agent.protocol.calls import IncomingCall, Reply
 from agent.protocol.messages import BAD_PARAMS, REFUSED
 from agent.services.fileio import (
     INSUFFICIENT_SPACE,

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agent.errors import CallError
-from agent.protocol.dispatch import IncomingCall, Reply
+from agent.protocol.calls import IncomingCall, Reply
 from agent.protocol.messages import BAD_PARAMS, UNKNOWN_METHOD, UNKNOWN_SERVICE
 
 Method = Callable[[IncomingCall], Awaitable[Reply]]

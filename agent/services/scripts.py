@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import CallError
-from agent.protocol.dispatch import IncomingCall, Reply
+from agent.protocol.calls import IncomingCall, Reply
 from agent.protocol.messages import BAD_PARAMS, REFUSED
 from agent.scripts.manager import ScriptManager
 from agent.scripts.outputlog import INDEX_FILE, RAW_FILES

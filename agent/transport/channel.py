@@ -32,7 +32,7 @@ import aiohttp
 from agent.errors import CallError, ConnectionLost, ProtocolError, RemoteError
 from agent.protocol import Connection
 from agent.protocol import events as ev
-from agent.protocol.dispatch import Handler, IncomingCall, Reply
+from agent.protocol.calls import Handler, IncomingCall, Reply
 from agent.protocol.messages import CANCELLED, INTERNAL, UNKNOWN_SERVICE
 from agent.transport.streams import InboundStream, OutboundCredit, connection_lost
 from agent.transport.turns import Turns

@@ -16,7 +16,7 @@ import aiohttp
 from yarl import URL
 
 from agent.errors import ConfigError, ConnectionLost, TrustError
-from agent.protocol.dispatch import Handler
+from agent.protocol.calls import Handler
 from agent.transport.channel import Channel
 from agent.transport.settings import ChannelSettings
 from agent.transport.tls import check_peer, client_context

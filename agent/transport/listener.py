@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from agent.protocol.dispatch import Handler
+from agent.protocol.calls import Handler
 from agent.transport.channel import Channel
 from agent.transport.settings import ChannelSettings
 from agent.transport.tls import peer_certificate, server_context, thumbprints_of

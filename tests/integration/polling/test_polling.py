@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent.client import PollingListener
-from agent.client.polling import AgentNotConnected
+from agent.client.polling_listener import AgentNotConnected
 from agent.client.scripts import LogChunk, ScriptRequest, execute_script
 from tests.helpers.agent import AgentProcess
 from tests.helpers.cli import TentacleCli

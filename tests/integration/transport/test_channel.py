@@ -16,7 +16,7 @@ import pytest
 from agent import __version__
 from agent.certs import generate_identity
 from agent.protocol import Limits, message_frame
-from agent.protocol.dispatch import Handler, IncomingCall, Reply
+from agent.protocol.calls import Handler, IncomingCall, Reply
 from agent.protocol.messages import Call
 from agent.transport.channel import WRITE_QUEUE_DATA_BYTES, Channel
 from agent.transport.dialer import dial

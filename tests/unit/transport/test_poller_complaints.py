@@ -1,6 +1,6 @@
 """Which failures of a polling connection are logged (issue 10: 105 lines in 21 minutes)."""
 
-from agent.transport.polling import Complaints
+from agent.transport.poller import Complaints
 
 
 def test_the_same_failure_is_logged_at_its_first_then_each_doubling() -> None:

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from agent.errors import TentacleError
-from agent.protocol.dispatch import Handler
+from agent.protocol.calls import Handler
 from agent.transport.dialer import DroppedAfterHandshake, Proxy, dial
 from agent.transport.listener import drain
 from agent.transport.settings import ChannelSettings

@@ -1,6 +1,6 @@
 import random
 
-from agent.transport.polling import BACKOFF_CAP, backoff_delay
+from agent.transport.poller import BACKOFF_CAP, backoff_delay
 
 
 def test_first_retry_is_within_a_second_and_growth_is_capped() -> None:

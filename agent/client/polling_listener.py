@@ -18,7 +18,7 @@ from agent.certs import parse_thumbprint
 from agent.errors import TentacleError
 from agent.transport.channel import Channel
 from agent.transport.listener import Listener
-from agent.transport.polling import SUBSCRIPTION_HEADER
+from agent.transport.poller import SUBSCRIPTION_HEADER
 from agent.transport.settings import ChannelSettings
 
 log = logging.getLogger(__name__)
