@@ -27,6 +27,7 @@ from agent.certs import (
 )
 from agent.cli.context import current
 from agent.cli.logs import configure_logging
+from agent.cli.loop import run as run_on_loop
 from agent.cli.options import instance_option
 from agent.config.instances import HOME_MODE
 
@@ -75,7 +76,7 @@ def agent_command(instance_name: str | None, log_format: str, grace: float) -> N
             executable = shutil.which("tentacle") or sys.argv[0]
             run = AgentRun(instance.name, config, identity, grace, context.environ, executable,
                            config_path=instance.config_path)  # fmt: skip
-            asyncio.run(_serve(run, signals))
+            run_on_loop(_serve(run, signals), context.environ, announce=True)
     except (ConfigError, InstanceError) as error:
         raise _Refused(str(error)) from None
     if signals.stopped_at_once:

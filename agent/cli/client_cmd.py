@@ -14,6 +14,7 @@ import click
 from agent import __version__
 from agent.cli.certificates import instance_identity
 from agent.cli.context import current
+from agent.cli.loop import run as run_on_loop
 from agent.cli.options import VerbGroup, instance_option
 from agent.cli.output import emit_fields, emit_json, format_option, progress_bar
 from agent.cli.signals import Interrupted, until_signalled
@@ -115,7 +116,7 @@ def _run(
         async with AgentClient(Endpoint(target.endpoint, target.thumbprint), settings) as client:
             return await action(client)
 
-    return asyncio.run(until_signalled(main(), first_interrupt))
+    return run_on_loop(until_signalled(main(), first_interrupt), context.environ)
 
 
 async def _run_polling(
