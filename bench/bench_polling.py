@@ -1,21 +1,34 @@
-"""P5: 2,000 polling connections to one polling listener.
+"""P5b: 10,000 polling connections to one polling listener, on each event loop.
 
-1,000 lightweight agents (the agent's own poll loop, 2 connections each, as
+5,000 lightweight agents (the agent's own poll loop, 2 connections each, as
 pollingConnectionCount's default) in FLEETS processes connect to a
-PollingListener in a process of its own. Measured:
+PollingListener in a process of its own, all on 127.0.0.1. Measured, for each
+loop in BENCH_LOOPS (default "uvloop asyncio": the A/B of docs/decisions.md),
+listener and fleets running on that loop:
 
-- the listener's CPU while all 2,000 connections sit idle with heartbeats
+- the listener's RSS per connection: (RSS with all connected and idle - RSS
+  before the first) / connections (target <= 64 KiB);
+- the listener's CPU while all connections sit idle with heartbeats
   (target < 5% of one core);
+- one capabilities call to every agent, CALLS_IN_FLIGHT at a time (target:
+  all answered within 20 s);
 - after the listener is killed and started again on the same port, the seconds
   until 99% of the connections are back (target <= 30 s).
+
+BENCH_POLLING_CONNECTIONS sets another total (e.g. 2000 for a quick look).
+Each loop's run takes about two minutes. The soft limit on file descriptors is
+raised to the hard one first (the listener needs one per connection).
 """
 
 from __future__ import annotations
 
+import os
+import resource
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -23,22 +36,28 @@ import psutil
 from agent.certs import generate_identity, save_identity
 
 HERE = Path(__file__).resolve().parent
-FLEETS = 4
-AGENTS_PER_FLEET = 250
+ROOT = HERE.parent
+FLEETS = 5
 CONNECTIONS_PER_AGENT = 2
-TOTAL = FLEETS * AGENTS_PER_FLEET * CONNECTIONS_PER_AGENT
-IDLE_WINDOW = 30.0  # seconds: three heartbeat intervals
+TOTAL = int(os.environ.get("BENCH_POLLING_CONNECTIONS", "10000"))
+AGENTS_PER_FLEET = TOTAL // FLEETS // CONNECTIONS_PER_AGENT
+LOOPS = os.environ.get("BENCH_LOOPS", "uvloop asyncio").split()
+# seconds: three heartbeat intervals
+IDLE_WINDOW = float(os.environ.get("BENCH_POLLING_IDLE", "30"))
+CALLS_IN_FLIGHT = 500
+KIB = 1024
 
 
 class Listener:
     """The listener process and its report lines."""
 
-    def __init__(self, work: Path, port: int) -> None:
+    def __init__(self, work: Path, port: int, env: dict[str, str]) -> None:
         self.process = subprocess.Popen(
             [sys.executable, str(HERE / "polling_listener.py"), str(work), str(port), str(TOTAL)],
-            stdout=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True, env=env,
         )  # fmt: skip
-        self.port = int(self._next("ready").split()[1])
+        _, port_text, rss_text, self.loop = self._next("ready").split()
+        self.port, self.idle_rss = int(port_text), int(rss_text)
 
     def _next(self, prefix: str) -> str:
         assert self.process.stdout is not None
@@ -54,9 +73,31 @@ class Listener:
             if int(reached) >= count:
                 return float(at)
 
+    def call_all(self, in_flight: int) -> tuple[int, int, float]:
+        """One capabilities call to every agent: (answered, failed, seconds)."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(f"call {in_flight}\n")
+        self.process.stdin.flush()
+        _, answered, failed, seconds = self._next("called").split()
+        return int(answered), int(failed), float(seconds)
+
     def kill(self) -> None:
         self.process.kill()
         self.process.wait()
+
+
+@dataclass
+class Figures:
+    loop: str
+    first_connect: float
+    per_connection: float  # bytes
+    rss: int
+    busy: float  # share of a core
+    answered: int
+    failed: int
+    call_seconds: float
+    back_99: float
+    back_all: float
 
 
 def identities(work: Path) -> None:
@@ -69,20 +110,32 @@ def identities(work: Path) -> None:
         (work / f"fleet-{index}.crt").write_bytes(fleet.certificate_pem)
 
 
-def start_fleet(work: Path, index: int, port: int) -> subprocess.Popen[bytes]:
+def start_fleet(work: Path, index: int, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
     arguments = [work, index, port, AGENTS_PER_FLEET, CONNECTIONS_PER_AGENT]
     return subprocess.Popen(
         [sys.executable, str(HERE / "polling_fleet.py"), *map(str, arguments)],
-        stdout=subprocess.DEVNULL,
-    )
+        stdout=subprocess.DEVNULL, env=env,
+    )  # fmt: skip
 
 
-def main() -> None:
-    with tempfile.TemporaryDirectory(prefix="tentacle-p5-") as directory:
+def raise_file_limit() -> None:
+    """Soft limit up to the hard one; refuse to start if even that is too few."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    needed = TOTAL + 256
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise SystemExit(f"P5b needs {needed} file descriptors; the hard limit is {hard}")
+
+
+def measure(loop: str) -> Figures:
+    env = {**os.environ, "TENTACLE_EVENT_LOOP": loop, "PYTHONPATH": str(ROOT)}
+    with tempfile.TemporaryDirectory(prefix="tentacle-p5b-") as directory:
         work = Path(directory)
         identities(work)
-        listener = Listener(work, 0)
-        fleets = [start_fleet(work, index, listener.port) for index in range(FLEETS)]
+        listener = Listener(work, 0, env)
+        assert listener.loop == loop, f"asked for {loop}, the listener runs {listener.loop}"
+        fleets = [start_fleet(work, index, listener.port, env) for index in range(FLEETS)]
         try:
             started = time.monotonic()
             first_connect = listener.reached(TOTAL) - started
@@ -93,24 +146,46 @@ def main() -> None:
             busy = (after.user + after.system - before.user - before.system) / (
                 time.monotonic() - wall
             )
-            memory = watched.memory_info().rss
+            rss = watched.memory_info().rss
+            answered, failed, call_seconds = listener.call_all(CALLS_IN_FLIGHT)
             killed = time.monotonic()
             listener.kill()
-            listener = Listener(work, listener.port)
+            listener = Listener(work, listener.port, env)
             back_99 = listener.reached(TOTAL * 99 // 100) - killed
             back_all = listener.reached(TOTAL) - killed
         finally:
             for fleet in fleets:
                 fleet.kill()
+                fleet.wait()
             listener.kill()
-    print(f"P5 {TOTAL} connections ({FLEETS} processes x {AGENTS_PER_FLEET} agents x "
-          f"{CONNECTIONS_PER_AGENT}): all connected in {first_connect:.1f} s from cold; "
-          f"listener RSS {memory / 2**20:.0f} MiB")  # fmt: skip
-    print(f"P5 after a listener restart: 99% back in {back_99:.1f} s, all in {back_all:.1f} s")
-    print(f"RATIO P5 listener CPU with {TOTAL} idle connections, share of a core: "
-          f"{busy:.3f} (target < 0.05)")  # fmt: skip
-    print(f"RATIO P5 seconds until 99% reconnect after a listener restart: {back_99:.1f} "
-          "(target <= 30)")  # fmt: skip
+    per_connection = (rss - listener.idle_rss) / TOTAL
+    return Figures(loop, first_connect, per_connection, rss, busy, answered, failed,
+                   call_seconds, back_99, back_all)  # fmt: skip
+
+
+def report(f: Figures) -> None:
+    name = f"P5b[{f.loop}]"
+    print(f"{name} {TOTAL} connections ({FLEETS} processes x {AGENTS_PER_FLEET} agents x "
+          f"{CONNECTIONS_PER_AGENT}): all connected in {f.first_connect:.1f} s from cold; "
+          f"listener RSS {f.rss / 2**20:.0f} MiB")  # fmt: skip
+    print(f"{name} capabilities to every agent, {CALLS_IN_FLIGHT} in flight: {f.answered} "
+          f"answered, {f.failed} failed, in {f.call_seconds:.1f} s")  # fmt: skip
+    print(f"{name} after a listener restart: 99% back in {f.back_99:.1f} s, "
+          f"all in {f.back_all:.1f} s")  # fmt: skip
+    print(f"RATIO {name} listener RSS per connection, KiB: {f.per_connection / KIB:.0f} "
+          "(target <= 64)")  # fmt: skip
+    print(f"RATIO {name} listener CPU with {TOTAL} idle connections, share of a core: "
+          f"{f.busy:.3f} (target < 0.05)")  # fmt: skip
+    print(f"RATIO {name} seconds until all {TOTAL} answered capabilities: "
+          f"{f.call_seconds if not f.failed else float('inf'):.1f} (target <= 20)")  # fmt: skip
+    print(f"RATIO {name} seconds until 99% reconnect after a listener restart: "
+          f"{f.back_99:.1f} (target <= 30)")  # fmt: skip
+
+
+def main() -> None:
+    raise_file_limit()
+    for loop in LOOPS:
+        report(measure(loop))
 
 
 if __name__ == "__main__":
