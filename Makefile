@@ -1,13 +1,14 @@
 # make demo  - set up and run the main job end to end in a temporary folder
 # make test  - set up, then ruff, mypy and pytest
 # make bench - set up, then the benchmarks (ratios against a baseline from the same run)
+# make bench-loops - the uvloop/asyncio A/B behind the default loop (long)
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint typecheck pytest demo bench clean
+.PHONY: setup test lint typecheck pytest demo bench bench-loops clean
 
 setup: $(STAMP)
 
@@ -35,6 +36,11 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# the event loop A/B (docs/decisions.md): P1-P3 alternating, then P5b on each loop (~25 min)
+bench-loops: $(STAMP)
+	$(BIN)/python bench/loop_ab.py 3
+	BENCH_LOOPS="uvloop asyncio" $(BIN)/python bench/bench_polling.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

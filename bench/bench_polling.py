@@ -3,8 +3,9 @@
 5,000 lightweight agents (the agent's own poll loop, 2 connections each, as
 pollingConnectionCount's default) in FLEETS processes connect to a
 PollingListener in a process of its own, all on 127.0.0.1. Measured, for each
-loop in BENCH_LOOPS (default "uvloop asyncio": the A/B of docs/decisions.md),
-listener and fleets running on that loop:
+loop in BENCH_LOOPS (default "auto", the one the CLI picks; `make bench-loops`
+sets "uvloop asyncio" for the A/B of docs/decisions.md), listener and fleets
+running on that loop:
 
 - the listener's RSS per connection: (RSS with all connected and idle - RSS
   before the first) / connections (target <= 64 KiB);
@@ -15,9 +16,11 @@ listener and fleets running on that loop:
 - after the listener is killed and started again on the same port, the seconds
   until 99% of the connections are back (target <= 30 s).
 
-BENCH_POLLING_CONNECTIONS sets another total (e.g. 2000 for a quick look).
-Each loop's run takes about two minutes. The soft limit on file descriptors is
-raised to the hard one first (the listener needs one per connection).
+BENCH_FLEET_LOOP puts the fleets on another loop than the listener (to tell
+the listener's part from the agents'). BENCH_POLLING_CONNECTIONS sets another
+total (e.g. 2000 for a quick look). Each loop's run takes a few minutes. The
+soft limit on file descriptors is raised to the hard one first (the listener
+needs one per connection).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ FLEETS = 5
 CONNECTIONS_PER_AGENT = 2
 TOTAL = int(os.environ.get("BENCH_POLLING_CONNECTIONS", "10000"))
 AGENTS_PER_FLEET = TOTAL // FLEETS // CONNECTIONS_PER_AGENT
-LOOPS = os.environ.get("BENCH_LOOPS", "uvloop asyncio").split()
+LOOPS = os.environ.get("BENCH_LOOPS", "auto").split()
 # seconds: three heartbeat intervals
 IDLE_WINDOW = float(os.environ.get("BENCH_POLLING_IDLE", "30"))
 CALLS_IN_FLIGHT = 500
@@ -134,8 +137,9 @@ def measure(loop: str) -> Figures:
         work = Path(directory)
         identities(work)
         listener = Listener(work, 0, env)
-        assert listener.loop == loop, f"asked for {loop}, the listener runs {listener.loop}"
-        fleets = [start_fleet(work, index, listener.port, env) for index in range(FLEETS)]
+        assert loop in ("auto", listener.loop), f"asked for {loop}, got {listener.loop}"
+        fleet_env = {**env, "TENTACLE_EVENT_LOOP": os.environ.get("BENCH_FLEET_LOOP", loop)}
+        fleets = [start_fleet(work, index, listener.port, fleet_env) for index in range(FLEETS)]
         try:
             started = time.monotonic()
             first_connect = listener.reached(TOTAL) - started
@@ -159,7 +163,7 @@ def measure(loop: str) -> Figures:
                 fleet.wait()
             listener.kill()
     per_connection = (rss - listener.idle_rss) / TOTAL
-    return Figures(loop, first_connect, per_connection, rss, busy, answered, failed,
+    return Figures(listener.loop, first_connect, per_connection, rss, busy, answered, failed,
                    call_seconds, back_99, back_all)  # fmt: skip
 
 
