@@ -132,13 +132,17 @@ def raise_file_limit() -> None:
 
 
 def measure(loop: str) -> Figures:
-    env = {**os.environ, "TENTACLE_EVENT_LOOP": loop, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if loop != "auto":  # else what the CLI picks by default
+        env["TENTACLE_EVENT_LOOP"] = loop
     with tempfile.TemporaryDirectory(prefix="tentacle-p5b-") as directory:
         work = Path(directory)
         identities(work)
         listener = Listener(work, 0, env)
         assert loop in ("auto", listener.loop), f"asked for {loop}, got {listener.loop}"
-        fleet_env = {**env, "TENTACLE_EVENT_LOOP": os.environ.get("BENCH_FLEET_LOOP", loop)}
+        fleet_env = dict(env)
+        if "BENCH_FLEET_LOOP" in os.environ:
+            fleet_env["TENTACLE_EVENT_LOOP"] = os.environ["BENCH_FLEET_LOOP"]
         fleets = [start_fleet(work, index, listener.port, fleet_env) for index in range(FLEETS)]
         try:
             started = time.monotonic()

@@ -1,14 +1,13 @@
-"""Which event loop the commands run on: uvloop by default, the standard loop as fallback.
+"""Which event loop the commands run on: the standard loop, or uvloop when asked for.
 
-uvloop (libuv, as uvicorn uses it) is the default because the same-run A/B in
-docs/decisions.md shows it wins: its TLS reads into a buffer it does not touch
-until data comes, so an idle polling connection costs the listener a fraction
-of the standard loop's 256 KiB read buffer, and round trips are shorter.
-
-``TENTACLE_EVENT_LOOP`` chooses: ``auto`` (the default: uvloop when it is
-installed, else the standard loop), ``uvloop`` (required: an error if it is
-missing) or ``asyncio`` (the standard loop, e.g. to rule the loop out when
-chasing a bug). Only this module reads it (the environment belongs to the CLI).
+``TENTACLE_EVENT_LOOP`` chooses: ``asyncio`` (the default) or ``uvloop``
+(libuv, as uvicorn uses it; installed with the ``uvloop`` extra). uvloop is
+not the default although it holds an idle polling connection in a quarter of
+the memory: in the same-run A/B (docs/decisions.md) its ``sock_connect`` broke
+a dialing agent under a reconnection storm (an open uvloop bug, "File
+descriptor N is used by transport", MagicStack/uvloop#653), which a worker
+must never do. Only this module reads the variable (the environment belongs
+to the CLI).
 """
 
 from __future__ import annotations
@@ -25,7 +24,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 LOOP_VARIABLE = "TENTACLE_EVENT_LOOP"
-CHOICES = ("auto", "uvloop", "asyncio")
+CHOICES = ("asyncio", "uvloop")
+DEFAULT = "asyncio"
 
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 
@@ -37,7 +37,7 @@ def loop_factory(environ: Mapping[str, str] | None = None) -> tuple[str, LoopFac
     not in CHOICES, or for ``uvloop`` when uvloop is not installed.
     """
     values = os.environ if environ is None else environ
-    choice = values.get(LOOP_VARIABLE, "auto").strip().lower() or "auto"
+    choice = values.get(LOOP_VARIABLE, "").strip().lower() or DEFAULT
     if choice not in CHOICES:
         raise ConfigError(
             f"{LOOP_VARIABLE}={values[LOOP_VARIABLE]!r} is not a known event loop: "
@@ -48,12 +48,10 @@ def loop_factory(environ: Mapping[str, str] | None = None) -> tuple[str, LoopFac
     try:
         import uvloop
     except ImportError:
-        if choice == "uvloop":
-            raise ConfigError(
-                f"{LOOP_VARIABLE}=uvloop but uvloop is not installed "
-                "(pip install uvloop, or unset it for the standard loop)"
-            ) from None
-        return "asyncio", None
+        raise ConfigError(
+            f"{LOOP_VARIABLE}=uvloop but uvloop is not installed "
+            "(pip install 'tentacle[uvloop]', or unset it for the standard loop)"
+        ) from None
     return "uvloop", uvloop.new_event_loop
 
 
