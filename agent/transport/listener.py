@@ -24,13 +24,6 @@ from agent.transport.tls import peer_certificate, server_context, thumbprints_of
 
 log = logging.getLogger(__name__)
 
-# Connections the kernel queues before we accept them. 128 (aiohttp's default)
-# overflowed when 10,000 polling agents came back at once after a hub restart:
-# dropped SYNs are retried by the kernel at 1, 3, 7, 15 s... and past the dial
-# timeout the agent backs off, so the storm took minutes (P5b). The kernel caps
-# it at net.core.somaxconn.
-LISTEN_BACKLOG = 4096
-
 STATUS_PAGE = "tentacle agent is running. It answers RPC calls from trusted peers only.\n"
 
 
@@ -119,11 +112,10 @@ class Listener:
         await self._runner.setup()
         if host is None and port == 0:
             for sock in _wildcard_sockets_on_one_port():
-                await web.SockSite(self._runner, sock, ssl_context=self._ssl,
-                                   backlog=LISTEN_BACKLOG).start()  # fmt: skip
+                await web.SockSite(self._runner, sock, ssl_context=self._ssl).start()
         else:
             site = web.TCPSite(self._runner, host, port, ssl_context=self._ssl,
-                               reuse_address=True, backlog=LISTEN_BACKLOG)  # fmt: skip
+                               reuse_address=True)  # fmt: skip
             await site.start()
         return [(str(address[0]), int(address[1])) for address in self._runner.addresses]
 
