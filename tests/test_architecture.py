@@ -26,7 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "certs": {"errors", "atomicfile"},
     "config": {"errors", "atomicfile", "certs"},
     "transport": {"errors", "protocol", "certs"},
-    "scripts": {"errors", "atomicfile"},
+    "scripts": {"errors", "atomicfile", "protocol"},
     "services": {"errors", "atomicfile", "protocol", "scripts", "certs"},
     "daemon": {"errors", "atomicfile", "protocol", "certs", "config", "transport", "scripts",
                "services"},

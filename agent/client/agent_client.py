@@ -18,6 +18,14 @@ from typing import Any, TypeVar
 
 from agent.client.polling_listener import DEFAULT_QUEUE_TIMEOUT, PollingListener
 from agent.errors import ConnectionLost, TentacleError
+from agent.protocol.services import (
+    Capabilities,
+    CapabilitiesRequest,
+    Download,
+    DownloadRequest,
+    Uploaded,
+    UploadRequest,
+)
 from agent.transport.channel import Channel
 from agent.transport.dialer import DroppedAfterHandshake, dial
 from agent.transport.settings import ChannelSettings
@@ -145,7 +153,12 @@ class AgentClient:
         task.add_done_callback(self._background.discard)
 
     async def capabilities(self) -> dict[str, Any]:
-        value: dict[str, Any] = await self._retrying(lambda: self.call("capabilities", "get"))
+        """The capabilities document, checked against agent.protocol.services.Capabilities."""
+        params = CapabilitiesRequest().to_wire()
+        value: dict[str, Any] = await self._retrying(
+            lambda: self.call("capabilities", "get", params)
+        )
+        Capabilities.parse_reply(value)  # a malformed document is a ProtocolError
         return value
 
     async def upload(
@@ -155,13 +168,11 @@ class AgentClient:
 
         async def attempt() -> dict[str, Any]:
             channel = await self.connect()
-            length = local.stat().st_size
+            request = UploadRequest(remote, local.stat().st_size)
             result = await channel.call(
-                "files",
-                "upload",
-                {"Path": remote, "Length": length},
-                upload=_read_file(local, progress),
+                "files", "upload", request.to_wire(), upload=_read_file(local, progress)
             )
+            Uploaded.parse_reply(result.value)  # a malformed reply is a ProtocolError
             value: dict[str, Any] = result.value
             return value
 
@@ -178,11 +189,11 @@ class AgentClient:
 
         async def attempt() -> dict[str, Any]:
             channel = await self.connect()
-            result = await channel.call("files", "download", {"Path": remote})
+            result = await channel.call("files", "download", DownloadRequest(remote).to_wire())
             assert result.stream is not None
-            expected = int(result.value["Length"])
+            expected = Download.parse_reply(result.value).length
             digest = await _write_file(result.stream, local, expected, progress)
-            return {"FullPath": str(local), "Length": expected, "Sha256": digest}
+            return Uploaded(str(local), expected, digest).to_wire()
 
         return await self._retrying(attempt)
 
