@@ -217,11 +217,14 @@ def _show_transfer(result: dict[str, Any], output_format: str) -> None:
 @endpoint_options
 @click.option("--ticket", help="resume the script with this ticket if it exists, else start it")
 @click.option(
-    "--syntax", type=click.Choice(list(Syntax)), default=Syntax.BASH.value, show_default=True
+    "--syntax",
+    type=click.Choice([s.value for s in Syntax]),
+    default=Syntax.BASH.value,
+    show_default=True,
 )
 @click.option(
     "--isolation",
-    type=click.Choice(list(Isolation)),
+    type=click.Choice([i.value for i in Isolation]),
     default=Isolation.FULL.value,
     show_default=True,
 )

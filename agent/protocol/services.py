@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -114,7 +115,7 @@ DEFAULT_GRACE = 10.0
 class Kind:
     """How one field's value is checked (``load``) and written (``dump``).
 
-    ``doc`` is how docs/protocol.md §8 writes the kind; ``load`` raises
+    ``doc`` is how docs/protocol.md §8's tables write the kind; ``load`` raises
     CallError(bad_params) with a message naming ``name``.
     """
 
@@ -174,7 +175,7 @@ class _Seconds(Kind):
 class _OneOf(Kind):
     def __init__(self, values: type[enum.StrEnum]) -> None:
         self.values = values
-        self.doc = "|".join(values)
+        self.doc = "one of " + ", ".join(values)
 
     def load(self, value: Any, name: str, where: str) -> Any:
         try:
@@ -226,7 +227,7 @@ class _Nullable(Kind):
 
     def __init__(self, inner: Kind) -> None:
         self.inner = inner
-        self.doc = f"{inner.doc}|null"
+        self.doc = f"{inner.doc} or null"
 
     def load(self, value: Any, name: str, where: str) -> Any:
         return None if value is None else self.inner.load(value, name, where)
@@ -250,6 +251,14 @@ class WireField:
     kind: Kind
     required: bool
     blank_is_default: bool = False  # "" means "not given" (as Tentacle treats these)
+    default: Any = None
+
+    @property
+    def default_doc(self) -> str:
+        """The default as docs/protocol.md §8 writes it: its JSON, or "-" (none)."""
+        if self.required or self.default is None:
+            return "-"
+        return json.dumps(self.kind.dump(self.default))
 
 
 def wire(
@@ -258,7 +267,8 @@ def wire(
     """A dataclass field sent as ``name``; required unless it has a default."""
     required = default is dataclasses.MISSING
     return dataclasses.field(
-        default=default, metadata={"wire": WireField(name, kind, required, blank_is_default)}
+        default=default,
+        metadata={"wire": WireField(name, kind, required, blank_is_default, default)},
     )
 
 
