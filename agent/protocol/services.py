@@ -272,9 +272,18 @@ def wire(
     )
 
 
-def wire_fields(kind: type[WireType] | WireType) -> list[tuple[str, WireField]]:
-    """``(attribute, WireField)`` for each field of ``kind``, in order."""
-    return [(f.name, f.metadata["wire"]) for f in dataclasses.fields(kind)]  # type: ignore[arg-type]
+_FIELDS: dict[type, tuple[tuple[str, WireField], ...]] = {}
+
+
+def wire_fields(kind: type[WireType] | WireType) -> tuple[tuple[str, WireField], ...]:
+    """``(attribute, WireField)`` for each field of ``kind``, in order (cached: every
+    call and status goes through here)."""
+    cls = kind if isinstance(kind, type) else type(kind)
+    found = _FIELDS.get(cls)
+    if found is None:
+        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        found = _FIELDS[cls] = tuple((f.name, f.metadata["wire"]) for f in fields)
+    return found
 
 
 class WireType:
@@ -293,7 +302,7 @@ class WireType:
         where = where or cls.METHOD or cls.__name__
         if params is None:
             params = {}
-        if not isinstance(params, Mapping):
+        if not isinstance(params, dict) and not isinstance(params, Mapping):
             raise CallError(BAD_PARAMS, f"{where} needs an object, got {params!r:.60}")
         values: dict[str, Any] = {}
         for attribute, field in wire_fields(cls):

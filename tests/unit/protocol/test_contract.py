@@ -108,9 +108,9 @@ def test_the_table_check_notices_drift(monkeypatch: pytest.MonkeyPatch) -> None:
     """The check above would fail if the code gained a field the docs lack."""
     real = services.wire_fields
 
-    def with_extra(kind: Any) -> list[tuple[str, services.WireField]]:
+    def with_extra(kind: Any) -> tuple[tuple[str, services.WireField], ...]:
         extra = ("extra", services.WireField("NewField", services.TEXT, required=True))
-        return [*real(kind), extra] if kind is ScriptStatusRequest else real(kind)
+        return (*real(kind), extra) if kind is ScriptStatusRequest else real(kind)
 
     monkeypatch.setattr(__name__ + ".wire_fields", with_extra)
     with pytest.raises(AssertionError, match="ScriptStatusRequest: the docs list"):
