@@ -15,7 +15,7 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from agent.client.agent_client import AgentClient
 from agent.errors import ConnectionLost, ProtocolError
@@ -57,21 +57,23 @@ class ScriptRequest:
     wait: float = 1.0
 
     def to_start(self) -> StartScriptRequest:
-        """The scripts.start request (the files' lengths read now); raises ValueError
-        for a Syntax or Isolation the contract does not know."""
+        """The scripts.start request (the files' lengths read now); raises
+        CallError(bad_params), as the agent would, for a value the contract does not
+        allow (a Syntax or Isolation it does not know, a negative Grace...)."""
+        # The texts become a Syntax and an Isolation (or a bad_params) in checked().
         return StartScriptRequest(
             ticket=self.ticket,
             body=self.body,
-            syntax=Syntax(self.syntax),
+            syntax=cast(Syntax, self.syntax),
             arguments=tuple(self.arguments),
             files=tuple(ScriptFile(name, path.stat().st_size) for name, path in self.files),
-            isolation=Isolation(self.isolation),
+            isolation=cast(Isolation, self.isolation),
             mutex_name=self.mutex_name or DEFAULT_MUTEX,
             mutex_timeout=self.mutex_timeout,
             task_id=self.task_id,
             grace=DEFAULT_GRACE if self.grace is None else self.grace,
             wait=self.wait,
-        )
+        ).checked()
 
 
 @dataclass(frozen=True)

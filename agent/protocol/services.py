@@ -320,6 +320,11 @@ class WireType:
         except CallError as error:
             raise ProtocolError(f"unexpected reply: {error}") from None
 
+    def checked(self: T) -> T:
+        """This value as the peer would parse it: raises CallError(bad_params) naming
+        a field whose value the contract does not allow (a Syntax it does not know)."""
+        return type(self).parse(self.to_wire())
+
     def to_wire(self) -> dict[str, Any]:
         """The wire dict; optional fields that are None are left out."""
         result: dict[str, Any] = {}

@@ -256,3 +256,15 @@ def test_the_wire_vocabulary_is_written_only_in_the_contract() -> None:
             offenders += [f"{relative}: {n}" for n in sorted(names)
                           if re.search(rf"[\"']{n}[\"']", text)]  # fmt: skip
     assert not offenders, f"wire names outside agent/protocol/services.py: {offenders}"
+
+
+def test_the_clients_start_request_is_what_the_agent_parses(tmp_path: Path) -> None:
+    from agent.client.scripts import ScriptRequest
+
+    (tmp_path / "f").write_bytes(b"abc")
+    request = ScriptRequest("echo", syntax="sh", files=[("sub/f", tmp_path / "f")], grace=2)
+    start = request.to_start()
+    assert StartScriptRequest.parse(start.to_wire()) == start
+    assert (start.syntax, start.files, start.grace) == (Syntax.SH, (ScriptFile("sub/f", 3),), 2)
+    with pytest.raises(CallError, match="Syntax must be one of bash, sh, python, not 'perl'"):
+        ScriptRequest("echo", syntax="perl").to_start()
