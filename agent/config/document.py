@@ -13,11 +13,13 @@ from typing import Any
 import yaml
 
 from agent.atomicfile import PRIVATE, write_atomic
-from agent.config.model import SETTINGS, InstanceConfig
+from agent.config.model import INSTANCE_SETTINGS, InstanceConfig
+from agent.config.settings import document_of
 from agent.config.trust import TrustedPeer
 from agent.errors import CertificateError, ConfigError
 
 TRUSTED_KEY = "trusted"
+_NAMES = tuple(row.name for row in INSTANCE_SETTINGS)
 HEADER = "# tentacle instance configuration. Change it with `tentacle configure`.\n"
 
 
@@ -63,8 +65,8 @@ def _build(
         where = f"{path} line {lines.get(str(key), 1)}"
         if key == TRUSTED_KEY:
             continue
-        if key not in SETTINGS:
-            known = ", ".join([*SETTINGS, TRUSTED_KEY])
+        if key not in _NAMES:
+            known = ", ".join([*_NAMES, TRUSTED_KEY])
             raise ConfigError(f"{where}: unknown setting {key!r} (known settings: {known})")
         settings[key] = value
     try:
@@ -115,28 +117,7 @@ def _peer(item: Any, line: int, path: Path) -> TrustedPeer:
 def render_config(config: InstanceConfig) -> str:
     """The YAML text for ``config``; :func:`parse_config` reads it back equal."""
     document: dict[str, Any] = {
-        "home": str(config.home),
-        "application_directory": (
-            str(config.application_directory) if config.application_directory else None
-        ),
-        "port": config.port,
-        "listen_ip": config.listen_ip,
-        "no_listen": config.no_listen,
-        "polling_connection_count": config.polling_connection_count,
-        "heartbeat_interval": config.heartbeat_interval,
-        "file_roots": [str(root) for root in config.file_roots],
-        "max_running_scripts": config.max_running_scripts,
-        "workspace_retention": config.workspace_retention,
-        "workspace_sweep_interval": config.workspace_sweep_interval,
-        "subscription_id": config.subscription_id,
-        "polling_servers": [
-            {"address": server.address, "thumbprint": server.thumbprint}
-            for server in config.polling_servers
-        ],
-        "polling_proxy_host": config.polling_proxy_host,
-        "polling_proxy_port": config.polling_proxy_port,
-        "polling_proxy_username": config.polling_proxy_username,
-        "polling_proxy_password": config.polling_proxy_password,
+        **document_of(config),
         TRUSTED_KEY: [_render_peer(peer) for peer in config.trusted],
     }
     return HEADER + yaml.dump(document, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
