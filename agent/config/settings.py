@@ -145,6 +145,20 @@ def with_settings(settings: S, values: Mapping[str, Any]) -> S:
     return replace(settings, **coerce_settings(settings, values))  # type: ignore[type-var]
 
 
+def from_document(kind: type[S], document: Mapping[str, Any], **base: Any) -> S:
+    """A settings set built from a file's mapping over its defaults (and ``base``).
+
+    Raises ValueError naming an unknown key (and the known ones) or the
+    setting whose value is invalid and what was expected.
+    """
+    names = [row.name for row in settings_of(kind)]
+    for key in document:
+        if key not in names:
+            raise ValueError(f"unknown setting {key!r} (known settings: {', '.join(names)})")
+    values = coerce_settings(kind, {**base, **document})
+    return kind(**values)
+
+
 def document_of(settings: Any) -> dict[str, Any]:
     """Setting name -> the value as the YAML file holds it, in table order."""
     return {row.name: row.dump(getattr(settings, row.name)) for row in settings_of(settings)}
