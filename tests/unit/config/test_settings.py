@@ -184,3 +184,9 @@ def test_another_settings_set_gets_the_same_errors() -> None:
         "listen": "127.0.0.1:8065",
         "workers": 4,
     }
+
+
+def test_the_readme_names_every_environment_variable() -> None:
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
+    missing = [row.env for row in INSTANCE_SETTINGS if row.env and f"`{row.env}`" not in readme]
+    assert not missing, f"README.md does not name {missing}"
