@@ -7,15 +7,14 @@ target atomically) are retried on a dropped connection, reconnecting each time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import os
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from agent.atomicfile import temporary_beside
 from agent.client.polling_listener import DEFAULT_QUEUE_TIMEOUT, PollingListener
 from agent.errors import ConnectionLost, TentacleError
 from agent.transport.channel import Channel
@@ -214,10 +213,9 @@ async def _write_file(
     stream: AsyncIterator[bytes] | Any, local: Path, expected: int, progress: Progress | None
 ) -> str:
     """Write the stream to a temporary file, renamed to ``local`` only if complete."""
-    temporary = local.parent / f".{local.name}.{secrets.token_hex(6)}.partial"
     digest = hashlib.sha256()
     length = 0
-    try:
+    with temporary_beside(local) as temporary:
         with temporary.open("xb") as file:
             async for chunk in stream:
                 file.write(chunk)
@@ -228,8 +226,4 @@ async def _write_file(
         if length != expected:
             raise TransferError(f"download ended after {length} of {expected} bytes")
         os.replace(temporary, local)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
-        raise
     return digest.hexdigest()

@@ -17,12 +17,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import secrets
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from agent.atomicfile import temporary_beside
 from agent.errors import CallError
 from agent.protocol.calls import IncomingCall, Reply
 from agent.protocol.messages import BAD_PARAMS, REFUSED
@@ -101,14 +101,9 @@ class FileService:
         _check_upload_target(target)
         with self._reserve(target, length) as reservation:
             target.parent.mkdir(parents=True, exist_ok=True)
-            temporary = target.parent / f".{target.name}.{secrets.token_hex(6)}.partial"
-            try:
+            with temporary_beside(target) as temporary:
                 digest = await _receive(call, temporary, target, length, reservation)
                 await in_thread(_put_in_place, temporary, target)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    temporary.unlink()
-                raise
         return Reply({"FullPath": str(target), "Length": length, "Sha256": digest})
 
     async def download(self, call: IncomingCall) -> Reply:
