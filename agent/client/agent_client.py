@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from agent.atomicfile import temporary_beside
 from agent.client.polling_listener import DEFAULT_QUEUE_TIMEOUT, PollingListener
 from agent.errors import ConnectionLost, TentacleError
+from agent.filechunks import read_chunks
 from agent.transport.channel import Channel
 from agent.transport.dialer import DroppedAfterHandshake, dial
 from agent.transport.settings import ChannelSettings
@@ -203,7 +204,7 @@ def _forget(task: asyncio.Task[Any]) -> None:
 
 async def _read_file(path: Path, progress: Progress | None) -> AsyncIterator[bytes]:
     with path.open("rb") as file:
-        while chunk := file.read(CHUNK):
+        for chunk in read_chunks(file, CHUNK):
             yield chunk
             if progress is not None:
                 progress(len(chunk))

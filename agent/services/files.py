@@ -24,6 +24,7 @@ from typing import Any, BinaryIO
 
 from agent.atomicfile import temporary_beside
 from agent.errors import CallError
+from agent.filechunks import read_chunks
 from agent.protocol.calls import IncomingCall, Reply
 from agent.protocol.messages import BAD_PARAMS, REFUSED
 from agent.services.fileio import (
@@ -256,10 +257,6 @@ def _put_in_place(temporary: Path, target: Path) -> None:
 async def _read_chunks(file: BinaryIO, size: int) -> AsyncIterator[bytes]:
     """Up to ``size`` bytes of ``file`` (the Length announced), read in a worker thread."""
     with file:
-        remaining = size
-        while remaining > 0:
-            chunk = await in_thread(file.read, min(DOWNLOAD_CHUNK, remaining))
-            if not chunk:
-                return
-            remaining -= len(chunk)
+        chunks = read_chunks(file, DOWNLOAD_CHUNK, size)
+        while chunk := await in_thread(next, chunks, b""):
             yield chunk
