@@ -190,3 +190,19 @@ def test_the_readme_names_every_environment_variable() -> None:
     readme = (Path(__file__).parents[3] / "README.md").read_text()
     missing = [row.env for row in INSTANCE_SETTINGS if row.env and f"`{row.env}`" not in readme]
     assert not missing, f"README.md does not name {missing}"
+
+
+def test_another_settings_set_reads_its_own_yaml_with_lines_in_errors() -> None:
+    from agent.config.document import parse_settings
+
+    path = Path("/h/hub.yaml")
+    hub, extras = parse_settings(
+        HubLike, "listen: 0.0.0.0:8065\napi_keys: [a]\n", path, base={"home": "/h"},
+        extra=("api_keys",),
+    )  # fmt: skip
+    assert (hub.listen, hub.workers, extras["api_keys"][0]) == ("0.0.0.0:8065", 4, ["a"])
+    assert parse_settings(HubLike, "", path, base={"home": "/h"})[0] == _layered({}, {}, {})
+    with pytest.raises(ConfigError, match=r"^/h/hub.yaml line 2: workers: expected a whole"):
+        parse_settings(HubLike, "listen: a:1\nworkers: many\n", path, base={"home": "/h"})
+    with pytest.raises(ConfigError, match=r"line 3: unknown setting 'wrkers' \(known settings: "):
+        parse_settings(HubLike, "listen: a:1\n\nwrkers: 2\n", path, base={"home": "/h"})
