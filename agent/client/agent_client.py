@@ -7,17 +7,17 @@ target atomically) are retried on a dropped connection, reconnecting each time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import os
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from agent.atomicfile import temporary_beside
 from agent.client.polling_listener import DEFAULT_QUEUE_TIMEOUT, PollingListener
 from agent.errors import ConnectionLost, TentacleError
+from agent.filechunks import read_chunks
 from agent.protocol.services import (
     Capabilities,
     CapabilitiesRequest,
@@ -215,7 +215,7 @@ def _forget(task: asyncio.Task[Any]) -> None:
 
 async def _read_file(path: Path, progress: Progress | None) -> AsyncIterator[bytes]:
     with path.open("rb") as file:
-        while chunk := file.read(CHUNK):
+        for chunk in read_chunks(file, CHUNK):
             yield chunk
             if progress is not None:
                 progress(len(chunk))
@@ -225,10 +225,9 @@ async def _write_file(
     stream: AsyncIterator[bytes] | Any, local: Path, expected: int, progress: Progress | None
 ) -> str:
     """Write the stream to a temporary file, renamed to ``local`` only if complete."""
-    temporary = local.parent / f".{local.name}.{secrets.token_hex(6)}.partial"
     digest = hashlib.sha256()
     length = 0
-    try:
+    with temporary_beside(local) as temporary:
         with temporary.open("xb") as file:
             async for chunk in stream:
                 file.write(chunk)
@@ -239,8 +238,4 @@ async def _write_file(
         if length != expected:
             raise TransferError(f"download ended after {length} of {expected} bytes")
         os.replace(temporary, local)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
-        raise
     return digest.hexdigest()

@@ -17,13 +17,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import secrets
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from agent.atomicfile import temporary_beside
 from agent.errors import CallError
+from agent.filechunks import read_chunks
 from agent.protocol.calls import IncomingCall, Reply
 from agent.protocol.messages import BAD_PARAMS, REFUSED
 from agent.protocol.services import Download, DownloadRequest, Uploaded, UploadRequest
@@ -100,14 +101,9 @@ class FileService:
         _check_upload_target(target)
         with self._reserve(target, length) as reservation:
             target.parent.mkdir(parents=True, exist_ok=True)
-            temporary = target.parent / f".{target.name}.{secrets.token_hex(6)}.partial"
-            try:
+            with temporary_beside(target) as temporary:
                 digest = await _receive(call, temporary, target, length, reservation)
                 await in_thread(_put_in_place, temporary, target)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    temporary.unlink()
-                raise
         return Reply(Uploaded(str(target), length, digest).to_wire())
 
     async def download(self, call: IncomingCall) -> Reply:
@@ -260,10 +256,6 @@ def _put_in_place(temporary: Path, target: Path) -> None:
 async def _read_chunks(file: BinaryIO, size: int) -> AsyncIterator[bytes]:
     """Up to ``size`` bytes of ``file`` (the Length announced), read in a worker thread."""
     with file:
-        remaining = size
-        while remaining > 0:
-            chunk = await in_thread(file.read, min(DOWNLOAD_CHUNK, remaining))
-            if not chunk:
-                return
-            remaining -= len(chunk)
+        chunks = read_chunks(file, DOWNLOAD_CHUNK, size)
+        while chunk := await in_thread(next, chunks, b""):
             yield chunk
