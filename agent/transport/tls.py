@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.certs import Identity, parse_thumbprint
+from agent.certs import Identity, certificate_pem, load_certificate, parse_thumbprint
 from agent.errors import TrustError
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,110 @@ def server_context(
     context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
     _log_refusals(context, [_pem_thumbprint(pem) for pem in trusted_pems], on_refusal)
     return context
+
+
+class LiveTrust:
+    """The client certificates a TLS server trusts, changeable while it serves.
+
+    :attr:`context` is the server's context. Its SNI callback, which OpenSSL
+    calls for every ClientHello (with or without a server name), installs on
+    each handshake a context that trusts exactly the certificates trusted at
+    that moment: a change is effective from the next handshake. A context is
+    never modified once built (OpenSSL's store must not change under
+    handshakes in progress); a change drops it, and the next handshake builds
+    one, so a burst of changes costs one build. Connections already open are
+    the caller's to close. Not thread-safe: use it from the event loop's thread.
+    """
+
+    def __init__(
+        self,
+        identity: Identity,
+        trusted_pems: Sequence[str] = (),
+        on_refusal: Callable[[str], None] | None = None,
+    ) -> None:
+        """``on_refusal`` as for :func:`server_context`."""
+        self._identity = identity
+        self._on_refusal = on_refusal
+        self._pems: dict[str, str] = {}  # SHA-1 thumbprint -> PEM
+        self._sha1_of: dict[str, str] = {}  # SHA-256 thumbprint -> SHA-1
+        self._current: ssl.SSLContext | None = None  # None: rebuild at the next handshake
+        self.builds = 0  # contexts built so far (each costs a parse of every certificate)
+        for pem in trusted_pems:
+            self.add(pem)
+        # Trusts no one by itself, so that a handshake the callback missed fails closed.
+        self.context = server_context(identity, (), on_refusal)
+        self.context.sni_callback = self._install_current
+
+    def add(self, pem: str) -> str:
+        """Trust the certificate ``pem`` from the next handshake on; returns its SHA-1
+        thumbprint. Raises CertificateError, naming what was expected, if ``pem`` is
+        not a PEM certificate. Adding a trusted certificate again changes nothing."""
+        sha1, sha256, normal = _parsed(pem)
+        if sha1 not in self._pems:
+            self._pems[sha1], self._sha1_of[sha256] = normal, sha1
+            self._current = None
+        return sha1
+
+    def replace(self, pems: Sequence[str]) -> set[str]:
+        """Trust exactly ``pems`` from the next handshake on; returns the SHA-1
+        thumbprints no longer trusted. Raises CertificateError, changing nothing,
+        if one is not a PEM certificate."""
+        parsed = [_parsed(pem) for pem in pems]
+        kept = {sha1 for sha1, _, _ in parsed}
+        removed = {sha1 for sha1 in self._pems if sha1 not in kept}
+        for sha1 in removed:
+            self.remove(sha1)
+        for _, _, normal in parsed:
+            self.add(normal)
+        return removed
+
+    def remove(self, thumbprint: str) -> str | None:
+        """Stop trusting the certificate with ``thumbprint`` (SHA-1 or SHA-256) from the
+        next handshake on; returns its SHA-1 thumbprint, or None if it was not trusted.
+        Raises CertificateError for a malformed thumbprint."""
+        sha1 = self.trusted(thumbprint)
+        if sha1 is None:
+            return None
+        pem = self._pems.pop(sha1)
+        del self._sha1_of[thumbprints_of(ssl.PEM_cert_to_DER_cert(pem))[1]]
+        self._current = None
+        return sha1
+
+    def trusted(self, thumbprint: str) -> str | None:
+        """The SHA-1 thumbprint of the trusted certificate with ``thumbprint`` (SHA-1 or
+        SHA-256), or None if it is not trusted now."""
+        wanted = parse_thumbprint(thumbprint)
+        sha1 = self._sha1_of.get(wanted, wanted)
+        return sha1 if sha1 in self._pems else None
+
+    def thumbprints(self) -> list[str]:
+        """The SHA-1 thumbprints trusted now, sorted."""
+        return sorted(self._pems)
+
+    def _install_current(self, ssl_object: Any, server_name: str | None, _: Any) -> int | None:
+        # Called inside the handshake: an exception here would be swallowed by
+        # OpenSSL with a vague alert, so log it and refuse with an explicit one.
+        try:
+            ssl_object.context = self._current_context()
+        except Exception:
+            log.exception("could not build the TLS context of the trusted certificates")
+            return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
+        return None
+
+    def _current_context(self) -> ssl.SSLContext:
+        if self._current is None:
+            self._current = server_context(self._identity, list(self._pems.values()),
+                                           self._on_refusal)  # fmt: skip
+            self.builds += 1
+        return self._current
+
+
+def _parsed(pem: str) -> tuple[str, str, str]:
+    """(SHA-1, SHA-256, normalised PEM) of one PEM certificate; CertificateError if it is not."""
+    certificate = load_certificate(pem.encode("utf-8", "replace"), "the certificate to trust")
+    normal = certificate_pem(certificate)
+    sha1, sha256 = thumbprints_of(ssl.PEM_cert_to_DER_cert(normal))
+    return sha1, sha256, normal
 
 
 def client_context(identity: Identity) -> ssl.SSLContext:
