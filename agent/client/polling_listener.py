@@ -40,9 +40,12 @@ class PollingListener:
     """The server's side of polling: agents dial in, callers get their connections.
 
     The trusted agents' certificates can change while it runs (:meth:`trust`,
-    :meth:`distrust`, :meth:`set_trusted`): a change applies to the next TLS
-    handshake, and distrusting a certificate also closes its open connections.
-    Use it from the event loop's thread.
+    :meth:`distrust`, :meth:`set_trusted`), without a restart. A certificate
+    trusted is accepted from its next handshake on. One distrusted has its
+    connections closed at once and every later one refused: after the
+    handshake (403 on the upgrade) until the TLS context is rebuilt without it
+    in the background, in the handshake from then on. Use it from the event
+    loop's thread.
     """
 
     def __init__(self, settings: ChannelSettings, trusted_agent_pems: Sequence[str]) -> None:
@@ -54,12 +57,17 @@ class PollingListener:
         # what came, for the message when a wait expires
         self._last_refused: tuple[float, str] | None = None  # (when, thumbprint)
         self._last_agent: tuple[float, str, Channel] | None = None  # (when, subscription, ...)
+        self._rebuilding: asyncio.Task[None] | None = None
 
     async def start(self, host: str | None, port: int) -> list[tuple[str, int]]:
         """Listen; returns the bound addresses (port 0 is resolved)."""
+        await self._trust.rebuild()  # the first build, off the loop (seconds for thousands)
         return await self._listener.start(host, port)
 
     async def stop(self) -> None:
+        if self._rebuilding is not None:
+            self._rebuilding.cancel()
+            await asyncio.gather(self._rebuilding, return_exceptions=True)
         await self._listener.stop(grace=0)
 
     def trust(self, certificate_pem: str) -> str:
@@ -152,12 +160,24 @@ class PollingListener:
                     arrival.set_result(None)
 
     async def _close_connections_of(self, thumbprints: set[str]) -> None:
+        """Close the connections of ``thumbprints``, just removed from the trust, and
+        have the TLS context rebuilt without them (until then the listener refuses
+        them after the handshake)."""
+        if thumbprints and (self._rebuilding is None or self._rebuilding.done()):
+            self._rebuilding = asyncio.create_task(self._rebuild_while_stale())
         doomed = [channel for channels in self._channels.values() for channel in channels
                   if channel.peer_thumbprint in thumbprints]  # fmt: skip
         for channel in doomed:
             log.info("closing %s: its certificate %s is no longer trusted",
                      channel.peer_name, channel.peer_thumbprint)  # fmt: skip
         await asyncio.gather(*(channel.close(NO_LONGER_TRUSTED) for channel in doomed))
+
+    async def _rebuild_while_stale(self) -> None:
+        try:
+            while self._trust.stale:
+                await self._trust.rebuild()
+        except Exception:  # the listener refuses them after the handshake meanwhile
+            log.exception("could not rebuild the TLS context of the trusted agents")
 
     def _meanwhile(self, subscription: str, expected: str) -> str:
         """The last agent that connected and the last certificate refused, if any, as

@@ -98,8 +98,9 @@ class Listener:
         self._settings = settings
         self._handler = handler
         self._on_channel = on_channel
+        self._live: LiveTrust | None = None
         if isinstance(trusted_pems, LiveTrust):
-            self._ssl = trusted_pems.context
+            self._live, self._ssl = trusted_pems, trusted_pems.context
         else:
             self._ssl = server_context(settings.identity, trusted_pems, on_refusal)
         self._channels: set[Channel] = set()
@@ -153,6 +154,10 @@ class Listener:
             reason = "a client certificate is required" if der is None else "the agent is stopping"
             return web.Response(status=403 if der is None else 503, text=reason + "\n")
         thumbprint, sha256 = thumbprints_of(der)
+        if self._live is not None and self._live.trusted(thumbprint) is None:
+            # its handshake passed a context not yet rebuilt since it was distrusted
+            log.warning("refused a client presenting certificate %s: no longer trusted", thumbprint)
+            return web.Response(status=403, text="the certificate is no longer trusted\n")
         await websocket.prepare(request)
         connection = self._settings.connection(dialer=False, now=time.monotonic())
         channel = Channel(
