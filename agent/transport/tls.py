@@ -107,6 +107,7 @@ class LiveTrust:
         self._current: ssl.SSLContext | None = None
         self._loaded: set[str] = set()  # what _current trusts: more than _pems when stale
         self.builds = 0  # contexts built so far
+        self._rebuilding = asyncio.Lock()
         for pem in trusted_pems:
             self.add(pem)
         # Trusts no one by itself, so that a handshake the callback missed fails closed.
@@ -170,12 +171,13 @@ class LiveTrust:
         """Build a context of the certificates trusted now in a thread (the loop goes
         on serving with the current one), then install it, with what was added
         meanwhile. Leaves it stale only if something was removed meanwhile."""
-        pems = dict(self._pems)
-        fresh = await asyncio.to_thread(self._build, list(pems.values()))
-        added = {sha1: pem for sha1, pem in self._pems.items() if sha1 not in pems}
-        if added:
-            fresh.load_verify_locations(cadata="\n".join(added.values()))
-        self._current, self._loaded = fresh, pems.keys() | added.keys()
+        async with self._rebuilding:  # one at a time: an older one must not finish last
+            pems = dict(self._pems)
+            fresh = await asyncio.to_thread(self._build, list(pems.values()))
+            added = {sha1: pem for sha1, pem in self._pems.items() if sha1 not in pems}
+            if added:
+                fresh.load_verify_locations(cadata="\n".join(added.values()))
+            self._current, self._loaded = fresh, pems.keys() | added.keys()
 
     def _build(self, pems: list[str]) -> ssl.SSLContext:
         context = _trusting_nobody_yet(self._identity, self.thumbprints, self._on_refusal)
