@@ -246,11 +246,13 @@ class ScriptManager:
                 self._scripts.pop(key, None)
                 shutil.rmtree(script.workspace, ignore_errors=True)
                 removed.append(script.state.spec.ticket)
-        for key, stone in list(self._completed.items()):
-            if _parse(stone.completed) <= horizon:
-                with contextlib.suppress(OSError):
-                    tombstones.remove(self.settings.work, key)
-                    del self._completed[key]
+        expired = {key for key, stone in self._completed.items()
+                   if _parse(stone.completed) <= horizon}  # fmt: skip
+        if expired:
+            remaining = {k: s for k, s in self._completed.items() if k not in expired}
+            with contextlib.suppress(OSError):  # a full disk: pruned at the next sweep
+                tombstones.prune(self.settings.work, expired, remaining)
+                self._completed = remaining
         if removed:
             log.info("removed %d old workspace(s): %s", len(removed), ", ".join(removed))
         return removed
@@ -375,15 +377,15 @@ class ScriptManager:
             status = await runner.stop(script.launched, script.state.spec.grace)
         else:
             status = exited.result()
-        self._finish(script, self._outcome(script, status))
+        if (code := runner.exit_code(script.workspace)) is not None:
+            self._finish(script, code, recorded=True)
+        else:
+            self._finish(script, self._outcome(script, status))
 
     def _outcome(self, script: _Script, status: int | None) -> int:
-        """The exit code: from ``rc``, else from the wrapper's own exit status
-        (``rc`` could not be written: a full disk), else -46 (or -42 if the
-        wrapper could not even record itself and so ran nothing)."""
-        code = runner.exit_code(script.workspace)
-        if code is not None:
-            return code
+        """The exit code when the wrapper recorded none: from the wrapper's own
+        exit status (a full disk), else -46 (or -42 if the wrapper could not
+        even record itself and so ran nothing)."""
         passed_on = runner.wrapper_exit_code(status)
         if passed_on is not None and runner.recorded_wrapper(script.workspace) is None:
             script.log.note("The script's wrapper could not record itself (is the disk full?), "
@@ -396,10 +398,18 @@ class ScriptManager:
         script.log.note("The script's wrapper ended without recording an exit code")
         return exitcodes.UNKNOWN_RESULT
 
-    def _finish(self, script: _Script, code: int) -> None:
+    def _finish(self, script: _Script, code: int, *, recorded: bool = False) -> None:
+        """Complete ``script`` with ``code``. With ``recorded`` (the code is the one
+        the wrapper wrote down) the state is not written: a restarted agent reads
+        the same code from the wrapper's record, and a state file rewritten per
+        script is the costliest step of a short one on a disk."""
         # The log is numbered as it is read (see status), not here: a script
         # that printed a gigabyte must not stall the agent when it ends.
-        self._save(script, script.state.but(state=COMPLETE, exit_code=code, completed=now()))
+        state = script.state.but(state=COMPLETE, exit_code=code, completed=now())
+        if recorded:
+            script.state = state
+        else:
+            self._save(script, state)
         script.done.set()
 
     def _save(self, script: _Script, state: ScriptState) -> None:
@@ -454,7 +464,10 @@ class ScriptManager:
             self._save(script, state.but(state=PENDING, started=None))
             self._spawn_run(script)
             return
-        if runner.exit_code(workspace) is None and not runner.is_alive(launched):
+        if (code := runner.exit_code(workspace)) is not None:  # it ended, recorded
+            self._finish(script, code)
+            return
+        if not runner.is_alive(launched):
             script.log.note("The script ended while the agent was down, without an exit code")
             self._finish(script, exitcodes.UNKNOWN_RESULT)
             return
