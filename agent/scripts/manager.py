@@ -35,6 +35,7 @@ from agent.scripts.state import (
     RUNNING,
     ScriptSpec,
     ScriptState,
+    create_state,
     load_state,
     now,
     save_state,
@@ -227,7 +228,9 @@ class ScriptManager:
                                          script.log.next_sequence - 1)  # fmt: skip
         self._unsaved.add(key)
         self._flush()  # the tombstone first: a crash before the rmtree is repaired at start-up
-        shutil.rmtree(script.workspace, ignore_errors=True)
+        # Off the event loop: on a disk, freeing the folder's blocks can take
+        # milliseconds (online discard), which every other call would wait for.
+        await asyncio.to_thread(shutil.rmtree, script.workspace, ignore_errors=True)
         if key in self._unsaved:
             self._flush()  # a full disk: the workspace's space may be enough for the tombstone
 
@@ -277,7 +280,7 @@ class ScriptManager:
                 await write_files(workspace)
             output = OutputLog(workspace)
             state = ScriptState(spec)
-            save_state(workspace, state)
+            create_state(workspace, state)
         except BaseException as error:
             shutil.rmtree(workspace, ignore_errors=True)
             if isinstance(error, OSError) and error.errno in NO_SPACE:

@@ -44,8 +44,11 @@ def folder(work: Path) -> Path:
 
 def save(work: Path, key: str, tombstone: Tombstone) -> None:
     """Record the tombstone for ``key``, whole or not at all. Raises OSError (a full disk)."""
-    folder(work).mkdir(mode=0o700, exist_ok=True)
-    append_record(folder(work) / JOURNAL, _record(key, tombstone))
+    try:
+        append_record(folder(work) / JOURNAL, _record(key, tombstone))
+    except FileNotFoundError:  # the first tombstone: its folder is made once, not per ticket
+        folder(work).mkdir(mode=0o700, exist_ok=True)
+        append_record(folder(work) / JOURNAL, _record(key, tombstone))
 
 
 def prune(work: Path, expired: Iterable[str], remaining: Mapping[str, Tombstone]) -> None:
