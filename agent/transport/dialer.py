@@ -35,7 +35,8 @@ REFUSED_OUR_CERTIFICATE = (
     "unknown ca", "bad certificate", "certificate unknown", "certificate required",
 )  # fmt: skip
 # Dials in a row dropped right after the handshake that are evidence of distrust
-DISTRUST_EVIDENCE = 3
+# (the client's and the polling agent's alike)
+DISTRUST_EVIDENCE = 4
 FIX_ON_THE_AGENT = (
     "on the agent: tentacle configure --trust-certificate with our exported certificate"
 )
