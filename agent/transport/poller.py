@@ -65,16 +65,20 @@ async def poll(
     *,
     grace: float = 30.0,
     hurry: asyncio.Event | None = None,
+    dialer: Dialer | None = None,
 ) -> bool:
     """Keep one connection to ``address`` (through ``proxy``) until ``stop`` is set;
     then give its calls in flight ``grace`` seconds (less if ``hurry`` is set).
-    Returns whether they all finished. Every redial reuses one Dialer (one TLS context)."""
-    dialer = Dialer(settings.identity)
+    Returns whether they all finished. Every redial goes through ``dialer`` (one
+    TLS context for all of an agent's connections), by default one of its own."""
+    own = dialer is None
+    through = Dialer(settings.identity) if dialer is None else dialer
     try:
         return await _poll(address, thumbprint, subscription, settings, handler, stop, proxy,
-                           grace, hurry, dialer)  # fmt: skip
+                           grace, hurry, through)  # fmt: skip
     finally:
-        await dialer.close()
+        if own:
+            await through.close()
 
 
 async def _poll(
