@@ -71,6 +71,7 @@ class Connections:
         loop = asyncio.get_running_loop()
         while self._open:
             now = loop.time()
+            idle = []
             for key, channel in list(self._open.items()):
                 if channel.closed.is_set():
                     self._forget(key)
@@ -78,7 +79,9 @@ class Connections:
                     self._used[key] = now  # idle counts from the end of the last call
                 elif now - self._used[key] >= self.idle_timeout:
                     self._forget(key)
-                    await channel.close("idle")
+                    idle.append(channel)
+            # together: a dead peer makes a close wait for its close timeout
+            await asyncio.gather(*(channel.close("idle") for channel in idle))
             if self._open:
                 soonest = min(self._used[key] for key in self._open) + self.idle_timeout
                 # a busy one is looked at again within a fraction of the timeout
