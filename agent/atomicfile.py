@@ -4,15 +4,42 @@ Used for every file whose loss or truncation would hurt (configs, identities,
 script state). The data goes to a temporary file in the same directory, created
 with the final mode from the start (a secret is never world-readable, not even
 for an instant), is flushed to disk, then renamed over the target.
+
+Also whole-record appends, for files that only grow (a journal of small
+records): cheaper than a new file per record, and never torn by the death of
+the writer.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 PRIVATE = 0o600
+TEMPORARY_SUFFIX = ".partial"
+
+
+@contextlib.contextmanager
+def temporary_beside(path: Path) -> Iterator[Path]:
+    """A new temporary path to write ``path``'s next content to, then rename over it.
+
+    It is in the same folder (so the rename is atomic and never crosses a file
+    system), hidden and unique (``.NAME.RANDOM.partial``: concurrent writers of
+    one file never collide). The block creates the file and renames it; if the
+    block raises or is cancelled, whatever it left at the temporary path is
+    removed, so a failed write leaves nothing behind.
+    """
+    temporary = path.parent / f".{path.name}.{secrets.token_hex(6)}{TEMPORARY_SUFFIX}"
+    try:
+        yield temporary
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+        raise
 
 
 def write_atomic(path: Path, data: bytes, mode: int = PRIVATE, *, durable: bool = True) -> None:
@@ -23,13 +50,11 @@ def write_atomic(path: Path, data: bytes, mode: int = PRIVATE, *, durable: bool 
     behind. With ``durable`` (the default) the new content and the rename are
     fsynced; without, they survive the process's death but not a power cut.
     """
-    directory = path.parent
-    temporary = directory / f".{path.name}.{os.getpid()}.tmp"
-    try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    except OSError as error:  # name the file the caller asked for, not our temporary
-        raise OSError(error.errno, error.strerror, str(path)) from None
-    try:
+    with temporary_beside(path) as temporary:
+        try:
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        except OSError as error:  # name the file the caller asked for, not our temporary
+            raise OSError(error.errno, error.strerror, str(path)) from None
         try:
             os.fchmod(fd, mode)  # the umask may have narrowed the bits os.open set
             view = memoryview(data)
@@ -41,12 +66,8 @@ def write_atomic(path: Path, data: bytes, mode: int = PRIVATE, *, durable: bool 
         finally:
             os.close(fd)
         os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
-        raise
     if durable:
-        _fsync_directory(directory)
+        _fsync_directory(path.parent)
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -60,3 +81,41 @@ def _fsync_directory(directory: Path) -> None:
             os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def append_record(path: Path, record: bytes, mode: int = PRIVATE) -> None:
+    """Append ``record`` (one line, a few KiB at most) to ``path`` whole or not at all.
+
+    One write call, so the death of the process never leaves half a record;
+    a failed or short write (a full disk) is cut off again before OSError is
+    raised. Not fsynced: the record survives the process's death, not a power cut.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            written = os.write(fd, record)
+        except OSError:
+            os.ftruncate(fd, size)  # nothing of a failed record may stay
+            raise
+        if written != len(record):
+            os.ftruncate(fd, size)
+            raise OSError(errno.ENOSPC, "short write of a record", str(path))
+    finally:
+        os.close(fd)
+
+
+def whole_records(path: Path) -> list[bytes]:
+    """The complete lines of a file written by :func:`append_record` (none if it is missing).
+
+    A torn last line (a power cut) is cut off the file, so that the next record
+    starts on a line of its own.
+    """
+    try:
+        content = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    good = content.rfind(b"\n") + 1
+    if good < len(content):
+        os.truncate(path, good)
+    return content[:good].splitlines()
