@@ -23,6 +23,7 @@ from agent.cli.certificates import (
 )
 from agent.cli.client_cmd import client_group
 from agent.cli.configuration import configure_command, show_configuration_command
+from agent.cli.hub_cmd import hub_group
 from agent.cli.instances import (
     create_instance_command,
     delete_instance_command,
@@ -94,6 +95,7 @@ for command in (
     server_comms_command,
     polling_proxy_command,
     calamari_group,
+    hub_group,
 ):
     cli.add_command(command)
 cli.add_command(agent_command, "run")
