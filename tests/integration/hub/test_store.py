@@ -49,7 +49,8 @@ async def test_the_defaults_are_made_once_however_often_the_hub_starts(database_
     assert [(p["name"], p["is_default"]) for p in pools] == [("Default Worker Pool", True)]
     assert [(p["name"], p["is_default"]) for p in policies] == [("Default Machine Policy", True)]
     assert policies[0]["settings"]["MachineHealthCheckPolicy"]["HealthCheckInterval"] == "01:00:00"
-    assert installation is not None and len(installation) == 36
+    assert installation is not None
+    assert len(installation) == 36
 
 
 async def test_an_api_key_is_stored_as_a_hash_and_found_by_it(database_url: str) -> None:
@@ -67,17 +68,20 @@ async def test_an_api_key_is_stored_as_a_hash_and_found_by_it(database_url: str)
                 await create_api_key(conn, "deployer", Permission.READ_ONLY, NOW)
     finally:
         await store.close()
-    assert key.startswith("API-") and len(key) == 36
+    assert key.startswith("API-")
+    assert len(key) == 36
     assert [row["name"] for row in stored] == ["deployer"]
     assert key not in repr(stored)  # only the hash is kept
-    assert caller is not None and caller.permission is Permission.READ_ONLY
+    assert caller is not None
+    assert caller.permission is Permission.READ_ONLY
     assert stranger is None
 
 
 async def test_an_unreachable_database_is_named_without_its_password() -> None:
     with pytest.raises(DatabaseError) as raised:
         await open_store("postgresql://hub:s3cret@127.0.0.1:1/hub")
-    assert "s3cret" not in str(raised.value) and "127.0.0.1:1" in str(raised.value)
+    assert "s3cret" not in str(raised.value)
+    assert "127.0.0.1:1" in str(raised.value)
 
 
 async def test_an_unknown_kind_of_database_is_refused() -> None:
