@@ -34,8 +34,12 @@ class AccessLog(AbstractAccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         self.logger.info(
             "%s %s %s %d %.1f ms",
-            request.remote, request.method, request.path, response.status, time * 1000,
-        )  # fmt: skip
+            request.remote,
+            request.method,
+            request.path,
+            response.status,
+            time * 1000,
+        )
 
 
 def parse_listen(text: str) -> tuple[str, int]:

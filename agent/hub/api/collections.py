@@ -46,8 +46,9 @@ def respond_page(
         page = page_of(request.query)
     except BadPaging as error:
         raise bad_request(str(error)) from None
-    body = envelope(item_type, path, page.slice(chosen), len(chosen), page, template,
-                    dict(request.query))  # fmt: skip
+    body = envelope(
+        item_type, path, page.slice(chosen), len(chosen), page, template, dict(request.query)
+    )
     return web.json_response(body)
 
 

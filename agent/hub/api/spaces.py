@@ -36,15 +36,17 @@ COLLECTIONS = {
 async def root(request: web.Request) -> web.Response:
     context = context_of(request)
     links = {"Self": "/api", **COLLECTIONS}
-    return web.json_response({
-        "Application": "Tentacle Hub",
-        "Version": context.version,
-        "ApiVersion": API_VERSION,
-        "InstallationId": context.installation_id,
-        "IsEarlyAccessProgram": False,
-        "HasLongTermSupport": False,
-        "Links": links,
-    })  # fmt: skip
+    return web.json_response(
+        {
+            "Application": "Tentacle Hub",
+            "Version": context.version,
+            "ApiVersion": API_VERSION,
+            "InstallationId": context.installation_id,
+            "IsEarlyAccessProgram": False,
+            "HasLongTermSupport": False,
+            "Links": links,
+        }
+    )
 
 
 def space_resource(row: Row) -> dict[str, Any]:

@@ -34,9 +34,14 @@ async def create_api_key(
     if existing is not None:
         raise DuplicateKeyName(f"an API key named {name!r} exists already: choose another name")
     key = new_api_key()
-    await conn.execute(sa.insert(t.api_keys).values(
-        name=name, permission=permission.value, key_hash=key_hash(key), created=now,
-    ))  # fmt: skip
+    await conn.execute(
+        sa.insert(t.api_keys).values(
+            name=name,
+            permission=permission.value,
+            key_hash=key_hash(key),
+            created=now,
+        )
+    )
     return key
 
 

@@ -41,25 +41,48 @@ async def initialise(conn: AsyncConnection, now: datetime, who: str = "system") 
     policy, and the installation id. Safe to run on every start."""
     stamp = {"modified_on": now, "modified_by": who}
     space = await fetch_one(conn, sa.select(t.spaces.c.id).where(t.spaces.c.is_default))
-    space_id = space["id"] if space else await insert(
-        conn, t.spaces, {"name": defaults.DEFAULT_SPACE, "description": "", "is_default": True,
-                         **stamp},
-    )  # fmt: skip
+    space_id = (
+        space["id"]
+        if space
+        else await insert(
+            conn,
+            t.spaces,
+            {"name": defaults.DEFAULT_SPACE, "description": "", "is_default": True, **stamp},
+        )
+    )
     pool = t.worker_pools.c
     if await fetch_one(conn, sa.select(pool.id).where(pool.space_id == space_id)) is None:
-        await insert(conn, t.worker_pools, {
-            "space_id": space_id, "name": defaults.DEFAULT_POOL, "description": "",
-            "is_default": True, "sort_order": 1, "pool_type": "StaticWorkerPool", **stamp,
-        })  # fmt: skip
+        await insert(
+            conn,
+            t.worker_pools,
+            {
+                "space_id": space_id,
+                "name": defaults.DEFAULT_POOL,
+                "description": "",
+                "is_default": True,
+                "sort_order": 1,
+                "pool_type": "StaticWorkerPool",
+                **stamp,
+            },
+        )
     policy = t.machine_policies.c
     if await fetch_one(conn, sa.select(policy.id).where(policy.space_id == space_id)) is None:
-        await insert(conn, t.machine_policies, {
-            "space_id": space_id, "name": defaults.DEFAULT_POLICY, "description": "",
-            "is_default": True, "settings": defaults.policy_settings(), **stamp,
-        })  # fmt: skip
+        await insert(
+            conn,
+            t.machine_policies,
+            {
+                "space_id": space_id,
+                "name": defaults.DEFAULT_POLICY,
+                "description": "",
+                "is_default": True,
+                "settings": defaults.policy_settings(),
+                **stamp,
+            },
+        )
     if await fact(conn, "InstallationId") is None:
-        await conn.execute(sa.insert(t.hub_facts).values(name="InstallationId",
-                                                         value=str(uuid.uuid4())))  # fmt: skip
+        await conn.execute(
+            sa.insert(t.hub_facts).values(name="InstallationId", value=str(uuid.uuid4()))
+        )
 
 
 async def fact(conn: AsyncConnection, name: str) -> str | None:
@@ -82,7 +105,12 @@ async def record_event(
     related: Sequence[str] = (),
 ) -> None:
     """Note a change in the audit log that /api/events shows."""
-    await conn.execute(sa.insert(t.events).values(
-        occurred=now, username=who, category=category, message=message,
-        related_document_ids=list(related),
-    ))  # fmt: skip
+    await conn.execute(
+        sa.insert(t.events).values(
+            occurred=now,
+            username=who,
+            category=category,
+            message=message,
+            related_document_ids=list(related),
+        )
+    )

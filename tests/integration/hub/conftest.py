@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.hub import RunningHub, running_hub
 from tests.helpers.postgres import PostgresServer, fresh_database
 
 
@@ -25,3 +26,10 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     server: PostgresServer = request.getfixturevalue("postgres")
     name = re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:60]
     yield await fresh_database(server, name)
+
+
+@pytest.fixture
+async def hub(tmp_path: Path) -> AsyncIterator[RunningHub]:
+    """A hub on a SQLite file, serving its API over real TLS on loopback."""
+    async with running_hub(tmp_path) as running:
+        yield running

@@ -3,19 +3,10 @@ route forms, paging, keys and permissions, Octopus's errors."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from agent.hub.keys import Permission
-from tests.helpers.hub import RunningHub, running_hub
-
-
-@pytest.fixture
-async def hub(tmp_path: Path) -> AsyncIterator[RunningHub]:
-    async with running_hub(tmp_path) as running:
-        yield running
+from tests.helpers.hub import RunningHub
 
 
 async def test_the_root_document_is_served_without_a_key(hub: RunningHub) -> None:
