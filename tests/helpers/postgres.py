@@ -71,14 +71,16 @@ class PostgresServer:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
-async def fresh_database(server: PostgresServer, name: str) -> str:
-    """An empty database named ``name`` on ``server``; returns its URL."""
+async def fresh_database(server: PostgresServer, name: str, template: str | None = None) -> str:
+    """A new database named ``name`` on ``server``, empty or a copy of ``template``;
+    returns its URL."""
     import asyncpg  # type: ignore[import-untyped]
 
     connection = await asyncpg.connect(host="127.0.0.1", port=server.port, user="postgres")
     try:
         await connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        await connection.execute(f'CREATE DATABASE "{name}"')
+        copy = f' TEMPLATE "{template}"' if template else ""
+        await connection.execute(f'CREATE DATABASE "{name}"{copy}')
     finally:
         await connection.close()
     return server.url(name)

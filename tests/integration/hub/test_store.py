@@ -17,8 +17,8 @@ from agent.hub.store.records import fact, fetch_all, initialise
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 
-async def test_migrations_build_the_schema_from_an_empty_database(database_url: str) -> None:
-    store = await open_store(database_url)
+async def test_migrations_build_the_schema_from_an_empty_database(empty_database_url: str) -> None:
+    store = await open_store(empty_database_url)
     try:
         assert await store.revision() is None
         await store.migrate()
@@ -31,8 +31,10 @@ async def test_migrations_build_the_schema_from_an_empty_database(database_url: 
         await store.close()
 
 
-async def test_the_defaults_are_made_once_however_often_the_hub_starts(database_url: str) -> None:
-    store = await open_store(database_url)
+async def test_the_defaults_are_made_once_however_often_the_hub_starts(
+    empty_database_url: str,
+) -> None:
+    store = await open_store(empty_database_url)
     try:
         await store.migrate()
         for _ in range(3):
@@ -53,8 +55,8 @@ async def test_the_defaults_are_made_once_however_often_the_hub_starts(database_
     assert len(installation) == 36
 
 
-async def test_an_api_key_is_stored_as_a_hash_and_found_by_it(database_url: str) -> None:
-    store = await open_store(database_url)
+async def test_an_api_key_is_stored_as_a_hash_and_found_by_it(empty_database_url: str) -> None:
+    store = await open_store(empty_database_url)
     try:
         await store.migrate()
         async with store.transaction() as conn:
