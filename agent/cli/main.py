@@ -32,6 +32,11 @@ from agent.cli.instances import (
 from agent.cli.options import VerbGroup
 from agent.cli.output import emit_fields, emit_json, format_option
 from agent.cli.polling import polling_proxy_command, server_comms_command
+from agent.cli.registration import (
+    deregister_worker_command,
+    poll_server_command,
+    register_worker_command,
+)
 from agent.cli.signals import Interrupted
 from agent.errors import TentacleError
 
@@ -96,6 +101,9 @@ for command in (
     polling_proxy_command,
     calamari_group,
     hub_group,
+    register_worker_command,
+    deregister_worker_command,
+    poll_server_command,
 ):
     cli.add_command(command)
 cli.add_command(agent_command, "run")

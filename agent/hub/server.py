@@ -85,6 +85,7 @@ class HubServer:
             version=self.version,
             installation_id=installation or "",
             thumbprint=self.home.identity().thumbprint,
+            certificate_pem=self.home.identity().certificate_pem.decode("ascii"),
             node_name=self.home.settings.node_name,
         )
         self.runner = web.AppRunner(build_app(context), access_log_class=AccessLog)

@@ -23,6 +23,7 @@ class HubContext:
     version: str
     installation_id: str
     thumbprint: str
+    certificate_pem: str = ""  # the hub's identity: what workers trust
     node_name: str = "hub"
     now: Callable[[], datetime] = utc_now
     # called after a change the live parts must see at once (trust, schedules)

@@ -87,7 +87,26 @@ async def get_space(request: web.Request) -> web.Response:
     raise not_found(f"there is no space {wanted}")
 
 
+async def hub_certificate(request: web.Request) -> web.Response:
+    """The hub's own certificate, which workers trust (Octopus: certificate-global).
+
+    ``CertificatePem`` is ours: registration needs the whole certificate, not only
+    its thumbprint, because a listening agent trusts certificates.
+    """
+    context = context_of(request)
+    return web.json_response(
+        {
+            "Id": "certificate-global",
+            "Name": "Tentacle Hub",
+            "Thumbprint": context.thumbprint,
+            "CertificatePem": context.certificate_pem,
+            "Links": {"Self": "/api/certificates/certificate-global"},
+        }
+    )
+
+
 def add_routes(routes: Routes) -> None:
+    routes.get("/certificates/certificate-global", hub_certificate, spaced=False)
     routes.get("", root, spaced=False)
     routes.get("/", root, spaced=False)
     routes.get("/spaces", list_spaces, spaced=False)
