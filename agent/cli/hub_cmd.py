@@ -81,22 +81,30 @@ async def _prepare_database(url: str) -> None:
     "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
     help="console log lines for people or machines",
 )  # fmt: skip
-def serve_command(home: Path, listen: str | None, log_format: str) -> None:
+@click.option(
+    "--polling-port",
+    type=click.IntRange(0, 65535),
+    help="the port polling workers dial (default 10943; 0 picks a free one)",
+)
+def serve_command(
+    home: Path, listen: str | None, log_format: str, polling_port: int | None
+) -> None:
     """Run the hub in the foreground until SIGTERM or Ctrl-C (exit 0 after a clean stop)."""
     from agent.hub.server import HubServer
 
     configure_logging(log_format)
     hub = load_home(home)
     try:
-        asyncio.run(until_signalled(_serve(HubServer(hub, __version__), listen)))
+        asyncio.run(until_signalled(_serve(HubServer(hub, __version__), listen, polling_port)))
     except Interrupted:
         log.info("hub stopped")
 
 
-async def _serve(server: HubServer, listen: str | None) -> None:
+async def _serve(server: HubServer, listen: str | None, polling_port: int | None) -> None:
     try:
-        url = await server.start(listen)
-        click.echo(f"Hub listening on: {url}", err=False)
+        url = await server.start(listen, polling_port)
+        click.echo(f"Hub listening on: {url}")
+        click.echo(f"Hub polling port: {server.polling_port}")
         log.info("hub listening on %s", url)
         await asyncio.Event().wait()  # until a signal cancels it
     finally:

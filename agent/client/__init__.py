@@ -1,6 +1,17 @@
 """The library a server uses to reach agents (the hub, the tests and `tentacle client`)."""
 
 from agent.client.agent_client import AgentClient, Endpoint
-from agent.client.polling_listener import PollingListener
+from agent.client.polling_listener import AgentNotConnected, PollingListener
+from agent.client.scripts import LogChunk, ScriptRequest, execute_script
+from agent.transport.settings import ChannelSettings
 
-__all__ = ["AgentClient", "Endpoint", "PollingListener"]
+__all__ = [
+    "AgentClient",
+    "AgentNotConnected",
+    "ChannelSettings",
+    "Endpoint",
+    "LogChunk",
+    "PollingListener",
+    "ScriptRequest",
+    "execute_script",
+]

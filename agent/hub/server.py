@@ -14,12 +14,17 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from agent.client import ChannelSettings, PollingListener
 from agent.errors import ConfigError
 from agent.hub.api.app import build_app
 from agent.hub.api.context import HubContext, utc_now
+from agent.hub.health import HealthChecks
 from agent.hub.home import HubHome
+from agent.hub.reach import WorkerReach
+from agent.hub.runner import TaskRunner
+from agent.hub.scheduler import Scheduler
 from agent.hub.store import Store, open_store
-from agent.hub.store.records import fact, initialise
+from agent.hub.store.records import fact, initialise, polling_certificates
 
 log = logging.getLogger("agent.hub")
 
@@ -65,28 +70,61 @@ def https_context(home: HubHome) -> ssl.SSLContext:
 
 @dataclass
 class HubServer:
+    """The hub's parts, started and stopped together: store, polling port, task
+    runner, the policies' scheduler and the HTTPS API."""
+
     home: HubHome
     version: str
     store: Store | None = None
     runner: web.AppRunner | None = None
     url: str = ""
+    polling_port: int = 0
+    listener: PollingListener | None = None
+    tasks: TaskRunner | None = None
+    scheduler: Scheduler | None = None
 
-    async def start(self, listen: str | None = None) -> str:
-        """Migrate, initialise and listen; returns the URL the API answers on."""
+    async def start(self, listen: str | None = None, polling_port: int | None = None) -> str:
+        """Migrate, initialise and listen; returns the URL the API answers on.
+
+        ``polling_port`` 0 picks a free port (``self.polling_port`` tells which)."""
         host, port = parse_listen(listen or self.home.settings.listen)
         ssl_context = https_context(self.home)
+        identity = self.home.identity()
         self.store = store = await open_store(self.home.settings.database)
         await store.migrate()
         async with store.transaction() as conn:
             await initialise(conn, utc_now())
             installation = await fact(conn, "InstallationId")
+            trusted = await polling_certificates(conn)
+        settings = ChannelSettings(identity, self.home.settings.node_name, self.version)
+        self.listener = PollingListener(settings, trusted)
+        wanted = self.home.settings.polling_port if polling_port is None else polling_port
+        try:
+            [(_, self.polling_port), *_] = await self.listener.start(host, wanted)
+        except OSError as error:
+            await self.stop()
+            raise ConfigError(
+                f"cannot listen for polling agents on {host}:{wanted}: {error.strerror}"
+            ) from None
+        reach = WorkerReach(settings, self.listener)
+        self.tasks = TaskRunner(
+            store,
+            self.home.settings.node_name,
+            self.home.settings.task_cap,
+            {"Health": HealthChecks(store, reach, utc_now)},
+            utc_now,
+        )
+        await self.tasks.start()
+        self.scheduler = Scheduler(store, utc_now, self.tasks.wake)
+        self.scheduler.start()
         context = HubContext(
             store=store,
             version=self.version,
             installation_id=installation or "",
-            thumbprint=self.home.identity().thumbprint,
-            certificate_pem=self.home.identity().certificate_pem.decode("ascii"),
+            thumbprint=identity.thumbprint,
+            certificate_pem=identity.certificate_pem.decode("ascii"),
             node_name=self.home.settings.node_name,
+            on_change=self._changed,
         )
         self.runner = web.AppRunner(build_app(context), access_log_class=AccessLog)
         await self.runner.setup()
@@ -101,10 +139,21 @@ class HubServer:
         self.url = f"https://{shown}:{bound_port}/"
         return self.url
 
+    async def _changed(self, what: str) -> None:
+        """The API changed something the live parts act on."""
+        if what == "tasks" and self.tasks is not None:
+            self.tasks.wake()
+        if what in ("workers", "policies") and self.scheduler is not None:
+            self.scheduler.wake()
+
     async def stop(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
+        for part in (self.scheduler, self.tasks, self.listener):
+            if part is not None:
+                await part.stop()
+        self.scheduler = self.tasks = self.listener = None
         if self.store is not None:
             await self.store.close()
             self.store = None

@@ -77,7 +77,7 @@ async def running_hub(folder: Path, database: str | None = None) -> AsyncIterato
     """A hub created in ``folder`` and serving on a free loopback port, with an admin key."""
     home = create_home(folder / "hub", database)
     server = HubServer(home, __version__)
-    url = await server.start("127.0.0.1:0")
+    url = await server.start("127.0.0.1:0", polling_port=0)
     try:
         admin = await new_key(home, "admin", Permission.CONFIGURE_SERVER)
         connector = aiohttp.TCPConnector(ssl=pinned(home))

@@ -38,6 +38,7 @@ from agent.hub.rules.workers import (
     worker_filter,
 )
 from agent.hub.store import tables as t
+from agent.hub.store import tasks as store_tasks
 from agent.hub.store.records import Row, fetch_all, fetch_one
 
 _LISTENING_URI = re.compile(r"^https://[^/\s]+:[0-9]{1,5}/?$")
@@ -343,9 +344,19 @@ async def create_worker(request: web.Request) -> web.Response:
         await _set_pools(conn, number, pools)
         worker_id = ids.format_id(ids.WORKER, number)
         await note(conn, request, "Created", f"Worker {values['name']} created", worker_id)
+        # a new worker is checked at once, as Octopus does after registration
+        await store_tasks.submit(
+            conn,
+            space,
+            "Health",
+            f"Check health of {values['name']}",
+            {"MachineIds": [worker_id]},
+            context_of(request).now(),
+        )
         request.match_info["id"] = worker_id
         resource = await one_worker(conn, request, space)
     await context_of(request).changed("workers")
+    await context_of(request).changed("tasks")
     return web.json_response(resource, status=201)
 
 

@@ -129,3 +129,15 @@ def should_delete(
     ):
         return False
     return now - unavailable_since >= parse_timespan(cleanup["DeleteMachinesElapsedTimeSpan"])
+
+
+def due_workers(
+    workers: list[dict[str, Any]], policies: dict[int, dict[str, Any]], now: datetime
+) -> list[int]:
+    """Ids of the enabled workers whose policy says a health check is due."""
+    return [
+        worker["id"]
+        for worker in workers
+        if not worker["is_disabled"]
+        and due_for_check(policies[worker["machine_policy_id"]], worker["last_checked"], now)
+    ]

@@ -114,3 +114,17 @@ async def record_event(
             related_document_ids=list(related),
         )
     )
+
+
+async def polling_certificates(conn: AsyncConnection) -> list[str]:
+    """The certificates the polling port trusts: those of enabled polling workers."""
+    workers = t.workers.c
+    rows = await fetch_all(
+        conn,
+        sa.select(workers.certificate).where(
+            workers.communication_style == "TentacleActive",
+            workers.is_disabled.is_(False),
+            workers.certificate.is_not(None),
+        ),
+    )
+    return [str(row["certificate"]) for row in rows]

@@ -8,6 +8,8 @@ PostgreSQL. Documents whose shape is Octopus's and that no query looks inside
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import sqlalchemy as sa
 
 metadata = sa.MetaData(
@@ -19,7 +21,28 @@ metadata = sa.MetaData(
     }
 )
 
-Timestamp = sa.DateTime(timezone=True)
+
+class UtcDateTime(sa.types.TypeDecorator[datetime]):
+    """A moment, stored in UTC and read back time-zone aware on every database
+    (SQLite keeps no zone and would hand back naive values)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"a naive datetime reached the store: {value!r}")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Timestamp = UtcDateTime()
 
 spaces = sa.Table(
     "spaces",
