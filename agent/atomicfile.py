@@ -10,9 +10,31 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 PRIVATE = 0o600
+TEMPORARY_SUFFIX = ".partial"
+
+
+@contextlib.contextmanager
+def temporary_beside(path: Path) -> Iterator[Path]:
+    """A new temporary path to write ``path``'s next content to, then rename over it.
+
+    It is in the same folder (so the rename is atomic and never crosses a file
+    system), hidden and unique (``.NAME.RANDOM.partial``: concurrent writers of
+    one file never collide). The block creates the file and renames it; if the
+    block raises or is cancelled, whatever it left at the temporary path is
+    removed, so a failed write leaves nothing behind.
+    """
+    temporary = path.parent / f".{path.name}.{secrets.token_hex(6)}{TEMPORARY_SUFFIX}"
+    try:
+        yield temporary
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+        raise
 
 
 def write_atomic(path: Path, data: bytes, mode: int = PRIVATE, *, durable: bool = True) -> None:
@@ -23,13 +45,11 @@ def write_atomic(path: Path, data: bytes, mode: int = PRIVATE, *, durable: bool 
     behind. With ``durable`` (the default) the new content and the rename are
     fsynced; without, they survive the process's death but not a power cut.
     """
-    directory = path.parent
-    temporary = directory / f".{path.name}.{os.getpid()}.tmp"
-    try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    except OSError as error:  # name the file the caller asked for, not our temporary
-        raise OSError(error.errno, error.strerror, str(path)) from None
-    try:
+    with temporary_beside(path) as temporary:
+        try:
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        except OSError as error:  # name the file the caller asked for, not our temporary
+            raise OSError(error.errno, error.strerror, str(path)) from None
         try:
             os.fchmod(fd, mode)  # the umask may have narrowed the bits os.open set
             view = memoryview(data)
@@ -41,12 +61,8 @@ def write_atomic(path: Path, data: bytes, mode: int = PRIVATE, *, durable: bool 
         finally:
             os.close(fd)
         os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
-        raise
     if durable:
-        _fsync_directory(directory)
+        _fsync_directory(path.parent)
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -1,9 +1,14 @@
 """agent (alias run): the daemon in the foreground.
 
-Exit codes: 0 after a graceful stop (the first SIGTERM or SIGINT: calls in
-flight get ``--grace`` seconds); 3 when a second signal cut calls in flight off;
-2 when the agent cannot start for this instance (another agent holds it, or
-it would neither listen nor poll); 1 any other controlled failure.
+Exit codes, for a supervisor (README "Exit codes"): 0 stopped (the first
+SIGTERM or SIGINT: calls in flight get ``--grace`` seconds); 1 an unexpected
+failure (another agent holds the instance, the port is taken, a bug); 2 a
+usage error (a mistyped option); 3 a configuration error (an unknown instance,
+an invalid file or environment variable, an unreadable identity, an instance
+that would neither listen nor poll), which restarting will not mend, so a
+systemd unit can say ``RestartPreventExitStatus=3``; 128 + N when a second
+signal N cut calls in flight off (143 for SIGTERM, 130 for SIGINT), as a shell
+reports a process killed by N.
 """
 
 from __future__ import annotations
@@ -29,10 +34,11 @@ from agent.cli.context import current
 from agent.cli.logs import configure_logging
 from agent.cli.options import instance_option
 from agent.config.instances import HOME_MODE
+from agent.errors import CertificateError, ConfigError
 
 DEFAULT_GRACE = 30.0  # agent.daemon is imported only when the agent runs: it is heavy
-EXIT_REFUSED = 2  # the CLI's usage/configuration code
-EXIT_STOPPED_AT_ONCE = 3
+EXIT_FAILURE = 1
+EXIT_CONFIGURATION = 3
 
 if TYPE_CHECKING:
     from agent.daemon import AgentRun
@@ -59,33 +65,45 @@ log = logging.getLogger("agent")
 def agent_command(instance_name: str | None, log_format: str, grace: float) -> None:
     """Run the agent in the foreground until SIGTERM or Ctrl-C.
 
-    The first signal stops it gracefully (exit 0), a second one at once (exit 3)."""
+    The first signal stops it gracefully (exit 0), a second one at once (exit 128 + its
+    number: 143 for SIGTERM, 130 for Ctrl-C). A configuration that cannot run exits 3."""
     signals = _Signals()  # before anything else: no signal may meet the default handler
     configure_logging(log_format)
     context = current()
-    instance = context.open(instance_name)
-    config = instance.effective(context.environ)
     from agent.daemon import AgentRun, check_runnable, instance_lock
-    from agent.errors import ConfigError, InstanceError
+    from agent.errors import InstanceError
 
     try:
+        instance = context.open(instance_name)
+        config = instance.effective(context.environ)
         check_runnable(config)
+    except (ConfigError, InstanceError) as error:
+        raise _ConfigurationError(str(error)) from None
+    try:
         with instance_lock(config.home):
             identity = _identity(instance.name, config.identity_path, config.home)
             executable = shutil.which("tentacle") or sys.argv[0]
             run = AgentRun(instance.name, config, identity, grace, context.environ, executable,
                            config_path=instance.config_path)  # fmt: skip
             asyncio.run(_serve(run, signals))
-    except (ConfigError, InstanceError) as error:
-        raise _Refused(str(error)) from None
-    if signals.stopped_at_once:
-        raise click.exceptions.Exit(EXIT_STOPPED_AT_ONCE)
+    except ConfigError as error:
+        raise _ConfigurationError(str(error)) from None
+    except InstanceError as error:  # another agent holds the instance: it may stop
+        raise _CannotStart(str(error)) from None
+    if signals.cut_off_by is not None:
+        raise click.exceptions.Exit(128 + signals.cut_off_by)
 
 
-class _Refused(click.ClickException):
-    """The agent cannot start for this instance: one line, the usage/configuration code."""
+class _ConfigurationError(click.ClickException):
+    """The configuration cannot run: restarting will not help until a person fixes it."""
 
-    exit_code = EXIT_REFUSED
+    exit_code = EXIT_CONFIGURATION
+
+
+class _CannotStart(click.ClickException):
+    """The agent cannot start now, for a reason that may pass (unlike a configuration)."""
+
+    exit_code = EXIT_FAILURE
 
 
 def _identity(name: str, path: Path, home: Path) -> Identity:
@@ -96,7 +114,10 @@ def _identity(name: str, path: Path, home: Path) -> Identity:
     warning = exposed_identity_warning(path)
     if warning is not None:
         log.warning("%s", warning)
-    identity = load_identity(path)
+    try:
+        identity = load_identity(path)
+    except CertificateError as error:  # the instance's own identity: part of its configuration
+        raise ConfigError(str(error)) from None
     log.info("instance %s, thumbprint %s", name, identity.thumbprint)
     return identity
 
@@ -115,7 +136,8 @@ class _Signals:
 
     def __init__(self) -> None:
         self.received = 0
-        self.stopped_at_once = False
+        self.second: int | None = None  # the number of the second signal, if one came
+        self.cut_off_by: int | None = None  # that number, if it cut calls in flight off
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = asyncio.Event()
         self._hurry = asyncio.Event()
@@ -132,12 +154,14 @@ class _Signals:
         """The agent has stopped: later signals change nothing (but still do not kill).
         It stopped at once if a second signal cut calls in flight off."""
         self._loop = None
-        self.stopped_at_once = self._hurry.is_set() and not drained
+        self.cut_off_by = self.second if self._hurry.is_set() and not drained else None
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, signal.SIG_IGN)  # finalization leaves "ignore" alone
 
     def _handle(self, signum: int, frame: object) -> None:
         self.received += 1
+        if self.received == 2:  # the second signal is the one that hurries
+            self.second = signum
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._deliver)
@@ -166,4 +190,4 @@ async def _serve(run: AgentRun, signals: _Signals) -> None:
         drained = await run_agent(run, stop, ready, hurry)
     finally:
         signals.detach(drained)
-    log.info("agent stopped at once" if signals.stopped_at_once else "agent stopped")
+    log.info("agent stopped at once" if signals.cut_off_by else "agent stopped")

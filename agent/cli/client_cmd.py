@@ -18,6 +18,7 @@ from agent.cli.options import VerbGroup, instance_option
 from agent.cli.output import emit_fields, emit_json, format_option, progress_bar
 from agent.cli.signals import Interrupted, until_signalled
 from agent.errors import TentacleError
+from agent.protocol.services import Isolation, Syntax
 
 if TYPE_CHECKING:  # the client stack (aiohttp) is imported only when a client command runs
     from agent.client import AgentClient
@@ -216,9 +217,17 @@ def _show_transfer(result: dict[str, Any], output_format: str) -> None:
 @endpoint_options
 @click.option("--ticket", help="resume the script with this ticket if it exists, else start it")
 @click.option(
-    "--syntax", type=click.Choice(["bash", "sh", "python"]), default="bash", show_default=True
+    "--syntax",
+    type=click.Choice([s.value for s in Syntax]),
+    default=Syntax.BASH.value,
+    show_default=True,
 )
-@click.option("--isolation", type=click.Choice(["full", "none"]), default="full", show_default=True)
+@click.option(
+    "--isolation",
+    type=click.Choice([i.value for i in Isolation]),
+    default=Isolation.FULL.value,
+    show_default=True,
+)
 @click.option("--mutex", "mutex_name", metavar="NAME", help="isolation mutex name")
 @click.option("--mutex-timeout", type=click.FloatRange(0), metavar="S")
 @click.option(
@@ -256,7 +265,7 @@ def run_script_command(
     The script's own ARGUMENTS follow `--`, so that a mistyped option is an error.
     """
     from agent.client.scripts import LogChunk, ScriptRequest, execute_script
-    from agent.scripts import exitcodes
+    from agent.protocol.services import describe_exit_code
 
     request_fields: dict[str, Any] = {"ticket": ticket} if ticket else {}
     request = ScriptRequest(
@@ -290,7 +299,7 @@ def run_script_command(
     except Interrupted as stopped:
         raise Interrupted(stopped.signum, _left_running(request.ticket, cancel.is_set())) from None
     if code < 0:
-        raise TentacleError(f"script {request.ticket}: {exitcodes.describe(code)} ({code})")
+        raise TentacleError(f"script {request.ticket}: {describe_exit_code(code)} ({code})")
     raise click.exceptions.Exit(min(code, 255))
 
 

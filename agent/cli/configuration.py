@@ -11,9 +11,11 @@ from agent.certs import load_certificate, load_identity
 from agent.cli.context import current
 from agent.cli.options import absolute_path, instance_option
 from agent.cli.output import emit_fields, emit_json, format_option
+from agent.cli.settings_options import flag_values, setting_options
 from agent.config.environment import overridden_settings
 from agent.config.instances import Instance, change_home, check_port_free
-from agent.config.model import MAX_POLLING_CONNECTION_COUNT, MAX_PORT, InstanceConfig
+from agent.config.model import INSTANCE_SETTINGS, InstanceConfig
+from agent.config.settings import apply_flags, setting_of_shown, shown_of
 from agent.config.trust import add_trusted_certificate, add_trusted_thumbprint, remove_trust
 from agent.errors import ConfigError, TentacleError
 
@@ -26,16 +28,7 @@ from agent.errors import ConfigError, TentacleError
     help="the instance home; its certificate, files and workspaces move along "
     "(stop the agent first)",
 )
-@click.option("--app", metavar="DIR", help="where packages are deployed")
-@click.option("--port", type=click.IntRange(0, MAX_PORT), help="listening port (0: ephemeral)")
-@click.option("--listenIpAddress", "listen_ip", metavar="IP", help="address to listen on, or any")
-@click.option("--noListen", "no_listen", type=click.BOOL, help="true: do not listen (polling only)")
-@click.option(
-    "--pollingConnectionCount",
-    "polling_connection_count",
-    type=click.IntRange(1, MAX_POLLING_CONNECTION_COUNT),
-    help="connections to each polling server",
-)
+@setting_options(INSTANCE_SETTINGS)
 @click.option(
     "--trust",
     multiple=True,
@@ -51,12 +44,6 @@ from agent.errors import ConfigError, TentacleError
     help="trust a peer's certificate",
 )
 @click.option(
-    "--heartbeat-interval",
-    type=float,
-    metavar="SECONDS",
-    help="seconds between heartbeats; a peer silent for 3 is dropped",
-)
-@click.option(
     "--file-root",
     "file_roots",
     multiple=True,
@@ -64,70 +51,38 @@ from agent.errors import ConfigError, TentacleError
     help="also allow file transfer under DIR (besides the home)",
 )
 @click.option("--remove-file-root", "removed_file_roots", multiple=True, metavar="DIR")
-@click.option(
-    "--max-running-scripts",
-    type=click.IntRange(0),
-    metavar="N",
-    help="run at most N scripts at once; more queue in order (0: no limit)",
-)
-@click.option(
-    "--workspace-retention",
-    type=click.FloatRange(0),
-    metavar="SECONDS",
-    help="remove workspaces of finished scripts never completed after this long",
-)
-@click.option(
-    "--workspace-sweep-interval",
-    type=click.FloatRange(0.001),
-    metavar="SECONDS",
-    help="how often old workspaces are looked for",
-)
 @click.option("--remove-trust", multiple=True, metavar="THUMBPRINT", help="stop trusting a peer")
 @click.option("--reset-trust", is_flag=True, help="forget every trusted peer first")
 def configure_command(
     instance_name: str | None,
     home: str | None,
-    app: str | None,
-    port: int | None,
-    listen_ip: str | None,
-    no_listen: bool | None,
-    polling_connection_count: int | None,
-    heartbeat_interval: float | None,
     file_roots: tuple[str, ...],
     removed_file_roots: tuple[str, ...],
-    max_running_scripts: int | None,
-    workspace_retention: float | None,
-    workspace_sweep_interval: float | None,
     trust: tuple[str, ...],
     trust_certificates: tuple[Path, ...],
     remove_trust: tuple[str, ...],
     reset_trust: bool,
+    **flags: Any,
 ) -> None:
     """Change an instance's settings and trusted peers.
 
     Applied in Tentacle's order: reset trust, remove, add, then the other settings.
     """
+    # The settings' options come from the table (agent.config.model); --home and
+    # --file-root are written out above because they move or add rather than set.
     context = current()
     instance = context.open(instance_name)
     config = _change_trust(instance.config, reset_trust, remove_trust, trust, trust_certificates)
     settings = {
-        "application_directory": absolute_path(app),
-        "port": port,
-        "listen_ip": listen_ip,
-        "no_listen": no_listen,
-        "polling_connection_count": polling_connection_count,
-        "heartbeat_interval": heartbeat_interval,
+        **flag_values(INSTANCE_SETTINGS, flags),
         "file_roots": _changed_roots(config.file_roots, file_roots, removed_file_roots),
-        "max_running_scripts": max_running_scripts,
-        "workspace_retention": workspace_retention,
-        "workspace_sweep_interval": workspace_sweep_interval,
     }
     try:
-        config = config.with_settings(**{k: v for k, v in settings.items() if v is not None})
+        config = apply_flags(config, settings)
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
-    if port is not None:
-        check_port_free(context.index, instance.name, port)
+    if flags.get("port") is not None:
+        check_port_free(context.index, instance.name, config.port)
     if home is not None:
         config, left_behind = change_home(config, absolute_path(home) or Path(home))
         for line in left_behind:
@@ -209,31 +164,10 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
-# The settings a change is shown for, by the names show-configuration uses.
-_SHOWN_AS = {
-    "home": "Home",
-    "applications": "ApplicationDirectory",
-    "port": "Port",
-    "listen_ip": "ListenIpAddress",
-    "no_listen": "NoListen",
-    "polling_connection_count": "PollingConnectionCount",
-    "heartbeat_interval": "HeartbeatInterval",
-    "file_roots": "FileRoots",
-    "max_running_scripts": "MaxRunningScripts",
-    "workspace_retention": "WorkspaceRetention",
-    "workspace_sweep_interval": "WorkspaceSweepInterval",
-}
-
-
 def _setting_changes(old: InstanceConfig, new: InstanceConfig) -> list[tuple[str, Any, Any]]:
-    changes = []
-    for attribute, shown_as in _SHOWN_AS.items():
-        before, after = getattr(old, attribute), getattr(new, attribute)
-        if before != after:
-            if attribute == "listen_ip":  # as show-configuration says it
-                before, after = before or "any", after or "any"
-            changes.append((shown_as, before, after))
-    return changes
+    """(shown key, before, after) for each shown setting that changed, as shown."""
+    before, after = shown_of(old), shown_of(new)
+    return [(key, before[key], after[key]) for key in before if before[key] != after[key]]
 
 
 @click.command("show-configuration")
@@ -276,17 +210,7 @@ def configuration_document(instance: Instance, config: InstanceConfig) -> dict[s
     return {
         "InstanceName": instance.name,
         "ConfigurationFilePath": str(instance.config_path),
-        "Home": str(config.home),
-        "ApplicationDirectory": str(config.applications),
-        "Port": config.port,
-        "ListenIpAddress": config.listen_ip or "any",
-        "NoListen": config.no_listen,
-        "PollingConnectionCount": config.polling_connection_count,
-        "HeartbeatInterval": config.heartbeat_interval,
-        "FileRoots": [str(root) for root in config.file_roots],
-        "MaxRunningScripts": config.max_running_scripts,
-        "WorkspaceRetention": config.workspace_retention,
-        "WorkspaceSweepInterval": config.workspace_sweep_interval,
+        **shown_of(config),
         "Thumbprint": thumbprint,
         "TrustedThumbprints": [peer.thumbprint for peer in config.trusted],
         "PollingProxy": (
@@ -310,19 +234,7 @@ def configuration_document(instance: Instance, config: InstanceConfig) -> dict[s
     }
 
 
-_SETTING_OF_KEY = {
-    "Home": "home",
-    "ApplicationDirectory": "application_directory",
-    "Port": "port",
-    "ListenIpAddress": "listen_ip",
-    "NoListen": "no_listen",
-    "PollingConnectionCount": "polling_connection_count",
-    "HeartbeatInterval": "heartbeat_interval",
-    "FileRoots": "file_roots",
-    "MaxRunningScripts": "max_running_scripts",
-    "WorkspaceRetention": "workspace_retention",
-    "WorkspaceSweepInterval": "workspace_sweep_interval",
-}
+_SETTING_OF_KEY = setting_of_shown(InstanceConfig)
 
 
 def _text(key: str, value: Any, overrides: dict[str, str]) -> str:

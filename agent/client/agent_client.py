@@ -7,17 +7,25 @@ target atomically) are retried on a dropped connection, reconnecting each time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import os
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from agent.atomicfile import temporary_beside
 from agent.client.polling_listener import DEFAULT_QUEUE_TIMEOUT, PollingListener
 from agent.errors import ConnectionLost, TentacleError
+from agent.filechunks import read_chunks
+from agent.protocol.services import (
+    Capabilities,
+    CapabilitiesRequest,
+    Download,
+    DownloadRequest,
+    Uploaded,
+    UploadRequest,
+)
 from agent.transport.channel import Channel
 from agent.transport.dialer import DroppedAfterHandshake, dial
 from agent.transport.settings import ChannelSettings
@@ -145,7 +153,12 @@ class AgentClient:
         task.add_done_callback(self._background.discard)
 
     async def capabilities(self) -> dict[str, Any]:
-        value: dict[str, Any] = await self._retrying(lambda: self.call("capabilities", "get"))
+        """The capabilities document, checked against agent.protocol.services.Capabilities."""
+        params = CapabilitiesRequest().to_wire()
+        value: dict[str, Any] = await self._retrying(
+            lambda: self.call("capabilities", "get", params)
+        )
+        Capabilities.parse_reply(value)  # a malformed document is a ProtocolError
         return value
 
     async def upload(
@@ -155,13 +168,11 @@ class AgentClient:
 
         async def attempt() -> dict[str, Any]:
             channel = await self.connect()
-            length = local.stat().st_size
+            request = UploadRequest(remote, local.stat().st_size)
             result = await channel.call(
-                "files",
-                "upload",
-                {"Path": remote, "Length": length},
-                upload=_read_file(local, progress),
+                "files", "upload", request.to_wire(), upload=_read_file(local, progress)
             )
+            Uploaded.parse_reply(result.value)  # a malformed reply is a ProtocolError
             value: dict[str, Any] = result.value
             return value
 
@@ -178,11 +189,11 @@ class AgentClient:
 
         async def attempt() -> dict[str, Any]:
             channel = await self.connect()
-            result = await channel.call("files", "download", {"Path": remote})
+            result = await channel.call("files", "download", DownloadRequest(remote).to_wire())
             assert result.stream is not None
-            expected = int(result.value["Length"])
+            expected = Download.parse_reply(result.value).length
             digest = await _write_file(result.stream, local, expected, progress)
-            return {"FullPath": str(local), "Length": expected, "Sha256": digest}
+            return Uploaded(str(local), expected, digest).to_wire()
 
         return await self._retrying(attempt)
 
@@ -204,7 +215,7 @@ def _forget(task: asyncio.Task[Any]) -> None:
 
 async def _read_file(path: Path, progress: Progress | None) -> AsyncIterator[bytes]:
     with path.open("rb") as file:
-        while chunk := file.read(CHUNK):
+        for chunk in read_chunks(file, CHUNK):
             yield chunk
             if progress is not None:
                 progress(len(chunk))
@@ -214,10 +225,9 @@ async def _write_file(
     stream: AsyncIterator[bytes] | Any, local: Path, expected: int, progress: Progress | None
 ) -> str:
     """Write the stream to a temporary file, renamed to ``local`` only if complete."""
-    temporary = local.parent / f".{local.name}.{secrets.token_hex(6)}.partial"
     digest = hashlib.sha256()
     length = 0
-    try:
+    with temporary_beside(local) as temporary:
         with temporary.open("xb") as file:
             async for chunk in stream:
                 file.write(chunk)
@@ -228,8 +238,4 @@ async def _write_file(
         if length != expected:
             raise TransferError(f"download ended after {length} of {expected} bytes")
         os.replace(temporary, local)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
-        raise
     return digest.hexdigest()

@@ -15,10 +15,23 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from agent.client.agent_client import AgentClient
-from agent.errors import ConnectionLost
+from agent.errors import ConnectionLost, ProtocolError
+from agent.protocol.services import (
+    DEFAULT_GRACE,
+    DEFAULT_MUTEX,
+    CancelScriptRequest,
+    CompleteScriptRequest,
+    Isolation,
+    ScriptFile,
+    ScriptStatus,
+    ScriptStatusRequest,
+    StartScriptRequest,
+    State,
+    Syntax,
+)
 
 FIRST_POLL = 0.05
 MAX_POLL = 2.0
@@ -29,6 +42,8 @@ GIVE_UP_AFTER = 120.0
 
 @dataclass(frozen=True)
 class ScriptRequest:
+    """A script to run; ``files`` are (name in the workspace, local file) pairs."""
+
     body: str
     syntax: str = "bash"
     arguments: Sequence[str] = ()
@@ -40,6 +55,25 @@ class ScriptRequest:
     task_id: str = ""
     ticket: str = field(default_factory=lambda: secrets.token_hex(16))
     wait: float = 1.0
+
+    def to_start(self) -> StartScriptRequest:
+        """The scripts.start request (the files' lengths read now); raises
+        CallError(bad_params), as the agent would, for a value the contract does not
+        allow (a Syntax or Isolation it does not know, a negative Grace...)."""
+        # The texts become a Syntax and an Isolation (or a bad_params) in checked().
+        return StartScriptRequest(
+            ticket=self.ticket,
+            body=self.body,
+            syntax=cast(Syntax, self.syntax),
+            arguments=tuple(self.arguments),
+            files=tuple(ScriptFile(name, path.stat().st_size) for name, path in self.files),
+            isolation=cast(Isolation, self.isolation),
+            mutex_name=self.mutex_name or DEFAULT_MUTEX,
+            mutex_timeout=self.mutex_timeout,
+            task_id=self.task_id,
+            grace=DEFAULT_GRACE if self.grace is None else self.grace,
+            wait=self.wait,
+        ).checked()
 
 
 @dataclass(frozen=True)
@@ -85,14 +119,12 @@ async def execute_script(
     delay = FIRST_POLL
     cancel_sent = False
     while True:
-        finished = status["State"] == "Complete" and not status.get(
-            "MoreLogs", bool(status["Logs"])
-        )
+        finished = status.reply.finished
         # While output flows, ask for the next lines before handing these over,
         # so that the agent reads while the caller writes.
         upcoming = None
-        if status["Logs"] and not finished and not cancel.is_set():
-            following = int(status["NextLogSequence"])
+        if status.reply.logs and not finished and not cancel.is_set():
+            following = status.reply.next_sequence
             upcoming = asyncio.ensure_future(
                 _resilient(client, _poll(client, "status", request.ticket, following))
             )
@@ -110,48 +142,49 @@ async def execute_script(
             continue
         await _pause(delay, cancel, cancel_sent)
         delay = min(delay * POLL_GROWTH, MAX_POLL)
-        method = "cancel" if cancel.is_set() and status["State"] != "Complete" else "status"
+        state = status.reply.state
+        method = "cancel" if cancel.is_set() and state != State.COMPLETE else "status"
         cancel_sent |= method == "cancel"
         status = await _resilient(client, _poll(client, method, request.ticket, last))
     # Releasing the workspace needs no answer (Tentacle's clients do not retry it)
-    client.send("scripts", "complete", {"ScriptTicket": request.ticket})
-    return ScriptOutcome(request.ticket, int(status["ExitCode"]), cancel.is_set())
+    complete = CompleteScriptRequest(request.ticket)
+    client.send("scripts", "complete", complete.to_wire())
+    exit_code = status.reply.exit_code
+    if exit_code is None:
+        raise ProtocolError(f"script {request.ticket} is Complete without an ExitCode")
+    return ScriptOutcome(request.ticket, exit_code, cancel.is_set())
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """A status reply, and the log bytes that came on its stream (StreamLogs)."""
+
+    reply: ScriptStatus
+    data: bytes = b""
 
 
 def _poll(client: AgentClient, method: str, ticket: str, last: int) -> Callable[[], Awaitable[Any]]:
     """A status (or cancel) call; status logs come as bytes on a stream, for speed."""
 
-    async def call() -> Any:
-        params: dict[str, Any] = {"ScriptTicket": ticket, "LastLogSequence": last}
+    async def call() -> _Answer:
         if method == "cancel":
-            return await client.call("scripts", method, params)
+            params = CancelScriptRequest(ticket, last).to_wire()
+            return _Answer(ScriptStatus.parse_reply(await client.call("scripts", method, params)))
         channel = await client.connect()
-        result = await channel.call("scripts", method, {**params, "StreamLogs": True})
+        request = ScriptStatusRequest(ticket, last, stream_logs=True)
+        result = await channel.call("scripts", method, request.to_wire())
         data = b"".join([chunk async for chunk in result.stream]) if result.stream else b""
-        return {**result.value, "Data": data}
+        return _Answer(ScriptStatus.parse_reply(result.value), data)
 
     return call
 
 
-async def _start(client: AgentClient, request: ScriptRequest) -> dict[str, Any]:
-    params: dict[str, Any] = {
-        "ScriptTicket": request.ticket,
-        "ScriptBody": request.body,
-        "Syntax": request.syntax,
-        "Arguments": list(request.arguments),
-        "Isolation": request.isolation,
-        "IsolationMutexName": request.mutex_name,
-        "IsolationMutexTimeout": request.mutex_timeout,
-        "Grace": request.grace,
-        "TaskId": request.task_id,
-        "DurationToWaitForScriptToFinish": request.wait,
-        "Files": [{"Name": name, "Length": path.stat().st_size} for name, path in request.files],
-    }
+async def _start(client: AgentClient, request: ScriptRequest) -> _Answer:
+    params = request.to_start().to_wire()
     channel = await client.connect()
     upload = _concatenated([path for _, path in request.files]) if request.files else None
     result = await channel.call("scripts", "start", params, upload=upload)
-    value: dict[str, Any] = result.value
-    return value
+    return _Answer(ScriptStatus.parse_reply(result.value))
 
 
 async def _concatenated(paths: list[Path]) -> AsyncIterator[bytes]:
@@ -161,24 +194,23 @@ async def _concatenated(paths: list[Path]) -> AsyncIterator[bytes]:
                 yield chunk
 
 
-def _deliver(status: dict[str, Any], last: int, on_output: Callable[[LogChunk], None]) -> int:
+def _deliver(status: _Answer, last: int, on_output: Callable[[LogChunk], None]) -> int:
     """Hand the status's new lines to ``on_output``; returns the last sequence seen."""
-    data, offset = status.get("Data", b""), 0
-    for entry in status["Logs"]:
-        if "Text" in entry:
-            text = entry["Text"]
+    data, offset = status.data, 0
+    for run in status.reply.logs:
+        if run.text is not None:
+            text = run.text
         else:
-            length = int(entry["Length"])
-            text = str(memoryview(data)[offset : offset + length], "utf-8", "replace")
-            offset += length
-        first = int(entry["Sequence"])
+            text = str(memoryview(data)[offset : offset + run.length], "utf-8", "replace")
+            offset += run.length
+        first = run.sequence
         lines = text.split("\n")[max(0, last + 1 - first) :]
         if lines:
             first = max(first, last + 1)
-            occurred = datetime.datetime.fromisoformat(entry["Occurred"])
-            on_output(LogChunk(entry["Source"], first, lines, occurred))
+            occurred = datetime.datetime.fromisoformat(run.occurred)
+            on_output(LogChunk(run.source, first, lines, occurred))
             last = first + len(lines) - 1
-    return max(last, int(status["NextLogSequence"]))
+    return max(last, status.reply.next_sequence)
 
 
 async def _pause(delay: float, cancel: asyncio.Event, cancel_sent: bool) -> None:
@@ -190,13 +222,13 @@ async def _pause(delay: float, cancel: asyncio.Event, cancel_sent: bool) -> None
         await asyncio.wait_for(cancel.wait(), delay)
 
 
-async def _resilient(client: AgentClient, call: Callable[[], Any]) -> dict[str, Any]:
+async def _resilient(client: AgentClient, call: Callable[[], Any]) -> _Answer:
     """Repeat an idempotent call through dropped connections, for up to GIVE_UP_AFTER s."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + GIVE_UP_AFTER
     while True:
         try:
-            result: dict[str, Any] = await call()
+            result: _Answer = await call()
             return result
         except ConnectionLost:
             if loop.time() >= deadline:

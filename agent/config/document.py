@@ -1,4 +1,5 @@
-"""The config file: YAML in, frozen InstanceConfig out, and back.
+"""The config file: YAML in, frozen InstanceConfig out, and back (and the same for
+any settings set of the table, with :func:`parse_settings`).
 
 Errors name the file and the line, because the person reading them will open
 the file in an editor. Unknown keys are errors too: a misspelt setting that
@@ -7,17 +8,20 @@ silently does nothing is worse than a refusal.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from agent.atomicfile import PRIVATE, write_atomic
-from agent.config.model import SETTINGS, InstanceConfig
+from agent.config.model import InstanceConfig
+from agent.config.settings import coerce_settings, document_of, settings_of
 from agent.config.trust import TrustedPeer
 from agent.errors import CertificateError, ConfigError
 
 TRUSTED_KEY = "trusted"
+S = TypeVar("S")
 HEADER = "# tentacle instance configuration. Change it with `tentacle configure`.\n"
 
 
@@ -39,6 +43,33 @@ def load_config(path: Path) -> InstanceConfig:
 
 def parse_config(text: str, path: Path) -> InstanceConfig:
     """Validate config ``text`` read from ``path``; see :func:`load_config`."""
+    base = {"home": str(path.parent.absolute())}
+    config, extras = parse_settings(
+        InstanceConfig, text, path, base=base, extra=(TRUSTED_KEY,), example="port: 10933"
+    )
+    value, node = extras.get(TRUSTED_KEY, (None, None))
+    return config.with_trusted(_trusted(value, node, path))
+
+
+def parse_settings(
+    kind: type[S],
+    text: str,
+    path: Path,
+    *,
+    base: Mapping[str, Any],
+    extra: tuple[str, ...] = (),
+    example: str = "name: value",
+) -> tuple[S, dict[str, tuple[Any, yaml.Node]]]:
+    """Validate YAML ``text`` read from ``path`` as the settings set ``kind``.
+
+    The file's values go over ``base`` (values the file may leave out, such
+    as a home), which go over the table's defaults; an empty file is every
+    default. Keys named in ``extra`` are not settings: they are returned with
+    their YAML nodes, for the caller to read (and to name their lines).
+    Raises ConfigError naming the file and the line: not YAML, not a mapping,
+    an unknown key (listing the known ones), or an invalid value (the setting
+    and what was expected).
+    """
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         document = yaml.safe_load(text)
@@ -48,33 +79,28 @@ def parse_config(text: str, path: Path) -> InstanceConfig:
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     if document is None:
-        return InstanceConfig(home=path.parent.absolute())
+        return kind(**coerce_settings(kind, base)), {}
     if not isinstance(node, yaml.MappingNode) or not isinstance(document, dict):
-        raise ConfigError(f"{path} line 1: expected a mapping of settings, e.g. 'port: 10933'")
+        raise ConfigError(f"{path} line 1: expected a mapping of settings, e.g. {example!r}")
     lines = {str(key.value): key.start_mark.line + 1 for key, _ in node.value}
-    return _build(document, lines, path, node)
-
-
-def _build(
-    document: dict[Any, Any], lines: dict[str, int], path: Path, node: yaml.MappingNode
-) -> InstanceConfig:
-    settings: dict[str, Any] = {"home": str(path.parent.absolute())}
+    names = [row.name for row in settings_of(kind)]
+    values: dict[str, Any] = dict(base)
     for key, value in document.items():
-        where = f"{path} line {lines.get(str(key), 1)}"
-        if key == TRUSTED_KEY:
+        if key in extra:
             continue
-        if key not in SETTINGS:
-            known = ", ".join([*SETTINGS, TRUSTED_KEY])
+        if key not in names:
+            known = ", ".join([*names, *extra])
+            where = f"{path} line {lines.get(str(key), 1)}"
             raise ConfigError(f"{where}: unknown setting {key!r} (known settings: {known})")
-        settings[key] = value
+        values[key] = value
     try:
-        config = InstanceConfig(home=path.parent).with_settings(**settings)
+        settings = kind(**coerce_settings(kind, values))
     except ValueError as error:
         name = str(error).split(":", 1)[0]
         raise ConfigError(f"{path} line {lines.get(name, 1)}: {error}") from None
-    trusted_node = next((value for key, value in node.value if key.value == TRUSTED_KEY), None)
-    peers = _trusted(document.get(TRUSTED_KEY), trusted_node, path)
-    return config.with_trusted(peers)
+    extras = {str(key.value): (document[key.value], value) for key, value in node.value
+              if key.value in extra}  # fmt: skip
+    return settings, extras
 
 
 def _trusted(value: Any, node: yaml.Node | None, path: Path) -> tuple[TrustedPeer, ...]:
@@ -115,28 +141,7 @@ def _peer(item: Any, line: int, path: Path) -> TrustedPeer:
 def render_config(config: InstanceConfig) -> str:
     """The YAML text for ``config``; :func:`parse_config` reads it back equal."""
     document: dict[str, Any] = {
-        "home": str(config.home),
-        "application_directory": (
-            str(config.application_directory) if config.application_directory else None
-        ),
-        "port": config.port,
-        "listen_ip": config.listen_ip,
-        "no_listen": config.no_listen,
-        "polling_connection_count": config.polling_connection_count,
-        "heartbeat_interval": config.heartbeat_interval,
-        "file_roots": [str(root) for root in config.file_roots],
-        "max_running_scripts": config.max_running_scripts,
-        "workspace_retention": config.workspace_retention,
-        "workspace_sweep_interval": config.workspace_sweep_interval,
-        "subscription_id": config.subscription_id,
-        "polling_servers": [
-            {"address": server.address, "thumbprint": server.thumbprint}
-            for server in config.polling_servers
-        ],
-        "polling_proxy_host": config.polling_proxy_host,
-        "polling_proxy_port": config.polling_proxy_port,
-        "polling_proxy_username": config.polling_proxy_username,
-        "polling_proxy_password": config.polling_proxy_password,
+        **document_of(config),
         TRUSTED_KEY: [_render_peer(peer) for peer in config.trusted],
     }
     return HEADER + yaml.dump(document, Dumper=_Dumper, sort_keys=False, default_flow_style=False)

@@ -10,13 +10,13 @@ so a value is judged the same wherever it comes from.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from agent.certs import IDENTITY_FILE_NAME
 from agent.config.polling import PollingServer, coerce_polling_servers, coerce_subscription_id
+from agent.config.settings import Flag, as_text, as_texts, setting, settings_of, with_settings
 from agent.config.trust import TrustedPeer
 
 DEFAULT_PORT = 10933
@@ -137,49 +137,87 @@ def coerce_optional_port(value: Any) -> int | None:
     return None if value is None or value == "" else coerce_port(value)
 
 
-# Setting name -> coercion. The names are the config file's keys.
-SETTINGS: dict[str, Callable[[Any], Any]] = {
-    "home": coerce_absolute_path,
-    "application_directory": coerce_optional_path,
-    "port": coerce_port,
-    "listen_ip": coerce_listen_ip,
-    "no_listen": coerce_bool,
-    "polling_connection_count": coerce_polling_connection_count,
-    "heartbeat_interval": coerce_heartbeat_interval,
-    "file_roots": coerce_paths,
-    "max_running_scripts": coerce_count,
-    "workspace_retention": coerce_seconds,
-    "workspace_sweep_interval": coerce_seconds,
-    "subscription_id": coerce_subscription_id,
-    "polling_servers": coerce_polling_servers,
-    "polling_proxy_host": coerce_optional_text,
-    "polling_proxy_port": coerce_optional_port,
-    "polling_proxy_username": coerce_optional_text,
-    "polling_proxy_password": coerce_optional_text,
-}
+def _any_address(listen_ip: str | None) -> str:
+    return listen_ip or "any"
+
+
+def _dump_servers(servers: tuple[PollingServer, ...]) -> list[dict[str, str]]:
+    return [{"address": server.address, "thumbprint": server.thumbprint} for server in servers]
 
 
 @dataclass(frozen=True)
 class InstanceConfig:
-    """One instance's settings. Build changed copies with :meth:`with_settings`."""
+    """One instance's settings, and the table they are declared in (agent.config.settings).
 
-    home: Path
-    application_directory: Path | None = None
-    port: int = DEFAULT_PORT
-    listen_ip: str | None = None
-    no_listen: bool = False
-    polling_connection_count: int = DEFAULT_POLLING_CONNECTION_COUNT
-    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
-    file_roots: tuple[Path, ...] = ()
-    max_running_scripts: int = 0
-    workspace_retention: float = 24 * 3600.0
-    workspace_sweep_interval: float = 2 * 3600.0
-    subscription_id: str | None = None
-    polling_servers: tuple[PollingServer, ...] = ()
-    polling_proxy_host: str | None = None
-    polling_proxy_port: int | None = None
-    polling_proxy_username: str | None = None
-    polling_proxy_password: str | None = field(default=None, repr=False)
+    Build changed copies with :meth:`with_settings`. ``trusted`` is not a
+    setting: trust has its own verbs and file form.
+    """
+
+    home: Path = setting(
+        Path(), coerce_absolute_path, required=True, env="TENTACLE_HOME", shown_as="Home",
+        dump=str, help="the instance home: its certificate, files and workspaces",
+    )  # fmt: skip
+    application_directory: Path | None = setting(
+        None, coerce_optional_path, env="TENTACLE_APPLICATION_DIRECTORY",
+        flag=Flag("--app", "path", metavar="DIR"), help="where packages are deployed",
+        shown_as="ApplicationDirectory", shown_attribute="applications", dump=as_text,
+    )  # fmt: skip
+    port: int = setting(
+        DEFAULT_PORT, coerce_port, env="TENTACLE_SERVICE_PORT",
+        flag=Flag("--port", "int", 0, MAX_PORT), help="listening port (0: ephemeral)",
+        shown_as="Port",
+    )  # fmt: skip
+    listen_ip: str | None = setting(
+        None, coerce_listen_ip, env="TENTACLE_LISTEN_IP",
+        flag=Flag("--listenIpAddress", metavar="IP"), help="address to listen on, or any",
+        shown_as="ListenIpAddress", show=_any_address,
+    )  # fmt: skip
+    no_listen: bool = setting(
+        False, coerce_bool, env="TENTACLE_NO_LISTEN", flag=Flag("--noListen", "bool"),
+        help="true: do not listen (polling only)", shown_as="NoListen",
+    )  # fmt: skip
+    polling_connection_count: int = setting(
+        DEFAULT_POLLING_CONNECTION_COUNT, coerce_polling_connection_count,
+        env="TENTACLE_POLLING_CONNECTION_COUNT",
+        flag=Flag("--pollingConnectionCount", "int", 1, MAX_POLLING_CONNECTION_COUNT),
+        help="connections to each polling server", shown_as="PollingConnectionCount",
+    )  # fmt: skip
+    heartbeat_interval: float = setting(
+        DEFAULT_HEARTBEAT_INTERVAL, coerce_heartbeat_interval, env="TENTACLE_HEARTBEAT_INTERVAL",
+        flag=Flag("--heartbeat-interval", "float", metavar="SECONDS"),
+        help="seconds between heartbeats; a peer silent for 3 is dropped",
+        shown_as="HeartbeatInterval",
+    )  # fmt: skip
+    file_roots: tuple[Path, ...] = setting(
+        (), coerce_paths, env="TENTACLE_FILE_ROOTS", shown_as="FileRoots", dump=as_texts,
+        help="folders besides the home that files may be transferred under (':'-separated)",
+    )  # fmt: skip
+    max_running_scripts: int = setting(
+        0, coerce_count, env="TENTACLE_MAX_RUNNING_SCRIPTS",
+        flag=Flag("--max-running-scripts", "int", 0, metavar="N"),
+        help="run at most N scripts at once; more queue in order (0: no limit)",
+        shown_as="MaxRunningScripts",
+    )  # fmt: skip
+    workspace_retention: float = setting(
+        24 * 3600.0, coerce_seconds, env="TENTACLE_WORKSPACE_CLEANER_DELETE_OLDER_THAN",
+        flag=Flag("--workspace-retention", "float", 0, metavar="SECONDS"),
+        help="remove workspaces of finished scripts never completed after this long",
+        shown_as="WorkspaceRetention",
+    )  # fmt: skip
+    workspace_sweep_interval: float = setting(
+        2 * 3600.0, coerce_seconds, env="TENTACLE_WORKSPACE_CLEANER_DELAY",
+        flag=Flag("--workspace-sweep-interval", "float", 0.001, metavar="SECONDS"),
+        help="how often old workspaces are looked for", shown_as="WorkspaceSweepInterval",
+    )  # fmt: skip
+    # Set by server-comms and polling-proxy, shown by show-configuration in their own form.
+    subscription_id: str | None = setting(None, coerce_subscription_id)
+    polling_servers: tuple[PollingServer, ...] = setting(
+        (), coerce_polling_servers, dump=_dump_servers
+    )
+    polling_proxy_host: str | None = setting(None, coerce_optional_text)
+    polling_proxy_port: int | None = setting(None, coerce_optional_port)
+    polling_proxy_username: str | None = setting(None, coerce_optional_text)
+    polling_proxy_password: str | None = setting(None, coerce_optional_text, secret=True)
     trusted: tuple[TrustedPeer, ...] = field(default=())
 
     @property
@@ -202,13 +240,10 @@ class InstanceConfig:
         Raises ValueError naming the setting if a value is invalid, KeyError for
         an unknown setting name.
         """
-        coerced = {}
-        for name, value in values.items():
-            try:
-                coerced[name] = SETTINGS[name](value)
-            except ValueError as error:
-                raise ValueError(f"{name}: {error}") from None
-        return replace(self, **coerced)
+        return with_settings(self, values)
 
     def with_trusted(self, peers: tuple[TrustedPeer, ...]) -> InstanceConfig:
         return replace(self, trusted=peers)
+
+
+INSTANCE_SETTINGS = settings_of(InstanceConfig)  # the table, in the file's order

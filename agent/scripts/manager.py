@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import errno
 import logging
 import shutil
@@ -26,16 +25,16 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import CallError
-from agent.scripts import exitcodes, runner, tombstones
+from agent.protocol.services import ExitCode, State
+from agent.scripts import cleaner, runner, tombstones
 from agent.scripts.mutex import Holder, IsolationMutex
 from agent.scripts.outputlog import OutputLog
+from agent.scripts.recovery import Adopted, Fate, adopt_all
 from agent.scripts.state import (
     COMPLETE,
-    PENDING,
     RUNNING,
     ScriptSpec,
     ScriptState,
-    load_state,
     now,
     save_state,
 )
@@ -62,18 +61,18 @@ class ScriptSettings:
 
 @dataclass(frozen=True)
 class Status:
+    """A script's status; its wire form is agent.protocol.services.ScriptStatus.
+
+    ``logs`` are the log runs as agent.scripts.outputlog reads them.
+    """
+
     ticket: str
-    state: str
+    state: State
     exit_code: int | None
     logs: list[dict[str, Any]]
     next_sequence: int
     more_logs: bool = False
     log_data: list[bytes | memoryview] | None = None  # with streamed logs: each run's bytes
-
-    def as_json(self) -> dict[str, Any]:
-        return {"Ticket": self.ticket, "State": self.state, "ExitCode": self.exit_code,
-                "Logs": self.logs, "NextLogSequence": self.next_sequence,
-                "MoreLogs": self.more_logs}  # fmt: skip
 
 
 @dataclass
@@ -109,13 +108,8 @@ class ScriptManager:
         work = self.settings.work
         work.mkdir(mode=WORKSPACE_MODE, parents=True, exist_ok=True)
         self._completed = tombstones.load_all(work)
-        for workspace in sorted(p for p in work.iterdir() if p.is_dir()):
-            if workspace.name.startswith("."):
-                continue  # the tombstones' folder; no ticket starts with a dot
-            if workspace.name in self._completed:  # a complete cut short before its rmtree
-                shutil.rmtree(workspace, ignore_errors=True)
-                continue
-            self._recover(workspace)
+        for adopted in adopt_all(work, self._completed):
+            self._recover(adopted)
         self.sweep()
         self._sweeper = asyncio.create_task(self._sweep_periodically(), name="script-sweeper")
 
@@ -166,7 +160,7 @@ class ScriptManager:
         script = self._scripts.get(ticket_key(ticket))
         self._flush()
         if script is None:
-            return Status(ticket, COMPLETE, exitcodes.UNKNOWN_SCRIPT, [], 0)
+            return Status(ticket, COMPLETE, ExitCode.UNKNOWN_SCRIPT, [], 0)
         state = script.state
         if script.log.backlog(last_sequence) < RAW_READ_BUDGET:
             # Number more lines only when what is numbered would not fill this
@@ -222,7 +216,7 @@ class ScriptManager:
         if self._scripts.pop(key, None) is None:
             return  # a concurrent complete did it
         state = script.state
-        code = exitcodes.UNKNOWN_RESULT if state.exit_code is None else state.exit_code
+        code = ExitCode.UNKNOWN_RESULT if state.exit_code is None else state.exit_code
         self._completed[key] = Tombstone(state.spec.ticket, code, state.completed or now(),
                                          script.log.next_sequence - 1)  # fmt: skip
         self._unsaved.add(key)
@@ -236,21 +230,14 @@ class ScriptManager:
 
         Never touches a script that is not complete. Returns the tickets removed.
         """
-        horizon = datetime.datetime.now(datetime.UTC) - datetime.timedelta(
-            seconds=self.settings.retention
-        )
+        before = cleaner.horizon(self.settings.retention)
+        states = {key: script.state for key, script in self._scripts.items()}
         removed = []
-        for key, script in list(self._scripts.items()):
-            completed = script.state.completed
-            if script.state.state == COMPLETE and completed and _parse(completed) <= horizon:
-                self._scripts.pop(key, None)
-                shutil.rmtree(script.workspace, ignore_errors=True)
-                removed.append(script.state.spec.ticket)
-        for key, stone in list(self._completed.items()):
-            if _parse(stone.completed) <= horizon:
-                with contextlib.suppress(OSError):
-                    tombstones.remove(self.settings.work, key)
-                    del self._completed[key]
+        for key in cleaner.expired_scripts(states, before):
+            script = self._scripts.pop(key)
+            shutil.rmtree(script.workspace, ignore_errors=True)
+            removed.append(script.state.spec.ticket)
+        cleaner.remove_expired_tombstones(self.settings.work, self._completed, before)
         if removed:
             log.info("removed %d old workspace(s): %s", len(removed), ", ".join(removed))
         return removed
@@ -289,7 +276,7 @@ class ScriptManager:
         self._scripts[key] = script
         if key in self._releasing:  # a complete waits for this creation: never launch it
             script.log.note("Released by complete before it started")
-            self._finish(script, exitcodes.CANCELLED)
+            self._finish(script, ExitCode.CANCELLED)
         else:
             self._spawn_run(script)
         return script
@@ -310,7 +297,7 @@ class ScriptManager:
         if script.done.is_set() or self._closing:
             return  # finished by _run, or left Pending on purpose for the next start-up
         script.log.note("Cancelled before the script started")
-        self._finish(script, exitcodes.CANCELLED)
+        self._finish(script, ExitCode.CANCELLED)
 
     async def _run(self, script: _Script) -> None:
         spec = script.state.spec
@@ -327,18 +314,18 @@ class ScriptManager:
                 except TimeoutError:
                     script.log.note(f"Timed out after {spec.mutex_timeout} s waiting for the "
                                     f"isolation mutex {spec.mutex_name!r}")  # fmt: skip
-                    self._finish(script, exitcodes.TIMEOUT)
+                    self._finish(script, ExitCode.TIMEOUT)
                     return
                 await self._launch_and_watch(script)
         except asyncio.CancelledError:
             if self._closing:
                 raise
             script.log.note("Cancelled before the script started")
-            self._finish(script, exitcodes.CANCELLED)
+            self._finish(script, ExitCode.CANCELLED)
         except Exception as error:  # the agent's own failure, not the script's
             log.exception("script %s failed in the agent", spec.ticket)
             script.log.note(f"The agent failed to run the script: {error}")
-            self._finish(script, exitcodes.FATAL)
+            self._finish(script, ExitCode.FATAL)
         finally:
             if acquired:
                 self._mutex.release(spec.mutex_name, spec.ticket)
@@ -352,11 +339,11 @@ class ScriptManager:
                                      self._environment(script))  # fmt: skip
         except OSError as error:
             script.log.note(f"Could not launch the script: {error}")
-            self._finish(script, exitcodes.LAUNCH_FAILED)
+            self._finish(script, ExitCode.LAUNCH_FAILED)
             return
         script.launched = launched
         # Kept in memory only: after a restart, wrapper.pid says it was launched.
-        script.state = script.state.but(state=RUNNING, started=now(), pid=launched.pid)
+        script.state = script.state.moved_to(RUNNING, started=now(), pid=launched.pid)
         await self._watch(script)
 
     async def _watch(self, script: _Script) -> None:
@@ -388,18 +375,18 @@ class ScriptManager:
         if passed_on is not None and runner.recorded_wrapper(script.workspace) is None:
             script.log.note("The script's wrapper could not record itself (is the disk full?), "
                             "so the script was not run")  # fmt: skip
-            return exitcodes.LAUNCH_FAILED
+            return ExitCode.LAUNCH_FAILED
         if passed_on is not None:
             script.log.note("The script's wrapper could not write the exit code (is the disk "
                             "full?); it was taken from the wrapper's own exit status")  # fmt: skip
             return passed_on
         script.log.note("The script's wrapper ended without recording an exit code")
-        return exitcodes.UNKNOWN_RESULT
+        return ExitCode.UNKNOWN_RESULT
 
     def _finish(self, script: _Script, code: int) -> None:
         # The log is numbered as it is read (see status), not here: a script
         # that printed a gigabyte must not stall the agent when it ends.
-        self._save(script, script.state.but(state=COMPLETE, exit_code=code, completed=now()))
+        self._save(script, script.state.moved_to(COMPLETE, exit_code=code, completed=now()))
         script.done.set()
 
     def _save(self, script: _Script, state: ScriptState) -> None:
@@ -436,35 +423,29 @@ class ScriptManager:
                 "TentacleScriptTicket": script.state.spec.ticket,
                 "TentacleWorkspace": str(script.workspace)}  # fmt: skip
 
-    # -- recovery ----------------------------------------------------------
+    # -- recovery (decided in agent.scripts.recovery) ------------------------
 
-    def _recover(self, workspace: Path) -> None:
-        state = load_state(workspace)
-        if state is None:
-            shutil.rmtree(workspace, ignore_errors=True)  # a start that never finished
-            return
-        key = workspace.name
-        script = _Script(key, workspace, state, OutputLog(workspace))
-        self._scripts[key] = script
-        if state.state == COMPLETE:
+    def _recover(self, adopted: Adopted) -> None:
+        state = adopted.state
+        script = _Script(adopted.key, adopted.workspace, state, OutputLog(adopted.workspace))
+        self._scripts[adopted.key] = script
+        if adopted.fate is Fate.FINISHED:
             script.done.set()
-            return
-        launched = runner.recorded_wrapper(workspace)
-        if launched is None:  # the wrapper never started: safe to (re)start from scratch
-            self._save(script, state.but(state=PENDING, started=None))
+        elif adopted.fate is Fate.RESTART:
+            self._save(script, state)
             self._spawn_run(script)
-            return
-        if runner.exit_code(workspace) is None and not runner.is_alive(launched):
+        elif adopted.fate is Fate.LOST:
             script.log.note("The script ended while the agent was down, without an exit code")
-            self._finish(script, exitcodes.UNKNOWN_RESULT)
-            return
-        log.info("re-attached to script %s (pid %d)", state.spec.ticket, launched.pid)
-        script.launched = launched
-        script.state = state.but(state=RUNNING, pid=launched.pid)
-        holder = Holder(state.spec.ticket, state.spec.task_id, state.started or now(),
-                        state.spec.isolation == "full")  # fmt: skip
-        self._mutex.hold(state.spec.mutex_name, holder)
-        script.task = asyncio.create_task(self._reattached(script), name=f"script-{key}")
+            self._finish(script, ExitCode.UNKNOWN_RESULT)
+        else:
+            assert adopted.launched is not None
+            log.info("re-attached to script %s (pid %d)", state.spec.ticket, adopted.launched.pid)
+            script.launched = adopted.launched
+            holder = Holder(state.spec.ticket, state.spec.task_id, state.started or now(),
+                            state.spec.isolation == "full")  # fmt: skip
+            self._mutex.hold(state.spec.mutex_name, holder)
+            name = f"script-{adopted.key}"
+            script.task = asyncio.create_task(self._reattached(script), name=name)
 
     async def _reattached(self, script: _Script) -> None:
         try:
@@ -477,10 +458,6 @@ def _note_wait(script: _Script, holders: list[Holder]) -> None:
     names = ", ".join(f"{h.ticket} (task {h.task_id or '?'}, since {h.since})" for h in holders)
     spec = script.state.spec
     script.log.note(f"Waiting for the isolation mutex {spec.mutex_name!r}, held by {names}")
-
-
-def _parse(timestamp: str) -> datetime.datetime:
-    return datetime.datetime.fromisoformat(timestamp)
 
 
 @contextlib.asynccontextmanager

@@ -26,6 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.scripts.procstat import PROC, read_stat
+
 RC_FILE = "rc"
 PID_FILE = "wrapper.pid"
 INTERPRETERS = {"sh": ("sh",), "python": ("python3", "-u")}  # bash: see WRAPPER
@@ -120,12 +122,8 @@ def exit_code(workspace: Path) -> int | None:
 
 def process_start_time(pid: int) -> int | None:
     """The process's start time in clock ticks since boot (to tell a reused pid apart)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return int(fields[19])
+    stat = read_stat(pid)
+    return None if stat is None else stat.start_time
 
 
 def is_alive(launched: Launched) -> bool:
@@ -135,11 +133,8 @@ def is_alive(launched: Launched) -> bool:
 
 def is_zombie(pid: int) -> bool:
     """True if ``pid`` has exited and awaits its parent (or no longer exists)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat[stat.rindex(")") + 2] == "Z"
+    stat = read_stat(pid)
+    return stat is None or stat.is_zombie
 
 
 async def wait_for_exit(launched: Launched) -> int | None:
@@ -208,15 +203,11 @@ def signal_script(launched: Launched, signum: int) -> int:
 
 def _session_members(session: int) -> list[int]:
     members = []
-    for entry in os.scandir("/proc"):
+    for entry in os.scandir(PROC):
         if not entry.name.isdigit():
             continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[3]) == session:
+        stat = read_stat(entry.name)
+        if stat is not None and stat.session == session:
             members.append(int(entry.name))
     return members
 

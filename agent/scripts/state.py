@@ -15,11 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from agent.atomicfile import write_atomic
+from agent.protocol.services import (
+    DEFAULT_GRACE,
+    DEFAULT_MUTEX,
+    Isolation,
+    State,
+    Syntax,
+    check_transition,
+)
 
 STATE_FILE = "state.json"
-PENDING, RUNNING, COMPLETE = "Pending", "Running", "Complete"
-SYNTAXES = ("bash", "sh", "python")
-DEFAULT_MUTEX = "RunningScript"
+PENDING, RUNNING, COMPLETE = State.PENDING, State.RUNNING, State.COMPLETE
 
 
 def now() -> str:
@@ -31,19 +37,19 @@ class ScriptSpec:
     """A StartScript request, minus the body and files (those are in the workspace)."""
 
     ticket: str
-    syntax: str = "bash"
+    syntax: Syntax = Syntax.BASH
     arguments: tuple[str, ...] = ()
-    isolation: str = "full"
+    isolation: Isolation = Isolation.FULL
     mutex_name: str = DEFAULT_MUTEX
     mutex_timeout: float | None = None
     task_id: str = ""
-    grace: float = 10.0
+    grace: float = DEFAULT_GRACE
 
 
 @dataclass(frozen=True)
 class ScriptState:
     spec: ScriptSpec
-    state: str = PENDING
+    state: State = PENDING
     exit_code: int | None = None
     created: str = field(default_factory=now)
     started: str | None = None
@@ -51,7 +57,15 @@ class ScriptState:
     pid: int | None = None
 
     def but(self, **changes: Any) -> ScriptState:
+        """A copy with ``changes``, in the same state (use ``moved_to`` to change it)."""
+        if "state" in changes:
+            raise TypeError("a script's state changes only through moved_to")
         return dataclasses.replace(self, **changes)
+
+    def moved_to(self, state: State, **changes: Any) -> ScriptState:
+        """A copy in ``state`` with ``changes``; raises TransitionError for a move that
+        agent.protocol.services.TRANSITIONS does not allow (Complete -> Running)."""
+        return dataclasses.replace(self, state=check_transition(self.state, state), **changes)
 
 
 def save_state(directory: Path, state: ScriptState) -> None:
@@ -67,6 +81,8 @@ def load_state(directory: Path) -> ScriptState | None:
         data = json.loads((directory / STATE_FILE).read_text())
         spec = data.pop("spec")
         spec["arguments"] = tuple(spec["arguments"])
+        spec["syntax"], spec["isolation"] = Syntax(spec["syntax"]), Isolation(spec["isolation"])
+        data["state"] = State(data["state"])
         return ScriptState(spec=ScriptSpec(**spec), **data)
-    except (OSError, ValueError, TypeError, KeyError):
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None

@@ -11,6 +11,7 @@ from typing import Any
 import psutil
 
 from agent.protocol.calls import IncomingCall, Reply
+from agent.protocol.services import Capabilities, CapabilitiesRequest, PingRequest, Pong
 from agent.scripts.runner import PROGRAMS
 
 
@@ -18,28 +19,30 @@ def capabilities(
     home: Path, services: Callable[[], tuple[str, ...]], version: str
 ) -> dict[str, Any]:
     """Build the capabilities document (cheap: no subprocess, no lock)."""
-    return {
-        "SupportedCapabilities": list(services()),
-        "AgentVersion": version,
-        "OS": platform.system(),
-        "OSVersion": platform.release(),
-        "Architecture": platform.machine(),
+    return Capabilities(
+        supported_capabilities=tuple(services()),
+        agent_version=version,
+        os=platform.system(),
+        os_version=platform.release(),
+        architecture=platform.machine(),
         # The scripts.start Syntax values this machine can run (python needs python3)
-        "Shells": [syntax for syntax, program in PROGRAMS.items() if shutil.which(program)],
-        "FreeDiskBytes": shutil.disk_usage(home).free,
-        "Cpus": psutil.cpu_count() or 1,
-        "MemoryBytes": psutil.virtual_memory().total,
-    }
+        shells=tuple(syntax for syntax, program in PROGRAMS.items() if shutil.which(program)),
+        free_disk_bytes=shutil.disk_usage(home).free,
+        cpus=psutil.cpu_count() or 1,
+        memory_bytes=psutil.virtual_memory().total,
+    ).to_wire()
 
 
 def capabilities_methods(
     home: Path, services: Callable[[], tuple[str, ...]], version: str
 ) -> dict[str, Callable[[IncomingCall], Any]]:
     async def get(call: IncomingCall) -> Reply:
+        CapabilitiesRequest.parse(call.params)
         return Reply(capabilities(home, services, version))
 
     async def ping(call: IncomingCall) -> Reply:
         """The cheapest round trip: for liveness checks and latency measurement."""
-        return Reply({"Pong": True})
+        PingRequest.parse(call.params)
+        return Reply(Pong(pong=True).to_wire())
 
     return {"get": get, "ping": ping}

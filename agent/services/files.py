@@ -17,15 +17,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import secrets
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from agent.atomicfile import temporary_beside
 from agent.errors import CallError
+from agent.filechunks import read_chunks
 from agent.protocol.calls import IncomingCall, Reply
 from agent.protocol.messages import BAD_PARAMS, REFUSED
+from agent.protocol.services import Download, DownloadRequest, Uploaded, UploadRequest
 from agent.services.fileio import (
     INSUFFICIENT_SPACE,
     NO_SPACE_ERRNOS,
@@ -39,7 +41,6 @@ from agent.services.fileio import (
     write_all,
 )
 from agent.services.paths import resolve_within
-from agent.services.router import param
 
 __all__ = ["INSUFFICIENT_SPACE", "FileService", "required_free_space"]
 
@@ -88,10 +89,9 @@ class FileService:
         while writing: nothing is left behind), bad_params (missing stream, a
         negative length, or a length that does not match what arrived).
         """
-        target = resolve_within(param(call, "Path", str), self.home, self.roots)
-        length = param(call, "Length", int)
-        if length < 0:
-            raise CallError(BAD_PARAMS, f"Length must be 0 or more bytes, got {length}")
+        request = UploadRequest.parse(call.params)
+        target = resolve_within(request.path, self.home, self.roots)
+        length = request.length
         if call.stream is None:
             raise CallError(BAD_PARAMS, "files.upload needs the file's bytes on a stream")
         self._refuse_private(target, "write")
@@ -101,15 +101,10 @@ class FileService:
         _check_upload_target(target)
         with self._reserve(target, length) as reservation:
             target.parent.mkdir(parents=True, exist_ok=True)
-            temporary = target.parent / f".{target.name}.{secrets.token_hex(6)}.partial"
-            try:
+            with temporary_beside(target) as temporary:
                 digest = await _receive(call, temporary, target, length, reservation)
                 await in_thread(_put_in_place, temporary, target)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    temporary.unlink()
-                raise
-        return Reply({"FullPath": str(target), "Length": length, "Sha256": digest})
+        return Reply(Uploaded(str(target), length, digest).to_wire())
 
     async def download(self, call: IncomingCall) -> Reply:
         """Param ``Path``. Returns ``{FullPath, Length}`` and the bytes on a stream.
@@ -118,11 +113,11 @@ class FileService:
         is outside the roots, is one of the instance's own files, or is not a
         regular file (a FIFO is refused at once, without waiting for a writer).
         """
-        target = resolve_within(param(call, "Path", str), self.home, self.roots)
+        target = resolve_within(DownloadRequest.parse(call.params).path, self.home, self.roots)
         self._refuse_private(target, "read")
         fd, size = await in_thread(open_regular, target)
         file = os.fdopen(fd, "rb", buffering=0)  # closed by the stream, or when dropped
-        return Reply({"FullPath": str(target), "Length": size}, _read_chunks(file, size))
+        return Reply(Download(str(target), size).to_wire(), _read_chunks(file, size))
 
     def _refuse_private(self, target: Path, verb: str) -> None:
         for path, what in self.private.items():
@@ -261,10 +256,6 @@ def _put_in_place(temporary: Path, target: Path) -> None:
 async def _read_chunks(file: BinaryIO, size: int) -> AsyncIterator[bytes]:
     """Up to ``size`` bytes of ``file`` (the Length announced), read in a worker thread."""
     with file:
-        remaining = size
-        while remaining > 0:
-            chunk = await in_thread(file.read, min(DOWNLOAD_CHUNK, remaining))
-            if not chunk:
-                return
-            remaining -= len(chunk)
+        chunks = read_chunks(file, DOWNLOAD_CHUNK, size)
+        while chunk := await in_thread(next, chunks, b""):
             yield chunk

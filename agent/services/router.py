@@ -1,13 +1,16 @@
-"""Route a call to ``service.method``; unknown names get typed errors."""
+"""Route a call to ``service.method``; unknown names get typed errors.
+
+Parameters are validated by each method through its request type in
+agent.protocol.services.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from agent.errors import CallError
 from agent.protocol.calls import IncomingCall, Reply
-from agent.protocol.messages import BAD_PARAMS, UNKNOWN_METHOD, UNKNOWN_SERVICE
+from agent.protocol.messages import UNKNOWN_METHOD, UNKNOWN_SERVICE
 
 Method = Callable[[IncomingCall], Awaitable[Reply]]
 
@@ -38,16 +41,3 @@ class Router:
                 UNKNOWN_METHOD, f"service {call.service!r} has no method {call.method!r} ({known})"
             )
         return await method(call)
-
-
-def param(call: IncomingCall, name: str, kind: type, *, required: bool = True) -> Any:
-    """The parameter ``name`` of type ``kind``; raises CallError(bad_params) otherwise."""
-    value = call.params.get(name)
-    if value is None and not required:
-        return None
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise CallError(
-            BAD_PARAMS,
-            f"{call.service}.{call.method} needs {name!r} as {kind.__name__}, got {value!r:.60}",
-        )
-    return value

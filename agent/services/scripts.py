@@ -16,18 +16,27 @@ from typing import Any
 from agent.errors import CallError
 from agent.protocol.calls import IncomingCall, Reply
 from agent.protocol.messages import BAD_PARAMS, REFUSED
-from agent.scripts.manager import ScriptManager
+from agent.protocol.services import (
+    CancelScriptRequest,
+    CompleteScriptRequest,
+    LogRun,
+    ScriptStatus,
+    ScriptStatusRequest,
+    StartScriptRequest,
+)
+from agent.scripts.manager import ScriptManager, Status
 from agent.scripts.outputlog import INDEX_FILE, RAW_FILES
 from agent.scripts.runner import OWN_FILES
-from agent.scripts.state import DEFAULT_MUTEX, STATE_FILE, SYNTAXES, ScriptSpec
+from agent.scripts.state import STATE_FILE, ScriptSpec
 from agent.services.paths import resolve_within
-from agent.services.router import param
 
-ISOLATIONS = ("full", "none")
 RESERVED_NAMES = frozenset({*OWN_FILES, *RAW_FILES.values(), INDEX_FILE, STATE_FILE})
 
 
 class ScriptService:
+    """Each call's parameters are parsed (and so validated) by its type in
+    agent.protocol.services; each status is answered in ScriptStatus's wire form."""
+
     def __init__(self, manager: ScriptManager) -> None:
         self.manager = manager
 
@@ -36,8 +45,8 @@ class ScriptService:
                 "complete": self.complete}  # fmt: skip
 
     async def start(self, call: IncomingCall) -> Reply:
-        spec = _spec(call)
-        files = _files(call)
+        request = StartScriptRequest.parse(call.params)
+        files = [(_file_name(file.name), file.length) for file in request.files]
         if files and call.stream is None:
             raise CallError(BAD_PARAMS, "scripts.start: Files need their bytes on the stream")
 
@@ -45,27 +54,38 @@ class ScriptService:
             if files and call.stream is not None:
                 await _write_files(call.stream, files, workspace)
 
-        wait = _seconds(call, "DurationToWaitForScriptToFinish") or 0.0
-        body = param(call, "ScriptBody", str)
-        status = await self.manager.start(spec, body, write_files, wait)
-        return Reply(status.as_json())
+        status = await self.manager.start(_spec(request), request.body, write_files, request.wait)
+        return Reply(wire_status(status))
 
     async def status(self, call: IncomingCall) -> Reply:
         """With ``StreamLogs``, the log lines travel as bytes on the result's stream."""
-        ticket, last = _ticket_and_sequence(call)
-        streamed = bool(param(call, "StreamLogs", bool, required=False))
-        status = self.manager.status(ticket, last, raw_logs=streamed)
+        request = ScriptStatusRequest.parse(call.params)
+        status = self.manager.status(
+            request.ticket, request.last_sequence, raw_logs=request.stream_logs
+        )
         if status.log_data is None:
-            return Reply(status.as_json())
-        return Reply(status.as_json(), _each(status.log_data))
+            return Reply(wire_status(status))
+        return Reply(wire_status(status), _each(status.log_data))
 
     async def cancel(self, call: IncomingCall) -> Reply:
-        ticket, last = _ticket_and_sequence(call)
-        return Reply((await self.manager.cancel(ticket, last)).as_json())
+        request = CancelScriptRequest.parse(call.params)
+        return Reply(wire_status(await self.manager.cancel(request.ticket, request.last_sequence)))
 
     async def complete(self, call: IncomingCall) -> Reply:
-        await self.manager.complete(param(call, "ScriptTicket", str))
+        await self.manager.complete(CompleteScriptRequest.parse(call.params).ticket)
         return Reply(None)
+
+
+def wire_status(status: Status) -> dict[str, Any]:
+    """The wire form of a manager's status (ScriptStatus.to_wire)."""
+    return ScriptStatus(
+        ticket=status.ticket,
+        state=status.state,
+        exit_code=status.exit_code,
+        logs=tuple(LogRun.parse(run) for run in status.logs),
+        next_sequence=status.next_sequence,
+        more_logs=status.more_logs,
+    ).to_wire()
 
 
 async def _each(chunks: list[bytes | memoryview]) -> AsyncIterator[bytes]:
@@ -73,58 +93,17 @@ async def _each(chunks: list[bytes | memoryview]) -> AsyncIterator[bytes]:
         yield chunk  # type: ignore[misc]  # a memoryview is sent without a copy
 
 
-def _spec(call: IncomingCall) -> ScriptSpec:
-    syntax = param(call, "Syntax", str, required=False) or "bash"
-    if syntax not in SYNTAXES:
-        raise CallError(BAD_PARAMS, f"Syntax must be one of {', '.join(SYNTAXES)}, not {syntax!r}")
-    isolation = param(call, "Isolation", str, required=False) or "full"
-    if isolation not in ISOLATIONS:
-        raise CallError(BAD_PARAMS, f"Isolation must be full or none, not {isolation!r}")
-    arguments = param(call, "Arguments", list, required=False) or []
-    if not all(isinstance(argument, str) for argument in arguments):
-        raise CallError(BAD_PARAMS, "Arguments must be a list of strings")
-    grace = _seconds(call, "Grace")
+def _spec(request: StartScriptRequest) -> ScriptSpec:
     return ScriptSpec(
-        ticket=param(call, "ScriptTicket", str),
-        syntax=syntax,
-        arguments=tuple(arguments),
-        isolation=isolation,
-        mutex_name=param(call, "IsolationMutexName", str, required=False) or DEFAULT_MUTEX,
-        mutex_timeout=_seconds(call, "IsolationMutexTimeout"),
-        task_id=param(call, "TaskId", str, required=False) or "",
-        grace=10.0 if grace is None else grace,
+        ticket=request.ticket,
+        syntax=request.syntax,
+        arguments=request.arguments,
+        isolation=request.isolation,
+        mutex_name=request.mutex_name,
+        mutex_timeout=request.mutex_timeout,
+        task_id=request.task_id,
+        grace=request.grace,
     )
-
-
-def _seconds(call: IncomingCall, name: str) -> float | None:
-    value = call.params.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise CallError(BAD_PARAMS, f"{name} must be a number of seconds, not {value!r}")
-    return float(value)
-
-
-def _ticket_and_sequence(call: IncomingCall) -> tuple[str, int]:
-    """ScriptTicket and LastLogSequence, both required (0 asks for the log from line 1)."""
-    ticket = param(call, "ScriptTicket", str)
-    last = param(call, "LastLogSequence", int)
-    if last < 0:
-        raise CallError(
-            BAD_PARAMS, f"LastLogSequence must be 0 or a line's sequence number, not {last}"
-        )
-    return ticket, last
-
-
-def _files(call: IncomingCall) -> list[tuple[str, int]]:
-    files = param(call, "Files", list, required=False) or []
-    parsed = []
-    for item in files:
-        name, length = (item.get("Name"), item.get("Length")) if isinstance(item, dict) else (0, 0)
-        if not isinstance(name, str) or not isinstance(length, int) or length < 0:
-            raise CallError(BAD_PARAMS, "each of Files needs Name (text) and Length (bytes)")
-        parsed.append((_file_name(name), length))
-    return parsed
 
 
 def _file_name(name: str) -> str:

@@ -20,7 +20,7 @@ from aiohttp import web
 from agent.protocol.calls import Handler
 from agent.transport.channel import Channel
 from agent.transport.settings import ChannelSettings
-from agent.transport.tls import peer_certificate, server_context, thumbprints_of
+from agent.transport.tls import LiveTrust, peer_certificate, server_context, thumbprints_of
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class Listener:
     def __init__(
         self,
         settings: ChannelSettings,
-        trusted_pems: Sequence[str],
+        trusted_pems: Sequence[str] | LiveTrust,
         handler: Handler | None,
         on_channel: Callable[[Channel, Mapping[str, str]], Awaitable[None]] | None = None,
         on_refusal: Callable[[str], None] | None = None,
@@ -92,11 +92,17 @@ class Listener:
         """``handler`` answers the peers' calls (None: this side only calls).
         ``on_channel`` is awaited for each open channel with the upgrade request's
         headers; the channel closes when it returns or raises. ``on_refusal`` is
-        told the thumbprint of each client refused for an untrusted certificate."""
+        told the thumbprint of each client refused for an untrusted certificate.
+        ``trusted_pems`` is fixed for the listener's life, or a LiveTrust (which
+        then tells its own ``on_refusal``) whose changes apply to the next handshake."""
         self._settings = settings
         self._handler = handler
         self._on_channel = on_channel
-        self._ssl = server_context(settings.identity, trusted_pems, on_refusal)
+        self._live: LiveTrust | None = None
+        if isinstance(trusted_pems, LiveTrust):
+            self._live, self._ssl = trusted_pems, trusted_pems.context
+        else:
+            self._ssl = server_context(settings.identity, trusted_pems, on_refusal)
         self._channels: set[Channel] = set()
         self._accepting = True
         app = web.Application()
@@ -148,6 +154,10 @@ class Listener:
             reason = "a client certificate is required" if der is None else "the agent is stopping"
             return web.Response(status=403 if der is None else 503, text=reason + "\n")
         thumbprint, sha256 = thumbprints_of(der)
+        if self._live is not None and self._live.trusted(thumbprint) is None:
+            # its handshake passed a context not yet rebuilt since it was distrusted
+            log.warning("refused a client presenting certificate %s: no longer trusted", thumbprint)
+            return web.Response(status=403, text="the certificate is no longer trusted\n")
         await websocket.prepare(request)
         connection = self._settings.connection(dialer=False, now=time.monotonic())
         channel = Channel(

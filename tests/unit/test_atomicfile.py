@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import stat
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.atomicfile import write_atomic
+from agent.atomicfile import TEMPORARY_SUFFIX, temporary_beside, write_atomic
 
 
 def mode_of(path: Path) -> int:
@@ -60,4 +61,60 @@ def test_a_failure_mid_write_keeps_the_old_file_and_leaves_no_temporary(
 def test_missing_directory_raises_without_creating_anything(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         write_atomic(tmp_path / "missing" / "file", b"x")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_temporary_left_by_a_crash_of_an_earlier_process_with_our_pid_is_no_obstacle(
+    tmp_path: Path,
+) -> None:
+    """In a container the agent is pid 1 every time: a kill -9 mid-write left a
+    temporary whose name the next write must not need."""
+    target = tmp_path / "tentacle.yaml"
+    (tmp_path / f".{target.name}.{os.getpid()}.tmp").write_bytes(b"half")
+    write_atomic(target, b"whole")
+    assert target.read_bytes() == b"whole"
+
+
+def test_a_temporary_beside_is_hidden_unique_and_in_the_same_folder(tmp_path: Path) -> None:
+    target = tmp_path / "file.bin"
+    with temporary_beside(target) as first, temporary_beside(target) as second:
+        assert first != second
+        assert first.parent == second.parent == tmp_path
+        assert first.name.startswith(".file.bin.")
+        assert first.name.endswith(TEMPORARY_SUFFIX)
+        first.write_bytes(b"new")
+        first.replace(target)
+    assert [p.name for p in tmp_path.iterdir()] == ["file.bin"]
+
+
+def test_a_temporary_beside_is_removed_when_the_block_fails(tmp_path: Path) -> None:
+    target = tmp_path / "file.bin"
+    target.write_bytes(b"old")
+
+    def write_half() -> None:
+        with temporary_beside(target) as temporary:
+            temporary.write_bytes(b"half of the new")
+            raise OSError(errno.ENOSPC, "disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_half()
+    assert [p.name for p in tmp_path.iterdir()] == ["file.bin"]
+    assert target.read_bytes() == b"old"
+
+
+async def test_a_temporary_beside_is_removed_when_the_writer_is_cancelled(tmp_path: Path) -> None:
+    target = tmp_path / "file.bin"
+    written = asyncio.Event()
+
+    async def writer() -> None:
+        with temporary_beside(target) as temporary:
+            temporary.write_bytes(b"half")
+            written.set()
+            await asyncio.Event().wait()
+
+    task = asyncio.create_task(writer())
+    await written.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
     assert list(tmp_path.iterdir()) == []

@@ -40,8 +40,7 @@ def test_a_reserved_code_exits_1_naming_it(agent: AgentProcess, tmp_path: Path) 
     async def hold_the_mutex() -> str:
         async with AgentClient(Endpoint(agent.url, agent.thumbprint), agent.settings()) as c:
             status = await Scripts(c).start(f'while [ ! -e "{tmp_path}/go" ]; do sleep 0.05; done')
-            while (await Scripts(c).status(status["Ticket"]))["State"] != "Running":
-                await asyncio.sleep(0.05)
+            await Scripts(c).wait_for_state(status["Ticket"], "Running")
             return str(status["Ticket"])
 
     asyncio.run(hold_the_mutex())

@@ -11,6 +11,7 @@ import pytest
 from agent.client import AgentClient
 from agent.client.scripts import LogChunk, ScriptRequest, execute_script
 from tests.helpers.agent import AgentProcess
+from tests.helpers.eventually import eventually
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,28 @@ class Scripts:
 
     async def wait_complete(self, ticket: str) -> dict[str, Any]:
         """Poll until Complete (each status call is a round trip, not a timer)."""
-        while (status := await self.status(ticket))["State"] != "Complete":
-            await asyncio.sleep(0.05)
-        return status
+
+        async def complete() -> dict[str, Any] | None:
+            status = await self.status(ticket)
+            return status if status["State"] == "Complete" else None
+
+        return await eventually(complete, f"script {ticket} to complete")
+
+    async def wait_for_output(self, ticket: str) -> dict[str, Any]:
+        """Poll until the script has logged something (it has started); its status."""
+
+        async def logged() -> dict[str, Any] | None:
+            status = await self.status(ticket)
+            return status if status["Logs"] else None
+
+        return await eventually(logged, f"script {ticket} to log its first line")
+
+    async def wait_for_state(self, ticket: str, state: str) -> dict[str, Any]:
+        async def reached() -> dict[str, Any] | None:
+            status = await self.status(ticket)
+            return status if status["State"] == state else None
+
+        return await eventually(reached, f"script {ticket} to be {state}")
 
 
 def texts(lines: list[Line], source: str = "stdout") -> list[str]:

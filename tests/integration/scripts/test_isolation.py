@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from tests.helpers.agent import AgentProcess
 from tests.helpers.cli import TentacleCli
+from tests.helpers.eventually import eventually
 from tests.integration.scripts.conftest import Scripts
 
 HOLD = (
@@ -16,18 +16,20 @@ HOLD = (
 
 async def wait_for_note(scripts: Scripts, ticket: str, text: str) -> str:
     """Poll the script's log until an agent note containing ``text`` shows up."""
-    while True:
+
+    async def note() -> str | None:
         for entry in (await scripts.status(ticket))["Logs"]:
             if entry["Source"] == "debug" and text in entry["Text"]:
                 return str(entry["Text"])
-        await asyncio.sleep(0.05)
+        return None
+
+    return await eventually(note, f"a note {text!r} in the log of {ticket}")
 
 
 async def holding(scripts: Scripts, release: Path, **params: object) -> str:
     """Start a script that holds its mutex until ``release`` exists; returns its ticket."""
     started = await scripts.start(HOLD.format(release=release), **params)
-    while not (await scripts.status(started["Ticket"]))["Logs"]:
-        await asyncio.sleep(0.05)
+    await scripts.wait_for_output(started["Ticket"])
     return str(started["Ticket"])
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from functools import partial
 from pathlib import Path
 
 from agent.client import AgentClient, Endpoint
 from agent.scripts import runner
 from tests.helpers.agent import AgentProcess
 from tests.helpers.cli import TentacleCli
+from tests.helpers.eventually import eventually
 from tests.integration.scripts.conftest import Scripts
 
 SCRIPTS = 20
@@ -45,6 +47,10 @@ async def full_log(scripts: Scripts, ticket: str) -> list[tuple[int, str, str]]:
         last = status["NextLogSequence"]
 
 
+async def _has_logged_to_stderr(scripts: Scripts, ticket: str) -> bool:
+    return any(entry["Source"] == "stderr" for entry in (await scripts.status(ticket))["Logs"])
+
+
 async def test_kill_9_during_20_running_scripts_loses_nothing(
     tentacle: TentacleCli, tmp_path: Path
 ) -> None:
@@ -57,8 +63,8 @@ async def test_kill_9_during_20_running_scripts_loses_nothing(
             await scripts.start(BODY, ticket=ticket, Isolation="none",
                                 Arguments=[str(n), str(releases[n])])  # fmt: skip
         for ticket in tickets:  # all running and past their first half
-            while not any(e["Source"] == "stderr" for e in (await scripts.status(ticket))["Logs"]):
-                await asyncio.sleep(0.05)
+            await eventually(partial(_has_logged_to_stderr, scripts, ticket),
+                             f"{ticket} past its first half")  # fmt: skip
 
     agent.signal(signal.SIGKILL)
     assert agent.process is not None
@@ -94,8 +100,7 @@ async def test_a_script_that_vanished_without_a_result_reports_minus_46(
     async with client_for(agent) as client:
         scripts = Scripts(client)
         await scripts.start("echo up >&2; sleep 1000", ticket="lost")
-        while not (await scripts.status("lost"))["Logs"]:
-            await asyncio.sleep(0.05)
+        await scripts.wait_for_output("lost")
     agent.signal(signal.SIGKILL)
     assert agent.process is not None
     agent.process.wait()
@@ -107,11 +112,8 @@ async def test_a_script_that_vanished_without_a_result_reports_minus_46(
     # 137 in rc before its own SIGKILL arrives, and the agent would rightly
     # report 137 instead of -46 (a race the test sometimes lost).
     os.kill(wrapper.pid, signal.SIGKILL)
-    for _ in range(1000):  # SIGKILL is delivered asynchronously: wait until it took effect
-        if runner.is_zombie(wrapper.pid):
-            break
-        await asyncio.sleep(0.01)
-    assert runner.is_zombie(wrapper.pid), "the wrapper survived SIGKILL"
+    # SIGKILL is delivered asynchronously: wait until it took effect
+    await eventually(lambda: runner.is_zombie(wrapper.pid), "the wrapper to die of SIGKILL")
     runner.signal_script(wrapper, signal.SIGKILL)
     agent.start()
     try:

@@ -154,8 +154,7 @@ async def test_cancel_with_a_grandchild_holding_stdout(scripts: Scripts, tmp_pat
     body = f'sleep 1000 & echo $! > "{pids}"; echo started; sleep 1000'
     started = await scripts.start(body, Grace=5)
     ticket = started["Ticket"]
-    while not (await scripts.status(ticket))["Logs"]:
-        await asyncio.sleep(0.05)
+    await scripts.wait_for_output(ticket)
     await scripts.cancel(ticket)
     status = await scripts.wait_complete(ticket)
     assert status["ExitCode"] == 128 + 15
@@ -168,8 +167,7 @@ async def test_a_script_ignoring_sigterm_is_killed_after_the_grace(scripts: Scri
         "trap '' TERM; echo ready; while true; do sleep 0.05; done", Grace=1
     )
     ticket = started["Ticket"]
-    while not (await scripts.status(ticket))["Logs"]:
-        await asyncio.sleep(0.05)
+    await scripts.wait_for_output(ticket)
     await scripts.cancel(ticket)
     status = await scripts.wait_complete(ticket)
     assert status["ExitCode"] == 128 + 9

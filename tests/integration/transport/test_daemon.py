@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import time
 from collections.abc import AsyncIterator
 
@@ -15,7 +16,8 @@ from agent.errors import ConnectionLost
 from tests.helpers.agent import AgentProcess
 from tests.helpers.cli import TentacleCli
 
-STOPPED_AT_ONCE = 3  # agent/cli/agent_cmd.py, docs/architecture.md "Stopping"
+# agent/cli/agent_cmd.py, README "Exit codes", docs/architecture.md "Stopping"
+EXIT_FAILURE, EXIT_USAGE, EXIT_CONFIGURATION = 1, 2, 3
 
 
 async def _a_call_in_flight(agent: AgentProcess, hub: AgentClient) -> asyncio.Task[object]:
@@ -34,8 +36,11 @@ async def _a_call_in_flight(agent: AgentProcess, hub: AgentClient) -> asyncio.Ta
     return upload
 
 
-async def test_a_second_sigterm_cuts_calls_in_flight_off_with_the_documented_code(
-    tentacle: TentacleCli,
+@pytest.mark.parametrize(
+    ("second", "code"), [(signal.SIGTERM, 128 + 15), (signal.SIGINT, 128 + 2)], ids=str
+)
+async def test_a_second_signal_cuts_calls_in_flight_off_with_128_plus_its_number(
+    tentacle: TentacleCli, second: signal.Signals, code: int
 ) -> None:
     agent = AgentProcess(tentacle, args=("--grace", "600")).start()
     try:
@@ -43,13 +48,13 @@ async def test_a_second_sigterm_cuts_calls_in_flight_off_with_the_documented_cod
             upload = await _a_call_in_flight(agent, hub)
             agent.signal(signal.SIGTERM)
             agent.wait_for_log("stopping: no new connections")  # draining, for 600 s
-            agent.signal(signal.SIGTERM)
-            code = await asyncio.to_thread(agent.wait_exit)
+            agent.signal(second)
+            exited = await asyncio.to_thread(agent.wait_exit)
             with pytest.raises(ConnectionLost):
                 await upload  # cut off, not finished: that is what a second signal asks for
     finally:
         agent.stop()
-    assert code == STOPPED_AT_ONCE, agent.log()
+    assert exited == code, agent.log()
     assert "stopping at once" in agent.log()
     assert "agent stopped at once" in agent.log()
 
@@ -94,7 +99,7 @@ async def test_a_second_agent_for_one_instance_refuses_to_start_and_names_the_fi
         await first.poll_a_listener()
     first.start()
     try:
-        second = tentacle.fails("agent", "--instance", "agent", code=2)
+        second = tentacle.fails("agent", "--instance", "agent", code=EXIT_FAILURE)
         assert first.process is not None
         assert f"another agent (pid {first.process.pid}) is already running" in second.err
         async with first.client() as hub:  # the first is undisturbed
@@ -139,6 +144,51 @@ def test_an_agent_that_would_neither_listen_nor_poll_is_warned_of_and_refuses_to
     configured = tentacle.ok("configure", "--instance", "agent", "--noListen", "true")
     assert "warning: with NoListen true and no polling servers" in configured.err
     assert "tentacle server-comms" in configured.err
-    result = tentacle.fails("agent", "--instance", "agent", code=2)
+    result = tentacle.fails("agent", "--instance", "agent", code=EXIT_CONFIGURATION)
     assert "neither listens" in result.err
     assert "server-comms" in result.err
+
+
+def test_a_graceful_stop_exits_0(tentacle: TentacleCli) -> None:
+    agent = AgentProcess(tentacle).start()
+    agent.signal(signal.SIGTERM)
+    assert agent.wait_exit() == 0, agent.log()
+    assert "agent stopped" in agent.log()
+
+
+def test_a_port_another_process_holds_is_an_unexpected_failure(tentacle: TentacleCli) -> None:
+    agent = AgentProcess(tentacle)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        agent.instance.save(agent.instance.config.with_settings(port=port))
+        result = tentacle.fails("agent", "--instance", "agent", code=EXIT_FAILURE)
+    assert "address already in use" in result.err.lower(), result.err
+
+
+@pytest.mark.parametrize("args", [["--bogus"], ["--grace", "-1"], ["--instance"]], ids=" ".join)
+def test_a_usage_error_exits_2(tentacle: TentacleCli, args: list[str]) -> None:
+    AgentProcess(tentacle)
+    tentacle.fails("agent", *args, code=EXIT_USAGE)
+
+
+@pytest.mark.parametrize("problem", ["file", "environment", "instance", "identity"])
+def test_a_configuration_error_exits_3_so_a_supervisor_stops_restarting(
+    tentacle: TentacleCli, problem: str
+) -> None:
+    agent = AgentProcess(tentacle)
+    config_file = agent.instance.config_path
+    env, name = {}, "agent"
+    if problem == "file":
+        config_file.write_text(config_file.read_text().replace("port: 0", "port: ten"))
+        expected = "port: expected a port number"
+    elif problem == "environment":
+        env, expected = {"TENTACLE_SERVICE_PORT": "99999"}, "TENTACLE_SERVICE_PORT"
+    elif problem == "instance":
+        name, expected = "nobody", "nobody"
+    else:
+        agent.instance.config.identity_path.write_text("not a certificate\n")
+        expected = "identity.pem"
+    result = tentacle.fails("agent", "--instance", name, code=EXIT_CONFIGURATION, env=env)
+    assert expected in result.err, result.err

@@ -1,0 +1,80 @@
+"""Re-adopting workspaces after a restart (agent.scripts.recovery) and the cleaner's choice.
+
+Real files in a real work folder; the processes are this test's own (alive) and a
+finished child of it (gone), so no script is started.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from agent.protocol.services import State
+from agent.scripts import cleaner, runner, tombstones
+from agent.scripts.recovery import Fate, adopt_all
+from agent.scripts.state import ScriptSpec, ScriptState, save_state
+
+
+def workspace(work: Path, key: str, state: ScriptState) -> Path:
+    folder = work / key
+    folder.mkdir(parents=True)
+    save_state(folder, state)
+    return folder
+
+
+def record_wrapper(folder: Path, pid: int) -> None:
+    start = runner.process_start_time(pid)
+    (folder / runner.PID_FILE).write_text(f"{pid} {start}\n")
+
+
+def test_each_workspace_gets_its_fate(tmp_path: Path) -> None:
+    work = tmp_path
+    pending = ScriptState(ScriptSpec("Never"))
+    workspace(work, "done", pending.moved_to(State.COMPLETE, exit_code=3))
+    workspace(work, "never", pending)
+    alive = workspace(work, "alive", pending)
+    record_wrapper(alive, os.getpid())
+    gone = workspace(work, "gone", pending)
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    record_wrapper(gone, child.pid)
+    child.wait()
+    (work / "broken").mkdir()  # a start that never wrote its state
+    (work / "released").mkdir()  # a complete cut short before removing the workspace
+
+    stones = {"released": tombstones.Tombstone("released", 0, "2026-12-01T00:00:00+00:00", 0)}
+    fates = {a.key: (a.fate, a.state.state) for a in adopt_all(work, stones)}
+
+    assert fates == {
+        "alive": (Fate.REATTACH, State.RUNNING),
+        "done": (Fate.FINISHED, State.COMPLETE),
+        "gone": (Fate.LOST, State.PENDING),
+        "never": (Fate.RESTART, State.PENDING),
+    }
+    assert not (work / "broken").exists()
+    assert not (work / "released").exists()
+
+
+def test_the_cleaner_picks_only_complete_scripts_past_the_retention(tmp_path: Path) -> None:
+    old = "2026-01-01T00:00:00.000+00:00"
+    pending = ScriptState(ScriptSpec("t"))
+    states = {
+        "old": pending.moved_to(State.COMPLETE, exit_code=0, completed=old),
+        "recent": pending.moved_to(State.COMPLETE, exit_code=0, completed=cleaner_now()),
+        "running": pending.moved_to(State.RUNNING, started=old),
+    }
+    before = cleaner.horizon(3600)
+    assert list(cleaner.expired_scripts(states, before)) == ["old"]
+
+    tombstones.save(tmp_path, "gone", tombstones.Tombstone("gone", 0, old, 0))
+    tombstones.save(tmp_path, "kept", tombstones.Tombstone("kept", 0, cleaner_now(), 0))
+    completed = tombstones.load_all(tmp_path)
+    cleaner.remove_expired_tombstones(tmp_path, completed, before)
+    assert sorted(completed) == ["kept"]
+    assert sorted(tombstones.load_all(tmp_path)) == ["kept"]
+
+
+def cleaner_now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
