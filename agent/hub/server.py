@@ -14,6 +14,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from agent.certs import load_certificate, sha1_thumbprint
 from agent.client import ChannelSettings, PollingListener
 from agent.errors import ConfigError
 from agent.hub.api.app import build_app
@@ -143,8 +144,27 @@ class HubServer:
         """The API changed something the live parts act on."""
         if what == "tasks" and self.tasks is not None:
             self.tasks.wake()
+        if what == "workers":
+            await self._sync_trust()
         if what in ("workers", "policies") and self.scheduler is not None:
             self.scheduler.wake()
+
+    async def _sync_trust(self) -> None:
+        """Make the polling port trust exactly the registered, enabled polling workers:
+        a new one can connect at once, a deleted or disabled one is cut off at once."""
+        if self.listener is None or self.store is None:
+            return
+        async with self.store.connect() as conn:
+            wanted = {
+                sha1_thumbprint(load_certificate(pem.encode(), "a worker's certificate")): pem
+                for pem in await polling_certificates(conn)
+            }
+        current = set(self.listener.trusted())
+        for thumbprint, pem in wanted.items():
+            if thumbprint not in current:
+                self.listener.trust(pem)
+        for thumbprint in current - set(wanted):
+            await self.listener.distrust(thumbprint)
 
     async def stop(self) -> None:
         if self.runner is not None:

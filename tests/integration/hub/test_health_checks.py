@@ -13,6 +13,8 @@ import pytest
 
 from agent import __version__
 from agent.client import ScriptRequest, execute_script
+from agent.config.index import InstanceIndex
+from agent.config.instances import open_instance
 from agent.hub.server import HubServer
 from tests.helpers.agent import AgentProcess
 from tests.helpers.cli import TentacleCli
@@ -279,3 +281,81 @@ async def test_a_bad_task_is_422_naming_the_field(
     status, answer = await hub.api.request("POST", "/api/tasks", json=body)
     assert status == 422
     assert any(named in error for error in answer["Errors"]), answer
+
+
+async def polling_worker(
+    hub: RunningHub, tentacle: TentacleCli, name: str = "poller"
+) -> AgentProcess:
+    """A real polling agent, registered with the real command while the hub runs."""
+    agent = AgentProcess(tentacle)
+    await asyncio.to_thread(
+        tentacle.ok,
+        "register-worker",
+        "--instance",
+        "agent",
+        "--server",
+        hub.api.url,
+        "--apikey",
+        str(hub.api.key),
+        "--server-thumbprint",
+        hub.home.identity().thumbprint,
+        "--workerpool",
+        "Default Worker Pool",
+        "--name",
+        name,
+        "--comms-style",
+        "TentacleActive",
+        "--server-comms-port",
+        str(hub.server.polling_port),
+    )
+    # what register-worker wrote (the subscription, the hub to poll)
+    agent.instance = open_instance(InstanceIndex(tentacle.config_home / "instances"), "agent")
+    return agent.start()
+
+
+async def test_a_polling_worker_connects_without_a_restart_and_is_cut_off_when_deleted(
+    hub: RunningHub, tentacle: TentacleCli
+) -> None:
+    listener = hub.server.listener
+    assert listener is not None
+    agent = await polling_worker(hub, tentacle)
+    try:
+        subscription = agent.instance.config.subscription_id
+        await eventually(lambda: subscription in listener.connected(), "the agent connected")
+        task = await run_health_check(hub)
+        assert task["State"] == "Success"
+        [worker] = await hub.api.get("/api/workers/all")
+        assert worker["HealthStatus"] == "Healthy"
+        status, _ = await hub.api.request("DELETE", f"/api/workers/{worker['Id']}")
+        assert status == 200
+        # cut off before the DELETE answered, and refused from then on
+        assert subscription not in listener.connected()
+        assert agent.thumbprint not in listener.trusted()
+        await asyncio.to_thread(agent.wait_for_log, "does not trust")
+        assert subscription not in listener.connected()
+    finally:
+        agent.stop()
+
+
+async def test_a_disabled_polling_worker_is_cut_off_and_back_when_enabled(
+    hub: RunningHub, tentacle: TentacleCli
+) -> None:
+    listener = hub.server.listener
+    assert listener is not None
+    agent = await polling_worker(hub, tentacle)
+    try:
+        subscription = agent.instance.config.subscription_id
+        await eventually(lambda: subscription in listener.connected(), "the agent connected")
+        [worker] = await hub.api.get("/api/workers/all")
+        status, _ = await hub.api.request(
+            "PUT", f"/api/workers/{worker['Id']}", json={**worker, "IsDisabled": True}
+        )
+        assert status == 200
+        assert subscription not in listener.connected()
+        status, _ = await hub.api.request(
+            "PUT", f"/api/workers/{worker['Id']}", json={**worker, "IsDisabled": False}
+        )
+        assert status == 200
+        await eventually(lambda: subscription in listener.connected(), "the agent came back")
+    finally:
+        agent.stop()
