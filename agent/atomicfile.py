@@ -4,11 +4,16 @@ Used for every file whose loss or truncation would hurt (configs, identities,
 script state). The data goes to a temporary file in the same directory, created
 with the final mode from the start (a secret is never world-readable, not even
 for an instant), is flushed to disk, then renamed over the target.
+
+Also whole-record appends, for files that only grow (a journal of small
+records): cheaper than a new file per record, and never torn by the death of
+the writer.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 from collections.abc import Iterator
@@ -76,3 +81,41 @@ def _fsync_directory(directory: Path) -> None:
             os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def append_record(path: Path, record: bytes, mode: int = PRIVATE) -> None:
+    """Append ``record`` (one line, a few KiB at most) to ``path`` whole or not at all.
+
+    One write call, so the death of the process never leaves half a record;
+    a failed or short write (a full disk) is cut off again before OSError is
+    raised. Not fsynced: the record survives the process's death, not a power cut.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            written = os.write(fd, record)
+        except OSError:
+            os.ftruncate(fd, size)  # nothing of a failed record may stay
+            raise
+        if written != len(record):
+            os.ftruncate(fd, size)
+            raise OSError(errno.ENOSPC, "short write of a record", str(path))
+    finally:
+        os.close(fd)
+
+
+def whole_records(path: Path) -> list[bytes]:
+    """The complete lines of a file written by :func:`append_record` (none if it is missing).
+
+    A torn last line (a power cut) is cut off the file, so that the next record
+    starts on a line of its own.
+    """
+    try:
+        content = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    good = content.rfind(b"\n") + 1
+    if good < len(content):
+        os.truncate(path, good)
+    return content[:good].splitlines()

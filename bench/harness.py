@@ -1,8 +1,11 @@
 """What every benchmark needs: a real agent and a bare aiohttp server over the same mTLS.
 
-Both run as processes of their own on 127.0.0.1, in a temporary folder on
-tmpfs where there is one (disk writeback would otherwise land on whichever
-side writes second and measure the disk, not the code).
+Both run as processes of their own on 127.0.0.1, in a temporary folder.
+That folder is on tmpfs by default (disk writeback would otherwise land on
+whichever side writes second and measure the disk, not the code); with
+``on_disk`` it is on the machine's disk, where every real agent keeps its
+home: the script benchmarks run so, since each script creates, renames and
+removes files, which costs more on a disk than on tmpfs.
 """
 
 from __future__ import annotations
@@ -73,9 +76,12 @@ def _identities(work: Path, polled_from: int | None) -> tuple[Identity, Identity
 
 
 @contextlib.asynccontextmanager
-async def harness(*, polling: bool = False) -> AsyncIterator[Harness]:
-    """The agent and the raw server; with ``polling`` the agent polls the bench."""
-    where = "/dev/shm" if os.path.isdir("/dev/shm") else None
+async def harness(*, polling: bool = False, on_disk: bool = False) -> AsyncIterator[Harness]:
+    """The agent and the raw server; with ``polling`` the agent polls the bench.
+
+    With ``on_disk`` the agent's home is on the disk rather than on tmpfs.
+    """
+    where = disk_folder() if on_disk else memory_folder()
     with tempfile.TemporaryDirectory(prefix="tentacle-bench-", dir=where) as directory:
         work = Path(directory)
         env = {**os.environ, "TENTACLE_CONFIG_HOME": str(work / "config"), "PYTHONPATH": str(ROOT)}
@@ -112,6 +118,32 @@ async def harness(*, polling: bool = False) -> AsyncIterator[Harness]:
                 process.wait()
             if polling:
                 await listener.stop()
+
+
+def memory_folder() -> str | None:
+    """A folder on tmpfs (None, the system's default, where there is none)."""
+    return "/dev/shm" if os.path.isdir("/dev/shm") else None
+
+
+def disk_folder() -> str:
+    """A writable folder on a disk (not tmpfs): the system's temporary folder or the project's."""
+    for candidate in (tempfile.gettempdir(), str(ROOT)):
+        if _filesystem(candidate) not in ("tmpfs", "ramfs") and os.access(candidate, os.W_OK):
+            return candidate
+    raise SystemExit(f"no folder on a disk to put the agent's home in (tried /tmp and {ROOT})")
+
+
+def _filesystem(path: str) -> str:
+    """The type of the filesystem ``path`` is on, from /proc/mounts (the longest mount point)."""
+    real, best, kind = os.path.realpath(path), "", ""
+    with open("/proc/mounts") as mounts:
+        for line in mounts:
+            fields = line.split()
+            point = fields[1]
+            inside = real == point or real.startswith(point.rstrip("/") + "/")
+            if inside and len(point) >= len(best):
+                best, kind = point, fields[2]
+    return kind
 
 
 def _free_port() -> int:

@@ -33,15 +33,17 @@ def expired_scripts(states: Mapping[str, ScriptState], before: datetime.datetime
 def remove_expired_tombstones(
     work: Path, completed: dict[str, Tombstone], before: datetime.datetime
 ) -> None:
-    """Remove (from disk, then from ``completed``) the tombstones older than ``before``.
-
-    One that cannot be removed is kept, and tried again at the next sweep.
-    """
-    for key, stone in list(completed.items()):
-        if _parse(stone.completed) <= before:
-            with contextlib.suppress(OSError):
-                tombstones.remove(work, key)
-                del completed[key]
+    """Remove (from disk, then from ``completed``) the tombstones older than ``before``,
+    in one rewrite of the journal. On a full disk they are kept, and tried again at the
+    next sweep."""
+    expired = {key for key, stone in completed.items() if _parse(stone.completed) <= before}
+    if not expired:
+        return
+    remaining = {key: stone for key, stone in completed.items() if key not in expired}
+    with contextlib.suppress(OSError):
+        tombstones.prune(work, expired, remaining)
+        for key in expired:
+            del completed[key]
 
 
 def _parse(timestamp: str) -> datetime.datetime:

@@ -35,6 +35,7 @@ from agent.scripts.state import (
     RUNNING,
     ScriptSpec,
     ScriptState,
+    create_state,
     now,
     save_state,
 )
@@ -221,7 +222,9 @@ class ScriptManager:
                                          script.log.next_sequence - 1)  # fmt: skip
         self._unsaved.add(key)
         self._flush()  # the tombstone first: a crash before the rmtree is repaired at start-up
-        shutil.rmtree(script.workspace, ignore_errors=True)
+        # Off the event loop: on a disk, freeing the folder's blocks can take
+        # milliseconds (online discard), which every other call would wait for.
+        await asyncio.to_thread(shutil.rmtree, script.workspace, ignore_errors=True)
         if key in self._unsaved:
             self._flush()  # a full disk: the workspace's space may be enough for the tombstone
 
@@ -262,7 +265,7 @@ class ScriptManager:
                 await write_files(workspace)
             output = OutputLog(workspace)
             state = ScriptState(spec)
-            save_state(workspace, state)
+            create_state(workspace, state)
         except BaseException as error:
             shutil.rmtree(workspace, ignore_errors=True)
             if isinstance(error, OSError) and error.errno in NO_SPACE:
@@ -362,15 +365,15 @@ class ScriptManager:
             status = await runner.stop(script.launched, script.state.spec.grace)
         else:
             status = exited.result()
-        self._finish(script, self._outcome(script, status))
+        if (code := runner.exit_code(script.workspace)) is not None:
+            self._finish(script, code, recorded=True)
+        else:
+            self._finish(script, self._outcome(script, status))
 
     def _outcome(self, script: _Script, status: int | None) -> int:
-        """The exit code: from ``rc``, else from the wrapper's own exit status
-        (``rc`` could not be written: a full disk), else -46 (or -42 if the
-        wrapper could not even record itself and so ran nothing)."""
-        code = runner.exit_code(script.workspace)
-        if code is not None:
-            return code
+        """The exit code when the wrapper recorded none: from the wrapper's own
+        exit status (a full disk), else -46 (or -42 if the wrapper could not
+        even record itself and so ran nothing)."""
         passed_on = runner.wrapper_exit_code(status)
         if passed_on is not None and runner.recorded_wrapper(script.workspace) is None:
             script.log.note("The script's wrapper could not record itself (is the disk full?), "
@@ -383,10 +386,18 @@ class ScriptManager:
         script.log.note("The script's wrapper ended without recording an exit code")
         return ExitCode.UNKNOWN_RESULT
 
-    def _finish(self, script: _Script, code: int) -> None:
+    def _finish(self, script: _Script, code: int, *, recorded: bool = False) -> None:
+        """Complete ``script`` with ``code``. With ``recorded`` (the code is the one
+        the wrapper wrote down) the state is not written: a restarted agent reads
+        the same code from the wrapper's record, and a state file rewritten per
+        script is the costliest step of a short one on a disk."""
         # The log is numbered as it is read (see status), not here: a script
         # that printed a gigabyte must not stall the agent when it ends.
-        self._save(script, script.state.moved_to(COMPLETE, exit_code=code, completed=now()))
+        state = script.state.moved_to(COMPLETE, exit_code=code, completed=now())
+        if recorded:
+            script.state = state
+        else:
+            self._save(script, state)
         script.done.set()
 
     def _save(self, script: _Script, state: ScriptState) -> None:
@@ -434,6 +445,9 @@ class ScriptManager:
         elif adopted.fate is Fate.RESTART:
             self._save(script, state)
             self._spawn_run(script)
+        elif adopted.fate is Fate.RECORDED:
+            assert adopted.exit_code is not None
+            self._finish(script, adopted.exit_code)  # written: a restart is rare
         elif adopted.fate is Fate.LOST:
             script.log.note("The script ended while the agent was down, without an exit code")
             self._finish(script, ExitCode.UNKNOWN_RESULT)

@@ -21,7 +21,6 @@ unnumbered (and unserved) until space returns; a record is never left torn.
 from __future__ import annotations
 
 import datetime
-import errno
 import json
 import logging
 import os
@@ -29,6 +28,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from agent.atomicfile import append_record
 
 log = logging.getLogger(__name__)
 SOURCES = ("stdout", "stderr", "debug")
@@ -175,19 +176,7 @@ class OutputLog:
                   "p": batch.plain,
                   "n": batch.count, "t": batch.occurred}  # fmt: skip
         line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
-        fd = os.open(self.directory / INDEX_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            size = os.fstat(fd).st_size
-            try:
-                written = os.write(fd, line)  # one write: a record is whole or not at all
-            except OSError:
-                os.ftruncate(fd, size)  # nothing of a failed record may stay
-                raise
-            if written != len(line):
-                os.ftruncate(fd, size)
-                raise OSError(errno.ENOSPC, "short write of a log index record")
-        finally:
-            os.close(fd)
+        append_record(self.directory / INDEX_FILE, line)  # whole or not at all
         self.batches.append(batch)
         self.offsets[batch.source] = batch.end
 

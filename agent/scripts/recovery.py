@@ -25,6 +25,7 @@ class Fate(enum.Enum):
 
     FINISHED = "finished"  # complete before the restart: answer from its state
     RESTART = "restart"  # the wrapper never started: safe to run from scratch
+    RECORDED = "recorded"  # ended (while the agent was down), its exit code recorded
     LOST = "lost"  # ended while the agent was down, without recording an exit code
     REATTACH = "reattach"  # its wrapper still runs: watch it again
 
@@ -38,6 +39,7 @@ class Adopted:
     state: ScriptState
     fate: Fate
     launched: runner.Launched | None = None
+    exit_code: int | None = None  # for RECORDED: what the wrapper wrote down
 
 
 def adopt_all(work: Path, completed: Mapping[str, Tombstone]) -> Iterator[Adopted]:
@@ -73,7 +75,9 @@ def adopt(workspace: Path) -> Adopted | None:
         # Never launched, whatever the state file says: a fresh Pending state.
         fresh = ScriptState(state.spec, created=state.created)
         return Adopted(key, workspace, fresh, Fate.RESTART)
-    if runner.exit_code(workspace) is None and not runner.is_alive(launched):
+    if (code := runner.exit_code(workspace)) is not None:
+        return Adopted(key, workspace, state, Fate.RECORDED, launched, code)
+    if not runner.is_alive(launched):
         return Adopted(key, workspace, state, Fate.LOST, launched)
     running = state if state.state == RUNNING else state.moved_to(RUNNING)
     return Adopted(key, workspace, running.but(pid=launched.pid), Fate.REATTACH, launched)

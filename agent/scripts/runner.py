@@ -2,8 +2,8 @@
 
 The agent starts a small bash *wrapper* in a session of its own. The wrapper
 starts the script as a job (so in a process group of its own), with stdout and
-stderr appended straight to the workspace's raw files, waits for it and writes
-its exit status to ``rc`` and exits with it. Nothing depends on the agent:
+stderr appended straight to the workspace's raw files, waits for it, appends
+its exit status to ``wrapper.pid`` (a second line) and exits with it. Nothing depends on the agent:
 kill -9 the agent and the script runs on, its output reaches disk and its exit
 code is recorded. The agent (this one or a restarted one) watches the wrapper
 through a pidfd, which works for any process, child or not.
@@ -28,8 +28,8 @@ from pathlib import Path
 
 from agent.scripts.procstat import PROC, read_stat
 
-RC_FILE = "rc"
 PID_FILE = "wrapper.pid"
+RC_FILE = "rc"  # where wrappers of earlier versions wrote the exit status (an upgrade)
 INTERPRETERS = {"sh": ("sh",), "python": ("python3", "-u")}  # bash: see WRAPPER
 SCRIPT_FILES = {"bash": "script.sh", "sh": "script.sh", "python": "script.py"}
 PROGRAMS = {"bash": "bash", "sh": "sh", "python": "python3"}  # what each Syntax needs on PATH
@@ -38,7 +38,10 @@ OWN_FILES = frozenset({*SCRIPT_FILES.values(), RC_FILE, PID_FILE})
 
 # The wrapper records its pid and start time (field 22 of /proc/PID/stat) to be
 # found after a restart, runs the job in the foreground and records its status
-# (128+N when a signal N killed it). Every command is a bash builtin: no extra
+# (128+N when a signal N killed it) as a second line of the same file: one file
+# fewer to create and remove per script, which on a disk costs more than the
+# write (see docs/decisions.md). The line is appended by one small write, so it
+# is there whole or not at all. Every command is a bash builtin: no extra
 # processes. A bash script runs in a forked subshell of the wrapper (no second
 # bash to start); other syntaxes run their interpreter on $1.. (command and
 # arguments). Signals are sent to the session's members but the wrapper.
@@ -52,7 +55,7 @@ NOT_RECORDED = 125
 WRAPPER = (
     "read -ra stat </proc/$$/stat; echo $$ ${{stat[21]}} >wrapper.pid || exit {not_recorded}\n"
     "{job} </dev/null >>stdout.raw 2>>stderr.raw\n"
-    "code=$?; echo $code >rc; exit $code\n"
+    "code=$?; echo $code >>wrapper.pid; exit $code\n"
 )
 BASH_JOB = '(. ./script.sh "$@")'
 EXEC_JOB = '"$@"'
@@ -106,18 +109,33 @@ def _bash(path: str | None) -> str:
 def recorded_wrapper(workspace: Path) -> Launched | None:
     """The wrapper as it recorded itself (pid and start time), if it got that far."""
     try:
-        pid, start = (int(field) for field in (workspace / PID_FILE).read_text().split())
-    except (OSError, ValueError):
+        pid, start = (int(field) for field in _records(workspace)[0].split())
+    except (OSError, ValueError, IndexError):
         return None
     return Launched(pid, start, child=False)
 
 
 def exit_code(workspace: Path) -> int | None:
-    """The script's exit code as the wrapper recorded it, or None if it has not."""
+    """The script's exit code as the wrapper recorded it, or None if it has not.
+
+    A wrapper launched by an older agent (before an upgrade) wrote it to ``rc``.
+    """
     try:
+        records = _records(workspace)
+    except OSError:
+        records = []
+    try:
+        if len(records) > 1:
+            return int(records[1])
         return int((workspace / RC_FILE).read_text().strip())
     except (OSError, ValueError):
         return None
+
+
+def _records(workspace: Path) -> list[str]:
+    """The complete lines of ``wrapper.pid``: the wrapper itself, then its exit status."""
+    text = (workspace / PID_FILE).read_text()
+    return text.split("\n")[: text.count("\n")]
 
 
 def process_start_time(pid: int) -> int | None:

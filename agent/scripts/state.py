@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,23 @@ def save_state(directory: Path, state: ScriptState) -> None:
     death, which the page cache does; a power cut may lose the last change."""
     data = dataclasses.asdict(state)
     write_atomic(directory / STATE_FILE, json.dumps(data).encode(), durable=False)
+
+
+def create_state(directory: Path, state: ScriptState) -> None:
+    """Write the first state of a new workspace, in place (no temporary file to rename).
+
+    Raises FileExistsError if there is one already. Torn by the agent's death
+    mid-write, it cannot be read, which recovery takes for a start that never
+    finished: the start had not answered yet.
+    """
+    data = json.dumps(dataclasses.asdict(state)).encode()
+    fd = os.open(directory / STATE_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
 
 
 def load_state(directory: Path) -> ScriptState | None:

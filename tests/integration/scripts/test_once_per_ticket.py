@@ -5,9 +5,11 @@ until the cleaner's retention has passed."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 from agent.client import AgentClient, Endpoint
+from agent.scripts import tombstones
 from agent.scripts.state import COMPLETE
 from tests.helpers.agent import AgentProcess
 from tests.helpers.cli import TentacleCli
@@ -72,15 +74,40 @@ async def test_the_cleaner_forgets_completed_tickets_after_the_retention(
                 counting(counter, 0), ticket="old", DurationToWaitForScriptToFinish=30
             )
             await client.call("scripts", "complete", {"ScriptTicket": "old"})
-        assert (agent.home / "Work" / ".completed" / "old").exists()
+        assert "old" in tombstones.load_all(agent.home / "Work")
         agent.stop()
         agent.start()  # the sweep at start-up applies the retention (0 s here)
-        assert not (agent.home / "Work" / ".completed" / "old").exists()
+        assert "old" not in tombstones.load_all(agent.home / "Work")
         async with agent.client() as client:
             again = await Scripts(client).start(counting(counter, 0), ticket="old",
                                                 DurationToWaitForScriptToFinish=30)  # fmt: skip
         assert (again["State"], again["ExitCode"]) == (COMPLETE, 0)
         assert counter.read_text() == "run\nrun\n"  # the retention is the promise's span
+    finally:
+        agent.stop()
+
+
+async def test_tombstones_of_an_earlier_version_are_honoured_and_pruned(
+    tentacle: TentacleCli, tmp_path: Path
+) -> None:
+    """Before one journal, each tombstone was a file of its own: an upgraded agent reads them."""
+    counter = tmp_path / "runs"
+    agent = AgentProcess(tentacle)
+    (agent.home / "Work" / ".completed").mkdir(parents=True)
+    stones = {"recent": "2999-01-01T00:00:00.000+00:00", "ancient": "2000-01-01T00:00:00.000+00:00"}
+    for ticket, completed in stones.items():
+        record = {"ticket": ticket, "exit_code": 6, "completed": completed, "next_sequence": 1}
+        (agent.home / "Work" / ".completed" / ticket).write_text(json.dumps(record))
+    agent.start()  # the start-up sweep prunes what is older than the retention (24 h)
+    try:
+        async with agent.client() as client:
+            recent = await Scripts(client).start(counting(counter, 0), ticket="recent")
+            ancient = await Scripts(client).start(counting(counter, 0), ticket="ancient",
+                                                  DurationToWaitForScriptToFinish=30)  # fmt: skip
+        assert (recent["State"], recent["ExitCode"], recent["NextLogSequence"]) == (COMPLETE, 6, 1)
+        assert (ancient["State"], ancient["ExitCode"]) == (COMPLETE, 0)  # forgotten: it ran
+        assert counter.read_text() == "run\n"
+        assert not (agent.home / "Work" / ".completed" / "ancient").exists()
     finally:
         agent.stop()
 

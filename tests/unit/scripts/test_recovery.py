@@ -40,7 +40,11 @@ def test_each_workspace_gets_its_fate(tmp_path: Path) -> None:
     gone = workspace(work, "gone", pending)
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     record_wrapper(gone, child.pid)
+    recorded = workspace(work, "recorded", pending)
+    record_wrapper(recorded, child.pid)
     child.wait()
+    with (recorded / runner.PID_FILE).open("a") as record:
+        record.write("7\n")  # the wrapper's second line: the script's exit status
     (work / "broken").mkdir()  # a start that never wrote its state
     (work / "released").mkdir()  # a complete cut short before removing the workspace
 
@@ -52,7 +56,9 @@ def test_each_workspace_gets_its_fate(tmp_path: Path) -> None:
         "done": (Fate.FINISHED, State.COMPLETE),
         "gone": (Fate.LOST, State.PENDING),
         "never": (Fate.RESTART, State.PENDING),
+        "recorded": (Fate.RECORDED, State.PENDING),
     }
+    assert [a.exit_code for a in adopt_all(work, stones) if a.key == "recorded"] == [7]
     assert not (work / "broken").exists()
     assert not (work / "released").exists()
 
