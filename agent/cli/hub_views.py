@@ -63,6 +63,23 @@ def when(text: str | None) -> str:
         return text
 
 
+SUMMARY_WIDTH = 60  # characters of a worker's status summary in the table (JSON has it all)
+
+
+def summary_of(worker: dict[str, Any]) -> str:
+    """The status summary without what the HEALTH column says already, cut to fit a table."""
+    summary = str(worker.get("StatusSummary") or "")
+    health = worker["HealthStatus"].casefold()
+    head, _, rest = summary.partition(": ")
+    if head.replace(" ", "").casefold() == health:
+        summary = rest
+    if summary.replace(" ", "").casefold() == health:
+        return ""
+    if len(summary) > SUMMARY_WIDTH:
+        return summary[: SUMMARY_WIDTH - 3] + "..."
+    return summary
+
+
 WORKER_HEADERS = (
     "NAME", "ID", "HEALTH", "SUMMARY", "STYLE", "ENDPOINT", "POOLS", "VERSION", "LAST CHECKED",
 )  # fmt: skip
@@ -75,7 +92,7 @@ def worker_row(worker: dict[str, Any], pool_names: dict[str, str]) -> list[str]:
         worker["Name"],
         worker["Id"],
         health,
-        worker.get("StatusSummary") or "",
+        summary_of(worker),
         worker["Endpoint"]["CommunicationStyle"],
         worker["Endpoint"]["Uri"] or worker.get("Uri") or "",
         pools,
@@ -255,17 +272,18 @@ class TaskWatch:
     failed: list[str] = field(default_factory=list)
 
     def news(self, details: dict[str, Any]) -> list[str]:
-        lines: list[str] = []
+        """New root log lines and newly ended workers, in the order they happened."""
+        events: list[tuple[str, str]] = []
         for root in details["ActivityLogs"]:
             for activity in root["Children"]:
                 if activity["Ended"] is None or activity["Id"] in self.shown_activities:
                     continue
                 self.shown_activities.add(activity["Id"])
-                lines.append(self._result(activity))
+                events.append((activity["Ended"], self._result(activity)))
             elements = root["LogElements"]
-            lines.extend(e["MessageText"] for e in elements[self.shown_root :])
+            events.extend((e["OccurredAt"], e["MessageText"]) for e in elements[self.shown_root :])
             self.shown_root = len(elements)
-        return lines
+        return [line for _, line in sorted(events, key=lambda event: event[0])]
 
     def _result(self, activity: dict[str, Any]) -> str:
         name = activity["Name"].removeprefix("Check ")

@@ -178,6 +178,9 @@ async def test_a_health_check_follows_each_worker_and_succeeds(
         assert "  web-1: Healthy" in lines
         assert "  web-2: Healthy" in lines
         assert "Health check finished: 2 Healthy" in lines
+        order = [lines.index("Checking the health of 2 worker(s)"), lines.index("  web-1: Healthy")]
+        assert order == sorted(order)  # in the order it happened
+        assert lines.index("  web-2: Healthy") < lines.index("Health check finished: 2 Healthy")
         assert lines[-1].startswith(f"{task_id} Success in ")
         task = await hub.api.get(f"/api/tasks/{task_id}")
         assert task["Arguments"] == {"WorkerpoolId": "WorkerPools-1"}
