@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from agent import __version__
+from agent.cli.context import current
 from agent.cli.logs import configure_logging
 from agent.cli.options import VerbGroup
 from agent.cli.output import emit_fields, emit_json, format_option
@@ -93,7 +94,7 @@ def serve_command(
     from agent.hub.server import HubServer
 
     configure_logging(log_format)
-    hub = load_home(home)
+    hub = load_home(home, current().environ)
     try:
         asyncio.run(until_signalled(_serve(HubServer(hub, __version__), listen, polling_port)))
     except Interrupted:
