@@ -43,7 +43,8 @@ class Discovered:
     sha256: str
     certificate_pem: str
     capabilities: dict[str, Any] | None
-    refusal: str | None = None
+    refusal: str | None = None  # why there are no capabilities
+    refused_us: bool = False  # the agent refused our certificate (it does not trust us)
 
     @property
     def trusts_us(self) -> bool:
@@ -106,7 +107,9 @@ async def discover(
     try:
         async with client:
             capabilities = await client.capabilities()
-    except (TrustError, ConnectionLost) as error:  # it refused us, or dropped us: no facts
+    except TrustError as error:  # the pin held (step 1's certificate): it refused ours
+        return Discovered(url, sha1, sha256, pem, None, str(error), refused_us=True)
+    except ConnectionLost as error:
         return Discovered(url, sha1, sha256, pem, None, str(error))
     except (TimeoutError, TentacleError) as error:
         return Discovered(url, sha1, sha256, pem, None, f"capabilities failed: {error}")

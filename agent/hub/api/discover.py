@@ -110,11 +110,17 @@ async def discover_worker(request: web.Request) -> web.Response:
     except ConnectionLost as error:
         raise bad_request(f"cannot discover an agent at {host}:{port}: {error}") from None
     resource = discovered_resource(found, host)
-    if not found.trusts_us:
+    if found.refused_us:
         resource["DiscoveryMessage"] = (
-            f"{found.refusal}. The agent's thumbprint is known, but not its facts: "
-            f"on the agent run 'tentacle configure --trust {context.thumbprint}' "
-            "(or register it from the agent with register-worker)"
+            f"the agent refused the hub's certificate {context.thumbprint}: it does not trust "
+            "the hub yet, so its thumbprint is known but not its facts. Register it from the "
+            "agent (tentacle register-worker exchanges the certificates), or make it trust the "
+            "hub's certificate (CertificatePem in GET /api) with tentacle configure "
+            "--trust-certificate"
+        )
+    elif not found.trusts_us:
+        resource["DiscoveryMessage"] = (
+            f"the agent presented its certificate, but its facts could not be read: {found.refusal}"
         )
     return web.json_response(resource)
 
