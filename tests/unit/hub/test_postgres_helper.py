@@ -19,4 +19,5 @@ def test_found_where_debian_puts_them_without_path(
 ) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
     found = _binary(name)
-    assert found.startswith("/usr/lib/postgresql/") and found.endswith(f"/bin/{name}")
+    assert found.startswith("/usr/lib/postgresql/")
+    assert found.endswith(f"/bin/{name}")
