@@ -124,7 +124,7 @@ async def _serve(server: HubServer, listen: str | None, polling_port: int | None
 )
 def create_api_key_command(home: Path, name: str, permission: str) -> None:
     """Make an API key and print it once: only its hash is kept."""
-    hub = load_home(home)
+    hub = load_home(home, current().environ)
     click.echo(asyncio.run(_new_key(hub.settings.database, name, Permission(permission))))
 
 

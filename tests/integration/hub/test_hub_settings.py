@@ -168,3 +168,13 @@ def test_a_wrong_hub_yaml_is_named_with_its_line(tentacle: TentacleCli, home: Pa
         "Database is required"
         in tentacle.fails("hub", "show-configuration", "--home", str(home)).err
     )
+
+
+def test_the_hub_commands_apply_the_environment_over_hub_yaml(
+    tentacle: TentacleCli, home: Path
+) -> None:
+    wrong = {"TENTACLE_HUB_DATABASE": "mysql://nope"}
+    expected = "environment variable TENTACLE_HUB_DATABASE: Database: expected a sqlite:///"
+    for verb in (("create-api-key", "--name", "ci"), ("serve",), ("show-configuration",)):
+        result = tentacle.fails("hub", verb[0], "--home", str(home), *verb[1:], env=wrong)
+        assert expected in result.err, (verb, result)
