@@ -10,15 +10,8 @@ from agent.hub.api.context import CONTEXT, HubContext
 from agent.hub.api.errors import errors_middleware
 from agent.hub.api.routes import Routes
 
-RESOURCES = [
-    spaces,
-    discover,
-    workers,
-    pools,
-    policies,
-    tasks,
-    events,
-]  # workers' fixed routes first
+# the fixed routes under /workers first: discover, then workers' own
+RESOURCES = [spaces, discover, workers, pools, policies, tasks, events]
 
 
 def build_app(context: HubContext) -> web.Application:
