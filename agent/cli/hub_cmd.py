@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from agent import __version__
+from agent.cli.context import current
 from agent.cli.hub_views import COMMANDS as VIEW_COMMANDS
 from agent.cli.logs import configure_logging
 from agent.cli.options import VerbGroup
@@ -94,7 +95,7 @@ def serve_command(
     from agent.hub.server import HubServer
 
     configure_logging(log_format)
-    hub = load_home(home)
+    hub = load_home(home, current().environ)
     try:
         asyncio.run(until_signalled(_serve(HubServer(hub, __version__), listen, polling_port)))
     except Interrupted:
@@ -124,7 +125,7 @@ async def _serve(server: HubServer, listen: str | None, polling_port: int | None
 )
 def create_api_key_command(home: Path, name: str, permission: str) -> None:
     """Make an API key and print it once: only its hash is kept."""
-    hub = load_home(home)
+    hub = load_home(home, current().environ)
     click.echo(asyncio.run(_new_key(hub.settings.database, name, Permission(permission))))
 
 

@@ -24,6 +24,8 @@ from agent.cli.certificates import (
 from agent.cli.client_cmd import client_group
 from agent.cli.configuration import configure_command, show_configuration_command
 from agent.cli.hub_cmd import hub_group
+from agent.cli.hub_settings import configure_command as hub_configure_command
+from agent.cli.hub_settings import show_configuration_command as hub_show_configuration_command
 from agent.cli.instances import (
     create_instance_command,
     delete_instance_command,
@@ -106,6 +108,8 @@ for command in (
     poll_server_command,
 ):
     cli.add_command(command)
+hub_group.add_command(hub_configure_command)
+hub_group.add_command(hub_show_configuration_command)
 cli.add_command(agent_command, "run")
 cli.aliases["run"] = "agent"
 

@@ -127,6 +127,7 @@ class HubServer:
             certificate_pem=identity.certificate_pem.decode("ascii"),
             node_name=self.home.settings.node_name,
             on_change=self._changed,
+            channel=settings,
         )
         self.runner = web.AppRunner(build_app(context), access_log_class=AccessLog)
         await self.runner.setup()

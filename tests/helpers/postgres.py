@@ -20,10 +20,17 @@ from pathlib import Path
 UNPRIVILEGED = "nobody"
 
 
+def _debian_version(path: str) -> tuple[int, ...]:
+    """/usr/lib/postgresql/15/bin/initdb -> (15,): versions compare as numbers (9.6 < 15)."""
+    version = Path(path).parts[-3]
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
+
+
 def _binary(name: str) -> str:
-    found = shutil.which(name) or next(
-        iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))), None
-    )
+    """``name`` on PATH, else in Debian's /usr/lib/postgresql/VERSION/bin (the newest),
+    which is where the postgresql package puts it without linking it onto PATH."""
+    debian = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=_debian_version)
+    found = shutil.which(name) or (debian[-1] if debian else None)
     if found is None:
         raise RuntimeError(
             f"PostgreSQL's {name} is not installed: apt-get install postgresql (see .ci/run)"

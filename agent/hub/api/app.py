@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from agent.hub.api import events, policies, pools, spaces, tasks, workers
+from agent.hub.api import discover, events, policies, pools, spaces, tasks, workers
 from agent.hub.api.auth import auth_middleware
 from agent.hub.api.context import CONTEXT, HubContext
 from agent.hub.api.errors import errors_middleware
 from agent.hub.api.routes import Routes
 
-RESOURCES = [spaces, workers, pools, policies, tasks, events]  # workers' fixed routes first
+# the fixed routes under /workers first: discover, then workers' own
+RESOURCES = [spaces, discover, workers, pools, policies, tasks, events]
 
 
 def build_app(context: HubContext) -> web.Application:

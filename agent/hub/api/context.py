@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from agent.client import ChannelSettings
 from agent.hub.store import Store
 from agent.hub.store.apikeys import Caller
 
@@ -28,6 +29,8 @@ class HubContext:
     now: Callable[[], datetime] = utc_now
     # called after a change the live parts must see at once (trust, schedules)
     on_change: Callable[[str], Awaitable[None]] | None = None
+    # how this node dials agents (its identity), for /api/workers/discover
+    channel: ChannelSettings | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def changed(self, what: str) -> None:
