@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint typecheck pytest demo bench clean
+.PHONY: setup system-deps test lint typecheck pytest demo bench clean
 
 setup: $(STAMP)
 
@@ -27,7 +27,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy agent
 
-pytest: $(STAMP)
+# the hub's tests start a throwaway PostgreSQL: its server binaries, installed if missing
+system-deps:
+	@bash .ci/system-deps
+
+pytest: $(STAMP) system-deps
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 demo: $(STAMP)
