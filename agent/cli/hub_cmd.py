@@ -18,7 +18,7 @@ from agent.cli.logs import configure_logging
 from agent.cli.options import VerbGroup
 from agent.cli.output import emit_fields, emit_json, format_option
 from agent.cli.signals import Interrupted, until_signalled
-from agent.hub.home import create_home, load_home
+from agent.hub.home import create_home, discard_new_home, load_home
 from agent.hub.keys import Permission
 
 if TYPE_CHECKING:  # the store and the server load SQLAlchemy: only when a command needs them
@@ -56,7 +56,11 @@ def create_command(home: Path, database: str | None) -> None:
     """Make a new hub: its certificate, its database and the defaults (a space, the
     Default Worker Pool and the Default Machine Policy)."""
     hub = create_home(home, database)
-    asyncio.run(_prepare_database(hub.settings.database))
+    try:
+        asyncio.run(_prepare_database(hub.settings.database))
+    except BaseException:
+        discard_new_home(hub)  # nothing half-made is left to refuse the next attempt
+        raise
     click.echo(f"Created a hub in {hub.path}")
     click.echo(f"Thumbprint: {hub.identity().thumbprint}")
 

@@ -8,6 +8,7 @@ agent's: a command-line flag over the environment over hub.yaml over the default
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ssl
 from collections.abc import Mapping
@@ -215,6 +216,21 @@ def create_home(path: Path, database: str | None = None) -> HubHome:
     save_identity(home.identity_path, generate_identity("Tentacle Hub"))
     home.save()
     return home
+
+
+def discard_new_home(home: HubHome) -> None:
+    """Undo ``create_home`` (its database could not be made): remove what it wrote, so
+    that the same command can be run again once the database is reachable."""
+    for name in (
+        SETTINGS_FILE,
+        IDENTITY_FILE,
+        DATABASE_FILE,
+        f"{DATABASE_FILE}-wal",
+        f"{DATABASE_FILE}-shm",
+    ):
+        (home.path / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # left alone if it holds anything else
+        home.path.rmdir()
 
 
 def load_home(path: Path, environ: Mapping[str, str] | None = None) -> HubHome:
