@@ -57,7 +57,15 @@ def respond_all(
     resources: Sequence[dict[str, Any]],
     keep: Callable[[dict[str, Any]], bool] = lambda _: True,
 ) -> web.Response:
+    """Every resource ``ids``, ``name``, ``partialName`` and ``keep`` let through, as a
+    plain array (the paged form's filters, without the page)."""
     wanted = id_filter(request)
     return web.json_response(
-        [r for r in resources if (wanted is None or r["Id"] in wanted) and keep(r)]
+        [
+            r
+            for r in resources
+            if (wanted is None or r["Id"] in wanted)
+            and name_matches(request, str(r.get("Name", "")))
+            and keep(r)
+        ]
     )
