@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -38,7 +39,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 WORKERS = int(os.environ.get("P8_WORKERS", "2000"))
 FLEETS = 4
-REGISTERING = 16  # registrations in flight at once
+REGISTERING = 4  # registrations in flight at once (more: SQLite "database is locked", see README)
 DEADLINE = 600.0  # seconds the whole benchmark may take before it gives up
 POLL = 0.05  # seconds between looks at the task (the resolution of the timing)
 TARGET = 10.0
@@ -93,10 +94,11 @@ def agents(work: Path) -> list[dict[str, Any]]:
 @contextlib.contextmanager
 def hub_process(home: Path, log: Path) -> Iterator[tuple[subprocess.Popen[str], str, int]]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # P8_PROFILE=FILE: the hub runs under cProfile during the round (bench/profiled.py)
+    profile = os.environ.get("P8_PROFILE")
     command = [
         sys.executable,
-        "-m",
-        "agent",
+        *([str(HERE / "profiled.py"), profile] if profile else ["-m", "agent"]),
         "hub",
         "serve",
         "--home",
@@ -227,7 +229,11 @@ async def drive(
                 flush=True,
             )
             rss_before = watched.memory_info().rss
+            if os.environ.get("P8_PROFILE"):
+                os.kill(hub_pid, signal.SIGUSR1)  # the profiler on, for the round only
             result = await one_round(hub, watched, deadline)
+            if os.environ.get("P8_PROFILE"):
+                os.kill(hub_pid, signal.SIGUSR1)
             counts = await health_counts(hub)
             rss_after = watched.memory_info().rss
     finally:
