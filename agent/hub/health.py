@@ -5,6 +5,11 @@ then unless the policy says OnlyConnectivity its health script), judged by
 The health script runs through the script service with no isolation and a
 mutex name of its own, so that a long FullIsolation deployment never blocks a
 health check (Octopus I#3142).
+
+Up to PARALLELISM workers are checked at once; what each check found (its
+activity, log lines and the worker's record) is written by one writer in
+batches (``TaskLog.batched``), so that a round of thousands of workers does
+not queue for SQLite's write lock a commit at a time.
 """
 
 from __future__ import annotations
