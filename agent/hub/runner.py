@@ -101,7 +101,11 @@ class TaskLog:
         try:
             yield queue.put_nowait
         except BaseException:
-            writing.cancel()
+            # cancelled (or failed): what finished before is still written, as it was
+            # when each check wrote its own
+            queue.put_nowait(None)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(writing)
             raise
         queue.put_nowait(None)
         await writing
