@@ -26,7 +26,7 @@ from agent.services.capabilities import capabilities_methods
 from agent.services.files import FileService
 from agent.services.router import Router
 from agent.services.scripts import ScriptService
-from agent.transport.dialer import Proxy
+from agent.transport.dialer import Dialer, Proxy
 from agent.transport.listener import Listener
 from agent.transport.poller import poll, proxy_from_environment
 from agent.transport.settings import ChannelSettings
@@ -192,6 +192,7 @@ async def run_agent(
     )
     trusted = [peer.certificate_pem for peer in config.trusted_certificates if peer.certificate_pem]
     _warn_about_trust(config, trusted)
+    dialer = Dialer(run.identity)  # one TLS context for every polling connection
     pollers = [
         asyncio.create_task(
             poll(
@@ -204,6 +205,7 @@ async def run_agent(
                 polling_proxy(run, server.address),
                 grace=run.grace,
                 hurry=hurry,
+                dialer=dialer,
             )
         )
         for server in config.polling_servers
@@ -224,5 +226,6 @@ async def run_agent(
             drained = await listener.stop(run.grace, hurry)
     finally:
         polled = await asyncio.gather(*pollers, return_exceptions=True)
+        await dialer.close()
         await scripts.close()  # running scripts carry on; the next start re-attaches
     return drained and all(result is True for result in polled)

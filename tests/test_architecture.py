@@ -101,3 +101,22 @@ def test_the_rules_catch_a_violation() -> None:
     assert [layer for layer, _ in imported_layers(bad)] == ["daemon", "hub"]
     assert "daemon" not in ALLOWED["client"]
     assert "hub" not in ALLOWED["client"]
+
+
+# What the hub needs to reach workers, all from agent.client (it may not import transport)
+HUB_NEEDS = {
+    "Worker", "AgentClient", "Endpoint", "Connections", "PollingListener", "ChannelSettings",
+    "Limits", "Proxy", "Backoff", "CLIENT_RETRY", "DEFAULT_QUEUE_TIMEOUT", "IDLE_TIMEOUT",
+    "ScriptRequest", "ScriptOutcome", "LogChunk", "execute_script",
+    "AgentNotConnected", "ConnectionLost", "TrustError", "RemoteError", "TransferError",
+}  # fmt: skip
+
+
+def test_the_hub_reaches_workers_through_client_alone() -> None:
+    import agent.client
+
+    assert not {"transport", "protocol", "services", "daemon"} & ALLOWED["hub"]
+    missing = sorted(HUB_NEEDS - set(agent.client.__all__))
+    assert not missing, f"agent.client must export {missing} for the hub"
+    unbound = sorted(name for name in agent.client.__all__ if not hasattr(agent.client, name))
+    assert not unbound, f"agent.client.__all__ names {unbound}, which it does not define"

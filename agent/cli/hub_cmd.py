@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from agent import __version__
+from agent.cli.hub_views import COMMANDS as VIEW_COMMANDS
 from agent.cli.logs import configure_logging
 from agent.cli.options import VerbGroup
 from agent.cli.output import emit_fields, emit_json, format_option
@@ -153,3 +154,7 @@ def show_thumbprint_command(home: Path, output_format: str) -> None:
         emit_json({"Thumbprint": identity.thumbprint, "Sha256": identity.sha256})
     else:
         emit_fields([("Thumbprint", identity.thumbprint), ("SHA-256", identity.sha256)])
+
+
+for view in VIEW_COMMANDS:  # workers, pools, policies, health-check: the hub seen over its API
+    hub_group.add_command(view)

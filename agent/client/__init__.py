@@ -1,17 +1,50 @@
-"""The library a server uses to reach agents (the hub, the tests and `tentacle client`)."""
+"""The library a server uses to reach agents (the hub, the tests and `tentacle client`).
 
-from agent.client.agent_client import AgentClient, Endpoint
-from agent.client.polling_listener import AgentNotConnected, PollingListener
-from agent.client.scripts import LogChunk, ScriptRequest, execute_script
+Everything a caller needs is exported here, so that the hub imports ``agent.client``
+and never ``agent.transport`` (tests/test_architecture.py holds it to that): the
+``Worker`` interface and its agent implementation, the channel settings, the
+polling listener, the retry policy and the errors a caller must catch.
+"""
+
+from agent.client.agent_client import AgentClient, Endpoint, TransferError
+from agent.client.connections import IDLE_TIMEOUT, Connections
+from agent.client.polling_listener import (
+    DEFAULT_QUEUE_TIMEOUT,
+    AgentNotConnected,
+    PollingListener,
+)
+from agent.client.scripts import LogChunk, ScriptOutcome, ScriptRequest, execute_script
+from agent.client.worker import Progress, Worker
+from agent.errors import ConnectionLost, RemoteError, TentacleError, TrustError
+from agent.protocol.limits import Limits
+from agent.protocol.retry import CLIENT, Backoff
+from agent.transport.dialer import Proxy
 from agent.transport.settings import ChannelSettings
 
+CLIENT_RETRY = CLIENT
+
 __all__ = [
+    "CLIENT_RETRY",
+    "DEFAULT_QUEUE_TIMEOUT",
+    "IDLE_TIMEOUT",
     "AgentClient",
     "AgentNotConnected",
+    "Backoff",
     "ChannelSettings",
+    "ConnectionLost",
+    "Connections",
     "Endpoint",
+    "Limits",
     "LogChunk",
     "PollingListener",
+    "Progress",
+    "Proxy",
+    "RemoteError",
+    "ScriptOutcome",
     "ScriptRequest",
+    "TentacleError",
+    "TransferError",
+    "TrustError",
+    "Worker",
     "execute_script",
 ]

@@ -1,7 +1,11 @@
 """AgentClient: calls, uploads and downloads to one agent, listening or polling.
 
 Idempotent operations (capabilities, upload, download: an upload replaces its
-target atomically) are retried on a dropped connection, reconnecting each time.
+target atomically) are retried on a dropped connection, reconnecting each time,
+under the client's retry policy (``agent.protocol.retry.CLIENT`` by default).
+Listening agents are dialed through :class:`~agent.client.connections.Connections`:
+give many clients one of those to share a TLS context, a session and, per
+endpoint, a connection.
 """
 
 from __future__ import annotations
@@ -12,13 +16,16 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from agent.atomicfile import temporary_beside
+from agent.client.connections import Connections
 from agent.client.polling_listener import DEFAULT_QUEUE_TIMEOUT, PollingListener
 from agent.errors import ConnectionLost, TentacleError
 from agent.filechunks import read_chunks
+from agent.protocol.retry import CLIENT, Backoff, Retry
 from agent.protocol.services import (
+    CancelScriptRequest,
     Capabilities,
     CapabilitiesRequest,
     Download,
@@ -27,14 +34,17 @@ from agent.protocol.services import (
     UploadRequest,
 )
 from agent.transport.channel import Channel
-from agent.transport.dialer import DroppedAfterHandshake, dial
+from agent.transport.dialer import DISTRUST_EVIDENCE, DroppedAfterHandshake
 from agent.transport.settings import ChannelSettings
+
+if TYPE_CHECKING:  # scripts builds on this module
+    from agent.client.scripts import LogChunk, ScriptOutcome, ScriptRequest
 
 T = TypeVar("T")
 Progress = Callable[[int], None]
 CHUNK = 256 * 1024
-RETRY_DELAYS = (0.5, 1.0, 2.0)
 BACKGROUND_GRACE = 5.0
+NO_LOGS = 2**53  # a LastLogSequence past any script's last line
 
 
 @dataclass(frozen=True)
@@ -56,18 +66,24 @@ class AgentClient:
         settings: ChannelSettings,
         *,
         call_timeout: float | None = 300.0,
-        retry_delays: tuple[float, ...] = RETRY_DELAYS,
+        retry: Backoff = CLIENT,
         connector: Callable[[], Awaitable[Channel]] | None = None,
+        connections: Connections | None = None,
         background_grace: float = BACKGROUND_GRACE,
     ) -> None:
         """``connector`` supplies channels another way than dialing ``endpoint``
         (polling: the agent dialed us); such channels are not this client's to close.
+        ``connections``: shared with other clients (and closed by their owner);
+        by default the client has its own, closed with it. ``retry``: the policy
+        of every idempotent operation, :func:`~agent.client.scripts.execute_script`'s too.
         ``background_grace``: how long :meth:`close` waits for calls made with :meth:`send`."""
         self.endpoint = endpoint
+        self.retry = retry
         self._settings = settings
         self._connector = connector
         self._timeout = call_timeout
-        self._retry_delays = retry_delays
+        self._owns_connections = connections is None and connector is None
+        self._connections = Connections(settings) if connections is None else connections
         self._background_grace = background_grace
         self._channel: Channel | None = None
         self._connecting = asyncio.Lock()
@@ -92,7 +108,11 @@ class AgentClient:
         )
 
     async def __aenter__(self) -> AgentClient:
-        await self._retrying(self.connect)  # a dropped first connection is retried too
+        try:
+            await self._retrying(self.connect)  # a dropped first connection is retried too
+        except BaseException:
+            await self.close()  # no __aexit__ follows a failed __aenter__
+            raise
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -102,24 +122,23 @@ class AgentClient:
         """The open channel, dialing the agent if there is none (or it dropped).
 
         A dial dropped right after the TLS handshake raises ConnectionLost, to
-        be retried, except when it is the ``len(retry_delays) + 1``-th in a row:
-        that is the evidence of distrust, and raises TrustError.
+        be retried, except when it is the DISTRUST_EVIDENCE-th in a row: that is
+        the evidence of distrust, and raises TrustError.
         """
+        if self._connector is None:
+            return await self._dial()  # the connections keep it open, and reuse it
         async with self._connecting:
             if self._channel is None or self._channel.closed.is_set():
-                if self._connector is not None:
-                    self._channel = await self._connector()
-                else:
-                    self._channel = await self._dial()
+                self._channel = await self._connector()
             return self._channel
 
     async def _dial(self) -> Channel:
         try:
-            channel = await dial(self.endpoint.url, self.endpoint.thumbprint, self._settings)
+            channel = await self._connections.channel(self.endpoint.url, self.endpoint.thumbprint)
         except DroppedAfterHandshake as error:
             self._dropped_in_a_row += 1
             attempts = self._dropped_in_a_row
-            if attempts > len(self._retry_delays):
+            if attempts >= DISTRUST_EVIDENCE:
                 self._dropped_in_a_row = 0
                 raise error.as_trust_error(attempts) from None
             raise
@@ -130,8 +149,8 @@ class AgentClient:
         """Close the connection, after giving calls sent with :meth:`send` a moment to land."""
         if self._background:
             await asyncio.wait(self._background, timeout=self._background_grace)
-        if self._channel is not None and self._connector is None:
-            await self._channel.close("the client closed")
+        if self._owns_connections:
+            await self._connections.close()
         self._channel = None
 
     async def call(self, service: str, method: str, params: dict[str, Any] | None = None) -> Any:
@@ -197,15 +216,40 @@ class AgentClient:
 
         return await self._retrying(attempt)
 
+    async def execute(
+        self,
+        request: ScriptRequest,
+        on_output: Callable[[LogChunk], None],
+        cancel: asyncio.Event | None = None,
+    ) -> ScriptOutcome:
+        """Run a script to the end with streamed logs (see ``Worker.execute``)."""
+        from agent.client.scripts import execute_script  # noqa: PLC0415 - it imports us
+
+        return await execute_script(self, request, on_output, cancel)
+
+    async def cancel(self, ticket: str) -> None:
+        """Ask the agent to cancel script ``ticket`` (see ``Worker.cancel``); retried, as
+        a cancel is idempotent. Asks for no log lines: whoever executes it reads them."""
+        params = CancelScriptRequest(ticket, NO_LOGS).to_wire()
+        await self._retrying(lambda: self.call("scripts", "cancel", params))
+
     async def _retrying(self, operation: Callable[[], Awaitable[T]]) -> T:
-        for delay in (*self._retry_delays, None):
-            try:
-                return await operation()
-            except ConnectionLost:
-                if delay is None:
-                    raise
-                await asyncio.sleep(delay)  # back off before reconnecting
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await retrying(self.retry, operation)
+
+
+async def retrying(policy: Backoff, operation: Callable[[], Awaitable[T]]) -> T:
+    """Run an idempotent ``operation`` until it does not lose its connection, backing
+    off under ``policy``; raises the last ConnectionLost once its deadline has passed."""
+    loop = asyncio.get_running_loop()
+    retry = Retry(policy)
+    while True:
+        try:
+            return await operation()
+        except ConnectionLost:
+            delay = retry.failed(loop.time())
+            if delay is None:
+                raise
+            await asyncio.sleep(delay)  # back off before reconnecting
 
 
 def _forget(task: asyncio.Task[Any]) -> None:

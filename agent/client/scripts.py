@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from agent.client.agent_client import AgentClient
-from agent.errors import ConnectionLost, ProtocolError
+from agent.client.agent_client import AgentClient, retrying
+from agent.errors import ProtocolError
 from agent.protocol.services import (
     DEFAULT_GRACE,
     DEFAULT_MUTEX,
@@ -36,8 +36,6 @@ from agent.protocol.services import (
 FIRST_POLL = 0.05
 MAX_POLL = 2.0
 POLL_GROWTH = 1.5
-RECONNECT_DELAY = 0.5
-GIVE_UP_AFTER = 120.0
 
 
 @dataclass(frozen=True)
@@ -110,8 +108,8 @@ async def execute_script(
     """Run ``request`` to completion, passing every log line to ``on_output`` once, in order.
 
     Setting ``cancel`` cancels the script; the outcome then still carries its
-    real exit code. Raises ConnectionLost only after GIVE_UP_AFTER seconds
-    without reaching the agent.
+    real exit code. Raises ConnectionLost only once the client's retry policy
+    gives up on reaching the agent (``client.retry``'s deadline).
     """
     cancel = cancel or asyncio.Event()
     status = await _resilient(client, lambda: _start(client, request))  # idempotent per ticket
@@ -223,14 +221,6 @@ async def _pause(delay: float, cancel: asyncio.Event, cancel_sent: bool) -> None
 
 
 async def _resilient(client: AgentClient, call: Callable[[], Any]) -> _Answer:
-    """Repeat an idempotent call through dropped connections, for up to GIVE_UP_AFTER s."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + GIVE_UP_AFTER
-    while True:
-        try:
-            result: _Answer = await call()
-            return result
-        except ConnectionLost:
-            if loop.time() >= deadline:
-                raise
-            await asyncio.sleep(RECONNECT_DELAY)  # back off, then reconnect
+    """Repeat an idempotent call through dropped connections, under ``client.retry``."""
+    result: _Answer = await retrying(client.retry, call)
+    return result

@@ -27,7 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from agent.client import LogChunk, ScriptRequest, execute_script
+from agent.client import LogChunk, ScriptRequest
 from agent.hub import ids
 from agent.hub.reach import WorkerReach
 from agent.hub.rules.health import CheckOutcome, Verdict, judge, task_status
@@ -122,7 +122,7 @@ async def _check(
             task_id="health",
             ticket=secrets.token_hex(16),
         )
-        outcome = await execute_script(client, request, output)
+        outcome = await client.execute(request, output)
         errors = warnings[-1:] if outcome.exit_code != 0 else []
         return CheckOutcome(
             reachable=True,

@@ -8,11 +8,22 @@ the worker's thumbprint pinned, or through the hub's polling listener for
 
 from __future__ import annotations
 
-from agent.client import AgentClient, ChannelSettings, Endpoint, PollingListener
+from agent.client import (
+    AgentClient,
+    Backoff,
+    ChannelSettings,
+    Connections,
+    Endpoint,
+    PollingListener,
+    Worker,
+)
 from agent.errors import TentacleError
 from agent.hub.store.records import Row
 
 CALL_TIMEOUT = 120.0  # seconds for one call to a worker
+# A health check tells "unavailable" soon: a few quick retries through a dropped
+# connection, not the two minutes a deployment's calls are given.
+CHECK_RETRY = Backoff(first=0.5, cap=2.0, deadline=5.0)
 
 
 class Unreachable(TentacleError):
@@ -25,9 +36,15 @@ class WorkerReach:
     def __init__(self, settings: ChannelSettings, listener: PollingListener | None) -> None:
         self.settings = settings
         self.listener = listener
+        # one TLS context and one connection per listening worker, shared by every task
+        self.connections = Connections(settings)
 
-    def client(self, worker: Row, wait: float = 30.0) -> AgentClient:
-        """A client for ``worker``; ``wait``: how long a polling worker may take to connect."""
+    async def close(self) -> None:
+        await self.connections.close()
+
+    def client(self, worker: Row, wait: float = 30.0, retry: Backoff = CHECK_RETRY) -> Worker:
+        """The ``Worker`` for a worker's row; ``wait``: how long a polling worker may
+        take to connect. Closing it leaves the shared connections open."""
         endpoint = Endpoint(worker["uri"], worker["thumbprint"])
         if worker["communication_style"] == "TentacleActive":
             if self.listener is None:
@@ -35,7 +52,19 @@ class WorkerReach:
                     "this hub node has no polling port, so it cannot reach "
                     f"polling worker {worker['name']}"
                 )
-            return AgentClient.polling(self.listener, endpoint, self.settings, wait)
+            listener = self.listener
+            return AgentClient(
+                endpoint,
+                self.settings,
+                retry=retry,
+                connector=lambda: listener.channel(endpoint.url, endpoint.thumbprint, wait),
+            )
         if worker["communication_style"] == "TentaclePassive":
-            return AgentClient(endpoint, self.settings, call_timeout=CALL_TIMEOUT)
+            return AgentClient(
+                endpoint,
+                self.settings,
+                call_timeout=CALL_TIMEOUT,
+                retry=retry,
+                connections=self.connections,
+            )
         raise Unreachable(f"{worker['communication_style']} workers are not supported yet")

@@ -83,6 +83,7 @@ class HubServer:
     listener: PollingListener | None = None
     tasks: TaskRunner | None = None
     scheduler: Scheduler | None = None
+    reach: WorkerReach | None = None
 
     async def start(self, listen: str | None = None, polling_port: int | None = None) -> str:
         """Migrate, initialise and listen; returns the URL the API answers on.
@@ -107,7 +108,7 @@ class HubServer:
             raise ConfigError(
                 f"cannot listen for polling agents on {host}:{wanted}: {error.strerror}"
             ) from None
-        reach = WorkerReach(settings, self.listener)
+        self.reach = reach = WorkerReach(settings, self.listener)
         self.tasks = TaskRunner(
             store,
             self.home.settings.node_name,
@@ -173,7 +174,9 @@ class HubServer:
         for part in (self.scheduler, self.tasks, self.listener):
             if part is not None:
                 await part.stop()
-        self.scheduler = self.tasks = self.listener = None
+        if self.reach is not None:
+            await self.reach.close()
+        self.scheduler = self.tasks = self.listener = self.reach = None
         if self.store is not None:
             await self.store.close()
             self.store = None

@@ -144,6 +144,12 @@ class Channel:
         return len(self._handling)
 
     @property
+    def busy(self) -> bool:
+        """Whether anything is under way: a call of ours unanswered, a stream in either
+        direction, or a call of the peer's being handled (an idle channel may be closed)."""
+        return bool(self._pending or self._inbound or self._outbound or self._handling)
+
+    @property
     def queued_bytes(self) -> int:
         """Bytes of frames waiting for the socket."""
         return self._queued

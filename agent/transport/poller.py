@@ -3,9 +3,10 @@
 The agent keeps each connection to a polling server open, presenting its
 subscription id, and answers whatever the server calls on it, exactly as a
 listening agent does. When a connection drops or cannot be made, it dials again
-after a jittered exponential backoff: the first retry within a second, never
-more than BACKOFF_CAP apart, reset once a connection completes its hello, so
-that a thousand agents do not return to a restarted server all at once.
+after a jittered exponential backoff (``agent.protocol.retry.POLLING``): the
+first retry within a second, never more than a minute apart, reset once a
+connection completes its hello, so that a thousand agents do not return to a
+restarted server all at once.
 """
 
 from __future__ import annotations
@@ -13,34 +14,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from agent.errors import TentacleError
 from agent.protocol.calls import Handler
-from agent.transport.dialer import DroppedAfterHandshake, Proxy, dial
+from agent.protocol.retry import POLLING, Retry
+from agent.transport.dialer import DISTRUST_EVIDENCE, Dialer, DroppedAfterHandshake, Proxy
 from agent.transport.listener import drain
 from agent.transport.settings import ChannelSettings
 
 log = logging.getLogger(__name__)
 
 SUBSCRIPTION_HEADER = "X-Tentacle-Subscription"
-BACKOFF_FIRST = 1.0
-BACKOFF_CAP = 60.0
-
-
-def backoff_delay(failures: int, rng: random.Random | None = None) -> float:
-    """Seconds to wait after ``failures`` failed attempts in a row (>= 1): "full jitter",
-    uniform below min(cap, first * 2^(failures-1))."""
-    ceiling = min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** (failures - 1))
-    return (rng or random).uniform(0, ceiling)
-
 
 FIX_ON_THE_SERVER = (
     "on the server: trust this agent's certificate, which `tentacle export-certificate` prints"
 )
-DISTRUST_EVIDENCE = 3  # dials in a row dropped right after the handshake
 
 
 class Complaints:
@@ -75,16 +65,41 @@ async def poll(
     *,
     grace: float = 30.0,
     hurry: asyncio.Event | None = None,
+    dialer: Dialer | None = None,
 ) -> bool:
     """Keep one connection to ``address`` (through ``proxy``) until ``stop`` is set;
     then give its calls in flight ``grace`` seconds (less if ``hurry`` is set).
-    Returns whether they all finished."""
-    failures = 0  # for the backoff: reset by a hello, unlike the complaints
+    Returns whether they all finished. Every redial goes through ``dialer`` (one
+    TLS context for all of an agent's connections), by default one of its own."""
+    own = dialer is None
+    through = Dialer(settings.identity) if dialer is None else dialer
+    try:
+        return await _poll(address, thumbprint, subscription, settings, handler, stop, proxy,
+                           grace, hurry, through)  # fmt: skip
+    finally:
+        if own:
+            await through.close()
+
+
+async def _poll(
+    address: str,
+    thumbprint: str,
+    subscription: str,
+    settings: ChannelSettings,
+    handler: Handler,
+    stop: asyncio.Event,
+    proxy: Proxy | None,
+    grace: float,
+    hurry: asyncio.Event | None,
+    dialer: Dialer,
+) -> bool:
+    loop = asyncio.get_running_loop()
+    retry = Retry(POLLING)  # reset by a hello, unlike the complaints
     complaints = Complaints()
     dropped = 0
     while not stop.is_set():
         try:
-            channel = await dial(
+            channel = await dialer.dial(
                 address,
                 thumbprint,
                 settings,
@@ -94,11 +109,10 @@ async def poll(
                 refusal_fix=FIX_ON_THE_SERVER,
             )
         except TentacleError as error:
-            failures += 1
             dropped = dropped + 1 if isinstance(error, DroppedAfterHandshake) else 0
             if isinstance(error, DroppedAfterHandshake) and dropped >= DISTRUST_EVIDENCE:
                 error = error.as_trust_error(dropped)
-            delay = backoff_delay(failures)
+            delay = retry.failed(loop.time()) or 0.0  # POLLING has no deadline
             # the count in a distrust message changes each time; the error does not
             if complaints.failed("distrusted" if dropped >= DISTRUST_EVIDENCE else str(error)):
                 log.warning("cannot reach polling server %s (%s; failure %d in a row); retrying "
@@ -107,7 +121,8 @@ async def poll(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
             continue
-        failures = dropped = 0
+        retry.succeeded()
+        dropped = 0
         if ended := complaints.recovered():
             log.info("reached polling server %s again after %d failed attempts", address, ended)
         log.info("polling %s as %s", address, subscription)
@@ -121,9 +136,10 @@ async def poll(
             await channel.close("the agent is stopping")
             return drained
         log.warning("connection to %s closed: %s", address, channel.close_reason)
-        failures = 1  # come back soon, but not all at the same instant
+        # come back soon, but not all at the same instant
+        delay = retry.failed(loop.time()) or 0.0
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), backoff_delay(failures))
+            await asyncio.wait_for(stop.wait(), delay)
     return True
 
 

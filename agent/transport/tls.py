@@ -31,6 +31,7 @@ _FATAL = 2
 _REFUSAL_ALERTS = {42: "bad certificate", 46: "certificate unknown", 48: "unknown CA"}
 _CERTIFICATE_MESSAGE = 11
 _ALERT_RECORD = 21
+_written = [0]  # identity files, in this process; see identity_files_written()
 
 
 def server_context(
@@ -263,9 +264,16 @@ def _load_identity(context: ssl.SSLContext, identity: Identity) -> None:
         context.load_cert_chain(path)
 
 
+def identity_files_written() -> int:
+    """How many times this process wrote a private key to a temporary file to build
+    a context: what a fleet's client must do once per identity, not per dial."""
+    return _written[0]
+
+
 @contextlib.contextmanager
 def _identity_file(identity: Identity) -> Iterator[Path]:
     """The identity in a private temporary file, for ssl's file-only loader."""
+    _written[0] += 1
     with tempfile.TemporaryDirectory(prefix="tentacle-tls-") as directory:
         path = Path(directory) / "identity.pem"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

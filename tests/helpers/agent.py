@@ -32,14 +32,16 @@ class AgentProcess:
         env: dict[str, str] | None = None,
         verb: str = "agent",
         args: tuple[str, ...] = (),
+        caller: Identity | None = None,
     ) -> None:
+        """``caller``: the hub's identity, to share one among several agents (default: new)."""
         self.cli = cli
         self.verb = verb
         self.args = args
         self.env = {**cli.env, **(env or {})}
         index = InstanceIndex(cli.config_home / "instances")
         self.identity = generate_identity()
-        self.caller = generate_identity()
+        self.caller = caller or generate_identity()
         self.instance = self._instance(index, "agent", self.identity)
         self.caller_identity_path = self._instance(index, "hub", self.caller).config.identity_path
         config = self.instance.config.with_settings(port=0, listen_ip="127.0.0.1")

@@ -57,8 +57,7 @@ def respond_all(
     resources: Sequence[dict[str, Any]],
     keep: Callable[[dict[str, Any]], bool] = lambda _: True,
 ) -> web.Response:
-    """Every resource ``ids``, ``name``, ``partialName`` and ``keep`` let through, as a
-    plain array (the paged form's filters, without the page)."""
+    """A plain array (``/all``), filtered as a page is: ``ids``, ``name``, ``partialName``."""
     wanted = id_filter(request)
     return web.json_response(
         [

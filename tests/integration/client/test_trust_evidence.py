@@ -131,7 +131,7 @@ async def test_a_tls_alert_about_our_certificate_is_evidence_at_once(
     server = generate_identity()
     with _alerting_server(server, generate_identity().certificate_pem.decode()) as port:
         endpoint = Endpoint(f"https://127.0.0.1:{port}/", server.thumbprint)
-        client = AgentClient(endpoint, listening_agent.settings(), retry_delays=())
+        client = AgentClient(endpoint, listening_agent.settings())
         with pytest.raises(TrustError) as caught:
             await client.connect()
     message = str(caught.value)
