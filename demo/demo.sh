@@ -3,7 +3,6 @@
 # removed afterwards. Each stage of the project extends it.
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 workdir=$(mktemp -d "${TMPDIR:-/tmp}/tentacle-demo.XXXXXX")
 pids=()  # every background process started below, stopped on any exit
 cleanup() {
@@ -149,10 +148,9 @@ polling_port=$(sed -n 's/^Hub polling port: //p' "$workdir/hub.ready")
 # what register-worker and the commands for people read (the same for tentacle hub ...)
 export TENTACLE_SERVER_URL=$hub_url TENTACLE_API_KEY=$api_key TENTACLE_SERVER_THUMBPRINT=$hub_thumbprint
 
-# The hub's commands for people. Swap for `tentacle hub health-check --pool "$1"`
-# and `tentacle hub workers` when they exist (branch hubcli): same environment.
-hub_health_check() { python3 "$here/hubwatch.py" health-check --pool "$1"; }
-hub_workers() { python3 "$here/hubwatch.py" workers; }
+# The hub's commands for people (the same environment as register-worker)
+hub_health_check() { tentacle hub health-check --pool "$1"; }
+hub_workers() { tentacle hub workers; }
 
 step "Two new agents: one listening (the hub dials it), one polling (it dials the hub)"
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }

@@ -29,8 +29,8 @@ def test_the_demo_runs_to_the_end_with_both_workers_healthy(tmp_path: Path) -> N
     out = done.stdout
     assert re.search(r"ServerTasks-\d+ Success in", out), out[-3000:]
     table = out.split("== The workers, both Healthy", 1)[1].split("==", 1)[0]
-    assert re.search(r"demo-listening\s+TentaclePassive\s+Healthy", table), table
-    assert re.search(r"demo-polling\s+TentacleActive\s+Healthy", table), table
+    assert re.search(r"demo-listening\s+Workers-\d+\s+Healthy", table), table
+    assert re.search(r"demo-polling\s+Workers-\d+\s+Healthy", table), table
     stopping = out.split("== Everything stops cleanly on SIGTERM", 1)[1]
     assert (stopping.count("agent stopped"), stopping.count("hub stopped")) == (2, 1), stopping
     assert list(tmp_path.iterdir()) == [], "the demo leaves its temporary folder behind"
