@@ -1,13 +1,14 @@
 # make demo  - set up and run the main job end to end in a temporary folder
 # make test  - set up, then ruff, mypy and pytest
 # make bench - set up, then the benchmarks (ratios against a baseline from the same run)
+# make bench-hub - set up, then only P8 (a health-check round of 2,000 polling workers)
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system-deps test lint typecheck pytest demo bench clean
+.PHONY: setup system-deps test lint typecheck pytest demo bench bench-hub clean
 
 setup: $(STAMP)
 
@@ -39,6 +40,9 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+bench-hub: $(STAMP)
+	$(BIN)/python bench/bench_hub.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

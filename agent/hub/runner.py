@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agent.hub.store import Store
 from agent.hub.store import tasks as store_tasks
@@ -23,6 +25,7 @@ from agent.hub.store.records import Row
 log = logging.getLogger("agent.hub.tasks")
 
 IDLE_POLL = 5.0  # seconds between looks at the queue when nothing wakes the runner
+BATCH = 200  # finished activities written in one transaction at most
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,69 @@ class TaskLog:
     async def end(self, activity: int, status: str) -> None:
         async with self.store.transaction() as conn:
             await store_tasks.end_activity(conn, activity, status, self.now())
+
+    async def finished_activities(self, entries: list[FinishedActivity]) -> None:
+        """Whole activities (started, their lines, ended) and each one's ``also``
+        writes, in one transaction."""
+        async with self.store.transaction() as conn:
+            for entry in entries:
+                activity = await store_tasks.start_activity(
+                    conn, self.task_id, entry.name, entry.started
+                )
+                for category, message in entry.lines:
+                    await store_tasks.log(
+                        conn, self.task_id, activity, category, message, self.now()
+                    )
+                await store_tasks.end_activity(conn, activity, entry.status, self.now())
+                if entry.also is not None:
+                    await entry.also(conn)
+
+    @contextlib.asynccontextmanager
+    async def batched(self) -> AsyncIterator[Callable[[FinishedActivity], None]]:
+        """``add(entry)`` for finished activities, written by one writer in batches.
+
+        Many checks at once each committing on its own connection spent a round of
+        2,000 health checks mostly waiting for SQLite's write lock; one writer
+        taking whatever has finished meanwhile commits each batch once, and never
+        contends with itself. Leaving the block writes the rest (and raises what
+        writing raised)."""
+        queue: asyncio.Queue[FinishedActivity | None] = asyncio.Queue()
+
+        async def writer() -> None:
+            done = False
+            while not done:
+                batch = [await queue.get()]
+                while not queue.empty() and len(batch) < BATCH:
+                    batch.append(queue.get_nowait())
+                done = batch[-1] is None
+                entries = [entry for entry in batch if entry is not None]
+                if entries:
+                    await self.finished_activities(entries)
+
+        writing = asyncio.create_task(writer(), name=f"task-{self.task_id}-log")
+        try:
+            yield queue.put_nowait
+        except BaseException:
+            # cancelled (or failed): what finished before is still written, as it was
+            # when each check wrote its own
+            queue.put_nowait(None)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(writing)
+            raise
+        queue.put_nowait(None)
+        await writing
+
+
+@dataclass(frozen=True)
+class FinishedActivity:
+    """An activity whose work is over: its name, start, lines and end status, and
+    writes of its own to make in the same transaction (``also``)."""
+
+    name: str
+    started: datetime
+    lines: list[tuple[str, str]]
+    status: str
+    also: Callable[[AsyncConnection], Awaitable[None]] | None = None
 
 
 Executor = Callable[[Row, TaskLog], Awaitable[Outcome]]
