@@ -14,7 +14,6 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from agent.certs import load_certificate, sha1_thumbprint
 from agent.client import ChannelSettings, PollingListener
 from agent.errors import ConfigError
 from agent.hub.api.app import build_app
@@ -97,7 +96,7 @@ class HubServer:
         async with store.transaction() as conn:
             await initialise(conn, utc_now())
             installation = await fact(conn, "InstallationId")
-            trusted = await polling_certificates(conn)
+            trusted = list((await polling_certificates(conn)).values())
         settings = ChannelSettings(identity, self.home.settings.node_name, self.version)
         self.listener = PollingListener(settings, trusted)
         wanted = self.home.settings.polling_port if polling_port is None else polling_port
@@ -157,10 +156,7 @@ class HubServer:
         if self.listener is None or self.store is None:
             return
         async with self.store.connect() as conn:
-            wanted = {
-                sha1_thumbprint(load_certificate(pem.encode(), "a worker's certificate")): pem
-                for pem in await polling_certificates(conn)
-            }
+            wanted = await polling_certificates(conn)  # no parsing: O(n) per change is cheap
         current = set(self.listener.trusted())
         for thumbprint, pem in wanted.items():
             if thumbprint not in current:

@@ -116,15 +116,16 @@ async def record_event(
     )
 
 
-async def polling_certificates(conn: AsyncConnection) -> list[str]:
-    """The certificates the polling port trusts: those of enabled polling workers."""
+async def polling_certificates(conn: AsyncConnection) -> dict[str, str]:
+    """The certificates the polling port trusts, by SHA-1 thumbprint: those of enabled
+    polling workers (the API keeps a worker's thumbprint its certificate's)."""
     workers = t.workers.c
     rows = await fetch_all(
         conn,
-        sa.select(workers.certificate).where(
+        sa.select(workers.thumbprint, workers.certificate).where(
             workers.communication_style == "TentacleActive",
             workers.is_disabled.is_(False),
             workers.certificate.is_not(None),
         ),
     )
-    return [str(row["certificate"]) for row in rows]
+    return {str(row["thumbprint"]): str(row["certificate"]) for row in rows}

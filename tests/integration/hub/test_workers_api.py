@@ -3,6 +3,7 @@ and what a worker's pools and policy then refuse."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -165,3 +166,13 @@ async def test_a_pool_or_policy_in_use_cannot_be_deleted(hub: RunningHub) -> Non
     await hub.api.request("DELETE", f"/api/workers/{worker['Id']}")
     status, _ = await hub.api.request("DELETE", f"/api/workerpools/{pool['Id']}")
     assert status == 200
+
+
+async def test_many_registrations_at_once_all_succeed(hub: RunningHub) -> None:
+    """SQLite used to refuse concurrent writers ("database is locked", a 500)."""
+    bodies = [listening(f"crowd-{n}", 20000 + n) for n in range(32)]
+    answers = await asyncio.gather(
+        *(hub.api.request("POST", "/api/workers", json=body) for body in bodies)
+    )
+    assert [status for status, _ in answers] == [201] * 32
+    assert len(await hub.api.get("/api/workers/all")) == 32
