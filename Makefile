@@ -2,13 +2,14 @@
 # make test  - set up, then ruff, mypy and pytest
 # make bench - set up, then the benchmarks (ratios against a baseline from the same run)
 # make bench-loops - the uvloop/asyncio A/B behind the default loop (long)
+# make bench-hub - set up, then only P8 (a health-check round of 2,000 polling workers)
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint typecheck pytest demo bench bench-loops clean
+.PHONY: setup system-deps test lint typecheck pytest demo bench bench-hub bench-loops clean
 
 setup: $(STAMP)
 
@@ -28,7 +29,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy agent
 
-pytest: $(STAMP)
+# the hub's tests start a throwaway PostgreSQL: its server binaries, installed if missing
+system-deps:
+	@bash .ci/system-deps
+
+pytest: $(STAMP) system-deps
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 demo: $(STAMP)
@@ -41,6 +46,8 @@ bench: $(STAMP)
 bench-loops: $(STAMP)
 	$(BIN)/python bench/loop_ab.py 3
 	BENCH_LOOPS="uvloop asyncio" $(BIN)/python bench/bench_polling.py
+bench-hub: $(STAMP)
+	$(BIN)/python bench/bench_hub.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

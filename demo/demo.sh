@@ -4,39 +4,45 @@
 set -euo pipefail
 
 workdir=$(mktemp -d "${TMPDIR:-/tmp}/tentacle-demo.XXXXXX")
-trap 'rm -rf "$workdir"' EXIT
+pids=()  # every background process started below, stopped on any exit
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$workdir"
+}
+trap cleanup EXIT
 export TENTACLE_CONFIG_HOME="$workdir/config"
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "Two instances side by side: a worker agent and the hub's identity"
+step "Two instances side by side: a worker agent and a caller's identity"
 tentacle create-instance --instance worker
-tentacle create-instance --instance hub
+tentacle create-instance --instance caller
 tentacle list-instances
 
 step "Each gets its own self-signed certificate (private key 0600 in its home)"
 tentacle new-certificate --instance worker
-tentacle new-certificate --instance hub
+tentacle new-certificate --instance caller
 tentacle show-thumbprint --instance worker
-tentacle show-thumbprint --instance hub
+tentacle show-thumbprint --instance caller
 
 step "They trust each other by exchanging public certificates"
 tentacle export-certificate --instance worker --file "$workdir/worker.pem"
-tentacle export-certificate --instance hub --file "$workdir/hub.pem"
-tentacle configure --instance worker --trust-certificate "$workdir/hub.pem"
-tentacle configure --instance hub --trust-certificate "$workdir/worker.pem"
+tentacle export-certificate --instance caller --file "$workdir/caller.pem"
+tentacle configure --instance worker --trust-certificate "$workdir/caller.pem"
+tentacle configure --instance caller --trust-certificate "$workdir/worker.pem"
 tentacle show-configuration --instance worker
 
-step "The worker listens (on loopback, any free port) and the hub calls it"
+step "The worker listens (on loopback, any free port) and the caller calls it"
 tentacle configure --instance worker --listenIpAddress 127.0.0.1 --port 0
 coproc AGENT { exec tentacle agent --instance worker 2>"$workdir/agent.log"; }
 agent_pid=$AGENT_PID
-trap 'kill "$agent_pid" 2>/dev/null || true; wait "$agent_pid" 2>/dev/null || true; rm -rf "$workdir"' EXIT
+pids+=("$agent_pid")
 read -r ready <&"${AGENT[0]}"   # blocks until the agent prints its readiness line
 echo "$ready"
 endpoint="https://${ready#*wss://}"
 worker_thumbprint=$(tentacle show-thumbprint --instance worker --format json | python3 -c 'import json, sys; print(json.load(sys.stdin)["Thumbprint"])')
-call() { tentacle client --instance hub "$1" --endpoint "$endpoint" --thumbprint "$worker_thumbprint" "${@:2}"; }
+call() { tentacle client --instance caller "$1" --endpoint "$endpoint" --thumbprint "$worker_thumbprint" "${@:2}"; }
 
 call capabilities
 head -c 5000000 /dev/urandom > "$workdir/package.zip"
@@ -103,33 +109,81 @@ kill -TERM "$agent_pid"
 wait "$agent_pid"
 cat "$workdir/agent.log"
 
-step "A polling agent: it dials out to the hub, for workers behind NAT or firewalls"
-tentacle create-instance --instance poller
-tentacle new-certificate --instance poller
-tentacle export-certificate --instance poller --file "$workdir/poller.pem"
-hub_thumbprint=$(tentacle show-thumbprint --instance hub --format json | python3 -c 'import json, sys; print(json.load(sys.stdin)["Thumbprint"])')
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-tentacle server-comms --instance poller --style TentacleActive --host 127.0.0.1 --port "$port" --thumbprint "$hub_thumbprint"
-tentacle configure --instance poller --noListen true
-subscription=$(tentacle show-configuration --instance poller --format json | python3 -c 'import json, sys; print(json.load(sys.stdin)["PollingServers"][0]["SubscriptionId"])')
+step "A hub: the server workers register with (its certificate, its database, the defaults)"
+hub_home="$workdir/hub"
+tentacle hub create --home "$hub_home"
+api_key=$(tentacle hub create-api-key --home "$hub_home" --name demo)
+echo "An API key for the demo: ${api_key:0:8}... (shown once; the hub keeps only its hash)"
+hub_thumbprint=$(tentacle hub show-thumbprint --home "$hub_home" --format json | python3 -c 'import json, sys; print(json.load(sys.stdin)["Thumbprint"])')
 
-# the hub side listens on $port for that subscription and runs the script there
-tentacle client --instance hub run-script --endpoint "$subscription" --listen "127.0.0.1:$port" \
-    --agent-certificate "$workdir/poller.pem" --file "$workdir/package.zip" "$workdir/hello.sh" -- "polling user" \
-    >"$workdir/polled.out" 2>"$workdir/polled.err" &
-hub_pid=$!
-tentacle agent --instance poller >/dev/null 2>"$workdir/poller.log" &
-poller_pid=$!
-trap 'kill "$agent_pid" "$poller_pid" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$workdir"' EXIT
-set +e
-wait "$hub_pid"
-code=$?
-set -e
-cat "$workdir/polled.out" "$workdir/polled.err"
-echo "run-script over polling exited with $code"
-[ "$code" -eq 3 ]
-kill -TERM "$poller_pid"
-wait "$poller_pid"
-grep -E "polling|stopped" "$workdir/poller.log"
+# start NAME READY COMMAND...: run COMMAND in the background with its stdout in a
+# FIFO, and return once it printed a line starting with READY; the lines so far
+# are in $workdir/NAME.ready, its pid in $started_pid. Fails if it exits first.
+start() {
+    local name=$1 expect=$2 line fd
+    shift 2
+    mkfifo "$workdir/$name.fifo"
+    "$@" >"$workdir/$name.fifo" 2>"$workdir/$name.log" &
+    started_pid=$!
+    pids+=("$started_pid")
+    exec {fd}<"$workdir/$name.fifo"
+    while IFS= read -r line <&"$fd"; do
+        echo "$line" | tee -a "$workdir/$name.ready"
+        case "$line" in "$expect"*)
+            cat <&"$fd" >"$workdir/$name.out" &  # drain the rest: it never blocks on stdout
+            exec {fd}<&-
+            return 0 ;;
+        esac
+    done
+    echo "$name exited before printing '$expect':" >&2
+    cat "$workdir/$name.log" >&2
+    return 1
+}
+
+step "The hub serves its REST API over HTTPS (pinned by thumbprint), on free loopback ports"
+start hub "Hub polling port:" tentacle hub serve --home "$hub_home" --listen 127.0.0.1:0 --polling-port 0
+hub_pid=$started_pid
+hub_url=$(sed -n 's/^Hub listening on: //p' "$workdir/hub.ready")
+polling_port=$(sed -n 's/^Hub polling port: //p' "$workdir/hub.ready")
+# what register-worker and the commands for people read (the same for tentacle hub ...)
+export TENTACLE_SERVER_URL=$hub_url TENTACLE_API_KEY=$api_key TENTACLE_SERVER_THUMBPRINT=$hub_thumbprint
+
+# The hub's commands for people (the same environment as register-worker)
+hub_health_check() { tentacle hub health-check --pool "$1"; }
+hub_workers() { tentacle hub workers; }
+
+step "Two new agents: one listening (the hub dials it), one polling (it dials the hub)"
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+listening_port=$(free_port)
+tentacle create-instance --instance listening
+tentacle new-certificate --instance listening
+tentacle configure --instance listening --listenIpAddress 127.0.0.1 --port "$listening_port"
+tentacle create-instance --instance polling
+tentacle new-certificate --instance polling
+
+step "Both register into the Default Worker Pool (certificates exchanged both ways)"
+tentacle register-worker --instance listening --workerpool "Default Worker Pool" \
+    --name demo-listening --publicHostName 127.0.0.1 --tentacle-comms-port "$listening_port"
+tentacle register-worker --instance polling --workerpool "Default Worker Pool" \
+    --name demo-polling --comms-style TentacleActive --server-comms-port "$polling_port"
+tentacle configure --instance polling --noListen true  # it only polls
+hub_workers
+
+step "Both agents start; the hub health-checks the pool (a server task, followed live)"
+start listening "Agent listening on:" tentacle agent --instance listening
+listening_pid=$started_pid
+start polling "Agent will not listen" tentacle agent --instance polling
+polling_pid=$started_pid
+hub_health_check "Default Worker Pool"
+
+step "The workers, both Healthy"
+hub_workers
+
+step "Everything stops cleanly on SIGTERM"
+for pid in "$listening_pid" "$polling_pid" "$hub_pid"; do
+    kill -TERM "$pid"
+    wait "$pid"
+done
+grep -h -E "stopped" "$workdir/listening.log" "$workdir/polling.log" "$workdir/hub.log" || true
 
 step "Done"

@@ -23,6 +23,9 @@ from agent.cli.certificates import (
 )
 from agent.cli.client_cmd import client_group
 from agent.cli.configuration import configure_command, show_configuration_command
+from agent.cli.hub_cmd import hub_group
+from agent.cli.hub_settings import configure_command as hub_configure_command
+from agent.cli.hub_settings import show_configuration_command as hub_show_configuration_command
 from agent.cli.instances import (
     create_instance_command,
     delete_instance_command,
@@ -31,6 +34,11 @@ from agent.cli.instances import (
 from agent.cli.options import VerbGroup
 from agent.cli.output import emit_fields, emit_json, format_option
 from agent.cli.polling import polling_proxy_command, server_comms_command
+from agent.cli.registration import (
+    deregister_worker_command,
+    poll_server_command,
+    register_worker_command,
+)
 from agent.cli.signals import Interrupted
 from agent.errors import TentacleError
 
@@ -94,8 +102,14 @@ for command in (
     server_comms_command,
     polling_proxy_command,
     calamari_group,
+    hub_group,
+    register_worker_command,
+    deregister_worker_command,
+    poll_server_command,
 ):
     cli.add_command(command)
+hub_group.add_command(hub_configure_command)
+hub_group.add_command(hub_show_configuration_command)
 cli.add_command(agent_command, "run")
 cli.aliases["run"] = "agent"
 

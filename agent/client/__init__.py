@@ -8,6 +8,7 @@ polling listener, the retry policy and the errors a caller must catch.
 
 from agent.client.agent_client import AgentClient, Endpoint, TransferError
 from agent.client.connections import IDLE_TIMEOUT, Connections
+from agent.client.discovery import Discovered, discover
 from agent.client.polling_listener import (
     DEFAULT_QUEUE_TIMEOUT,
     AgentNotConnected,
@@ -33,6 +34,7 @@ __all__ = [
     "ChannelSettings",
     "ConnectionLost",
     "Connections",
+    "Discovered",
     "Endpoint",
     "Limits",
     "LogChunk",
@@ -46,5 +48,6 @@ __all__ = [
     "TransferError",
     "TrustError",
     "Worker",
+    "discover",
     "execute_script",
 ]

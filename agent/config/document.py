@@ -16,7 +16,7 @@ import yaml
 
 from agent.atomicfile import PRIVATE, write_atomic
 from agent.config.model import InstanceConfig
-from agent.config.settings import coerce_settings, document_of, settings_of
+from agent.config.settings import coerce_settings, document_of, names_of_keys
 from agent.config.trust import TrustedPeer
 from agent.errors import CertificateError, ConfigError
 
@@ -83,7 +83,7 @@ def parse_settings(
     if not isinstance(node, yaml.MappingNode) or not isinstance(document, dict):
         raise ConfigError(f"{path} line 1: expected a mapping of settings, e.g. {example!r}")
     lines = {str(key.value): key.start_mark.line + 1 for key, _ in node.value}
-    names = [row.name for row in settings_of(kind)]
+    names = names_of_keys(kind)
     values: dict[str, Any] = dict(base)
     for key, value in document.items():
         if key in extra:
@@ -92,7 +92,7 @@ def parse_settings(
             known = ", ".join([*names, *extra])
             where = f"{path} line {lines.get(str(key), 1)}"
             raise ConfigError(f"{where}: unknown setting {key!r} (known settings: {known})")
-        values[key] = value
+        values[names[key]] = value
     try:
         settings = kind(**coerce_settings(kind, values))
     except ValueError as error:

@@ -61,10 +61,12 @@ def as_texts(values: Iterable[Any]) -> list[str]:
 
 @dataclass(frozen=True)
 class Setting:
-    """One row of the table. ``name`` is the field, the file's key and the flag's
-    destination; ``shown_as`` the key a person reads (None: not shown on its own)."""
+    """One row of the table. ``name`` is the field and the flag's destination; ``key``
+    the file's key (the name unless declared otherwise, e.g. hub.yaml's ``Listen``);
+    ``shown_as`` the key a person reads (None: not shown on its own)."""
 
     name: str
+    key: str
     coerce: Callable[[Any], Any]
     default: Any
     env: str | None
@@ -89,13 +91,16 @@ def setting(
     shown_attribute: str | None = None,
     required: bool = False,
     secret: bool = False,
+    key: str | None = None,
 ) -> T:
     """Declare a dataclass field as a setting (see :class:`Setting` for the columns).
 
     ``show`` defaults to ``dump``; ``required`` settings have no default (they
-    must come first in the class); ``secret`` ones stay out of ``repr``.
+    must come first in the class); ``secret`` ones stay out of ``repr``; ``key``
+    is the file's key when it is not the field's name.
     """
     row = {
+        "key": key,
         "coerce": coerce,
         "env": env,
         "flag": flag,
@@ -119,15 +124,16 @@ def settings_of(kind: type[Any] | Any) -> tuple[Setting, ...]:
         row = item.metadata.get(_KEY)
         if row is not None:
             attribute = row["shown_attribute"] or item.name
-            rows.append(Setting(name=item.name, **{**row, "shown_attribute": attribute}))
+            named = {"shown_attribute": attribute, "key": row["key"] or item.name}
+            rows.append(Setting(name=item.name, **{**row, **named}))
     return tuple(rows)
 
 
 def coerce_settings(kind: type[Any] | Any, values: Mapping[str, Any]) -> dict[str, Any]:
     """``values`` coerced by their settings.
 
-    Raises ValueError ``"<name>: <what was expected, got what>"`` for a bad
-    value, KeyError for a name that is not a setting of ``kind``.
+    Raises ValueError ``"<key>: <what was expected, got what>"`` (the file's key)
+    for a bad value, KeyError for a name that is not a setting of ``kind``.
     """
     table = {row.name: row for row in settings_of(kind)}
     coerced = {}
@@ -136,7 +142,7 @@ def coerce_settings(kind: type[Any] | Any, values: Mapping[str, Any]) -> dict[st
         try:
             coerced[name] = row.coerce(value)
         except ValueError as error:
-            raise ValueError(f"{name}: {error}") from None
+            raise ValueError(f"{row.key}: {error}") from None
     return coerced
 
 
@@ -146,22 +152,28 @@ def with_settings(settings: S, values: Mapping[str, Any]) -> S:
 
 
 def from_document(kind: type[S], document: Mapping[str, Any], **base: Any) -> S:
-    """A settings set built from a file's mapping over its defaults (and ``base``).
+    """A settings set built from a file's mapping (by file key) over its defaults
+    (and ``base``, by name).
 
     Raises ValueError naming an unknown key (and the known ones) or the
     setting whose value is invalid and what was expected.
     """
-    names = [row.name for row in settings_of(kind)]
+    names = names_of_keys(kind)
     for key in document:
         if key not in names:
             raise ValueError(f"unknown setting {key!r} (known settings: {', '.join(names)})")
-    values = coerce_settings(kind, {**base, **document})
+    values = coerce_settings(kind, {**base, **{names[k]: v for k, v in document.items()}})
     return kind(**values)
 
 
+def names_of_keys(kind: type[Any] | Any) -> dict[str, str]:
+    """File key -> setting name, in table order."""
+    return {row.key: row.name for row in settings_of(kind)}
+
+
 def document_of(settings: Any) -> dict[str, Any]:
-    """Setting name -> the value as the YAML file holds it, in table order."""
-    return {row.name: row.dump(getattr(settings, row.name)) for row in settings_of(settings)}
+    """File key -> the value as the YAML file holds it, in table order."""
+    return {row.key: row.dump(getattr(settings, row.name)) for row in settings_of(settings)}
 
 
 def environment_of(kind: type[Any] | Any) -> dict[str, str]:

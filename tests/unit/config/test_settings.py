@@ -206,3 +206,24 @@ def test_another_settings_set_reads_its_own_yaml_with_lines_in_errors() -> None:
         parse_settings(HubLike, "listen: a:1\nworkers: many\n", path, base={"home": "/h"})
     with pytest.raises(ConfigError, match=r"line 3: unknown setting 'wrkers' \(known settings: "):
         parse_settings(HubLike, "listen: a:1\n\nwrkers: 2\n", path, base={"home": "/h"})
+
+
+@dataclass(frozen=True)
+class Keyed:
+    listen: str = setting("127.0.0.1:8065", _listen, key="Listen", env="HUB_LISTEN")
+    workers: int = setting(4, _workers, key="Workers")
+
+
+def test_a_setting_may_be_filed_under_a_key_of_its_own() -> None:
+    from agent.config.document import parse_settings
+
+    assert [row.key for row in settings_of(Keyed)] == ["Listen", "Workers"]
+    keyed = from_document(Keyed, {"Listen": "a:1"})
+    assert (keyed.listen, document_of(keyed)) == ("a:1", {"Listen": "a:1", "Workers": 4})
+    with pytest.raises(ValueError, match=r"^unknown setting 'listen' \(known settings: Listen,"):
+        from_document(Keyed, {"listen": "a:1"})
+    path = Path("/h/hub.yaml")
+    with pytest.raises(ConfigError, match=r"^/h/hub.yaml line 2: Workers: expected a whole"):
+        parse_settings(Keyed, "Listen: a:1\nWorkers: many\n", path, base={})
+    with pytest.raises(ValueError, match=r"^Listen: expected HOST:PORT"):
+        apply_flags(keyed, {"listen": "nocolon"})

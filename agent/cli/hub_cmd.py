@@ -1,0 +1,165 @@
+"""hub: create, serve and look after a hub (what workers register with)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from agent import __version__
+from agent.cli.context import current
+from agent.cli.hub_views import COMMANDS as VIEW_COMMANDS
+from agent.cli.logs import configure_logging
+from agent.cli.options import VerbGroup
+from agent.cli.output import emit_fields, emit_json, format_option
+from agent.cli.signals import Interrupted, until_signalled
+from agent.hub.home import create_home, discard_new_home, load_home
+from agent.hub.keys import Permission
+
+if TYPE_CHECKING:  # the store and the server load SQLAlchemy: only when a command needs them
+    from agent.hub.server import HubServer
+
+F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("agent.hub")
+
+
+def home_option(function: F) -> F:
+    option = click.option(
+        "--home",
+        "home",
+        required=True,
+        type=click.Path(file_okay=False, path_type=Path),
+        metavar="DIR",
+        help="the hub's folder: settings, certificate and (by default) its database",
+    )
+    return option(function)
+
+
+@click.group("hub", cls=VerbGroup)
+def hub_group() -> None:
+    """Create and run a hub, the server that workers register with."""
+
+
+@hub_group.command("create")
+@home_option
+@click.option(
+    "--database",
+    metavar="URL",
+    help="postgresql://USER@HOST/DB, or sqlite:///PATH (default: hub.db in the home)",
+)
+def create_command(home: Path, database: str | None) -> None:
+    """Make a new hub: its certificate, its database and the defaults (a space, the
+    Default Worker Pool and the Default Machine Policy)."""
+    hub = create_home(home, database)
+    try:
+        asyncio.run(_prepare_database(hub.settings.database))
+    except BaseException:
+        discard_new_home(hub)  # nothing half-made is left to refuse the next attempt
+        raise
+    click.echo(f"Created a hub in {hub.path}")
+    click.echo(f"Thumbprint: {hub.identity().thumbprint}")
+
+
+async def _prepare_database(url: str) -> None:
+    from agent.hub.store import open_store
+    from agent.hub.store.records import initialise
+
+    store = await open_store(url)
+    try:
+        await store.migrate()
+        async with store.transaction() as conn:
+            await initialise(conn, datetime.now(UTC))
+    finally:
+        await store.close()
+
+
+@hub_group.command("serve")
+@home_option
+@click.option(
+    "--listen", metavar="HOST:PORT", help="where the API listens (default 127.0.0.1:8065)"
+)
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+    help="console log lines for people or machines",
+)  # fmt: skip
+@click.option(
+    "--polling-port",
+    type=click.IntRange(0, 65535),
+    help="the port polling workers dial (default 10943; 0 picks a free one)",
+)
+def serve_command(
+    home: Path, listen: str | None, log_format: str, polling_port: int | None
+) -> None:
+    """Run the hub in the foreground until SIGTERM or Ctrl-C (exit 0 after a clean stop)."""
+    from agent.hub.server import HubServer
+
+    configure_logging(log_format)
+    hub = load_home(home, current().environ)
+    try:
+        asyncio.run(until_signalled(_serve(HubServer(hub, __version__), listen, polling_port)))
+    except Interrupted:
+        log.info("hub stopped")
+
+
+async def _serve(server: HubServer, listen: str | None, polling_port: int | None) -> None:
+    try:
+        url = await server.start(listen, polling_port)
+        click.echo(f"Hub listening on: {url}")
+        click.echo(f"Hub polling port: {server.polling_port}")
+        log.info("hub listening on %s", url)
+        await asyncio.Event().wait()  # until a signal cancels it
+    finally:
+        await server.stop()
+
+
+@hub_group.command("create-api-key")
+@home_option
+@click.option("--name", required=True, help="who or what will use the key (shown in events)")
+@click.option(
+    "--permission",
+    type=click.Choice([p.value for p in Permission]),
+    default=Permission.CONFIGURE_SERVER.value,
+    show_default=True,
+    help="ConfigureServer may change anything; ReadOnly may only read",
+)
+def create_api_key_command(home: Path, name: str, permission: str) -> None:
+    """Make an API key and print it once: only its hash is kept."""
+    hub = load_home(home, current().environ)
+    click.echo(asyncio.run(_new_key(hub.settings.database, name, Permission(permission))))
+
+
+async def _new_key(url: str, name: str, permission: Permission) -> str:
+    from agent.hub.store import open_store
+    from agent.hub.store.apikeys import create_api_key
+    from agent.hub.store.records import initialise
+
+    store = await open_store(url)
+    try:
+        await store.migrate()
+        async with store.transaction() as conn:
+            now = datetime.now(UTC)
+            await initialise(conn, now)
+            return await create_api_key(conn, name, permission, now)
+    finally:
+        await store.close()
+
+
+@hub_group.command("show-thumbprint")
+@home_option
+@format_option
+def show_thumbprint_command(home: Path, output_format: str) -> None:
+    """Show the hub's certificate thumbprint, for workers to pin (--server-thumbprint)."""
+    identity = load_home(home).identity()
+    if output_format == "json":
+        emit_json({"Thumbprint": identity.thumbprint, "Sha256": identity.sha256})
+    else:
+        emit_fields([("Thumbprint", identity.thumbprint), ("SHA-256", identity.sha256)])
+
+
+for view in VIEW_COMMANDS:  # workers, pools, policies, health-check: the hub seen over its API
+    hub_group.add_command(view)

@@ -1,0 +1,377 @@
+"""register-worker, deregister-worker, poll-server: a worker and a hub, introduced.
+
+As Tentacle does it: the agent calls the hub's API with an API key, the hub
+stores the agent's certificate, and the agent trusts the hub's; a listening
+worker is dialled by the hub, a polling one dials the hub's polling port.
+The same agent registering again updates its record (found by certificate)
+and never makes a duplicate; a name taken by another machine is refused
+unless ``--force``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import click
+
+from agent.certs import Identity, load_certificate, sha1_thumbprint
+from agent.cli.certificates import instance_identity
+from agent.cli.context import current
+from agent.cli.options import instance_option
+from agent.client.hub_api import HubApi, HubApiError
+from agent.config.instances import Instance
+from agent.config.model import InstanceConfig
+from agent.config.polling import (
+    DEFAULT_POLLING_PORT,
+    PollingServer,
+    new_subscription_id,
+    with_server,
+)
+from agent.config.trust import add_trusted_certificate, remove_trust
+from agent.errors import TentacleError
+
+F = TypeVar("F", bound=Callable[..., Any])
+STYLES = ("TentaclePassive", "TentacleActive")
+
+
+class RegistrationError(TentacleError):
+    pass
+
+
+def hub_options(function: F) -> F:
+    """``--server``, ``--apikey`` and ``--server-thumbprint``, also from the environment."""
+    for option in reversed(
+        [
+            click.option(
+                "--server",
+                required=True,
+                envvar="TENTACLE_SERVER_URL",
+                metavar="URL",
+                help="the hub, e.g. https://hub:8065/ [env TENTACLE_SERVER_URL]",
+            ),
+            click.option(
+                "--apikey",
+                "api_key",
+                required=True,
+                envvar="TENTACLE_API_KEY",
+                metavar="KEY",
+                help="an API key of the hub [env TENTACLE_API_KEY]",
+            ),
+            click.option(
+                "--server-thumbprint",
+                envvar="TENTACLE_SERVER_THUMBPRINT",
+                metavar="T",
+                help="pin the hub's HTTPS certificate (tentacle hub show-thumbprint); "
+                "without it the system's CAs must vouch for it "
+                "[env TENTACLE_SERVER_THUMBPRINT]",
+            ),
+        ]
+    ):
+        function = option(function)
+    return function
+
+
+@dataclass(frozen=True)
+class Existing:
+    """What the hub already has of this agent (by certificate) and of the name."""
+
+    same_certificate: dict[str, Any] | None
+    same_name: dict[str, Any] | None
+
+
+def registration_target(existing: Existing, name: str, force: bool) -> str | None:
+    """The worker id to update, or None to create one; RegistrationError if the name
+    belongs to another machine and ``force`` was not given."""
+    mine, named = existing.same_certificate, existing.same_name
+    if mine is not None:
+        if named is not None and named["Id"] != mine["Id"] and not force:
+            raise RegistrationError(
+                f"a worker named {name!r} exists already ({named['Id']}, another machine): "
+                "choose another --name, or --force to take the name over"
+            )
+        return str(mine["Id"])
+    if named is not None:
+        if not force:
+            raise RegistrationError(
+                f"a worker named {name!r} exists already ({named['Id']}, thumbprint "
+                f"{named['Thumbprint']}): choose another --name, or --force to replace it"
+            )
+        return str(named["Id"])
+    return None
+
+
+async def _find(hub: HubApi, identity: Identity, name: str) -> Existing:
+    by_certificate = await hub.get("/api/workers/all", thumbprint=identity.thumbprint)
+    by_name = await hub.get("/api/workers/all", name=name)
+    return Existing(by_certificate[0] if by_certificate else None, by_name[0] if by_name else None)
+
+
+async def _pool_ids(hub: HubApi, wanted: tuple[str, ...]) -> list[str]:
+    pools = await hub.get("/api/workerpools/all")
+    found = []
+    for text in wanted:
+        match = [p for p in pools if text in (p["Id"], p["Name"])]
+        if not match:
+            known = ", ".join(repr(p["Name"]) for p in pools)
+            raise RegistrationError(f"the hub has no worker pool {text!r} (it has {known})")
+        found.append(match[0]["Id"])
+    return found
+
+
+async def _policy_id(hub: HubApi, wanted: str | None) -> str | None:
+    if wanted is None:
+        return None
+    policies = await hub.get("/api/machinepolicies/all")
+    match = [p for p in policies if wanted in (p["Id"], p["Name"])]
+    if not match:
+        known = ", ".join(repr(p["Name"]) for p in policies)
+        raise RegistrationError(f"the hub has no machine policy {wanted!r} (it has {known})")
+    return str(match[0]["Id"])
+
+
+def _hub_host(server: str) -> str:
+    host = urlsplit(server).hostname
+    if not host:
+        raise click.BadParameter(
+            f"expected a URL like https://HOST:8065/, got {server!r}", param_hint="--server"
+        )
+    return host
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What registering changes: the worker body for the hub, and the instance's config."""
+
+    body: dict[str, Any]
+    config: InstanceConfig
+    description: str
+
+
+def plan(
+    config: InstanceConfig,
+    identity: Identity,
+    hub_pem: str,
+    *,
+    style: str,
+    name: str,
+    pools: list[str],
+    policy: str | None,
+    host: str,
+    port: int | None,
+    hub_host: str,
+    polling_port: int,
+) -> Plan:
+    """The registration's two halves, decided before anything is sent or saved."""
+    hub_certificate = load_certificate(hub_pem.encode(), "the hub's certificate")
+    config = config.with_trusted(add_trusted_certificate(config.trusted, hub_certificate))
+    if style == "TentacleActive":
+        subscription = config.subscription_id or new_subscription_id()
+        server = PollingServer.at(hub_host, polling_port, hub_certificate_thumbprint(hub_pem))
+        config = config.with_settings(
+            subscription_id=subscription,
+            polling_servers=with_server(config.polling_servers, server),
+        )
+        uri, description = subscription, f"polling {server.address} as {subscription}"
+    else:
+        uri = f"https://{host}:{port or config.port}/"
+        description = f"listening on {uri}"
+    body: dict[str, Any] = {
+        "Name": name,
+        "Thumbprint": identity.thumbprint,
+        "Certificate": identity.certificate_pem.decode("ascii"),
+        "Endpoint": {"CommunicationStyle": style, "Uri": uri},
+        "WorkerPoolIds": pools,
+    }
+    if policy is not None:
+        body["MachinePolicyId"] = policy
+    return Plan(body, config, description)
+
+
+def hub_certificate_thumbprint(pem: str) -> str:
+    return sha1_thumbprint(load_certificate(pem.encode(), "the hub's certificate"))
+
+
+@click.command("register-worker")
+@instance_option
+@hub_options
+@click.option(
+    "--workerpool",
+    "pools",
+    multiple=True,
+    required=True,
+    metavar="POOL",
+    help="a worker pool (name or id) to join; repeat for several",
+)
+@click.option(
+    "--comms-style",
+    type=click.Choice(STYLES),
+    default="TentaclePassive",
+    show_default=True,
+    help="TentaclePassive: the hub dials this agent; TentacleActive: this agent polls the hub",
+)
+@click.option("--name", help="the worker's name on the hub (default: this machine's name)")
+@click.option("--policy", help="a machine policy (name or id; default: the hub's default)")
+@click.option(
+    "--publicHostName",
+    "public_host",
+    metavar="HOST",
+    help="how the hub reaches a listening agent (default: this machine's FQDN)",
+)
+@click.option(
+    "--tentacle-comms-port",
+    type=click.IntRange(1, 65535),
+    help="the port the hub dials (default: the instance's listening port)",
+)
+@click.option(
+    "--server-comms-port",
+    type=click.IntRange(1, 65535),
+    default=DEFAULT_POLLING_PORT,
+    show_default=True,
+    help="the hub's polling port (TentacleActive)",
+)
+@click.option("--force", is_flag=True, help="take the name over from another machine")
+def register_worker_command(
+    instance_name: str | None,
+    server: str,
+    api_key: str,
+    server_thumbprint: str | None,
+    pools: tuple[str, ...],
+    comms_style: str,
+    name: str | None,
+    policy: str | None,
+    public_host: str | None,
+    tentacle_comms_port: int | None,
+    server_comms_port: int,
+    force: bool,
+) -> None:
+    """Register this instance with a hub as a worker, in one or more worker pools."""
+    instance = current().open(instance_name)
+    identity = instance_identity(instance.name, instance.config.identity_path)
+    worker_name = name or socket.gethostname()
+    hub_host = _hub_host(server)
+
+    async def register() -> tuple[dict[str, Any], Plan, bool]:
+        async with HubApi(server, api_key, server_thumbprint) as hub:
+            await hub.root()
+            hub_pem = (await hub.get("/api/certificates/certificate-global"))["CertificatePem"]
+            chosen = plan(
+                instance.config,
+                identity,
+                hub_pem,
+                style=comms_style,
+                name=worker_name,
+                pools=await _pool_ids(hub, pools),
+                policy=await _policy_id(hub, policy),
+                host=public_host or socket.getfqdn(),
+                port=tentacle_comms_port,
+                hub_host=hub_host,
+                polling_port=server_comms_port,
+            )
+            target = registration_target(
+                await _find(hub, identity, worker_name), worker_name, force
+            )
+            if target is None:
+                return await hub.request("POST", "/api/workers", chosen.body), chosen, True
+            current_worker = await hub.get(f"/api/workers/{target}")
+            body = {**current_worker, **chosen.body}
+            return await hub.request("PUT", f"/api/workers/{target}", body), chosen, False
+
+    worker, chosen, created = asyncio.run(register())
+    instance.save(chosen.config)
+    verb = "Registered" if created else "Updated the registration of"
+    click.echo(f"{verb} {worker['Name']} as {worker['Id']} on {server} ({chosen.description})")
+    if comms_style == "TentacleActive":
+        click.echo("Restart the agent for it to start polling the hub")
+
+
+@click.command("deregister-worker")
+@instance_option
+@hub_options
+def deregister_worker_command(
+    instance_name: str | None, server: str, api_key: str, server_thumbprint: str | None
+) -> None:
+    """Remove this instance's worker from a hub, and stop trusting and polling that hub."""
+    instance = current().open(instance_name)
+    identity = instance_identity(instance.name, instance.config.identity_path)
+
+    async def deregister() -> tuple[list[dict[str, Any]], str]:
+        async with HubApi(server, api_key, server_thumbprint) as hub:
+            workers = await hub.get("/api/workers/all", thumbprint=identity.thumbprint)
+            for worker in workers:
+                await hub.request("DELETE", f"/api/workers/{worker['Id']}")
+            certificate = await hub.get("/api/certificates/certificate-global")
+            return workers, str(certificate["Thumbprint"])
+
+    workers, hub_thumbprint = asyncio.run(deregister())
+    _forget_hub(instance, hub_thumbprint)
+    if not workers:
+        click.echo(f"This instance ({identity.thumbprint}) was not registered on {server}")
+    for worker in workers:
+        click.echo(f"Deregistered {worker['Name']} ({worker['Id']}) from {server}")
+
+
+def _forget_hub(instance: Instance, hub_thumbprint: str) -> None:
+    config = instance.config
+    trusted, _ = remove_trust(config.trusted, hub_thumbprint)
+    servers = tuple(s for s in config.polling_servers if s.thumbprint != hub_thumbprint)
+    instance.save(config.with_trusted(trusted).with_settings(polling_servers=servers))
+
+
+@click.command("poll-server")
+@instance_option
+@hub_options
+@click.option(
+    "--server-comms-port",
+    type=click.IntRange(1, 65535),
+    default=DEFAULT_POLLING_PORT,
+    show_default=True,
+    help="that hub node's polling port",
+)
+def poll_server_command(
+    instance_name: str | None,
+    server: str,
+    api_key: str,
+    server_thumbprint: str | None,
+    server_comms_port: int,
+) -> None:
+    """Poll another hub node too (the worker must be registered already)."""
+    instance = current().open(instance_name)
+    identity = instance_identity(instance.name, instance.config.identity_path)
+
+    async def certificate() -> str:
+        async with HubApi(server, api_key, server_thumbprint) as hub:
+            if not await hub.get("/api/workers/all", thumbprint=identity.thumbprint):
+                raise RegistrationError(
+                    f"this instance ({identity.thumbprint}) is not registered on {server}: "
+                    "run register-worker --comms-style TentacleActive first"
+                )
+            return str((await hub.get("/api/certificates/certificate-global"))["CertificatePem"])
+
+    pem = asyncio.run(certificate())
+    config = instance.config
+    if config.subscription_id is None:
+        raise RegistrationError(
+            "this instance has no subscription id: it was never registered "
+            "as a polling worker (register-worker --comms-style TentacleActive)"
+        )
+    node = PollingServer.at(_hub_host(server), server_comms_port, hub_certificate_thumbprint(pem))
+    hub_certificate = load_certificate(pem.encode(), "the hub's certificate")
+    config = config.with_trusted(add_trusted_certificate(config.trusted, hub_certificate))
+    instance.save(config.with_settings(polling_servers=with_server(config.polling_servers, node)))
+    click.echo(
+        f"Polling {node.address} too (thumbprint {node.thumbprint}) as "
+        f"{config.subscription_id}; restart the agent for it to take effect"
+    )
+
+
+__all__ = [
+    "HubApiError",
+    "deregister_worker_command",
+    "poll_server_command",
+    "register_worker_command",
+]

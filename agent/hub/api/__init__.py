@@ -1,0 +1,1 @@
+"""The hub's REST API, shaped like Octopus Deploy's (routes, resources, paging, errors)."""

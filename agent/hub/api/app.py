@@ -1,0 +1,24 @@
+"""The hub's aiohttp application: middlewares (errors, then auth) and every route."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from agent.hub.api import discover, events, policies, pools, spaces, tasks, workers
+from agent.hub.api.auth import auth_middleware
+from agent.hub.api.context import CONTEXT, HubContext
+from agent.hub.api.errors import errors_middleware
+from agent.hub.api.routes import Routes
+
+# the fixed routes under /workers first: discover, then workers' own
+RESOURCES = [spaces, discover, workers, pools, policies, tasks, events]
+
+
+def build_app(context: HubContext) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware, auth_middleware])
+    app[CONTEXT] = context
+    routes = Routes()
+    for resource in RESOURCES:
+        resource.add_routes(routes)
+    routes.install(app)
+    return app

@@ -1,0 +1,53 @@
+"""Who is calling: an API key in ``X-Octopus-ApiKey`` (or ``Authorization: Bearer``).
+
+Reading needs any key; changing anything needs ConfigureServer. Keys in the
+query string are refused, so that they never reach an access log.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from agent.hub.api.context import CALLER, context_of
+from agent.hub.api.errors import ApiError, Handler, forbidden, unauthorized
+from agent.hub.keys import looks_like_key
+from agent.hub.store.apikeys import caller_for
+
+HEADER = "X-Octopus-ApiKey"
+OPEN_PATHS = {"/api", "/api/"}  # the root document: clients read it to find the server
+READ_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+def presented_key(request: web.Request) -> str | None:
+    if HEADER in request.headers:
+        return request.headers[HEADER].strip()
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith("/api") or request.path in OPEN_PATHS:
+        return await handler(request)
+    if any(name.lower() == "apikey" for name in request.query):
+        raise ApiError(
+            400, f"API keys are not accepted in the query string: send it in the {HEADER} header"
+        )
+    key = presented_key(request)
+    if key is None:
+        raise unauthorized(f"no API key: send one in the {HEADER} header")
+    if not looks_like_key(key):
+        raise unauthorized("that is not an API key (expected API- and at least 26 letters/digits)")
+    async with context_of(request).store.connect() as conn:
+        caller = await caller_for(conn, key)
+    if caller is None:
+        raise unauthorized("the API key is not valid for this hub")
+    if request.method not in READ_METHODS and not caller.permission.allows_changes():
+        raise forbidden(
+            f"the API key {caller.name!r} is {caller.permission.value}: "
+            "this request needs ConfigureServer"
+        )
+    request[CALLER] = caller
+    return await handler(request)

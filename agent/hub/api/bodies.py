@@ -1,0 +1,92 @@
+"""Reading request bodies as Octopus's server does: unknown properties are ignored,
+a missing or invalid known one is a 422 that names it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from agent.hub.api.errors import bad_request, invalid
+
+MAX_BODY = 1024 * 1024
+
+
+async def json_object(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object; 400 if it is not JSON or not an object."""
+    raw = await request.read()
+    if len(raw) > MAX_BODY:
+        raise bad_request(f"the request body is larger than {MAX_BODY} bytes")
+    try:
+        value = json.loads(raw or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise bad_request(f"the request body is not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise bad_request("the request body must be a JSON object")
+    return value
+
+
+class Fields:
+    """Collects the problems of one body, so that a 422 names every bad field at once."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.body = body
+        self.errors: list[str] = []
+
+    def text(self, name: str, *, required: bool = False, default: str | None = None) -> str | None:
+        value = self.body.get(name)
+        if value is None or (required and isinstance(value, str) and not value.strip()):
+            if required:
+                self.errors.append(f"{name} is required (a non-empty string)")
+            return default
+        if not isinstance(value, str):
+            self.errors.append(f"{name} must be a string, not {json.dumps(value)}")
+            return default
+        return value.strip()
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self.body.get(name)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            self.errors.append(f"{name} must be true or false, not {json.dumps(value)}")
+            return default
+        return value
+
+    def integer(self, name: str, default: int) -> int:
+        value = self.body.get(name)
+        if value is None:
+            return default
+        if not isinstance(value, int) or isinstance(value, bool):
+            self.errors.append(f"{name} must be a whole number, not {json.dumps(value)}")
+            return default
+        return value
+
+    def strings(self, name: str, *, required: bool = False) -> list[str]:
+        value = self.body.get(name)
+        if value is None:
+            if required:
+                self.errors.append(f"{name} is required (a list of strings)")
+            return []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.errors.append(f"{name} must be a list of strings, not {json.dumps(value)}")
+            return []
+        return [v.strip() for v in value]
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str | None) -> str | None:
+        value = self.text(name, default=default)
+        if value is not None and value not in choices:
+            self.errors.append(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+            return default
+        return value
+
+    def check(self, name: str, ok: Callable[[Any], bool], expected: str) -> None:
+        if name in self.body and self.body[name] is not None and not ok(self.body[name]):
+            self.errors.append(f"{name} must be {expected}, not {json.dumps(self.body[name])}")
+
+    def done(self) -> None:
+        """Raise the 422 if any field was wrong."""
+        if self.errors:
+            raise invalid(self.errors)

@@ -1,0 +1,53 @@
+"""What every handler may use: the store, the hub's facts and a clock, kept on the app."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from agent.client import ChannelSettings
+from agent.hub.store import Store
+from agent.hub.store.apikeys import Caller
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class HubContext:
+    store: Store
+    version: str
+    installation_id: str
+    thumbprint: str
+    certificate_pem: str = ""  # the hub's identity: what workers trust
+    node_name: str = "hub"
+    now: Callable[[], datetime] = utc_now
+    # called after a change the live parts must see at once (trust, schedules)
+    on_change: Callable[[str], Awaitable[None]] | None = None
+    # how this node dials agents (its identity), for /api/workers/discover
+    channel: ChannelSettings | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    async def changed(self, what: str) -> None:
+        if self.on_change is not None:
+            await self.on_change(what)
+
+
+CONTEXT: web.AppKey[HubContext] = web.AppKey("hub", HubContext)
+CALLER: web.RequestKey[Caller] = web.RequestKey("caller", Caller)
+SPACE: web.RequestKey[int] = web.RequestKey("space_id", int)
+
+
+def context_of(request: web.Request) -> HubContext:
+    return request.app[CONTEXT]
+
+
+def caller_of(request: web.Request) -> Caller:
+    caller = request.get(CALLER)
+    assert isinstance(caller, Caller), "route reached without the auth middleware"
+    return caller

@@ -1,0 +1,325 @@
+"""/api/tasks: server tasks (Octopus's ServerTask), their details and raw log.
+
+This issue's tasks are health checks (``Name: "Health"``); the queue, the
+cancel and the log are the same for every kind of task.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from agent.hub import ids
+from agent.hub.api.bodies import Fields, json_object
+from agent.hub.api.collections import respond_all, respond_page
+from agent.hub.api.common import iso, note
+from agent.hub.api.context import context_of
+from agent.hub.api.errors import bad_request, invalid, not_found
+from agent.hub.api.routes import Routes, collection_path, space_of, space_path
+from agent.hub.store import tables as t
+from agent.hub.store import tasks as store_tasks
+from agent.hub.store.records import Row, fetch_all, fetch_one
+
+TASK_NAMES = ("Health",)
+
+
+def human_duration(seconds: float) -> str:
+    if seconds < 1:
+        return "less than a second"
+    for unit, size in (("hour", 3600), ("minute", 60), ("second", 1)):
+        if seconds >= size:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return ""  # pragma: no cover - seconds >= 1 always matches
+
+
+def task_resource(row: Row, now: datetime) -> dict[str, Any]:
+    task_id = ids.format_id(ids.SERVER_TASK, row["id"])
+    base = space_path(row["space_id"], f"tasks/{task_id}")
+    state = row["state"]
+    completed = state in store_tasks.FINISHED
+    start, end = row["start_time"], row["completed_time"]
+    duration = human_duration(((end or now) - start).total_seconds()) if start else ""
+    return {
+        "Id": task_id,
+        "SpaceId": ids.format_id(ids.SPACE, row["space_id"]),
+        "Name": row["name"],
+        "Description": row["description"],
+        "Arguments": row["arguments"],
+        "State": state,
+        "Completed": end.strftime("%A, %d %B %Y %H:%M:%S %z") if end else None,
+        "QueueTime": iso(row["queue_time"]),
+        "QueueTimeExpiry": None,
+        "StartTime": iso(start),
+        "LastUpdatedTime": iso(end or start or row["queue_time"]),
+        "CompletedTime": iso(end),
+        "ServerNode": row["server_node"],
+        "Duration": duration,
+        "ErrorMessage": row["error_message"] or "",
+        "HasBeenPickedUpByProcessor": start is not None,
+        "IsCompleted": completed,
+        "FinishedSuccessfully": state == store_tasks.SUCCESS,
+        "HasPendingInterruptions": False,
+        "CanRerun": completed,
+        "HasWarningsOrErrors": row["has_warnings_or_errors"],
+        "Links": {
+            "Self": base,
+            "Details": f"{base}/details",
+            "Raw": f"{base}/raw",
+            "Cancel": f"{base}/cancel",
+        },
+    }
+
+
+async def _tasks(conn: AsyncConnection, space: int) -> list[Row]:
+    query = sa.select(t.server_tasks).where(t.server_tasks.c.space_id == space)
+    return await fetch_all(conn, query.order_by(t.server_tasks.c.id.desc()))
+
+
+def _state_filter(request: web.Request) -> set[str] | None:
+    text = request.query.get("states") or request.query.get("state")
+    if not text:
+        return None
+    states = {part.strip() for part in text.split(",") if part.strip()}
+    unknown = states - set(store_tasks.STATES)
+    if unknown:
+        raise bad_request(
+            f"states must be among {', '.join(store_tasks.STATES)}, not "
+            f"{', '.join(sorted(unknown))}"
+        )
+    return states
+
+
+async def list_tasks(request: web.Request) -> web.Response:
+    space = await space_of(request)
+    states = _state_filter(request)
+    name = request.query.get("name")
+    now = context_of(request).now()
+    async with context_of(request).store.connect() as conn:
+        rows = await _tasks(conn, space)
+    items = [
+        task_resource(row, now)
+        for row in rows
+        if (states is None or row["state"] in states) and (not name or row["name"] == name)
+    ]
+    return respond_page(
+        request,
+        "Task",
+        collection_path(request, "tasks"),
+        items,
+        ("skip", "take", "ids", "states", "name"),
+    )
+
+
+async def all_tasks(request: web.Request) -> web.Response:
+    space = await space_of(request)
+    now = context_of(request).now()
+    async with context_of(request).store.connect() as conn:
+        return respond_all(request, [task_resource(r, now) for r in await _tasks(conn, space)])
+
+
+async def _task_or_404(conn: AsyncConnection, request: web.Request) -> Row:
+    space = await space_of(request)
+    text = request.match_info["id"]
+    number = ids.try_parse_id(ids.SERVER_TASK, text)
+    row = None if number is None else await store_tasks.task(conn, number)
+    if row is None or row["space_id"] != space:
+        raise not_found(f"there is no task {text!r}")
+    return row
+
+
+async def get_task(request: web.Request) -> web.Response:
+    async with context_of(request).store.connect() as conn:
+        row = await _task_or_404(conn, request)
+    return web.json_response(task_resource(row, context_of(request).now()))
+
+
+def _element(entry: Row) -> dict[str, Any]:
+    return {
+        "Category": entry["category"],
+        "OccurredAt": iso(entry["occurred"]),
+        "MessageText": entry["message"],
+        "Detail": None,
+    }
+
+
+async def get_details(request: web.Request) -> web.Response:
+    async with context_of(request).store.connect() as conn:
+        row = await _task_or_404(conn, request)
+        steps = await store_tasks.activities(conn, row["id"])
+        entries = await store_tasks.log_of(conn, row["id"])
+    task = task_resource(row, context_of(request).now())
+    children = []
+    for step in steps:
+        children.append(
+            {
+                "Id": f"ServerTasks-{row['id']}_{step['id']}",
+                "Name": step["name"],
+                "Started": iso(step["started"]),
+                "Ended": iso(step["ended"]),
+                "Status": step["status"],
+                "Children": [],
+                "ShowAtSummaryLevel": True,
+                "ProgressPercentage": 0,
+                "ProgressMessage": None,
+                "LogElements": [_element(e) for e in entries if e["activity_id"] == step["id"]],
+            }
+        )
+    done = sum(step["ended"] is not None for step in steps)
+    root_status = {
+        "Queued": "Pending",
+        "Executing": "Running",
+        "Cancelling": "Running",
+        "Success": "Success",
+        "Failed": "Failed",
+        "Canceled": "Canceled",
+        "TimedOut": "Failed",
+    }[row["state"]]
+    if root_status == "Success" and row["has_warnings_or_errors"]:
+        root_status = "SuccessWithWarning"
+    root = {
+        "Id": f"ServerTasks-{row['id']}",
+        "Name": row["description"],
+        "Status": root_status,
+        "Started": task["StartTime"],
+        "Ended": task["CompletedTime"],
+        "Children": children,
+        "ShowAtSummaryLevel": True,
+        "LogElements": [_element(e) for e in entries if e["activity_id"] is None],
+    }
+    percent = 100 if task["IsCompleted"] else (int(100 * done / len(steps)) if steps else 0)
+    return web.json_response(
+        {
+            "Id": task["Id"],
+            "Task": task,
+            "ActivityLogs": [root],
+            "PhysicalLogSize": sum(len(e["message"]) + 1 for e in entries),
+            "Progress": {"ProgressPercentage": percent, "EstimatedTimeRemaining": None},
+            "Links": {"Self": f"{task['Links']['Self']}/details"},
+        }
+    )
+
+
+async def get_raw(request: web.Request) -> web.Response:
+    async with context_of(request).store.connect() as conn:
+        row = await _task_or_404(conn, request)
+        steps = {s["id"]: s["name"] for s in await store_tasks.activities(conn, row["id"])}
+        entries = await store_tasks.log_of(conn, row["id"])
+    lines = []
+    for entry in entries:
+        where = steps.get(entry["activity_id"], row["description"])
+        lines.append(
+            f"{entry['occurred']:%H:%M:%S}   {entry['category']:<8} |   {where}: {entry['message']}"
+        )
+    return web.Response(text="\n".join(lines) + ("\n" if lines else ""), content_type="text/plain")
+
+
+async def _scope_errors(conn: AsyncConnection, space: int, arguments: dict[str, Any]) -> list[str]:
+    errors: list[str] = []
+    pool = arguments.get("WorkerpoolId") or arguments.get("WorkerPoolId")
+    machines = arguments.get("MachineIds") or []
+    if pool is not None:
+        number = ids.try_parse_id(ids.WORKER_POOL, str(pool))
+        found = (
+            None
+            if number is None
+            else await fetch_one(
+                conn,
+                sa.select(t.worker_pools.c.id).where(
+                    t.worker_pools.c.id == number, t.worker_pools.c.space_id == space
+                ),
+            )
+        )
+        if found is None:
+            errors.append(f"Arguments.WorkerpoolId: there is no worker pool {pool!r}")
+    if not isinstance(machines, list) or not all(isinstance(m, str) for m in machines):
+        return [*errors, "Arguments.MachineIds must be a list of worker ids"]
+    for machine in machines:
+        number = ids.try_parse_id(ids.WORKER, machine)
+        found = (
+            None
+            if number is None
+            else await fetch_one(
+                conn,
+                sa.select(t.workers.c.id).where(
+                    t.workers.c.id == number, t.workers.c.space_id == space
+                ),
+            )
+        )
+        if found is None:
+            errors.append(f"Arguments.MachineIds: there is no worker {machine!r}")
+    for name in ("Timeout", "MachineTimeout"):
+        value = arguments.get(name)
+        if value is not None and (not isinstance(value, int | float) or value <= 0):
+            errors.append(f"Arguments.{name} must be a number of seconds > 0, not {value!r}")
+    return errors
+
+
+async def create_task(request: web.Request) -> web.Response:
+    space = await space_of(request)
+    body = await json_object(request)
+    fields = Fields(body)
+    name = fields.choice("Name", TASK_NAMES, None)
+    if name is None and not fields.errors:
+        fields.errors.append(f"Name is required: one of {', '.join(TASK_NAMES)}")
+    arguments = body.get("Arguments") or {}
+    if not isinstance(arguments, dict):
+        fields.errors.append("Arguments must be an object")
+        arguments = {}
+    description = fields.text("Description") or ""
+    context = context_of(request)
+    async with context.store.transaction() as conn:
+        errors = fields.errors + await _scope_errors(conn, space, arguments)
+        if errors:
+            raise invalid(errors)
+        assert name is not None
+        description = description or _describe(name, arguments)
+        number = await store_tasks.submit(conn, space, name, description, arguments, context.now())
+        task_id = ids.format_id(ids.SERVER_TASK, number)
+        await note(conn, request, "TaskQueued", f"Task {description} queued", task_id)
+        row = await store_tasks.task(conn, number)
+    assert row is not None
+    await context.changed("tasks")
+    return web.json_response(task_resource(row, context.now()), status=201)
+
+
+def _describe(name: str, arguments: dict[str, Any]) -> str:
+    scope = arguments.get("WorkerpoolId") or arguments.get("WorkerPoolId")
+    machines = arguments.get("MachineIds") or []
+    if scope:
+        return f"Check health of the workers in {scope}"
+    if machines:
+        return f"Check health of {', '.join(machines)}"
+    return "Check health of every worker"
+
+
+async def cancel_task(request: web.Request) -> web.Response:
+    context = context_of(request)
+    async with context.store.transaction() as conn:
+        row = await _task_or_404(conn, request)
+        await store_tasks.request_cancel(conn, row["id"], context.now())
+        await note(
+            conn,
+            request,
+            "TaskCanceled",
+            f"Task {row['description']} cancel requested",
+            ids.format_id(ids.SERVER_TASK, row["id"]),
+        )
+        after = await store_tasks.task(conn, row["id"])
+    assert after is not None
+    await context.changed("tasks")
+    return web.json_response(task_resource(after, context.now()))
+
+
+def add_routes(routes: Routes) -> None:
+    routes.get("/tasks", list_tasks)
+    routes.get("/tasks/all", all_tasks)
+    routes.post("/tasks", create_task)
+    routes.get("/tasks/{id:ServerTasks-[0-9]+}", get_task)
+    routes.get("/tasks/{id:ServerTasks-[0-9]+}/details", get_details)
+    routes.get("/tasks/{id:ServerTasks-[0-9]+}/raw", get_raw)
+    routes.post("/tasks/{id:ServerTasks-[0-9]+}/cancel", cancel_task)

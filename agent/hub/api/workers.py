@@ -1,0 +1,477 @@
+"""/api/workers: the machines that run work (Octopus's WorkerResource).
+
+A worker is listening (``TentaclePassive``, ``https://host:port/``), polling
+(``TentacleActive``, ``poll://subscription/``) or SSH. The hub keeps the
+agent's certificate when it is given (registration sends it): the polling port
+trusts certificates, not bare thumbprints.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import sqlalchemy as sa
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from agent.certs import (
+    certificate_pem,
+    load_certificate,
+    parse_thumbprint,
+    sha1_thumbprint,
+)
+from agent.errors import CertificateError, TentacleError
+from agent.hub import ids
+from agent.hub.api.bodies import Fields, json_object
+from agent.hub.api.collections import respond_all, respond_page
+from agent.hub.api.common import is_unique_violation, iso, note, row_or_404, stamp
+from agent.hub.api.context import context_of
+from agent.hub.api.errors import bad_request, conflict, invalid
+from agent.hub.api.pools import pool_resource, pools_of
+from agent.hub.api.routes import Routes, collection_path, space_of, space_path
+from agent.hub.rules.workers import (
+    COMMUNICATION_STYLES,
+    HEALTH_STATUSES,
+    BadFilter,
+    legacy_status,
+    worker_filter,
+)
+from agent.hub.store import tables as t
+from agent.hub.store import tasks as store_tasks
+from agent.hub.store.records import Row, fetch_all, fetch_one
+
+_LISTENING_URI = re.compile(r"^https://[^/\s]+:[0-9]{1,5}/?$")
+_POLLING_URI = re.compile(r"^poll://[a-z2-9]{20}/$")
+
+
+def worker_resource(row: Row, pools: list[int]) -> dict[str, Any]:
+    worker_id = ids.format_id(ids.WORKER, row["id"])
+    base = space_path(row["space_id"], f"workers/{worker_id}")
+    facts = row["facts"] or {}
+    return {
+        "Id": worker_id,
+        "SpaceId": ids.format_id(ids.SPACE, row["space_id"]),
+        "Name": row["name"],
+        "Thumbprint": row["thumbprint"],
+        "Uri": row["uri"],
+        "IsDisabled": row["is_disabled"],
+        "MachinePolicyId": ids.format_id(ids.MACHINE_POLICY, row["machine_policy_id"]),
+        "WorkerPoolIds": [ids.format_id(ids.WORKER_POOL, p) for p in sorted(pools)],
+        "HealthStatus": row["health_status"],
+        "Status": legacy_status(row["health_status"], row["is_disabled"]),
+        "StatusSummary": row["status_summary"],
+        "HasLatestCalamari": True,
+        "IsInProcess": False,
+        "OperatingSystem": facts.get("OperatingSystem", "Unknown"),
+        "Architecture": facts.get("Architecture", "Unknown"),
+        "ShellName": facts.get("ShellName", "Unknown"),
+        "ShellVersion": facts.get("ShellVersion", "Unknown"),
+        "AgentVersion": facts.get("AgentVersion"),
+        "FreeDiskSpaceMegabytes": facts.get("FreeDiskSpaceMegabytes"),
+        "LastCheckedOn": iso(row["last_checked"]),
+        "HasCertificate": bool(row["certificate"]),
+        "Endpoint": {
+            "CommunicationStyle": row["communication_style"],
+            "Uri": row["uri"],
+            "Thumbprint": row["thumbprint"],
+            "Id": None,
+        },
+        "LastModifiedOn": iso(row["modified_on"]),
+        "LastModifiedBy": row["modified_by"],
+        "Links": {"Self": base, "Connection": f"{base}/connection"},
+    }
+
+
+async def pool_memberships(conn: AsyncConnection) -> dict[int, list[int]]:
+    members: dict[int, list[int]] = {}
+    for row in await fetch_all(conn, sa.select(t.worker_pool_members)):
+        members.setdefault(row["worker_id"], []).append(row["pool_id"])
+    return members
+
+
+async def workers_of(conn: AsyncConnection, space_id: int) -> list[dict[str, Any]]:
+    rows = await fetch_all(
+        conn,
+        sa.select(t.workers).where(t.workers.c.space_id == space_id).order_by(t.workers.c.name),
+    )
+    members = await pool_memberships(conn)
+    return [worker_resource(row, members.get(row["id"], [])) for row in rows]
+
+
+def _filtered(request: web.Request, workers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    try:
+        keep = worker_filter(request.query)
+    except BadFilter as error:
+        raise bad_request(str(error)) from None
+    return [worker for worker in workers if keep(worker)]
+
+
+async def list_workers(request: web.Request) -> web.Response:
+    space = await space_of(request)
+    async with context_of(request).store.connect() as conn:
+        workers = _filtered(request, await workers_of(conn, space))
+    template = (
+        "skip",
+        "take",
+        "ids",
+        "name",
+        "partialName",
+        "workerpoolIds",
+        "healthStatuses",
+        "commStyles",
+        "thumbprint",
+        "isDisabled",
+    )
+    return respond_page(request, "Worker", collection_path(request, "workers"), workers, template)
+
+
+async def all_workers(request: web.Request) -> web.Response:
+    space = await space_of(request)
+    async with context_of(request).store.connect() as conn:
+        return respond_all(request, _filtered(request, await workers_of(conn, space)))
+
+
+async def one_worker(conn: AsyncConnection, request: web.Request, space: int) -> dict[str, Any]:
+    row = await row_or_404(conn, t.workers, ids.WORKER, request.match_info["id"], space)
+    return worker_resource(row, (await pool_memberships(conn)).get(row["id"], []))
+
+
+async def get_worker(request: web.Request) -> web.Response:
+    space = await space_of(request)
+    async with context_of(request).store.connect() as conn:
+        return web.json_response(await one_worker(conn, request, space))
+
+
+async def get_connection(request: web.Request) -> web.Response:
+    """The last health check's connection status and log."""
+    space = await space_of(request)
+    async with context_of(request).store.connect() as conn:
+        row = await row_or_404(conn, t.workers, ids.WORKER, request.match_info["id"], space)
+    worker_id = ids.format_id(ids.WORKER, row["id"])
+    return web.json_response(
+        {
+            "Id": f"MachineConnectionStatuses-{row['id']}",
+            "MachineId": worker_id,
+            "Status": "Unknown"
+            if row["last_checked"] is None
+            else ("Offline" if row["health_status"] == "Unavailable" else "Online"),
+            "CurrentTentacleVersion": (row["facts"] or {}).get("AgentVersion"),
+            "LastChecked": iso(row["last_checked"]),
+            "Logs": row["connection_log"],
+            "Links": {"Self": space_path(row["space_id"], f"workers/{worker_id}/connection")},
+        }
+    )
+
+
+async def _pool_ids(
+    conn: AsyncConnection, space: int, given: list[str], fields: Fields
+) -> list[int]:
+    found: list[int] = []
+    rows = await fetch_all(
+        conn, sa.select(t.worker_pools.c.id).where(t.worker_pools.c.space_id == space)
+    )
+    existing = {row["id"] for row in rows}
+    for text in given:
+        number = ids.try_parse_id(ids.WORKER_POOL, text)
+        if number is None or number not in existing:
+            fields.errors.append(f"WorkerPoolIds: there is no worker pool {text!r}")
+        else:
+            found.append(number)
+    if not given:
+        fields.errors.append("WorkerPoolIds must name at least one worker pool")
+    return found
+
+
+async def _policy_id(conn: AsyncConnection, space: int, given: str | None, fields: Fields) -> int:
+    table = t.machine_policies
+    if given is None:
+        row = await fetch_one(
+            conn, sa.select(table.c.id).where(table.c.space_id == space, table.c.is_default)
+        )
+        assert row is not None
+        return int(row["id"])
+    number = ids.try_parse_id(ids.MACHINE_POLICY, given)
+    row = (
+        None
+        if number is None
+        else await fetch_one(
+            conn, sa.select(table.c.id).where(table.c.space_id == space, table.c.id == number)
+        )
+    )
+    if row is None:
+        fields.errors.append(f"MachinePolicyId: there is no machine policy {given!r}")
+        return 0
+    return int(row["id"])
+
+
+def _certificate(fields: Fields) -> tuple[str | None, str | None]:
+    """(PEM, SHA-1 thumbprint) of the ``Certificate`` field, if one was sent."""
+    text = fields.text("Certificate")
+    if text is None:
+        return None, None
+    try:
+        certificate = load_certificate(text.encode(), "Certificate")
+    except CertificateError as error:
+        fields.errors.append(str(error))
+        return None, None
+    return certificate_pem(certificate), sha1_thumbprint(certificate)
+
+
+async def _worker_values(
+    conn: AsyncConnection, space: int, body: dict[str, Any], current: Row | None
+) -> tuple[dict[str, Any], list[int]]:
+    """The columns and pools a POST or PUT body asks for; 422 naming every bad field."""
+    fields = Fields(body)
+    given_endpoint = body.get("Endpoint")
+    endpoint: dict[str, Any] = given_endpoint if isinstance(given_endpoint, dict) else {}
+    if "Endpoint" in body and not isinstance(body.get("Endpoint"), dict):
+        fields.errors.append("Endpoint must be an object")
+    ends = Fields(endpoint)
+    style = ends.choice(
+        "CommunicationStyle",
+        COMMUNICATION_STYLES,
+        current["communication_style"] if current else None,
+    )
+    if style is None:
+        fields.errors.append(
+            f"Endpoint.CommunicationStyle is required: one of {', '.join(COMMUNICATION_STYLES)}"
+        )
+    uri = ends.text("Uri") or fields.text("Uri") or (current["uri"] if current else None)
+    if uri is None:
+        fields.errors.append("Endpoint.Uri is required (https://HOST:PORT/ or poll://ID/)")
+    elif style == "TentaclePassive" and not _LISTENING_URI.match(uri):
+        fields.errors.append(
+            f"Endpoint.Uri must be https://HOST:PORT/ for a listening worker, not {uri!r}"
+        )
+    elif style == "TentacleActive" and not _POLLING_URI.match(uri):
+        fields.errors.append(
+            f"Endpoint.Uri must be poll://SUBSCRIPTION/ (20 letters and digits)"
+            f" for a polling worker, not {uri!r}"
+        )
+    pem, from_pem = _certificate(fields)
+    thumbprint_text = fields.text("Thumbprint") or ends.text("Thumbprint")
+    thumbprint = from_pem or (current["thumbprint"] if current else None)
+    if thumbprint_text is not None:
+        try:
+            thumbprint = parse_thumbprint(thumbprint_text)
+        except TentacleError as error:
+            fields.errors.append(f"Thumbprint: {error}")
+    if thumbprint is None:
+        fields.errors.append("Thumbprint is required (the agent's certificate, SHA-1 hex)")
+    elif from_pem is not None and thumbprint != from_pem:
+        fields.errors.append(
+            f"Thumbprint {thumbprint} is not the thumbprint of Certificate ({from_pem})"
+        )
+    if style == "TentacleActive" and pem is None and not (current and current["certificate"]):
+        fields.errors.append(
+            "Certificate (the agent's PEM) is required for a polling worker: "
+            "the hub's polling port trusts certificates, not thumbprints"
+        )
+    values: dict[str, Any] = {
+        "name": fields.text("Name", required=True),
+        "communication_style": style,
+        "uri": uri,
+        "thumbprint": thumbprint,
+        "is_disabled": fields.boolean("IsDisabled", current["is_disabled"] if current else False),
+    }
+    if pem is not None:
+        values["certificate"] = pem
+    pools = await _pool_ids(conn, space, fields.strings("WorkerPoolIds", required=True), fields)
+    policy_given = fields.text("MachinePolicyId")
+    values["machine_policy_id"] = (
+        await _policy_id(conn, space, policy_given, fields)
+        if (policy_given or current is None)
+        else current["machine_policy_id"]
+    )
+    ends.errors = [f"Endpoint.{error}" for error in ends.errors]
+    if fields.errors or ends.errors:
+        raise invalid(fields.errors + ends.errors)
+    return values, pools
+
+
+async def _duplicate(
+    conn: AsyncConnection, space: int, values: dict[str, Any], exclude: int | None
+) -> str | None:
+    table = t.workers
+    query = sa.select(table.c.id, table.c.name, table.c.thumbprint).where(
+        table.c.space_id == space,
+        sa.or_(table.c.name == values["name"], table.c.thumbprint == values["thumbprint"]),
+    )
+    for row in await fetch_all(conn, query):
+        if row["id"] == exclude:
+            continue
+        other = ids.format_id(ids.WORKER, row["id"])
+        if row["thumbprint"] == values["thumbprint"]:
+            return f"the worker {other} ({row['name']}) has the thumbprint {values['thumbprint']}"
+        return f"a worker named {values['name']!r} exists already ({other})"
+    return None
+
+
+async def _set_pools(conn: AsyncConnection, worker: int, pools: list[int]) -> None:
+    members = t.worker_pool_members
+    await conn.execute(sa.delete(members).where(members.c.worker_id == worker))
+    for pool in sorted(set(pools)):
+        await conn.execute(sa.insert(members).values(worker_id=worker, pool_id=pool))
+
+
+async def create_worker(request: web.Request) -> web.Response:
+    space = await space_of(request)
+    body = await json_object(request)
+    async with context_of(request).store.transaction() as conn:
+        values, pools = await _worker_values(conn, space, body, None)
+        if (problem := await _duplicate(conn, space, values, None)) is not None:
+            raise conflict(problem)
+        try:
+            result = await conn.execute(
+                sa.insert(t.workers)
+                .values(
+                    space_id=space,
+                    health_status="Unknown",
+                    status_summary="Not checked yet",
+                    facts={},
+                    connection_log=[],
+                    **values,
+                    **stamp(request),
+                )
+                .returning(t.workers.c.id)
+            )
+        except sa.exc.IntegrityError as error:
+            if is_unique_violation(error):  # a concurrent registration won
+                raise conflict("a worker with this name or thumbprint exists already") from None
+            raise
+        number = int(result.scalar_one())
+        await _set_pools(conn, number, pools)
+        worker_id = ids.format_id(ids.WORKER, number)
+        await note(conn, request, "Created", f"Worker {values['name']} created", worker_id)
+        # a new worker is checked at once, as Octopus does after registration
+        await store_tasks.submit(
+            conn,
+            space,
+            "Health",
+            f"Check health of {values['name']}",
+            {"MachineIds": [worker_id]},
+            context_of(request).now(),
+        )
+        request.match_info["id"] = worker_id
+        resource = await one_worker(conn, request, space)
+    await context_of(request).changed("workers")
+    await context_of(request).changed("tasks")
+    return web.json_response(resource, status=201)
+
+
+async def update_worker(request: web.Request) -> web.Response:
+    space = await space_of(request)
+    body = await json_object(request)
+    async with context_of(request).store.transaction() as conn:
+        current = await row_or_404(conn, t.workers, ids.WORKER, request.match_info["id"], space)
+        values, pools = await _worker_values(conn, space, body, current)
+        if (problem := await _duplicate(conn, space, values, current["id"])) is not None:
+            raise conflict(problem)
+        await conn.execute(
+            sa.update(t.workers)
+            .where(t.workers.c.id == current["id"])
+            .values(**values, **stamp(request))
+        )
+        await _set_pools(conn, current["id"], pools)
+        await note(
+            conn,
+            request,
+            "Modified",
+            f"Worker {values['name']} modified",
+            ids.format_id(ids.WORKER, current["id"]),
+        )
+        resource = await one_worker(conn, request, space)
+    await context_of(request).changed("workers")
+    return web.json_response(resource)
+
+
+async def delete_worker(request: web.Request) -> web.Response:
+    space = await space_of(request)
+    async with context_of(request).store.transaction() as conn:
+        row = await row_or_404(conn, t.workers, ids.WORKER, request.match_info["id"], space)
+        await conn.execute(
+            sa.delete(t.worker_pool_members).where(t.worker_pool_members.c.worker_id == row["id"])
+        )
+        await conn.execute(sa.delete(t.workers).where(t.workers.c.id == row["id"]))
+        await note(
+            conn,
+            request,
+            "Deleted",
+            f"Worker {row['name']} deleted",
+            ids.format_id(ids.WORKER, row["id"]),
+        )
+    await context_of(request).changed("workers")
+    return web.json_response(None)
+
+
+async def pool_workers(request: web.Request) -> web.Response:
+    """/api/workerpools/{id}/workers: the pool's members, as a page."""
+    space = await space_of(request)
+    async with context_of(request).store.connect() as conn:
+        pool = await row_or_404(
+            conn, t.worker_pools, ids.WORKER_POOL, request.match_info["id"], space
+        )
+        pool_id = ids.format_id(ids.WORKER_POOL, pool["id"])
+        workers = [w for w in await workers_of(conn, space) if pool_id in w["WorkerPoolIds"]]
+    path = collection_path(request, f"workerpools/{pool_id}/workers")
+    return respond_page(request, "Worker", path, _filtered(request, workers))
+
+
+async def policy_workers(request: web.Request) -> web.Response:
+    space = await space_of(request)
+    async with context_of(request).store.connect() as conn:
+        policy = await row_or_404(
+            conn, t.machine_policies, ids.MACHINE_POLICY, request.match_info["id"], space
+        )
+        policy_id = ids.format_id(ids.MACHINE_POLICY, policy["id"])
+        workers = [w for w in await workers_of(conn, space) if w["MachinePolicyId"] == policy_id]
+    path = collection_path(request, f"machinepolicies/{policy_id}/workers")
+    return respond_page(request, "Worker", path, workers)
+
+
+async def pools_summary(request: web.Request) -> web.Response:
+    """/api/workerpools/summary: each pool with its workers counted by health status."""
+    space = await space_of(request)
+    async with context_of(request).store.connect() as conn:
+        pools = await pools_of(conn, space)
+        workers = await workers_of(conn, space)
+    summaries = []
+    for pool in pools:
+        resource = pool_resource(pool)
+        members = [w for w in workers if resource["Id"] in w["WorkerPoolIds"]]
+        counts = {status: 0 for status in HEALTH_STATUSES}
+        for worker in members:
+            counts[worker["HealthStatus"]] = counts.get(worker["HealthStatus"], 0) + 1
+        summaries.append(
+            {
+                "WorkerPool": resource,
+                "TotalMachines": len(members),
+                "MachineHealthStatusSummaries": counts,
+                "MachineIdsForHealthStatus": {
+                    status: [w["Id"] for w in members if w["HealthStatus"] == status]
+                    for status in HEALTH_STATUSES
+                },
+                "TotalDisabledMachines": sum(w["IsDisabled"] for w in members),
+            }
+        )
+    return web.json_response(
+        {
+            "WorkerPoolSummaries": summaries,
+            "TotalMachines": len(workers),
+            "TotalDisabledMachines": sum(w["IsDisabled"] for w in workers),
+        }
+    )
+
+
+def add_routes(routes: Routes) -> None:
+    routes.get("/workers", list_workers)
+    routes.get("/workers/all", all_workers)
+    routes.post("/workers", create_worker)
+    routes.get("/workers/{id:Workers-[0-9]+}", get_worker)
+    routes.put("/workers/{id:Workers-[0-9]+}", update_worker)
+    routes.delete("/workers/{id:Workers-[0-9]+}", delete_worker)
+    routes.get("/workers/{id:Workers-[0-9]+}/connection", get_connection)
+    routes.get("/workerpools/summary", pools_summary)
+    routes.get("/workerpools/{id:WorkerPools-[0-9]+}/workers", pool_workers)
+    routes.get("/machinepolicies/{id:MachinePolicies-[0-9]+}/workers", policy_workers)

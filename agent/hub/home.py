@@ -1,0 +1,251 @@
+"""A hub's home folder: its settings (hub.yaml), certificate (identity.pem) and,
+by default, its SQLite database (hub.db). Everything secret is 0600.
+
+``create_home`` makes one; ``load_home`` reads it back. The settings are a
+table (agent.config.settings) like the agent's, so their precedence is the
+agent's: a command-line flag over the environment over hub.yaml over the default.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agent.atomicfile import PRIVATE, write_atomic
+from agent.certs import Identity, generate_identity, load_identity, save_identity
+from agent.config import document
+from agent.config.model import MAX_PORT, coerce_optional_path, coerce_port
+from agent.config.settings import (
+    Flag,
+    apply_environment,
+    as_text,
+    document_of,
+    setting,
+    settings_of,
+    with_settings,
+)
+from agent.errors import CertificateError, ConfigError
+
+SETTINGS_FILE = "hub.yaml"
+IDENTITY_FILE = "identity.pem"
+DATABASE_FILE = "hub.db"
+HTTPS_CERTIFICATE_FILE = "https.pem"
+DEFAULT_LISTEN = "127.0.0.1:8065"
+DEFAULT_POLLING_PORT = 10943
+DEFAULT_TASK_CAP = 5
+MAX_TASK_CAP = 1000
+HEADER = "# tentacle hub settings. Change them with `tentacle hub configure`.\n"
+
+
+def coerce_database(value: Any) -> str:
+    """A database URL: sqlite:///PATH or postgresql://USER@HOST/DB."""
+    if not isinstance(value, str) or not value.startswith(("sqlite:///", "postgresql://")):
+        raise ValueError(f"expected a sqlite:/// or postgresql:// URL, got {value!r}")
+    return value
+
+
+def coerce_listen(value: Any) -> str:
+    """HOST:PORT ([::1]:8065 for IPv6; :8065 for every address)."""
+    text = value.strip() if isinstance(value, str) else ""
+    _, sep, port = text.rpartition(":")
+    if not sep or not port.isdecimal() or not 0 <= int(port) <= MAX_PORT:
+        raise ValueError(f"expected HOST:PORT (e.g. {DEFAULT_LISTEN}), got {value!r}")
+    return text
+
+
+def coerce_node_name(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected a name, got {value!r}")
+    return value.strip()
+
+
+def coerce_task_cap(value: Any) -> int:
+    number = value if isinstance(value, int) and not isinstance(value, bool) else None
+    if isinstance(value, str) and value.strip().isdecimal():
+        number = int(value)
+    if number is None or not 1 <= number <= MAX_TASK_CAP:
+        raise ValueError(f"expected a whole number from 1 to {MAX_TASK_CAP}, got {value!r}")
+    return number
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    """What hub.yaml holds, declared in the settings table (agent.config.settings):
+    the file's keys are Octopus-style (``Listen``), the fields Python's (``listen``).
+
+    Precedence is the agent's: flag > environment > hub.yaml > default.
+    """
+
+    database: str = setting(
+        "", coerce_database, required=True, key="Database", shown_as="Database",
+        env="TENTACLE_HUB_DATABASE",
+        help="the store: sqlite:///PATH or postgresql://USER@HOST/DB (set by hub create)",
+    )  # fmt: skip
+    listen: str = setting(
+        DEFAULT_LISTEN, coerce_listen, key="Listen", shown_as="Listen",
+        env="TENTACLE_HUB_LISTEN", flag=Flag("--listen", metavar="HOST:PORT"),
+        help=f"where the API listens (default {DEFAULT_LISTEN})",
+    )  # fmt: skip
+    polling_port: int = setting(
+        DEFAULT_POLLING_PORT, coerce_port, key="PollingPort", shown_as="PollingPort",
+        env="TENTACLE_HUB_POLLING_PORT", flag=Flag("--polling-port", "int", 0, MAX_PORT),
+        help=f"the port polling workers dial (default {DEFAULT_POLLING_PORT}; 0 picks a free one)",
+    )  # fmt: skip
+    node_name: str = setting(
+        "hub", coerce_node_name, key="NodeName", shown_as="NodeName",
+        env="TENTACLE_HUB_NODE_NAME", flag=Flag("--node-name", metavar="NAME"),
+        help="this hub node's name (tasks record which node ran them)",
+    )  # fmt: skip
+    task_cap: int = setting(
+        DEFAULT_TASK_CAP, coerce_task_cap, key="TaskCap", shown_as="TaskCap",
+        env="TENTACLE_HUB_TASK_CAP", flag=Flag("--task-cap", "int", 1, MAX_TASK_CAP, "N"),
+        help=f"tasks this node runs at once (default {DEFAULT_TASK_CAP})",
+    )  # fmt: skip
+    # A certificate and key (one PEM file, in the home) the operator gave, for
+    # CA-signed HTTPS; without it the hub serves HTTPS on its own certificate,
+    # pinned by thumbprint. `hub configure --https-certificate` validates and copies it.
+    https_certificate: Path | None = setting(
+        None, coerce_optional_path, key="HttpsCertificate", shown_as="HttpsCertificate",
+        dump=as_text, help="a PEM with the certificate (and chain) and its key, for "
+        "CA-signed HTTPS: validated and copied into the home",
+    )  # fmt: skip
+
+    def to_document(self) -> dict[str, Any]:
+        """hub.yaml's mapping, keyed as the file is."""
+        return document_of(self)
+
+
+HUB_SETTINGS = settings_of(HubSettings)
+
+
+def parse_settings(text: str, source: Path) -> HubSettings:
+    """hub.yaml's settings; ConfigError naming the file, the line and the setting when one
+    is wrong (Database is required)."""
+    try:
+        settings, _ = document.parse_settings(
+            HubSettings, text, source, base={}, example=f"Listen: {DEFAULT_LISTEN}"
+        )
+    except TypeError:  # the required setting the file left out
+        raise ConfigError(
+            f"{source}: Database is required (a sqlite:/// or postgresql:// URL)"
+        ) from None
+    return settings
+
+
+def https_certificate_problem(path: Path) -> str | None:
+    """Why ``path`` cannot serve as the hub's HTTPS certificate, or None if it can:
+    it must be readable and hold a certificate (its chain may follow) and the
+    unencrypted private key that matches it, in a form TLS accepts."""
+    try:
+        load_identity(path)
+    except CertificateError as error:
+        return f"{error} (expected one PEM file with the certificate and its unencrypted key)"
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(path)
+    except (OSError, ssl.SSLError) as error:
+        return f"{path} cannot be used for TLS: {error}"
+    return None
+
+
+@dataclass(frozen=True)
+class HubHome:
+    path: Path
+    settings: HubSettings
+
+    @property
+    def identity_path(self) -> Path:
+        return self.path / IDENTITY_FILE
+
+    def identity(self) -> Identity:
+        return load_identity(self.identity_path)
+
+    def with_settings(self, **changes: Any) -> HubHome:
+        """A copy with the named settings coerced and replaced (ValueError naming a bad one)."""
+        return dataclasses.replace(self, settings=with_settings(self.settings, changes))
+
+    @property
+    def settings_path(self) -> Path:
+        return self.path / SETTINGS_FILE
+
+    def save(self) -> None:
+        text = HEADER + yaml.safe_dump(self.settings.to_document(), sort_keys=False)
+        write_atomic(self.settings_path, text.encode(), mode=PRIVATE)
+
+    def https_path(self) -> Path:
+        """Where ``install_https_certificate`` copies the operator's certificate."""
+        return self.path / HTTPS_CERTIFICATE_FILE
+
+    def install_https_certificate(self, source: Path) -> HubHome:
+        """A copy of this home serving HTTPS with the PEM at ``source``, copied into the
+        home (0600) so that the hub never depends on a file elsewhere changing or
+        going. ConfigError saying why when the file will not do; nothing is
+        changed then."""
+        problem = https_certificate_problem(source)
+        if problem is not None:
+            raise ConfigError(f"--https-certificate: {problem}")
+        target = self.https_path()
+        write_atomic(target, source.read_bytes(), mode=PRIVATE)
+        return self.with_settings(https_certificate=target)
+
+    def without_https_certificate(self) -> HubHome:
+        """Back to HTTPS on the hub's own certificate (the copy is removed)."""
+        self.https_path().unlink(missing_ok=True)
+        return self.with_settings(https_certificate=None)
+
+
+def create_home(path: Path, database: str | None = None) -> HubHome:
+    """Make a hub's home at ``path``: settings and a new certificate. ConfigError if
+    a hub already lives there (its certificate is never replaced)."""
+    path = path.expanduser().absolute()
+    if (path / SETTINGS_FILE).exists() or (path / IDENTITY_FILE).exists():
+        raise ConfigError(f"a hub already exists in {path}: use it, or choose another --home")
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.chmod(0o700)
+    url = database or f"sqlite:///{path / DATABASE_FILE}"
+    if database is None:  # SQLite makes its -wal and -shm files with the database's mode
+        (path / DATABASE_FILE).touch(mode=0o600)
+    home = HubHome(path, HubSettings(database=url))
+    save_identity(home.identity_path, generate_identity("Tentacle Hub"))
+    home.save()
+    return home
+
+
+def discard_new_home(home: HubHome) -> None:
+    """Undo ``create_home`` (its database could not be made): remove what it wrote, so
+    that the same command can be run again once the database is reachable."""
+    for name in (
+        SETTINGS_FILE,
+        IDENTITY_FILE,
+        DATABASE_FILE,
+        f"{DATABASE_FILE}-wal",
+        f"{DATABASE_FILE}-shm",
+    ):
+        (home.path / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # left alone if it holds anything else
+        home.path.rmdir()
+
+
+def load_home(path: Path, environ: Mapping[str, str] | None = None) -> HubHome:
+    """The hub in ``path``, with the TENTACLE_HUB_* variables in ``environ`` (the CLI
+    hands the process's in) over hub.yaml. ConfigError naming what is wrong."""
+    path = path.expanduser().absolute()
+    settings_path = path / SETTINGS_FILE
+    try:
+        text = settings_path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"no hub in {path} ({SETTINGS_FILE} is missing):"
+            f" run 'tentacle hub create --home {path}'"
+        ) from None
+    except OSError as error:
+        raise ConfigError(f"cannot read {settings_path}: {error.strerror}") from None
+    settings = apply_environment(parse_settings(text, settings_path), environ or {})
+    return HubHome(path, settings)

@@ -1,0 +1,229 @@
+"""Running server tasks: claim queued ones up to the node's task cap, run each with
+the executor its name picks, log what it does, and finish it in the store.
+
+The store is the truth: a task is claimed (Queued -> Executing) in the
+database before it runs, so a second node never runs it too; a cancel is a
+state written by the API, which this runner then applies to the running
+task. Tasks this node was running when it stopped are failed on its next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from agent.hub.store import Store
+from agent.hub.store import tasks as store_tasks
+from agent.hub.store.records import Row
+
+log = logging.getLogger("agent.hub.tasks")
+
+IDLE_POLL = 5.0  # seconds between looks at the queue when nothing wakes the runner
+BATCH = 200  # finished activities written in one transaction at most
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a task ended: ``succeeded``, with ``warnings``, or failed with ``error``."""
+
+    succeeded: bool
+    warnings: bool = False
+    error: str | None = None
+
+
+class TaskLog:
+    """What an executor writes: activities (one per worker, say) and their log lines."""
+
+    def __init__(self, store: Store, task_id: int, now: Callable[[], datetime]) -> None:
+        self.store = store
+        self.task_id = task_id
+        self.now = now
+
+    async def activity(self, name: str) -> int:
+        async with self.store.transaction() as conn:
+            return await store_tasks.start_activity(conn, self.task_id, name, self.now())
+
+    async def write(self, activity: int | None, lines: list[tuple[str, str]]) -> None:
+        """Append ``(category, message)`` lines, in one transaction."""
+        async with self.store.transaction() as conn:
+            for category, message in lines:
+                await store_tasks.log(conn, self.task_id, activity, category, message, self.now())
+
+    async def end(self, activity: int, status: str) -> None:
+        async with self.store.transaction() as conn:
+            await store_tasks.end_activity(conn, activity, status, self.now())
+
+    async def finished_activities(self, entries: list[FinishedActivity]) -> None:
+        """Whole activities (started, their lines, ended) and each one's ``also``
+        writes, in one transaction."""
+        async with self.store.transaction() as conn:
+            for entry in entries:
+                activity = await store_tasks.start_activity(
+                    conn, self.task_id, entry.name, entry.started
+                )
+                for category, message in entry.lines:
+                    await store_tasks.log(
+                        conn, self.task_id, activity, category, message, self.now()
+                    )
+                await store_tasks.end_activity(conn, activity, entry.status, self.now())
+                if entry.also is not None:
+                    await entry.also(conn)
+
+    @contextlib.asynccontextmanager
+    async def batched(self) -> AsyncIterator[Callable[[FinishedActivity], None]]:
+        """``add(entry)`` for finished activities, written by one writer in batches.
+
+        Many checks at once each committing on its own connection spent a round of
+        2,000 health checks mostly waiting for SQLite's write lock; one writer
+        taking whatever has finished meanwhile commits each batch once, and never
+        contends with itself. Leaving the block writes the rest (and raises what
+        writing raised)."""
+        queue: asyncio.Queue[FinishedActivity | None] = asyncio.Queue()
+
+        async def writer() -> None:
+            done = False
+            while not done:
+                batch = [await queue.get()]
+                while not queue.empty() and len(batch) < BATCH:
+                    batch.append(queue.get_nowait())
+                done = batch[-1] is None
+                entries = [entry for entry in batch if entry is not None]
+                if entries:
+                    await self.finished_activities(entries)
+
+        writing = asyncio.create_task(writer(), name=f"task-{self.task_id}-log")
+        try:
+            yield queue.put_nowait
+        except BaseException:
+            # cancelled (or failed): what finished before is still written, as it was
+            # when each check wrote its own
+            queue.put_nowait(None)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(writing)
+            raise
+        queue.put_nowait(None)
+        await writing
+
+
+@dataclass(frozen=True)
+class FinishedActivity:
+    """An activity whose work is over: its name, start, lines and end status, and
+    writes of its own to make in the same transaction (``also``)."""
+
+    name: str
+    started: datetime
+    lines: list[tuple[str, str]]
+    status: str
+    also: Callable[[AsyncConnection], Awaitable[None]] | None = None
+
+
+Executor = Callable[[Row, TaskLog], Awaitable[Outcome]]
+
+
+class TaskRunner:
+    def __init__(
+        self,
+        store: Store,
+        node: str,
+        cap: int,
+        executors: dict[str, Executor],
+        now: Callable[[], datetime],
+    ) -> None:
+        self.store = store
+        self.node = node
+        self.cap = cap
+        self.executors = executors
+        self.now = now
+        self._wake = asyncio.Event()
+        self._running: dict[int, asyncio.Task[None]] = {}
+        self._loop: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        async with self.store.transaction() as conn:
+            abandoned = await store_tasks.abandon_unfinished(conn, self.node, self.now())
+        if abandoned:
+            log.warning("failed %d task(s) this node was running when it stopped", len(abandoned))
+        self._loop = asyncio.create_task(self._run(), name="hub-task-runner")
+
+    def wake(self) -> None:
+        """Something changed (a task queued or a cancel requested): look now."""
+        self._wake.set()
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    async def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.cancel()
+            await asyncio.gather(self._loop, return_exceptions=True)
+        for task in self._running.values():
+            task.cancel()
+        await asyncio.gather(*self._running.values(), return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            await self._apply_cancels()
+            while len(self._running) < self.cap:
+                async with self.store.transaction() as conn:
+                    row = await store_tasks.claim(conn, self.node, self.now())
+                if row is None:
+                    break
+                self._running[row["id"]] = asyncio.create_task(self._execute(row))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), IDLE_POLL)
+
+    async def _apply_cancels(self) -> None:
+        for task_id, task in list(self._running.items()):
+            async with self.store.connect() as conn:
+                row = await store_tasks.task(conn, task_id)
+            if row is not None and row["cancel_requested"] and not task.done():
+                task.cancel()
+
+    async def _execute(self, row: Row) -> None:
+        task_id = row["id"]
+        state, outcome = store_tasks.FAILED, Outcome(False, error="the task ended unexpectedly")
+        try:
+            executor = self.executors.get(row["name"])
+            if executor is None:
+                outcome = Outcome(False, error=f"this hub cannot run {row['name']} tasks")
+            else:
+                outcome = await executor(row, TaskLog(self.store, task_id, self.now))
+            state = store_tasks.SUCCESS if outcome.succeeded else store_tasks.FAILED
+        except asyncio.CancelledError:
+            cancelled = await self._cancel_requested(task_id)
+            state = store_tasks.CANCELED if cancelled else store_tasks.FAILED
+            error = "canceled" if cancelled else "the hub stopped while this task ran"
+            outcome = Outcome(False, error=error)
+        except Exception as error:
+            log.exception("task ServerTasks-%d failed", task_id)
+            outcome = Outcome(False, error=f"the task failed: {error}")
+        finally:
+            self._running.pop(task_id, None)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._finish(task_id, state, outcome))
+            self._wake.set()
+
+    async def _cancel_requested(self, task_id: int) -> bool:
+        async with self.store.connect() as conn:
+            row = await store_tasks.task(conn, task_id)
+        return bool(row and row["cancel_requested"])
+
+    async def _finish(self, task_id: int, state: str, outcome: Outcome) -> None:
+        async with self.store.transaction() as conn:
+            await store_tasks.finish(
+                conn, task_id, state, self.now(), outcome.error, outcome.warnings
+            )
+        log.info(
+            "task ServerTasks-%d: %s%s",
+            task_id,
+            state,
+            f" ({outcome.error})" if outcome.error else "",
+        )

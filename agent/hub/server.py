@@ -1,0 +1,179 @@
+"""A running hub: the database migrated and initialised, the REST API on HTTPS.
+
+HTTPS uses the hub's own certificate (clients pin its thumbprint) unless the
+operator configured a certificate and key of their own (CA-signed setups).
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from agent.client import ChannelSettings, PollingListener
+from agent.errors import ConfigError
+from agent.hub.api.app import build_app
+from agent.hub.api.context import HubContext, utc_now
+from agent.hub.health import HealthChecks
+from agent.hub.home import HubHome
+from agent.hub.reach import WorkerReach
+from agent.hub.runner import TaskRunner
+from agent.hub.scheduler import Scheduler
+from agent.hub.store import Store, open_store
+from agent.hub.store.records import fact, initialise, polling_certificates
+
+log = logging.getLogger("agent.hub")
+
+
+class AccessLog(AbstractAccessLogger):
+    """One line a request: method, path without its query string, status, duration.
+
+    The query string is left out so that nothing secret a client put there
+    (a key, against the rules) ever lands in a log.
+    """
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            "%s %s %s %d %.1f ms",
+            request.remote,
+            request.method,
+            request.path,
+            response.status,
+            time * 1000,
+        )
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:8065`` for IPv6) -> (host, port); ConfigError otherwise."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"listen address {text!r} is not HOST:PORT (e.g. 127.0.0.1:8065)")
+    # ":8065" asks for every interface, as a listen address does elsewhere
+    return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104
+
+
+def https_context(home: HubHome) -> ssl.SSLContext:
+    """TLS 1.2+ on the operator's certificate when configured, else the hub's own."""
+    path = Path(home.settings.https_certificate or home.identity_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(path)
+    except (OSError, ssl.SSLError) as error:
+        raise ConfigError(f"cannot use {path} as the hub's HTTPS certificate: {error}") from None
+    return context
+
+
+@dataclass
+class HubServer:
+    """The hub's parts, started and stopped together: store, polling port, task
+    runner, the policies' scheduler and the HTTPS API."""
+
+    home: HubHome
+    version: str
+    store: Store | None = None
+    runner: web.AppRunner | None = None
+    url: str = ""
+    polling_port: int = 0
+    listener: PollingListener | None = None
+    tasks: TaskRunner | None = None
+    scheduler: Scheduler | None = None
+    reach: WorkerReach | None = None
+
+    async def start(self, listen: str | None = None, polling_port: int | None = None) -> str:
+        """Migrate, initialise and listen; returns the URL the API answers on.
+
+        ``polling_port`` 0 picks a free port (``self.polling_port`` tells which)."""
+        host, port = parse_listen(listen or self.home.settings.listen)
+        ssl_context = https_context(self.home)
+        identity = self.home.identity()
+        self.store = store = await open_store(self.home.settings.database)
+        await store.migrate()
+        async with store.transaction() as conn:
+            await initialise(conn, utc_now())
+            installation = await fact(conn, "InstallationId")
+            trusted = list((await polling_certificates(conn)).values())
+        settings = ChannelSettings(identity, self.home.settings.node_name, self.version)
+        self.listener = PollingListener(settings, trusted)
+        wanted = self.home.settings.polling_port if polling_port is None else polling_port
+        try:
+            [(_, self.polling_port), *_] = await self.listener.start(host, wanted)
+        except OSError as error:
+            await self.stop()
+            raise ConfigError(
+                f"cannot listen for polling agents on {host}:{wanted}: {error.strerror}"
+            ) from None
+        self.reach = reach = WorkerReach(settings, self.listener)
+        self.tasks = TaskRunner(
+            store,
+            self.home.settings.node_name,
+            self.home.settings.task_cap,
+            {"Health": HealthChecks(store, reach, utc_now)},
+            utc_now,
+        )
+        await self.tasks.start()
+        self.scheduler = Scheduler(store, utc_now, self.tasks.wake)
+        self.scheduler.start()
+        context = HubContext(
+            store=store,
+            version=self.version,
+            installation_id=installation or "",
+            thumbprint=identity.thumbprint,
+            certificate_pem=identity.certificate_pem.decode("ascii"),
+            node_name=self.home.settings.node_name,
+            on_change=self._changed,
+            channel=settings,
+        )
+        self.runner = web.AppRunner(build_app(context), access_log_class=AccessLog)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, host, port, ssl_context=ssl_context)
+        try:
+            await site.start()
+        except OSError as error:
+            await self.stop()
+            raise ConfigError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+        bound_host, bound_port = self.runner.addresses[0][:2]
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        self.url = f"https://{shown}:{bound_port}/"
+        return self.url
+
+    async def _changed(self, what: str) -> None:
+        """The API changed something the live parts act on."""
+        if what == "tasks" and self.tasks is not None:
+            self.tasks.wake()
+        if what == "workers":
+            await self._sync_trust()
+        if what in ("workers", "policies") and self.scheduler is not None:
+            self.scheduler.wake()
+
+    async def _sync_trust(self) -> None:
+        """Make the polling port trust exactly the registered, enabled polling workers:
+        a new one can connect at once, a deleted or disabled one is cut off at once."""
+        if self.listener is None or self.store is None:
+            return
+        async with self.store.connect() as conn:
+            wanted = await polling_certificates(conn)  # no parsing: O(n) per change is cheap
+        current = set(self.listener.trusted())
+        for thumbprint, pem in wanted.items():
+            if thumbprint not in current:
+                self.listener.trust(pem)
+        for thumbprint in current - set(wanted):
+            await self.listener.distrust(thumbprint)
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+        for part in (self.scheduler, self.tasks, self.listener):
+            if part is not None:
+                await part.stop()
+        if self.reach is not None:
+            await self.reach.close()
+        self.scheduler = self.tasks = self.listener = self.reach = None
+        if self.store is not None:
+            await self.store.close()
+            self.store = None

@@ -1,0 +1,131 @@
+"""Reading and writing the hub's documents: plain async functions over a connection.
+
+Each takes an open SQLAlchemy AsyncConnection (so that callers choose the
+transaction) and returns plain dicts of column values. Ids are integers here;
+the API formats them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from agent.hub import defaults
+from agent.hub.store import tables as t
+
+Row = dict[str, Any]
+
+
+async def fetch_all(conn: AsyncConnection, query: sa.Select[Any]) -> list[Row]:
+    return [dict(row) for row in (await conn.execute(query)).mappings()]
+
+
+async def fetch_one(conn: AsyncConnection, query: sa.Select[Any]) -> Row | None:
+    row = (await conn.execute(query)).mappings().first()
+    return dict(row) if row is not None else None
+
+
+async def insert(conn: AsyncConnection, table: sa.Table, values: Row) -> int:
+    """Insert one row and return its id."""
+    result = await conn.execute(sa.insert(table).values(**values).returning(table.c.id))
+    return int(result.scalar_one())
+
+
+async def initialise(conn: AsyncConnection, now: datetime, who: str = "system") -> None:
+    """Create what a new hub starts with, unless it exists: the default space, pool and
+    policy, and the installation id. Safe to run on every start."""
+    stamp = {"modified_on": now, "modified_by": who}
+    space = await fetch_one(conn, sa.select(t.spaces.c.id).where(t.spaces.c.is_default))
+    space_id = (
+        space["id"]
+        if space
+        else await insert(
+            conn,
+            t.spaces,
+            {"name": defaults.DEFAULT_SPACE, "description": "", "is_default": True, **stamp},
+        )
+    )
+    pool = t.worker_pools.c
+    if await fetch_one(conn, sa.select(pool.id).where(pool.space_id == space_id)) is None:
+        await insert(
+            conn,
+            t.worker_pools,
+            {
+                "space_id": space_id,
+                "name": defaults.DEFAULT_POOL,
+                "description": "",
+                "is_default": True,
+                "sort_order": 1,
+                "pool_type": "StaticWorkerPool",
+                **stamp,
+            },
+        )
+    policy = t.machine_policies.c
+    if await fetch_one(conn, sa.select(policy.id).where(policy.space_id == space_id)) is None:
+        await insert(
+            conn,
+            t.machine_policies,
+            {
+                "space_id": space_id,
+                "name": defaults.DEFAULT_POLICY,
+                "description": "",
+                "is_default": True,
+                "settings": defaults.policy_settings(),
+                **stamp,
+            },
+        )
+    if await fact(conn, "InstallationId") is None:
+        await conn.execute(
+            sa.insert(t.hub_facts).values(name="InstallationId", value=str(uuid.uuid4()))
+        )
+
+
+async def fact(conn: AsyncConnection, name: str) -> str | None:
+    row = await fetch_one(conn, sa.select(t.hub_facts.c.value).where(t.hub_facts.c.name == name))
+    return None if row is None else str(row["value"])
+
+
+async def default_space_id(conn: AsyncConnection) -> int:
+    row = await fetch_one(conn, sa.select(t.spaces.c.id).where(t.spaces.c.is_default))
+    assert row is not None, "the hub was not initialised"
+    return int(row["id"])
+
+
+async def record_event(
+    conn: AsyncConnection,
+    now: datetime,
+    who: str,
+    category: str,
+    message: str,
+    related: Sequence[str] = (),
+) -> None:
+    """Note a change in the audit log that /api/events shows."""
+    await conn.execute(
+        sa.insert(t.events).values(
+            occurred=now,
+            username=who,
+            category=category,
+            message=message,
+            related_document_ids=list(related),
+        )
+    )
+
+
+async def polling_certificates(conn: AsyncConnection) -> dict[str, str]:
+    """The certificates the polling port trusts, by SHA-1 thumbprint: those of enabled
+    polling workers (the API keeps a worker's thumbprint its certificate's)."""
+    workers = t.workers.c
+    rows = await fetch_all(
+        conn,
+        sa.select(workers.thumbprint, workers.certificate).where(
+            workers.communication_style == "TentacleActive",
+            workers.is_disabled.is_(False),
+            workers.certificate.is_not(None),
+        ),
+    )
+    return {str(row["thumbprint"]): str(row["certificate"]) for row in rows}

@@ -1,0 +1,190 @@
+"""The schema, as SQLAlchemy Core tables: the single source the migrations follow.
+
+Every id is an integer key that the API shows as Octopus does (``Workers-7``).
+Nothing here is SQLite-only: types, defaults and constraints work the same on
+PostgreSQL. Documents whose shape is Octopus's and that no query looks inside
+(a policy's health-check settings, a worker's facts) are JSON columns.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UtcDateTime(sa.types.TypeDecorator[datetime]):
+    """A moment, stored in UTC and read back time-zone aware on every database
+    (SQLite keeps no zone and would hand back naive values)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"a naive datetime reached the store: {value!r}")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Timestamp = UtcDateTime()
+
+spaces = sa.Table(
+    "spaces",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("is_default", sa.Boolean, nullable=False, default=False),
+    sa.Column("modified_on", Timestamp, nullable=False),
+    sa.Column("modified_by", sa.String(200), nullable=False),
+)
+
+worker_pools = sa.Table(
+    "worker_pools",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("space_id", sa.ForeignKey("spaces.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("is_default", sa.Boolean, nullable=False, default=False),
+    sa.Column("sort_order", sa.Integer, nullable=False, default=0),
+    sa.Column("pool_type", sa.String(40), nullable=False, default="StaticWorkerPool"),
+    sa.Column("modified_on", Timestamp, nullable=False),
+    sa.Column("modified_by", sa.String(200), nullable=False),
+    sa.UniqueConstraint("space_id", "name", name="uq_worker_pools_space_name"),
+)
+
+machine_policies = sa.Table(
+    "machine_policies",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("space_id", sa.ForeignKey("spaces.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("is_default", sa.Boolean, nullable=False, default=False),
+    # MachineHealthCheckPolicy, MachineConnectivityPolicy, MachineCleanupPolicy...: Octopus's shapes
+    sa.Column("settings", sa.JSON, nullable=False),
+    sa.Column("modified_on", Timestamp, nullable=False),
+    sa.Column("modified_by", sa.String(200), nullable=False),
+    sa.UniqueConstraint("space_id", "name", name="uq_machine_policies_space_name"),
+)
+
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("space_id", sa.ForeignKey("spaces.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("thumbprint", sa.String(64), nullable=False),  # SHA-1, upper-case hex
+    sa.Column("certificate", sa.Text, nullable=True),  # PEM, once known (registration)
+    sa.Column("communication_style", sa.String(40), nullable=False),
+    sa.Column("uri", sa.String(1000), nullable=False),  # https://host:port/ or poll://id/
+    sa.Column("is_disabled", sa.Boolean, nullable=False, default=False),
+    sa.Column("machine_policy_id", sa.ForeignKey("machine_policies.id"), nullable=False),
+    sa.Column("health_status", sa.String(40), nullable=False, default="Unknown"),
+    sa.Column("status_summary", sa.Text, nullable=False, default=""),
+    sa.Column("facts", sa.JSON, nullable=False),  # OS, architecture, shells, version, disk
+    sa.Column("last_checked", Timestamp, nullable=True),
+    sa.Column("unavailable_since", Timestamp, nullable=True),
+    sa.Column("connection_log", sa.JSON, nullable=False),  # the last check's log elements
+    sa.Column("modified_on", Timestamp, nullable=False),
+    sa.Column("modified_by", sa.String(200), nullable=False),
+    sa.UniqueConstraint("space_id", "name", name="uq_workers_space_name"),
+    sa.UniqueConstraint("thumbprint", name="uq_workers_thumbprint"),
+)
+
+worker_pool_members = sa.Table(
+    "worker_pool_members",
+    metadata,
+    sa.Column("worker_id", sa.ForeignKey("workers.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("pool_id", sa.ForeignKey("worker_pools.id"), primary_key=True),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("permission", sa.String(40), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),  # SHA-256 hex
+    sa.Column("created", Timestamp, nullable=False),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("occurred", Timestamp, nullable=False),
+    sa.Column("username", sa.String(200), nullable=False),
+    sa.Column("category", sa.String(60), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("related_document_ids", sa.JSON, nullable=False),
+)
+
+server_tasks = sa.Table(
+    "server_tasks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("space_id", sa.ForeignKey("spaces.id"), nullable=False),
+    sa.Column("name", sa.String(60), nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("arguments", sa.JSON, nullable=False),
+    sa.Column("state", sa.String(20), nullable=False, index=True),
+    sa.Column("queue_time", Timestamp, nullable=False),
+    sa.Column("start_time", Timestamp, nullable=True),
+    sa.Column("completed_time", Timestamp, nullable=True),
+    sa.Column("error_message", sa.Text, nullable=True),
+    sa.Column("has_warnings_or_errors", sa.Boolean, nullable=False, default=False),
+    sa.Column("server_node", sa.String(200), nullable=True),  # the node executing it
+    sa.Column("cancel_requested", sa.Boolean, nullable=False, default=False),
+)
+
+task_activities = sa.Table(
+    "task_activities",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("task_id", sa.ForeignKey("server_tasks.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(400), nullable=False),
+    sa.Column("status", sa.String(30), nullable=False),
+    sa.Column("started", Timestamp, nullable=True),
+    sa.Column("ended", Timestamp, nullable=True),
+    sa.Index("ix_task_activities_task", "task_id"),
+)
+
+task_log = sa.Table(
+    "task_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("task_id", sa.ForeignKey("server_tasks.id", ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "activity_id", sa.ForeignKey("task_activities.id", ondelete="CASCADE"), nullable=True
+    ),
+    sa.Column("category", sa.String(20), nullable=False),
+    sa.Column("occurred", Timestamp, nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Index("ix_task_log_task", "task_id", "id"),
+)
+
+# Facts about this hub installation that every node shares (its InstallationId, say).
+hub_facts = sa.Table(
+    "hub_facts",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)

@@ -1,0 +1,87 @@
+"""A real hub for tests: in this process on a loopback port (HubServer over real
+TLS and a real database), with a client that pins its certificate and sends a key."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from agent import __version__
+from agent.hub.home import HubHome, create_home
+from agent.hub.keys import Permission
+from agent.hub.server import HubServer
+from agent.hub.store import open_store
+from agent.hub.store.apikeys import create_api_key
+from agent.hub.store.records import initialise
+
+
+async def new_key(home: HubHome, name: str, permission: Permission) -> str:
+    store = await open_store(home.settings.database)
+    try:
+        await store.migrate()
+        async with store.transaction() as conn:
+            await initialise(conn, datetime.now(UTC))
+            return await create_api_key(conn, name, permission, datetime.now(UTC))
+    finally:
+        await store.close()
+
+
+class HubApi:
+    """Requests to a hub's API over HTTPS, its certificate pinned, with an API key."""
+
+    def __init__(self, url: str, session: aiohttp.ClientSession, key: str | None) -> None:
+        self.url = url.rstrip("/")
+        self.session = session
+        self.key = key
+
+    async def request(
+        self, method: str, path: str, *, key: str | None = None, **kwargs: Any
+    ) -> tuple[int, Any]:
+        """(status, JSON body); ``key=""`` sends no key at all."""
+        chosen = self.key if key is None else key
+        headers = dict(kwargs.pop("headers", {}))
+        if chosen:
+            headers["X-Octopus-ApiKey"] = chosen
+        async with self.session.request(method, self.url + path, headers=headers, **kwargs) as r:
+            body = await r.json(content_type=None) if r.content_length != 0 else None
+            return r.status, body
+
+    async def get(self, path: str, **kwargs: Any) -> Any:
+        status, body = await self.request("GET", path, **kwargs)
+        assert status == 200, (path, status, body)
+        return body
+
+
+class RunningHub:
+    def __init__(self, home: HubHome, server: HubServer, api: HubApi) -> None:
+        self.home = home
+        self.server = server
+        self.api = api
+
+    async def key(self, name: str, permission: Permission = Permission.CONFIGURE_SERVER) -> str:
+        return await new_key(self.home, name, permission)
+
+
+def pinned(home: HubHome) -> aiohttp.Fingerprint:
+    """The hub's certificate, pinned by its SHA-256 as a client pins it."""
+    return aiohttp.Fingerprint(bytes.fromhex(home.identity().sha256))
+
+
+@asynccontextmanager
+async def running_hub(folder: Path, database: str | None = None) -> AsyncIterator[RunningHub]:
+    """A hub created in ``folder`` and serving on a free loopback port, with an admin key."""
+    home = create_home(folder / "hub", database)
+    server = HubServer(home, __version__)
+    url = await server.start("127.0.0.1:0", polling_port=0)
+    try:
+        admin = await new_key(home, "admin", Permission.CONFIGURE_SERVER)
+        connector = aiohttp.TCPConnector(ssl=pinned(home))
+        async with aiohttp.ClientSession(connector=connector) as session:
+            yield RunningHub(home, server, HubApi(url, session, admin))
+    finally:
+        await server.stop()

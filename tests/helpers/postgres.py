@@ -1,0 +1,93 @@
+"""A throwaway PostgreSQL server for the store's tests: its own cluster in a
+temporary folder, run as an unprivileged user (postgres refuses root), on a
+free loopback port, stopped at the end of the session.
+
+Needs Debian's ``postgresql`` package (``.ci/run`` installs it); without it the
+tests that ask for PostgreSQL fail saying so, never skip.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+UNPRIVILEGED = "nobody"
+
+
+def _debian_version(path: str) -> tuple[int, ...]:
+    """/usr/lib/postgresql/15/bin/initdb -> (15,): versions compare as numbers (9.6 < 15)."""
+    version = Path(path).parts[-3]
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
+
+
+def _binary(name: str) -> str:
+    """``name`` on PATH, else in Debian's /usr/lib/postgresql/VERSION/bin (the newest),
+    which is where the postgresql package puts it without linking it onto PATH."""
+    debian = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=_debian_version)
+    found = shutil.which(name) or (debian[-1] if debian else None)
+    if found is None:
+        raise RuntimeError(
+            f"PostgreSQL's {name} is not installed: apt-get install postgresql (see .ci/run)"
+        )
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class PostgresServer:
+    """``start()`` a cluster; ``url(database)`` for SQLAlchemy; ``stop()`` removes it."""
+
+    def __init__(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="tentacle-pg-"))
+        self.data = self.folder / "data"
+        self.port = _free_port()
+        self._as_user: list[str] = []
+
+    def _run(self, *command: str) -> None:
+        subprocess.run([*self._as_user, *command], check=True, capture_output=True, timeout=120)
+
+    def start(self) -> PostgresServer:
+        if os.geteuid() == 0:
+            user = pwd.getpwnam(UNPRIVILEGED)
+            os.chown(self.folder, user.pw_uid, user.pw_gid)
+            self._as_user = ["runuser", "-u", UNPRIVILEGED, "--"]
+        self._run(_binary("initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres",
+                  "--no-sync", "-E", "UTF8")  # fmt: skip
+        options = f"-h 127.0.0.1 -p {self.port} -k {self.folder} -c fsync=off"
+        self._run(_binary("pg_ctl"), "-D", str(self.data), "-o", options, "-w", "-t", "60",
+                  "-l", str(self.folder / "log"), "start")  # fmt: skip
+        return self
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def stop(self) -> None:
+        try:
+            self._run(_binary("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+async def fresh_database(server: PostgresServer, name: str, template: str | None = None) -> str:
+    """A new database named ``name`` on ``server``, empty or a copy of ``template``;
+    returns its URL."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    connection = await asyncpg.connect(host="127.0.0.1", port=server.port, user="postgres")
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        copy = f' TEMPLATE "{template}"' if template else ""
+        await connection.execute(f'CREATE DATABASE "{name}"{copy}')
+    finally:
+        await connection.close()
+    return server.url(name)

@@ -1,0 +1,232 @@
+"""register-worker, deregister-worker and poll-server: the real command against a real hub."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from agent.config.index import InstanceIndex
+from agent.config.instances import open_instance
+from agent.hub.keys import Permission
+from tests.helpers.agent import AgentProcess
+from tests.helpers.cli import Result, TentacleCli
+from tests.helpers.hub import RunningHub, running_hub
+
+
+@pytest.fixture
+async def hub(tmp_path: Path) -> AsyncIterator[RunningHub]:
+    async with running_hub(tmp_path) as running:
+        yield running
+
+
+def hub_args(hub: RunningHub, key: str | None = None) -> list[str]:
+    return [
+        "--server",
+        hub.api.url,
+        "--apikey",
+        key or str(hub.api.key),
+        "--server-thumbprint",
+        hub.home.identity().thumbprint,
+    ]
+
+
+async def tentacle_ok(cli: TentacleCli, *args: str, env: dict[str, str] | None = None) -> Result:
+    return await asyncio.to_thread(cli.ok, *args, env=env)
+
+
+async def tentacle_fails(cli: TentacleCli, *args: str) -> Result:
+    return await asyncio.to_thread(cli.fails, *args)
+
+
+def agent_config(cli: TentacleCli, name: str = "agent"):  # type: ignore[no-untyped-def]
+    return open_instance(InstanceIndex(cli.config_home / "instances"), name).config
+
+
+async def test_a_listening_worker_registers_and_trusts_the_hub(
+    hub: RunningHub, tentacle: TentacleCli
+) -> None:
+    agent = AgentProcess(tentacle)
+    result = await tentacle_ok(
+        tentacle,
+        "register-worker",
+        "--instance",
+        "agent",
+        *hub_args(hub),
+        "--workerpool",
+        "Default Worker Pool",
+        "--name",
+        "web-1",
+        "--publicHostName",
+        "127.0.0.1",
+        "--tentacle-comms-port",
+        "10999",
+    )
+    assert "Registered web-1 as Workers-1" in result.out
+    [worker] = await hub.api.get("/api/workers/all")
+    assert worker["Thumbprint"] == agent.thumbprint
+    assert worker["Endpoint"] == {
+        "CommunicationStyle": "TentaclePassive",
+        "Uri": "https://127.0.0.1:10999/",
+        "Thumbprint": agent.thumbprint,
+        "Id": None,
+    }
+    assert worker["HasCertificate"]
+    trusted = [
+        peer
+        for peer in agent_config(tentacle).trusted
+        if peer.thumbprint == hub.home.identity().thumbprint
+    ]
+    assert trusted
+    assert trusted[0].certificate_pem is not None  # the whole certificate, not pending
+
+
+async def test_registering_again_updates_the_record_and_never_duplicates(
+    hub: RunningHub, tentacle: TentacleCli
+) -> None:
+    AgentProcess(tentacle)
+    args = [
+        "register-worker",
+        "--instance",
+        "agent",
+        *hub_args(hub),
+        "--workerpool",
+        "WorkerPools-1",
+        "--name",
+        "again",
+        "--publicHostName",
+        "127.0.0.1",
+    ]
+    await tentacle_ok(tentacle, *args)
+    second = await tentacle_ok(tentacle, *args[:-2], "--publicHostName", "10.0.0.9")
+    assert "Updated the registration of again as Workers-1" in second.out
+    [worker] = await hub.api.get("/api/workers/all")
+    assert worker["Uri"].startswith("https://10.0.0.9:")
+
+
+async def test_a_name_taken_by_another_machine_needs_force(
+    hub: RunningHub, tentacle: TentacleCli, tmp_path: Path
+) -> None:
+    AgentProcess(tentacle)
+    other_cli = TentacleCli(tmp_path / "other")
+    other = AgentProcess(other_cli)
+    common = [
+        *hub_args(hub),
+        "--workerpool",
+        "Default Worker Pool",
+        "--name",
+        "shared",
+        "--publicHostName",
+        "127.0.0.1",
+    ]
+    await tentacle_ok(tentacle, "register-worker", "--instance", "agent", *common)
+    refused = await tentacle_fails(other_cli, "register-worker", "--instance", "agent", *common)
+    assert "a worker named 'shared' exists already" in refused.err
+    assert "--force" in refused.err
+    await tentacle_ok(other_cli, "register-worker", "--instance", "agent", *common, "--force")
+    [worker] = await hub.api.get("/api/workers/all")
+    assert worker["Thumbprint"] == other.thumbprint
+
+
+async def test_a_polling_worker_registers_with_its_subscription(
+    hub: RunningHub, tentacle: TentacleCli
+) -> None:
+    AgentProcess(tentacle)
+    env = {
+        "TENTACLE_SERVER_URL": hub.api.url,
+        "TENTACLE_API_KEY": str(hub.api.key),
+        "TENTACLE_SERVER_THUMBPRINT": hub.home.identity().thumbprint,
+    }
+    result = await tentacle_ok(
+        tentacle,
+        "register-worker",
+        "--instance",
+        "agent",
+        "--comms-style",
+        "TentacleActive",
+        "--workerpool",
+        "Default Worker Pool",
+        "--name",
+        "poller",
+        "--server-comms-port",
+        "10950",
+        env=env,
+    )
+    config = agent_config(tentacle)
+    assert config.subscription_id is not None
+    assert [s.address for s in config.polling_servers] == ["https://127.0.0.1:10950/"]
+    [worker] = await hub.api.get("/api/workers/all")
+    assert worker["Uri"] == config.subscription_id
+    assert worker["Endpoint"]["CommunicationStyle"] == "TentacleActive"
+    assert "Restart the agent" in result.out
+
+
+async def test_deregistering_removes_the_worker_and_the_hub(
+    hub: RunningHub, tentacle: TentacleCli
+) -> None:
+    AgentProcess(tentacle)
+    await tentacle_ok(
+        tentacle,
+        "register-worker",
+        "--instance",
+        "agent",
+        *hub_args(hub),
+        "--comms-style",
+        "TentacleActive",
+        "--workerpool",
+        "Default Worker Pool",
+        "--name",
+        "leaving",
+    )
+    result = await tentacle_ok(tentacle, "deregister-worker", "--instance", "agent", *hub_args(hub))
+    assert "Deregistered leaving (Workers-1)" in result.out
+    assert await hub.api.get("/api/workers/all") == []
+    config = agent_config(tentacle)
+    assert config.polling_servers == ()
+    assert not any(p.thumbprint == hub.home.identity().thumbprint for p in config.trusted)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (["--workerpool", "Nowhere"], "the hub has no worker pool 'Nowhere'"),
+        (["--policy", "Lax"], "the hub has no machine policy 'Lax'"),
+        (["--server-thumbprint", "AB" * 20], "check --server-thumbprint"),
+        (["--apikey", "API-" + "Q" * 30], "401"),
+    ],
+)
+async def test_a_registration_that_cannot_work_says_why_and_changes_nothing(
+    hub: RunningHub, tentacle: TentacleCli, change: list[str], message: str
+) -> None:
+    AgentProcess(tentacle)
+    before = agent_config(tentacle)
+    args = {"--workerpool": "Default Worker Pool", "--name": "w", "--publicHostName": "x"}
+    pairs = dict(zip(hub_args(hub)[::2], hub_args(hub)[1::2], strict=True))
+    pairs.update(args)
+    pairs.update(dict(zip(change[::2], change[1::2], strict=True)))
+    flat = [part for pair in pairs.items() for part in pair]
+    result = await tentacle_fails(tentacle, "register-worker", "--instance", "agent", *flat)
+    assert message in result.err
+    assert len(result.err.strip().splitlines()) == 1
+    assert agent_config(tentacle) == before
+    assert await hub.api.get("/api/workers/all") == []
+
+
+async def test_a_read_only_key_cannot_register(hub: RunningHub, tentacle: TentacleCli) -> None:
+    AgentProcess(tentacle)
+    reader = await hub.key("reader", Permission.READ_ONLY)
+    result = await tentacle_fails(
+        tentacle,
+        "register-worker",
+        "--instance",
+        "agent",
+        *hub_args(hub, reader),
+        "--workerpool",
+        "Default Worker Pool",
+        "--publicHostName",
+        "127.0.0.1",
+    )
+    assert "403" in result.err
+    assert "ConfigureServer" in result.err
