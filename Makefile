@@ -33,6 +33,8 @@ typecheck: $(STAMP)
 system-deps:
 	@bash .ci/system-deps
 
+# three workers: most tests wait on processes and sockets, not on a core
+PYTEST_ARGS ?= -n 3
 pytest: $(STAMP) system-deps
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from agent import __version__
+from agent.certs import load_identity
 from agent.cli.context import current
 from agent.cli.hub_views import COMMANDS as VIEW_COMMANDS
 from agent.cli.logs import configure_logging
@@ -153,12 +154,30 @@ async def _new_key(url: str, name: str, permission: Permission) -> str:
 @home_option
 @format_option
 def show_thumbprint_command(home: Path, output_format: str) -> None:
-    """Show the hub's certificate thumbprint, for workers to pin (--server-thumbprint)."""
-    identity = load_home(home).identity()
+    """Show the hub's certificate thumbprint, which workers trust, and, when HTTPS uses
+    a certificate of the operator's, that one's (what --server-thumbprint pins)."""
+    hub = load_home(home)
+    identity = hub.identity()
+    https = hub.settings.https_certificate
+    https_thumbprint = load_identity(https).thumbprint if https else None
     if output_format == "json":
-        emit_json({"Thumbprint": identity.thumbprint, "Sha256": identity.sha256})
+        emit_json(
+            {
+                "Thumbprint": identity.thumbprint,
+                "Sha256": identity.sha256,
+                "HttpsThumbprint": https_thumbprint,
+            }
+        )
     else:
-        emit_fields([("Thumbprint", identity.thumbprint), ("SHA-256", identity.sha256)])
+        fields = [("Thumbprint", identity.thumbprint), ("SHA-256", identity.sha256)]
+        if https_thumbprint:
+            fields.append(
+                (
+                    "HTTPS thumbprint",
+                    f"{https_thumbprint} (pin this one with --server-thumbprint, or trust its CA)",
+                )
+            )
+        emit_fields(fields)
 
 
 for view in VIEW_COMMANDS:  # workers, pools, policies, health-check: the hub seen over its API

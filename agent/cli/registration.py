@@ -172,9 +172,14 @@ def plan(
     if style == "TentacleActive":
         subscription = config.subscription_id or new_subscription_id()
         server = PollingServer.at(hub_host, polling_port, hub_certificate_thumbprint(hub_pem))
+        # the same hub on the same host at another port is this hub moved, not a new node
+        kept = tuple(
+            s
+            for s in config.polling_servers
+            if not (s.thumbprint == server.thumbprint and _host_of(s.address) == hub_host.lower())
+        )
         config = config.with_settings(
-            subscription_id=subscription,
-            polling_servers=with_server(config.polling_servers, server),
+            subscription_id=subscription, polling_servers=with_server(kept, server)
         )
         uri, description = subscription, f"polling {server.address} as {subscription}"
     else:
@@ -190,6 +195,10 @@ def plan(
     if policy is not None:
         body["MachinePolicyId"] = policy
     return Plan(body, config, description)
+
+
+def _host_of(address: str) -> str:
+    return (urlsplit(address).hostname or "").lower()
 
 
 def hub_certificate_thumbprint(pem: str) -> str:
@@ -230,9 +239,8 @@ def hub_certificate_thumbprint(pem: str) -> str:
 @click.option(
     "--server-comms-port",
     type=click.IntRange(1, 65535),
-    default=DEFAULT_POLLING_PORT,
-    show_default=True,
-    help="the hub's polling port (TentacleActive)",
+    help="the hub's polling port (TentacleActive; default: the one the hub reports, "
+    f"else {DEFAULT_POLLING_PORT})",
 )
 @click.option("--force", is_flag=True, help="take the name over from another machine")
 def register_worker_command(
@@ -246,7 +254,7 @@ def register_worker_command(
     policy: str | None,
     public_host: str | None,
     tentacle_comms_port: int | None,
-    server_comms_port: int,
+    server_comms_port: int | None,
     force: bool,
 ) -> None:
     """Register this instance with a hub as a worker, in one or more worker pools."""
@@ -257,7 +265,8 @@ def register_worker_command(
 
     async def register() -> tuple[dict[str, Any], Plan, bool]:
         async with HubApi(server, api_key, server_thumbprint) as hub:
-            await hub.root()
+            root = await hub.root()
+            reported = root.get("PollingPort")
             hub_pem = (await hub.get("/api/certificates/certificate-global"))["CertificatePem"]
             chosen = plan(
                 instance.config,
@@ -270,7 +279,8 @@ def register_worker_command(
                 host=public_host or socket.getfqdn(),
                 port=tentacle_comms_port,
                 hub_host=hub_host,
-                polling_port=server_comms_port,
+                polling_port=server_comms_port
+                or (reported if isinstance(reported, int) else DEFAULT_POLLING_PORT),
             )
             target = registration_target(
                 await _find(hub, identity, worker_name), worker_name, force

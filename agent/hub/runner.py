@@ -25,6 +25,7 @@ from agent.hub.store.records import Row
 log = logging.getLogger("agent.hub.tasks")
 
 IDLE_POLL = 5.0  # seconds between looks at the queue when nothing wakes the runner
+FINISH_PATIENCE = 120.0  # seconds a task's end is retried while the database is away
 BATCH = 200  # finished activities written in one transaction at most
 
 
@@ -143,6 +144,7 @@ class TaskRunner:
         self._wake = asyncio.Event()
         self._running: dict[int, asyncio.Task[None]] = {}
         self._loop: asyncio.Task[None] | None = None
+        self.queue_errors = 0  # times the queue could not be read (the database away)
 
     async def start(self) -> None:
         async with self.store.transaction() as conn:
@@ -170,15 +172,24 @@ class TaskRunner:
     async def _run(self) -> None:
         while True:
             self._wake.clear()
-            await self._apply_cancels()
-            while len(self._running) < self.cap:
-                async with self.store.transaction() as conn:
-                    row = await store_tasks.claim(conn, self.node, self.now())
-                if row is None:
-                    break
-                self._running[row["id"]] = asyncio.create_task(self._execute(row))
+            try:
+                await self._apply_cancels()
+                await self._claim_what_fits()
+            except Exception as error:  # the database may be away: the queue waits for it
+                self.queue_errors += 1
+                log.warning(
+                    "cannot read the task queue (%s); trying again in %g s", error, IDLE_POLL
+                )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), IDLE_POLL)
+
+    async def _claim_what_fits(self) -> None:
+        while len(self._running) < self.cap:
+            async with self.store.transaction() as conn:
+                row = await store_tasks.claim(conn, self.node, self.now())
+            if row is None:
+                return
+            self._running[row["id"]] = asyncio.create_task(self._execute(row))
 
     async def _apply_cancels(self) -> None:
         for task_id, task in list(self._running.items()):
@@ -198,7 +209,9 @@ class TaskRunner:
                 outcome = await executor(row, TaskLog(self.store, task_id, self.now))
             state = store_tasks.SUCCESS if outcome.succeeded else store_tasks.FAILED
         except asyncio.CancelledError:
-            cancelled = await self._cancel_requested(task_id)
+            cancelled = False  # unknown when the database is away: then the hub stopped
+            with contextlib.suppress(Exception):
+                cancelled = await self._cancel_requested(task_id)
             state = store_tasks.CANCELED if cancelled else store_tasks.FAILED
             error = "canceled" if cancelled else "the hub stopped while this task ran"
             outcome = Outcome(False, error=error)
@@ -208,13 +221,36 @@ class TaskRunner:
         finally:
             self._running.pop(task_id, None)
             with contextlib.suppress(Exception):
-                await asyncio.shield(self._finish(task_id, state, outcome))
+                await asyncio.shield(self._finish_durably(task_id, state, outcome))
             self._wake.set()
 
     async def _cancel_requested(self, task_id: int) -> bool:
         async with self.store.connect() as conn:
             row = await store_tasks.task(conn, task_id)
         return bool(row and row["cancel_requested"])
+
+    async def _finish_durably(self, task_id: int, state: str, outcome: Outcome) -> None:
+        """Write the task's end, retrying while the database is away (up to about
+        FINISH_PATIENCE s): a task left Executing would hide its workers from the
+        scheduler. If it never succeeds, the node's next start fails the task."""
+        delay, waited = 0.5, 0.0
+        while True:
+            try:
+                await self._finish(task_id, state, outcome)
+                return
+            except Exception as error:
+                if waited >= FINISH_PATIENCE:
+                    log.error(
+                        "could not record the end of ServerTasks-%d (%s): it is failed "
+                        "when this node starts again",
+                        task_id,
+                        error,
+                    )
+                    return
+                log.warning("cannot record the end of ServerTasks-%d yet (%s)", task_id, error)
+            await asyncio.sleep(delay)  # a schedule: the database announces nothing
+            waited += delay
+            delay = min(delay * 2, 10.0)
 
     async def _finish(self, task_id: int, state: str, outcome: Outcome) -> None:
         async with self.store.transaction() as conn:

@@ -125,6 +125,7 @@ class HubServer:
             thumbprint=identity.thumbprint,
             certificate_pem=identity.certificate_pem.decode("ascii"),
             node_name=self.home.settings.node_name,
+            polling_port=self.polling_port,
             on_change=self._changed,
             channel=settings,
         )

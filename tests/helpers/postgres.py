@@ -8,10 +8,12 @@ tests that ask for PostgreSQL fail saying so, never skip.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -53,29 +55,90 @@ class PostgresServer:
         self.port = _free_port()
         self._as_user: list[str] = []
 
-    def _run(self, *command: str) -> None:
-        subprocess.run([*self._as_user, *command], check=True, capture_output=True, timeout=120)
+    def _run(self, *command: str, timeout: float = 120) -> None:
+        subprocess.run([*self._as_user, *command], check=True, capture_output=True, timeout=timeout)
 
     def start(self) -> PostgresServer:
         if os.geteuid() == 0:
             user = pwd.getpwnam(UNPRIVILEGED)
             os.chown(self.folder, user.pw_uid, user.pw_gid)
             self._as_user = ["runuser", "-u", UNPRIVILEGED, "--"]
-        self._run(_binary("initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres",
-                  "--no-sync", "-E", "UTF8")  # fmt: skip
+        self._run(
+            _binary("initdb"),
+            "-D",
+            str(self.data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        )
         options = f"-h 127.0.0.1 -p {self.port} -k {self.folder} -c fsync=off"
-        self._run(_binary("pg_ctl"), "-D", str(self.data), "-o", options, "-w", "-t", "60",
-                  "-l", str(self.folder / "log"), "start")  # fmt: skip
+        self._run(
+            _binary("pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            str(self.folder / "log"),
+            "start",
+        )
         return self
+
+    def pause(self) -> None:
+        """Stop the server, keeping its data (a database outage); ``resume`` restarts it."""
+        self._run(_binary("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        options = f"-h 127.0.0.1 -p {self.port} -k {self.folder} -c fsync=off"
+        self._run(
+            _binary("pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            str(self.folder / "log"),
+            "start",
+        )
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
     def stop(self) -> None:
+        """Stop the cluster at once: a throwaway one needs no clean shutdown. Bounded:
+        if pg_ctl does not see it gone within seconds, the postmaster is killed."""
         try:
-            self._run(_binary("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+            self._run(
+                _binary("pg_ctl"),
+                "-D",
+                str(self.data),
+                "-m",
+                "immediate",
+                "-w",
+                "-t",
+                "15",
+                "stop",
+                timeout=20,
+            )
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            self._kill_postmaster()
         finally:
             shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _kill_postmaster(self) -> None:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            pid = int((self.data / "postmaster.pid").read_text().split()[0])
+            os.kill(pid, signal.SIGKILL)
 
 
 async def fresh_database(server: PostgresServer, name: str, template: str | None = None) -> str:

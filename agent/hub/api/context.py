@@ -25,6 +25,7 @@ class HubContext:
     installation_id: str
     thumbprint: str
     certificate_pem: str = ""  # the hub's identity: what workers trust
+    polling_port: int = 0  # where this node accepts polling workers (0: nowhere)
     node_name: str = "hub"
     now: Callable[[], datetime] = utc_now
     # called after a change the live parts must see at once (trust, schedules)

@@ -44,6 +44,8 @@ async def root(request: web.Request) -> web.Response:
             "InstallationId": context.installation_id,
             "IsEarlyAccessProgram": False,
             "HasLongTermSupport": False,
+            # ours: where this node's polling port is, so that register-worker need not guess
+            "PollingPort": context.polling_port or None,
             "Links": links,
         }
     )

@@ -359,3 +359,25 @@ async def test_a_disabled_polling_worker_is_cut_off_and_back_when_enabled(
         await eventually(lambda: subscription in listener.connected(), "the agent came back")
     finally:
         agent.stop()
+
+
+async def test_tasks_are_filtered_by_state_and_paged(hub: RunningHub) -> None:
+    assert hub.server.tasks is not None
+    await hub.server.tasks.stop()  # nothing runs them: they stay queued, or get canceled
+    ids = []
+    for _ in range(3):
+        status, task = await hub.api.request("POST", "/api/tasks", json={"Name": "Health"})
+        assert status == 201
+        ids.append(task["Id"])
+    await hub.api.request("POST", f"/api/tasks/{ids[0]}/cancel")
+    queued = await hub.api.get("/api/tasks?states=Queued")
+    assert sorted(t["Id"] for t in queued["Items"]) == sorted(ids[1:])
+    canceled = await hub.api.get("/api/Spaces-1/tasks?states=Canceled,Failed")
+    assert [t["Id"] for t in canceled["Items"]] == [ids[0]]
+    page = await hub.api.get("/api/tasks?skip=1&take=1")
+    assert (page["TotalResults"], len(page["Items"])) == (3, 1)
+    status, answer = await hub.api.request("GET", "/api/tasks?states=Sleeping")
+    assert status == 400
+    assert "states must be among" in answer["ErrorMessage"]
+    status, answer = await hub.api.request("GET", "/api/tasks/ServerTasks-999")
+    assert status == 404

@@ -35,6 +35,7 @@ def test_a_hub_is_created_once_and_its_key_printed_once(
     assert "exists already" in taken.err
     shown = tentacle.ok("hub", "show-thumbprint", "--home", str(home), "--format", "json").json()
     assert re.fullmatch(r"[0-9A-F]{40}", shown["Thumbprint"])
+    assert shown["HttpsThumbprint"] is None  # HTTPS on the hub's own certificate
     assert shown["Thumbprint"] in created.out
 
 

@@ -230,3 +230,58 @@ async def test_a_read_only_key_cannot_register(hub: RunningHub, tentacle: Tentac
     )
     assert "403" in result.err
     assert "ConfigureServer" in result.err
+
+
+async def test_registration_completes_a_bare_trust_of_the_hub(
+    hub: RunningHub, tentacle: TentacleCli
+) -> None:
+    """`configure --trust THUMBPRINT` leaves the hub pending (TLS needs its certificate);
+    registering fetches the certificate and completes that trust."""
+    AgentProcess(tentacle)
+    hub_thumbprint = hub.home.identity().thumbprint
+    await asyncio.to_thread(
+        tentacle.ok, "configure", "--instance", "agent", "--trust", hub_thumbprint
+    )
+    [pending] = [p for p in agent_config(tentacle).trusted if p.thumbprint == hub_thumbprint]
+    assert pending.is_pending
+    await tentacle_ok(
+        tentacle,
+        "register-worker",
+        "--instance",
+        "agent",
+        *hub_args(hub),
+        "--workerpool",
+        "Default Worker Pool",
+        "--publicHostName",
+        "127.0.0.1",
+    )
+    [completed] = [p for p in agent_config(tentacle).trusted if p.thumbprint == hub_thumbprint]
+    assert not completed.is_pending
+    assert completed.certificate_pem is not None
+
+
+async def test_a_polling_worker_learns_the_hubs_polling_port_and_follows_a_move(
+    hub: RunningHub, tentacle: TentacleCli
+) -> None:
+    AgentProcess(tentacle)
+    args = [
+        "register-worker",
+        "--instance",
+        "agent",
+        *hub_args(hub),
+        "--comms-style",
+        "TentacleActive",
+        "--workerpool",
+        "Default Worker Pool",
+        "--name",
+        "mover",
+    ]
+    await tentacle_ok(tentacle, *args)  # no --server-comms-port: the hub says where
+    port = hub.server.polling_port
+    assert [s.address for s in agent_config(tentacle).polling_servers] == [
+        f"https://127.0.0.1:{port}/"
+    ]
+    await tentacle_ok(tentacle, *args, "--server-comms-port", "20943")  # the hub moved
+    assert [s.address for s in agent_config(tentacle).polling_servers] == [
+        "https://127.0.0.1:20943/"
+    ]
