@@ -7,7 +7,10 @@ from datetime import timedelta
 
 from agent.errors import TentacleError
 
-_TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{1,2}):(\d{1,2})(?:\.(\d{1,7}))?$")
+_TIMESPAN = re.compile(
+    r"(?:([0-9]{1,8})\.)?([0-9]{1,2}):([0-9]{1,2}):([0-9]{1,2})(?:\.([0-9]{1,7}))?"
+)
+MAX_DAYS = 10675199  # .NET's TimeSpan.MaxValue, in whole days
 
 
 class BadTimeSpan(TentacleError):
@@ -16,10 +19,12 @@ class BadTimeSpan(TentacleError):
 
 def parse_timespan(text: str) -> timedelta:
     """``01:00:00`` -> 1 h, ``1.00:00:00`` -> 1 day; BadTimeSpan for anything else."""
-    match = _TIMESPAN.match(text.strip()) if isinstance(text, str) else None
+    match = _TIMESPAN.fullmatch(text) if isinstance(text, str) else None
     if match is None:
         raise BadTimeSpan(f"{text!r} is not a time span (expected [d.]hh:mm:ss, e.g. 01:00:00)")
     days, hours, minutes, seconds, fraction = match.groups()
+    if int(days or 0) > MAX_DAYS:
+        raise BadTimeSpan(f"{text!r} is longer than a time span can be ({MAX_DAYS} days)")
     if int(minutes) > 59 or int(seconds) > 59 or int(hours) > 23:
         raise BadTimeSpan(f"{text!r} is not a time span: hours < 24, minutes and seconds < 60")
     return timedelta(

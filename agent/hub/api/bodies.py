@@ -12,6 +12,8 @@ from aiohttp import web
 from agent.hub.api.errors import bad_request, invalid
 
 MAX_BODY = 1024 * 1024
+MAX_TEXT = 200  # a name's column holds this many characters
+SMALLEST, LARGEST = -(2**31), 2**31 - 1  # what every database's INTEGER holds
 
 
 async def json_object(request: web.Request) -> dict[str, Any]:
@@ -23,6 +25,8 @@ async def json_object(request: web.Request) -> dict[str, Any]:
         value = json.loads(raw or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise bad_request(f"the request body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise bad_request("the request body is JSON nested too deeply to be a resource") from None
     if not isinstance(value, dict):
         raise bad_request("the request body must be a JSON object")
     return value
@@ -42,7 +46,10 @@ class Fields:
                 self.errors.append(f"{name} is required (a non-empty string)")
             return default
         if not isinstance(value, str):
-            self.errors.append(f"{name} must be a string, not {json.dumps(value)}")
+            self.errors.append(f"{name} must be a string, not {json.dumps(value)[:80]}")
+            return default
+        if "\x00" in value:
+            self.errors.append(f"{name} must not contain NUL characters")
             return default
         return value.strip()
 
@@ -60,8 +67,19 @@ class Fields:
         if value is None:
             return default
         if not isinstance(value, int) or isinstance(value, bool):
-            self.errors.append(f"{name} must be a whole number, not {json.dumps(value)}")
+            self.errors.append(f"{name} must be a whole number, not {json.dumps(value)[:80]}")
             return default
+        if not SMALLEST <= value <= LARGEST:
+            self.errors.append(f"{name} must be a whole number from {SMALLEST} to {LARGEST}")
+            return default
+        return value
+
+    def name(self, field: str = "Name") -> str | None:
+        """A required name: non-empty, at most MAX_TEXT characters."""
+        value = self.text(field, required=True)
+        if value is not None and len(value) > MAX_TEXT:
+            self.errors.append(f"{field} must be at most {MAX_TEXT} characters, not {len(value)}")
+            return None
         return value
 
     def strings(self, name: str, *, required: bool = False) -> list[str]:

@@ -94,8 +94,9 @@ def discovered_resource(found: Discovered, host: str) -> dict[str, Any]:
 
 async def discover_worker(request: web.Request) -> web.Response:
     if not caller_of(request).permission.allows_changes():
-        raise forbidden("discovering dials an address of the caller's choosing: it needs "
-                        "a ConfigureServer key")  # fmt: skip
+        raise forbidden(
+            "discovering dials an address of the caller's choosing: it needs a ConfigureServer key"
+        )
     errors: list[str] = []
     host = _host(request.query.get("host"), errors)
     port = _port(request.query.get("port"), errors)

@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
+import sqlalchemy as sa
 from aiohttp import web
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,14 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(ApiError(error.status, reason))
     except json.JSONDecodeError as error:
         return error_response(bad_request(f"the request body is not valid JSON: {error}"))
+    except (sa.exc.OperationalError, sa.exc.InterfaceError, OSError) as error:
+        log.warning(
+            "%s %s: the database is unavailable: %s",
+            request.method,
+            request.path,
+            type(error).__name__,
+        )
+        return error_response(ApiError(503, "the hub's database is unavailable; try again"))
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
         return error_response(ApiError(500, "the hub failed to handle this request; see its log"))

@@ -97,7 +97,7 @@ def _policy_values(body: dict[str, Any], current: Row | None) -> dict[str, Any]:
         {k: v for k, v in given.items() if not isinstance(base[k], dict) or isinstance(v, dict)},
     )
     values = {
-        "name": fields.text("Name", required=True),
+        "name": fields.name(),
         "description": fields.text("Description", default=described) or "",
         "is_default": fields.boolean("IsDefault", current["is_default"] if current else False),
         "settings": settings,

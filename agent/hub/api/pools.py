@@ -78,7 +78,7 @@ def _pool_fields(body: dict[str, Any], current: Row | None) -> dict[str, Any]:
     fields = Fields(body)
     described = current["description"] if current else ""
     values = {
-        "name": fields.text("Name", required=True),
+        "name": fields.name(),
         "description": fields.text("Description", default=described) or "",
         "is_default": fields.boolean("IsDefault", current["is_default"] if current else False),
         "sort_order": fields.integer("SortOrder", current["sort_order"] if current else 0),

@@ -269,7 +269,7 @@ async def _worker_values(
             "the hub's polling port trusts certificates, not thumbprints"
         )
     values: dict[str, Any] = {
-        "name": fields.text("Name", required=True),
+        "name": fields.name(),
         "communication_style": style,
         "uri": uri,
         "thumbprint": thumbprint,

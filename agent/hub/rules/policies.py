@@ -94,7 +94,12 @@ def policy_errors(settings: dict[str, Any]) -> list[str]:
             cleanup.get("DeleteMachinesElapsedTimeSpan"),
         )
     threshold = settings.get("FreeDiskSpaceWarningMegabytes")
-    if not isinstance(threshold, int) or isinstance(threshold, bool) or threshold < 0:
+    if (
+        not isinstance(threshold, int)
+        or isinstance(threshold, bool)
+        or threshold < 0
+        or threshold > 2**31 - 1
+    ):
         errors.append(
             f"FreeDiskSpaceWarningMegabytes must be a whole number >= 0, not {threshold!r}"
         )

@@ -76,6 +76,10 @@ async def test_a_duplicate_pool_name_is_a_conflict(hub: RunningHub) -> None:
         ({"Name": 7}, "Name must be a string"),
         ({"Name": "P", "SortOrder": "first"}, "SortOrder must be a whole number"),
         ({"Name": "P", "WorkerPoolType": "DynamicWorkerPool"}, "WorkerPoolType must be one of"),
+        ({"Name": "P", "SortOrder": 3_000_000_000}, "SortOrder must be a whole number from"),
+        ({"Name": "P", "SortOrder": 10**30}, "SortOrder must be a whole number from"),
+        ({"Name": "a\u0000b"}, "Name must not contain NUL characters"),
+        ({"Name": "x" * 201}, "Name must be at most 200 characters"),
     ],
 )
 async def test_a_bad_pool_is_422_naming_the_field(
@@ -86,7 +90,9 @@ async def test_a_bad_pool_is_422_naming_the_field(
     assert any(named in error for error in answer["Errors"]), answer
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b"[1, 2]"])
+@pytest.mark.parametrize(
+    "raw", [b"{not json", b"[1, 2]", b"[" * 100_000 + b"]" * 100_000, b'{"Name": ' + b"[" * 100_000]
+)
 async def test_a_body_that_is_not_a_json_object_is_400(hub: RunningHub, raw: bytes) -> None:
     status, answer = await hub.api.request(
         "POST", "/api/workerpools", data=raw, headers={"Content-Type": "application/json"}
@@ -134,6 +140,23 @@ async def test_a_policy_is_made_from_the_template(hub: RunningHub) -> None:
         ({"MachineCleanupPolicy": {"DeleteMachinesBehavior": "Sometimes"}}, "DeleteMachines"),
         ({"MachineCleanupPolicy": "never"}, "MachineCleanupPolicy must be an object"),
         ({"FreeDiskSpaceWarningMegabytes": -1}, "FreeDiskSpaceWarningMegabytes"),
+        ({"FreeDiskSpaceWarningMegabytes": 10**23}, "FreeDiskSpaceWarningMegabytes"),
+        (
+            {"MachineHealthCheckPolicy": {"HealthCheckInterval": "9999999999.00:00:00"}},
+            "HealthCheckInterval",
+        ),
+        (
+            {"MachineHealthCheckPolicy": {"HealthCheckInterval": "99999999.00:00:00"}},
+            "longer than a time span can be",
+        ),
+        (
+            {"MachineHealthCheckPolicy": {"HealthCheckInterval": "\u0660\u0661:00:00"}},
+            "HealthCheckInterval",
+        ),
+        (
+            {"MachineHealthCheckPolicy": {"HealthCheckInterval": "01:00:00\n"}},
+            "HealthCheckInterval",
+        ),
     ],
 )
 async def test_a_bad_policy_is_422_naming_the_field(
