@@ -45,6 +45,9 @@ HEALTH_MUTEX = "tentacle-health-check"
 # Octopus's bash helpers for health scripts: a warning, or a failed check
 PRELUDE = 'echo_warning() { echo "$*" >&2; }\nfail_healthcheck() { echo "$*" >&2; exit 1; }\n'
 MB = 1024 * 1024
+MAX_CHECK_LINES = 1000  # log lines kept of one check
+MAX_LINE_CHARS = 2000  # characters kept of one line
+CANCEL_GRACE = 10.0  # seconds to tell the worker a check's script is cancelled
 
 
 def facts_of(capabilities: dict[str, Any]) -> dict[str, Any]:
@@ -68,10 +71,26 @@ def facts_of(capabilities: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class CheckLog:
+    """A check's log lines, bounded: a health script that prints a gigabyte must not
+    put a gigabyte in the database on every interval."""
+
     lines: list[tuple[str, str]]
+    dropped: int = 0
 
     def add(self, category: str, message: str) -> None:
+        if len(self.lines) >= MAX_CHECK_LINES:
+            self.dropped += 1
+            return
+        if len(message) > MAX_LINE_CHARS:
+            message = message[:MAX_LINE_CHARS] + " [...]"
         self.lines.append((category, message))
+
+    def kept(self) -> list[tuple[str, str]]:
+        """The lines, with a note of how many were not kept."""
+        if not self.dropped:
+            return self.lines
+        note = f"{self.dropped} more line(s) of output were not kept (a check keeps "
+        return [*self.lines, ("Warning", note + f"{MAX_CHECK_LINES})")]
 
 
 async def check_worker(
@@ -82,13 +101,13 @@ async def check_worker(
     lines = CheckLog([])
     try:
         async with asyncio.timeout(timeout):
-            return await _check(reach, worker, settings, lines), lines.lines
+            return await _check(reach, worker, settings, lines), lines.kept()
     except TimeoutError:
         message = f"the check did not finish within {timeout:g} s"
     except Exception as error:  # the worker's failure, whatever it is, is its health
         message = str(error) or type(error).__name__
     lines.add("Error", f"Could not reach {worker['name']}: {message}")
-    return CheckOutcome(reachable=False, error=message), lines.lines
+    return CheckOutcome(reachable=False, error=message), lines.kept()
 
 
 async def _check(
@@ -122,7 +141,12 @@ async def _check(
             task_id="health",
             ticket=secrets.token_hex(16),
         )
-        outcome = await client.execute(request, output)
+        try:
+            outcome = await client.execute(request, output)
+        except asyncio.CancelledError:  # task cancelled, timed out, or the hub stopping
+            with contextlib.suppress(Exception):  # the script must not outlive its check
+                await asyncio.shield(asyncio.wait_for(client.cancel(request.ticket), CANCEL_GRACE))
+            raise
         errors = warnings[-1:] if outcome.exit_code != 0 else []
         return CheckOutcome(
             reachable=True,

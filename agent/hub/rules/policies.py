@@ -101,7 +101,8 @@ def policy_errors(settings: dict[str, Any]) -> list[str]:
         or threshold > 2**31 - 1
     ):
         errors.append(
-            f"FreeDiskSpaceWarningMegabytes must be a whole number >= 0, not {threshold!r}"
+            f"FreeDiskSpaceWarningMegabytes must be a whole number from 0 to {2**31 - 1}, "
+            f"not {threshold!r}"
         )
     return errors
 

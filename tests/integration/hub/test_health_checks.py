@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from agent import __version__
@@ -173,7 +174,7 @@ async def test_a_failing_health_script_makes_the_worker_unhealthy(
 async def test_low_disk_space_or_a_warning_gives_has_warnings(
     hub: RunningHub, tentacle: TentacleCli
 ) -> None:
-    greedy = await policy(hub, "Greedy", FreeDiskSpaceWarningMegabytes=10**12)
+    greedy = await policy(hub, "Greedy", FreeDiskSpaceWarningMegabytes=2**31 - 1)
     agent = await listening_worker(hub, tentacle, "--policy", greedy)
     try:
         task = await run_health_check(hub)
@@ -381,3 +382,53 @@ async def test_tasks_are_filtered_by_state_and_paged(hub: RunningHub) -> None:
     assert "states must be among" in answer["ErrorMessage"]
     status, answer = await hub.api.request("GET", "/api/tasks/ServerTasks-999")
     assert status == 404
+
+
+async def test_cancelling_a_check_cancels_its_script_on_the_worker(
+    hub: RunningHub, tentacle: TentacleCli, tmp_path: Path
+) -> None:
+    marker = tmp_path / "script.pid"
+    body = f"echo $$ > {marker}; while true; do sleep 0.1; done\n"
+    endless = await policy(
+        hub,
+        "Endless",
+        MachineHealthCheckPolicy={
+            "BashHealthCheckPolicy": {"RunType": "Inline", "ScriptBody": body}
+        },
+    )
+    agent = await listening_worker(hub, tentacle, "--policy", endless)
+    try:
+        await eventually(lambda: marker.exists() and marker.read_text().strip(), "the script ran")
+        pid = int(marker.read_text())
+        running = [t for t in await hub.api.get("/api/tasks/all") if not t["IsCompleted"]]
+        for task in running:
+            await hub.api.request("POST", f"/api/tasks/{task['Id']}/cancel")
+        await eventually(
+            lambda: (
+                not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+            ),
+            "the script was cancelled on the worker",
+        )
+    finally:
+        agent.stop()
+
+
+async def test_a_check_keeps_a_bounded_log(hub: RunningHub, tentacle: TentacleCli) -> None:
+    body = "for i in $(seq 5000); do echo line $i; done\n"
+    chatty = await policy(
+        hub,
+        "Chatty",
+        MachineHealthCheckPolicy={
+            "BashHealthCheckPolicy": {"RunType": "Inline", "ScriptBody": body}
+        },
+    )
+    agent = await listening_worker(hub, tentacle, "--policy", chatty)
+    try:
+        task = await run_health_check(hub)
+        assert task["State"] == "Success"
+        [worker] = await hub.api.get("/api/workers/all")
+        logs = (await hub.api.get(f"/api/workers/{worker['Id']}/connection"))["Logs"]
+        assert len(logs) <= 1002
+        assert any("were not kept" in entry["MessageText"] for entry in logs)
+    finally:
+        agent.stop()
