@@ -75,20 +75,7 @@ class PostgresServer:
             "-E",
             "UTF8",
         )
-        options = f"-h 127.0.0.1 -p {self.port} -k {self.folder} -c fsync=off"
-        self._run(
-            _binary("pg_ctl"),
-            "-D",
-            str(self.data),
-            "-o",
-            options,
-            "-w",
-            "-t",
-            "60",
-            "-l",
-            str(self.folder / "log"),
-            "start",
-        )
+        self.resume()
         return self
 
     def pause(self) -> None:
@@ -96,20 +83,10 @@ class PostgresServer:
         self._run(_binary("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def resume(self) -> None:
+        """Start the server on its data (after ``start`` made it, or ``pause`` stopped it)."""
         options = f"-h 127.0.0.1 -p {self.port} -k {self.folder} -c fsync=off"
-        self._run(
-            _binary("pg_ctl"),
-            "-D",
-            str(self.data),
-            "-o",
-            options,
-            "-w",
-            "-t",
-            "60",
-            "-l",
-            str(self.folder / "log"),
-            "start",
-        )
+        self._run(_binary("pg_ctl"), "-D", str(self.data), "-o", options, "-w", "-t", "60",
+                  "-l", str(self.folder / "log"), "start")  # fmt: skip
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"

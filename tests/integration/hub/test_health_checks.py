@@ -35,13 +35,8 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-async def listening_worker(
-    hub: RunningHub, tentacle: TentacleCli, *extra: str, name: str = "web-1"
-) -> AgentProcess:
-    """A real listening agent, registered with the real command, then started."""
-    agent = AgentProcess(tentacle)
-    port = free_port()
-    agent.instance = agent.instance.save(agent.instance.config.with_settings(port=port))
+async def register(hub: RunningHub, tentacle: TentacleCli, name: str, *extra: str) -> None:
+    """The real register-worker for instance ``agent``, into the default pool."""
     await asyncio.to_thread(
         tentacle.ok,
         "register-worker",
@@ -57,10 +52,18 @@ async def listening_worker(
         "Default Worker Pool",
         "--name",
         name,
-        "--publicHostName",
-        "127.0.0.1",
         *extra,
     )
+
+
+async def listening_worker(
+    hub: RunningHub, tentacle: TentacleCli, *extra: str, name: str = "web-1"
+) -> AgentProcess:
+    """A real listening agent, registered with the real command, then started."""
+    agent = AgentProcess(tentacle)
+    port = free_port()
+    agent.instance = agent.instance.save(agent.instance.config.with_settings(port=port))
+    await register(hub, tentacle, name, "--publicHostName", "127.0.0.1", *extra)
     return agent.start()
 
 
@@ -289,20 +292,9 @@ async def polling_worker(
 ) -> AgentProcess:
     """A real polling agent, registered with the real command while the hub runs."""
     agent = AgentProcess(tentacle)
-    await asyncio.to_thread(
-        tentacle.ok,
-        "register-worker",
-        "--instance",
-        "agent",
-        "--server",
-        hub.api.url,
-        "--apikey",
-        str(hub.api.key),
-        "--server-thumbprint",
-        hub.home.identity().thumbprint,
-        "--workerpool",
-        "Default Worker Pool",
-        "--name",
+    await register(
+        hub,
+        tentacle,
         name,
         "--comms-style",
         "TentacleActive",
