@@ -5,12 +5,15 @@ keys in URLs (refused, and masked in the log), URLs and headers over the limits.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from agent.certs import generate_identity
 from agent.hub.api.redact import MASK
+from agent.hub.store import tables as t
 from tests.helpers.eventually import eventually
 from tests.helpers.hub import RunningHub
 
@@ -137,6 +140,27 @@ async def test_a_health_check_with_bad_arguments_is_422_naming_the_field(
     assert status == 422, answer
     assert named(answer, *parts), answer
     assert (await hub.api.get("/api/tasks"))["TotalResults"] == 0
+
+
+async def test_a_health_check_cannot_name_another_space_s_pool(hub: RunningHub) -> None:
+    """Ids are numbers of one table for every space: the space must be checked too."""
+    assert hub.server.store is not None
+    now = datetime.now(UTC)
+    stamp = {"modified_on": now, "modified_by": "test"}
+    async with hub.server.store.transaction() as conn:
+        space = await conn.execute(
+            sa.insert(t.spaces).values(name="Other", **stamp).returning(t.spaces.c.id)
+        )
+        pool = await conn.execute(
+            sa.insert(t.worker_pools)
+            .values(space_id=space.scalar_one(), name="Theirs", **stamp)
+            .returning(t.worker_pools.c.id)
+        )
+        pool_id = f"WorkerPools-{pool.scalar_one()}"
+    body = {"Name": "Health", "Arguments": {"WorkerpoolId": pool_id}}
+    status, answer = await hub.api.request("POST", "/api/tasks", json=body)
+    assert status == 422, answer
+    assert named(answer, "Arguments.WorkerpoolId", repr(pool_id), "in this space")
 
 
 async def test_a_health_check_of_everything_may_leave_its_arguments_empty(
