@@ -30,10 +30,10 @@ from agent.hub.api.context import context_of
 from agent.hub.api.errors import bad_request, conflict, invalid
 from agent.hub.api.pools import pool_resource, pools_of
 from agent.hub.api.routes import Routes, collection_path, space_of, space_path
+from agent.hub.rules.filters import BadFilter
 from agent.hub.rules.workers import (
-    COMMUNICATION_STYLES,
     HEALTH_STATUSES,
-    BadFilter,
+    SUPPORTED_STYLES,
     legacy_status,
     worker_filter,
 )
@@ -218,6 +218,25 @@ def _certificate(fields: Fields) -> tuple[str | None, str | None]:
     return certificate_pem(certificate), sha1_thumbprint(certificate)
 
 
+def _style(ends: Fields, current: Row | None) -> str | None:
+    """The endpoint's ``CommunicationStyle``: one the hub can reach (an SSH worker would
+    be stored but never checked, so it is refused until SSH workers exist)."""
+    given = ends.body.get("CommunicationStyle")
+    expected = f"one of {', '.join(SUPPORTED_STYLES)}"
+    if isinstance(given, str) and given.strip().lower() == "ssh":
+        ends.errors.append(
+            f"CommunicationStyle must be {expected}: SSH workers are not supported yet"
+        )
+        return None
+    before = len(ends.errors)
+    style = ends.choice("CommunicationStyle", SUPPORTED_STYLES, None)
+    if style is None and current is not None and given is None:  # a PUT may leave it out
+        return str(current["communication_style"])
+    if style is None and len(ends.errors) == before:
+        ends.errors.append(f"CommunicationStyle is required: {expected}")
+    return style
+
+
 async def _worker_values(
     conn: AsyncConnection, space: int, body: dict[str, Any], current: Row | None
 ) -> tuple[dict[str, Any], list[int]]:
@@ -228,15 +247,7 @@ async def _worker_values(
     if "Endpoint" in body and not isinstance(body.get("Endpoint"), dict):
         fields.errors.append("Endpoint must be an object")
     ends = Fields(endpoint)
-    style = ends.choice(
-        "CommunicationStyle",
-        COMMUNICATION_STYLES,
-        current["communication_style"] if current else None,
-    )
-    if style is None:
-        fields.errors.append(
-            f"Endpoint.CommunicationStyle is required: one of {', '.join(COMMUNICATION_STYLES)}"
-        )
+    style = _style(ends, current)
     uri = ends.text("Uri") or fields.text("Uri") or (current["uri"] if current else None)
     if uri is None:
         fields.errors.append("Endpoint.Uri is required (https://HOST:PORT/ or poll://ID/)")
@@ -427,7 +438,7 @@ async def policy_workers(request: web.Request) -> web.Response:
         policy_id = ids.format_id(ids.MACHINE_POLICY, policy["id"])
         workers = [w for w in await workers_of(conn, space) if w["MachinePolicyId"] == policy_id]
     path = collection_path(request, f"machinepolicies/{policy_id}/workers")
-    return respond_page(request, "Worker", path, workers)
+    return respond_page(request, "Worker", path, _filtered(request, workers))
 
 
 async def pools_summary(request: web.Request) -> web.Response:

@@ -6,8 +6,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from agent.hub import ids
+from agent.hub.rules.filters import choices, flag, id_values
+
 HEALTH_STATUSES = ("Healthy", "HasWarnings", "Unhealthy", "Unavailable", "Unknown")
-COMMUNICATION_STYLES = ("TentaclePassive", "TentacleActive", "Ssh")
+COMMUNICATION_STYLES = ("TentaclePassive", "TentacleActive", "Ssh")  # Octopus's, to filter by
+# what a worker may be registered as: nothing reaches an SSH worker yet (issue 15)
+SUPPORTED_STYLES = ("TentaclePassive", "TentacleActive")
 
 
 def legacy_status(health: str, is_disabled: bool) -> str:
@@ -18,42 +23,25 @@ def legacy_status(health: str, is_disabled: bool) -> str:
             "Unavailable": "Offline"}.get(health, "Unknown")  # fmt: skip
 
 
-def _listed(query: Mapping[str, str], name: str) -> set[str] | None:
-    text = query.get(name)
-    if text is None or not text.strip():
-        return None
-    return {part.strip().lower() for part in text.split(",") if part.strip()}
-
-
-class BadFilter(ValueError):
-    pass
-
-
 def worker_filter(query: Mapping[str, str]) -> Any:
     """A predicate over worker resources for the ``/api/workers`` query parameters
     ``workerpoolIds``, ``healthStatuses``, ``commStyles``, ``thumbprint``, ``isDisabled``
-    (``ids``, ``name`` and ``partialName`` are every collection's). BadFilter names a bad one."""
-    pools = _listed(query, "workerpoolIds") or _listed(query, "workerPoolIds")
-    health = _listed(query, "healthStatuses")
-    styles = _listed(query, "commStyles")
+    (``ids``, ``name`` and ``partialName`` are every collection's). BadFilter names a
+    parameter whose value is not one the hub knows, the value and what is accepted."""
+    pool_name = "workerPoolIds" if "workerPoolIds" in query else "workerpoolIds"
+    pools = id_values(query, pool_name, ids.WORKER_POOL)
+    pool_ids = None if pools is None else {ids.format_id(ids.WORKER_POOL, p) for p in pools}
+    health = choices(query, "healthStatuses", HEALTH_STATUSES)
+    styles = choices(query, "commStyles", COMMUNICATION_STYLES)
     thumbprint = query.get("thumbprint", "").strip().upper() or None
-    disabled_text = query.get("isDisabled")
-    disabled: bool | None = None
-    if disabled_text is not None and disabled_text != "":
-        if disabled_text.lower() not in ("true", "false"):
-            raise BadFilter(f"isDisabled must be true or false, not {disabled_text!r}")
-        disabled = disabled_text.lower() == "true"
-    known = {s.lower() for s in HEALTH_STATUSES}
-    if health is not None and not health <= known:
-        raise BadFilter(f"healthStatuses must be among {', '.join(HEALTH_STATUSES)}")
+    disabled = flag(query, "isDisabled")
 
     def keep(worker: Mapping[str, Any]) -> bool:
-        if pools is not None and not pools & {p.lower() for p in worker["WorkerPoolIds"]}:
+        if pool_ids is not None and not pool_ids & set(worker["WorkerPoolIds"]):
             return False
-        if health is not None and worker["HealthStatus"].lower() not in health:
+        if health is not None and worker["HealthStatus"] not in health:
             return False
-        style = worker["Endpoint"]["CommunicationStyle"].lower()
-        if styles is not None and style not in styles:
+        if styles is not None and worker["Endpoint"]["CommunicationStyle"] not in styles:
             return False
         if thumbprint is not None and (worker["Thumbprint"] or "").upper() != thumbprint:
             return False
