@@ -12,9 +12,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from agent.hub import defaults, ids
 from agent.hub.api.bodies import Fields, json_object
 from agent.hub.api.collections import respond_all, respond_page
-from agent.hub.api.common import is_unique_violation, iso, note, refuse, row_or_404, stamp
+from agent.hub.api.common import (
+    is_unique_violation,
+    iso,
+    name_race_conflict,
+    note,
+    refuse,
+    refuse_taken_name,
+    row_or_404,
+    stamp,
+)
 from agent.hub.api.context import context_of
-from agent.hub.api.errors import conflict, invalid
+from agent.hub.api.errors import invalid
 from agent.hub.api.routes import Routes, collection_path, space_of, space_path
 from agent.hub.rules.documents import default_change, policy_deletion
 from agent.hub.rules.policies import merge, policy_errors
@@ -127,54 +136,78 @@ async def _workers_using(conn: AsyncConnection, policy_id: int) -> int:
 async def create_policy(request: web.Request) -> web.Response:
     space = await space_of(request)
     values = _policy_values(await json_object(request), None)
-    async with context_of(request).store.transaction() as conn:
-        try:
+    store = context_of(request).store
+    try:
+        async with store.transaction() as conn:
+            await refuse_taken_name(
+                conn,
+                t.machine_policies,
+                ids.MACHINE_POLICY,
+                "machine policy",
+                values["name"],
+                space,
+            )
             result = await conn.execute(
                 sa.insert(t.machine_policies)
                 .values(space_id=space, **values, **stamp(request))
                 .returning(t.machine_policies.c.id)
             )
-        except sa.exc.IntegrityError as error:
-            if is_unique_violation(error):
-                raise conflict(
-                    f"a machine policy named {values['name']!r} exists already"
-                ) from None
+            number = int(result.scalar_one())
+            if values["is_default"]:
+                await _only_default(conn, space, number)
+            policy_id = ids.format_id(ids.MACHINE_POLICY, number)
+            row = await row_or_404(conn, t.machine_policies, ids.MACHINE_POLICY, policy_id, space)
+            await note(
+                conn, request, "Created", f"Machine policy {values['name']} created", policy_id
+            )
+    except sa.exc.IntegrityError as error:
+        if not is_unique_violation(error):
             raise
-        number = int(result.scalar_one())
-        if values["is_default"]:
-            await _only_default(conn, space, number)
-        policy_id = ids.format_id(ids.MACHINE_POLICY, number)
-        row = await row_or_404(conn, t.machine_policies, ids.MACHINE_POLICY, policy_id, space)
-        await note(conn, request, "Created", f"Machine policy {values['name']} created", policy_id)
+        raise await name_race_conflict(
+            store, t.machine_policies, ids.MACHINE_POLICY, "machine policy", values["name"], space
+        ) from None
     return web.json_response(policy_resource(row), status=201)
 
 
 async def update_policy(request: web.Request) -> web.Response:
     space = await space_of(request)
     body = await json_object(request)
-    async with context_of(request).store.transaction() as conn:
-        current = await row_or_404(
-            conn, t.machine_policies, ids.MACHINE_POLICY, request.match_info["id"], space
-        )
-        values = _policy_values(body, current)
-        refuse(default_change(current["name"], current["is_default"], values["is_default"]))
-        try:
+    store = context_of(request).store
+    values: dict[str, Any] = {}
+    try:
+        async with store.transaction() as conn:
+            current = await row_or_404(
+                conn, t.machine_policies, ids.MACHINE_POLICY, request.match_info["id"], space
+            )
+            values = _policy_values(body, current)
+            refuse(default_change(current["name"], current["is_default"], values["is_default"]))
+            await refuse_taken_name(
+                conn,
+                t.machine_policies,
+                ids.MACHINE_POLICY,
+                "machine policy",
+                values["name"],
+                space,
+                exclude=current["id"],
+            )
             await conn.execute(
                 sa.update(t.machine_policies)
                 .where(t.machine_policies.c.id == current["id"])
                 .values(**values, **stamp(request))
             )
-        except sa.exc.IntegrityError as error:
-            if is_unique_violation(error):
-                raise conflict(
-                    f"a machine policy named {values['name']!r} exists already"
-                ) from None
+            if values["is_default"]:
+                await _only_default(conn, space, current["id"])
+            policy_id = ids.format_id(ids.MACHINE_POLICY, current["id"])
+            row = await row_or_404(conn, t.machine_policies, ids.MACHINE_POLICY, policy_id, space)
+            await note(
+                conn, request, "Modified", f"Machine policy {row['name']} modified", policy_id
+            )
+    except sa.exc.IntegrityError as error:
+        if not is_unique_violation(error):
             raise
-        if values["is_default"]:
-            await _only_default(conn, space, current["id"])
-        policy_id = ids.format_id(ids.MACHINE_POLICY, current["id"])
-        row = await row_or_404(conn, t.machine_policies, ids.MACHINE_POLICY, policy_id, space)
-        await note(conn, request, "Modified", f"Machine policy {row['name']} modified", policy_id)
+        raise await name_race_conflict(
+            store, t.machine_policies, ids.MACHINE_POLICY, "machine policy", values["name"], space
+        ) from None
     await context_of(request).changed("policies")
     return web.json_response(policy_resource(row))
 

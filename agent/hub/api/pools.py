@@ -12,9 +12,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from agent.hub import ids
 from agent.hub.api.bodies import Fields, json_object
 from agent.hub.api.collections import respond_all, respond_page
-from agent.hub.api.common import is_unique_violation, iso, note, refuse, row_or_404, stamp
+from agent.hub.api.common import (
+    is_unique_violation,
+    iso,
+    name_race_conflict,
+    note,
+    refuse,
+    refuse_taken_name,
+    row_or_404,
+    stamp,
+)
 from agent.hub.api.context import context_of
-from agent.hub.api.errors import conflict
 from agent.hub.api.routes import Routes, collection_path, space_of, space_path
 from agent.hub.rules.documents import default_change, pool_deletion
 from agent.hub.store import tables as t
@@ -101,60 +109,83 @@ async def create_pool(request: web.Request) -> web.Response:
     space = await space_of(request)
     body = await json_object(request)
     values = _pool_fields(body, None)
-    async with context_of(request).store.transaction() as conn:
-        if body.get("SortOrder") is None:  # after the others, as Octopus places a new pool
-            highest = sa.select(sa.func.max(t.worker_pools.c.sort_order))
-            values["sort_order"] = int((await conn.execute(highest)).scalar() or 0) + 1
-        try:
+    store = context_of(request).store
+    try:
+        async with store.transaction() as conn:
+            await refuse_taken_name(
+                conn, t.worker_pools, ids.WORKER_POOL, "worker pool", values["name"], space
+            )
+            if body.get("SortOrder") is None:  # after the others, as Octopus places a new pool
+                highest = sa.select(sa.func.max(t.worker_pools.c.sort_order))
+                values["sort_order"] = int((await conn.execute(highest)).scalar() or 0) + 1
             result = await conn.execute(
                 sa.insert(t.worker_pools)
                 .values(space_id=space, **values, **stamp(request))
                 .returning(t.worker_pools.c.id)
             )
-        except sa.exc.IntegrityError as error:
-            if is_unique_violation(error):
-                raise conflict(f"a worker pool named {values['name']!r} exists already") from None
+            pool_id = int(result.scalar_one())
+            if values["is_default"]:
+                await _make_only_default(conn, space, pool_id)
+            row = await row_or_404(
+                conn,
+                t.worker_pools,
+                ids.WORKER_POOL,
+                ids.format_id(ids.WORKER_POOL, pool_id),
+                space,
+            )
+            await note(
+                conn,
+                request,
+                "Created",
+                f"Worker pool {values['name']} created",
+                ids.format_id(ids.WORKER_POOL, pool_id),
+            )
+    except sa.exc.IntegrityError as error:
+        if not is_unique_violation(error):
             raise
-        pool_id = int(result.scalar_one())
-        if values["is_default"]:
-            await _make_only_default(conn, space, pool_id)
-        row = await row_or_404(
-            conn, t.worker_pools, ids.WORKER_POOL, ids.format_id(ids.WORKER_POOL, pool_id), space
-        )
-        await note(
-            conn,
-            request,
-            "Created",
-            f"Worker pool {values['name']} created",
-            ids.format_id(ids.WORKER_POOL, pool_id),
-        )
+        raise await name_race_conflict(
+            store, t.worker_pools, ids.WORKER_POOL, "worker pool", values["name"], space
+        ) from None
     return web.json_response(pool_resource(row), status=201)
 
 
 async def update_pool(request: web.Request) -> web.Response:
     space = await space_of(request)
     body = await json_object(request)
-    async with context_of(request).store.transaction() as conn:
-        current = await row_or_404(
-            conn, t.worker_pools, ids.WORKER_POOL, request.match_info["id"], space
-        )
-        values = _pool_fields(body, current)
-        refuse(default_change(current["name"], current["is_default"], values["is_default"]))
-        try:
+    store = context_of(request).store
+    values: dict[str, Any] = {}
+    try:
+        async with store.transaction() as conn:
+            current = await row_or_404(
+                conn, t.worker_pools, ids.WORKER_POOL, request.match_info["id"], space
+            )
+            values = _pool_fields(body, current)
+            refuse(default_change(current["name"], current["is_default"], values["is_default"]))
+            await refuse_taken_name(
+                conn,
+                t.worker_pools,
+                ids.WORKER_POOL,
+                "worker pool",
+                values["name"],
+                space,
+                exclude=current["id"],
+            )
             await conn.execute(
                 sa.update(t.worker_pools)
                 .where(t.worker_pools.c.id == current["id"])
                 .values(**values, **stamp(request))
             )
-        except sa.exc.IntegrityError as error:
-            if is_unique_violation(error):
-                raise conflict(f"a worker pool named {values['name']!r} exists already") from None
+            if values["is_default"]:
+                await _make_only_default(conn, space, current["id"])
+            pool_id = ids.format_id(ids.WORKER_POOL, current["id"])
+            row = await row_or_404(conn, t.worker_pools, ids.WORKER_POOL, pool_id, space)
+            await note(conn, request, "Modified", f"Worker pool {row['name']} modified", pool_id)
+    except sa.exc.IntegrityError as error:
+        if not is_unique_violation(error):
             raise
-        if values["is_default"]:
-            await _make_only_default(conn, space, current["id"])
-        pool_id = ids.format_id(ids.WORKER_POOL, current["id"])
-        row = await row_or_404(conn, t.worker_pools, ids.WORKER_POOL, pool_id, space)
-        await note(conn, request, "Modified", f"Worker pool {row['name']} modified", pool_id)
+        raise await name_race_conflict(
+            store, t.worker_pools, ids.WORKER_POOL, "worker pool", values["name"], space
+        ) from None
     return web.json_response(pool_resource(row))
 
 
