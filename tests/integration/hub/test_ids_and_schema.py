@@ -190,8 +190,12 @@ async def _fill_at_r0001(store: Store) -> None:
                 related_document_ids=["Workers-3"],
             )
         )  # fmt: skip
-        for name in ("ci", "CI"):
-            await create_api_key(conn, name, Permission.READ_ONLY, NOW)
+        for name in ("ci", "CI"):  # as r0001's create_api_key allowed
+            await conn.execute(
+                sa.insert(t.api_keys).values(
+                    name=name, permission="ReadOnly", key_hash=name * 32, created=NOW
+                )
+            )
         await conn.execute(
             sa.insert(t.server_tasks).values(
                 space_id=1, name="Health", description="Check", state="Success",
