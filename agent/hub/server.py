@@ -14,6 +14,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from agent.certs import Identity
 from agent.client import ChannelSettings, PollingListener
 from agent.errors import ConfigError
 from agent.hub.api.app import build_app
@@ -101,15 +102,25 @@ class HubServer:
         self.home_lock = HomeLock(self.home.path)
         self.home_lock.acquire()  # a second serve on this home is refused at once
         try:
-            self.store = store = await open_store(self.home.settings.database)
-            await store.migrate()
-            self.lease = NodeLease(
-                store, self.home.settings.node_name, self.home.settings.node_lease_seconds, utc_now
-            )
-            died = await self.lease.take()
+            return await self._start_locked(host, port, polling_port, ssl_context, identity)
         except BaseException:
-            await self.stop()
+            await self.stop()  # the lease and the home's lock are let go: the next start runs
             raise
+
+    async def _start_locked(
+        self,
+        host: str,
+        port: int,
+        polling_port: int | None,
+        ssl_context: ssl.SSLContext,
+        identity: Identity,
+    ) -> str:
+        self.store = store = await open_store(self.home.settings.database)
+        await store.migrate()
+        self.lease = NodeLease(
+            store, self.home.settings.node_name, self.home.settings.node_lease_seconds, utc_now
+        )
+        died = await self.lease.take()  # before any task is touched: they may be another's
         async with store.transaction() as conn:
             await initialise(conn, utc_now())
             installation = await fact(conn, "InstallationId")
@@ -120,7 +131,6 @@ class HubServer:
         try:
             [(_, self.polling_port), *_] = await self.listener.start(host, wanted)
         except OSError as error:
-            await self.stop()
             raise ConfigError(
                 f"cannot listen for polling agents on {host}:{wanted}: {error.strerror}"
             ) from None
@@ -154,7 +164,6 @@ class HubServer:
         try:
             await site.start()
         except OSError as error:
-            await self.stop()
             raise ConfigError(f"cannot listen on {host}:{port}: {error.strerror}") from None
         bound_host, bound_port = self.runner.addresses[0][:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
