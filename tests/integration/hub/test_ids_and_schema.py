@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -20,7 +21,7 @@ from agent.hub.store import Store, open_store
 from agent.hub.store import tables as t
 from agent.hub.store.apikeys import create_api_key
 from agent.hub.store.records import Row, fetch_all, initialise
-from tests.helpers.hub import RunningHub, running_hub
+from tests.helpers.hub import HubApi, new_key, pinned, running_hub
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 DOCUMENT_TABLES = {
@@ -62,6 +63,9 @@ async def test_the_migrations_build_exactly_the_tables_metadata(empty_database_u
             autoincrement = (
                 await conn.run_sync(_autoincrement_tables) if store.dialect == "sqlite" else None
             )
+            if store.dialect == "sqlite":  # off while migrating only, on that connection
+                keys = await conn.exec_driver_sql("PRAGMA foreign_keys")
+                assert keys.scalar_one() == 1
     finally:
         await store.close()
     assert differences == []
@@ -72,8 +76,8 @@ async def test_the_migrations_build_exactly_the_tables_metadata(empty_database_u
         assert autoincrement == DOCUMENT_TABLES
 
 
-async def _created(hub: RunningHub, path: str, body: dict[str, Any]) -> str:
-    status, made = await hub.api.request("POST", path, json=body)
+async def _created(api: HubApi, path: str, body: dict[str, Any]) -> str:
+    status, made = await api.request("POST", path, json=body)
     assert status == 201, made
     return str(made["Id"])
 
@@ -105,23 +109,23 @@ async def test_a_deleted_documents_id_is_never_given_again_even_after_a_restart(
     }
     async with running_hub(tmp_path, database_url) as hub:
         for path, body in bodies.items():
-            first = await _created(hub, f"/api/{path}", body(1))
+            first = await _created(hub.api, f"/api/{path}", body(1))
             status, _ = await hub.api.request("DELETE", f"/api/{path}/{first}")
             assert status == 200
-            second = await _created(hub, f"/api/{path}", body(2))
+            second = await _created(hub.api, f"/api/{path}", body(2))
             assert _number(second) > _number(first), (path, first, second)
             status, _ = await hub.api.request("DELETE", f"/api/{path}/{second}")
             made[path] += [first, second]
-        server = HubServer(hub.home, __version__)  # the same database, started again
-    await server.start("127.0.0.1:0", polling_port=0)
+    server = HubServer(hub.home, __version__)  # the same database, started again
+    url = await server.start("127.0.0.1:0", polling_port=0)
     try:
-        async with server.store.transaction() as conn:  # type: ignore[union-attr]
-            for path, table in (
-                ("workerpools", t.worker_pools),
-                ("machinepolicies", t.machine_policies),
-            ):
-                new = await _insert_like_the_api(conn, table, f"{path} after restart")
-                assert new > max(_number(i) for i in made[path]), (path, new, made[path])
+        key = await new_key(hub.home, "after the restart", Permission.CONFIGURE_SERVER)
+        connector = aiohttp.TCPConnector(ssl=pinned(hub.home))
+        async with aiohttp.ClientSession(connector=connector) as session:
+            api = HubApi(url, session, key)
+            for path, body in bodies.items():
+                third = await _created(api, f"/api/{path}", body(3))
+                assert _number(third) > max(_number(i) for i in made[path]), (path, third, made)
     finally:
         await server.stop()
 
