@@ -57,10 +57,10 @@ def _alembic_config(connection: sa.Connection) -> Config:
     return config
 
 
-def _upgrade(connection: sa.Connection) -> None:
+def _upgrade(connection: sa.Connection, revision: str = "head") -> None:
     # Alembic says at INFO level which implementation it picked, on every start
     logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
-    command.upgrade(_alembic_config(connection), "head")
+    command.upgrade(_alembic_config(connection), revision)
 
 
 def _revision(connection: sa.Connection) -> str | None:
@@ -84,10 +84,29 @@ class Store:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
-    async def migrate(self) -> None:
-        """Apply every migration not yet applied (none on an up-to-date database)."""
-        async with self.engine.begin() as connection:
-            await connection.run_sync(_upgrade)
+    async def migrate(self, revision: str = "head") -> None:
+        """Apply every migration not yet applied (none on an up-to-date database), up
+        to ``revision`` (the newest unless a test asks for an older schema).
+
+        On SQLite the foreign keys are off meanwhile, on that connection only: a
+        migration that rebuilds a table (SQLite cannot alter one) drops the old
+        one, which would otherwise delete the rows referring to it (ON DELETE
+        CASCADE) or be refused. SQLite ignores the pragma inside a transaction, so
+        it is set before the migrations' transaction and set back after it; a
+        migration that rebuilds checks the keys itself (PRAGMA foreign_key_check)."""
+        async with self.engine.connect() as connection:
+            sqlite = self.dialect == "sqlite"
+            if sqlite:
+                await connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                await connection.commit()
+            try:
+                await connection.run_sync(_upgrade, revision)
+                await connection.commit()
+            finally:
+                if sqlite:
+                    await connection.rollback()
+                    await connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                    await connection.commit()
 
     async def revision(self) -> str | None:
         """The schema revision the database is at (None before the first migration)."""
