@@ -48,7 +48,18 @@ class PollingListener:
     loop's thread.
     """
 
-    def __init__(self, settings: ChannelSettings, trusted_agent_pems: Sequence[str]) -> None:
+    def __init__(
+        self,
+        settings: ChannelSettings,
+        trusted_agent_pems: Sequence[str],
+        *,
+        refusal_hint: str | None = None,
+    ) -> None:
+        """``refusal_hint``: where the caller's user says which certificate an agent
+        has (``tentacle client``: "is --agent-certificate the agent's?"), added to the
+        note on a refused certificate when a wait expires; the note itself states only
+        which certificate was presented."""
+        self._refusal_hint = refusal_hint
         self._trust = LiveTrust(settings.identity, trusted_agent_pems, self._refused)
         self._listener = Listener(settings, self._trust, None, on_channel=self._register)
         self._channels: dict[str, list[Channel]] = {}  # by subscription; no empty lists
@@ -195,9 +206,9 @@ class PollingListener:
                 notes.append(f"it last connected {ago}")
         if self._last_refused is not None:
             when, presented = self._last_refused
+            hint = f" ({self._refusal_hint})" if self._refusal_hint else ""
             notes.append(f"the last connection refused for an untrusted certificate presented "
-                         f"{presented}, {now - when:.0f} s ago "
-                         "(is --agent-certificate the agent's?)")  # fmt: skip
+                         f"{presented}, {now - when:.0f} s ago{hint}")  # fmt: skip
         return f"; {'; '.join(notes)}" if notes else "; no agent connected meanwhile"
 
     def _refused(self, presented: str) -> None:
