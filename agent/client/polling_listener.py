@@ -140,7 +140,9 @@ class PollingListener:
             arrival: asyncio.Future[None] = loop.create_future()
             self._waiters.setdefault(key, set()).add(arrival)
             try:
-                await asyncio.wait_for(arrival, max(0.0, deadline - loop.time()))
+                # not wait_for, which can lose a cancellation on Python 3.11 (bpo-42130)
+                async with asyncio.timeout_at(deadline):
+                    await arrival
             except TimeoutError:
                 raise AgentNotConnected(
                     f"agent {subscription} with certificate {expected} did not connect "
