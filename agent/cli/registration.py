@@ -357,12 +357,12 @@ def _forget_hub(instance: Instance, hub_pem: str) -> str:
     config = config.with_trusted(trusted).with_settings(polling_servers=servers)
     instance.save(config)
     warn_if_idle(config)
-    done = [f"stopped polling {', '.join(s.address for s in dropped)}"] if dropped else []
+    done = [f"polls {', '.join(s.address for s in dropped)}"] if dropped else []
     if was_trusted:
-        done.append(f"no longer trusting the hub's certificate {sha1}")
+        done.append(f"trusts the hub's certificate {sha1}")
     if not done:
         return f"This instance neither polled nor trusted the hub ({sha1})"
-    return f"This instance {' and '.join(done)}"
+    return f"This instance no longer {' nor '.join(done)}"
 
 
 @click.command("poll-server")

@@ -371,8 +371,8 @@ async def test_deregistering_forgets_every_node_of_that_hub_and_keeps_the_others
     result = await tentacle_ok(tentacle, "deregister-worker", "--instance", "agent", *hub_args(hub))
     port = hub.server.polling_port
     assert (
-        f"This instance stopped polling https://127.0.0.1:{port}/, https://node-2:10943/ "
-        f"and no longer trusting the hub's certificate {ours}"
+        f"This instance no longer polls https://127.0.0.1:{port}/, https://node-2:10943/ "
+        f"nor trusts the hub's certificate {ours}"
     ) in result.out
     assert polling_entries(tentacle) == [("https://elsewhere:10943/", other)]
     assert not any(p.matches(ours) for p in agent_config(tentacle).trusted)
