@@ -26,7 +26,7 @@ from typing import Any
 
 from agent.errors import CallError
 from agent.protocol.services import ExitCode, State
-from agent.scripts import cleaner, runner, tombstones
+from agent.scripts import cleaner, runner, spread, tombstones
 from agent.scripts.mutex import Holder, IsolationMutex
 from agent.scripts.outputlog import OutputLog
 from agent.scripts.recovery import Adopted, Fate, adopt_all
@@ -108,6 +108,7 @@ class ScriptManager:
         """Recover every workspace, sweep old ones, and start the periodic sweep."""
         work = self.settings.work
         work.mkdir(mode=WORKSPACE_MODE, parents=True, exist_ok=True)
+        spread.spread_subfolders(work)  # fewer inodes to search past per new file (ext4)
         self._completed = tombstones.load_all(work)
         for adopted in adopt_all(work, self._completed):
             self._recover(adopted)
