@@ -4,11 +4,21 @@ SQLite (the default, a file in the hub's home, in WAL mode) or PostgreSQL
 (``postgresql://user@host/db``), both through SQLAlchemy's async engine.
 Alembic owns the schema: ``migrate()`` runs every migration not yet applied,
 so an upgrade never loses data; the hub migrates on start.
+
+On SQLite a write transaction (``transaction()``) takes the database's write
+lock when it begins (``BEGIN IMMEDIATE``): one that reads, then writes, can then
+neither fail when its read would have to become a write (SQLite answers
+"database is locked" at once there, whatever the busy timeout) nor lose the
+update of another that committed in between. Writers wait for each other up
+to BUSY_TIMEOUT; reads (``connect()``) take no write lock and never wait (WAL).
+So keep write transactions short: no call over the network inside one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +32,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from agent.errors import TentacleError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# seconds a SQLite connection waits for the write lock before "database is locked"
+BUSY_TIMEOUT = 10.0
+_WRITE = "tentacle_write"  # the execution option that marks a write transaction
 
 
 class DatabaseError(TentacleError):
@@ -86,7 +99,7 @@ class Store:
 
     async def migrate(self) -> None:
         """Apply every migration not yet applied (none on an up-to-date database)."""
-        async with self.engine.begin() as connection:
+        async with self.transaction() as connection:
             await connection.run_sync(_upgrade)
 
     async def revision(self) -> str | None:
@@ -98,20 +111,33 @@ class Store:
         """A connection without a transaction of its own (``async with``)."""
         return self.engine.connect()
 
-    def transaction(self) -> Any:
-        """A connection in a transaction, committed on leaving (``async with``)."""
-        return self.engine.begin()
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in a write transaction, committed on leaving (``async with``),
+        rolled back if the block raises. On SQLite it holds the write lock throughout."""
+        async with self.engine.connect() as connection:
+            await connection.execution_options(**{_WRITE: True})
+            async with connection.begin():
+                yield connection
 
     async def close(self) -> None:
         await self.engine.dispose()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # The driver's own transactions off (it would BEGIN only before the first
+    # write, leaving a transaction's reads outside it): _sqlite_begin says BEGIN.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+
+
+def _sqlite_begin(connection: sa.Connection) -> None:
+    """Begin as the transaction needs: a write one with the write lock taken now."""
+    write = connection.get_execution_options().get(_WRITE, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 async def open_store(url: str) -> Store:
@@ -119,9 +145,17 @@ async def open_store(url: str) -> Store:
 
     Raises DatabaseError naming the URL (without its password) if it cannot be reached.
     """
-    engine = create_async_engine(async_url(url), pool_pre_ping=True)
-    if engine.dialect.name == "sqlite":
+    full = async_url(url)
+    sqlite = full.startswith("sqlite")
+    engine = create_async_engine(
+        full,
+        pool_pre_ping=True,
+        # the driver's timeout is SQLite's busy timeout
+        connect_args={"timeout": BUSY_TIMEOUT} if sqlite else {},
+    )
+    if sqlite:
         sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine.sync_engine, "begin", _sqlite_begin)
     try:
         async with engine.connect() as connection:
             await connection.execute(sa.text("SELECT 1"))
@@ -131,4 +165,4 @@ async def open_store(url: str) -> Store:
     return Store(engine, url)
 
 
-__all__ = ["AsyncConnection", "DatabaseError", "Store", "open_store"]
+__all__ = ["BUSY_TIMEOUT", "AsyncConnection", "DatabaseError", "Store", "open_store"]
