@@ -35,6 +35,8 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # seconds a SQLite connection waits for the write lock before "database is locked"
 BUSY_TIMEOUT = 10.0
 _WRITE = "tentacle_write"  # the execution option that marks a write transaction
+# lower() as Python's str.lower, on SQLite (whose own folds ASCII letters only)
+LOWER = "tentacle_lower"
 
 
 class DatabaseError(TentacleError):
@@ -128,10 +130,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # The driver's own transactions off (it would BEGIN only before the first
     # write, leaving a transaction's reads outside it): _sqlite_begin says BEGIN.
     dbapi_connection.isolation_level = None
+    dbapi_connection.create_function(LOWER, 1, _lower, deterministic=True)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _lower(text: str | None) -> str | None:
+    return None if text is None else str(text).lower()
 
 
 def _sqlite_begin(connection: sa.Connection) -> None:
@@ -165,4 +172,4 @@ async def open_store(url: str) -> Store:
     return Store(engine, url)
 
 
-__all__ = ["BUSY_TIMEOUT", "AsyncConnection", "DatabaseError", "Store", "open_store"]
+__all__ = ["BUSY_TIMEOUT", "LOWER", "AsyncConnection", "DatabaseError", "Store", "open_store"]
