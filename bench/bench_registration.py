@@ -8,12 +8,18 @@ of them, how the hub answered (every one should be 201: a 500 is SQLite's
 "database is locked"), and what a page of ``/api/workers`` then costs.
 
     python bench/bench_registration.py [--registrations N] [--concurrency C] [--tmpfs]
+        [--profile FILE]
+
+``--profile FILE``: the hub runs under cProfile while the registrations run
+(bench/profiled.py), its statistics written to FILE.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import signal
 import tempfile
 import time
 from collections import Counter
@@ -80,12 +86,19 @@ async def page_reads(hub: HubApi) -> tuple[float, float]:
     return page, named
 
 
-async def drive(url: str, key: str, thumbprint: str, count: int, concurrency: int) -> None:
+async def drive(
+    url: str, key: str, thumbprint: str, count: int, concurrency: int, hub_pid: int | None
+) -> None:
+    """Register, then read pages; ``hub_pid``: the hub to profile meanwhile, if any."""
     made = bodies(count)
     async with HubApi(url, key, thumbprint) as hub:
+        if hub_pid is not None:
+            os.kill(hub_pid, signal.SIGUSR1)  # the profiler on, for the registrations only
         started = time.monotonic()
         answers = await register(hub, made, concurrency)
         took = time.monotonic() - started
+        if hub_pid is not None:
+            os.kill(hub_pid, signal.SIGUSR1)
         listed = len(await hub.get("/api/workers/all"))
         page, named = await page_reads(hub)
     print(
@@ -108,16 +121,29 @@ def main() -> None:
     parser.add_argument("--registrations", type=int, default=1000, metavar="N")
     parser.add_argument("--concurrency", type=int, default=50, metavar="C")
     parser.add_argument("--tmpfs", action="store_true", help="the database on /dev/shm")
+    parser.add_argument("--profile", metavar="FILE", help="profile the hub to FILE")
     options = parser.parse_args()
+    if options.profile:
+        os.environ["P8_PROFILE"] = str(Path(options.profile).resolve())  # hub_process reads it
     where = "/dev/shm" if options.tmpfs else None
     with tempfile.TemporaryDirectory(prefix="tentacle-registration-", dir=where) as directory:
         work = Path(directory)
         home = create_home(work / "hub", None)
         key = asyncio.run(api_key(home.settings.database))
         thumbprint = home.identity().thumbprint
-        with hub_process(home.path, work / "hub.log") as (_, url, _port):
+        with hub_process(home.path, work / "hub.log") as (process, url, _port):
+            profiled = process.pid if options.profile else None
             try:
-                asyncio.run(drive(url, key, thumbprint, options.registrations, options.concurrency))
+                asyncio.run(
+                    drive(
+                        url,
+                        key,
+                        thumbprint,
+                        options.registrations,
+                        options.concurrency,
+                        profiled,
+                    )
+                )
             except BaseException:
                 print((work / "hub.log").read_text()[-3000:])
                 raise

@@ -9,13 +9,19 @@ On SQLite a write transaction (``transaction()``) takes the database's write
 lock when it begins (``BEGIN IMMEDIATE``): one that reads, then writes, can then
 neither fail when its read would have to become a write (SQLite answers
 "database is locked" at once there, whatever the busy timeout) nor lose the
-update of another that committed in between. Writers wait for each other up
-to BUSY_TIMEOUT; reads (``connect()``) take no write lock and never wait (WAL).
-So keep write transactions short: no call over the network inside one.
+update of another that committed in between. The writers of this process take
+their turns first, in order (an asyncio lock), holding no pooled connection
+while they wait: SQLite's own wait for the lock polls, unfairly, so that in a
+crowd of writers one could wait past its busy timeout while others came and
+went. BUSY_TIMEOUT bounds the wait for another process's writer (a ``tentacle
+hub`` command). Reads (``connect()``) take no write lock and never wait (WAL).
+So keep write transactions short (no call over the network inside one) and
+never open one inside another (it would wait for itself).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -94,6 +100,8 @@ class Store:
     def __init__(self, engine: AsyncEngine, url: str) -> None:
         self.engine = engine
         self.url = url
+        # SQLite has one writer at a time: this process's take turns here, in order
+        self._writer: asyncio.Lock | None = asyncio.Lock() if self.dialect == "sqlite" else None
 
     @property
     def dialect(self) -> str:
@@ -117,10 +125,18 @@ class Store:
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """A connection in a write transaction, committed on leaving (``async with``),
         rolled back if the block raises. On SQLite it holds the write lock throughout."""
-        async with self.engine.connect() as connection:
+        async with self._turn(), self.engine.connect() as connection:
             await connection.execution_options(**{_WRITE: True})
             async with connection.begin():
                 yield connection
+
+    @contextlib.asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        if self._writer is None:  # PostgreSQL: writers lock rows, not the database
+            yield
+            return
+        async with self._writer:
+            yield
 
     async def close(self) -> None:
         await self.engine.dispose()
