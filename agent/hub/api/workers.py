@@ -337,11 +337,16 @@ async def _duplicate(
     return None
 
 
-async def _set_pools(conn: AsyncConnection, worker: int, pools: list[int]) -> None:
+async def _set_pools(
+    conn: AsyncConnection, worker: int, pools: list[int], new: bool = False
+) -> None:
+    """Make ``pools`` the worker's (``new``: it has none yet), in two statements."""
     members = t.worker_pool_members
-    await conn.execute(sa.delete(members).where(members.c.worker_id == worker))
-    for pool in sorted(set(pools)):
-        await conn.execute(sa.insert(members).values(worker_id=worker, pool_id=pool))
+    if not new:
+        await conn.execute(sa.delete(members).where(members.c.worker_id == worker))
+    rows = [{"worker_id": worker, "pool_id": pool} for pool in sorted(set(pools))]
+    if rows:
+        await conn.execute(sa.insert(members), rows)
 
 
 async def create_worker(request: web.Request) -> web.Response:
@@ -370,7 +375,7 @@ async def create_worker(request: web.Request) -> web.Response:
                 raise conflict("a worker with this name or thumbprint exists already") from None
             raise
         number = int(result.scalar_one())
-        await _set_pools(conn, number, pools)
+        await _set_pools(conn, number, pools, new=True)
         worker_id = ids.format_id(ids.WORKER, number)
         await note(conn, request, "Created", f"Worker {values['name']} created", worker_id)
         # a new worker is checked at once, as Octopus does after registration

@@ -172,7 +172,8 @@ async def open_store(url: str) -> Store:
     sqlite = full.startswith("sqlite")
     engine = create_async_engine(
         full,
-        pool_pre_ping=True,
+        # a server can go away between two uses of a connection; a file cannot
+        pool_pre_ping=not sqlite,
         # the driver's timeout is SQLite's busy timeout
         connect_args={"timeout": BUSY_TIMEOUT} if sqlite else {},
     )
