@@ -95,3 +95,18 @@ async def test_the_busy_timeout_is_the_stores(sqlite_store: tuple[Store, Path]) 
     async with store.connect() as conn:
         milliseconds = (await conn.execute(sa.text("PRAGMA busy_timeout"))).scalar_one()
     assert milliseconds == int(BUSY_TIMEOUT * 1000)
+
+
+async def test_writers_take_their_turns_in_order(sqlite_store: tuple[Store, Path]) -> None:
+    """In a crowd of writers each gets the lock in its turn (SQLite's own wait polls,
+    and in a crowd one could wait past its busy timeout while others came and went)."""
+    store, _ = sqlite_store
+    order: list[int] = []
+
+    async def write(number: int) -> None:
+        async with store.transaction() as conn:
+            order.append(number)
+            await conn.execute(sa.insert(t.hub_facts).values(name=f"n{number}", value="x"))
+
+    await asyncio.gather(*(write(number) for number in range(WRITERS)))
+    assert order == list(range(WRITERS))
