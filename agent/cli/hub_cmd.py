@@ -19,6 +19,7 @@ from agent.cli.logs import configure_logging
 from agent.cli.options import VerbGroup
 from agent.cli.output import emit_fields, emit_json, format_option
 from agent.cli.signals import Interrupted, until_signalled
+from agent.errors import ConfigError
 from agent.hub.home import create_home, discard_new_home, load_home
 from agent.hub.keys import Permission
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:  # the store and the server load SQLAlchemy: only when a comma
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("agent.hub")
+MAX_KEY_NAME = 200  # what the api_keys.name column holds
 
 
 def home_option(function: F) -> F:
@@ -130,8 +132,19 @@ async def _serve(server: HubServer, listen: str | None, polling_port: int | None
 )
 def create_api_key_command(home: Path, name: str, permission: str) -> None:
     """Make an API key and print it once: only its hash is kept."""
+    name = key_name(name)
     hub = load_home(home, current().environ)
     click.echo(asyncio.run(_new_key(hub.settings.database, name, Permission(permission))))
+
+
+def key_name(text: str) -> str:
+    """The key's name without surrounding blanks: the events show it as who changed
+    what, so it must say something, and fit its column."""
+    name = text.strip()
+    if not 1 <= len(name) <= MAX_KEY_NAME:
+        shown = "empty" if not name else f"{len(name)} characters"
+        raise ConfigError(f"--name is required: 1 to {MAX_KEY_NAME} characters, not {shown}")
+    return name
 
 
 async def _new_key(url: str, name: str, permission: Permission) -> str:

@@ -166,7 +166,10 @@ def _hub(server: str, api_key: str, thumbprint: str | None) -> HubApi:
 )
 @click.option("--name", "partial_name", metavar="TEXT", help="only workers whose name has TEXT")
 @click.option(
-    "--disabled/--enabled", "disabled", default=None, help="only disabled, or only enabled, ones"
+    "--disabled/--enabled",
+    "disabled",
+    default=None,
+    help="only disabled, or only enabled, ones (one switch: the last one given wins)",
 )
 @format_option
 def workers_command(

@@ -6,6 +6,8 @@ import json
 import logging
 import sys
 
+from agent.hub.api.redact import mask_keys
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -20,10 +22,26 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+class KeyMaskingFormatter(logging.Formatter):
+    """Another formatter's line with everything shaped like an API key masked.
+
+    The hub masks keys in what it logs itself; this catches what libraries log
+    about a request (aiohttp quotes the start of a request line it cannot parse)."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_keys(self.inner.format(record))
+
+
 def configure_logging(log_format: str, level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    if log_format == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s"))
+    inner = (
+        JsonFormatter()
+        if log_format == "json"
+        else logging.Formatter("%(asctime)s %(levelname)-7s %(message)s")
+    )
+    handler.setFormatter(KeyMaskingFormatter(inner))
     logging.basicConfig(level=level, handlers=[handler], force=True)

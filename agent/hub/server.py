@@ -19,6 +19,8 @@ from agent.client import ChannelSettings, PollingListener
 from agent.errors import ConfigError
 from agent.hub.api.app import build_app
 from agent.hub.api.context import HubContext, utc_now
+from agent.hub.api.limits import PARSER_LIMIT
+from agent.hub.api.redact import loggable_target
 from agent.hub.health import HealthChecks
 from agent.hub.home import HubHome
 from agent.hub.reach import WorkerReach
@@ -32,10 +34,10 @@ log = logging.getLogger("agent.hub")
 
 
 class AccessLog(AbstractAccessLogger):
-    """One line a request: method, path without its query string, status, duration.
+    """One line a request: method, path and query, status, duration.
 
-    The query string is left out so that nothing secret a client put there
-    (a key, against the rules) ever lands in a log.
+    Every API key is masked first (a client may put one in the query string,
+    which the API refuses, or in the path): no key ever lands in a log.
     """
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
@@ -43,7 +45,7 @@ class AccessLog(AbstractAccessLogger):
             "%s %s %s %d %.1f ms",
             request.remote,
             request.method,
-            request.path,
+            loggable_target(request.path, request.query.items()),
             response.status,
             time * 1000,
         )
@@ -134,7 +136,12 @@ class HubServer:
             on_change=self._changed,
             channel=settings,
         )
-        self.runner = web.AppRunner(build_app(context), access_log_class=AccessLog)
+        self.runner = web.AppRunner(
+            build_app(context),
+            access_log_class=AccessLog,
+            max_line_size=PARSER_LIMIT,
+            max_field_size=PARSER_LIMIT,
+        )
         await self.runner.setup()
         site = web.TCPSite(self.runner, host, port, ssl_context=ssl_context)
         try:

@@ -1,4 +1,4 @@
-"""The hub's aiohttp application: middlewares (errors, then auth) and every route."""
+"""The hub's aiohttp application: middlewares (errors, limits, then auth) and every route."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from agent.hub.api import discover, events, policies, pools, spaces, tasks, work
 from agent.hub.api.auth import auth_middleware
 from agent.hub.api.context import CONTEXT, HubContext
 from agent.hub.api.errors import errors_middleware
+from agent.hub.api.limits import limits_middleware
 from agent.hub.api.routes import Routes
 
 # the fixed routes under /workers first: discover, then workers' own
@@ -15,7 +16,7 @@ RESOURCES = [spaces, discover, workers, pools, policies, tasks, events]
 
 
 def build_app(context: HubContext) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware, auth_middleware])
+    app = web.Application(middlewares=[errors_middleware, limits_middleware, auth_middleware])
     app[CONTEXT] = context
     routes = Routes()
     for resource in RESOURCES:

@@ -1,7 +1,7 @@
 """Who is calling: an API key in ``X-Octopus-ApiKey`` (or ``Authorization: Bearer``).
 
-Reading needs any key; changing anything needs ConfigureServer. Keys in the
-query string are refused, so that they never reach an access log.
+Reading needs any key; changing anything needs ConfigureServer. A key in the
+query string is refused (401) on every route, and masked in the logs (redact.py).
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from agent.hub.api.context import CALLER, context_of
-from agent.hub.api.errors import ApiError, Handler, forbidden, unauthorized
+from agent.hub.api.errors import Handler, forbidden, unauthorized
+from agent.hub.api.redact import is_key_parameter
 from agent.hub.keys import looks_like_key
 from agent.hub.store.apikeys import caller_for
 
@@ -29,12 +30,15 @@ def presented_key(request: web.Request) -> str | None:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    # before the open paths: a key in the URL is refused on every route, the root too,
+    # so that a client learns at once that it must move the key (the logs mask it)
+    if any(is_key_parameter(name) for name in request.query):
+        raise unauthorized(
+            f"API keys are not accepted in the URL (they end up in logs): "
+            f"send the key in the {HEADER} header"
+        )
     if not request.path.startswith("/api") or request.path in OPEN_PATHS:
         return await handler(request)
-    if any(name.lower() == "apikey" for name in request.query):
-        raise ApiError(
-            400, f"API keys are not accepted in the query string: send it in the {HEADER} header"
-        )
     key = presented_key(request)
     if key is None:
         raise unauthorized(f"no API key: send one in the {HEADER} header")

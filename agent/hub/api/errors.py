@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable, Sequence
 import sqlalchemy as sa
 from aiohttp import web
 
+from agent.hub.api.redact import mask_keys
+
 log = logging.getLogger(__name__)
 
 
@@ -66,7 +68,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except web.HTTPException as error:
         if error.status < 400:
             raise
-        reason = error.reason if error.status != 404 else f"no such resource: {request.path}"
+        reason = (
+            error.reason if error.status != 404 else f"no such resource: {mask_keys(request.path)}"
+        )
         return error_response(ApiError(error.status, reason))
     except json.JSONDecodeError as error:
         return error_response(bad_request(f"the request body is not valid JSON: {error}"))
@@ -74,10 +78,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         log.warning(
             "%s %s: the database is unavailable: %s",
             request.method,
-            request.path,
+            mask_keys(request.path),
             type(error).__name__,
         )
         return error_response(ApiError(503, "the hub's database is unavailable; try again"))
     except Exception:
-        log.exception("%s %s failed", request.method, request.path)
+        log.exception("%s %s failed", request.method, mask_keys(request.path))
         return error_response(ApiError(500, "the hub failed to handle this request; see its log"))

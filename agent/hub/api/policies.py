@@ -10,16 +10,15 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agent.hub import defaults, ids
-from agent.hub.api.bodies import Fields, json_object
-from agent.hub.api.collections import respond_all, respond_page
-from agent.hub.api.common import is_unique_violation, iso, note, refuse, row_or_404, stamp
-from agent.hub.api.context import context_of
-from agent.hub.api.errors import conflict, invalid
-from agent.hub.api.routes import Routes, collection_path, space_of, space_path
-from agent.hub.rules.documents import default_change, policy_deletion
+from agent.hub.api.bodies import Fields
+from agent.hub.api.common import iso
+from agent.hub.api.documents import Document, add_document_routes
+from agent.hub.api.errors import invalid
+from agent.hub.api.routes import Routes, space_of, space_path
+from agent.hub.rules.documents import Refusal, policy_deletion
 from agent.hub.rules.policies import merge, policy_errors
 from agent.hub.store import tables as t
-from agent.hub.store.records import Row, fetch_all
+from agent.hub.store.records import Row
 
 SETTINGS_KEYS = tuple(defaults.policy_settings())
 
@@ -40,28 +39,6 @@ def policy_resource(row: Row) -> dict[str, Any]:
     }
 
 
-async def policies_of(conn: AsyncConnection, space_id: int) -> list[Row]:
-    table = t.machine_policies
-    return await fetch_all(
-        conn, sa.select(table).where(table.c.space_id == space_id).order_by(table.c.id)
-    )
-
-
-async def list_policies(request: web.Request) -> web.Response:
-    space = await space_of(request)
-    async with context_of(request).store.connect() as conn:
-        items = [policy_resource(row) for row in await policies_of(conn, space)]
-    return respond_page(
-        request, "MachinePolicy", collection_path(request, "machinepolicies"), items
-    )
-
-
-async def all_policies(request: web.Request) -> web.Response:
-    space = await space_of(request)
-    async with context_of(request).store.connect() as conn:
-        return respond_all(request, [policy_resource(r) for r in await policies_of(conn, space)])
-
-
 async def template(request: web.Request) -> web.Response:
     space = await space_of(request)
     row = {
@@ -72,15 +49,6 @@ async def template(request: web.Request) -> web.Response:
         "is_default": False,
         "settings": defaults.policy_settings(),
     }
-    return web.json_response(policy_resource(row))
-
-
-async def get_policy(request: web.Request) -> web.Response:
-    space = await space_of(request)
-    async with context_of(request).store.connect() as conn:
-        row = await row_or_404(
-            conn, t.machine_policies, ids.MACHINE_POLICY, request.match_info["id"], space
-        )
     return web.json_response(policy_resource(row))
 
 
@@ -108,15 +76,6 @@ def _policy_values(body: dict[str, Any], current: Row | None) -> dict[str, Any]:
     return values
 
 
-async def _only_default(conn: AsyncConnection, space_id: int, policy_id: int) -> None:
-    table = t.machine_policies
-    await conn.execute(
-        sa.update(table)
-        .where(table.c.space_id == space_id, table.c.id != policy_id)
-        .values(is_default=False)
-    )
-
-
 async def _workers_using(conn: AsyncConnection, policy_id: int) -> int:
     query = sa.select(sa.func.count()).select_from(t.workers)
     return int(
@@ -124,88 +83,24 @@ async def _workers_using(conn: AsyncConnection, policy_id: int) -> int:
     )
 
 
-async def create_policy(request: web.Request) -> web.Response:
-    space = await space_of(request)
-    values = _policy_values(await json_object(request), None)
-    async with context_of(request).store.transaction() as conn:
-        try:
-            result = await conn.execute(
-                sa.insert(t.machine_policies)
-                .values(space_id=space, **values, **stamp(request))
-                .returning(t.machine_policies.c.id)
-            )
-        except sa.exc.IntegrityError as error:
-            if is_unique_violation(error):
-                raise conflict(
-                    f"a machine policy named {values['name']!r} exists already"
-                ) from None
-            raise
-        number = int(result.scalar_one())
-        if values["is_default"]:
-            await _only_default(conn, space, number)
-        policy_id = ids.format_id(ids.MACHINE_POLICY, number)
-        row = await row_or_404(conn, t.machine_policies, ids.MACHINE_POLICY, policy_id, space)
-        await note(conn, request, "Created", f"Machine policy {values['name']} created", policy_id)
-    return web.json_response(policy_resource(row), status=201)
+async def _deletion(conn: AsyncConnection, row: Row) -> Refusal | None:
+    """The default policy, or one that workers still follow, stays."""
+    return policy_deletion(row["name"], row["is_default"], await _workers_using(conn, row["id"]))
 
 
-async def update_policy(request: web.Request) -> web.Response:
-    space = await space_of(request)
-    body = await json_object(request)
-    async with context_of(request).store.transaction() as conn:
-        current = await row_or_404(
-            conn, t.machine_policies, ids.MACHINE_POLICY, request.match_info["id"], space
-        )
-        values = _policy_values(body, current)
-        refuse(default_change(current["name"], current["is_default"], values["is_default"]))
-        try:
-            await conn.execute(
-                sa.update(t.machine_policies)
-                .where(t.machine_policies.c.id == current["id"])
-                .values(**values, **stamp(request))
-            )
-        except sa.exc.IntegrityError as error:
-            if is_unique_violation(error):
-                raise conflict(
-                    f"a machine policy named {values['name']!r} exists already"
-                ) from None
-            raise
-        if values["is_default"]:
-            await _only_default(conn, space, current["id"])
-        policy_id = ids.format_id(ids.MACHINE_POLICY, current["id"])
-        row = await row_or_404(conn, t.machine_policies, ids.MACHINE_POLICY, policy_id, space)
-        await note(conn, request, "Modified", f"Machine policy {row['name']} modified", policy_id)
-    await context_of(request).changed("policies")
-    return web.json_response(policy_resource(row))
-
-
-async def delete_policy(request: web.Request) -> web.Response:
-    space = await space_of(request)
-    async with context_of(request).store.transaction() as conn:
-        row = await row_or_404(
-            conn, t.machine_policies, ids.MACHINE_POLICY, request.match_info["id"], space
-        )
-        refuse(
-            policy_deletion(row["name"], row["is_default"], await _workers_using(conn, row["id"]))
-        )
-        await conn.execute(
-            sa.delete(t.machine_policies).where(t.machine_policies.c.id == row["id"])
-        )
-        await note(
-            conn,
-            request,
-            "Deleted",
-            f"Machine policy {row['name']} deleted",
-            ids.format_id(ids.MACHINE_POLICY, row["id"]),
-        )
-    return web.json_response(None)
+POLICIES = Document(
+    table=t.machine_policies,
+    kind=ids.MACHINE_POLICY,
+    label="machine policy",
+    route="machinepolicies",
+    item_type="MachinePolicy",
+    resource=policy_resource,
+    values=_policy_values,
+    deletion=_deletion,
+    changed="policies",  # the scheduler follows each policy's interval
+)
 
 
 def add_routes(routes: Routes) -> None:
-    routes.get("/machinepolicies", list_policies)
-    routes.get("/machinepolicies/all", all_policies)
     routes.get("/machinepolicies/template", template)
-    routes.post("/machinepolicies", create_policy)
-    routes.get("/machinepolicies/{id:MachinePolicies-[0-9]+}", get_policy)
-    routes.put("/machinepolicies/{id:MachinePolicies-[0-9]+}", update_policy)
-    routes.delete("/machinepolicies/{id:MachinePolicies-[0-9]+}", delete_policy)
+    add_document_routes(routes, POLICIES)

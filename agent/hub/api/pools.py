@@ -6,17 +6,14 @@ from collections import Counter
 from typing import Any
 
 import sqlalchemy as sa
-from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agent.hub import ids
-from agent.hub.api.bodies import Fields, json_object
-from agent.hub.api.collections import respond_all, respond_page
-from agent.hub.api.common import is_unique_violation, iso, note, refuse, row_or_404, stamp
-from agent.hub.api.context import context_of
-from agent.hub.api.errors import conflict
-from agent.hub.api.routes import Routes, collection_path, space_of, space_path
-from agent.hub.rules.documents import default_change, pool_deletion
+from agent.hub.api.bodies import Fields
+from agent.hub.api.common import iso
+from agent.hub.api.documents import Document, add_document_routes, rows_of
+from agent.hub.api.routes import Routes, space_path
+from agent.hub.rules.documents import Refusal, pool_deletion
 from agent.hub.store import tables as t
 from agent.hub.store.records import Row, fetch_all
 
@@ -42,36 +39,9 @@ def pool_resource(row: Row) -> dict[str, Any]:
     }
 
 
-async def pools_of(conn: AsyncConnection, space_id: int) -> list[Row]:
-    query = sa.select(t.worker_pools).where(t.worker_pools.c.space_id == space_id)
-    return await fetch_all(conn, query.order_by(t.worker_pools.c.sort_order, t.worker_pools.c.id))
-
-
 async def member_counts(conn: AsyncConnection) -> Counter[int]:
     rows = await fetch_all(conn, sa.select(t.worker_pool_members.c.pool_id))
     return Counter(row["pool_id"] for row in rows)
-
-
-async def list_pools(request: web.Request) -> web.Response:
-    space = await space_of(request)
-    async with context_of(request).store.connect() as conn:
-        pools = [pool_resource(row) for row in await pools_of(conn, space)]
-    return respond_page(request, "WorkerPool", collection_path(request, "workerpools"), pools)
-
-
-async def all_pools(request: web.Request) -> web.Response:
-    space = await space_of(request)
-    async with context_of(request).store.connect() as conn:
-        return respond_all(request, [pool_resource(row) for row in await pools_of(conn, space)])
-
-
-async def get_pool(request: web.Request) -> web.Response:
-    space = await space_of(request)
-    async with context_of(request).store.connect() as conn:
-        row = await row_or_404(
-            conn, t.worker_pools, ids.WORKER_POOL, request.match_info["id"], space
-        )
-    return web.json_response(pool_resource(row))
 
 
 def _pool_fields(body: dict[str, Any], current: Row | None) -> dict[str, Any]:
@@ -88,99 +58,35 @@ def _pool_fields(body: dict[str, Any], current: Row | None) -> dict[str, Any]:
     return values
 
 
-async def _make_only_default(conn: AsyncConnection, space_id: int, pool_id: int) -> None:
-    pools = t.worker_pools
-    await conn.execute(
-        sa.update(pools)
-        .where(pools.c.space_id == space_id, pools.c.id != pool_id)
-        .values(is_default=False)
-    )
+async def _placed_last(conn: AsyncConnection, body: dict[str, Any], values: dict[str, Any]) -> None:
+    """A new pool without a SortOrder goes after the others, as Octopus places it."""
+    if body.get("SortOrder") is None:
+        highest = sa.select(sa.func.max(t.worker_pools.c.sort_order))
+        values["sort_order"] = int((await conn.execute(highest)).scalar() or 0) + 1
 
 
-async def create_pool(request: web.Request) -> web.Response:
-    space = await space_of(request)
-    body = await json_object(request)
-    values = _pool_fields(body, None)
-    async with context_of(request).store.transaction() as conn:
-        if body.get("SortOrder") is None:  # after the others, as Octopus places a new pool
-            highest = sa.select(sa.func.max(t.worker_pools.c.sort_order))
-            values["sort_order"] = int((await conn.execute(highest)).scalar() or 0) + 1
-        try:
-            result = await conn.execute(
-                sa.insert(t.worker_pools)
-                .values(space_id=space, **values, **stamp(request))
-                .returning(t.worker_pools.c.id)
-            )
-        except sa.exc.IntegrityError as error:
-            if is_unique_violation(error):
-                raise conflict(f"a worker pool named {values['name']!r} exists already") from None
-            raise
-        pool_id = int(result.scalar_one())
-        if values["is_default"]:
-            await _make_only_default(conn, space, pool_id)
-        row = await row_or_404(
-            conn, t.worker_pools, ids.WORKER_POOL, ids.format_id(ids.WORKER_POOL, pool_id), space
-        )
-        await note(
-            conn,
-            request,
-            "Created",
-            f"Worker pool {values['name']} created",
-            ids.format_id(ids.WORKER_POOL, pool_id),
-        )
-    return web.json_response(pool_resource(row), status=201)
+async def _deletion(conn: AsyncConnection, row: Row) -> Refusal | None:
+    """The default pool, or one that still has workers, stays."""
+    return pool_deletion(row["name"], row["is_default"], (await member_counts(conn))[row["id"]])
 
 
-async def update_pool(request: web.Request) -> web.Response:
-    space = await space_of(request)
-    body = await json_object(request)
-    async with context_of(request).store.transaction() as conn:
-        current = await row_or_404(
-            conn, t.worker_pools, ids.WORKER_POOL, request.match_info["id"], space
-        )
-        values = _pool_fields(body, current)
-        refuse(default_change(current["name"], current["is_default"], values["is_default"]))
-        try:
-            await conn.execute(
-                sa.update(t.worker_pools)
-                .where(t.worker_pools.c.id == current["id"])
-                .values(**values, **stamp(request))
-            )
-        except sa.exc.IntegrityError as error:
-            if is_unique_violation(error):
-                raise conflict(f"a worker pool named {values['name']!r} exists already") from None
-            raise
-        if values["is_default"]:
-            await _make_only_default(conn, space, current["id"])
-        pool_id = ids.format_id(ids.WORKER_POOL, current["id"])
-        row = await row_or_404(conn, t.worker_pools, ids.WORKER_POOL, pool_id, space)
-        await note(conn, request, "Modified", f"Worker pool {row['name']} modified", pool_id)
-    return web.json_response(pool_resource(row))
+POOLS = Document(
+    table=t.worker_pools,
+    kind=ids.WORKER_POOL,
+    label="worker pool",
+    route="workerpools",
+    item_type="WorkerPool",
+    resource=pool_resource,
+    values=_pool_fields,
+    deletion=_deletion,
+    order=("sort_order", "id"),
+    prepare=_placed_last,
+)
 
 
-async def delete_pool(request: web.Request) -> web.Response:
-    space = await space_of(request)
-    async with context_of(request).store.transaction() as conn:
-        row = await row_or_404(
-            conn, t.worker_pools, ids.WORKER_POOL, request.match_info["id"], space
-        )
-        members = (await member_counts(conn))[row["id"]]
-        refuse(pool_deletion(row["name"], row["is_default"], members))
-        await conn.execute(sa.delete(t.worker_pools).where(t.worker_pools.c.id == row["id"]))
-        await note(
-            conn,
-            request,
-            "Deleted",
-            f"Worker pool {row['name']} deleted",
-            ids.format_id(ids.WORKER_POOL, row["id"]),
-        )
-    return web.json_response(None, status=200)
+async def pools_of(conn: AsyncConnection, space_id: int) -> list[Row]:
+    return await rows_of(conn, POOLS, space_id)
 
 
 def add_routes(routes: Routes) -> None:
-    routes.get("/workerpools", list_pools)
-    routes.get("/workerpools/all", all_pools)
-    routes.post("/workerpools", create_pool)
-    routes.get("/workerpools/{id:WorkerPools-[0-9]+}", get_pool)
-    routes.put("/workerpools/{id:WorkerPools-[0-9]+}", update_pool)
-    routes.delete("/workerpools/{id:WorkerPools-[0-9]+}", delete_pool)
+    add_document_routes(routes, POOLS)

@@ -6,6 +6,8 @@ cancel and the log are the same for every kind of task.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +22,7 @@ from agent.hub.api.common import iso, note
 from agent.hub.api.context import context_of
 from agent.hub.api.errors import bad_request, invalid, not_found
 from agent.hub.api.routes import Routes, collection_path, space_of, space_path
+from agent.hub.rules.filters import BadFilter, choices
 from agent.hub.store import tables as t
 from agent.hub.store import tasks as store_tasks
 from agent.hub.store.records import Row, fetch_all, fetch_one
@@ -80,32 +83,27 @@ async def _tasks(conn: AsyncConnection, space: int) -> list[Row]:
     return await fetch_all(conn, query.order_by(t.server_tasks.c.id.desc()))
 
 
-def _state_filter(request: web.Request) -> set[str] | None:
-    text = request.query.get("states") or request.query.get("state")
-    if not text:
-        return None
-    states = {part.strip() for part in text.split(",") if part.strip()}
-    unknown = states - set(store_tasks.STATES)
-    if unknown:
-        raise bad_request(
-            f"states must be among {', '.join(store_tasks.STATES)}, not "
-            f"{', '.join(sorted(unknown))}"
-        )
-    return states
+def _task_filter(request: web.Request) -> Callable[[Row], bool]:
+    """``states`` (or ``state``) and ``name``: each value one the hub knows, else a 400
+    naming the parameter, the value and the accepted ones."""
+    query = request.query
+    try:
+        states = choices(query, "state" if "state" in query else "states", store_tasks.STATES)
+        names = choices(query, "name", TASK_NAMES)
+    except BadFilter as error:
+        raise bad_request(str(error)) from None
+    return lambda row: (
+        (states is None or row["state"] in states) and (names is None or row["name"] in names)
+    )
 
 
 async def list_tasks(request: web.Request) -> web.Response:
     space = await space_of(request)
-    states = _state_filter(request)
-    name = request.query.get("name")
+    keep = _task_filter(request)
     now = context_of(request).now()
     async with context_of(request).store.connect() as conn:
         rows = await _tasks(conn, space)
-    items = [
-        task_resource(row, now)
-        for row in rows
-        if (states is None or row["state"] in states) and (not name or row["name"] == name)
-    ]
+    items = [task_resource(row, now) for row in rows if keep(row)]
     return respond_page(
         request,
         "Task",
@@ -117,9 +115,11 @@ async def list_tasks(request: web.Request) -> web.Response:
 
 async def all_tasks(request: web.Request) -> web.Response:
     space = await space_of(request)
+    keep = _task_filter(request)
     now = context_of(request).now()
     async with context_of(request).store.connect() as conn:
-        return respond_all(request, [task_resource(r, now) for r in await _tasks(conn, space)])
+        rows = await _tasks(conn, space)
+    return respond_all(request, [task_resource(row, now) for row in rows if keep(row)])
 
 
 async def _task_or_404(conn: AsyncConnection, request: web.Request) -> Row:
@@ -218,45 +218,73 @@ async def get_raw(request: web.Request) -> web.Response:
     return web.Response(text="\n".join(lines) + ("\n" if lines else ""), content_type="text/plain")
 
 
-async def _scope_errors(conn: AsyncConnection, space: int, arguments: dict[str, Any]) -> list[str]:
-    errors: list[str] = []
-    pool = arguments.get("WorkerpoolId") or arguments.get("WorkerPoolId")
-    machines = arguments.get("MachineIds") or []
-    if pool is not None:
-        number = ids.try_parse_id(ids.WORKER_POOL, str(pool))
-        found = (
-            None
-            if number is None
-            else await fetch_one(
-                conn,
-                sa.select(t.worker_pools.c.id).where(
-                    t.worker_pools.c.id == number, t.worker_pools.c.space_id == space
-                ),
+async def _exists(conn: AsyncConnection, table: sa.Table, number: int, space: int) -> bool:
+    query = sa.select(table.c.id).where(table.c.id == number, table.c.space_id == space)
+    return await fetch_one(conn, query) is not None
+
+
+async def _pool_errors(conn: AsyncConnection, space: int, arguments: dict[str, Any]) -> list[str]:
+    """``WorkerpoolId`` (or ``WorkerPoolId``): absent, null or "" for every pool, else
+    the id of a pool of this space."""
+    errors = []
+    for key in ("WorkerpoolId", "WorkerPoolId"):  # Octopus's clients spell it both ways
+        pool = arguments.get(key)
+        if pool is None or pool == "":
+            continue
+        number = ids.try_parse_id(ids.WORKER_POOL, pool) if isinstance(pool, str) else None
+        if number is None:
+            errors.append(
+                f"Arguments.{key} must be a worker pool id (WorkerPools-N), not {_shown(pool)}"
             )
-        )
-        if found is None:
-            errors.append(f"Arguments.WorkerpoolId: there is no worker pool {pool!r}")
+        elif not await _exists(conn, t.worker_pools, number, space):
+            errors.append(f"Arguments.{key}: there is no worker pool {pool!r} in this space")
+    return errors
+
+
+async def _machine_errors(
+    conn: AsyncConnection, space: int, arguments: dict[str, Any]
+) -> list[str]:
+    """``MachineIds``: absent, null or [] for every worker, else a list of the ids of
+    workers of this space."""
+    machines = arguments.get("MachineIds")
+    if machines is None:
+        return []
+    expected = 'a list of worker ids (e.g. ["Workers-1"])'
     if not isinstance(machines, list) or not all(isinstance(m, str) for m in machines):
-        return [*errors, "Arguments.MachineIds must be a list of worker ids"]
+        return [f"Arguments.MachineIds must be {expected}, not {_shown(machines)}"]
+    errors = []
     for machine in machines:
         number = ids.try_parse_id(ids.WORKER, machine)
-        found = (
-            None
-            if number is None
-            else await fetch_one(
-                conn,
-                sa.select(t.workers.c.id).where(
-                    t.workers.c.id == number, t.workers.c.space_id == space
-                ),
-            )
-        )
-        if found is None:
-            errors.append(f"Arguments.MachineIds: there is no worker {machine!r}")
+        if number is None:
+            errors.append(f"Arguments.MachineIds: {machine!r} is not a worker id (Workers-N)")
+        elif not await _exists(conn, t.workers, number, space):
+            errors.append(f"Arguments.MachineIds: there is no worker {machine!r} in this space")
+    return errors
+
+
+def _timeout_errors(arguments: dict[str, Any]) -> list[str]:
+    errors = []
     for name in ("Timeout", "MachineTimeout"):
         value = arguments.get(name)
-        if value is not None and (not isinstance(value, int | float) or value <= 0):
-            errors.append(f"Arguments.{name} must be a number of seconds > 0, not {value!r}")
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if value is not None and (not number or value <= 0):
+            errors.append(f"Arguments.{name} must be a number of seconds > 0, not {_shown(value)}")
     return errors
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(value)[:80]
+
+
+async def _scope_errors(conn: AsyncConnection, space: int, arguments: dict[str, Any]) -> list[str]:
+    """What is wrong with a health check's ``Arguments``, each naming its field. Unknown
+    ids are 422s, as for a worker's ``WorkerPoolIds``: the body names them, the route does
+    not (a 404 would say the route /api/tasks is missing)."""
+    return (
+        await _pool_errors(conn, space, arguments)
+        + await _machine_errors(conn, space, arguments)
+        + _timeout_errors(arguments)
+    )
 
 
 async def create_task(request: web.Request) -> web.Response:
@@ -266,9 +294,14 @@ async def create_task(request: web.Request) -> web.Response:
     name = fields.choice("Name", TASK_NAMES, None)
     if name is None and not fields.errors:
         fields.errors.append(f"Name is required: one of {', '.join(TASK_NAMES)}")
-    arguments = body.get("Arguments") or {}
-    if not isinstance(arguments, dict):
-        fields.errors.append("Arguments must be an object")
+    arguments = body.get("Arguments")
+    if arguments is None:
+        arguments = {}
+    elif not isinstance(arguments, dict):
+        fields.errors.append(
+            'Arguments must be an object (e.g. {"WorkerpoolId": "WorkerPools-1"} or '
+            f'{{"MachineIds": ["Workers-1"]}}), not {_shown(arguments)}'
+        )
         arguments = {}
     description = fields.text("Description") or ""
     context = context_of(request)

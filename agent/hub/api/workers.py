@@ -31,11 +31,10 @@ from agent.hub.api.errors import bad_request, conflict, invalid
 from agent.hub.api.paging import Page
 from agent.hub.api.pools import pool_resource, pools_of
 from agent.hub.api.routes import Routes, collection_path, space_of, space_path
+from agent.hub.rules.filters import BadFilter
 from agent.hub.rules.workers import (
-    COMMUNICATION_STYLES,
     HEALTH_STATUSES,
-    BadFilter,
-    WorkerFilters,
+    SUPPORTED_STYLES,
     legacy_status,
     worker_filters,
 )
@@ -101,18 +100,12 @@ LIST_TEMPLATE = (
 
 
 def worker_query(
-    request: web.Request,
-    space: int,
-    *,
-    worker_filtered: bool = True,
-    pool_id: int | None = None,
-    policy_id: int | None = None,
+    request: web.Request, space: int, *, pool_id: int | None = None, policy_id: int | None = None
 ) -> WorkerQuery:
     """The workers a request asks for: ``ids``, ``name`` and ``partialName`` (every
-    collection's), and unless ``worker_filtered`` is False the workers' own filters
-    (400 naming a bad one)."""
+    collection's) and the workers' own filters (400 naming a bad one)."""
     try:
-        filters = worker_filters(request.query) if worker_filtered else WorkerFilters()
+        filters = worker_filters(request.query)
     except BadFilter as error:
         raise bad_request(str(error)) from None
     wanted = id_filter(request)
@@ -247,6 +240,25 @@ def _certificate(fields: Fields) -> tuple[str | None, str | None]:
     return certificate_pem(certificate), sha1_thumbprint(certificate)
 
 
+def _style(ends: Fields, current: Row | None) -> str | None:
+    """The endpoint's ``CommunicationStyle``: one the hub can reach (an SSH worker would
+    be stored but never checked, so it is refused until SSH workers exist)."""
+    given = ends.body.get("CommunicationStyle")
+    expected = f"one of {', '.join(SUPPORTED_STYLES)}"
+    if isinstance(given, str) and given.strip().lower() == "ssh":
+        ends.errors.append(
+            f"CommunicationStyle must be {expected}: SSH workers are not supported yet"
+        )
+        return None
+    before = len(ends.errors)
+    style = ends.choice("CommunicationStyle", SUPPORTED_STYLES, None)
+    if style is None and current is not None and given is None:  # a PUT may leave it out
+        return str(current["communication_style"])
+    if style is None and len(ends.errors) == before:
+        ends.errors.append(f"CommunicationStyle is required: {expected}")
+    return style
+
+
 async def _worker_values(
     conn: AsyncConnection, space: int, body: dict[str, Any], current: Row | None
 ) -> tuple[dict[str, Any], list[int]]:
@@ -257,15 +269,7 @@ async def _worker_values(
     if "Endpoint" in body and not isinstance(body.get("Endpoint"), dict):
         fields.errors.append("Endpoint must be an object")
     ends = Fields(endpoint)
-    style = ends.choice(
-        "CommunicationStyle",
-        COMMUNICATION_STYLES,
-        current["communication_style"] if current else None,
-    )
-    if style is None:
-        fields.errors.append(
-            f"Endpoint.CommunicationStyle is required: one of {', '.join(COMMUNICATION_STYLES)}"
-        )
+    style = _style(ends, current)
     uri = ends.text("Uri") or fields.text("Uri") or (current["uri"] if current else None)
     if uri is None:
         fields.errors.append("Endpoint.Uri is required (https://HOST:PORT/ or poll://ID/)")
@@ -454,15 +458,15 @@ async def pool_workers(request: web.Request) -> web.Response:
 
 
 async def policy_workers(request: web.Request) -> web.Response:
-    """/api/machinepolicies/{id}/workers: the policy's workers, as a page (``ids``,
-    ``name`` and ``partialName`` apply)."""
+    """/api/machinepolicies/{id}/workers: the policy's workers, as a page (the workers'
+    filters apply)."""
     space = await space_of(request)
     async with context_of(request).store.connect() as conn:
         policy = await row_or_404(
             conn, t.machine_policies, ids.MACHINE_POLICY, request.match_info["id"], space
         )
     policy_id = ids.format_id(ids.MACHINE_POLICY, policy["id"])
-    query = worker_query(request, space, worker_filtered=False, policy_id=policy["id"])
+    query = worker_query(request, space, policy_id=policy["id"])
     path = collection_path(request, f"machinepolicies/{policy_id}/workers")
     return await respond_workers(request, query, path)
 

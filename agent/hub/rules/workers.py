@@ -7,8 +7,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from agent.hub import ids
+from agent.hub.rules.filters import choices, flag, id_values
+
 HEALTH_STATUSES = ("Healthy", "HasWarnings", "Unhealthy", "Unavailable", "Unknown")
-COMMUNICATION_STYLES = ("TentaclePassive", "TentacleActive", "Ssh")
+COMMUNICATION_STYLES = ("TentaclePassive", "TentacleActive", "Ssh")  # Octopus's, to filter by
+# what a worker may be registered as: nothing reaches an SSH worker yet (issue 15)
+SUPPORTED_STYLES = ("TentaclePassive", "TentacleActive")
 
 
 def legacy_status(health: str, is_disabled: bool) -> str:
@@ -19,24 +24,13 @@ def legacy_status(health: str, is_disabled: bool) -> str:
             "Unavailable": "Offline"}.get(health, "Unknown")  # fmt: skip
 
 
-def _listed(query: Mapping[str, str], name: str) -> frozenset[str] | None:
-    text = query.get(name)
-    if text is None or not text.strip():
-        return None
-    return frozenset(part.strip().lower() for part in text.split(",") if part.strip())
-
-
-class BadFilter(ValueError):
-    pass
-
-
 @dataclass(frozen=True)
 class WorkerFilters:
     """The ``/api/workers`` filters of a query, parsed; None where one is not given.
-    ``pools``, ``health`` and ``styles`` are lower-cased (they match whatever the case),
+    ``pools`` are row numbers, ``health`` and ``styles`` the accepted spellings,
     ``thumbprint`` upper-cased."""
 
-    pools: frozenset[str] | None = None
+    pools: frozenset[int] | None = None
     health: frozenset[str] | None = None
     styles: frozenset[str] | None = None
     thumbprint: str | None = None
@@ -46,24 +40,18 @@ class WorkerFilters:
 def worker_filters(query: Mapping[str, str]) -> WorkerFilters:
     """The query parameters ``workerpoolIds``, ``healthStatuses``, ``commStyles``,
     ``thumbprint``, ``isDisabled`` (``ids``, ``name`` and ``partialName`` are every
-    collection's). BadFilter names a bad one."""
-    pools = _listed(query, "workerpoolIds") or _listed(query, "workerPoolIds")
-    health = _listed(query, "healthStatuses")
-    disabled_text = query.get("isDisabled")
-    disabled: bool | None = None
-    if disabled_text is not None and disabled_text != "":
-        if disabled_text.lower() not in ("true", "false"):
-            raise BadFilter(f"isDisabled must be true or false, not {disabled_text!r}")
-        disabled = disabled_text.lower() == "true"
-    known = {s.lower() for s in HEALTH_STATUSES}
-    if health is not None and not health <= known:
-        raise BadFilter(f"healthStatuses must be among {', '.join(HEALTH_STATUSES)}")
+    collection's). BadFilter names a parameter whose value is not one the hub knows,
+    the value and what is accepted."""
+    pool_name = "workerPoolIds" if "workerPoolIds" in query else "workerpoolIds"
+    pools = id_values(query, pool_name, ids.WORKER_POOL)
+    health = choices(query, "healthStatuses", HEALTH_STATUSES)
+    styles = choices(query, "commStyles", COMMUNICATION_STYLES)
     return WorkerFilters(
-        pools=pools,
-        health=health,
-        styles=_listed(query, "commStyles"),
+        pools=None if pools is None else frozenset(pools),
+        health=None if health is None else frozenset(health),
+        styles=None if styles is None else frozenset(styles),
         thumbprint=query.get("thumbprint", "").strip().upper() or None,
-        disabled=disabled,
+        disabled=flag(query, "isDisabled"),
     )
 
 
@@ -71,14 +59,16 @@ def worker_filter(query: Mapping[str, str]) -> Any:
     """A predicate over worker resources for the filters of :func:`worker_filters`:
     what the store's queries (``store.worker_queries``) answer, said in Python."""
     given = worker_filters(query)
+    pool_ids = (
+        None if given.pools is None else {ids.format_id(ids.WORKER_POOL, p) for p in given.pools}
+    )
 
     def keep(worker: Mapping[str, Any]) -> bool:
-        pools = given.pools
-        if pools is not None and not pools & {p.lower() for p in worker["WorkerPoolIds"]}:
+        if pool_ids is not None and not pool_ids & set(worker["WorkerPoolIds"]):
             return False
-        if given.health is not None and worker["HealthStatus"].lower() not in given.health:
+        if given.health is not None and worker["HealthStatus"] not in given.health:
             return False
-        style = worker["Endpoint"]["CommunicationStyle"].lower()
+        style = worker["Endpoint"]["CommunicationStyle"]
         if given.styles is not None and style not in given.styles:
             return False
         thumbprint = given.thumbprint

@@ -26,7 +26,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
-from agent.hub.rules.workers import COMMUNICATION_STYLES, HEALTH_STATUSES, WorkerFilters
+from agent.hub.rules.workers import WorkerFilters
 from agent.hub.store import tables as t
 from agent.hub.store.engine import LOWER
 from agent.hub.store.records import Row, fetch_all
@@ -35,7 +35,6 @@ LARGEST_ID = 2**31 - 1  # INTEGER keys: no row has a larger id
 LARGEST_OFFSET = 2**62  # beyond what LIMIT and OFFSET take on either database
 CHUNK = 500  # ids in one IN (...) at most: both databases bound the parameters of a query
 _WORKER_ID = re.compile(r"^Workers-(0|[1-9][0-9]*)$")
-_POOL_ID = re.compile(r"^workerpools-(0|[1-9][0-9]*)$")  # lower-cased, as the filter is
 
 W = t.workers.c
 M = t.worker_pool_members.c
@@ -92,11 +91,6 @@ def _numbers(texts: Iterable[str], pattern: re.Pattern[str]) -> list[int]:
     return sorted({int(m.group(1)) for m in found if m and int(m.group(1)) <= LARGEST_ID})
 
 
-def _among(column: sa.ColumnElement[str], given: frozenset[str], known: Sequence[str]) -> Any:
-    """``column`` is one of ``known`` whose lower case was given."""
-    return column.in_([value for value in known if value.lower() in given])
-
-
 def _in_pools(numbers: list[int]) -> ColumnElement[bool]:
     return W.id.in_(sa.select(M.worker_id).where(M.pool_id.in_(numbers)))
 
@@ -117,11 +111,11 @@ def conditions(query: WorkerQuery) -> list[ColumnElement[bool]]:
             where.append(LowerText(W.name).contains(text.lower(), autoescape=True))
     given = query.filters
     if given.pools is not None:
-        where.append(_in_pools(_numbers(given.pools, _POOL_ID)))
-    if given.health is not None:
-        where.append(_among(W.health_status, given.health, HEALTH_STATUSES))
+        where.append(_in_pools(sorted(n for n in given.pools if n <= LARGEST_ID)))
+    if given.health is not None:  # the accepted spellings, as the store keeps them
+        where.append(W.health_status.in_(sorted(given.health)))
     if given.styles is not None:
-        where.append(_among(W.communication_style, given.styles, COMMUNICATION_STYLES))
+        where.append(W.communication_style.in_(sorted(given.styles)))
     if given.thumbprint is not None:
         # the API stores thumbprints upper-case, as the filter is made
         storable = _storable(given.thumbprint)

@@ -58,7 +58,7 @@ async def test_a_missing_or_wrong_key_is_401(
 
 async def test_a_key_in_the_query_string_is_refused(hub: RunningHub) -> None:
     status, body = await hub.api.request("GET", f"/api/spaces?apikey={hub.api.key}", key="")
-    assert status == 400
+    assert status == 401
     assert "X-Octopus-ApiKey" in body["ErrorMessage"]
 
 
