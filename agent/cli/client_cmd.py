@@ -140,7 +140,9 @@ async def _run_polling(
     thumbprint = target.thumbprint or sha1_thumbprint(
         load_certificate(pem, str(target.agent_certificate))
     )
-    listener = PollingListener(settings, [pem.decode("ascii")])
+    listener = PollingListener(
+        settings, [pem.decode("ascii")], refusal_hint="is --agent-certificate the agent's?"
+    )
     await listener.start(host.strip("[]"), int(port))
     click.echo(f"Waiting for {target.endpoint} on {target.listen} (up to {target.timeout:g} s)",
                err=True)  # fmt: skip

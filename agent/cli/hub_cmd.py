@@ -95,14 +95,32 @@ async def _prepare_database(url: str) -> None:
     type=click.IntRange(0, 65535),
     help="the port polling workers dial (default 10943; 0 picks a free one)",
 )
+@click.option(
+    "--node-name",
+    metavar="NAME",
+    help="this node's name, over the home's NodeName (each process serving one database"
+    " needs its own)",
+)
 def serve_command(
-    home: Path, listen: str | None, log_format: str, polling_port: int | None
+    home: Path,
+    listen: str | None,
+    log_format: str,
+    polling_port: int | None,
+    node_name: str | None,
 ) -> None:
-    """Run the hub in the foreground until SIGTERM or Ctrl-C (exit 0 after a clean stop)."""
+    """Run the hub in the foreground until SIGTERM or Ctrl-C (exit 0 after a clean stop).
+
+    Refused while another process serves from the same home, or holds the same
+    NodeName on the same database (its lease, renewed while it runs)."""
     from agent.hub.server import HubServer
 
     configure_logging(log_format)
     hub = load_home(home, current().environ)
+    if node_name is not None:
+        try:
+            hub = hub.with_settings(node_name=node_name)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--node-name") from None
     try:
         asyncio.run(until_signalled(_serve(HubServer(hub, __version__), listen, polling_port)))
     except Interrupted:
@@ -115,7 +133,7 @@ async def _serve(server: HubServer, listen: str | None, polling_port: int | None
         click.echo(f"Hub listening on: {url}")
         click.echo(f"Hub polling port: {server.polling_port}")
         log.info("hub listening on %s", url)
-        await asyncio.Event().wait()  # until a signal cancels it
+        await server.until_lease_lost()  # or until a signal cancels it
     finally:
         await server.stop()
 

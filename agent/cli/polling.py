@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import click
 
+from agent.certs import parse_thumbprint
 from agent.cli.context import current
 from agent.cli.options import instance_option
+from agent.config.instances import Instance
+from agent.config.model import InstanceConfig
 from agent.config.polling import (
     DEFAULT_POLLING_PORT,
     PollingServer,
     new_subscription_id,
+    polling_address,
+    same_node,
     with_server,
+    without_servers,
 )
 from agent.config.trust import add_trusted_thumbprint
+from agent.errors import TentacleError
 
 STYLES = ("TentacleActive", "TentaclePassive")
 
@@ -34,17 +41,35 @@ STYLES = ("TentacleActive", "TentaclePassive")
     show_default=True,
     help="the server's polling port",
 )
-@click.option("--thumbprint", required=True, metavar="T", help="the server's thumbprint")
+@click.option("--thumbprint", metavar="T", help="the server's thumbprint")
+@click.option(
+    "--remove",
+    is_flag=True,
+    help="stop polling instead: the servers with --thumbprint, or at --host and --port "
+    "(both: the one that has both); the trust stays (configure --remove-trust)",
+)
 def server_comms_command(
-    instance_name: str | None, style: str, host: str | None, port: int, thumbprint: str
+    instance_name: str | None,
+    style: str,
+    host: str | None,
+    port: int,
+    thumbprint: str | None,
+    remove: bool,
 ) -> None:
-    """Record how this agent talks to a server.
+    """Record how this agent talks to a server, or with --remove stop polling one.
 
     With TentacleActive the agent dials HOST:PORT and presents its subscription
-    id, generated once and kept; the server is pinned by its thumbprint. With
-    TentaclePassive the thumbprint is trusted for incoming connections.
+    id, generated once and kept; the server is pinned by its thumbprint. A server
+    at the same address, or with the same thumbprint on the same host (its port
+    moved), is replaced in place. With TentaclePassive the thumbprint is trusted
+    for incoming connections.
     """
     instance = current().open(instance_name)
+    if remove:
+        _remove(instance, host, port, thumbprint)
+        return
+    if not thumbprint:
+        raise click.UsageError("--thumbprint is required (unless --remove)")
     config = instance.config
     if style == "TentaclePassive":
         config = config.with_trusted(add_trusted_thumbprint(config.trusted, thumbprint))
@@ -54,18 +79,74 @@ def server_comms_command(
         return
     if not host:
         raise click.UsageError("--host is required with --style TentacleActive")
-    try:
-        server = PollingServer.at(host, port, thumbprint)
-    except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="--host") from None
+    server = _server(host, port, thumbprint)
     subscription = config.subscription_id or new_subscription_id()
+    moved = instead_of(config.polling_servers, server)
     config = config.with_settings(
         subscription_id=subscription,
         polling_servers=with_server(config.polling_servers, server),
     )
     instance.save(config)
-    click.echo(f"Polling {server.address} (thumbprint {server.thumbprint}) as {subscription}")
+    click.echo(
+        f"Polling {server.address}{moved} (thumbprint {server.thumbprint}) as {subscription}"
+    )
     click.echo("Restart the agent for the change to take effect")
+
+
+def _server(host: str, port: int, thumbprint: str) -> PollingServer:
+    """The entry for ``--host``, ``--port`` and ``--thumbprint``; BadParameter for a bad
+    host, CertificateError for a bad thumbprint."""
+    try:
+        return PollingServer.at(host, port, thumbprint)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--host") from None
+
+
+def _remove(instance: Instance, host: str | None, port: int, thumbprint: str | None) -> None:
+    """server-comms --remove: drop the polling entries named, or say in one line that
+    none matched (and what the instance polls)."""
+    if not host and not thumbprint:
+        raise click.UsageError("--remove needs --thumbprint, or --host (and --port)")
+    wanted = parse_thumbprint(thumbprint) if thumbprint else None
+    try:
+        address = polling_address(host, port) if host else None
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--host") from None
+    config = instance.config
+    kept, removed = without_servers(
+        config.polling_servers,
+        lambda s: (
+            (wanted is None or s.thumbprint == wanted)
+            and (address is None or s.address.lower() == address)
+        ),
+    )
+    if not removed:
+        named = " at ".join(part for part in (wanted, address) if part)
+        polls = ", ".join(f"{s.address} ({s.thumbprint})" for s in config.polling_servers)
+        raise TentacleError(
+            f"no polling server matches {named}: this instance polls {polls or 'no server'}"
+        )
+    config = config.with_settings(polling_servers=kept)
+    instance.save(config)
+    for server in removed:
+        click.echo(f"No longer polling {server.address} ({server.thumbprint})")
+    click.echo("Restart the agent for the change to take effect")
+    warn_if_idle(config)
+
+
+def warn_if_idle(config: InstanceConfig) -> None:
+    """Warn (stderr) when the config leaves the agent neither listening nor polling."""
+    if config.no_listen and not config.polling_servers:  # the agent would refuse to start
+        click.echo("warning: with NoListen true and no polling servers left this agent would "
+                   "neither listen nor poll: tentacle server-comms --host H --thumbprint T "
+                   "adds one, tentacle configure --noListen false listens", err=True)  # fmt: skip
+
+
+def instead_of(servers: tuple[PollingServer, ...], server: PollingServer) -> str:
+    """ " instead of ADDRESS" when ``server`` takes the place of an entry at another
+    address (see with_server), else nothing: the end of a sentence for the user."""
+    replaced = [s.address for s in servers if same_node(s, server) and s.address != server.address]
+    return f" instead of {', '.join(replaced)}" if replaced else ""
 
 
 @click.command("polling-proxy")

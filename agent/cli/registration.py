@@ -19,10 +19,11 @@ from urllib.parse import urlsplit
 
 import click
 
-from agent.certs import Identity, load_certificate, sha1_thumbprint
+from agent.certs import Identity, load_certificate, sha1_thumbprint, sha256_thumbprint
 from agent.cli.certificates import instance_identity
 from agent.cli.context import current
 from agent.cli.options import instance_option
+from agent.cli.polling import instead_of, warn_if_idle
 from agent.client.hub_api import HubApi, HubApiError
 from agent.config.instances import Instance
 from agent.config.model import InstanceConfig
@@ -31,6 +32,7 @@ from agent.config.polling import (
     PollingServer,
     new_subscription_id,
     with_server,
+    without_servers,
 )
 from agent.config.trust import add_trusted_certificate, remove_trust
 from agent.errors import TentacleError
@@ -134,6 +136,17 @@ async def _policy_id(hub: HubApi, wanted: str | None) -> str | None:
     return str(match[0]["Id"])
 
 
+def _worker_name(name: str) -> str:
+    """``--name`` as given; RegistrationError (one line, before the hub is contacted)
+    if it is empty or only blanks."""
+    if not name.strip():
+        raise RegistrationError(
+            f"--name {name!r}: expected the worker's name on the hub (leave --name out "
+            "for this machine's name)"
+        )
+    return name
+
+
 def _hub_host(server: str) -> str:
     host = urlsplit(server).hostname
     if not host:
@@ -169,22 +182,26 @@ def plan(
     """The registration's two halves, decided before anything is sent or saved."""
     hub_certificate = load_certificate(hub_pem.encode(), "the hub's certificate")
     config = config.with_trusted(add_trusted_certificate(config.trusted, hub_certificate))
+    hub_thumbprint = hub_certificate_thumbprint(hub_pem)
     if style == "TentacleActive":
         subscription = config.subscription_id or new_subscription_id()
-        server = PollingServer.at(hub_host, polling_port, hub_certificate_thumbprint(hub_pem))
-        # the same hub on the same host at another port is this hub moved, not a new node
-        kept = tuple(
-            s
-            for s in config.polling_servers
-            if not (s.thumbprint == server.thumbprint and _host_of(s.address) == hub_host.lower())
-        )
+        server = PollingServer.at(hub_host, polling_port, hub_thumbprint)
+        moved = instead_of(config.polling_servers, server)
+        # in place of this node's entry: the same hub on the same host at another
+        # port is this node moved, not a new one (see with_server)
         config = config.with_settings(
-            subscription_id=subscription, polling_servers=with_server(kept, server)
+            subscription_id=subscription,
+            polling_servers=with_server(config.polling_servers, server),
         )
-        uri, description = subscription, f"polling {server.address} as {subscription}"
+        uri, description = subscription, f"polling {server.address}{moved} as {subscription}"
     else:
         uri = f"https://{host}:{port or config.port}/"
         description = f"listening on {uri}"
+        # the hub dials a listening worker: polling it too would only hold idle connections
+        kept, dropped = without_servers(config.polling_servers, _of_hub(hub_thumbprint))
+        if dropped:
+            config = config.with_settings(polling_servers=kept)
+            description += "; no longer polling " + ", ".join(s.address for s in dropped)
     body: dict[str, Any] = {
         "Name": name,
         "Thumbprint": identity.thumbprint,
@@ -197,8 +214,9 @@ def plan(
     return Plan(body, config, description)
 
 
-def _host_of(address: str) -> str:
-    return (urlsplit(address).hostname or "").lower()
+def _of_hub(*thumbprints: str) -> Callable[[PollingServer], bool]:
+    """Whether a polling entry pins one of ``thumbprints`` (the hub's SHA-1, SHA-256)."""
+    return lambda server: server.thumbprint in thumbprints
 
 
 def hub_certificate_thumbprint(pem: str) -> str:
@@ -258,10 +276,10 @@ def register_worker_command(
     force: bool,
 ) -> None:
     """Register this instance with a hub as a worker, in one or more worker pools."""
+    worker_name = socket.gethostname() if name is None else _worker_name(name)
+    hub_host = _hub_host(server)
     instance = current().open(instance_name)
     identity = instance_identity(instance.name, instance.config.identity_path)
-    worker_name = name or socket.gethostname()
-    hub_host = _hub_host(server)
 
     async def register() -> tuple[dict[str, Any], Plan, bool]:
         async with HubApi(server, api_key, server_thumbprint) as hub:
@@ -315,21 +333,36 @@ def deregister_worker_command(
             for worker in workers:
                 await hub.request("DELETE", f"/api/workers/{worker['Id']}")
             certificate = await hub.get("/api/certificates/certificate-global")
-            return workers, str(certificate["Thumbprint"])
+            return workers, str(certificate["CertificatePem"])
 
-    workers, hub_thumbprint = asyncio.run(deregister())
-    _forget_hub(instance, hub_thumbprint)
+    workers, hub_pem = asyncio.run(deregister())
+    forgotten = _forget_hub(instance, hub_pem)
     if not workers:
         click.echo(f"This instance ({identity.thumbprint}) was not registered on {server}")
     for worker in workers:
         click.echo(f"Deregistered {worker['Name']} ({worker['Id']}) from {server}")
+    click.echo(forgotten)
 
 
-def _forget_hub(instance: Instance, hub_thumbprint: str) -> None:
+def _forget_hub(instance: Instance, hub_pem: str) -> str:
+    """Drop the hub's polling entries (every node's) and its trust from the instance's
+    config; returns a line saying what was dropped."""
+    certificate = load_certificate(hub_pem.encode(), "the hub's certificate")
+    sha1, sha256 = sha1_thumbprint(certificate), sha256_thumbprint(certificate)
     config = instance.config
-    trusted, _ = remove_trust(config.trusted, hub_thumbprint)
-    servers = tuple(s for s in config.polling_servers if s.thumbprint != hub_thumbprint)
-    instance.save(config.with_trusted(trusted).with_settings(polling_servers=servers))
+    trusted, _ = remove_trust(config.trusted, sha1)
+    trusted, _ = remove_trust(trusted, sha256)  # a bare trust given as SHA-256
+    servers, dropped = without_servers(config.polling_servers, _of_hub(sha1, sha256))
+    was_trusted = len(trusted) != len(config.trusted)
+    config = config.with_trusted(trusted).with_settings(polling_servers=servers)
+    instance.save(config)
+    warn_if_idle(config)
+    done = [f"polls {', '.join(s.address for s in dropped)}"] if dropped else []
+    if was_trusted:
+        done.append(f"trusts the hub's certificate {sha1}")
+    if not done:
+        return f"This instance neither polled nor trusted the hub ({sha1})"
+    return f"This instance no longer {' nor '.join(done)}"
 
 
 @click.command("poll-server")
@@ -338,44 +371,48 @@ def _forget_hub(instance: Instance, hub_thumbprint: str) -> None:
 @click.option(
     "--server-comms-port",
     type=click.IntRange(1, 65535),
-    default=DEFAULT_POLLING_PORT,
-    show_default=True,
-    help="that hub node's polling port",
+    help=f"that hub node's polling port (default: the one it reports, else {DEFAULT_POLLING_PORT})",
 )
 def poll_server_command(
     instance_name: str | None,
     server: str,
     api_key: str,
     server_thumbprint: str | None,
-    server_comms_port: int,
+    server_comms_port: int | None,
 ) -> None:
     """Poll another hub node too (the worker must be registered already)."""
     instance = current().open(instance_name)
     identity = instance_identity(instance.name, instance.config.identity_path)
 
-    async def certificate() -> str:
+    async def certificate() -> tuple[str, int]:
         async with HubApi(server, api_key, server_thumbprint) as hub:
+            reported = (await hub.root()).get("PollingPort")
             if not await hub.get("/api/workers/all", thumbprint=identity.thumbprint):
                 raise RegistrationError(
                     f"this instance ({identity.thumbprint}) is not registered on {server}: "
                     "run register-worker --comms-style TentacleActive first"
                 )
-            return str((await hub.get("/api/certificates/certificate-global"))["CertificatePem"])
+            pem = (await hub.get("/api/certificates/certificate-global"))["CertificatePem"]
+            port = server_comms_port or (
+                reported if isinstance(reported, int) else DEFAULT_POLLING_PORT
+            )
+            return str(pem), port
 
-    pem = asyncio.run(certificate())
+    pem, polling_port = asyncio.run(certificate())
     config = instance.config
     if config.subscription_id is None:
         raise RegistrationError(
             "this instance has no subscription id: it was never registered "
             "as a polling worker (register-worker --comms-style TentacleActive)"
         )
-    node = PollingServer.at(_hub_host(server), server_comms_port, hub_certificate_thumbprint(pem))
+    node = PollingServer.at(_hub_host(server), polling_port, hub_certificate_thumbprint(pem))
     hub_certificate = load_certificate(pem.encode(), "the hub's certificate")
     config = config.with_trusted(add_trusted_certificate(config.trusted, hub_certificate))
     instance.save(config.with_settings(polling_servers=with_server(config.polling_servers, node)))
     click.echo(
-        f"Polling {node.address} too (thumbprint {node.thumbprint}) as "
-        f"{config.subscription_id}; restart the agent for it to take effect"
+        f"Polling {node.address}{instead_of(config.polling_servers, node)} "
+        f"(thumbprint {node.thumbprint}) as {config.subscription_id}; "
+        "restart the agent for it to take effect"
     )
 
 

@@ -156,7 +156,9 @@ class AgentClient:
     async def call(self, service: str, method: str, params: dict[str, Any] | None = None) -> Any:
         """One call without a stream; not retried (the caller knows if it is idempotent)."""
         channel = await self.connect()
-        result = await asyncio.wait_for(channel.call(service, method, params), self._timeout)
+        # not wait_for, which can lose a cancellation on Python 3.11 (see scripts._pause)
+        async with asyncio.timeout(self._timeout):
+            result = await channel.call(service, method, params)
         return result.value
 
     def send(self, service: str, method: str, params: dict[str, Any] | None = None) -> None:

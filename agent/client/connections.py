@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 
 from agent.transport.channel import Channel
-from agent.transport.dialer import Dialer
+from agent.transport.dialer import FIX_ON_THE_AGENT, Dialer
 from agent.transport.settings import ChannelSettings
 
 # Seconds without a call after which a connection to a listening agent is closed.
@@ -25,8 +25,18 @@ _Key = tuple[str, str]  # (url, thumbprint as given, upper-case)
 class Connections:
     """Channels to listening agents for the identity of ``settings``, one per endpoint."""
 
-    def __init__(self, settings: ChannelSettings, *, idle_timeout: float = IDLE_TIMEOUT) -> None:
+    def __init__(
+        self,
+        settings: ChannelSettings,
+        *,
+        idle_timeout: float = IDLE_TIMEOUT,
+        refusal_fix: str = FIX_ON_THE_AGENT,
+    ) -> None:
+        """``refusal_fix``: how the caller's user makes an agent trust this identity, for
+        the message when one refuses it (the default names ``tentacle configure``; a hub
+        has its own way: registration)."""
         self.settings = settings
+        self.refusal_fix = refusal_fix
         self.dialer = Dialer(settings.identity)
         self.idle_timeout = idle_timeout
         self._open: dict[_Key, Channel] = {}
@@ -48,7 +58,9 @@ class Connections:
         async with self._dialing.setdefault(key, asyncio.Lock()):  # one dial per endpoint
             channel = self._open.get(key)
             if channel is None or channel.closed.is_set():
-                channel = await self.dialer.dial(url, thumbprint, self.settings)
+                channel = await self.dialer.dial(
+                    url, thumbprint, self.settings, refusal_fix=self.refusal_fix
+                )
                 self._open[key] = channel
             self._used[key] = asyncio.get_running_loop().time()
         if self._reaper is None or self._reaper.done():

@@ -48,7 +48,18 @@ class PollingListener:
     loop's thread.
     """
 
-    def __init__(self, settings: ChannelSettings, trusted_agent_pems: Sequence[str]) -> None:
+    def __init__(
+        self,
+        settings: ChannelSettings,
+        trusted_agent_pems: Sequence[str],
+        *,
+        refusal_hint: str | None = None,
+    ) -> None:
+        """``refusal_hint``: where the caller's user says which certificate an agent
+        has (``tentacle client``: "is --agent-certificate the agent's?"), added to the
+        note on a refused certificate when a wait expires; the note itself states only
+        which certificate was presented."""
+        self._refusal_hint = refusal_hint
         self._trust = LiveTrust(settings.identity, trusted_agent_pems, self._refused)
         self._listener = Listener(settings, self._trust, None, on_channel=self._register)
         self._channels: dict[str, list[Channel]] = {}  # by subscription; no empty lists
@@ -129,8 +140,12 @@ class PollingListener:
             arrival: asyncio.Future[None] = loop.create_future()
             self._waiters.setdefault(key, set()).add(arrival)
             try:
-                await asyncio.wait_for(arrival, max(0.0, deadline - loop.time()))
+                # not wait_for, which can lose a cancellation on Python 3.11 (bpo-42130)
+                async with asyncio.timeout_at(deadline):
+                    await arrival
             except TimeoutError:
+                if (found := self._live(subscription, expected)) is not None:
+                    return found  # it came as the time ran out
                 raise AgentNotConnected(
                     f"agent {subscription} with certificate {expected} did not connect "
                     f"within {timeout:g} s{self._meanwhile(subscription, expected)}"
@@ -195,9 +210,9 @@ class PollingListener:
                 notes.append(f"it last connected {ago}")
         if self._last_refused is not None:
             when, presented = self._last_refused
+            hint = f" ({self._refusal_hint})" if self._refusal_hint else ""
             notes.append(f"the last connection refused for an untrusted certificate presented "
-                         f"{presented}, {now - when:.0f} s ago "
-                         "(is --agent-certificate the agent's?)")  # fmt: skip
+                         f"{presented}, {now - when:.0f} s ago{hint}")  # fmt: skip
         return f"; {'; '.join(notes)}" if notes else "; no agent connected meanwhile"
 
     def _refused(self, presented: str) -> None:

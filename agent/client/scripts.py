@@ -216,8 +216,12 @@ async def _pause(delay: float, cancel: asyncio.Event, cancel_sent: bool) -> None
     if cancel_sent:
         await asyncio.sleep(delay)
         return
+    # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the result of a
+    # wait that ended as the task was cancelled, losing the cancellation (bpo-42130),
+    # and run-script's second Ctrl-C comes right after the first has set ``cancel``
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(cancel.wait(), delay)
+        async with asyncio.timeout(delay):
+            await cancel.wait()
 
 
 async def _resilient(client: AgentClient, call: Callable[[], Any]) -> _Answer:

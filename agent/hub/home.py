@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
+import os
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,11 +34,13 @@ from agent.config.settings import (
     with_settings,
 )
 from agent.errors import CertificateError, ConfigError
+from agent.hub.rules.lease import DEFAULT_LEASE_SECONDS, MAX_LEASE_SECONDS, MIN_LEASE_SECONDS
 
 SETTINGS_FILE = "hub.yaml"
 IDENTITY_FILE = "identity.pem"
 DATABASE_FILE = "hub.db"
 HTTPS_CERTIFICATE_FILE = "https.pem"
+LOCK_FILE = "serve.lock"  # held (flock) by the process serving from this home
 DEFAULT_LISTEN = "127.0.0.1:8065"
 DEFAULT_POLLING_PORT = 10943
 DEFAULT_TASK_CAP = 5
@@ -75,6 +79,18 @@ def coerce_task_cap(value: Any) -> int:
     return number
 
 
+def coerce_lease_seconds(value: Any) -> int:
+    number = value if isinstance(value, int) and not isinstance(value, bool) else None
+    if isinstance(value, str) and value.strip().isdecimal():
+        number = int(value)
+    if number is None or not MIN_LEASE_SECONDS <= number <= MAX_LEASE_SECONDS:
+        raise ValueError(
+            f"expected a whole number of seconds from {MIN_LEASE_SECONDS} to"
+            f" {MAX_LEASE_SECONDS}, got {value!r}"
+        )
+    return number
+
+
 @dataclass(frozen=True)
 class HubSettings:
     """What hub.yaml holds, declared in the settings table (agent.config.settings):
@@ -107,6 +123,16 @@ class HubSettings:
         DEFAULT_TASK_CAP, coerce_task_cap, key="TaskCap", shown_as="TaskCap",
         env="TENTACLE_HUB_TASK_CAP", flag=Flag("--task-cap", "int", 1, MAX_TASK_CAP, "N"),
         help=f"tasks this node runs at once (default {DEFAULT_TASK_CAP})",
+    )  # fmt: skip
+    # How long this node's lease on its name lasts unrenewed (it renews it every
+    # quarter of that): another process with the same NodeName refuses to start
+    # while the lease is live, and takes over once it expired (agent.hub.lease).
+    node_lease_seconds: int = setting(
+        DEFAULT_LEASE_SECONDS, coerce_lease_seconds, key="NodeLeaseSeconds",
+        shown_as="NodeLeaseSeconds", env="TENTACLE_HUB_NODE_LEASE_SECONDS",
+        flag=Flag("--node-lease-seconds", "int", MIN_LEASE_SECONDS, MAX_LEASE_SECONDS, "S"),
+        help=f"how long a node that stopped renewing its name keeps it before another"
+        f" process may take over (default {DEFAULT_LEASE_SECONDS})",
     )  # fmt: skip
     # A certificate and key (one PEM file, in the home) the operator gave, for
     # CA-signed HTTPS; without it the hub serves HTTPS on its own certificate,
@@ -249,3 +275,41 @@ def load_home(path: Path, environ: Mapping[str, str] | None = None) -> HubHome:
         raise ConfigError(f"cannot read {settings_path}: {error.strerror}") from None
     settings = apply_environment(parse_settings(text, settings_path), environ or {})
     return HubHome(path, settings)
+
+
+class HomeInUse(ConfigError):
+    """Another process serves from this home."""
+
+
+class HomeLock:
+    """An exclusive lock (flock) on the home's LOCK_FILE, held while a hub serves from
+    it: a second ``serve`` on the same home is refused at once, and the lock goes
+    with the process however it ends (kill -9 included), so it never needs
+    clearing by hand. The file holds the holder's pid, for the refusal."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock, or HomeInUse naming the process that has it."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise HomeInUse(
+                f"another hub is serving from {self.path.parent} (process {holder}): stop it,"
+                " or serve this one from another --home"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+            os.close(self._fd)  # closing the descriptor releases the flock
+            self._fd = None

@@ -24,6 +24,10 @@ CALL_TIMEOUT = 120.0  # seconds for one call to a worker
 # A health check tells "unavailable" soon: a few quick retries through a dropped
 # connection, not the two minutes a deployment's calls are given.
 CHECK_RETRY = Backoff(first=0.5, cap=2.0, deadline=5.0)
+# what a listening worker that refuses the hub's certificate needs (said in the check's log)
+FIX_ON_THE_WORKER = (
+    "on the worker: tentacle register-worker again, which trusts the hub's certificate"
+)
 
 
 class Unreachable(TentacleError):
@@ -37,7 +41,7 @@ class WorkerReach:
         self.settings = settings
         self.listener = listener
         # one TLS context and one connection per listening worker, shared by every task
-        self.connections = Connections(settings)
+        self.connections = Connections(settings, refusal_fix=FIX_ON_THE_WORKER)
 
     async def close(self) -> None:
         await self.connections.close()

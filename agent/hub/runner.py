@@ -4,7 +4,8 @@ the executor its name picks, log what it does, and finish it in the store.
 The store is the truth: a task is claimed (Queued -> Executing) in the
 database before it runs, so a second node never runs it too; a cancel is a
 state written by the API, which this runner then applies to the running
-task. Tasks this node was running when it stopped are failed on its next start.
+task. Tasks this node was running when it stopped are failed on its next start,
+once that start holds the node's lease (agent.hub.lease).
 """
 
 from __future__ import annotations
@@ -146,11 +147,20 @@ class TaskRunner:
         self._loop: asyncio.Task[None] | None = None
         self.queue_errors = 0  # times the queue could not be read (the database away)
 
-    async def start(self) -> None:
+    async def start(self, abandoned_because: str = store_tasks.STOPPED) -> None:
+        """Fail the tasks this node left unfinished when it last stopped (saying
+        ``abandoned_because``), then run the queue. Only once this process holds the
+        node's lease: the tasks are then no other live process's."""
         async with self.store.transaction() as conn:
-            abandoned = await store_tasks.abandon_unfinished(conn, self.node, self.now())
+            abandoned = await store_tasks.abandon_unfinished(
+                conn, self.node, self.now(), abandoned_because
+            )
         if abandoned:
-            log.warning("failed %d task(s) this node was running when it stopped", len(abandoned))
+            log.warning(
+                "failed %d task(s) this node was running when it stopped: %s",
+                len(abandoned),
+                ", ".join(f"ServerTasks-{number}" for number in abandoned),
+            )
         self._loop = asyncio.create_task(self._run(), name="hub-task-runner")
 
     def wake(self) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from agent.certs import Identity
 from agent.client import ChannelSettings, PollingListener
 from agent.errors import ConfigError
 from agent.hub.api.app import build_app
@@ -22,11 +23,14 @@ from agent.hub.api.context import HubContext, utc_now
 from agent.hub.api.limits import PARSER_LIMIT
 from agent.hub.api.redact import loggable_target
 from agent.hub.health import HealthChecks
-from agent.hub.home import HubHome
+from agent.hub.home import HomeLock, HubHome
+from agent.hub.lease import LeaseLost, NodeLease
 from agent.hub.reach import WorkerReach
+from agent.hub.rules.lease import abandoned
 from agent.hub.runner import TaskRunner
 from agent.hub.scheduler import Scheduler
 from agent.hub.store import Store, open_store
+from agent.hub.store import tasks as store_tasks
 from agent.hub.store.records import fact, initialise
 from agent.hub.trust import PollingTrust
 
@@ -88,16 +92,40 @@ class HubServer:
     scheduler: Scheduler | None = None
     reach: WorkerReach | None = None
     trust: PollingTrust | None = None
+    home_lock: HomeLock | None = None
+    lease: NodeLease | None = None
 
     async def start(self, listen: str | None = None, polling_port: int | None = None) -> str:
-        """Migrate, initialise and listen; returns the URL the API answers on.
+        """Lock the home, migrate, take the node's lease, initialise and listen; returns
+        the URL the API answers on. HomeInUse or NodeNameTaken (ConfigErrors) when
+        another live process serves from this home or with this node's name.
 
         ``polling_port`` 0 picks a free port (``self.polling_port`` tells which)."""
         host, port = parse_listen(listen or self.home.settings.listen)
         ssl_context = https_context(self.home)
         identity = self.home.identity()
+        self.home_lock = HomeLock(self.home.path)
+        self.home_lock.acquire()  # a second serve on this home is refused at once
+        try:
+            return await self._start_locked(host, port, polling_port, ssl_context, identity)
+        except BaseException:
+            await self.stop()  # the lease and the home's lock are let go: the next start runs
+            raise
+
+    async def _start_locked(
+        self,
+        host: str,
+        port: int,
+        polling_port: int | None,
+        ssl_context: ssl.SSLContext,
+        identity: Identity,
+    ) -> str:
         self.store = store = await open_store(self.home.settings.database)
         await store.migrate()
+        self.lease = NodeLease(
+            store, self.home.settings.node_name, self.home.settings.node_lease_seconds, utc_now
+        )
+        died = await self.lease.take()  # before any task is touched: they may be another's
         async with store.transaction() as conn:
             await initialise(conn, utc_now())
             installation = await fact(conn, "InstallationId")
@@ -109,7 +137,6 @@ class HubServer:
         try:
             [(_, self.polling_port), *_] = await self.listener.start(host, wanted)
         except OSError as error:
-            await self.stop()
             raise ConfigError(
                 f"cannot listen for polling agents on {host}:{wanted}: {error.strerror}"
             ) from None
@@ -122,7 +149,9 @@ class HubServer:
             {"Health": HealthChecks(store, reach, utc_now)},
             utc_now,
         )
-        await self.tasks.start()
+        await self.tasks.start(
+            abandoned(died, utc_now()) if died is not None else store_tasks.STOPPED
+        )
         self.scheduler = Scheduler(store, utc_now, self.tasks.wake)
         self.scheduler.start()
         context = HubContext(
@@ -147,7 +176,6 @@ class HubServer:
         try:
             await site.start()
         except OSError as error:
-            await self.stop()
             raise ConfigError(f"cannot listen on {host}:{port}: {error.strerror}") from None
         bound_host, bound_port = self.runner.addresses[0][:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
@@ -175,6 +203,21 @@ class HubServer:
         if self.reach is not None:
             await self.reach.close()
         self.scheduler = self.tasks = self.trust = self.listener = self.reach = None
+        if self.lease is not None:  # after the tasks: their ends are written first
+            await self.lease.give_back()
+            self.lease = None
         if self.store is not None:
             await self.store.close()
             self.store = None
+        if self.home_lock is not None:
+            self.home_lock.release()
+            self.home_lock = None
+
+    async def until_lease_lost(self) -> None:
+        """Return if another process takes this node's lease over (then stop: two
+        processes would be running this node's tasks)."""
+        assert self.lease is not None, "the hub is not started"
+        await self.lease.lost.wait()
+        raise LeaseLost(
+            f"another process took over the hub node {self.lease.name!r}: this one stopped"
+        )

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import IO
 
@@ -21,6 +22,7 @@ from agent.transport.settings import ChannelSettings
 from tests.helpers.cli import TentacleCli
 
 READY = re.compile(r"Agent listening on: wss://\S+:(\d+)/")
+WAIT_BOUND = 60.0  # seconds: how long a line is waited for before the test fails
 
 
 class AgentProcess:
@@ -127,9 +129,10 @@ class AgentProcess:
     def log(self) -> str:
         return "".join(self._log.lines) if self.process else ""
 
-    def wait_for_log(self, text: str) -> str:
-        """Block until a log line containing ``text`` appears; returns it."""
-        return self._log.wait_for(text)
+    def wait_for_log(self, text: str, timeout: float = WAIT_BOUND) -> str:
+        """Block until a log line containing ``text`` appears; returns it. Fails, with
+        the log so far, if none has after ``timeout`` seconds or the log ended."""
+        return self._log.wait_for(text, timeout=timeout)
 
     def signal(self, signum: int) -> None:
         assert self.process is not None
@@ -143,9 +146,10 @@ class AgentProcess:
     def stdout(self) -> str:
         return "".join(self._out.lines) if self.process else ""
 
-    def wait_for_output(self, text: str) -> str:
-        """Block until a stdout line containing ``text`` appears; returns it."""
-        return self._out.wait_for(text)
+    def wait_for_output(self, text: str, timeout: float = WAIT_BOUND) -> str:
+        """Block until a stdout line containing ``text`` appears; returns it (fails as
+        :meth:`wait_for_log` does)."""
+        return self._out.wait_for(text, timeout=timeout)
 
     def stop(self) -> int:
         if self.process is None or self.process.poll() is not None:
@@ -185,8 +189,10 @@ class _Lines:
             self._ended = True
             self._changed.notify_all()
 
-    def wait_for(self, text: str, start: int = 0) -> str:
-        """The first line from ``start`` on that contains ``text``; fails if output ends."""
+    def wait_for(self, text: str, start: int = 0, timeout: float = WAIT_BOUND) -> str:
+        """The first line from ``start`` on that contains ``text``; fails if output ends,
+        or after ``timeout`` seconds (a bound for a hang, not an expectation)."""
+        deadline = time.monotonic() + timeout
         with self._changed:
             while True:
                 for line in self.lines[start:]:
@@ -194,4 +200,10 @@ class _Lines:
                         return line
                 if self._ended:
                     raise AssertionError(f"output ended without {text!r}:\n{''.join(self.lines)}")
-                self._changed.wait(timeout=60)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(
+                        f"not within {timeout:g} s: a line containing {text!r}; "
+                        f"the output so far:\n{''.join(self.lines)}"
+                    )
+                self._changed.wait(timeout=remaining)

@@ -11,9 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agent.hub import ids
 from agent.hub.api.context import caller_of, context_of
-from agent.hub.api.errors import conflict, not_found
+from agent.hub.api.errors import ApiError, conflict, not_found
 from agent.hub.rules.documents import Refusal
-from agent.hub.store.records import Row, fetch_one, record_event
+from agent.hub.store import Store
+from agent.hub.store.records import Row, fetch_one, record_event, same_name
 
 
 def iso(value: datetime | None) -> str | None:
@@ -56,3 +57,37 @@ async def row_or_404(
 def is_unique_violation(error: sa.exc.IntegrityError) -> bool:
     text = str(error.orig).lower()
     return "unique" in text or "duplicate" in text
+
+
+async def refuse_taken_name(
+    conn: AsyncConnection,
+    table: sa.Table,
+    kind: str,
+    what: str,
+    name: str,
+    space_id: int,
+    exclude: int | None = None,
+) -> None:
+    """409 naming the document that has ``name`` already, whatever its case ("Pool A"
+    and "pool a" are one name, as in Octopus); ``exclude`` is the one being renamed
+    (changing only the case of its own name is allowed)."""
+    taken = await same_name(conn, table, name, space_id, exclude)
+    if taken is not None:
+        raise conflict(_taken(what, kind, taken))
+
+
+async def name_race_conflict(
+    store: Store, table: sa.Table, kind: str, what: str, name: str, space_id: int
+) -> ApiError:
+    """The 409 for a unique violation after ``refuse_taken_name`` passed: a request at
+    the same time took the name (the index on lower(name) let only one win). Looked
+    up on a connection of its own, the failed transaction being over."""
+    async with store.connect() as conn:
+        taken = await same_name(conn, table, name, space_id)
+    if taken is None:
+        return conflict(f"a {what} with the same name or thumbprint as {name!r} exists already")
+    return conflict(_taken(what, kind, taken))
+
+
+def _taken(what: str, kind: str, row: Row) -> str:
+    return f"a {what} named {row['name']!r} exists already ({ids.format_id(kind, row['id'])})"

@@ -3,9 +3,10 @@ policies): list, all, get, create, update and delete, each change an event.
 
 A resource module describes its kind (``Document``): its table and id, how a row
 is shown, how a body becomes columns (its 422s) and what may refuse a deletion
-(its 409s); the shape every such kind shares lives here once: a name taken is a
-409 (``saved``), at most one default (``only_default``), a default stops being one
-only when another becomes it.
+(its 409s); the shape every such kind shares lives here once: a name taken,
+whatever its case, is a 409 (``refuse_taken_name`` before the write, ``saved``
+for a request at the same time that took it first), at most one default
+(``only_default``), a default stops being one only when another becomes it.
 """
 
 from __future__ import annotations
@@ -22,9 +23,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from agent.hub import ids
 from agent.hub.api.bodies import json_object
 from agent.hub.api.collections import respond_all, respond_page
-from agent.hub.api.common import is_unique_violation, note, refuse, row_or_404, stamp
+from agent.hub.api.common import (
+    is_unique_violation,
+    name_race_conflict,
+    note,
+    refuse,
+    refuse_taken_name,
+    row_or_404,
+    stamp,
+)
 from agent.hub.api.context import context_of
-from agent.hub.api.errors import conflict
 from agent.hub.api.routes import Routes, collection_path, space_of
 from agent.hub.rules.documents import Refusal, default_change
 from agent.hub.store.records import Row, fetch_all
@@ -73,16 +81,22 @@ async def rows_of(conn: AsyncConnection, doc: Document, space: int) -> list[Row]
     return await fetch_all(conn, query.order_by(*(doc.table.c[name] for name in doc.order)))
 
 
+class NameRace(Exception):
+    """The database's unique index on lower(name) refused a write whose name was free
+    when it was checked: a request at the same time took it. Turned into the 409 once
+    the failed transaction is over."""
+
+
 async def saved(
     conn: AsyncConnection, doc: Document, name: str, statement: sa.Executable
 ) -> CursorResult[Any]:
-    """Run the insert or update of a document named ``name``: a name another document
-    of this kind already has is a 409 (the one place the duplicate-name rule lives)."""
+    """Run the insert or update of a document named ``name`` (already checked with
+    ``refuse_taken_name``); a unique violation is a ``NameRace``."""
     try:
         return await conn.execute(statement)
     except sa.exc.IntegrityError as error:
         if is_unique_violation(error):
-            raise conflict(f"a {doc.label} named {name!r} exists already") from None
+            raise NameRace(name) from None
         raise
 
 
@@ -123,43 +137,62 @@ class DocumentRoutes:
         doc, space = self.doc, await space_of(request)
         body = await json_object(request)
         values = doc.values(body, None)
-        async with context_of(request).store.transaction() as conn:
-            await doc.prepare(conn, body, values)
-            insert = sa.insert(doc.table).values(space_id=space, **values, **stamp(request))
-            result = await saved(conn, doc, values["name"], insert.returning(doc.table.c.id))
-            number = int(result.scalar_one())
-            if values["is_default"]:
-                await only_default(conn, doc, space, number)
-            document_id = doc.id_of(number)
-            row = await row_or_404(conn, doc.table, doc.kind, document_id, space)
-            await note(conn, request, "Created", f"{doc.title} {row['name']} created", document_id)
+        store = context_of(request).store
+        try:
+            async with store.transaction() as conn:
+                await refuse_taken_name(conn, doc.table, doc.kind, doc.label, values["name"], space)
+                await doc.prepare(conn, body, values)
+                insert = sa.insert(doc.table).values(space_id=space, **values, **stamp(request))
+                result = await saved(conn, doc, values["name"], insert.returning(doc.table.c.id))
+                number = int(result.scalar_one())
+                if values["is_default"]:
+                    await only_default(conn, doc, space, number)
+                document_id = doc.id_of(number)
+                row = await row_or_404(conn, doc.table, doc.kind, document_id, space)
+                await note(
+                    conn, request, "Created", f"{doc.title} {row['name']} created", document_id
+                )
+        except NameRace as race:
+            raise await name_race_conflict(
+                store, doc.table, doc.kind, doc.label, str(race), space
+            ) from None
         return web.json_response(doc.resource(row), status=201)
 
     async def update(self, request: web.Request) -> web.Response:
         doc, space = self.doc, await space_of(request)
         body = await json_object(request)
-        async with context_of(request).store.transaction() as conn:
-            current = await row_or_404(conn, doc.table, doc.kind, request.match_info["id"], space)
-            values = doc.values(body, current)
-            refuse(default_change(current["name"], current["is_default"], values["is_default"]))
-            changes = values | stamp(request)
-            table = doc.table
-            await saved(
-                conn,
-                doc,
-                values["name"],
-                sa.update(table).where(table.c.id == current["id"]).values(**changes),
-            )
-            if values["is_default"]:
-                await only_default(conn, doc, space, current["id"])
-            document_id = doc.id_of(current["id"])
-            row = await row_or_404(conn, table, doc.kind, document_id, space)
-            await note(
-                conn, request, "Modified", f"{doc.title} {row['name']} modified", document_id
-            )
+        store = context_of(request).store
+        try:
+            async with store.transaction() as conn:
+                row = await self._write_update(conn, request, body, space)
+        except NameRace as race:
+            raise await name_race_conflict(
+                store, doc.table, doc.kind, doc.label, str(race), space
+            ) from None
         if doc.changed is not None:
             await context_of(request).changed(doc.changed)
         return web.json_response(doc.resource(row))
+
+    async def _write_update(
+        self, conn: AsyncConnection, request: web.Request, body: dict[str, Any], space: int
+    ) -> Row:
+        """The update inside its transaction; the row as it is now."""
+        doc = self.doc
+        current = await row_or_404(conn, doc.table, doc.kind, request.match_info["id"], space)
+        values = doc.values(body, current)
+        refuse(default_change(current["name"], current["is_default"], values["is_default"]))
+        await refuse_taken_name(
+            conn, doc.table, doc.kind, doc.label, values["name"], space, exclude=current["id"]
+        )
+        table = doc.table
+        update = sa.update(table).where(table.c.id == current["id"])
+        await saved(conn, doc, values["name"], update.values(**values, **stamp(request)))
+        if values["is_default"]:
+            await only_default(conn, doc, space, current["id"])
+        document_id = doc.id_of(current["id"])
+        row = await row_or_404(conn, table, doc.kind, document_id, space)
+        await note(conn, request, "Modified", f"{doc.title} {row['name']} modified", document_id)
+        return row
 
     async def delete(self, request: web.Request) -> web.Response:
         doc, space = self.doc, await space_of(request)

@@ -27,7 +27,7 @@ from agent.hub.api.bodies import Fields, json_object
 from agent.hub.api.collections import id_filter, paging, respond_counted
 from agent.hub.api.common import is_unique_violation, iso, note, row_or_404, stamp
 from agent.hub.api.context import context_of
-from agent.hub.api.errors import bad_request, conflict, invalid
+from agent.hub.api.errors import ApiError, bad_request, conflict, invalid
 from agent.hub.api.paging import Page
 from agent.hub.api.pools import pool_resource, pools_of
 from agent.hub.api.routes import Routes, collection_path, space_of, space_path
@@ -329,7 +329,11 @@ async def _duplicate(
     table = t.workers
     query = sa.select(table.c.id, table.c.name, table.c.thumbprint).where(
         table.c.space_id == space,
-        sa.or_(table.c.name == values["name"], table.c.thumbprint == values["thumbprint"]),
+        sa.or_(
+            # names are one whatever their case, as in Octopus (and the index on lower(name))
+            sa.func.lower(table.c.name) == sa.func.lower(values["name"]),
+            table.c.thumbprint == values["thumbprint"],
+        ),
     )
     for row in await fetch_all(conn, query):
         if row["id"] == exclude:
@@ -337,8 +341,19 @@ async def _duplicate(
         other = ids.format_id(ids.WORKER, row["id"])
         if row["thumbprint"] == values["thumbprint"]:
             return f"the worker {other} ({row['name']}) has the thumbprint {values['thumbprint']}"
-        return f"a worker named {values['name']!r} exists already ({other})"
+        return f"a worker named {row['name']!r} exists already ({other})"
     return None
+
+
+async def _race_conflict(
+    request: web.Request, space: int, values: dict[str, Any], exclude: int | None
+) -> ApiError:
+    """The 409 for a unique violation after ``_duplicate`` passed: a request at the
+    same time took the name or the thumbprint; looked up again, on a connection of
+    its own (the failed transaction is over), to name the worker that won."""
+    async with context_of(request).store.connect() as conn:
+        problem = await _duplicate(conn, space, values, exclude)
+    return conflict(problem or "a worker with this name or thumbprint exists already")
 
 
 async def _set_pools(
@@ -356,11 +371,12 @@ async def _set_pools(
 async def create_worker(request: web.Request) -> web.Response:
     space = await space_of(request)
     body = await json_object(request)
-    async with context_of(request).store.transaction() as conn:
-        values, pools = await _worker_values(conn, space, body, None)
-        if (problem := await _duplicate(conn, space, values, None)) is not None:
-            raise conflict(problem)
-        try:
+    values: dict[str, Any] = {}
+    try:
+        async with context_of(request).store.transaction() as conn:
+            values, pools = await _worker_values(conn, space, body, None)
+            if (problem := await _duplicate(conn, space, values, None)) is not None:
+                raise conflict(problem)
             result = await conn.execute(
                 sa.insert(t.workers)
                 .values(
@@ -374,25 +390,25 @@ async def create_worker(request: web.Request) -> web.Response:
                 )
                 .returning(t.workers.c.id)
             )
-        except sa.exc.IntegrityError as error:
-            if is_unique_violation(error):  # a concurrent registration won
-                raise conflict("a worker with this name or thumbprint exists already") from None
+            number = int(result.scalar_one())
+            await _set_pools(conn, number, pools, new=True)
+            worker_id = ids.format_id(ids.WORKER, number)
+            await note(conn, request, "Created", f"Worker {values['name']} created", worker_id)
+            # a new worker is checked at once, as Octopus does after registration
+            await store_tasks.submit(
+                conn,
+                space,
+                "Health",
+                f"Check health of {values['name']}",
+                {"MachineIds": [worker_id]},
+                context_of(request).now(),
+            )
+            request.match_info["id"] = worker_id
+            resource = await one_worker(conn, request, space)
+    except sa.exc.IntegrityError as error:
+        if not is_unique_violation(error):
             raise
-        number = int(result.scalar_one())
-        await _set_pools(conn, number, pools, new=True)
-        worker_id = ids.format_id(ids.WORKER, number)
-        await note(conn, request, "Created", f"Worker {values['name']} created", worker_id)
-        # a new worker is checked at once, as Octopus does after registration
-        await store_tasks.submit(
-            conn,
-            space,
-            "Health",
-            f"Check health of {values['name']}",
-            {"MachineIds": [worker_id]},
-            context_of(request).now(),
-        )
-        request.match_info["id"] = worker_id
-        resource = await one_worker(conn, request, space)
+        raise await _race_conflict(request, space, values, None) from None  # a race lost
     await context_of(request).changed("workers-added", [number])
     await context_of(request).changed("tasks")
     return web.json_response(resource, status=201)
@@ -401,25 +417,32 @@ async def create_worker(request: web.Request) -> web.Response:
 async def update_worker(request: web.Request) -> web.Response:
     space = await space_of(request)
     body = await json_object(request)
-    async with context_of(request).store.transaction() as conn:
-        current = await row_or_404(conn, t.workers, ids.WORKER, request.match_info["id"], space)
-        values, pools = await _worker_values(conn, space, body, current)
-        if (problem := await _duplicate(conn, space, values, current["id"])) is not None:
-            raise conflict(problem)
-        await conn.execute(
-            sa.update(t.workers)
-            .where(t.workers.c.id == current["id"])
-            .values(**values, **stamp(request))
-        )
-        await _set_pools(conn, current["id"], pools)
-        await note(
-            conn,
-            request,
-            "Modified",
-            f"Worker {values['name']} modified",
-            ids.format_id(ids.WORKER, current["id"]),
-        )
-        resource = await one_worker(conn, request, space)
+    values: dict[str, Any] = {}
+    current: Row | None = None
+    try:
+        async with context_of(request).store.transaction() as conn:
+            current = await row_or_404(conn, t.workers, ids.WORKER, request.match_info["id"], space)
+            values, pools = await _worker_values(conn, space, body, current)
+            if (problem := await _duplicate(conn, space, values, current["id"])) is not None:
+                raise conflict(problem)
+            await conn.execute(
+                sa.update(t.workers)
+                .where(t.workers.c.id == current["id"])
+                .values(**values, **stamp(request))
+            )
+            await _set_pools(conn, current["id"], pools)
+            await note(
+                conn,
+                request,
+                "Modified",
+                f"Worker {values['name']} modified",
+                ids.format_id(ids.WORKER, current["id"]),
+            )
+            resource = await one_worker(conn, request, space)
+    except sa.exc.IntegrityError as error:
+        if not is_unique_violation(error) or current is None:
+            raise
+        raise await _race_conflict(request, space, values, current["id"]) from None
     await context_of(request).changed("workers", [current["id"]])
     return web.json_response(resource)
 

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from agent.errors import TentacleError
 from agent.hub.keys import Permission, key_hash, new_api_key
 from agent.hub.store import tables as t
-from agent.hub.store.records import fetch_one
+from agent.hub.store.records import fetch_one, same_name
 
 
 class DuplicateKeyName(TentacleError):
@@ -30,19 +30,27 @@ async def create_api_key(
     conn: AsyncConnection, name: str, permission: Permission, now: datetime
 ) -> str:
     """Make a key, store its hash, and return the key (the only time it exists in full)."""
-    existing = await fetch_one(conn, sa.select(t.api_keys.c.id).where(t.api_keys.c.name == name))
+    existing = await same_name(conn, t.api_keys, name)
     if existing is not None:
-        raise DuplicateKeyName(f"an API key named {name!r} exists already: choose another name")
+        raise DuplicateKeyName(_taken(existing["name"]))
     key = new_api_key()
-    await conn.execute(
-        sa.insert(t.api_keys).values(
-            name=name,
-            permission=permission.value,
-            key_hash=key_hash(key),
-            created=now,
+    try:
+        await conn.execute(
+            sa.insert(t.api_keys).values(
+                name=name, permission=permission.value, key_hash=key_hash(key), created=now
+            )
         )
-    )
+    except sa.exc.IntegrityError:  # the index on lower(name): a key made meanwhile won
+        # (the transaction is spoilt on PostgreSQL: the caller's ends with this error)
+        raise DuplicateKeyName(_taken(name)) from None
     return key
+
+
+def _taken(name: str) -> str:
+    return (
+        f"an API key named {name!r} exists already (names are compared whatever their case):"
+        " choose another name"
+    )
 
 
 async def caller_for(conn: AsyncConnection, key: str) -> Caller | None:

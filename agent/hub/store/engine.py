@@ -78,10 +78,10 @@ def _alembic_config(connection: sa.Connection) -> Config:
     return config
 
 
-def _upgrade(connection: sa.Connection) -> None:
+def _upgrade(connection: sa.Connection, revision: str = "head") -> None:
     # Alembic says at INFO level which implementation it picked, on every start
     logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
-    command.upgrade(_alembic_config(connection), "head")
+    command.upgrade(_alembic_config(connection), revision)
 
 
 def _revision(connection: sa.Connection) -> str | None:
@@ -107,10 +107,29 @@ class Store:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
-    async def migrate(self) -> None:
-        """Apply every migration not yet applied (none on an up-to-date database)."""
-        async with self.transaction() as connection:
-            await connection.run_sync(_upgrade)
+    async def migrate(self, revision: str = "head") -> None:
+        """Apply every migration not yet applied (none on an up-to-date database), up
+        to ``revision`` (the newest unless a test asks for an older schema), in one
+        write transaction.
+
+        On SQLite the foreign keys are off meanwhile, on that connection only: a
+        migration that rebuilds a table (SQLite cannot alter one) drops the old
+        one, which would otherwise delete the rows referring to it (ON DELETE
+        CASCADE) or be refused. SQLite ignores the pragma inside a transaction, so
+        it is set on the driver's connection before the migrations' transaction
+        begins and set back after it ends; a migration that rebuilds checks the
+        keys itself (PRAGMA foreign_key_check)."""
+        sqlite = self.dialect == "sqlite"
+        async with self._turn(), self.engine.connect() as connection:
+            if sqlite:
+                await _outside_transaction(connection, "PRAGMA foreign_keys=OFF")
+            try:
+                await connection.execution_options(**{_WRITE: True})
+                async with connection.begin():
+                    await connection.run_sync(_upgrade, revision)
+            finally:
+                if sqlite:
+                    await _outside_transaction(connection, "PRAGMA foreign_keys=ON")
 
     async def revision(self) -> str | None:
         """The schema revision the database is at (None before the first migration)."""
@@ -140,6 +159,15 @@ class Store:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+async def _outside_transaction(connection: AsyncConnection, sql: str) -> None:
+    """Run ``sql`` on SQLite's connection itself, outside any transaction (SQLAlchemy's
+    begin would wrap it in one, where SQLite ignores some pragmas)."""
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    await (await driver.execute(sql)).close()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -30,6 +30,27 @@ async def fetch_one(conn: AsyncConnection, query: sa.Select[Any]) -> Row | None:
     return dict(row) if row is not None else None
 
 
+async def same_name(
+    conn: AsyncConnection,
+    table: sa.Table,
+    name: str,
+    space_id: int | None = None,
+    exclude: int | None = None,
+) -> Row | None:
+    """The row (in the space, when the table has one) whose name is ``name`` whatever
+    its case, other than the row ``exclude``; None if there is none. Compared with
+    the database's lower(), the function its unique index on lower(name) uses, so
+    this check and the index never disagree."""
+    query = sa.select(table.c.id, table.c.name).where(
+        sa.func.lower(table.c.name) == sa.func.lower(name)
+    )
+    if space_id is not None:
+        query = query.where(table.c.space_id == space_id)
+    if exclude is not None:
+        query = query.where(table.c.id != exclude)
+    return await fetch_one(conn, query.order_by(table.c.id).limit(1))
+
+
 async def insert(conn: AsyncConnection, table: sa.Table, values: Row) -> int:
     """Insert one row and return its id."""
     result = await conn.execute(sa.insert(table).values(**values).returning(table.c.id))

@@ -9,8 +9,14 @@ PostgreSQL. Documents whose shape is Octopus's and that no query looks inside
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
+
+# Ids are document ids (Workers-3) and are never given again once used, as
+# PostgreSQL's sequences and Octopus never do: SQLite's AUTOINCREMENT (else it
+# hands a deleted row's id to the next row).
+DOCUMENT: dict[str, Any] = {"sqlite_autoincrement": True}
 
 metadata = sa.MetaData(
     naming_convention={
@@ -53,6 +59,7 @@ spaces = sa.Table(
     sa.Column("is_default", sa.Boolean, nullable=False, default=False),
     sa.Column("modified_on", Timestamp, nullable=False),
     sa.Column("modified_by", sa.String(200), nullable=False),
+    **DOCUMENT,
 )
 
 worker_pools = sa.Table(
@@ -67,7 +74,7 @@ worker_pools = sa.Table(
     sa.Column("pool_type", sa.String(40), nullable=False, default="StaticWorkerPool"),
     sa.Column("modified_on", Timestamp, nullable=False),
     sa.Column("modified_by", sa.String(200), nullable=False),
-    sa.UniqueConstraint("space_id", "name", name="uq_worker_pools_space_name"),
+    **DOCUMENT,
 )
 
 machine_policies = sa.Table(
@@ -82,7 +89,7 @@ machine_policies = sa.Table(
     sa.Column("settings", sa.JSON, nullable=False),
     sa.Column("modified_on", Timestamp, nullable=False),
     sa.Column("modified_by", sa.String(200), nullable=False),
-    sa.UniqueConstraint("space_id", "name", name="uq_machine_policies_space_name"),
+    **DOCUMENT,
 )
 
 workers = sa.Table(
@@ -105,9 +112,24 @@ workers = sa.Table(
     sa.Column("connection_log", sa.JSON, nullable=False),  # the last check's log elements
     sa.Column("modified_on", Timestamp, nullable=False),
     sa.Column("modified_by", sa.String(200), nullable=False),
-    sa.UniqueConstraint("space_id", "name", name="uq_workers_space_name"),
     sa.UniqueConstraint("thumbprint", name="uq_workers_thumbprint"),
+    **DOCUMENT,
 )
+
+
+def unique_name(table: sa.Table, *scope: str) -> sa.Index:
+    """Names unique whatever their case, as Octopus's are ("Pool A" and "pool a" are one
+    name), within ``scope`` (the space): an index on lower(name), so that two requests
+    at once cannot both take a name."""
+    columns = [table.c[column] for column in scope]
+    return sa.Index(
+        f"ix_{table.name}_lower_name", *columns, sa.func.lower(table.c.name), unique=True
+    )
+
+
+unique_name(worker_pools, "space_id")
+unique_name(machine_policies, "space_id")
+unique_name(workers, "space_id")
 
 worker_pool_members = sa.Table(
     "worker_pool_members",
@@ -120,11 +142,14 @@ api_keys = sa.Table(
     "api_keys",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False),
     sa.Column("permission", sa.String(40), nullable=False),
     sa.Column("key_hash", sa.String(64), nullable=False, unique=True),  # SHA-256 hex
     sa.Column("created", Timestamp, nullable=False),
+    **DOCUMENT,
 )
+
+unique_name(api_keys)
 
 events = sa.Table(
     "events",
@@ -135,6 +160,7 @@ events = sa.Table(
     sa.Column("category", sa.String(60), nullable=False),
     sa.Column("message", sa.Text, nullable=False),
     sa.Column("related_document_ids", sa.JSON, nullable=False),
+    **DOCUMENT,
 )
 
 server_tasks = sa.Table(
@@ -153,6 +179,7 @@ server_tasks = sa.Table(
     sa.Column("has_warnings_or_errors", sa.Boolean, nullable=False, default=False),
     sa.Column("server_node", sa.String(200), nullable=True),  # the node executing it
     sa.Column("cancel_requested", sa.Boolean, nullable=False, default=False),
+    **DOCUMENT,
 )
 
 task_activities = sa.Table(
@@ -165,6 +192,7 @@ task_activities = sa.Table(
     sa.Column("started", Timestamp, nullable=True),
     sa.Column("ended", Timestamp, nullable=True),
     sa.Index("ix_task_activities_task", "task_id"),
+    **DOCUMENT,
 )
 
 task_log = sa.Table(
@@ -179,6 +207,7 @@ task_log = sa.Table(
     sa.Column("occurred", Timestamp, nullable=False),
     sa.Column("message", sa.Text, nullable=False),
     sa.Index("ix_task_log_task", "task_id", "id"),
+    **DOCUMENT,
 )
 
 # Facts about this hub installation that every node shares (its InstallationId, say).
@@ -187,4 +216,20 @@ hub_facts = sa.Table(
     metadata,
     sa.Column("name", sa.String(100), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
+)
+
+# The hub nodes serving this database, each holding a lease on its name: a node
+# renews ``last_seen`` while it runs, so another process given the same name
+# sees it alive and refuses to start (it would fail the tasks the first one is
+# running), and a node that died (kill -9) is taken over once its lease expired.
+# A clean stop deletes the row. agent.hub.rules.lease judges a row.
+hub_nodes = sa.Table(
+    "hub_nodes",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("token", sa.String(64), nullable=False),  # random, one per process
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started", Timestamp, nullable=False),
+    sa.Column("last_seen", Timestamp, nullable=False),
 )

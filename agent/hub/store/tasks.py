@@ -110,8 +110,15 @@ async def request_cancel(conn: AsyncConnection, task_id: int, now: datetime) -> 
     return str(row["state"])
 
 
-async def abandon_unfinished(conn: AsyncConnection, node: str, now: datetime) -> list[int]:
-    """Tasks this node was running when it stopped: failed, saying so. Returns their ids."""
+STOPPED = "the hub stopped while this task ran"
+
+
+async def abandon_unfinished(
+    conn: AsyncConnection, node: str, now: datetime, reason: str = STOPPED
+) -> list[int]:
+    """Tasks this node was running when it stopped: failed with ``reason``. Returns their
+    ids. Only the process holding the node's lease may call it (agent.hub.lease):
+    another one with the same name may be running them."""
     tasks = t.server_tasks
     rows = await fetch_all(
         conn,
@@ -120,7 +127,7 @@ async def abandon_unfinished(conn: AsyncConnection, node: str, now: datetime) ->
         ),
     )
     for row in rows:
-        await finish(conn, row["id"], FAILED, now, "the hub stopped while this task ran")
+        await finish(conn, row["id"], FAILED, now, reason)
     return [row["id"] for row in rows]
 
 

@@ -9,11 +9,13 @@ a ``kill -INT`` sent on purpose must still stop it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
 from pathlib import Path
 
+from agent.scripts.runner import is_alive, recorded_wrapper
 from tests.helpers.agent import AgentProcess
 from tests.helpers.eventually import eventually
 from tests.helpers.forwarder import Forwarder
@@ -122,18 +124,36 @@ async def test_sigterm_while_the_agent_is_unreachable_leaves_the_script_running(
 async def test_a_second_ctrl_c_stops_waiting_for_an_unreachable_agent(
     agent: AgentProcess, tmp_path: Path
 ) -> None:
+    """The second Ctrl-C comes as soon as the first is acknowledged, which is when the
+    client's wait for its next status call is ending: that cancellation must not be
+    lost (tests/unit/client/test_cancellation.py puts it exactly there)."""
     script = tmp_path / "long.sh"
     script.write_text("echo started; sleep 1000\n")
     process = await follow(agent, script, "twice")
-    assert process.stdout is not None
-    assert await asyncio.wait_for(process.stdout.readline(), BOUND) == b"started\n"
-    agent.process.kill()  # type: ignore[union-attr]
-    agent.process.wait()  # type: ignore[union-attr]
-    process.send_signal(signal.SIGINT)  # asks for a cancel the agent cannot receive
-    assert process.stderr is not None
-    said = await asyncio.wait_for(process.stderr.readline(), BOUND)
-    assert said.startswith(b"Cancelling script twice on the agent; Ctrl-C again")
-    process.send_signal(signal.SIGINT)  # only now: two signals sent at once may arrive as one
-    code, err = await stopped(process)
-    assert code == 130
-    assert "script twice; it was asked to stop but may still be running" in err
+    try:
+        assert process.stdout is not None
+        assert await asyncio.wait_for(process.stdout.readline(), BOUND) == b"started\n"
+        agent.process.kill()  # type: ignore[union-attr]
+        agent.process.wait()  # type: ignore[union-attr]
+        process.send_signal(signal.SIGINT)  # asks for a cancel the agent cannot receive
+        assert process.stderr is not None
+        said = await asyncio.wait_for(process.stderr.readline(), BOUND)
+        assert said.startswith(b"Cancelling script twice on the agent; Ctrl-C again")
+        process.send_signal(signal.SIGINT)  # only now: two signals sent at once may arrive as one
+        code, err = await stopped(process)
+        assert code == 130
+        assert "script twice; it was asked to stop but may still be running" in err
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        _stop_orphaned_script(agent, "twice")
+
+
+def _stop_orphaned_script(agent: AgentProcess, ticket: str) -> None:
+    """The agent was killed, so nothing will stop its script: kill the script's session
+    (the wrapper leads it), so that no ``sleep 1000`` outlives the test."""
+    launched = recorded_wrapper(agent.home / "Work" / ticket)
+    if launched is not None and is_alive(launched):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(launched.pid, signal.SIGKILL)

@@ -84,3 +84,54 @@ def test_polling_proxy_is_recorded_and_its_password_never_shown(tentacle: Tentac
     tentacle.ok("polling-proxy", "--proxyEnable", "false")
     assert shown(tentacle)["PollingProxy"] is None
     assert "--proxyHost is required" in tentacle.fails("polling-proxy", code=2).err
+
+
+def addresses(tentacle: TentacleCli) -> list[tuple[str, str]]:
+    return [(s["Address"], s["Thumbprint"]) for s in shown(tentacle)["PollingServers"]]
+
+
+def test_a_servers_new_polling_port_updates_its_entry_in_place(tentacle: TentacleCli) -> None:
+    tentacle.ok("create-instance", "--instance", "a")
+    tentacle.ok("server-comms", "--host", "hub", "--thumbprint", SERVER)
+    tentacle.ok("server-comms", "--host", "node-2", "--thumbprint", SERVER)  # another node
+    moved = tentacle.ok("server-comms", "--host", "hub", "--port", "20943", "--thumbprint", SERVER)
+    assert "Polling https://hub:20943/ instead of https://hub:10943/" in moved.out
+    assert addresses(tentacle) == [
+        ("https://hub:20943/", SERVER),
+        ("https://node-2:10943/", SERVER),
+    ]
+
+
+def test_remove_stops_polling_by_thumbprint_or_by_host_and_port(tentacle: TentacleCli) -> None:
+    other = "CD" * 20
+    tentacle.ok("create-instance", "--instance", "a")
+    tentacle.ok("server-comms", "--host", "hub", "--thumbprint", SERVER)
+    tentacle.ok("server-comms", "--host", "node-2", "--thumbprint", SERVER)
+    tentacle.ok("server-comms", "--host", "elsewhere", "--port", "20943", "--thumbprint", other)
+    removed = tentacle.ok("server-comms", "--remove", "--host", "Elsewhere", "--port", "20943")
+    assert "No longer polling https://elsewhere:20943/" in removed.out
+    assert addresses(tentacle) == [
+        ("https://hub:10943/", SERVER),
+        ("https://node-2:10943/", SERVER),
+    ]
+    removed = tentacle.ok("server-comms", "--remove", "--thumbprint", SERVER.lower())
+    assert removed.out.count("No longer polling") == 2
+    assert addresses(tentacle) == []
+
+
+def test_remove_says_in_one_line_when_nothing_matched(tentacle: TentacleCli) -> None:
+    tentacle.ok("create-instance", "--instance", "a")
+    tentacle.ok("server-comms", "--host", "hub", "--port", "20943", "--thumbprint", SERVER)
+    config = tentacle.config_home / "a" / "tentacle.yaml"
+    before = config.read_bytes()
+    missed = tentacle.fails("server-comms", "--remove", "--host", "hub")  # port 10943
+    assert missed.err.strip() == (
+        "error: no polling server matches https://hub:10943/: this instance polls "
+        f"https://hub:20943/ ({SERVER})"
+    )
+    missed = tentacle.fails("server-comms", "--remove", "--thumbprint", "CD" * 20)
+    assert len(missed.err.strip().splitlines()) == 1
+    assert "no polling server matches " + "CD" * 20 in missed.err
+    refused = tentacle.fails("server-comms", "--remove", code=2)
+    assert "--remove needs --thumbprint, or --host" in refused.err
+    assert config.read_bytes() == before

@@ -175,3 +175,24 @@ async def test_a_polling_agent_logs_the_failure_then_the_recovery(tentacle: Tent
         await server.stop()
     assert "again after" in back
     assert "failed attempts" in back
+
+
+async def test_the_fix_for_a_refusal_is_the_callers_own(listening_agent: AgentProcess) -> None:
+    """``tentacle configure`` is the command line's fix; a hub says its own (registration)."""
+    from agent.client import Backoff, Connections
+
+    settings = listening_agent.settings(identity=generate_identity())  # not trusted
+    connections = Connections(settings, refusal_fix="on the worker: register it again")
+    endpoint = Endpoint(listening_agent.url, listening_agent.thumbprint)
+    quick = Backoff(first=0.01, cap=0.05)  # no deadline: the 4th refusal in a row tells
+    client = AgentClient(endpoint, settings, connections=connections, retry=quick)
+    try:
+        with pytest.raises(TrustError) as caught:
+            await client.capabilities()
+    finally:
+        await connections.close()
+    message = str(caught.value)
+    assert "most likely does not trust our certificate" in message
+    assert message.endswith("(evidence: the same outcome every time, though no TLS alert "
+                            "said so; on the worker: register it again)")  # fmt: skip
+    assert "tentacle configure" not in message

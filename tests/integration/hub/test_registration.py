@@ -285,3 +285,112 @@ async def test_a_polling_worker_learns_the_hubs_polling_port_and_follows_a_move(
     assert [s.address for s in agent_config(tentacle).polling_servers] == [
         "https://127.0.0.1:20943/"
     ]
+
+
+def polling_entries(cli: TentacleCli) -> list[tuple[str, str]]:
+    return [(s.address, s.thumbprint) for s in agent_config(cli).polling_servers]
+
+
+def polling_args(hub: RunningHub, name: str) -> list[str]:
+    return ["register-worker", "--instance", "agent", *hub_args(hub), "--comms-style",
+            "TentacleActive", "--workerpool", "Default Worker Pool", "--name", name]  # fmt: skip
+
+
+async def test_registering_tidies_the_entries_an_older_version_left_for_one_hub(
+    hub: RunningHub, tentacle: TentacleCli
+) -> None:
+    """Before one entry per hub node, each polling port the hub had was kept: the file
+    as that code wrote it, three entries of this hub and one of another, becomes one each."""
+    AgentProcess(tentacle)
+    ours, other = hub.home.identity().thumbprint, "CD" * 20
+    path = open_instance(InstanceIndex(tentacle.config_home / "instances"), "agent").config_path
+    older = path.read_text()
+    assert "polling_servers: []\n" in older
+    entries = [("127.0.0.1", 10943, ours), ("elsewhere", 10943, other),
+               ("127.0.0.1", 10950, ours), ("127.0.0.1", 10960, ours)]  # fmt: skip
+    listed = "".join(f"- address: https://{h}:{p}/\n  thumbprint: {t}\n" for h, p, t in entries)
+    older = older.replace("polling_servers: []\n", f"polling_servers:\n{listed}")
+    path.write_text(
+        older.replace("subscription_id: null", "subscription_id: poll://" + "a" * 20 + "/")
+    )
+    assert len(agent_config(tentacle).polling_servers) == 4
+    result = await tentacle_ok(tentacle, *polling_args(hub, "tidy"))
+    port = hub.server.polling_port
+    assert polling_entries(tentacle) == [
+        (f"https://127.0.0.1:{port}/", ours),
+        ("https://elsewhere:10943/", other),
+    ]
+    assert "instead of https://127.0.0.1:10943/, https://127.0.0.1:10950/" in result.out
+    [worker] = await hub.api.get("/api/workers/all")
+    assert worker["Uri"] == "poll://" + "a" * 20 + "/"  # the id the file had, kept
+
+
+async def test_poll_server_to_a_node_already_polled_updates_its_entry(
+    hub: RunningHub, tentacle: TentacleCli
+) -> None:
+    AgentProcess(tentacle)
+    ours = hub.home.identity().thumbprint
+    await tentacle_ok(tentacle, *polling_args(hub, "node"), "--server-comms-port", "20943")
+    # poll-server without a port: the one the hub reports, in place of 20943
+    result = await tentacle_ok(tentacle, "poll-server", "--instance", "agent", *hub_args(hub))
+    port = hub.server.polling_port
+    assert f"Polling https://127.0.0.1:{port}/ instead of https://127.0.0.1:20943/" in result.out
+    assert polling_entries(tentacle) == [(f"https://127.0.0.1:{port}/", ours)]
+    await tentacle_ok(tentacle, "poll-server", "--instance", "agent", *hub_args(hub),
+                      "--server-comms-port", "30943")  # fmt: skip
+    assert polling_entries(tentacle) == [("https://127.0.0.1:30943/", ours)]
+
+
+async def test_registering_as_listening_stops_polling_that_hub(
+    hub: RunningHub, tentacle: TentacleCli
+) -> None:
+    AgentProcess(tentacle)
+    await tentacle_ok(tentacle, *polling_args(hub, "switch"))
+    assert len(polling_entries(tentacle)) == 1
+    result = await tentacle_ok(
+        tentacle, "register-worker", "--instance", "agent", *hub_args(hub),
+        "--workerpool", "Default Worker Pool", "--name", "switch",
+        "--publicHostName", "127.0.0.1",
+    )  # fmt: skip
+    assert "no longer polling https://127.0.0.1:" in result.out
+    assert polling_entries(tentacle) == []
+    [worker] = await hub.api.get("/api/workers/all")
+    assert worker["Endpoint"]["CommunicationStyle"] == "TentaclePassive"
+
+
+async def test_deregistering_forgets_every_node_of_that_hub_and_keeps_the_others(
+    hub: RunningHub, tentacle: TentacleCli
+) -> None:
+    AgentProcess(tentacle)
+    ours, other = hub.home.identity().thumbprint, "CD" * 20
+    await tentacle_ok(tentacle, *polling_args(hub, "leaving"))
+    await asyncio.to_thread(tentacle.ok, "server-comms", "--instance", "agent",
+                            "--host", "node-2", "--thumbprint", ours)  # fmt: skip
+    await asyncio.to_thread(tentacle.ok, "server-comms", "--instance", "agent",
+                            "--host", "elsewhere", "--thumbprint", other)  # fmt: skip
+    result = await tentacle_ok(tentacle, "deregister-worker", "--instance", "agent", *hub_args(hub))
+    port = hub.server.polling_port
+    assert (
+        f"This instance no longer polls https://127.0.0.1:{port}/, https://node-2:10943/ "
+        f"nor trusts the hub's certificate {ours}"
+    ) in result.out
+    assert polling_entries(tentacle) == [("https://elsewhere:10943/", other)]
+    assert not any(p.matches(ours) for p in agent_config(tentacle).trusted)
+
+
+@pytest.mark.parametrize("name", ["", "   "])
+async def test_a_blank_name_is_refused_before_the_hub_is_contacted(
+    tentacle: TentacleCli, name: str
+) -> None:
+    AgentProcess(tentacle)
+    before = agent_config(tentacle)
+    result = await asyncio.to_thread(
+        tentacle.fails,
+        "register-worker", "--instance", "agent", "--server", "https://127.0.0.1:9/",
+        "--apikey", "API-" + "Q" * 30, "--workerpool", "Default Worker Pool", "--name", name,
+    )  # fmt: skip
+    assert result.err.strip() == (
+        f"error: --name {name!r}: expected the worker's name on the hub "
+        "(leave --name out for this machine's name)"
+    )
+    assert agent_config(tentacle) == before

@@ -153,14 +153,19 @@ async def test_a_server_restart_mid_script_loses_neither_result_nor_log(
                                     "after 1", "after 2", "after 3"], start=1))  # fmt: skip
 
 
+@pytest.mark.parametrize("hint", [None, "is --agent-certificate the agent's?"])
 async def test_an_untrusted_agent_is_refused_and_both_sides_name_the_thumbprints(
-    tentacle: TentacleCli, caplog: pytest.LogCaptureFixture
+    tentacle: TentacleCli, caplog: pytest.LogCaptureFixture, hint: str | None
 ) -> None:
+    """The refusal is told as a fact; only a caller that has a hint for its user (the
+    command line's option) adds it: the hub has no --agent-certificate."""
     from agent.certs import generate_identity
 
     agent = AgentProcess(tentacle)
     stranger = generate_identity()  # the hub trusts this one, not the agent
-    listener = PollingListener(agent.settings(), [stranger.certificate_pem.decode()])
+    listener = PollingListener(
+        agent.settings(), [stranger.certificate_pem.decode()], refusal_hint=hint
+    )
     [(host, port), *_] = await listener.start("127.0.0.1", 0)
     agent.poll(host, port, agent.caller.thumbprint).start()
     try:
@@ -169,7 +174,13 @@ async def test_an_untrusted_agent_is_refused_and_both_sides_name_the_thumbprints
         assert agent.thumbprint in line
         with pytest.raises(AgentNotConnected, match="did not connect") as caught:
             await listener.channel(agent.subscription, agent.thumbprint, timeout=0.5)
-        assert f"untrusted certificate presented {agent.thumbprint}" in str(caught.value)
+        said = str(caught.value)
+        assert f"untrusted certificate presented {agent.thumbprint}" in said
+        assert f"with certificate {agent.thumbprint} did not connect" in said
+        if hint is None:
+            assert re.search(r"presented [0-9A-F]{40}, \d+ s ago$", said), said
+        else:
+            assert said.endswith(f" s ago ({hint})"), said
     finally:
         agent.stop()
         await listener.stop()

@@ -1,0 +1,66 @@
+"""The hub nodes' leases in the store (``hub_nodes``): take one, renew it, give it back.
+
+Every change is conditional on what was read (no row, or the expired holder's
+token), so of two processes taking one name at the same time exactly one wins,
+on SQLite as on PostgreSQL; agent.hub.rules.lease judges the rows.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from agent.hub.rules.lease import LeaseState, lease_state
+from agent.hub.store import tables as t
+from agent.hub.store.records import Row, fetch_one
+
+
+async def holder(conn: AsyncConnection, name: str) -> Row | None:
+    return await fetch_one(conn, sa.select(t.hub_nodes).where(t.hub_nodes.c.name == name))
+
+
+async def take(
+    conn: AsyncConnection, mine: Row, now: datetime, lease_seconds: float
+) -> tuple[LeaseState, Row | None]:
+    """Take the lease on ``mine["name"]`` for ``mine`` (its token, host, pid) unless a
+    live holder has it. Returns the state found and the row found: FREE or EXPIRED
+    (then taken: the row is the holder that died) or HELD (then not taken).
+
+    Raises IntegrityError when a process taking it at the same time inserted first
+    (the caller reads the holder again); an expired holder taken over by another
+    meanwhile is returned as HELD by that one."""
+    nodes = t.hub_nodes
+    found = await holder(conn, mine["name"])
+    state = lease_state(found, now, lease_seconds, mine["token"])
+    if state is LeaseState.HELD:
+        return state, found
+    values = {**mine, "started": now, "last_seen": now}
+    if found is None:
+        await conn.execute(sa.insert(nodes).values(**values))
+    else:
+        taken = await conn.execute(
+            sa.update(nodes)
+            .where(nodes.c.name == mine["name"], nodes.c.token == found["token"])
+            .values(**values)
+        )
+        if taken.rowcount != 1:
+            return LeaseState.HELD, await holder(conn, mine["name"])
+    return state, found
+
+
+async def renew(conn: AsyncConnection, name: str, token: str, now: datetime) -> bool:
+    """Note that this process still runs; False if the lease is no longer its own
+    (another process took it over after it expired)."""
+    nodes = t.hub_nodes
+    renewed = await conn.execute(
+        sa.update(nodes).where(nodes.c.name == name, nodes.c.token == token).values(last_seen=now)
+    )
+    return renewed.rowcount == 1
+
+
+async def give_back(conn: AsyncConnection, name: str, token: str) -> None:
+    """A clean stop: the next process with this name takes over at once."""
+    nodes = t.hub_nodes
+    await conn.execute(sa.delete(nodes).where(nodes.c.name == name, nodes.c.token == token))
