@@ -41,6 +41,7 @@ from agent.hub.rules.workers import (
 from agent.hub.store import tables as t
 from agent.hub.store import tasks as store_tasks
 from agent.hub.store.records import Row, fetch_all, fetch_one
+from agent.hub.store.text import LowerText
 from agent.hub.store.worker_queries import WorkerQuery, count, memberships, worker_rows
 
 _LISTENING_URI = re.compile(r"^https://[^/\s]+:[0-9]{1,5}/?$")
@@ -331,7 +332,7 @@ async def _duplicate(
         table.c.space_id == space,
         sa.or_(
             # names are one whatever their case, as in Octopus (and the index on lower(name))
-            sa.func.lower(table.c.name) == sa.func.lower(values["name"]),
+            LowerText(table.c.name) == values["name"].lower(),
             table.c.thumbprint == values["thumbprint"],
         ),
     )

@@ -21,15 +21,12 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.sql.functions import FunctionElement
 
 from agent.hub.rules.workers import WorkerFilters
 from agent.hub.store import tables as t
-from agent.hub.store.engine import LOWER
 from agent.hub.store.records import Row, fetch_all
+from agent.hub.store.text import LowerText
 
 LARGEST_ID = 2**31 - 1  # INTEGER keys: no row has a larger id
 LARGEST_OFFSET = 2**62  # beyond what LIMIT and OFFSET take on either database
@@ -38,24 +35,6 @@ _WORKER_ID = re.compile(r"^Workers-(0|[1-9][0-9]*)$")
 
 W = t.workers.c
 M = t.worker_pool_members.c
-
-
-class LowerText(FunctionElement[str]):
-    """``lower(text)`` as Python's ``str.lower``: the hub's own function on SQLite
-    (whose ``lower()`` folds ASCII only), ``lower()`` elsewhere."""
-
-    type = sa.String()
-    inherit_cache = True
-
-
-@compiles(LowerText)
-def _lower(element: LowerText, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"lower({compiler.process(element.clauses, **kw)})"
-
-
-@compiles(LowerText, "sqlite")
-def _lower_sqlite(element: LowerText, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"{LOWER}({compiler.process(element.clauses, **kw)})"
 
 
 @dataclass(frozen=True)
