@@ -69,9 +69,8 @@ async def presented_certificate(
     where = f"{host}:{port}"
     context = client_context(settings.identity)
     try:
-        _, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, ssl=context, server_hostname=""), timeout
-        )
+        async with asyncio.timeout(timeout):
+            _, writer = await asyncio.open_connection(host, port, ssl=context, server_hostname="")
     except TimeoutError:
         raise ConnectionLost(f"cannot connect to {where}: no answer within {timeout:g} s") from None
     except ssl.SSLError as error:

@@ -27,7 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from agent.client import LogChunk, ScriptRequest
+from agent.client import LogChunk, ScriptRequest, Worker
 from agent.hub import ids
 from agent.hub.reach import WorkerReach
 from agent.hub.rules.health import CheckOutcome, Verdict, judge, task_status
@@ -110,6 +110,12 @@ async def check_worker(
     return CheckOutcome(reachable=False, error=message), lines.kept()
 
 
+async def _cancel_within_grace(client: Worker, ticket: str) -> None:
+    """Tell the worker a check's script is cancelled, giving up after CANCEL_GRACE."""
+    async with asyncio.timeout(CANCEL_GRACE):
+        await client.cancel(ticket)
+
+
 async def _check(
     reach: WorkerReach, worker: Row, settings: dict[str, Any], lines: CheckLog
 ) -> CheckOutcome:
@@ -145,7 +151,7 @@ async def _check(
             outcome = await client.execute(request, output)
         except asyncio.CancelledError:  # task cancelled, timed out, or the hub stopping
             with contextlib.suppress(Exception):  # the script must not outlive its check
-                await asyncio.shield(asyncio.wait_for(client.cancel(request.ticket), CANCEL_GRACE))
+                await asyncio.shield(_cancel_within_grace(client, request.ticket))
             raise
         errors = warnings[-1:] if outcome.exit_code != 0 else []
         return CheckOutcome(

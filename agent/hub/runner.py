@@ -191,7 +191,8 @@ class TaskRunner:
                     "cannot read the task queue (%s); trying again in %g s", error, IDLE_POLL
                 )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), IDLE_POLL)
+                async with asyncio.timeout(IDLE_POLL):
+                    await self._wake.wait()
 
     async def _claim_what_fits(self) -> None:
         while len(self._running) < self.cap:

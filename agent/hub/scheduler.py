@@ -141,6 +141,7 @@ class Scheduler:
                 log.exception("could not schedule health checks")
                 self._everything = True
             try:
-                await asyncio.wait_for(self._wake.wait(), TICK)
+                async with asyncio.timeout(TICK):
+                    await self._wake.wait()
             except TimeoutError:
                 self._everything = True

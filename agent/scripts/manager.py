@@ -149,7 +149,8 @@ class ScriptManager:
                 script = await self._create(key, spec, body, write_files)
         if wait > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(script.done.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await script.done.wait()
         return self.status(spec.ticket, 0)
 
     def status(self, ticket: str, last_sequence: int, *, raw_logs: bool = False) -> Status:

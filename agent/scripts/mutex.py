@@ -68,7 +68,8 @@ class IsolationMutex:
         waiter = _Waiter(holder, asyncio.get_running_loop().create_future())
         lock.waiting.append(waiter)
         try:
-            await asyncio.wait_for(asyncio.shield(waiter.granted), timeout)
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(waiter.granted)
         except BaseException:
             if waiter.granted.done() and not waiter.granted.cancelled():
                 self.release(name, holder.ticket)  # granted just as we gave up

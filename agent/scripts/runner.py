@@ -245,7 +245,8 @@ async def stop(launched: Launched, grace: float) -> int | None:
     Returns the wrapper's wait status, as :func:`wait_for_exit` does."""
     signal_script(launched, signal.SIGTERM)
     try:
-        status = await asyncio.wait_for(wait_for_exit(launched), grace)
+        async with asyncio.timeout(grace):
+            status = await wait_for_exit(launched)
     except TimeoutError:
         signal_script(launched, signal.SIGKILL)
         status = await wait_for_exit(launched)

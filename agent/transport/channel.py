@@ -130,7 +130,8 @@ class Channel:
         ]
         self._flush()
         try:
-            await asyncio.wait_for(asyncio.shield(self._hello), HELLO_TIMEOUT)
+            async with asyncio.timeout(HELLO_TIMEOUT):
+                await asyncio.shield(self._hello)
         except TimeoutError:
             await self.close("no hello from the peer")
             raise ConnectionLost(f"the peer sent no hello within {HELLO_TIMEOUT:.0f} s") from None

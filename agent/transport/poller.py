@@ -119,7 +119,8 @@ async def _poll(
                             "in %.1f s (further failures: logged on a change or each doubling)",
                             address, error, complaints.failures, delay)  # fmt: skip
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await stop.wait()
             continue
         retry.succeeded()
         dropped = 0
@@ -139,7 +140,8 @@ async def _poll(
         # come back soon, but not all at the same instant
         delay = retry.failed(loop.time()) or 0.0
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), delay)
+            async with asyncio.timeout(delay):
+                await stop.wait()
     return True
 
 
