@@ -21,6 +21,7 @@ from agent.protocol.calls import Handler
 from agent.transport.channel import Channel
 from agent.transport.settings import ChannelSettings
 from agent.transport.tls import LiveTrust, peer_certificate, server_context, thumbprints_of
+from agent.transport.tls_server import TLSSite
 
 log = logging.getLogger(__name__)
 
@@ -118,11 +119,9 @@ class Listener:
         await self._runner.setup()
         if host is None and port == 0:
             for sock in _wildcard_sockets_on_one_port():
-                await web.SockSite(self._runner, sock, ssl_context=self._ssl).start()
+                await TLSSite(self._runner, self._ssl, sock=sock).start()
         else:
-            site = web.TCPSite(self._runner, host, port, ssl_context=self._ssl,
-                               reuse_address=True)  # fmt: skip
-            await site.start()
+            await TLSSite(self._runner, self._ssl, host=host, port=port).start()
         return [(str(address[0]), int(address[1])) for address in self._runner.addresses]
 
     async def stop(self, grace: float, hurry: asyncio.Event | None = None) -> bool:

@@ -1,0 +1,137 @@
+"""TLS for a server holding thousands of mostly idle connections: one read buffer for all.
+
+asyncio's TLS (``asyncio.sslproto.SSLProtocol``, memory BIOs over a plain
+socket transport) gives every connection a read buffer of its own of
+``SSLProtocol.max_size`` (256 KiB), allocated and zero-filled when the
+connection is accepted: 10,000 idle polling connections held 2.5 GiB of
+buffers that only ever carry a ping. Yet the buffer holds bytes only for an
+instant: the socket transport asks the protocol for it (``get_buffer``), reads
+into it and hands the count back (``buffer_updated``) in one synchronous step,
+and ``buffer_updated`` copies the bytes into the connection's incoming BIO
+before anything else runs. So :class:`SharedBufferTLS` gives every connection
+of one server the same buffer: reads stay as large as before (no more
+syscalls for bulk data), and an idle connection costs none of it.
+
+This is a subclass used by our own server only (:class:`TLSSite`), not a
+change to the standard library's class: clients, and any other server in the
+process, keep asyncio's own TLS. It relies on ``SSLProtocol``'s read buffer
+attributes (``_ssl_buffer``, ``_ssl_buffer_view``, the same from Python 3.11
+to 3.13); :func:`check_shared_buffer_supported` fails loudly, at the server's
+start, on a Python whose class no longer has them, rather than serve with a
+buffer that is not shared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from asyncio import sslproto
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+# seconds, as asyncio's own TLS servers (asyncio.constants)
+HANDSHAKE_TIMEOUT = 60
+SHUTDOWN_TIMEOUT = 30
+
+
+class SharedBuffer:
+    """One read buffer, for every connection of one server (on one event loop)."""
+
+    def __init__(self, size: int = sslproto.SSLProtocol.max_size) -> None:
+        self.bytes = bytearray(size)
+        self.view = memoryview(self.bytes)
+
+
+class SharedBufferTLS(sslproto.SSLProtocol):
+    """asyncio's server-side TLS protocol, reading into ``shared`` instead of a buffer
+    of its own. Safe because every read is copied out of it before the next one
+    (see the module's docstring); ``shared`` must not be used from two threads."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        app_protocol: asyncio.BaseProtocol,
+        context: ssl.SSLContext,
+        shared: SharedBuffer,
+    ) -> None:
+        super().__init__(
+            loop, app_protocol, context,
+            None,  # type: ignore[arg-type]  # no waiter: nobody awaits the handshake (as a server)
+            server_side=True,
+            ssl_handshake_timeout=HANDSHAKE_TIMEOUT, ssl_shutdown_timeout=SHUTDOWN_TIMEOUT,
+        )  # fmt: skip
+        # the buffer the base class just made is dropped at once: what an idle
+        # connection keeps is its BIOs and OpenSSL's state, not 256 KiB
+        self._ssl_buffer = shared.bytes
+        self._ssl_buffer_view = shared.view
+
+
+def check_shared_buffer_supported() -> None:
+    """Raise RuntimeError if asyncio's SSLProtocol no longer reads into ``_ssl_buffer``
+    (a Python release changed it): sharing would then silently not happen."""
+    probe = SharedBuffer(16)
+    protocol = SharedBufferTLS(
+        asyncio.get_running_loop(), asyncio.Protocol(), ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER),
+        probe,
+    )  # fmt: skip
+    if protocol.get_buffer(8).obj is not probe.bytes:
+        raise RuntimeError(
+            "asyncio.sslproto.SSLProtocol no longer reads into _ssl_buffer: "
+            "agent.transport.tls_server needs updating for this Python"
+        )
+
+
+class TLSSite(web.BaseSite):
+    """An aiohttp site serving TLS through :class:`SharedBufferTLS`: on ``sock`` if
+    given, else on ``host`` and ``port`` (as ``web.TCPSite``, address reused).
+
+    The whole site's connections share one read buffer; a site is used from
+    its event loop's thread only.
+    """
+
+    __slots__ = ("_host", "_port", "_shared", "_sock", "_tls")
+
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        context: ssl.SSLContext,
+        *,
+        host: str | None = None,
+        port: int = 0,
+        sock: socket.socket | None = None,
+        backlog: int = 128,
+    ) -> None:
+        # no ssl_context for the base: TLS is this site's own protocol, not the loop's
+        super().__init__(runner, backlog=backlog)
+        self._host, self._port, self._sock = host, port, sock
+        self._tls = context
+        self._shared = SharedBuffer()
+
+    @property
+    def name(self) -> str:
+        if self._sock is not None:
+            host, port = self._sock.getsockname()[:2]
+            return f"https://{host}:{port}"
+        return f"https://{self._host or '0.0.0.0'}:{self._port}"  # noqa: S104 - a name only
+
+    async def start(self) -> None:
+        await super().start()
+        check_shared_buffer_supported()
+        server = self._runner.server
+        assert server is not None  # the runner is set up before its sites start
+        self._server = await self._create_server(self._protocol_factory(server))
+
+    def _protocol_factory(self, app: Callable[[], Any]) -> Callable[[], asyncio.BaseProtocol]:
+        loop = asyncio.get_running_loop()
+        return lambda: SharedBufferTLS(loop, app(), self._tls, self._shared)
+
+    async def _create_server(self, factory: Callable[[], asyncio.BaseProtocol]) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._sock is not None:
+            return await loop.create_server(factory, sock=self._sock, backlog=self._backlog)
+        return await loop.create_server(
+            factory, self._host, self._port, backlog=self._backlog, reuse_address=True
+        )
