@@ -15,6 +15,7 @@ it, or all of it; then it stops counting and reads commands on stdin:
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
 import sys
@@ -54,7 +55,6 @@ async def serve(work: Path, port: int, expected: int) -> None:
         elif command[0] == "memory":
             print_memory()
         elif command[0] == "trim":  # experiment: how much of the RSS is free heap
-            import ctypes
             before = psutil.Process().memory_info().rss
             ctypes.CDLL("libc.so.6").malloc_trim(0)
             print(f"trimmed {before} {psutil.Process().memory_info().rss}", flush=True)
