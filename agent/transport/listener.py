@@ -25,6 +25,11 @@ from agent.transport.tls_server import TLSSite
 
 log = logging.getLogger(__name__)
 
+# Connections the kernel completes and holds until the listener accepts them (the
+# kernel caps it at net.core.somaxconn): when thousands of polling agents return
+# at once, those beyond a full queue have their SYNs dropped and retried 1, 3, 7...
+# seconds later, while the listener may be idle; aiohttp's default is 128.
+LISTEN_BACKLOG = 4096
 STATUS_PAGE = "tentacle agent is running. It answers RPC calls from trusted peers only.\n"
 
 
@@ -119,9 +124,10 @@ class Listener:
         await self._runner.setup()
         if host is None and port == 0:
             for sock in _wildcard_sockets_on_one_port():
-                await TLSSite(self._runner, self._ssl, sock=sock).start()
+                await TLSSite(self._runner, self._ssl, sock=sock, backlog=LISTEN_BACKLOG).start()
         else:
-            await TLSSite(self._runner, self._ssl, host=host, port=port).start()
+            site = TLSSite(self._runner, self._ssl, host=host, port=port, backlog=LISTEN_BACKLOG)
+            await site.start()
         return [(str(address[0]), int(address[1])) for address in self._runner.addresses]
 
     async def stop(self, grace: float, hurry: asyncio.Event | None = None) -> bool:
