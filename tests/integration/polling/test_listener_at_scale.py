@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import shutil
 import socket
+import ssl
 import subprocess
 import tracemalloc
 from collections.abc import Iterator
@@ -79,3 +80,28 @@ async def test_the_listener_lets_the_kernel_hold_thousands_of_returning_agents()
         await listener.stop()
     somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
     assert int(shown[2]) == min(LISTEN_BACKLOG, somaxconn) >= 1024, shown  # Send-Q: the backlog
+
+
+async def test_the_listener_issues_no_session_tickets() -> None:
+    """Nobody resumes (aiohttp offers no session), and tickets cost each handshake."""
+    agent = generate_identity()
+    settings = ChannelSettings(generate_identity(), "test-hub", __version__)
+    listener = PollingListener(settings, [agent.certificate_pem.decode()])
+    [(_, port), *_] = await listener.start("127.0.0.1", 0)
+    try:
+        session = await asyncio.to_thread(_session_after_a_request, port, agent)
+    finally:
+        await listener.stop()
+    assert session is not None
+    assert not session.has_ticket
+
+
+def _session_after_a_request(port: int, agent: Identity) -> ssl.SSLSession | None:
+    """The TLS session of a connection that asked for the status page and read it
+    (TLS 1.3 tickets come after the handshake: reading takes them in)."""
+    raw = socket.create_connection(("127.0.0.1", port))
+    with client_context(agent).wrap_socket(raw) as connection:
+        connection.sendall(b"GET / HTTP/1.1\r\nHost: hub\r\nConnection: close\r\n\r\n")
+        while connection.recv(65536):
+            pass
+        return connection.session
