@@ -21,7 +21,7 @@ from agent.protocol.calls import Handler
 from agent.transport.channel import Channel
 from agent.transport.settings import ChannelSettings
 from agent.transport.tls import LiveTrust, peer_certificate, server_context, thumbprints_of
-from agent.transport.tls_server import TLSSite
+from agent.transport.tls_server import HeapTrimmer, TLSSite
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,8 @@ class Listener:
             self._ssl = server_context(settings.identity, trusted_pems, on_refusal)
         self._channels: set[Channel] = set()
         self._accepting = True
+        self.heap = HeapTrimmer()  # its connections' handshakes fragment the heap
+        self._trimming: asyncio.Task[None] | None = None
         app = web.Application()
         app.router.add_get("/", self._serve)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -124,16 +126,23 @@ class Listener:
         await self._runner.setup()
         if host is None and port == 0:
             for sock in _wildcard_sockets_on_one_port():
-                await TLSSite(self._runner, self._ssl, sock=sock, backlog=LISTEN_BACKLOG).start()
+                site = TLSSite(self._runner, self._ssl, sock=sock, backlog=LISTEN_BACKLOG,
+                               trimmer=self.heap)  # fmt: skip
+                await site.start()
         else:
-            site = TLSSite(self._runner, self._ssl, host=host, port=port, backlog=LISTEN_BACKLOG)
+            site = TLSSite(self._runner, self._ssl, host=host, port=port, backlog=LISTEN_BACKLOG,
+                           trimmer=self.heap)  # fmt: skip
             await site.start()
+        self._trimming = asyncio.create_task(self.heap.run(), name="listener-heap-trim")
         return [(str(address[0]), int(address[1])) for address in self._runner.addresses]
 
     async def stop(self, grace: float, hurry: asyncio.Event | None = None) -> bool:
         """Stop accepting, give calls in flight ``grace`` seconds to finish (less
         if ``hurry`` is set meanwhile), then close. Returns whether they all finished."""
         self._accepting = False
+        if self._trimming is not None:
+            self._trimming.cancel()
+            await asyncio.gather(self._trimming, return_exceptions=True)
         channels = list(self._channels)
         drained = await drain(channels, grace, hurry)
         for channel in channels:

@@ -24,13 +24,19 @@ buffer that is not shared.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+import logging
 import socket
 import ssl
+import time
 from asyncio import sslproto
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+
+log = logging.getLogger(__name__)
 
 # seconds, as asyncio's own TLS servers (asyncio.constants)
 HANDSHAKE_TIMEOUT = 60
@@ -91,6 +97,55 @@ def check_shared_buffer_supported() -> None:
         )
 
 
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, or None where the C library has none (musl, macOS)."""
+    name = ctypes.util.find_library("c")
+    if name is None:  # pragma: no cover
+        return None
+    trim = getattr(ctypes.CDLL(name), "malloc_trim", None)
+    if trim is None:  # pragma: no cover
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim  # type: ignore[no-any-return]
+
+
+class HeapTrimmer:
+    """Hands the heap's free pages back to the OS some time after connections came.
+
+    Each TLS handshake allocates and frees tens of KiB inside OpenSSL between
+    the allocations its connection keeps, and glibc returns to the OS only the
+    free memory at the top of its heap: after 2,000 agents connected, ~11 KiB a
+    connection of free pages stayed in the listener's RSS (80 KiB -> 69 KiB
+    per connection once trimmed). So, when connections were accepted since the
+    last time, every ``every`` seconds it calls ``malloc_trim`` (on the loop's
+    thread: milliseconds for a heap of GiBs). Where the C library has no
+    ``malloc_trim`` it does nothing.
+    """
+
+    def __init__(self, every: float = 30.0) -> None:
+        self.every = every
+        self.trims = 0  # done so far
+        self._accepted = 0  # since the last trim
+        self._trim = _malloc_trim()
+
+    def accepted(self) -> None:
+        """Count one accepted connection."""
+        self._accepted += 1
+
+    async def run(self) -> None:
+        """Trim after accepts, every ``every`` seconds, until cancelled."""
+        if self._trim is None:  # pragma: no cover
+            return
+        while True:
+            await asyncio.sleep(self.every)  # a period, not synchronisation
+            if self._accepted:
+                self._accepted = 0
+                started = time.monotonic()
+                self._trim(0)
+                self.trims += 1
+                log.debug("heap trimmed in %.1f ms", (time.monotonic() - started) * 1e3)
+
+
 class TLSSite(web.BaseSite):
     """An aiohttp site serving TLS through :class:`SharedBufferTLS`: on ``sock`` if
     given, else on ``host`` and ``port`` (as ``web.TCPSite``, address reused).
@@ -99,7 +154,7 @@ class TLSSite(web.BaseSite):
     its event loop's thread only.
     """
 
-    __slots__ = ("_host", "_port", "_shared", "_sock", "_tls")
+    __slots__ = ("_host", "_port", "_shared", "_sock", "_tls", "_trimmer")
 
     def __init__(
         self,
@@ -110,12 +165,15 @@ class TLSSite(web.BaseSite):
         port: int = 0,
         sock: socket.socket | None = None,
         backlog: int = 128,
+        trimmer: HeapTrimmer | None = None,
     ) -> None:
+        """``trimmer`` is told of each accepted connection."""
         # no ssl_context for the base: TLS is this site's own protocol, not the loop's
         super().__init__(runner, backlog=backlog)
         self._host, self._port, self._sock = host, port, sock
         self._tls = context
         self._shared = SharedBuffer()
+        self._trimmer = trimmer
 
     @property
     def name(self) -> str:
@@ -133,7 +191,13 @@ class TLSSite(web.BaseSite):
 
     def _protocol_factory(self, app: Callable[[], Any]) -> Callable[[], asyncio.BaseProtocol]:
         loop = asyncio.get_running_loop()
-        return lambda: SharedBufferTLS(loop, app(), self._tls, self._shared)
+
+        def accept() -> asyncio.BaseProtocol:
+            if self._trimmer is not None:
+                self._trimmer.accepted()
+            return SharedBufferTLS(loop, app(), self._tls, self._shared)
+
+        return accept
 
     async def _create_server(self, factory: Callable[[], asyncio.BaseProtocol]) -> Any:
         loop = asyncio.get_running_loop()

@@ -18,9 +18,10 @@ import pytest
 from agent import __version__
 from agent.certs import Identity, generate_identity
 from agent.client import PollingListener
-from agent.transport.listener import LISTEN_BACKLOG
+from agent.transport.listener import LISTEN_BACKLOG, Listener
 from agent.transport.settings import ChannelSettings
 from agent.transport.tls import client_context
+from tests.helpers.eventually import eventually
 
 CONNECTIONS = 40
 KIB = 1024
@@ -105,3 +106,23 @@ def _session_after_a_request(port: int, agent: Identity) -> ssl.SSLSession | Non
         while connection.recv(65536):
             pass
         return connection.session
+
+
+async def test_after_connections_came_the_listener_hands_free_heap_back() -> None:
+    """Handshakes leave freed pages inside the heap, which glibc keeps unless trimmed."""
+    agent = generate_identity()
+    settings = ChannelSettings(generate_identity(), "test-hub", __version__)
+    listener = Listener(settings, [agent.certificate_pem.decode()], None)
+    listener.heap.every = 0.05  # seconds: the test need not wait for the default 30
+    [(_, port), *_] = await listener.start("127.0.0.1", 0)
+    try:
+        assert listener.heap.trims == 0
+        await asyncio.to_thread(_connect_and_close, port, agent)
+        await eventually(lambda: listener.heap.trims >= 1, "a trim after the connections")
+    finally:
+        await listener.stop(grace=0)
+
+
+def _connect_and_close(port: int, agent: Identity) -> None:
+    with tls_connections(port, agent, 3):
+        pass
