@@ -81,6 +81,12 @@ class SharedBufferTLS(sslproto.SSLProtocol):
         # each read as large as asyncio's own (an instance attribute over the class one)
         setattr(self, "max_size", len(shared.bytes))  # noqa: B010 - typeshed says ClassVar
 
+    def _on_handshake_complete(self, handshake_exc: BaseException | None) -> None:
+        super()._on_handshake_complete(handshake_exc)
+        # the peer's certificate decoded as a dict (~1.4 KiB a connection), which
+        # nobody asks for: the listener reads the DER from the ssl object
+        self._extra.pop("peercert", None)
+
 
 def check_shared_buffer_supported() -> None:
     """Raise RuntimeError if asyncio's SSLProtocol no longer reads into ``_ssl_buffer``
