@@ -25,11 +25,12 @@ from agent.transport.tls_server import HeapTrimmer, TLSSite
 
 log = logging.getLogger(__name__)
 
-# Connections the kernel completes and holds until the listener accepts them (the
-# kernel caps it at net.core.somaxconn): when thousands of polling agents return
-# at once, those beyond a full queue have their SYNs dropped and retried 1, 3, 7...
-# seconds later, while the listener may be idle; aiohttp's default is 128.
-LISTEN_BACKLOG = 4096
+# Connections the kernel completes and holds until the listener accepts them (asyncio
+# also accepts up to this many at a time). 4096 was tried for the reconnection storm
+# and is worse: every queued connection starts its handshake at once, they all finish
+# late, and dials time out (docs/decisions.md). A full queue drops SYNs instead,
+# which the agents' kernels retry 1, 3, 7 s later: a crude but working throttle.
+LISTEN_BACKLOG = 128
 STATUS_PAGE = "tentacle agent is running. It answers RPC calls from trusted peers only.\n"
 
 
