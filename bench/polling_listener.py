@@ -15,7 +15,9 @@ it, or all of it; then it stops counting and reads commands on stdin:
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
+import os
 import sys
 import time
 import tracemalloc
@@ -52,6 +54,10 @@ async def serve(work: Path, port: int, expected: int) -> None:
             await call_all(work, listener, settings, int(command[1]))
         elif command[0] == "memory":
             print_memory()
+        elif command[0] == "trim":  # experiment: how much of the RSS is free heap
+            before = psutil.Process().memory_info().rss
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+            print(f"trimmed {before} {psutil.Process().memory_info().rss}", flush=True)
     await asyncio.Event().wait()  # stdin closed: stay up until killed
 
 
@@ -62,7 +68,7 @@ def print_memory() -> None:
         snapshot = tracemalloc.take_snapshot()
         stats = snapshot.statistics("traceback")
         print(f"traced {sum(stat.size for stat in stats)}", file=sys.stderr)
-        for stat in stats[:15]:
+        for stat in stats[: int(os.environ.get("BENCH_MEMORY_TOP", "15"))]:
             print(stat, *stat.traceback.format()[-6:], sep="\n  ", file=sys.stderr)
     print("memory", flush=True)
 

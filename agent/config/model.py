@@ -23,7 +23,7 @@ DEFAULT_PORT = 10933
 DEFAULT_POLLING_CONNECTION_COUNT = 2
 MAX_POLLING_CONNECTION_COUNT = 512
 MAX_PORT = 65535
-DEFAULT_HEARTBEAT_INTERVAL = 10.0
+DEFAULT_HEARTBEAT_INTERVAL = 30.0  # as agent.protocol.connection's (config may not import it)
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}

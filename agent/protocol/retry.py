@@ -42,8 +42,10 @@ class Backoff:
         return min(self.cap, self.first * 2.0 ** min(failures - 1, 1000))
 
 
-# The agent's poller: the first redial within a second, then never more than a minute apart.
-POLLING = Backoff(first=1.0, cap=60.0)
+# The agent's poller: the first redial within a second, then never more than 15 s apart,
+# so that agents are back within seconds of a server's return, however long it was
+# away; a server down for good sees each of them once every 7.5 s on average.
+POLLING = Backoff(first=1.0, cap=15.0)
 # A server's client (every idempotent operation on an agent, scripts included):
 # quick retries through a blip, long enough to outlast an agent's restart.
 CLIENT = Backoff(first=0.5, cap=8.0, deadline=120.0)

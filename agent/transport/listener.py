@@ -21,9 +21,16 @@ from agent.protocol.calls import Handler
 from agent.transport.channel import Channel
 from agent.transport.settings import ChannelSettings
 from agent.transport.tls import LiveTrust, peer_certificate, server_context, thumbprints_of
+from agent.transport.tls_server import HeapTrimmer, TLSSite
 
 log = logging.getLogger(__name__)
 
+# Connections the kernel completes and holds until the listener accepts them (asyncio
+# also accepts up to this many at a time). 4096 was tried for the reconnection storm
+# and is worse: every queued connection starts its handshake at once, they all finish
+# late, and dials time out (docs/decisions.md). A full queue drops SYNs instead,
+# which the agents' kernels retry 1, 3, 7 s later: a crude but working throttle.
+LISTEN_BACKLOG = 128
 STATUS_PAGE = "tentacle agent is running. It answers RPC calls from trusted peers only.\n"
 
 
@@ -105,6 +112,8 @@ class Listener:
             self._ssl = server_context(settings.identity, trusted_pems, on_refusal)
         self._channels: set[Channel] = set()
         self._accepting = True
+        self.heap = HeapTrimmer()  # its connections' handshakes fragment the heap
+        self._trimming: asyncio.Task[None] | None = None
         app = web.Application()
         app.router.add_get("/", self._serve)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -118,17 +127,23 @@ class Listener:
         await self._runner.setup()
         if host is None and port == 0:
             for sock in _wildcard_sockets_on_one_port():
-                await web.SockSite(self._runner, sock, ssl_context=self._ssl).start()
+                site = TLSSite(self._runner, self._ssl, sock=sock, backlog=LISTEN_BACKLOG,
+                               trimmer=self.heap)  # fmt: skip
+                await site.start()
         else:
-            site = web.TCPSite(self._runner, host, port, ssl_context=self._ssl,
-                               reuse_address=True)  # fmt: skip
+            site = TLSSite(self._runner, self._ssl, host=host, port=port, backlog=LISTEN_BACKLOG,
+                           trimmer=self.heap)  # fmt: skip
             await site.start()
+        self._trimming = asyncio.create_task(self.heap.run(), name="listener-heap-trim")
         return [(str(address[0]), int(address[1])) for address in self._runner.addresses]
 
     async def stop(self, grace: float, hurry: asyncio.Event | None = None) -> bool:
         """Stop accepting, give calls in flight ``grace`` seconds to finish (less
         if ``hurry`` is set meanwhile), then close. Returns whether they all finished."""
         self._accepting = False
+        if self._trimming is not None:
+            self._trimming.cancel()
+            await asyncio.gather(self._trimming, return_exceptions=True)
         channels = list(self._channels)
         drained = await drain(channels, grace, hurry)
         for channel in channels:

@@ -4,7 +4,7 @@ The agent keeps each connection to a polling server open, presenting its
 subscription id, and answers whatever the server calls on it, exactly as a
 listening agent does. When a connection drops or cannot be made, it dials again
 after a jittered exponential backoff (``agent.protocol.retry.POLLING``): the
-first retry within a second, never more than a minute apart, reset once a
+first retry within a second, never more than 15 s apart, reset once a
 connection completes its hello, so that a thousand agents do not return to a
 restarted server all at once.
 """

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from agent.certs import Identity
 from agent.protocol import SUPPORTED_VERSIONS, Connection, Hello, Limits
+from agent.protocol.connection import DEFAULT_HEARTBEAT_INTERVAL
 
 
 @dataclass(frozen=True)
@@ -14,7 +15,7 @@ class ChannelSettings:
     name: str
     version: str
     services: tuple[str, ...] = ()
-    heartbeat_interval: float = 10.0
+    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
     # How long closing waits for the peer to answer the close; a dead peer never does.
     close_timeout: float = 2.0
     limits: Limits = field(default_factory=Limits)

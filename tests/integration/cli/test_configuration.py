@@ -53,7 +53,7 @@ def test_show_configuration_defaults(pair: TentacleCli) -> None:
         "ListenIpAddress": "any",
         "NoListen": False,
         "PollingConnectionCount": 2,
-        "HeartbeatInterval": 10.0,
+        "HeartbeatInterval": 30.0,
         "FileRoots": [],
         "MaxRunningScripts": 0,
         "WorkspaceRetention": 86400.0,

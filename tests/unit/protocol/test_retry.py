@@ -111,3 +111,28 @@ def test_every_delay_is_within_its_ceiling_and_never_past_the_deadline(
         if deadline is not None:
             assert now + delay <= deadline + 1e-9
         now += delay + gap
+
+
+def test_a_polling_agent_is_never_more_than_15_s_from_its_next_dial() -> None:
+    """However long the server was away, its agents are back within seconds of its
+    return (P5b: 99% of 10,000 within 30 s of a restart): the ceiling stops at 15 s."""
+    retry = Retry(POLLING, Highest())
+    assert [retry.failed(now=0.0) for _ in range(8)] == [1, 2, 4, 8, 15, 15, 15, 15]
+
+
+def test_ten_thousand_agents_dropped_at_once_spread_their_redials_over_the_ceiling() -> None:
+    """A restarted listener sees the returning agents spread out, not in one instant:
+    after n failures, their next dials fill the whole range below the ceiling."""
+    rng = random.Random(11)
+    for failures, ceiling in ((1, 1.0), (3, 4.0), (6, 15.0)):
+        delays = []
+        for _ in range(10_000):
+            retry = Retry(POLLING, rng)
+            for _ in range(failures - 1):
+                retry.failed(0.0)
+            delays.append(retry.failed(0.0) or 0.0)
+        per_tenth = [0] * 10
+        for delay in delays:
+            per_tenth[min(9, int(delay / ceiling * 10))] += 1
+        assert max(delays) < ceiling
+        assert min(per_tenth) > 800, f"after {failures} failures: {per_tenth}"  # ~1,000 each
