@@ -193,7 +193,11 @@ async def test_deregistering_removes_the_worker_and_the_hub(
     [
         (["--workerpool", "Nowhere"], "the hub has no worker pool 'Nowhere'"),
         (["--policy", "Lax"], "the hub has no machine policy 'Lax'"),
-        (["--server-thumbprint", "AB" * 20], "check --server-thumbprint"),
+        (
+            ["--server-thumbprint", "AB" * 20],
+            "check --server-thumbprint (`tentacle hub show-thumbprint` on the hub prints it: "
+            "its `HTTPS thumbprint:` line if it has one, else its `Thumbprint:` line)",
+        ),
         (["--apikey", "API-" + "Q" * 30], "401"),
     ],
 )
@@ -443,6 +447,8 @@ async def test_deregistering_says_a_running_agent_keeps_the_hub_until_restarted(
         "the hub as it did when it started: stop or restart it"
     ) in result.out
     await tentacle_ok(tentacle, *listening_args(hub, "running"))
-    stopped = await tentacle_ok(tentacle, "deregister-worker", "--instance", "agent", *hub_args(hub))
+    stopped = await tentacle_ok(
+        tentacle, "deregister-worker", "--instance", "agent", *hub_args(hub)
+    )
     assert "Deregistered running" in stopped.out
     assert "The agent of this instance" not in stopped.out
