@@ -304,6 +304,13 @@ def run_script_command(
 
     async def action(client: AgentClient) -> int:
         outcome = await execute_script(client, request, show, cancel)
+        if outcome.already_finished:
+            click.echo(
+                f"Script {request.ticket} had already finished, with exit code "
+                f"{outcome.exit_code}; a ticket runs at most once, and its log is no "
+                "longer kept on the agent",
+                err=True,
+            )
         return outcome.exit_code
 
     try:
