@@ -143,6 +143,23 @@ def instance_lock(home: Path) -> Iterator[None]:
         os.close(descriptor)  # releases the lock; the file stays, harmless
 
 
+def running_agent(home: Path) -> str | None:
+    """The pid (as the lock file says it) of the agent serving the instance at ``home``,
+    or None if none runs: whether its lock (see instance_lock) is held."""
+    try:
+        descriptor = os.open(home / LOCK_FILE_NAME, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None  # no agent ever ran here
+    try:
+        # a shared lock, held only for this test: it never takes the file from an agent
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return os.pread(descriptor, 32, 0).decode("ascii", "replace").strip() or "unknown"
+    finally:
+        os.close(descriptor)
+    return None
+
+
 def check_runnable(config: InstanceConfig) -> None:
     """Raise ConfigError if the agent would do nothing: neither listen nor poll."""
     if config.no_listen and not config.polling_servers:

@@ -18,7 +18,7 @@ from agent.cli.loop import run as run_on_loop
 from agent.cli.options import VerbGroup, instance_option
 from agent.cli.output import emit_fields, emit_json, format_option, progress_bar
 from agent.cli.signals import Interrupted, until_signalled
-from agent.errors import TentacleError
+from agent.errors import TentacleError, TrustError
 from agent.protocol.services import Isolation, Syntax
 
 if TYPE_CHECKING:  # the client stack (aiohttp) is imported only when a client command runs
@@ -83,7 +83,8 @@ def endpoint_options(function: Callable[..., Any]) -> Callable[..., Any]:
 @instance_option
 @click.pass_context
 def client_group(ctx: click.Context, instance_name: str | None) -> None:
-    """Reach an agent as a server does, with instance H's certificate as identity."""
+    """Reach an agent as a server does: present the certificate of the instance given
+    with --instance (one that the agent trusts), as a hub would present its own."""
     ctx.obj = None
     ctx.meta["client"] = ClientOptions(instance_name)
 
@@ -114,8 +115,16 @@ def _run(
 
         if not target.thumbprint:
             raise click.UsageError("--thumbprint is required for a listening agent")
-        async with AgentClient(Endpoint(target.endpoint, target.thumbprint), settings) as client:
-            return await action(client)
+        try:
+            async with AgentClient(Endpoint(target.endpoint, target.thumbprint), settings) as c:
+                return await action(c)
+        except TrustError as error:
+            if "was expected" not in str(error):  # not a mismatch: the agent refused us
+                raise
+            raise TrustError(
+                f"{error}: check --thumbprint (the Thumbprint: line of `tentacle "
+                "show-thumbprint --instance NAME` on the agent)"
+            ) from None
 
     return run_on_loop(until_signalled(main(), first_interrupt), context.environ)
 
@@ -295,6 +304,13 @@ def run_script_command(
 
     async def action(client: AgentClient) -> int:
         outcome = await execute_script(client, request, show, cancel)
+        if outcome.already_finished:
+            click.echo(
+                f"Script {request.ticket} had already finished, with exit code "
+                f"{outcome.exit_code}; a ticket runs at most once, and its log is no "
+                "longer kept on the agent",
+                err=True,
+            )
         return outcome.exit_code
 
     try:

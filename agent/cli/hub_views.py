@@ -13,6 +13,7 @@ as it lands; Ctrl-C stops following, never the task.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -81,7 +82,8 @@ def summary_of(worker: dict[str, Any]) -> str:
 
 
 WORKER_HEADERS = (
-    "NAME", "ID", "HEALTH", "SUMMARY", "STYLE", "ENDPOINT", "POOLS", "VERSION", "LAST CHECKED",
+    "NAME", "ID", "HEALTH", "SUMMARY", "STYLE", "ENDPOINT", "POOLS", "VERSION",
+    "LAST CHECKED (UTC)",
 )  # fmt: skip
 
 
@@ -101,7 +103,12 @@ def worker_row(worker: dict[str, Any], pool_names: dict[str, str]) -> list[str]:
     ]
 
 
-POOL_HEADERS = ("NAME", "ID", "DEFAULT", "WORKERS", *HEALTH_STATUSES, "DISABLED")
+# the health statuses as the other headers are written (HasWarnings: HAS WARNINGS)
+POOL_HEADERS = (
+    "NAME", "ID", "DEFAULT", "WORKERS",
+    *(re.sub(r"(?<=[a-z])(?=[A-Z])", " ", status).upper() for status in HEALTH_STATUSES),
+    "DISABLED",
+)  # fmt: skip
 
 
 def pool_row(summary: dict[str, Any]) -> list[str]:

@@ -260,7 +260,12 @@ def hub_certificate_thumbprint(pem: str) -> str:
     help="the hub's polling port (TentacleActive; default: the one the hub reports, "
     f"else {DEFAULT_POLLING_PORT})",
 )
-@click.option("--force", is_flag=True, help="take the name over from another machine")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="take the name over from another machine; register as listening even if "
+    "the instance does not listen (NoListen true)",
+)
 def register_worker_command(
     instance_name: str | None,
     server: str,
@@ -279,6 +284,13 @@ def register_worker_command(
     worker_name = socket.gethostname() if name is None else _worker_name(name)
     hub_host = _hub_host(server)
     instance = current().open(instance_name)
+    if comms_style == "TentaclePassive" and instance.config.no_listen and not force:
+        raise RegistrationError(
+            f"instance {instance.name} does not listen (NoListen is true), so the hub could "
+            "never dial it: listen with `tentacle configure --instance "
+            f"{instance.name} --noListen false` first, or register it as polling "
+            "(--comms-style TentacleActive), or --force"
+        )
     identity = instance_identity(instance.name, instance.config.identity_path)
 
     async def register() -> tuple[dict[str, Any], Plan, bool]:
@@ -342,6 +354,14 @@ def deregister_worker_command(
     for worker in workers:
         click.echo(f"Deregistered {worker['Name']} ({worker['Id']}) from {server}")
     click.echo(forgotten)
+    from agent.daemon import running_agent  # heavy: only here
+
+    if (pid := running_agent(instance.config.home)) is not None:
+        # the agent reads its trust and polling servers once, when it starts
+        click.echo(
+            f"The agent of this instance (pid {pid}) still trusts and polls the hub as it "
+            "did when it started: stop or restart it"
+        )
 
 
 def _forget_hub(instance: Instance, hub_pem: str) -> str:
@@ -362,7 +382,7 @@ def _forget_hub(instance: Instance, hub_pem: str) -> str:
         done.append(f"trusts the hub's certificate {sha1}")
     if not done:
         return f"This instance neither polled nor trusted the hub ({sha1})"
-    return f"This instance no longer {' nor '.join(done)}"
+    return f"This instance no longer {' and no longer '.join(done)}"
 
 
 @click.command("poll-server")

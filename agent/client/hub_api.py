@@ -21,6 +21,13 @@ API_KEY_HEADER = "X-Octopus-ApiKey"
 TIMEOUT = 30.0
 
 
+# the hub's HTTPS certificate is its own (Thumbprint:) unless an operator's was given
+WHICH_THUMBPRINT = (
+    "`tentacle hub show-thumbprint` on the hub prints it: its `HTTPS thumbprint:` line "
+    "if it has one, else its `Thumbprint:` line"
+)
+
+
 class HubApiError(TentacleError):
     """The hub could not be reached or refused the request; ``status`` when it answered."""
 
@@ -107,14 +114,11 @@ class HubApi:
                     )
                 return answer
         except TrustError as error:
-            raise HubApiError(
-                f"{error}: check --server-thumbprint (tentacle hub "
-                "show-thumbprint on the hub prints it)"
-            ) from None
+            raise HubApiError(f"{error}: check --server-thumbprint ({WHICH_THUMBPRINT})") from None
         except aiohttp.ClientConnectorCertificateError:
             raise HubApiError(
                 f"the hub at {self.server} presented a certificate this machine does not trust: "
-                "pass --server-thumbprint (tentacle hub show-thumbprint on the hub prints it)"
+                f"pass --server-thumbprint ({WHICH_THUMBPRINT})"
             ) from None
         except (TimeoutError, aiohttp.ClientError, OSError) as error:
             raise HubApiError(f"cannot reach the hub at {self.server}: {error}") from None

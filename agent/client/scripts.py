@@ -94,9 +94,13 @@ class LogChunk:
 
 @dataclass(frozen=True)
 class ScriptOutcome:
+    """``already_finished``: the ticket had run and been completed before this call, so
+    only its exit code came back (its log went with its workspace)."""
+
     ticket: str
     exit_code: int
     cancelled: bool
+    already_finished: bool = False
 
 
 async def execute_script(
@@ -113,6 +117,12 @@ async def execute_script(
     """
     cancel = cancel or asyncio.Event()
     status = await _resilient(client, lambda: _start(client, request))  # idempotent per ticket
+    # A completed ticket answers its start with its outcome and no logs, though it had
+    # some (NextLogSequence > 0); a script that just ran comes with its lines. (One that
+    # printed nothing looks the same either way: nothing is lost by not telling them apart.)
+    already_finished = (
+        status.reply.finished and not status.reply.logs and status.reply.next_sequence > 0
+    )
     last = 0
     delay = FIRST_POLL
     cancel_sent = False
@@ -150,7 +160,7 @@ async def execute_script(
     exit_code = status.reply.exit_code
     if exit_code is None:
         raise ProtocolError(f"script {request.ticket} is Complete without an ExitCode")
-    return ScriptOutcome(request.ticket, exit_code, cancel.is_set())
+    return ScriptOutcome(request.ticket, exit_code, cancel.is_set(), already_finished)
 
 
 @dataclass(frozen=True)

@@ -131,7 +131,8 @@ class FileService:
                 raise CallError(
                     REFUSED,
                     f"{target} is inside {folder}, which only the script service writes (its "
-                    "state, exit codes and logs); send a script's files with scripts.start Files",
+                    "state, exit codes and logs); send a script's files with scripts.start Files "
+                    "(`tentacle client run-script --file PATH`)",
                 )
 
     def _reserve(self, target: Path, length: int) -> contextlib.AbstractContextManager[Reservation]:

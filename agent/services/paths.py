@@ -27,6 +27,7 @@ def resolve_within(requested: str, home: Path, roots: Sequence[Path]) -> Path:
         names = ", ".join(str(root) for root in allowed)
         raise CallError(
             REFUSED,
-            f"path {requested!r} resolves to {resolved}, outside the allowed roots ({names})",
+            f"path {requested!r} resolves to {resolved}, outside the allowed roots ({names}); "
+            "`tentacle configure --instance INSTANCE --file-root DIR` on the agent allows another",
         )
     return resolved

@@ -310,7 +310,7 @@ async def create_task(request: web.Request) -> web.Response:
         if errors:
             raise invalid(errors)
         assert name is not None
-        description = description or _describe(name, arguments)
+        description = description or await _describe(conn, arguments)
         number = await store_tasks.submit(conn, space, name, description, arguments, context.now())
         task_id = ids.format_id(ids.SERVER_TASK, number)
         await note(conn, request, "TaskQueued", f"Task {description} queued", task_id)
@@ -320,14 +320,25 @@ async def create_task(request: web.Request) -> web.Response:
     return web.json_response(task_resource(row, context.now()), status=201)
 
 
-def _describe(name: str, arguments: dict[str, Any]) -> str:
+async def _describe(conn: AsyncConnection, arguments: dict[str, Any]) -> str:
+    """A Health task's description, naming its pool or workers as people know them
+    (``arguments`` is valid: every id exists)."""
     scope = arguments.get("WorkerpoolId") or arguments.get("WorkerPoolId")
     machines = arguments.get("MachineIds") or []
     if scope:
-        return f"Check health of the workers in {scope}"
+        [pool] = await _names(conn, t.worker_pools, [scope], ids.WORKER_POOL)
+        return f"Check health of the workers in {pool}"
     if machines:
-        return f"Check health of {', '.join(machines)}"
+        return f"Check health of {', '.join(await _names(conn, t.workers, machines, ids.WORKER))}"
     return "Check health of every worker"
+
+
+async def _names(conn: AsyncConnection, table: sa.Table, wanted: list[str], kind: str) -> list[str]:
+    """The names of the rows of ``table`` with the ids ``wanted``, in that order."""
+    numbers = [ids.try_parse_id(kind, one) for one in wanted]
+    query = sa.select(table.c.id, table.c.name).where(table.c.id.in_(numbers))
+    names = {row["id"]: row["name"] for row in await fetch_all(conn, query)}
+    return [names.get(number, one) for number, one in zip(numbers, wanted, strict=True)]
 
 
 async def cancel_task(request: web.Request) -> web.Response:

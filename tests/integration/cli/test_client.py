@@ -44,12 +44,24 @@ def test_failures_are_one_clear_line(agent: AgentProcess, tmp_path: Path) -> Non
     failure = agent.cli.fails("client", "--instance", "hub", "capabilities",
                               *endpoint(agent, wrong))  # fmt: skip
     assert f"presented certificate {agent.thumbprint}" in failure.err
-    assert f"but thumbprint {wrong} was expected" in failure.err
+    assert (
+        f"but thumbprint {wrong} was expected: check --thumbprint (the Thumbprint: line "
+        "of `tentacle show-thumbprint --instance NAME` on the agent)" in failure.err
+    )
     failure = agent.cli.fails("client", "--instance", "agent", "capabilities", *endpoint(agent))
     assert "not trust our certificate" in failure.err
     failure = agent.cli.fails("client", "--instance", "hub", "download", *endpoint(agent),
                               "../../etc/passwd", str(tmp_path / "x"))  # fmt: skip
     assert failure.err.startswith("error: refused: path '../../etc/passwd'")
+    assert len(failure.err.strip().splitlines()) == 1
+    assert failure.err.strip().endswith(
+        "`tentacle configure --instance INSTANCE --file-root DIR` on the agent allows another"
+    )
+    (tmp_path / "state").write_text("forged")
+    failure = agent.cli.fails("client", "--instance", "hub", "upload", *endpoint(agent),
+                              str(tmp_path / "state"), "Work/forged")  # fmt: skip
+    assert "which only the script service writes" in failure.err
+    assert "scripts.start Files (`tentacle client run-script --file PATH`)" in failure.err
     assert len(failure.err.strip().splitlines()) == 1
     failure = agent.cli.fails("client", "--instance", "hub", "capabilities",
                               "--endpoint", "ftp://x", "--thumbprint", wrong)  # fmt: skip

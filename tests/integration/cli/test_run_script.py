@@ -99,3 +99,22 @@ def test_a_mistyped_option_is_an_error_not_a_script_argument(
     assert "--ticket" in typo.err.splitlines()[-1]  # click suggests the right one
     passed = agent.cli.run(*run_script(agent, script), "--", "--tiket", "-x")
     assert (passed.code, passed.out) == (0, "args: --tiket -x\n")
+
+
+def test_a_finished_ticket_run_again_says_so_and_exits_with_its_code(
+    agent: AgentProcess, tmp_path: Path
+) -> None:
+    script = tmp_path / "once.sh"
+    script.write_text("echo ran; exit 3\n")
+    first = agent.cli.run(*run_script(agent, script, "--ticket", "once"))
+    assert (first.code, first.out, first.err) == (3, "ran\n", "")
+    again = agent.cli.run(*run_script(agent, script, "--ticket", "once"))
+    assert (again.code, again.out) == (3, "")
+    assert again.err == (
+        "Script once had already finished, with exit code 3; a ticket runs at most once, "
+        "and its log is no longer kept on the agent\n"
+    )
+    silent = tmp_path / "silent.sh"
+    silent.write_text("exit 0\n")
+    fresh = agent.cli.run(*run_script(agent, silent, "--ticket", "silent"))
+    assert (fresh.code, fresh.out, fresh.err) == (0, "", "")  # ran now: nothing to say

@@ -75,6 +75,7 @@ async def test_workers_pools_and_policies_as_tables_and_json(
     try:
         await healthy(hub, "web-1")
         table = await hub_ok(tentacle, hub, "workers")
+        assert table.out.splitlines()[0].split()[-3:] == ["LAST", "CHECKED", "(UTC)"]
         [row] = rows(table)
         assert row[:3] == ["web-1", "Workers-1", "Healthy"]
         assert "TentaclePassive" in row
@@ -87,8 +88,12 @@ async def test_workers_pools_and_policies_as_tables_and_json(
         ]
         assert set(listed[0]) == set(api[0])  # the API's shape
 
-        [pool] = rows(await hub_ok(tentacle, hub, "pools"))
-        # NAME ID DEFAULT WORKERS Healthy HasWarnings Unhealthy Unavailable Unknown DISABLED
+        pools = await hub_ok(tentacle, hub, "pools")
+        assert [h.strip() for h in pools.out.splitlines()[0].split("  ") if h.strip()] == [
+            "NAME", "ID", "DEFAULT", "WORKERS", "HEALTHY", "HAS WARNINGS", "UNHEALTHY",
+            "UNAVAILABLE", "UNKNOWN", "DISABLED"
+        ]  # fmt: skip
+        [pool] = rows(pools)
         assert pool == [
             "Default Worker Pool",
             "WorkerPools-1",
@@ -173,7 +178,7 @@ async def test_a_health_check_follows_each_worker_and_succeeds(
         result = await hub_ok(tentacle, hub, "health-check", "--pool", "Default Worker Pool")
         lines = result.out.strip().splitlines()
         task_id = lines[0].split(":")[0]
-        assert lines[0] == f"{task_id}: Check health of the workers in WorkerPools-1"
+        assert lines[0] == f"{task_id}: Check health of the workers in Default Worker Pool"
         assert "Checking the health of 2 worker(s)" in lines
         assert "  web-1: Healthy" in lines
         assert "  web-2: Healthy" in lines
@@ -186,6 +191,7 @@ async def test_a_health_check_follows_each_worker_and_succeeds(
         assert task["Arguments"] == {"WorkerpoolId": "WorkerPools-1"}
         # --worker by name or by id scopes the task to those machines
         just_one = await hub_ok(tentacle, hub, "health-check", "--worker", "Workers-2")
+        assert just_one.out.splitlines()[0].endswith(": Check health of web-2")  # its name
         assert "  web-2: Healthy" in just_one.out
         assert "web-1" not in just_one.out
     finally:

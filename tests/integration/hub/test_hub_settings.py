@@ -95,6 +95,7 @@ async def test_register_worker_verifies_a_ca_signed_hub_without_a_thumbprint(
                 "--publicHostName", "127.0.0.1", "--tentacle-comms-port", "10999"]  # fmt: skip
         refused = await asyncio.to_thread(tentacle.fails, *args)
         assert "presented a certificate this machine does not trust" in refused.err
+        assert "its `HTTPS thumbprint:` line if it has one" in refused.err  # which one to pin
         ca_file = {"SSL_CERT_FILE": str(ca.write_certificate(tmp_path / "ca.pem"))}
         registered = await asyncio.to_thread(tentacle.ok, *args, env=ca_file)
         assert "Registered ca-1 as Workers-1" in registered.out

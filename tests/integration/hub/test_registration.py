@@ -193,7 +193,11 @@ async def test_deregistering_removes_the_worker_and_the_hub(
     [
         (["--workerpool", "Nowhere"], "the hub has no worker pool 'Nowhere'"),
         (["--policy", "Lax"], "the hub has no machine policy 'Lax'"),
-        (["--server-thumbprint", "AB" * 20], "check --server-thumbprint"),
+        (
+            ["--server-thumbprint", "AB" * 20],
+            "check --server-thumbprint (`tentacle hub show-thumbprint` on the hub prints it: "
+            "its `HTTPS thumbprint:` line if it has one, else its `Thumbprint:` line)",
+        ),
         (["--apikey", "API-" + "Q" * 30], "401"),
     ],
 )
@@ -372,7 +376,7 @@ async def test_deregistering_forgets_every_node_of_that_hub_and_keeps_the_others
     port = hub.server.polling_port
     assert (
         f"This instance no longer polls https://127.0.0.1:{port}/, https://node-2:10943/ "
-        f"nor trusts the hub's certificate {ours}"
+        f"and no longer trusts the hub's certificate {ours}"
     ) in result.out
     assert polling_entries(tentacle) == [("https://elsewhere:10943/", other)]
     assert not any(p.matches(ours) for p in agent_config(tentacle).trusted)
@@ -394,3 +398,57 @@ async def test_a_blank_name_is_refused_before_the_hub_is_contacted(
         "(leave --name out for this machine's name)"
     )
     assert agent_config(tentacle) == before
+
+
+def listening_args(hub: RunningHub, name: str) -> list[str]:
+    return ["register-worker", "--instance", "agent", *hub_args(hub), "--workerpool",
+            "Default Worker Pool", "--name", name, "--publicHostName", "127.0.0.1"]  # fmt: skip
+
+
+async def test_registering_as_listening_an_instance_that_does_not_listen_needs_force(
+    hub: RunningHub, tentacle: TentacleCli
+) -> None:
+    """The hub would dial an address the agent never serves: refused, also for a polling
+    instance switching to listening, unless --force."""
+    AgentProcess(tentacle)
+    await tentacle_ok(tentacle, *polling_args(hub, "quiet"))
+    await asyncio.to_thread(tentacle.ok, "configure", "--instance", "agent", "--noListen", "true")
+    before = agent_config(tentacle)
+    [polling] = await hub.api.get("/api/workers/all")
+    refused = await tentacle_fails(tentacle, *listening_args(hub, "quiet"))
+    assert refused.err.strip() == (
+        "error: instance agent does not listen (NoListen is true), so the hub could never "
+        "dial it: listen with `tentacle configure --instance agent --noListen false` first, "
+        "or register it as polling (--comms-style TentacleActive), or --force"
+    )
+    assert agent_config(tentacle) == before
+    assert await hub.api.get("/api/workers/all") == [polling]
+    await tentacle_ok(tentacle, *listening_args(hub, "quiet"), "--force")
+    [worker] = await hub.api.get("/api/workers/all")
+    assert worker["Endpoint"]["CommunicationStyle"] == "TentaclePassive"
+
+
+async def test_deregistering_says_a_running_agent_keeps_the_hub_until_restarted(
+    hub: RunningHub, tentacle: TentacleCli
+) -> None:
+    """The agent reads its trust and polling servers when it starts: deregistering
+    while it runs says so, and says nothing of it when no agent runs."""
+    agent = AgentProcess(tentacle)
+    await tentacle_ok(tentacle, *listening_args(hub, "running"))
+    agent.start()
+    try:
+        result = await tentacle_ok(
+            tentacle, "deregister-worker", "--instance", "agent", *hub_args(hub)
+        )
+    finally:
+        agent.stop()
+    assert (
+        f"The agent of this instance (pid {agent.process.pid}) still trusts and polls "  # type: ignore[union-attr]
+        "the hub as it did when it started: stop or restart it"
+    ) in result.out
+    await tentacle_ok(tentacle, *listening_args(hub, "running"))
+    stopped = await tentacle_ok(
+        tentacle, "deregister-worker", "--instance", "agent", *hub_args(hub)
+    )
+    assert "Deregistered running" in stopped.out
+    assert "The agent of this instance" not in stopped.out
