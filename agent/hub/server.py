@@ -25,7 +25,6 @@ from agent.hub.health import HealthChecks
 from agent.hub.home import HomeLock, HubHome
 from agent.hub.lease import LeaseLost, NodeLease
 from agent.hub.reach import WorkerReach
-from agent.hub.rules.lease import abandoned
 from agent.hub.runner import TaskRunner
 from agent.hub.scheduler import Scheduler
 from agent.hub.store import Store, open_store
@@ -139,14 +138,12 @@ class HubServer:
         self.reach = reach = WorkerReach(settings, self.listener)
         self.tasks = TaskRunner(
             store,
-            self.home.settings.node_name,
+            store_tasks.Owner(self.home.settings.node_name, self.lease.token),
             self.home.settings.task_cap,
             {"Health": HealthChecks(store, reach, utc_now)},
             utc_now,
         )
-        await self.tasks.start(
-            abandoned(died, utc_now()) if died is not None else store_tasks.STOPPED
-        )
+        await self.tasks.start(died or store_tasks.STOPPED)
         self.scheduler = Scheduler(store, utc_now, self.tasks.wake)
         self.scheduler.start()
         context = HubContext(

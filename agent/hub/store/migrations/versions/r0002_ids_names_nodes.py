@@ -12,7 +12,10 @@ leases.
   name, as in Octopus. Names that already differ only in case are told apart
   first (the later one gets its id appended, and the events log says so), so
   the upgrade never fails on data it was given.
-- ``hub_nodes``: one row per running hub node, its lease on its name.
+- ``hub_nodes``: one row per running hub node, its lease on its name (its
+  process's host, pid and start time, and its lease time); ``server_tasks``
+  records the lease token of the process executing each task, so that only that
+  process writes the task's end.
 
 Revision ID: 0002
 Revises: 0001
@@ -78,10 +81,13 @@ def upgrade() -> None:
         sa.Column("token", sa.String(length=64), nullable=False),
         sa.Column("host", sa.String(length=255), nullable=False),
         sa.Column("pid", sa.Integer(), nullable=False),
+        sa.Column("process_started", sa.Float(), nullable=True),
+        sa.Column("lease_seconds", sa.Float(), nullable=False),
         sa.Column("started", sa.DateTime(timezone=True), nullable=False),
         sa.Column("last_seen", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_hub_nodes")),
     )
+    op.add_column("server_tasks", sa.Column("server_token", sa.String(length=64), nullable=True))
     if sqlite:
         _check_foreign_keys()
 
@@ -205,6 +211,8 @@ def _check_foreign_keys() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("server_tasks") as batch:
+        batch.drop_column("server_token")
     op.drop_table("hub_nodes")
     for table, (constraint, scope, _) in NAMED.items():
         op.drop_index(f"ix_{table}_lower_name", table_name=table)
