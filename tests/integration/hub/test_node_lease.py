@@ -394,3 +394,39 @@ async def test_a_live_node_fails_the_tasks_of_a_dead_node_of_another_name(
         assert names == ["b"]  # a's dead lease is gone
     finally:
         await b.stop()
+
+
+@pytest.mark.parametrize("busy", ["--listen", "--polling-port"])
+async def test_a_start_that_cannot_bind_its_ports_leaves_the_database_as_it_was(
+    tmp_path: Path, tentacle: TentacleCli, busy: str
+) -> None:
+    """An older hub still serving this database (at r0001) holds the port: the new one
+    says so in one line and neither upgrades the schema under it nor takes a lease."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    store = await open_store(url)
+    try:
+        await store.migrate("0001")
+    finally:
+        await store.close()
+    home = create_home(tmp_path / "hub")
+    home.with_settings(database=url).save()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = {"--listen": "127.0.0.1:0", "--polling-port": "0", busy: f"127.0.0.1:{port}"}
+        if busy == "--polling-port":
+            ports[busy] = str(port)
+        refused = await asyncio.to_thread(
+            tentacle.fails, "hub", "serve", "--home", str(home.path),
+            "--listen", ports["--listen"], "--polling-port", ports["--polling-port"],
+        )  # fmt: skip
+    store = await open_store(url)
+    try:
+        assert await store.revision() == "0001"
+    finally:
+        await store.close()
+    what = "the API" if busy == "--listen" else "polling agents"
+    assert refused.err.strip() == (
+        f"error: cannot listen for {what} on 127.0.0.1:{port}: Address already in use"
+    )
