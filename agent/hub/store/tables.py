@@ -239,3 +239,5 @@ hub_nodes = sa.Table(
     sa.Column("started", Timestamp, nullable=False),
     sa.Column("last_seen", Timestamp, nullable=False),
 )
+# "HUB" and "hub" are one node: two processes starting as both at once, one wins
+sa.Index("ix_hub_nodes_lower_name", sa.func.lower(hub_nodes.c.name), unique=True)

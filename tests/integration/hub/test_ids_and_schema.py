@@ -30,7 +30,7 @@ DOCUMENT_TABLES = {
 }  # fmt: skip
 LOWER_NAME_INDEXES = {
     "ix_workers_lower_name", "ix_worker_pools_lower_name", "ix_machine_policies_lower_name",
-    "ix_api_keys_lower_name",
+    "ix_api_keys_lower_name", "ix_hub_nodes_lower_name",
 }  # fmt: skip
 
 

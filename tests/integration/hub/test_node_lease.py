@@ -430,3 +430,44 @@ async def test_a_start_that_cannot_bind_its_ports_leaves_the_database_as_it_was(
     assert refused.err.strip() == (
         f"error: cannot listen for {what} on 127.0.0.1:{port}: Address already in use"
     )
+
+
+def _error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if "rror" in line]
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("n" * 201, "got 201 characters"),
+        ("a\nb", "got 'a\\nb' (with '\\n')"),
+        ("a/b", "got 'a/b' (with '/')"),
+    ],
+)
+async def test_a_bad_node_name_is_one_clear_line_and_nothing_is_saved(
+    tmp_path: Path, tentacle: TentacleCli, postgres: PostgresServer, name: str, why: str
+) -> None:
+    url = await fresh_database(postgres, "bad_node_name")
+    home = create_home(tmp_path / "hub", url)
+    before = (home.path / "hub.yaml").read_text()
+    rule = (
+        "expected a node name of 1 to 200 characters: letters, digits, spaces, '.', '-' and"
+        f" '_' (such as a machine's name), {why}"
+    )
+    ports = ("--listen", "127.0.0.1:0", "--polling-port", "0")
+    for command in ("serve", "configure"):
+        refused = await asyncio.to_thread(
+            tentacle.fails, "hub", command, "--home", str(home.path), "--node-name", name,
+            *(ports if command == "serve" else ()), code=2,
+        )  # fmt: skip
+        [line] = _error_lines(refused.err)
+        assert rule in line, refused.err
+    assert (home.path / "hub.yaml").read_text() == before
+
+
+async def test_node_names_differing_only_in_case_are_one_node(tmp_path: Path) -> None:
+    async with running_hub(tmp_path) as hub:
+        second = HubServer(_second_home(tmp_path, hub.home).with_settings(node_name="HUB"), "1")
+        with pytest.raises(NodeNameTaken, match="the hub node 'hub' is running already"):
+            await second.start("127.0.0.1:0", polling_port=0)
+        assert await _state_rows(hub) == ["hub"]

@@ -87,6 +87,7 @@ def upgrade() -> None:
         sa.Column("last_seen", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_hub_nodes")),
     )
+    op.create_index("ix_hub_nodes_lower_name", "hub_nodes", [sa.text("lower(name)")], unique=True)
     op.add_column("server_tasks", sa.Column("server_token", sa.String(length=64), nullable=True))
     if sqlite:
         _check_foreign_keys()
