@@ -55,30 +55,75 @@ def hub_group() -> None:
     metavar="URL",
     help="postgresql://USER@HOST/DB, or sqlite:///PATH (default: hub.db in the home)",
 )
-def create_command(home: Path, database: str | None) -> None:
+@click.option(
+    "--join",
+    is_flag=True,
+    help="the database holds a hub already: make this home another node of it",
+)
+def create_command(home: Path, database: str | None, join: bool) -> None:
     """Make a new hub: its certificate, its database and the defaults (a space, the
-    Default Worker Pool and the Default Machine Policy)."""
+    Default Worker Pool and the Default Machine Policy).
+
+    With --join, a home for another node of the hub whose database --database names
+    (its workers, keys and tasks are that hub's); without it, a database that holds
+    a hub already is refused, so that a mistyped URL never joins another hub."""
     hub = create_home(home, database)
     try:
-        asyncio.run(_prepare_database(hub.settings.database))
+        existing = asyncio.run(_prepare_database(hub.settings.database, join))
     except BaseException:
         discard_new_home(hub)  # nothing half-made is left to refuse the next attempt
         raise
-    click.echo(f"Created a hub in {hub.path}")
+    if existing is None:
+        click.echo(f"Created a hub in {hub.path}")
+    else:
+        click.echo(f"Created a home in {hub.path} for another node of {existing}")
+        click.echo(
+            "Each node serving this database needs its own NodeName:"
+            f" tentacle hub configure --home {hub.path} --node-name NAME"
+        )
     click.echo(f"Thumbprint: {hub.identity().thumbprint}")
 
 
-async def _prepare_database(url: str) -> None:
+async def _prepare_database(url: str, join: bool) -> str | None:
+    """Migrate and initialise; returns the hub the database held already (for
+    --join), None if it was new. ConfigError if that is not what --join said."""
     from agent.hub.store import open_store
     from agent.hub.store.records import initialise
 
     store = await open_store(url)
     try:
+        existing = await _hub_in(store)
+        if existing is not None and not join:
+            raise ConfigError(
+                f"the database already holds a hub ({existing}): add --join to make this"
+                " home another node of that hub, or give --database a new database"
+            )
+        if existing is None and join:
+            raise ConfigError("the database holds no hub to join: leave out --join to create one")
         await store.migrate()
         async with store.transaction() as conn:
             await initialise(conn, datetime.now(UTC))
+        return existing
     finally:
         await store.close()
+
+
+async def _hub_in(store: Any) -> str | None:
+    """ "InstallationId X, N workers" if the database holds a hub, else None. Read
+    before migrating: the tables are those of any schema revision."""
+    import sqlalchemy as sa
+
+    from agent.hub.store import tables as t
+    from agent.hub.store.records import fact
+
+    if await store.revision() is None:
+        return None
+    async with store.connect() as conn:
+        installation = await fact(conn, "InstallationId")
+        if installation is None:
+            return None
+        workers = (await conn.execute(sa.select(sa.func.count(t.workers.c.id)))).scalar_one()
+    return f"InstallationId {installation}, {workers} worker{'' if workers == 1 else 's'}"
 
 
 @hub_group.command("serve")

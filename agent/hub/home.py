@@ -64,10 +64,26 @@ def coerce_listen(value: Any) -> str:
     return text
 
 
+MAX_NODE_NAME = 200  # hub_nodes.name and server_tasks.server_node
+NODE_NAME_PUNCTUATION = " .-_"
+NODE_NAME_RULE = (
+    f"a node name of 1 to {MAX_NODE_NAME} characters: letters, digits, spaces, '.', '-'"
+    " and '_' (such as a machine's name)"
+)
+
+
 def coerce_node_name(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"expected a name, got {value!r}")
-    return value.strip()
+    """A hub node's name, as Octopus's are: a machine's name, say. Names are one node
+    whatever their case ("HUB" is "hub": agent.hub.store.nodes compares them so)."""
+    text = value.strip() if isinstance(value, str) else ""
+    if not text:
+        raise ValueError(f"expected {NODE_NAME_RULE}, got {value!r}")
+    if len(text) > MAX_NODE_NAME:
+        raise ValueError(f"expected {NODE_NAME_RULE}, got {len(text)} characters")
+    wrong = [c for c in text if not (c.isalnum() or c in NODE_NAME_PUNCTUATION)]
+    if wrong:
+        raise ValueError(f"expected {NODE_NAME_RULE}, got {value!r} (with {wrong[0]!r})")
+    return text
 
 
 def coerce_task_cap(value: Any) -> int:

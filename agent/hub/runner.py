@@ -5,7 +5,10 @@ The store is the truth: a task is claimed (Queued -> Executing) in the
 database before it runs, so a second node never runs it too; a cancel is a
 state written by the API, which this runner then applies to the running
 task. Tasks this node was running when it stopped are failed on its next start,
-once that start holds the node's lease (agent.hub.lease).
+once that start holds the node's lease (agent.hub.lease). Every write a running
+task makes is conditional on the task being still this process's (its owner:
+node name and lease token): a process that was frozen past its lease, whose
+tasks another node failed meanwhile, drops what it would write and moves on.
 """
 
 from __future__ import annotations
@@ -42,29 +45,40 @@ class Outcome:
 class TaskLog:
     """What an executor writes: activities (one per worker, say) and their log lines."""
 
-    def __init__(self, store: Store, task_id: int, now: Callable[[], datetime]) -> None:
+    def __init__(
+        self, store: Store, task_id: int, now: Callable[[], datetime], owner: store_tasks.Owner
+    ) -> None:
         self.store = store
         self.task_id = task_id
         self.now = now
+        self.owner = owner
+
+    @contextlib.asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction for this task's writes; store_tasks.TakenOver (and nothing
+        written) if the task is no longer this process's."""
+        async with self.store.transaction() as conn:
+            await store_tasks.ensure_owned(conn, self.task_id, self.owner)
+            yield conn
 
     async def activity(self, name: str) -> int:
-        async with self.store.transaction() as conn:
+        async with self._writing() as conn:
             return await store_tasks.start_activity(conn, self.task_id, name, self.now())
 
     async def write(self, activity: int | None, lines: list[tuple[str, str]]) -> None:
         """Append ``(category, message)`` lines, in one transaction."""
-        async with self.store.transaction() as conn:
+        async with self._writing() as conn:
             for category, message in lines:
                 await store_tasks.log(conn, self.task_id, activity, category, message, self.now())
 
     async def end(self, activity: int, status: str) -> None:
-        async with self.store.transaction() as conn:
+        async with self._writing() as conn:
             await store_tasks.end_activity(conn, activity, status, self.now())
 
     async def finished_activities(self, entries: list[FinishedActivity]) -> None:
         """Whole activities (started, their lines, ended) and each one's ``also``
         writes, in one transaction."""
-        async with self.store.transaction() as conn:
+        async with self._writing() as conn:
             for entry in entries:
                 activity = await store_tasks.start_activity(
                     conn, self.task_id, entry.name, entry.started
@@ -132,13 +146,14 @@ class TaskRunner:
     def __init__(
         self,
         store: Store,
-        node: str,
+        owner: store_tasks.Owner,
         cap: int,
         executors: dict[str, Executor],
         now: Callable[[], datetime],
     ) -> None:
         self.store = store
-        self.node = node
+        self.owner = owner
+        self.node = owner.node
         self.cap = cap
         self.executors = executors
         self.now = now
@@ -197,7 +212,7 @@ class TaskRunner:
     async def _claim_what_fits(self) -> None:
         while len(self._running) < self.cap:
             async with self.store.transaction() as conn:
-                row = await store_tasks.claim(conn, self.node, self.now())
+                row = await store_tasks.claim(conn, self.owner, self.now())
             if row is None:
                 return
             self._running[row["id"]] = asyncio.create_task(self._execute(row))
@@ -217,8 +232,10 @@ class TaskRunner:
             if executor is None:
                 outcome = Outcome(False, error=f"this hub cannot run {row['name']} tasks")
             else:
-                outcome = await executor(row, TaskLog(self.store, task_id, self.now))
+                outcome = await executor(row, TaskLog(self.store, task_id, self.now, self.owner))
             state = store_tasks.SUCCESS if outcome.succeeded else store_tasks.FAILED
+        except store_tasks.TakenOver:
+            state = ""  # another node wrote its end: nothing to write here
         except asyncio.CancelledError:
             cancelled = False  # unknown when the database is away: then the hub stopped
             with contextlib.suppress(Exception):
@@ -231,9 +248,18 @@ class TaskRunner:
             outcome = Outcome(False, error=f"the task failed: {error}")
         finally:
             self._running.pop(task_id, None)
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._finish_durably(task_id, state, outcome))
+            if state:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._finish_durably(task_id, state, outcome))
+            else:
+                self._dropped(task_id)
             self._wake.set()
+
+    def _dropped(self, task_id: int) -> None:
+        log.warning(
+            "task ServerTasks-%d was taken over by another node; its end here is dropped",
+            task_id,
+        )
 
     async def _cancel_requested(self, task_id: int) -> bool:
         async with self.store.connect() as conn:
@@ -265,9 +291,12 @@ class TaskRunner:
 
     async def _finish(self, task_id: int, state: str, outcome: Outcome) -> None:
         async with self.store.transaction() as conn:
-            await store_tasks.finish(
-                conn, task_id, state, self.now(), outcome.error, outcome.warnings
+            ended = await store_tasks.finish(
+                conn, task_id, state, self.now(), outcome.error, outcome.warnings, self.owner
             )
+        if not ended:
+            self._dropped(task_id)
+            return
         log.info(
             "task ServerTasks-%d: %s%s",
             task_id,

@@ -7,6 +7,7 @@ operator configured a certificate and key of their own (CA-signed setups).
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,7 +27,6 @@ from agent.hub.health import HealthChecks
 from agent.hub.home import HomeLock, HubHome
 from agent.hub.lease import LeaseLost, NodeLease
 from agent.hub.reach import WorkerReach
-from agent.hub.rules.lease import abandoned
 from agent.hub.runner import TaskRunner
 from agent.hub.scheduler import Scheduler
 from agent.hub.store import Store, open_store
@@ -76,6 +76,27 @@ def https_context(home: HubHome) -> ssl.SSLContext:
     return context
 
 
+def check_can_listen(host: str, port: int, what: str) -> None:
+    """ConfigError naming ``what`` if ``host:port`` cannot be bound now (in use, say):
+    checked before the database is touched, so a start that cannot serve changes
+    nothing (it does not upgrade a schema an older hub still serves). Port 0 is any
+    free port: nothing to check. Binds as asyncio's servers do (SO_REUSEADDR), then
+    lets go; a port taken between this and the real bind still fails there."""
+    if port == 0:
+        return
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        for family, kind, proto, _, address in addresses:
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                probe.bind(address)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ConfigError(f"cannot listen {what} on {host}:{port}: {reason}") from None
+
+
 @dataclass
 class HubServer:
     """The hub's parts, started and stopped together: store, polling port, task
@@ -96,7 +117,8 @@ class HubServer:
     lease: NodeLease | None = None
 
     async def start(self, listen: str | None = None, polling_port: int | None = None) -> str:
-        """Lock the home, migrate, take the node's lease, initialise and listen; returns
+        """Lock the home, check its ports are free, migrate, take the node's lease (before
+        anything else writes), initialise and listen; returns
         the URL the API answers on. HomeInUse or NodeNameTaken (ConfigErrors) when
         another live process serves from this home or with this node's name.
 
@@ -107,6 +129,9 @@ class HubServer:
         self.home_lock = HomeLock(self.home.path)
         self.home_lock.acquire()  # a second serve on this home is refused at once
         try:
+            wanted = self.home.settings.polling_port if polling_port is None else polling_port
+            check_can_listen(host, port, "for the API")  # before the database is touched
+            check_can_listen(host, wanted, "for polling agents")
             return await self._start_locked(host, port, polling_port, ssl_context, identity)
         except BaseException:
             await self.stop()  # the lease and the home's lock are let go: the next start runs
@@ -144,14 +169,12 @@ class HubServer:
         self.reach = reach = WorkerReach(settings, self.listener)
         self.tasks = TaskRunner(
             store,
-            self.home.settings.node_name,
+            store_tasks.Owner(self.home.settings.node_name, self.lease.token),
             self.home.settings.task_cap,
             {"Health": HealthChecks(store, reach, utc_now)},
             utc_now,
         )
-        await self.tasks.start(
-            abandoned(died, utc_now()) if died is not None else store_tasks.STOPPED
-        )
+        await self.tasks.start(died or store_tasks.STOPPED)
         self.scheduler = Scheduler(store, utc_now, self.tasks.wake)
         self.scheduler.start()
         context = HubContext(
@@ -176,7 +199,9 @@ class HubServer:
         try:
             await site.start()
         except OSError as error:
-            raise ConfigError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+            raise ConfigError(
+                f"cannot listen for the API on {host}:{port}: {error.strerror}"
+            ) from None
         bound_host, bound_port = self.runner.addresses[0][:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         self.url = f"https://{shown}:{bound_port}/"

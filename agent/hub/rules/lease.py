@@ -6,6 +6,10 @@ name must not displace (it would fail the tasks the first is running). A row
 older than that is a holder that died without stopping (kill -9, a lost
 machine): it may be taken over, and only then are its unfinished tasks failed.
 A node that stops cleanly deletes its row, so the next start takes over at once.
+A holder on this very host whose process is gone (its pid not running, or
+running a process started at another time: the pid was reused) is dead at
+once, whatever its lease says. Each row carries its holder's lease time: a
+reader with a shorter one must not judge a slower holder dead.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ class LeaseState(enum.Enum):
     FREE = "free"  # no row: nobody holds the name (or its holder stopped cleanly)
     HELD = "held"  # another process renewed it within the lease time
     EXPIRED = "expired"  # its holder stopped renewing it: it may be taken over
+    GONE = "gone"  # its holder's process, on this host, is no longer running: taken over
     MINE = "mine"  # this process holds it (the row has its token)
 
 
@@ -36,9 +41,19 @@ def lease_state(
         return LeaseState.FREE
     if token is not None and row["token"] == token:
         return LeaseState.MINE
-    if now - row["last_seen"] <= timedelta(seconds=lease_seconds):
+    if now - row["last_seen"] <= timedelta(seconds=held_for(row, lease_seconds)):
         return LeaseState.HELD
     return LeaseState.EXPIRED
+
+
+def held_for(row: Mapping[str, Any], lease_seconds: float) -> float:
+    """The row's own lease time (its holder's setting), else the reader's."""
+    return float(row.get("lease_seconds") or lease_seconds)
+
+
+def expired_before(row: Mapping[str, Any], now: datetime, lease_seconds: float) -> datetime:
+    """A row last seen at or before this has expired."""
+    return now - timedelta(seconds=held_for(row, lease_seconds))
 
 
 def renew_interval(lease_seconds: float) -> float:
@@ -61,9 +76,15 @@ def refusal(row: Mapping[str, Any], now: datetime) -> str:
     )
 
 
-def abandoned(row: Mapping[str, Any], now: datetime) -> str:
-    """Why a task the expired holder was running is failed by the node taking over."""
+def abandoned(row: Mapping[str, Any], now: datetime, state: LeaseState) -> str:
+    """Why a task the dead holder was running is failed by the node taking over (its
+    lease EXPIRED, or its process is GONE)."""
+    why = (
+        "that process is no longer running"
+        if state is LeaseState.GONE
+        else f"it was last seen {_ago(row, now)} and its lease expired"
+    )
     return (
         f"the hub node {row['name']!r} (process {row['pid']} on {row['host']}) stopped while"
-        f" this task ran: it was last seen {_ago(row, now)} and its lease expired"
+        f" this task ran: {why}"
     )

@@ -178,6 +178,9 @@ server_tasks = sa.Table(
     sa.Column("error_message", sa.Text, nullable=True),
     sa.Column("has_warnings_or_errors", sa.Boolean, nullable=False, default=False),
     sa.Column("server_node", sa.String(200), nullable=True),  # the node executing it
+    # the lease token of the process executing it (agent.hub.lease): its end is written
+    # only by that process, never by one that lost the node's lease meanwhile
+    sa.Column("server_token", sa.String(64), nullable=True),
     sa.Column("cancel_requested", sa.Boolean, nullable=False, default=False),
     **DOCUMENT,
 )
@@ -230,6 +233,11 @@ hub_nodes = sa.Table(
     sa.Column("token", sa.String(64), nullable=False),  # random, one per process
     sa.Column("host", sa.String(255), nullable=False),
     sa.Column("pid", sa.Integer, nullable=False),
+    # the process's own start time (psutil): a pid alive again is another process
+    sa.Column("process_started", sa.Float, nullable=True),
+    sa.Column("lease_seconds", sa.Float, nullable=False),  # the holder's, not the reader's
     sa.Column("started", Timestamp, nullable=False),
     sa.Column("last_seen", Timestamp, nullable=False),
 )
+# "HUB" and "hub" are one node: two processes starting as both at once, one wins
+sa.Index("ix_hub_nodes_lower_name", sa.func.lower(hub_nodes.c.name), unique=True)

@@ -2,11 +2,16 @@
 
 Claiming is a conditional update (``... WHERE state = 'Queued'``), so that two
 nodes on one PostgreSQL never run the same task; every state a task passes
-through is written before it is acted on.
+through is written before it is acted on. A claim records the node and the
+claiming process's lease token (``Owner``), and every write a running task
+makes is conditional on the task being still that owner's and still running: a
+process that lost its lease (it was frozen, another took the node over and
+failed the task) cannot write its end over the one written since.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +25,20 @@ QUEUED, EXECUTING, CANCELLING = "Queued", "Executing", "Cancelling"
 SUCCESS, FAILED, CANCELED, TIMED_OUT = "Success", "Failed", "Canceled", "TimedOut"
 FINISHED = (SUCCESS, FAILED, CANCELED, TIMED_OUT)
 STATES = (QUEUED, EXECUTING, CANCELLING, *FINISHED)
+RUNNING = (EXECUTING, CANCELLING)
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who runs a task: the node's name and the lease token of its process."""
+
+    node: str
+    token: str
+
+
+class TakenOver(Exception):
+    """The task is no longer this process's (another node failed it after this one's
+    lease expired): nothing more of it may be written here."""
 
 
 async def submit(
@@ -50,8 +69,8 @@ async def task(conn: AsyncConnection, task_id: int) -> Row | None:
     return await fetch_one(conn, sa.select(t.server_tasks).where(t.server_tasks.c.id == task_id))
 
 
-async def claim(conn: AsyncConnection, node: str, now: datetime) -> Row | None:
-    """Take the oldest queued task for ``node``; None if there is none (or another
+async def claim(conn: AsyncConnection, owner: Owner, now: datetime) -> Row | None:
+    """Take the oldest queued task for ``owner``; None if there is none (or another
     node took it first)."""
     tasks = t.server_tasks
     oldest = await fetch_one(
@@ -66,9 +85,18 @@ async def claim(conn: AsyncConnection, node: str, now: datetime) -> Row | None:
     taken = await conn.execute(
         sa.update(tasks)
         .where(tasks.c.id == oldest["id"], tasks.c.state == QUEUED)
-        .values(state=EXECUTING, start_time=now, server_node=node)
+        .values(state=EXECUTING, start_time=now, server_node=owner.node, server_token=owner.token)
     )
     return await task(conn, oldest["id"]) if taken.rowcount == 1 else None
+
+
+def _owned_by(owner: Owner) -> list[sa.ColumnElement[bool]]:
+    tasks = t.server_tasks
+    return [
+        tasks.c.state.in_(RUNNING),
+        tasks.c.server_node == owner.node,
+        tasks.c.server_token == owner.token,
+    ]
 
 
 async def finish(
@@ -78,10 +106,16 @@ async def finish(
     now: datetime,
     error: str | None = None,
     warnings: bool = False,
-) -> None:
-    await conn.execute(
-        sa.update(t.server_tasks)
-        .where(t.server_tasks.c.id == task_id)
+    owner: Owner | None = None,
+    states: tuple[str, ...] = RUNNING,
+) -> bool:
+    """Write the task's end if it is still in one of ``states`` (and still ``owner``'s,
+    when given). False if it matched nothing: another wrote its end first."""
+    tasks = t.server_tasks
+    conditions = _owned_by(owner) if owner is not None else [tasks.c.state.in_(states)]
+    ended = await conn.execute(
+        sa.update(tasks)
+        .where(tasks.c.id == task_id, *conditions)
         .values(
             state=state,
             completed_time=now,
@@ -89,6 +123,22 @@ async def finish(
             has_warnings_or_errors=warnings or state != SUCCESS,
         )
     )
+    return ended.rowcount == 1
+
+
+async def ensure_owned(conn: AsyncConnection, task_id: int, owner: Owner) -> None:
+    """TakenOver unless the task is still running as ``owner``'s. Called first in a
+    transaction that writes for a running task (its activities, log lines and the
+    workers' health): on PostgreSQL the row is locked until the commit, so no
+    take-over falls between this check and those writes; SQLite runs one writing
+    transaction at a time."""
+    tasks = t.server_tasks
+    row = await fetch_one(
+        conn,
+        sa.select(tasks.c.id).where(tasks.c.id == task_id, *_owned_by(owner)).with_for_update(),
+    )
+    if row is None:
+        raise TakenOver(f"ServerTasks-{task_id} was taken over by another node")
 
 
 async def request_cancel(conn: AsyncConnection, task_id: int, now: datetime) -> str | None:
@@ -97,17 +147,21 @@ async def request_cancel(conn: AsyncConnection, task_id: int, now: datetime) -> 
     row = await task(conn, task_id)
     if row is None:
         return None
-    if row["state"] == QUEUED:
-        await finish(conn, task_id, CANCELED, now, "canceled before it started")
+    tasks = t.server_tasks
+    if row["state"] == QUEUED and await finish(
+        conn, task_id, CANCELED, now, "canceled before it started", states=(QUEUED,)
+    ):
         return CANCELED
-    if row["state"] == EXECUTING:
-        await conn.execute(
-            sa.update(t.server_tasks)
-            .where(t.server_tasks.c.id == task_id)
+    if row["state"] in (QUEUED, EXECUTING):  # a queued one may just have been claimed
+        cancelling = await conn.execute(
+            sa.update(tasks)
+            .where(tasks.c.id == task_id, tasks.c.state == EXECUTING)
             .values(state=CANCELLING, cancel_requested=True)
         )
-        return CANCELLING
-    return str(row["state"])
+        if cancelling.rowcount == 1:
+            return CANCELLING
+    row = await task(conn, task_id)
+    return None if row is None else str(row["state"])
 
 
 STOPPED = "the hub stopped while this task ran"
@@ -117,18 +171,19 @@ async def abandon_unfinished(
     conn: AsyncConnection, node: str, now: datetime, reason: str = STOPPED
 ) -> list[int]:
     """Tasks this node was running when it stopped: failed with ``reason``. Returns their
-    ids. Only the process holding the node's lease may call it (agent.hub.lease):
-    another one with the same name may be running them."""
+    ids. Only a process that holds the node's lease, or that has just removed the
+    expired lease of a node that died (agent.hub.lease), may call it: no other live
+    process runs them then. Node names are compared whatever their case."""
     tasks = t.server_tasks
     rows = await fetch_all(
         conn,
         sa.select(tasks.c.id).where(
-            tasks.c.server_node == node, tasks.c.state.in_((EXECUTING, CANCELLING))
+            sa.func.lower(tasks.c.server_node) == sa.func.lower(sa.literal(node)),
+            tasks.c.state.in_(RUNNING),
         ),
     )
-    for row in rows:
-        await finish(conn, row["id"], FAILED, now, reason)
-    return [row["id"] for row in rows]
+    failed = [row["id"] for row in rows if await finish(conn, row["id"], FAILED, now, reason)]
+    return failed
 
 
 async def start_activity(conn: AsyncConnection, task_id: int, name: str, now: datetime) -> int:

@@ -92,3 +92,51 @@ def test_an_unreachable_database_is_one_clear_line(tentacle: TentacleCli, tmp_pa
     assert len(result.err.strip().splitlines()) == 1
     assert not (tmp_path / "hub").exists()  # nothing half-made: the next attempt may succeed
     tentacle.ok("hub", "create", "--home", str(tmp_path / "hub"))
+
+
+async def test_a_new_home_on_a_database_that_holds_a_hub_joins_it_only_when_asked(
+    tentacle: TentacleCli, tmp_path: Path, postgres: PostgresServer
+) -> None:
+    """A mistyped --database must not silently make this home a node of another hub:
+    refused, naming the hub found; --join makes it another node (as several nodes on
+    one PostgreSQL will be), saying so; --join on a database without a hub is refused."""
+    import asyncio
+
+    from agent.hub.store.records import fact
+    from tests.helpers.hub import running_hub
+
+    url = await fresh_database(postgres, "joined_by_a_second_home")
+    async with running_hub(tmp_path, url) as hub:
+        status, worker = await hub.api.request("POST", "/api/workers", json={
+            "Name": "w", "Thumbprint": "CD" * 20, "WorkerPoolIds": ["WorkerPools-1"],
+            "Endpoint": {"CommunicationStyle": "TentaclePassive",
+                         "Uri": "https://127.0.0.1:1/"}})  # fmt: skip
+        assert status == 201, worker
+        async with hub.server.store.connect() as conn:  # type: ignore[union-attr]
+            installation = await fact(conn, "InstallationId")
+    second = tmp_path / "second"
+    refused = await asyncio.to_thread(
+        tentacle.fails, "hub", "create", "--home", str(second), "--database", url
+    )
+    assert refused.err.strip() == (
+        f"error: the database already holds a hub (InstallationId {installation}, 1 worker):"
+        " add --join to make this home another node of that hub, or give --database a new"
+        " database"
+    )
+    assert not second.exists()
+    joined = await asyncio.to_thread(
+        tentacle.ok, "hub", "create", "--home", str(second), "--database", url, "--join"
+    )
+    assert joined.out.splitlines()[:2] == [
+        f"Created a home in {second} for another node of InstallationId {installation}, 1 worker",
+        "Each node serving this database needs its own NodeName: tentacle hub configure"
+        f" --home {second} --node-name NAME",
+    ]
+    empty = await fresh_database(postgres, "nothing_to_join")
+    nothing = await asyncio.to_thread(
+        tentacle.fails, "hub", "create", "--home", str(tmp_path / "third"), "--database",
+        empty, "--join",
+    )  # fmt: skip
+    assert nothing.err.strip() == (
+        "error: the database holds no hub to join: leave out --join to create one"
+    )

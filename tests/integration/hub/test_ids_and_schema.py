@@ -30,7 +30,7 @@ DOCUMENT_TABLES = {
 }  # fmt: skip
 LOWER_NAME_INDEXES = {
     "ix_workers_lower_name", "ix_worker_pools_lower_name", "ix_machine_policies_lower_name",
-    "ix_api_keys_lower_name",
+    "ix_api_keys_lower_name", "ix_hub_nodes_lower_name",
 }  # fmt: skip
 
 
@@ -220,10 +220,19 @@ async def _fill_at_r0001(store: Store) -> None:
         )
 
 
+ADDED_BY_R0002 = {"server_token"}
+
+
 async def _every_row(store: Store) -> dict[str, list[Row]]:
+    """Every table r0001 had, every column it had."""
     async with store.connect() as conn:
         return {
-            name: await fetch_all(conn, sa.select(table).order_by(*table.primary_key.columns))
+            name: await fetch_all(
+                conn,
+                sa.select(*(c for c in table.columns if c.name not in ADDED_BY_R0002)).order_by(
+                    *table.primary_key.columns
+                ),
+            )
             for name, table in t.metadata.tables.items()
             if name != "hub_nodes"
         }
@@ -269,3 +278,35 @@ async def test_a_database_at_r0001_upgrades_keeping_every_row_and_id(
     assert after == before  # every row, every id, the pool memberships too
     assert new_pool == 4  # not 3, the pool deleted after the upgrade
     assert new_worker == 4  # not 3, the worker deleted before it (the events log names it)
+
+
+async def test_a_renamed_case_twin_gets_a_name_that_is_free_and_fits(
+    empty_database_url: str,
+) -> None:
+    """ "X" would become "X (WorkerPools-3)", which "x (WorkerPools-3)" has already
+    (whatever the case): the upgrade picks a free name instead of failing on the
+    unique index (the hub could not start then); a 200-character twin stays 200."""
+    long = "p" * 200
+    store = await open_store(empty_database_url)
+    try:
+        await store.migrate("0001")
+        async with store.transaction() as conn:
+            await initialise(conn, NOW)
+            for name in ("x", "X", "x (WorkerPools-3)", "X (WORKERPOOLS-3 2)", long, long.upper()):
+                await _insert_like_the_api(conn, t.worker_pools, name)
+        await store.migrate()
+        async with store.connect() as conn:
+            pools = await fetch_all(conn, sa.select(t.worker_pools).order_by(t.worker_pools.c.id))
+            events = await fetch_all(conn, sa.select(t.events).order_by(t.events.c.id))
+    finally:
+        await store.close()
+    names = [row["name"] for row in pools[1:]]
+    assert names == [
+        "x", "X (WorkerPools-3 3)", "x (WorkerPools-3)", "X (WORKERPOOLS-3 2)", long,
+        long.upper()[: 200 - len(" (WorkerPools-7)")] + " (WorkerPools-7)",
+    ]  # fmt: skip
+    assert len({name.lower() for name in names}) == len(names)
+    assert [e["message"] for e in events if e["username"] == "hub upgrade"] == [
+        "Worker pool X renamed X (WorkerPools-3 3): names are unique whatever their case",
+        f"Worker pool {long.upper()} renamed {names[-1]}: names are unique whatever their case",
+    ]

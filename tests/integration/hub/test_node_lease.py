@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from agent import __version__
 from agent.hub.home import HubHome, create_home, load_home
 from agent.hub.lease import LeaseLost, NodeNameTaken
 from agent.hub.server import HubServer
+from agent.hub.store import open_store
 from agent.hub.store import tables as t
 from agent.hub.store import tasks as store_tasks
 from agent.hub.store.records import fetch_all
@@ -183,45 +186,103 @@ async def _black_hole() -> AsyncIterator[int]:
         server.close()
 
 
-async def test_after_kill_9_a_new_start_takes_over_once_the_lease_expired(
-    tmp_path: Path, tentacle: TentacleCli
-) -> None:
-    home_path = tmp_path / "hub"
-    tentacle.ok("hub", "create", "--home", str(home_path))
-    key = tentacle.ok("hub", "create-api-key", "--home", str(home_path), "--name", "t").out.strip()
-    env = {**tentacle.env, "TENTACLE_HUB_NODE_LEASE_SECONDS": "2"}
+@asynccontextmanager
+async def _serving(
+    home_path: Path, env: dict[str, str], *extra: str
+) -> AsyncIterator[tuple[subprocess.Popen[str], HubApi]]:
+    """``tentacle hub serve`` on ``home_path`` in a process of its own, and its API (with a
+    new key); the process is killed on leaving if it still runs."""
+    tentacle_env = {**env}
+    key = subprocess.run(
+        [sys.executable, "-m", "agent", "hub", "create-api-key", "--home", str(home_path),
+         "--name", f"t{secrets.token_hex(4)}"],
+        env=tentacle_env, capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
     process = subprocess.Popen(
-        _serve_command(home_path), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True,
+        _serve_command(home_path, *extra), env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         assert process.stdout is not None
         line = await asyncio.to_thread(process.stdout.readline)
         ready = READY.search(line)
-        assert ready, (line, process.stderr)
-        home = load_home(home_path, {"TENTACLE_HUB_NODE_LEASE_SECONDS": "2"})
-        async with (
-            _black_hole() as port,
-            aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=pinned(home))) as session,
-        ):
-            api = HubApi(ready.group(1), session, key)
-            status, worker = await api.request("POST", "/api/workers", json={
-                "Name": "silent", "Thumbprint": "AB" * 20, "WorkerPoolIds": ["WorkerPools-1"],
-                "Endpoint": {"CommunicationStyle": "TentaclePassive",
-                             "Uri": f"https://127.0.0.1:{port}/"}})  # fmt: skip
-            assert status == 201, worker
-
-            async def executing() -> list[Any]:
-                tasks = await api.get("/api/tasks/all")
-                return [task for task in tasks if task["State"] == "Executing"]
-
-            [task] = await eventually(executing, "the new worker's check is executing")
-            process.send_signal(signal.SIGKILL)
-            assert await asyncio.to_thread(process.wait, 60) == -signal.SIGKILL
+        assert ready, (line, process.stderr.read() if process.stderr else "")
+        home = load_home(home_path, env)
+        connector = aiohttp.TCPConnector(ssl=pinned(home))
+        async with aiohttp.ClientSession(connector=connector) as session:
+            yield process, HubApi(ready.group(1), session, key)
     finally:
         if process.poll() is None:
             process.kill()
-    dead = process.pid
+            process.wait(60)
+
+
+async def _a_silent_workers_check(api: HubApi, port: int) -> Any:
+    """A worker at ``port`` (which never answers) registered: its first check, executing."""
+    status, worker = await api.request("POST", "/api/workers", json={
+        "Name": "silent", "Thumbprint": "AB" * 20, "WorkerPoolIds": ["WorkerPools-1"],
+        "Endpoint": {"CommunicationStyle": "TentaclePassive",
+                     "Uri": f"https://127.0.0.1:{port}/"}})  # fmt: skip
+    assert status == 201, worker
+
+    async def executing() -> list[Any]:
+        tasks = await api.get("/api/tasks/all")
+        return [task for task in tasks if task["State"] == "Executing"]
+
+    [task] = await eventually(executing, "the new worker's check is executing")
+    return task
+
+
+async def _killed(process: subprocess.Popen[str]) -> int:
+    process.send_signal(signal.SIGKILL)
+    assert await asyncio.to_thread(process.wait, 60) == -signal.SIGKILL
+    return process.pid
+
+
+async def _task_row(server: HubServer, task: Any) -> Any:
+    async with server.store.connect() as conn:  # type: ignore[union-attr]
+        return await store_tasks.task(conn, int(task["Id"].removeprefix("ServerTasks-")))
+
+
+async def test_after_kill_9_a_restart_on_the_same_host_takes_over_at_once(
+    tmp_path: Path, tentacle: TentacleCli
+) -> None:
+    """The dead process's pid is not running on this host: its lease (a minute, the
+    default) is not waited for, and its task is failed saying why."""
+    home_path = tmp_path / "hub"
+    tentacle.ok("hub", "create", "--home", str(home_path))
+    async with _black_hole() as port, _serving(home_path, tentacle.env) as (process, api):
+        task = await _a_silent_workers_check(api, port)
+        dead = await _killed(process)
+    server = HubServer(load_home(home_path, tentacle.env), __version__)
+    await server.start("127.0.0.1:0", polling_port=0)  # at once: not refused
+    try:
+        row = await _task_row(server, task)
+        assert (row["state"], row["error_message"]) == ("Failed", (
+            f"the hub node 'hub' (process {dead} on {socket.gethostname()}) stopped while this"
+            " task ran: that process is no longer running"
+        ))  # fmt: skip
+    finally:
+        await server.stop()
+
+
+async def test_a_dead_node_on_another_host_is_taken_over_once_its_lease_expired(
+    tmp_path: Path, tentacle: TentacleCli
+) -> None:
+    """Its pid says nothing here: the lease is waited for."""
+    home_path = tmp_path / "hub"
+    tentacle.ok("hub", "create", "--home", str(home_path))
+    env = {**tentacle.env, "TENTACLE_HUB_NODE_LEASE_SECONDS": "2"}
+    home = load_home(home_path, env)
+    async with _black_hole() as port, _serving(home_path, env) as (process, api):
+        task = await _a_silent_workers_check(api, port)
+        dead = await _killed(process)
+    store = await open_store(home.settings.database)
+    try:
+        async with store.transaction() as conn:  # as if it had run on another machine
+            await conn.execute(sa.update(t.hub_nodes).values(host="elsewhere"))
+    finally:
+        await store.close()
     refusals: list[str] = []
 
     async def taken_over() -> HubServer | None:
@@ -235,16 +296,178 @@ async def test_after_kill_9_a_new_start_takes_over_once_the_lease_expired(
 
     server = await eventually(taken_over, "a new start took over the dead node", interval=0.2)
     try:
-        assert all(f"process {dead} on" in refusal for refusal in refusals), refusals
-        async with server.store.connect() as conn:  # type: ignore[union-attr]
-            number = int(task["Id"].removeprefix("ServerTasks-"))
-            row = await store_tasks.task(conn, number)
-        assert row is not None
+        assert all(f"process {dead} on elsewhere" in refusal for refusal in refusals), refusals
+        row = await _task_row(server, task)
         assert row["state"] == "Failed"
         assert row["error_message"].startswith(
-            f"the hub node 'hub' (process {dead} on {socket.gethostname()}) stopped while this"
+            f"the hub node 'hub' (process {dead} on elsewhere) stopped while this"
             " task ran: it was last seen "
         ), row["error_message"]
         assert row["error_message"].endswith("and its lease expired")
     finally:
         await server.stop()
+
+
+async def test_a_node_frozen_past_its_lease_does_not_write_over_the_end_the_next_one_wrote(
+    tmp_path: Path, tentacle: TentacleCli
+) -> None:
+    """h1 (frozen by SIGSTOP) loses its lease to h2 (same NodeName, same SQLite file),
+    which fails h1's task; thawed, h1 learns its lease was taken and stops, and the
+    end it would write (the hub stopped) is dropped: the task keeps h2's."""
+    h1_path = tmp_path / "h1"
+    tentacle.ok("hub", "create", "--home", str(h1_path))
+    env = {**tentacle.env, "TENTACLE_HUB_NODE_LEASE_SECONDS": "2"}
+    h1_home = load_home(h1_path, env)
+    h2_home = create_home(tmp_path / "h2", h1_home.settings.database).with_settings(
+        node_lease_seconds=2
+    )
+    async with _black_hole() as port, _serving(h1_path, env) as (h1, api):
+        task = await _a_silent_workers_check(api, port)
+        h1.send_signal(signal.SIGSTOP)
+        try:
+
+            async def taken_over() -> HubServer | None:
+                server = HubServer(h2_home, __version__)
+                try:
+                    await server.start("127.0.0.1:0", polling_port=0)
+                except NodeNameTaken:  # h1's lease, not expired yet
+                    return None
+                return server
+
+            h2 = await eventually(taken_over, "h2 took the node over", interval=0.2)
+        finally:
+            h1.send_signal(signal.SIGCONT)
+        try:
+            taken = await _task_row(h2, task)
+            assert taken["state"] == "Failed"
+            assert "its lease expired" in taken["error_message"], taken["error_message"]
+            assert await asyncio.to_thread(h1.wait, 60) != 0  # it stopped: its lease was lost
+            kept = await _task_row(h2, task)
+            assert {k: kept[k] for k in ("state", "error_message", "completed_time")} == {
+                k: taken[k] for k in ("state", "error_message", "completed_time")
+            }
+            assert h1.stderr is not None
+            err = h1.stderr.read()
+            assert (
+                f"task {task['Id']} was taken over by another node; its end here is dropped" in err
+            ), err
+        finally:
+            await h2.stop()
+
+
+async def test_a_live_node_fails_the_tasks_of_a_dead_node_of_another_name(
+    tmp_path: Path, tentacle: TentacleCli
+) -> None:
+    """Node a is killed with a task executing; node b (another NodeName, same database)
+    fails it once a's lease expired, without anyone starting as a; a cancel asked
+    meanwhile completes."""
+    a_path = tmp_path / "a"
+    tentacle.ok("hub", "create", "--home", str(a_path))
+    env = {**tentacle.env, "TENTACLE_HUB_NODE_LEASE_SECONDS": "2"}
+    a_home = load_home(a_path, env)
+    b_home = create_home(tmp_path / "b", a_home.settings.database).with_settings(
+        node_name="b", node_lease_seconds=2
+    )
+    async with _black_hole() as port, _serving(a_path, env, "--node-name", "a") as (process, api):
+        task = await _a_silent_workers_check(api, port)
+        dead = await _killed(process)
+    b = HubServer(b_home, __version__)
+    await b.start("127.0.0.1:0", polling_port=0)
+    try:
+        async with b.store.transaction() as conn:  # type: ignore[union-attr]
+            number = int(task["Id"].removeprefix("ServerTasks-"))
+            await store_tasks.request_cancel(conn, number, datetime.now(UTC))
+
+        async def failed() -> Any:
+            row = await _task_row(b, task)
+            return row if row["state"] not in ("Executing", "Cancelling") else None
+
+        row = await eventually(failed, "node b failed dead node a's task")
+        assert row["state"] == "Failed"
+        assert row["error_message"].startswith(
+            f"the hub node 'a' (process {dead} on {socket.gethostname()}) stopped while this"
+            " task ran: it was last seen "
+        ), row["error_message"]
+        assert row["error_message"].endswith("and its lease expired")
+        async with b.store.connect() as conn:  # type: ignore[union-attr]
+            names = [r["name"] for r in await fetch_all(conn, sa.select(t.hub_nodes))]
+        assert names == ["b"]  # a's dead lease is gone
+    finally:
+        await b.stop()
+
+
+@pytest.mark.parametrize("busy", ["--listen", "--polling-port"])
+async def test_a_start_that_cannot_bind_its_ports_leaves_the_database_as_it_was(
+    tmp_path: Path, tentacle: TentacleCli, busy: str
+) -> None:
+    """An older hub still serving this database (at r0001) holds the port: the new one
+    says so in one line and neither upgrades the schema under it nor takes a lease."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    store = await open_store(url)
+    try:
+        await store.migrate("0001")
+    finally:
+        await store.close()
+    home = create_home(tmp_path / "hub")
+    home.with_settings(database=url).save()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = {"--listen": "127.0.0.1:0", "--polling-port": "0", busy: f"127.0.0.1:{port}"}
+        if busy == "--polling-port":
+            ports[busy] = str(port)
+        refused = await asyncio.to_thread(
+            tentacle.fails, "hub", "serve", "--home", str(home.path),
+            "--listen", ports["--listen"], "--polling-port", ports["--polling-port"],
+        )  # fmt: skip
+    store = await open_store(url)
+    try:
+        assert await store.revision() == "0001"
+    finally:
+        await store.close()
+    what = "the API" if busy == "--listen" else "polling agents"
+    assert refused.err.strip() == (
+        f"error: cannot listen for {what} on 127.0.0.1:{port}: Address already in use"
+    )
+
+
+def _error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if "rror" in line]
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("n" * 201, "got 201 characters"),
+        ("a\nb", "got 'a\\nb' (with '\\n')"),
+        ("a/b", "got 'a/b' (with '/')"),
+    ],
+)
+async def test_a_bad_node_name_is_one_clear_line_and_nothing_is_saved(
+    tmp_path: Path, tentacle: TentacleCli, postgres: PostgresServer, name: str, why: str
+) -> None:
+    url = await fresh_database(postgres, "bad_node_name")
+    home = create_home(tmp_path / "hub", url)
+    before = (home.path / "hub.yaml").read_text()
+    rule = (
+        "expected a node name of 1 to 200 characters: letters, digits, spaces, '.', '-' and"
+        f" '_' (such as a machine's name), {why}"
+    )
+    ports = ("--listen", "127.0.0.1:0", "--polling-port", "0")
+    for command in ("serve", "configure"):
+        refused = await asyncio.to_thread(
+            tentacle.fails, "hub", command, "--home", str(home.path), "--node-name", name,
+            *(ports if command == "serve" else ()), code=2,
+        )  # fmt: skip
+        [line] = _error_lines(refused.err)
+        assert rule in line, refused.err
+    assert (home.path / "hub.yaml").read_text() == before
+
+
+async def test_node_names_differing_only_in_case_are_one_node(tmp_path: Path) -> None:
+    async with running_hub(tmp_path) as hub:
+        second = HubServer(_second_home(tmp_path, hub.home).with_settings(node_name="HUB"), "1")
+        with pytest.raises(NodeNameTaken, match="the hub node 'hub' is running already"):
+            await second.start("127.0.0.1:0", polling_port=0)
+        assert await _state_rows(hub) == ["hub"]

@@ -47,7 +47,20 @@ def test_a_refusal_names_the_node_its_host_pid_and_when_and_says_what_to_do() ->
 
 
 def test_an_abandoned_task_says_which_process_stopped_and_that_its_lease_expired() -> None:
-    message = abandoned(row(75), NOW)
+    message = abandoned(row(75), NOW, LeaseState.EXPIRED)
     assert "the hub node 'hub' (process 4242 on box-1) stopped while this task ran" in message
     assert "last seen 75 s ago" in message
     assert "its lease expired" in message
+
+
+def test_an_abandoned_task_of_a_process_gone_from_this_host_says_so() -> None:
+    assert abandoned(row(5), NOW, LeaseState.GONE) == (
+        "the hub node 'hub' (process 4242 on box-1) stopped while this task ran:"
+        " that process is no longer running"
+    )
+
+
+def test_a_holder_is_judged_by_its_own_lease_time_not_the_readers() -> None:
+    slow = {**row(90), "lease_seconds": 120}
+    assert lease_state(slow, NOW, 60) is LeaseState.HELD
+    assert lease_state({**slow, "lease_seconds": 60}, NOW, 60) is LeaseState.EXPIRED

@@ -12,7 +12,10 @@ leases.
   name, as in Octopus. Names that already differ only in case are told apart
   first (the later one gets its id appended, and the events log says so), so
   the upgrade never fails on data it was given.
-- ``hub_nodes``: one row per running hub node, its lease on its name.
+- ``hub_nodes``: one row per running hub node, its lease on its name (its
+  process's host, pid and start time, and its lease time); ``server_tasks``
+  records the lease token of the process executing each task, so that only that
+  process writes the task's end.
 
 Revision ID: 0002
 Revises: 0001
@@ -78,10 +81,14 @@ def upgrade() -> None:
         sa.Column("token", sa.String(length=64), nullable=False),
         sa.Column("host", sa.String(length=255), nullable=False),
         sa.Column("pid", sa.Integer(), nullable=False),
+        sa.Column("process_started", sa.Float(), nullable=True),
+        sa.Column("lease_seconds", sa.Float(), nullable=False),
         sa.Column("started", sa.DateTime(timezone=True), nullable=False),
         sa.Column("last_seen", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_hub_nodes")),
     )
+    op.create_index("ix_hub_nodes_lower_name", "hub_nodes", [sa.text("lower(name)")], unique=True)
+    op.add_column("server_tasks", sa.Column("server_token", sa.String(length=64), nullable=True))
     if sqlite:
         _check_foreign_keys()
 
@@ -101,7 +108,11 @@ def _rebuild_autoincrement(table: str, unique_name: str | None) -> None:
 def _tell_apart_names_differing_in_case(table: str) -> None:
     """Rename every row whose name equals an earlier row's but for case (as the
     database's lower() sees it, the same function the new index uses): "pool a"
-    becomes "pool a (WorkerPools-3)", noted in the events log."""
+    becomes "pool a (WorkerPools-3)", noted in the events log. The new name is
+    one no other row of its kind in its space has, whatever its case (an
+    operator may have named one "pool a (WorkerPools-3)" already, or this run
+    may have given it to another): " 2", " 3" ... is added inside the
+    parentheses until it is free, and every new name fits the column."""
     _, scope, what = NAMED[table]
     connection = op.get_bind()
     rows = sa.table(table, sa.column("id", sa.Integer), sa.column("name", sa.String))
@@ -109,21 +120,39 @@ def _tell_apart_names_differing_in_case(table: str) -> None:
     query = sa.select(
         rows.c.id, rows.c.name, sa.func.lower(rows.c.name).label("folded"), *columns
     ).order_by(rows.c.id)
+    found = list(connection.execute(query).mappings())
+    taken = {(*(row[name] for name in scope), row["folded"]) for row in found}
     seen: set[tuple[object, ...]] = set()
-    for row in connection.execute(query).mappings():
-        key = (*(row[name] for name in scope), row["folded"])
-        if key not in seen:
-            seen.add(key)
+    for row in found:
+        space = tuple(row[name] for name in scope)
+        if (*space, row["folded"]) not in seen:
+            seen.add((*space, row["folded"]))
             continue
-        prefix = DOCUMENT_TABLES[table]
-        document = f"{prefix}-{row['id']}"
-        suffix = f" ({document})"
-        renamed = row["name"][: MAX_NAME - len(suffix)] + suffix
+        document = f"{DOCUMENT_TABLES[table]}-{row['id']}"
+        renamed, folded = _free_name(row["name"], document, space, taken)
+        taken.add((*space, folded))
         connection.execute(sa.update(rows).where(rows.c.id == row["id"]).values(name=renamed))
         _note(
             f"{what} {row['name']} renamed {renamed}: names are unique whatever their case",
             document,
         )
+
+
+def _free_name(
+    name: str, document: str, space: tuple[object, ...], taken: set[tuple[object, ...]]
+) -> tuple[str, str]:
+    """``name (document)``, or ``name (document N)`` for the first N making it free in
+    ``taken`` (space, folded name); cut to fit MAX_NAME. Returns it and its folding
+    as the database's lower() makes it (SQLite folds ASCII only: Python's lower()
+    would not be the index's)."""
+    connection = op.get_bind()
+    for attempt in range(1, len(taken) + 2):  # at most len(taken) are taken: one is free
+        suffix = f" ({document})" if attempt == 1 else f" ({document} {attempt})"
+        candidate = name[: MAX_NAME - len(suffix)] + suffix
+        folded = connection.execute(sa.select(sa.func.lower(sa.literal(candidate)))).scalar_one()
+        if (*space, folded) not in taken:
+            return candidate, str(folded)
+    raise AssertionError("unreachable: more names tried than are taken")
 
 
 def _note(message: str, document: str) -> None:
@@ -183,6 +212,8 @@ def _check_foreign_keys() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("server_tasks") as batch:
+        batch.drop_column("server_token")
     op.drop_table("hub_nodes")
     for table, (constraint, scope, _) in NAMED.items():
         op.drop_index(f"ix_{table}_lower_name", table_name=table)
