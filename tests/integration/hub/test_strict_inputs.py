@@ -1,0 +1,59 @@
+"""What the tester's attack on the API found it accepted: listening URIs the hub could
+never dial, paging numbers Python's int() reads but Octopus's do not, ids in another
+case, duplicates, endless descriptions and names with control characters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from agent.certs import generate_identity
+from tests.helpers.hub import RunningHub
+
+
+@pytest.fixture(autouse=True)
+async def no_checks(hub: RunningHub) -> None:
+    """The API alone: no health check of workers that do not exist."""
+    assert hub.server.tasks is not None
+    await hub.server.tasks.stop()
+
+
+def listening(name: str, uri: str = "https://127.0.0.1:10933/") -> dict[str, Any]:
+    return {
+        "Name": name,
+        "Thumbprint": generate_identity().thumbprint,
+        "Endpoint": {"CommunicationStyle": "TentaclePassive", "Uri": uri},
+        "WorkerPoolIds": ["WorkerPools-1"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("uri", "why"),
+    [
+        ("https://127.0.0.1:0/", "the port must be from 1 to 65535, not '0'"),
+        ("https://127.0.0.1:99999/", "the port must be from 1 to 65535, not '99999'"),
+        ("https://[::1/", "'[::1' is not an IPv6 address in brackets: no ']'"),
+        ("https://127.0.0.1:99:18934/", "'127.0.0.1:99' is not a host: it has a port"),
+        ("https://user@127.0.0.1:1/x", "no user, path, query or fragment"),
+    ],
+)
+async def test_a_listening_uri_the_hub_cannot_dial_is_422_naming_uri_and_the_form(
+    hub: RunningHub, uri: str, why: str
+) -> None:
+    status, answer = await hub.api.request("POST", "/api/workers", json=listening("w", uri))
+    assert status == 422, answer
+    [error] = answer["Errors"]
+    assert error.startswith("Endpoint.Uri must be https://HOST:PORT/ (HOST a DNS name"), error
+    assert why in error, error
+    assert await hub.api.get("/api/workers/all") == []
+
+
+async def test_a_put_cannot_change_a_listening_uri_to_a_bad_one(hub: RunningHub) -> None:
+    status, worker = await hub.api.request("POST", "/api/workers", json=listening("w"))
+    assert status == 201, worker
+    changed = {**worker, "Endpoint": {**worker["Endpoint"], "Uri": "https://127.0.0.1:0/"}}
+    status, answer = await hub.api.request("PUT", f"/api/workers/{worker['Id']}", json=changed)
+    assert status == 422, answer
+    assert "Endpoint.Uri must be https://HOST:PORT/" in answer["Errors"][0]
+    assert (await hub.api.get(f"/api/workers/{worker['Id']}"))["Uri"] == "https://127.0.0.1:10933/"
