@@ -5,6 +5,7 @@ case, duplicates, endless descriptions and names with control characters."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -57,3 +58,16 @@ async def test_a_put_cannot_change_a_listening_uri_to_a_bad_one(hub: RunningHub)
     assert status == 422, answer
     assert "Endpoint.Uri must be https://HOST:PORT/" in answer["Errors"][0]
     assert (await hub.api.get(f"/api/workers/{worker['Id']}"))["Uri"] == "https://127.0.0.1:10933/"
+
+
+@pytest.mark.parametrize("value", ["\uff11", "1_000", "+1", "1\n", "99999999999999999999999"])
+@pytest.mark.parametrize("name", ["take", "skip"])
+@pytest.mark.parametrize("collection", ["workers", "tasks"])
+async def test_paging_takes_plain_digits_up_to_a_32_bit_int_or_is_400_naming_it(
+    hub: RunningHub, collection: str, name: str, value: str
+) -> None:
+    status, answer = await hub.api.request("GET", f"/api/{collection}?{name}={quote(value)}")
+    assert status == 400, answer
+    assert answer["ErrorMessage"].startswith(f"{name} must be "), answer
+    page = await hub.api.get(f"/api/{collection}?{name}=2147483647")
+    assert page["ItemsPerPage"] == (2147483647 if name == "take" else 30)
