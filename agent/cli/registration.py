@@ -36,6 +36,7 @@ from agent.config.polling import (
 )
 from agent.config.trust import add_trusted_certificate, remove_trust
 from agent.errors import TentacleError
+from agent.hub.rules.names import control_character_problem
 from agent.hub.rules.uris import BadUri, uri_host
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -152,6 +153,8 @@ def _worker_name(name: str) -> str:
             f"--name {name!r}: expected the worker's name on the hub (leave --name out "
             "for this machine's name)"
         )
+    if problem := control_character_problem(name):
+        raise RegistrationError(f"--name must not contain {problem}")
     return name
 
 

@@ -87,3 +87,29 @@ async def test_a_name_clash_names_the_worker_as_the_hub_has_it(
         tentacle, "register-worker", "--instance", "agent", *hub_args(hub), *args
     )
     assert "a worker named 'web-1' exists already (Workers-1" in result.err, result.err
+
+
+async def test_a_worker_name_with_a_control_character_is_one_line_before_the_hub(
+    tentacle: TentacleCli,
+) -> None:
+    AgentProcess(tentacle)
+    nowhere = ["--server", "https://127.0.0.1:1/", "--apikey", "API-" + "Q" * 32]
+    args = ["--workerpool", "Default Worker Pool", "--publicHostName", "h", "--name", "a\nb"]
+    result = await tentacle_fails(
+        tentacle, "register-worker", "--instance", "agent", *nowhere, *args
+    )
+    assert result.err.strip() == (
+        "error: --name must not contain control characters: a newline (U+000A) at character 2"
+    )
+
+
+def test_an_api_key_name_with_a_control_character_is_one_line(
+    tentacle: TentacleCli, tmp_path: Path
+) -> None:
+    home = tmp_path / "hub"
+    tentacle.ok("hub", "create", "--home", str(home))
+    refused = tentacle.fails("hub", "create-api-key", "--home", str(home), "--name", "a\nb")
+    assert refused.err.strip() == (
+        "error: --name must not contain control characters: a newline (U+000A) at character 2"
+    )
+    assert refused.out == ""  # no key was made
