@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,8 @@ from agent.hub.runner import TaskRunner
 from agent.hub.scheduler import Scheduler
 from agent.hub.store import Store, open_store
 from agent.hub.store import tasks as store_tasks
-from agent.hub.store.records import fact, initialise, polling_certificates
+from agent.hub.store.records import fact, initialise
+from agent.hub.trust import PollingTrust
 
 log = logging.getLogger("agent.hub")
 
@@ -89,6 +91,7 @@ class HubServer:
     tasks: TaskRunner | None = None
     scheduler: Scheduler | None = None
     reach: WorkerReach | None = None
+    trust: PollingTrust | None = None
     home_lock: HomeLock | None = None
     lease: NodeLease | None = None
 
@@ -126,9 +129,10 @@ class HubServer:
         async with store.transaction() as conn:
             await initialise(conn, utc_now())
             installation = await fact(conn, "InstallationId")
-            trusted = list((await polling_certificates(conn)).values())
         settings = ChannelSettings(identity, self.home.settings.node_name, self.version)
-        self.listener = PollingListener(settings, trusted)
+        self.listener = PollingListener(settings, [])
+        self.trust = PollingTrust(store, self.listener)
+        await self.trust.resync()  # before the listener builds its TLS context, once
         wanted = self.home.settings.polling_port if polling_port is None else polling_port
         try:
             [(_, self.polling_port), *_] = await self.listener.start(host, wanted)
@@ -136,6 +140,7 @@ class HubServer:
             raise ConfigError(
                 f"cannot listen for polling agents on {host}:{wanted}: {error.strerror}"
             ) from None
+        self.trust.start()
         self.reach = reach = WorkerReach(settings, self.listener)
         self.tasks = TaskRunner(
             store,
@@ -177,39 +182,27 @@ class HubServer:
         self.url = f"https://{shown}:{bound_port}/"
         return self.url
 
-    async def _changed(self, what: str) -> None:
-        """The API changed something the live parts act on."""
+    async def _changed(self, what: str, worker_ids: Sequence[int] = ()) -> None:
+        """The API changed something the live parts act on (``HubContext.changed``)."""
         if what == "tasks" and self.tasks is not None:
             self.tasks.wake()
-        if what == "workers":
-            await self._sync_trust()
-        if what in ("workers", "policies") and self.scheduler is not None:
+        if what in ("workers", "workers-added") and self.trust is not None:
+            await self.trust.follow(worker_ids)
+        if what == "workers" and self.scheduler is not None:
+            self.scheduler.wake(worker_ids)
+        if what == "policies" and self.scheduler is not None:
             self.scheduler.wake()
-
-    async def _sync_trust(self) -> None:
-        """Make the polling port trust exactly the registered, enabled polling workers:
-        a new one can connect at once, a deleted or disabled one is cut off at once."""
-        if self.listener is None or self.store is None:
-            return
-        async with self.store.connect() as conn:
-            wanted = await polling_certificates(conn)  # no parsing: O(n) per change is cheap
-        current = set(self.listener.trusted())
-        for thumbprint, pem in wanted.items():
-            if thumbprint not in current:
-                self.listener.trust(pem)
-        for thumbprint in current - set(wanted):
-            await self.listener.distrust(thumbprint)
 
     async def stop(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
-        for part in (self.scheduler, self.tasks, self.listener):
+        for part in (self.scheduler, self.tasks, self.trust, self.listener):
             if part is not None:
                 await part.stop()
         if self.reach is not None:
             await self.reach.close()
-        self.scheduler = self.tasks = self.listener = self.reach = None
+        self.scheduler = self.tasks = self.trust = self.listener = self.reach = None
         if self.lease is not None:  # after the tasks: their ends are written first
             await self.lease.give_back()
             self.lease = None

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import shutil
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from typing import Any
 
 from agent.errors import CallError
 from agent.protocol.services import ExitCode, State
-from agent.scripts import cleaner, runner, tombstones
+from agent.scripts import cleaner, runner, spread, tombstones
 from agent.scripts.mutex import Holder, IsolationMutex
 from agent.scripts.outputlog import OutputLog
 from agent.scripts.recovery import Adopted, Fate, adopt_all
@@ -108,6 +109,7 @@ class ScriptManager:
         """Recover every workspace, sweep old ones, and start the periodic sweep."""
         work = self.settings.work
         work.mkdir(mode=WORKSPACE_MODE, parents=True, exist_ok=True)
+        spread.spread_subfolders(work)  # fewer inodes to search past per new file (ext4)
         self._completed = tombstones.load_all(work)
         for adopted in adopt_all(work, self._completed):
             self._recover(adopted)
@@ -224,7 +226,7 @@ class ScriptManager:
         self._flush()  # the tombstone first: a crash before the rmtree is repaired at start-up
         # Off the event loop: on a disk, freeing the folder's blocks can take
         # milliseconds (online discard), which every other call would wait for.
-        await asyncio.to_thread(shutil.rmtree, script.workspace, ignore_errors=True)
+        await asyncio.to_thread(_remove_folder, script.workspace)
         if key in self._unsaved:
             self._flush()  # a full disk: the workspace's space may be enough for the tombstone
 
@@ -466,6 +468,25 @@ class ScriptManager:
             await self._watch(script)
         finally:
             self._mutex.release(script.state.spec.mutex_name, script.state.spec.ticket)
+
+
+def _remove_folder(folder: Path) -> None:
+    """Remove ``folder`` and what is in it, freeing its own blocks after the rmdir.
+
+    The folder is held open across its removal so that its last reference, and
+    with it the freeing of its block, goes with the close: a filesystem mounted
+    with ``discard`` then discards it without holding the work folder's lock,
+    which every other script's start needs (a mkdir, a lookup) and would wait for.
+    """
+    try:
+        held = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    try:
+        shutil.rmtree(folder, ignore_errors=True)
+    finally:
+        os.close(held)
 
 
 def _note_wait(script: _Script, holders: list[Holder]) -> None:

@@ -68,6 +68,11 @@ class Launched:
     child: bool = True  # False for a wrapper found after a restart
 
 
+RESTORED_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ", "SIGXFZ") if hasattr(signal, name)
+)
+
+
 def launch(
     workspace: Path, syntax: str, arguments: Sequence[str], environment: Mapping[str, str]
 ) -> Launched:
@@ -91,6 +96,10 @@ def launch(
             dict(environment),
             file_actions=[(os.POSIX_SPAWN_DUP2, null, fd) for fd in (0, 1, 2)],
             setsid=True,
+            # Python ignores these and an ignored signal survives exec; a script gets a
+            # shell's defaults (as subprocess's restore_signals gives), so that a pipe's
+            # writer ends quietly when its reader has gone
+            setsigdef=RESTORED_SIGNALS,
         )
     finally:
         os.close(null)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
 
 from agent.hub.api.errors import bad_request
-from agent.hub.api.paging import BadPaging, envelope, page_of
+from agent.hub.api.paging import BadPaging, Page, envelope, page_of
 
 
 def id_filter(request: web.Request) -> set[str] | None:
@@ -21,8 +21,13 @@ def id_filter(request: web.Request) -> set[str] | None:
 
 def name_matches(request: web.Request, name: str) -> bool:
     """``name`` (exact, case-insensitive) and ``partialName`` (contains) filters."""
-    exact = request.query.get("name")
-    partial = request.query.get("partialName")
+    return query_name_matches(request.query, name)
+
+
+def query_name_matches(query: Mapping[str, str], name: str) -> bool:
+    """:func:`name_matches` over a query's parameters."""
+    exact = query.get("name")
+    partial = query.get("partialName")
     if exact is not None and name.lower() != exact.lower():
         return False
     return partial is None or partial.lower() in name.lower()
@@ -49,6 +54,28 @@ def respond_page(
     body = envelope(
         item_type, path, page.slice(chosen), len(chosen), page, template, dict(request.query)
     )
+    return web.json_response(body)
+
+
+def paging(request: web.Request) -> Page:
+    """``skip`` and ``take`` of the request; 400 naming the one that is wrong."""
+    try:
+        return page_of(request.query)
+    except BadPaging as error:
+        raise bad_request(str(error)) from None
+
+
+def respond_counted(
+    request: web.Request,
+    item_type: str,
+    path: str,
+    items: Sequence[dict[str, Any]],
+    total: int,
+    page: Page,
+    template: Sequence[str] = ("skip", "take", "ids", "partialName"),
+) -> web.Response:
+    """A page the store chose and counted (``items`` of ``total``), in the envelope."""
+    body = envelope(item_type, path, items, total, page, template, dict(request.query))
     return web.json_response(body)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -29,14 +29,19 @@ class HubContext:
     node_name: str = "hub"
     now: Callable[[], datetime] = utc_now
     # called after a change the live parts must see at once (trust, schedules)
-    on_change: Callable[[str], Awaitable[None]] | None = None
+    on_change: Callable[[str, Sequence[int]], Awaitable[None]] | None = None
     # how this node dials agents (its identity), for /api/workers/discover
     channel: ChannelSettings | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
-    async def changed(self, what: str) -> None:
+    async def changed(self, what: str, ids: Sequence[int] = ()) -> None:
+        """Tell the live parts, once the change is committed: ``"workers"`` with the
+        ids of the workers changed or deleted (the polling port's trust follows them,
+        the scheduler looks whether one is due for a check), ``"workers-added"`` with
+        the ids of new workers (their first check is queued already), ``"policies"``,
+        ``"tasks"`` (queued or cancelled). Costs what the ids do, not the hub's size."""
         if self.on_change is not None:
-            await self.on_change(what)
+            await self.on_change(what, ids)
 
 
 CONTEXT: web.AppKey[HubContext] = web.AppKey("hub", HubContext)

@@ -24,10 +24,11 @@ from agent.certs import (
 from agent.errors import CertificateError, TentacleError
 from agent.hub import ids
 from agent.hub.api.bodies import Fields, json_object
-from agent.hub.api.collections import respond_all, respond_page
+from agent.hub.api.collections import id_filter, paging, respond_counted
 from agent.hub.api.common import is_unique_violation, iso, note, row_or_404, stamp
 from agent.hub.api.context import context_of
 from agent.hub.api.errors import ApiError, bad_request, conflict, invalid
+from agent.hub.api.paging import Page
 from agent.hub.api.pools import pool_resource, pools_of
 from agent.hub.api.routes import Routes, collection_path, space_of, space_path
 from agent.hub.rules.filters import BadFilter
@@ -36,11 +37,13 @@ from agent.hub.rules.workers import (
     HEALTH_STATUSES,
     SUPPORTED_STYLES,
     legacy_status,
-    worker_filter,
+    worker_filters,
 )
 from agent.hub.store import tables as t
 from agent.hub.store import tasks as store_tasks
 from agent.hub.store.records import Row, fetch_all, fetch_one
+from agent.hub.store.text import LowerText
+from agent.hub.store.worker_queries import WorkerQuery, count, memberships, worker_rows
 
 _POLLING_URI = re.compile(r"^poll://[a-z2-9]{20}/$")
 
@@ -83,58 +86,78 @@ def worker_resource(row: Row, pools: list[int]) -> dict[str, Any]:
     }
 
 
-async def pool_memberships(conn: AsyncConnection) -> dict[int, list[int]]:
-    members: dict[int, list[int]] = {}
-    for row in await fetch_all(conn, sa.select(t.worker_pool_members)):
-        members.setdefault(row["worker_id"], []).append(row["pool_id"])
-    return members
+LIST_TEMPLATE = (
+    "skip",
+    "take",
+    "ids",
+    "name",
+    "partialName",
+    "workerpoolIds",
+    "healthStatuses",
+    "commStyles",
+    "thumbprint",
+    "isDisabled",
+)
 
 
-async def workers_of(conn: AsyncConnection, space_id: int) -> list[dict[str, Any]]:
-    rows = await fetch_all(
-        conn,
-        sa.select(t.workers).where(t.workers.c.space_id == space_id).order_by(t.workers.c.name),
-    )
-    members = await pool_memberships(conn)
-    return [worker_resource(row, members.get(row["id"], [])) for row in rows]
-
-
-def _filtered(request: web.Request, workers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def worker_query(
+    request: web.Request, space: int, *, pool_id: int | None = None, policy_id: int | None = None
+) -> WorkerQuery:
+    """The workers a request asks for: ``ids``, ``name`` and ``partialName`` (every
+    collection's) and the workers' own filters (400 naming a bad one)."""
     try:
-        keep = worker_filter(request.query)
+        filters = worker_filters(request.query)
     except BadFilter as error:
         raise bad_request(str(error)) from None
-    return [worker for worker in workers if keep(worker)]
+    wanted = id_filter(request)
+    return WorkerQuery(
+        space_id=space,
+        ids=None if wanted is None else frozenset(wanted),
+        name=request.query.get("name"),
+        partial_name=request.query.get("partialName"),
+        filters=filters,
+        pool_id=pool_id,
+        policy_id=policy_id,
+    )
+
+
+async def workers_page(
+    conn: AsyncConnection, query: WorkerQuery, page: Page
+) -> tuple[list[dict[str, Any]], int]:
+    """The page's workers as resources, and how many the query finds in all."""
+    rows = await worker_rows(conn, query, page.skip, page.take)
+    total = await count(conn, query)
+    return [worker_resource(row, pools) for row, pools in rows], total
+
+
+async def respond_workers(
+    request: web.Request, query: WorkerQuery, path: str, template: tuple[str, ...] | None = None
+) -> web.Response:
+    page = paging(request)
+    async with context_of(request).store.connect() as conn:
+        items, total = await workers_page(conn, query, page)
+    if template is None:
+        return respond_counted(request, "Worker", path, items, total, page)
+    return respond_counted(request, "Worker", path, items, total, page, template)
 
 
 async def list_workers(request: web.Request) -> web.Response:
     space = await space_of(request)
-    async with context_of(request).store.connect() as conn:
-        workers = _filtered(request, await workers_of(conn, space))
-    template = (
-        "skip",
-        "take",
-        "ids",
-        "name",
-        "partialName",
-        "workerpoolIds",
-        "healthStatuses",
-        "commStyles",
-        "thumbprint",
-        "isDisabled",
-    )
-    return respond_page(request, "Worker", collection_path(request, "workers"), workers, template)
+    query = worker_query(request, space)
+    return await respond_workers(request, query, collection_path(request, "workers"), LIST_TEMPLATE)
 
 
 async def all_workers(request: web.Request) -> web.Response:
     space = await space_of(request)
+    query = worker_query(request, space)
     async with context_of(request).store.connect() as conn:
-        return respond_all(request, _filtered(request, await workers_of(conn, space)))
+        rows = await worker_rows(conn, query)
+    return web.json_response([worker_resource(row, pools) for row, pools in rows])
 
 
 async def one_worker(conn: AsyncConnection, request: web.Request, space: int) -> dict[str, Any]:
     row = await row_or_404(conn, t.workers, ids.WORKER, request.match_info["id"], space)
-    return worker_resource(row, (await pool_memberships(conn)).get(row["id"], []))
+    return worker_resource(row, (await memberships(conn, [row["id"]])).get(row["id"], []))
 
 
 async def get_worker(request: web.Request) -> web.Response:
@@ -307,7 +330,7 @@ async def _duplicate(
         table.c.space_id == space,
         sa.or_(
             # names are one whatever their case, as in Octopus (and the index on lower(name))
-            sa.func.lower(table.c.name) == sa.func.lower(values["name"]),
+            LowerText(table.c.name) == values["name"].lower(),
             table.c.thumbprint == values["thumbprint"],
         ),
     )
@@ -332,11 +355,16 @@ async def _race_conflict(
     return conflict(problem or "a worker with this name or thumbprint exists already")
 
 
-async def _set_pools(conn: AsyncConnection, worker: int, pools: list[int]) -> None:
+async def _set_pools(
+    conn: AsyncConnection, worker: int, pools: list[int], new: bool = False
+) -> None:
+    """Make ``pools`` the worker's (``new``: it has none yet), in two statements."""
     members = t.worker_pool_members
-    await conn.execute(sa.delete(members).where(members.c.worker_id == worker))
-    for pool in sorted(set(pools)):
-        await conn.execute(sa.insert(members).values(worker_id=worker, pool_id=pool))
+    if not new:
+        await conn.execute(sa.delete(members).where(members.c.worker_id == worker))
+    rows = [{"worker_id": worker, "pool_id": pool} for pool in sorted(set(pools))]
+    if rows:
+        await conn.execute(sa.insert(members), rows)
 
 
 async def create_worker(request: web.Request) -> web.Response:
@@ -362,7 +390,7 @@ async def create_worker(request: web.Request) -> web.Response:
                 .returning(t.workers.c.id)
             )
             number = int(result.scalar_one())
-            await _set_pools(conn, number, pools)
+            await _set_pools(conn, number, pools, new=True)
             worker_id = ids.format_id(ids.WORKER, number)
             await note(conn, request, "Created", f"Worker {values['name']} created", worker_id)
             # a new worker is checked at once, as Octopus does after registration
@@ -380,7 +408,7 @@ async def create_worker(request: web.Request) -> web.Response:
         if not is_unique_violation(error):
             raise
         raise await _race_conflict(request, space, values, None) from None  # a race lost
-    await context_of(request).changed("workers")
+    await context_of(request).changed("workers-added", [number])
     await context_of(request).changed("tasks")
     return web.json_response(resource, status=201)
 
@@ -414,7 +442,7 @@ async def update_worker(request: web.Request) -> web.Response:
         if not is_unique_violation(error) or current is None:
             raise
         raise await _race_conflict(request, space, values, current["id"]) from None
-    await context_of(request).changed("workers")
+    await context_of(request).changed("workers", [current["id"]])
     return web.json_response(resource)
 
 
@@ -433,33 +461,63 @@ async def delete_worker(request: web.Request) -> web.Response:
             f"Worker {row['name']} deleted",
             ids.format_id(ids.WORKER, row["id"]),
         )
-    await context_of(request).changed("workers")
+    await context_of(request).changed("workers", [row["id"]])
     return web.json_response(None)
 
 
 async def pool_workers(request: web.Request) -> web.Response:
-    """/api/workerpools/{id}/workers: the pool's members, as a page."""
+    """/api/workerpools/{id}/workers: the pool's members, as a page (the workers' filters
+    apply)."""
     space = await space_of(request)
     async with context_of(request).store.connect() as conn:
         pool = await row_or_404(
             conn, t.worker_pools, ids.WORKER_POOL, request.match_info["id"], space
         )
-        pool_id = ids.format_id(ids.WORKER_POOL, pool["id"])
-        workers = [w for w in await workers_of(conn, space) if pool_id in w["WorkerPoolIds"]]
+    pool_id = ids.format_id(ids.WORKER_POOL, pool["id"])
+    query = worker_query(request, space, pool_id=pool["id"])
     path = collection_path(request, f"workerpools/{pool_id}/workers")
-    return respond_page(request, "Worker", path, _filtered(request, workers))
+    return await respond_workers(request, query, path)
 
 
 async def policy_workers(request: web.Request) -> web.Response:
+    """/api/machinepolicies/{id}/workers: the policy's workers, as a page (the workers'
+    filters apply)."""
     space = await space_of(request)
     async with context_of(request).store.connect() as conn:
         policy = await row_or_404(
             conn, t.machine_policies, ids.MACHINE_POLICY, request.match_info["id"], space
         )
-        policy_id = ids.format_id(ids.MACHINE_POLICY, policy["id"])
-        workers = [w for w in await workers_of(conn, space) if w["MachinePolicyId"] == policy_id]
+    policy_id = ids.format_id(ids.MACHINE_POLICY, policy["id"])
+    query = worker_query(request, space, policy_id=policy["id"])
     path = collection_path(request, f"machinepolicies/{policy_id}/workers")
-    return respond_page(request, "Worker", path, _filtered(request, workers))
+    return await respond_workers(request, query, path)
+
+
+async def _health_by_pool(
+    conn: AsyncConnection, space: int
+) -> tuple[list[Row], dict[int, list[Row]]]:
+    """Every worker of the space (id, health, disabled only), by name, and by pool."""
+    workers, members = t.workers.c, t.worker_pool_members.c
+    rows = await fetch_all(
+        conn,
+        sa.select(workers.id, workers.health_status, workers.is_disabled)
+        .where(workers.space_id == space)
+        .order_by(workers.name, workers.id),
+    )
+    links = await fetch_all(
+        conn,
+        sa.select(members.worker_id, members.pool_id)
+        .join(t.workers, t.workers.c.id == members.worker_id)
+        .where(workers.space_id == space),
+    )
+    pools_of_worker: dict[int, list[int]] = {}
+    for link in links:
+        pools_of_worker.setdefault(link["worker_id"], []).append(link["pool_id"])
+    by_pool: dict[int, list[Row]] = {}
+    for row in rows:
+        for pool in pools_of_worker.get(row["id"], []):
+            by_pool.setdefault(pool, []).append(row)
+    return rows, by_pool
 
 
 async def pools_summary(request: web.Request) -> web.Response:
@@ -467,31 +525,34 @@ async def pools_summary(request: web.Request) -> web.Response:
     space = await space_of(request)
     async with context_of(request).store.connect() as conn:
         pools = await pools_of(conn, space)
-        workers = await workers_of(conn, space)
+        workers, by_pool = await _health_by_pool(conn, space)
     summaries = []
     for pool in pools:
-        resource = pool_resource(pool)
-        members = [w for w in workers if resource["Id"] in w["WorkerPoolIds"]]
+        members = by_pool.get(pool["id"], [])
         counts = {status: 0 for status in HEALTH_STATUSES}
         for worker in members:
-            counts[worker["HealthStatus"]] = counts.get(worker["HealthStatus"], 0) + 1
+            counts[worker["health_status"]] = counts.get(worker["health_status"], 0) + 1
         summaries.append(
             {
-                "WorkerPool": resource,
+                "WorkerPool": pool_resource(pool),
                 "TotalMachines": len(members),
                 "MachineHealthStatusSummaries": counts,
                 "MachineIdsForHealthStatus": {
-                    status: [w["Id"] for w in members if w["HealthStatus"] == status]
+                    status: [
+                        ids.format_id(ids.WORKER, w["id"])
+                        for w in members
+                        if w["health_status"] == status
+                    ]
                     for status in HEALTH_STATUSES
                 },
-                "TotalDisabledMachines": sum(w["IsDisabled"] for w in members),
+                "TotalDisabledMachines": sum(bool(w["is_disabled"]) for w in members),
             }
         )
     return web.json_response(
         {
             "WorkerPoolSummaries": summaries,
             "TotalMachines": len(workers),
-            "TotalDisabledMachines": sum(w["IsDisabled"] for w in workers),
+            "TotalDisabledMachines": sum(bool(w["is_disabled"]) for w in workers),
         }
     )
 

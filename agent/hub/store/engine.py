@@ -4,11 +4,27 @@ SQLite (the default, a file in the hub's home, in WAL mode) or PostgreSQL
 (``postgresql://user@host/db``), both through SQLAlchemy's async engine.
 Alembic owns the schema: ``migrate()`` runs every migration not yet applied,
 so an upgrade never loses data; the hub migrates on start.
+
+On SQLite a write transaction (``transaction()``) takes the database's write
+lock when it begins (``BEGIN IMMEDIATE``): one that reads, then writes, can then
+neither fail when its read would have to become a write (SQLite answers
+"database is locked" at once there, whatever the busy timeout) nor lose the
+update of another that committed in between. The writers of this process take
+their turns first, in order (an asyncio lock), holding no pooled connection
+while they wait: SQLite's own wait for the lock polls, unfairly, so that in a
+crowd of writers one could wait past its busy timeout while others came and
+went. BUSY_TIMEOUT bounds the wait for another process's writer (a ``tentacle
+hub`` command). Reads (``connect()``) take no write lock and never wait (WAL).
+So keep write transactions short (no call over the network inside one) and
+never open one inside another (it would wait for itself).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +38,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from agent.errors import TentacleError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# seconds a SQLite connection waits for the write lock before "database is locked"
+BUSY_TIMEOUT = 10.0
+_WRITE = "tentacle_write"  # the execution option that marks a write transaction
+# lower() as Python's str.lower, on SQLite (whose own folds ASCII letters only)
+LOWER = "tentacle_lower"
 
 
 class DatabaseError(TentacleError):
@@ -79,6 +100,8 @@ class Store:
     def __init__(self, engine: AsyncEngine, url: str) -> None:
         self.engine = engine
         self.url = url
+        # SQLite has one writer at a time: this process's take turns here, in order
+        self._writer: asyncio.Lock | None = asyncio.Lock() if self.dialect == "sqlite" else None
 
     @property
     def dialect(self) -> str:
@@ -86,27 +109,27 @@ class Store:
 
     async def migrate(self, revision: str = "head") -> None:
         """Apply every migration not yet applied (none on an up-to-date database), up
-        to ``revision`` (the newest unless a test asks for an older schema).
+        to ``revision`` (the newest unless a test asks for an older schema), in one
+        write transaction.
 
         On SQLite the foreign keys are off meanwhile, on that connection only: a
         migration that rebuilds a table (SQLite cannot alter one) drops the old
         one, which would otherwise delete the rows referring to it (ON DELETE
         CASCADE) or be refused. SQLite ignores the pragma inside a transaction, so
-        it is set before the migrations' transaction and set back after it; a
-        migration that rebuilds checks the keys itself (PRAGMA foreign_key_check)."""
-        async with self.engine.connect() as connection:
-            sqlite = self.dialect == "sqlite"
+        it is set on the driver's connection before the migrations' transaction
+        begins and set back after it ends; a migration that rebuilds checks the
+        keys itself (PRAGMA foreign_key_check)."""
+        sqlite = self.dialect == "sqlite"
+        async with self._turn(), self.engine.connect() as connection:
             if sqlite:
-                await connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
-                await connection.commit()
+                await _outside_transaction(connection, "PRAGMA foreign_keys=OFF")
             try:
-                await connection.run_sync(_upgrade, revision)
-                await connection.commit()
+                await connection.execution_options(**{_WRITE: True})
+                async with connection.begin():
+                    await connection.run_sync(_upgrade, revision)
             finally:
                 if sqlite:
-                    await connection.rollback()
-                    await connection.exec_driver_sql("PRAGMA foreign_keys=ON")
-                    await connection.commit()
+                    await _outside_transaction(connection, "PRAGMA foreign_keys=ON")
 
     async def revision(self) -> str | None:
         """The schema revision the database is at (None before the first migration)."""
@@ -117,20 +140,55 @@ class Store:
         """A connection without a transaction of its own (``async with``)."""
         return self.engine.connect()
 
-    def transaction(self) -> Any:
-        """A connection in a transaction, committed on leaving (``async with``)."""
-        return self.engine.begin()
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in a write transaction, committed on leaving (``async with``),
+        rolled back if the block raises. On SQLite it holds the write lock throughout."""
+        async with self._turn(), self.engine.connect() as connection:
+            await connection.execution_options(**{_WRITE: True})
+            async with connection.begin():
+                yield connection
+
+    @contextlib.asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        if self._writer is None:  # PostgreSQL: writers lock rows, not the database
+            yield
+            return
+        async with self._writer:
+            yield
 
     async def close(self) -> None:
         await self.engine.dispose()
 
 
+async def _outside_transaction(connection: AsyncConnection, sql: str) -> None:
+    """Run ``sql`` on SQLite's connection itself, outside any transaction (SQLAlchemy's
+    begin would wrap it in one, where SQLite ignores some pragmas)."""
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    await (await driver.execute(sql)).close()
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # The driver's own transactions off (it would BEGIN only before the first
+    # write, leaving a transaction's reads outside it): _sqlite_begin says BEGIN.
+    dbapi_connection.isolation_level = None
+    dbapi_connection.create_function(LOWER, 1, _lower, deterministic=True)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+
+
+def _lower(text: str | None) -> str | None:
+    return None if text is None else str(text).lower()
+
+
+def _sqlite_begin(connection: sa.Connection) -> None:
+    """Begin as the transaction needs: a write one with the write lock taken now."""
+    write = connection.get_execution_options().get(_WRITE, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 async def open_store(url: str) -> Store:
@@ -138,9 +196,18 @@ async def open_store(url: str) -> Store:
 
     Raises DatabaseError naming the URL (without its password) if it cannot be reached.
     """
-    engine = create_async_engine(async_url(url), pool_pre_ping=True)
-    if engine.dialect.name == "sqlite":
+    full = async_url(url)
+    sqlite = full.startswith("sqlite")
+    engine = create_async_engine(
+        full,
+        # a server can go away between two uses of a connection; a file cannot
+        pool_pre_ping=not sqlite,
+        # the driver's timeout is SQLite's busy timeout
+        connect_args={"timeout": BUSY_TIMEOUT} if sqlite else {},
+    )
+    if sqlite:
         sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine.sync_engine, "begin", _sqlite_begin)
     try:
         async with engine.connect() as connection:
             await connection.execute(sa.text("SELECT 1"))
@@ -150,4 +217,4 @@ async def open_store(url: str) -> Store:
     return Store(engine, url)
 
 
-__all__ = ["AsyncConnection", "DatabaseError", "Store", "open_store"]
+__all__ = ["BUSY_TIMEOUT", "LOWER", "AsyncConnection", "DatabaseError", "Store", "open_store"]

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agent.hub import defaults
 from agent.hub.store import tables as t
+from agent.hub.store.text import LowerText
 
 Row = dict[str, Any]
 
@@ -38,12 +39,11 @@ async def same_name(
     exclude: int | None = None,
 ) -> Row | None:
     """The row (in the space, when the table has one) whose name is ``name`` whatever
-    its case, other than the row ``exclude``; None if there is none. Compared with
-    the database's lower(), the function its unique index on lower(name) uses, so
-    this check and the index never disagree."""
-    query = sa.select(table.c.id, table.c.name).where(
-        sa.func.lower(table.c.name) == sa.func.lower(name)
-    )
+    its case, other than the row ``exclude``; None if there is none. Compared as
+    Python's ``str.lower`` ("Élan" and "élan" are one name on both databases); the
+    unique index on lower(name) (ASCII only, on SQLite) backs this check against
+    a request at the same time."""
+    query = sa.select(table.c.id, table.c.name).where(LowerText(table.c.name) == name.lower())
     if space_id is not None:
         query = query.where(table.c.space_id == space_id)
     if exclude is not None:

@@ -88,6 +88,22 @@ async def test_requests_at_the_same_time_with_one_name_in_several_cases_make_one
             )
 
 
+@pytest.mark.parametrize("collection", COLLECTIONS)
+async def test_letters_beyond_ascii_differ_in_case_on_both_databases(
+    hub: RunningHub, collection: str
+) -> None:
+    # SQLite's own lower() folds ASCII only: "Élan" and "éLAN" were two names there
+    status, first = await hub.api.request(
+        "POST", f"/api/{collection}", json=_body(collection, "Élan Ü")
+    )
+    assert status == 201, first
+    status, refused = await hub.api.request(
+        "POST", f"/api/{collection}", json=_body(collection, "éLAN ü")
+    )
+    assert status == 409, refused
+    assert f"named 'Élan Ü' exists already ({first['Id']})" in refused["ErrorMessage"]
+
+
 async def test_an_api_key_name_differing_only_in_case_is_refused(empty_database_url: str) -> None:
     store = await open_store(empty_database_url)
     try:
@@ -97,6 +113,11 @@ async def test_an_api_key_name_differing_only_in_case_is_refused(empty_database_
         with pytest.raises(DuplicateKeyName, match="named 'Deployer' exists already"):
             async with store.transaction() as conn:
                 await create_api_key(conn, "deployer", Permission.READ_ONLY, NOW)
+        async with store.transaction() as conn:
+            await create_api_key(conn, "Ärger", Permission.READ_ONLY, NOW)
+        with pytest.raises(DuplicateKeyName, match="named 'Ärger' exists already"):
+            async with store.transaction() as conn:
+                await create_api_key(conn, "ärger", Permission.READ_ONLY, NOW)
     finally:
         await store.close()
 

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+
+import pytest
 
 from agent.scripts import runner, tombstones
 from agent.scripts.state import COMPLETE, PENDING, ScriptSpec, ScriptState, load_state, save_state
@@ -90,3 +93,18 @@ def _an_ended_process() -> tuple[int, int]:
     os.waitpid(pid, 0)
     assert start is not None
     return pid, start
+
+
+async def test_the_work_folder_spreads_workspaces_over_the_disk(
+    scripts: Scripts, agent: AgentProcess
+) -> None:
+    """ext4's top-directory flag (chattr +T) on Work: each workspace goes to a block
+    group of its own choosing, so a new file does not search past the inodes the
+    scripts before it just freed. Read back with lsattr, not with our own ioctl."""
+    done = await scripts.start("echo hi", ticket="spread", DurationToWaitForScriptToFinish=30)
+    assert done["State"] == COMPLETE
+    listed = subprocess.run(["lsattr", "-d", str(agent.home / "Work")],
+                            check=False, capture_output=True, text=True)  # fmt: skip
+    if listed.returncode != 0:
+        pytest.skip(f"no file attributes here: {listed.stderr.strip()}")
+    assert "T" in listed.stdout.split()[0], listed.stdout

@@ -40,6 +40,19 @@ async def test_other_syntaxes(scripts: Scripts, syntax: str, body: str) -> None:
     assert texts(lines)[0].startswith("ok")
 
 
+async def test_signals_python_ignores_reach_scripts_at_their_defaults(scripts: Scripts) -> None:
+    # Python ignores SIGPIPE and SIGXFSZ, and an ignored signal survives exec: a pipe's
+    # writer would get "Broken pipe" errors instead of ending quietly, as in a shell
+    code, lines = await scripts.run(
+        'yes | head -n 1; echo "pipe ${PIPESTATUS[0]}"; grep -E "^Sig(Ign|Blk)" /proc/self/status'
+    )
+    assert code == 0
+    shown = texts(lines)
+    assert shown[:2] == ["y", "pipe 141"], shown  # 128 + SIGPIPE
+    ignored = int(next(line for line in shown if line.startswith("SigIgn")).split()[1], 16)
+    assert not ignored & (1 << (13 - 1) | 1 << (25 - 1)), shown  # SIGPIPE 13, SIGXFSZ 25
+
+
 async def test_files_sent_alongside(scripts: Scripts, tmp_path: Path) -> None:
     first, second = tmp_path / "config.json", tmp_path / "empty"
     first.write_text('{"answer": 42}')

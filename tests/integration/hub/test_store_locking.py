@@ -1,0 +1,112 @@
+"""SQLite under concurrent writers: a write transaction takes the write lock up front
+(BEGIN IMMEDIATE), so that one which reads then writes never fails on the upgrade
+nor loses another's update; reads take no write lock; the busy timeout is explicit."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from agent.hub.store import Store, open_store
+from agent.hub.store import tables as t
+from agent.hub.store.engine import BUSY_TIMEOUT
+
+WRITERS = 20
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[tuple[Store, Path]]:
+    path = tmp_path / "hub.db"
+    store = await open_store(f"sqlite:///{path}")
+    await store.migrate()
+    try:
+        yield store, path
+    finally:
+        await store.close()
+
+
+def write_lock_free(path: Path) -> bool:
+    """Whether another connection could take SQLite's write lock now (without waiting)."""
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError as error:
+        if "locked" not in str(error):
+            raise
+        return False
+    finally:
+        other.close()
+
+
+async def test_a_write_transaction_holds_the_write_lock_from_its_start(
+    sqlite_store: tuple[Store, Path],
+) -> None:
+    store, path = sqlite_store
+    async with store.transaction() as conn:
+        await conn.execute(sa.select(t.hub_facts))  # a read first, as a registration does
+        assert not write_lock_free(path)
+    assert write_lock_free(path)
+
+
+async def test_a_read_takes_no_write_lock(sqlite_store: tuple[Store, Path]) -> None:
+    store, path = sqlite_store
+    async with store.connect() as conn:
+        await conn.execute(sa.select(t.hub_facts))
+        assert write_lock_free(path)
+
+
+async def test_concurrent_read_then_write_transactions_lose_nothing(
+    sqlite_store: tuple[Store, Path],
+) -> None:
+    store, _ = sqlite_store
+    facts = t.hub_facts
+    async with store.transaction() as conn:
+        await conn.execute(sa.insert(facts).values(name="counter", value="0"))
+
+    async def increment() -> None:
+        async with store.transaction() as conn:
+            row = (
+                await conn.execute(sa.select(facts.c.value).where(facts.c.name == "counter"))
+            ).one()
+            await asyncio.sleep(0)  # let the others start theirs meanwhile
+            await conn.execute(
+                sa.update(facts)
+                .where(facts.c.name == "counter")
+                .values(value=str(int(row.value) + 1))
+            )
+
+    await asyncio.gather(*(increment() for _ in range(WRITERS)))
+    async with store.connect() as conn:
+        value = (
+            await conn.execute(sa.select(facts.c.value).where(facts.c.name == "counter"))
+        ).scalar_one()
+    assert int(value) == WRITERS
+
+
+async def test_the_busy_timeout_is_the_stores(sqlite_store: tuple[Store, Path]) -> None:
+    store, _ = sqlite_store
+    async with store.connect() as conn:
+        milliseconds = (await conn.execute(sa.text("PRAGMA busy_timeout"))).scalar_one()
+    assert milliseconds == int(BUSY_TIMEOUT * 1000)
+
+
+async def test_writers_take_their_turns_in_order(sqlite_store: tuple[Store, Path]) -> None:
+    """In a crowd of writers each gets the lock in its turn (SQLite's own wait polls,
+    and in a crowd one could wait past its busy timeout while others came and went)."""
+    store, _ = sqlite_store
+    order: list[int] = []
+
+    async def write(number: int) -> None:
+        async with store.transaction() as conn:
+            order.append(number)
+            await conn.execute(sa.insert(t.hub_facts).values(name=f"n{number}", value="x"))
+
+    await asyncio.gather(*(write(number) for number in range(WRITERS)))
+    assert order == list(range(WRITERS))
