@@ -22,6 +22,7 @@ from agent.cli.signals import Interrupted, until_signalled
 from agent.errors import ConfigError
 from agent.hub.home import create_home, discard_new_home, load_home
 from agent.hub.keys import Permission
+from agent.hub.rules.names import control_character_problem
 
 if TYPE_CHECKING:  # the store and the server load SQLAlchemy: only when a command needs them
     from agent.hub.server import HubServer
@@ -202,11 +203,13 @@ def create_api_key_command(home: Path, name: str, permission: str) -> None:
 
 def key_name(text: str) -> str:
     """The key's name without surrounding blanks: the events show it as who changed
-    what, so it must say something, and fit its column."""
+    what, so it must say something, fit its column and hold no control character."""
     name = text.strip()
     if not 1 <= len(name) <= MAX_KEY_NAME:
         shown = "empty" if not name else f"{len(name)} characters"
         raise ConfigError(f"--name is required: 1 to {MAX_KEY_NAME} characters, not {shown}")
+    if problem := control_character_problem(name):
+        raise ConfigError(f"--name must not contain {problem}")
     return name
 
 

@@ -6,7 +6,11 @@ import json
 import logging
 import sys
 
+from aiohttp.http_exceptions import HttpProcessingError
+
 from agent.hub.api.redact import mask_keys
+
+MALFORMED_SHOWN = 300  # characters of what was wrong kept in the line, after masking
 
 
 class JsonFormatter(logging.Formatter):
@@ -36,6 +40,41 @@ class KeyMaskingFormatter(logging.Formatter):
         return mask_keys(self.inner.format(record))
 
 
+class MalformedRequestFilter(logging.Filter):
+    """aiohttp's ERROR traceback about a request it could not parse, made one WARNING line.
+
+    A bad request line or header is the client's fault, not the hub's, and a client
+    (or a scanner) can send many: each would otherwise be a ~10-line traceback. The
+    line says who sent it and what was wrong, keys masked (before truncating, so that
+    no part of a key survives) and whitespace collapsed, so it cannot forge a line.
+    Other records pass unchanged. aiohttp itself still answers (a text/plain 400):
+    no public aiohttp API lets the hub choose that answer (docs/decisions.md).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if (
+            record.name == "aiohttp.server"
+            and isinstance(error, HttpProcessingError)
+            and str(record.msg).startswith("Error handling request")
+        ):
+            remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            record.msg = "malformed request from %s, answered %d: %s"
+            record.args = (remote, error.code, malformed_summary(error.message))
+            record.levelno = min(record.levelno, logging.WARNING)
+            record.levelname = logging.getLevelName(record.levelno)
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def malformed_summary(message: str) -> str:
+    """aiohttp's multi-line parser message as one masked line of at most MALFORMED_SHOWN
+    characters (the caret under the bad byte dropped: it means nothing on one line)."""
+    words = [word for word in mask_keys(message).split() if word != "^"]
+    line = " ".join(words)
+    return line if len(line) <= MALFORMED_SHOWN else line[: MALFORMED_SHOWN - 3] + "..."
+
+
 def configure_logging(log_format: str, level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stderr)
     inner = (
@@ -44,4 +83,5 @@ def configure_logging(log_format: str, level: int = logging.INFO) -> None:
         else logging.Formatter("%(asctime)s %(levelname)-7s %(message)s")
     )
     handler.setFormatter(KeyMaskingFormatter(inner))
+    handler.addFilter(MalformedRequestFilter())
     logging.basicConfig(level=level, handlers=[handler], force=True)

@@ -36,6 +36,8 @@ from agent.config.polling import (
 )
 from agent.config.trust import add_trusted_certificate, remove_trust
 from agent.errors import TentacleError
+from agent.hub.rules.names import control_character_problem
+from agent.hub.rules.uris import BadUri, uri_host
 
 F = TypeVar("F", bound=Callable[..., Any])
 STYLES = ("TentaclePassive", "TentacleActive")
@@ -93,14 +95,14 @@ def registration_target(existing: Existing, name: str, force: bool) -> str | Non
     if mine is not None:
         if named is not None and named["Id"] != mine["Id"] and not force:
             raise RegistrationError(
-                f"a worker named {name!r} exists already ({named['Id']}, another machine): "
-                "choose another --name, or --force to take the name over"
+                f"a worker named {named['Name']!r} exists already ({named['Id']}, another "
+                "machine): choose another --name, or --force to take the name over"
             )
         return str(mine["Id"])
     if named is not None:
         if not force:
             raise RegistrationError(
-                f"a worker named {name!r} exists already ({named['Id']}, thumbprint "
+                f"a worker named {named['Name']!r} exists already ({named['Id']}, thumbprint "
                 f"{named['Thumbprint']}): choose another --name, or --force to replace it"
             )
         return str(named["Id"])
@@ -113,11 +115,18 @@ async def _find(hub: HubApi, identity: Identity, name: str) -> Existing:
     return Existing(by_certificate[0] if by_certificate else None, by_name[0] if by_name else None)
 
 
+def _named(resources: list[dict[str, Any]], wanted: str) -> list[dict[str, Any]]:
+    """The resources whose Id is ``wanted``, or whose Name is in any case (the hub's
+    names are unique whatever their case, as Octopus's are)."""
+    folded = wanted.casefold()
+    return [r for r in resources if wanted == r["Id"] or folded == str(r["Name"]).casefold()]
+
+
 async def _pool_ids(hub: HubApi, wanted: tuple[str, ...]) -> list[str]:
     pools = await hub.get("/api/workerpools/all")
     found = []
     for text in wanted:
-        match = [p for p in pools if text in (p["Id"], p["Name"])]
+        match = _named(pools, text)
         if not match:
             known = ", ".join(repr(p["Name"]) for p in pools)
             raise RegistrationError(f"the hub has no worker pool {text!r} (it has {known})")
@@ -129,7 +138,7 @@ async def _policy_id(hub: HubApi, wanted: str | None) -> str | None:
     if wanted is None:
         return None
     policies = await hub.get("/api/machinepolicies/all")
-    match = [p for p in policies if wanted in (p["Id"], p["Name"])]
+    match = _named(policies, wanted)
     if not match:
         known = ", ".join(repr(p["Name"]) for p in policies)
         raise RegistrationError(f"the hub has no machine policy {wanted!r} (it has {known})")
@@ -144,7 +153,24 @@ def _worker_name(name: str) -> str:
             f"--name {name!r}: expected the worker's name on the hub (leave --name out "
             "for this machine's name)"
         )
+    if problem := control_character_problem(name):
+        raise RegistrationError(f"--name must not contain {problem}")
     return name
+
+
+def _public_host(given: str | None) -> str:
+    """The host the hub dials, as a URI writes it (``--publicHostName``, else this
+    machine's FQDN); RegistrationError, one line before the hub is contacted, if it is
+    not a host name or address (a port goes in --tentacle-comms-port)."""
+    host = given.strip() if given is not None else socket.getfqdn()
+    try:
+        return uri_host(host)
+    except BadUri as error:
+        source = "--publicHostName" if given is not None else "this machine's name"
+        raise RegistrationError(
+            f"{source}: {error}; expected a DNS name, an IPv4 or an IPv6 address"
+            " (the port goes in --tentacle-comms-port)"
+        ) from None
 
 
 def _hub_host(server: str) -> str:
@@ -283,6 +309,7 @@ def register_worker_command(
     """Register this instance with a hub as a worker, in one or more worker pools."""
     worker_name = socket.gethostname() if name is None else _worker_name(name)
     hub_host = _hub_host(server)
+    host = _public_host(public_host) if comms_style == "TentaclePassive" else ""
     instance = current().open(instance_name)
     if comms_style == "TentaclePassive" and instance.config.no_listen and not force:
         raise RegistrationError(
@@ -306,7 +333,7 @@ def register_worker_command(
                 name=worker_name,
                 pools=await _pool_ids(hub, pools),
                 policy=await _policy_id(hub, policy),
-                host=public_host or socket.getfqdn(),
+                host=host,
                 port=tentacle_comms_port,
                 hub_host=hub_host,
                 polling_port=server_comms_port

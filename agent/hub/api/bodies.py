@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from agent.hub.api.errors import bad_request, invalid
+from agent.hub.rules.names import control_character_problem
 
 MAX_BODY = 1024 * 1024
 MAX_TEXT = 200  # a name's column holds this many characters
@@ -75,10 +76,14 @@ class Fields:
         return value
 
     def name(self, field: str = "Name") -> str | None:
-        """A required name: non-empty, at most MAX_TEXT characters."""
+        """A required name: non-empty, at most MAX_TEXT characters, no control character
+        (a name is shown in lines: events, logs, the CLI's tables)."""
         value = self.text(field, required=True)
         if value is not None and len(value) > MAX_TEXT:
             self.errors.append(f"{field} must be at most {MAX_TEXT} characters, not {len(value)}")
+            return None
+        if value is not None and (problem := control_character_problem(value)):
+            self.errors.append(f"{field} must not contain {problem}")
             return None
         return value
 

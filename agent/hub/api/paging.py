@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -9,6 +10,9 @@ from urllib.parse import urlencode
 
 DEFAULT_TAKE = 30
 ALL = 2147483647  # what Octopus's clients send for "every item"
+# Octopus reads skip and take as 32-bit ints; its clients' "every item" is the largest
+LARGEST = ALL
+_DIGITS = re.compile(r"[0-9]{1,30}")  # ASCII only (\d takes every script's digits)
 
 
 class BadPaging(ValueError):
@@ -24,22 +28,26 @@ class Page:
         return items[self.skip : self.skip + self.take]
 
 
-def _number(query: Mapping[str, str], name: str, default: int, least: int) -> int:
+def _number(query: Mapping[str, str], name: str, default: int) -> int:
+    """One paging number: ASCII digits only, at most LARGEST. Python's int() also takes
+    full-width digits, "1_000", "+1" and "1\n", which no Octopus client sends, and any
+    size, which would be echoed back as ItemsPerPage; each is BadPaging here."""
     text = query.get(name)
     if text is None or text == "":
         return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise BadPaging(f"{name} must be a whole number, not {text!r}") from None
-    if value < least:
-        raise BadPaging(f"{name} must be at least {least}, not {value}")
+    if not _DIGITS.fullmatch(text):
+        raise BadPaging(
+            f"{name} must be a whole number from 0 to {LARGEST} in digits 0-9, not {text[:40]!r}"
+        )
+    value = int(text)
+    if value > LARGEST:
+        raise BadPaging(f"{name} must be at most {LARGEST}, not {text}")
     return value
 
 
 def page_of(query: Mapping[str, str]) -> Page:
     """``skip`` and ``take`` from a query string; BadPaging naming the one that is wrong."""
-    return Page(_number(query, "skip", 0, 0), _number(query, "take", DEFAULT_TAKE, 0))
+    return Page(_number(query, "skip", 0), _number(query, "take", DEFAULT_TAKE))
 
 
 def envelope(

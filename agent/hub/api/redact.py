@@ -14,8 +14,15 @@ from urllib.parse import quote, urlencode
 
 MASK = "API-********"
 MASKED_VALUE = "********"
-# anything shaped like a key: API- and 20 or more letters or digits (real keys have 32)
-KEY_SHAPE = re.compile(r"API-[A-Z0-9]{20,}", re.IGNORECASE)
+# Anything shaped like a key: API- and 20 or more letters or digits (real keys have 32),
+# each character either itself or percent-encoded (%41 is A, %2D is -), since a request
+# line aiohttp cannot parse is logged as the raw bytes, before any decoding. The whole
+# encoded key is masked. Matched case-insensitively: %2d, %4b and a lower-case key too.
+_ENCODED_ALNUM = r"%(?:3[0-9]|[46][1-9A-F]|[57][0-9A])"  # %30-%39, %41-%5A, %61-%7A
+KEY_SHAPE = re.compile(
+    rf"(?:A|%[46]1)(?:P|%[57]0)(?:I|%[46]9)(?:-|%2D)(?:[A-Z0-9]|{_ENCODED_ALNUM}){{20,}}",
+    re.IGNORECASE,
+)
 # what Octopus and its clients call a key in a query string
 KEY_PARAMETERS = frozenset({"apikey", "api_key", "api-key", "x-octopus-apikey"})
 
@@ -25,7 +32,8 @@ def is_key_parameter(name: str) -> bool:
 
 
 def mask_keys(text: str) -> str:
-    """``text`` with everything shaped like an API key replaced by ``API-********``."""
+    """``text`` with everything shaped like an API key, plain or percent-encoded in
+    whole or in part, replaced by ``API-********``."""
     return KEY_SHAPE.sub(MASK, text)
 
 

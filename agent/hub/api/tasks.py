@@ -28,6 +28,8 @@ from agent.hub.store import tasks as store_tasks
 from agent.hub.store.records import Row, fetch_all, fetch_one
 
 TASK_NAMES = ("Health",)
+# a task's description is a line in lists and events (Octopus's are a short sentence)
+MAX_DESCRIPTION = 1000
 
 
 def human_duration(seconds: float) -> str:
@@ -231,7 +233,7 @@ async def _pool_errors(conn: AsyncConnection, space: int, arguments: dict[str, A
         pool = arguments.get(key)
         if pool is None or pool == "":
             continue
-        number = ids.try_parse_id(ids.WORKER_POOL, pool) if isinstance(pool, str) else None
+        number = exact_id(ids.WORKER_POOL, pool) if isinstance(pool, str) else None
         if number is None:
             errors.append(
                 f"Arguments.{key} must be a worker pool id (WorkerPools-N), not {_shown(pool)}"
@@ -253,13 +255,25 @@ async def _machine_errors(
     if not isinstance(machines, list) or not all(isinstance(m, str) for m in machines):
         return [f"Arguments.MachineIds must be {expected}, not {_shown(machines)}"]
     errors = []
-    for machine in machines:
-        number = ids.try_parse_id(ids.WORKER, machine)
+    for position, machine in enumerate(machines):
+        number = exact_id(ids.WORKER, machine)
         if number is None:
             errors.append(f"Arguments.MachineIds: {machine!r} is not a worker id (Workers-N)")
+        elif machine in machines[:position]:
+            errors.append(f"Arguments.MachineIds: {machine!r} is given more than once")
         elif not await _exists(conn, t.workers, number, space):
             errors.append(f"Arguments.MachineIds: there is no worker {machine!r} in this space")
     return errors
+
+
+def exact_id(kind: str, text: str) -> int | None:
+    """The row number of an id in exactly Octopus's form (``Workers-2``), else None.
+
+    A task keeps its arguments as given and shows them (its description, its log),
+    and the routes take ids in this form only (GET /api/workers/workers-2 is a 404),
+    so ``workers-2`` or `` Workers-2`` is refused rather than kept as another id."""
+    number = ids.try_parse_id(kind, text)
+    return number if number is not None and ids.format_id(kind, number) == text else None
 
 
 def _timeout_errors(arguments: dict[str, Any]) -> list[str]:
@@ -304,6 +318,10 @@ async def create_task(request: web.Request) -> web.Response:
         )
         arguments = {}
     description = fields.text("Description") or ""
+    if len(description) > MAX_DESCRIPTION:
+        fields.errors.append(
+            f"Description must be at most {MAX_DESCRIPTION} characters, not {len(description)}"
+        )
     context = context_of(request)
     async with context.store.transaction() as conn:
         errors = fields.errors + await _scope_errors(conn, space, arguments)

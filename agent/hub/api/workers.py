@@ -32,6 +32,7 @@ from agent.hub.api.paging import Page
 from agent.hub.api.pools import pool_resource, pools_of
 from agent.hub.api.routes import Routes, collection_path, space_of, space_path
 from agent.hub.rules.filters import BadFilter
+from agent.hub.rules.uris import listening_uri_problem
 from agent.hub.rules.workers import (
     HEALTH_STATUSES,
     SUPPORTED_STYLES,
@@ -44,7 +45,6 @@ from agent.hub.store.records import Row, fetch_all, fetch_one
 from agent.hub.store.text import LowerText
 from agent.hub.store.worker_queries import WorkerQuery, count, memberships, worker_rows
 
-_LISTENING_URI = re.compile(r"^https://[^/\s]+:[0-9]{1,5}/?$")
 _POLLING_URI = re.compile(r"^poll://[a-z2-9]{20}/$")
 
 
@@ -274,10 +274,8 @@ async def _worker_values(
     uri = ends.text("Uri") or fields.text("Uri") or (current["uri"] if current else None)
     if uri is None:
         fields.errors.append("Endpoint.Uri is required (https://HOST:PORT/ or poll://ID/)")
-    elif style == "TentaclePassive" and not _LISTENING_URI.match(uri):
-        fields.errors.append(
-            f"Endpoint.Uri must be https://HOST:PORT/ for a listening worker, not {uri!r}"
-        )
+    elif style == "TentaclePassive" and (problem := listening_uri_problem(uri)):
+        fields.errors.append(problem)
     elif style == "TentacleActive" and not _POLLING_URI.match(uri):
         fields.errors.append(
             f"Endpoint.Uri must be poll://SUBSCRIPTION/ (20 letters and digits)"

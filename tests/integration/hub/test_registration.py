@@ -96,6 +96,8 @@ async def test_registering_again_updates_the_record_and_never_duplicates(
         "WorkerPools-1",
         "--name",
         "again",
+        "--tentacle-comms-port",  # the test's agent listens on a free port (0)
+        "10933",
         "--publicHostName",
         "127.0.0.1",
     ]
@@ -118,6 +120,8 @@ async def test_a_name_taken_by_another_machine_needs_force(
         "Default Worker Pool",
         "--name",
         "shared",
+        "--tentacle-comms-port",
+        "10933",
         "--publicHostName",
         "127.0.0.1",
     ]
@@ -258,6 +262,8 @@ async def test_registration_completes_a_bare_trust_of_the_hub(
         "Default Worker Pool",
         "--publicHostName",
         "127.0.0.1",
+        "--tentacle-comms-port",
+        "10933",
     )
     [completed] = [p for p in agent_config(tentacle).trusted if p.thumbprint == hub_thumbprint]
     assert not completed.is_pending
@@ -354,7 +360,7 @@ async def test_registering_as_listening_stops_polling_that_hub(
     result = await tentacle_ok(
         tentacle, "register-worker", "--instance", "agent", *hub_args(hub),
         "--workerpool", "Default Worker Pool", "--name", "switch",
-        "--publicHostName", "127.0.0.1",
+        "--publicHostName", "127.0.0.1", "--tentacle-comms-port", "10933",
     )  # fmt: skip
     assert "no longer polling https://127.0.0.1:" in result.out
     assert polling_entries(tentacle) == []

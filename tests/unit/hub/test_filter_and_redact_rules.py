@@ -64,3 +64,28 @@ def test_a_logged_target_masks_every_key_and_cannot_forge_a_line(
 def test_only_key_shaped_text_is_masked() -> None:
     assert mask_keys("API-SHORT1 and API-1234567890") == "API-SHORT1 and API-1234567890"
     assert mask_keys(f"x{KEY}y") == "xAPI-********"  # letters after a key are part of it
+
+
+def _encoded(text: str) -> str:
+    return "".join(f"%{ord(c):02X}" for c in text)
+
+
+@pytest.mark.parametrize(
+    "shown",
+    [
+        KEY.replace("-", "%2D"),  # how a client's URL library encodes the dash
+        KEY.replace("-", "%2d"),
+        _encoded(KEY),  # every character
+        _encoded(KEY).lower(),
+        "API-" + _encoded(KEY[4:12]) + KEY[12:],  # some characters only
+    ],
+)
+def test_a_percent_encoded_key_is_masked_whole(shown: str) -> None:
+    line = f"b'GET /api/workers?apikey={shown} HTTP/1.1 junk'"
+    assert mask_keys(line) == "b'GET /api/workers?apikey=API-******** HTTP/1.1 junk'"
+
+
+def test_percent_encoded_text_that_is_not_a_key_is_kept() -> None:
+    # %20 (a space) is not a letter or digit of a key; too short is not a key either
+    kept = "API%2D%20" + "A" * 30 + " and API%2D" + "A" * 10
+    assert mask_keys(kept) == kept
