@@ -408,7 +408,9 @@ async def test_a_blank_name_is_refused_before_the_hub_is_contacted(
 
 def listening_args(hub: RunningHub, name: str) -> list[str]:
     return ["register-worker", "--instance", "agent", *hub_args(hub), "--workerpool",
-            "Default Worker Pool", "--name", name, "--publicHostName", "127.0.0.1"]  # fmt: skip
+            "Default Worker Pool", "--name", name, "--publicHostName", "127.0.0.1",
+            # the test's agent listens on port 0 (any free one): a port the hub accepts
+            "--tentacle-comms-port", "10933"]  # fmt: skip
 
 
 async def test_registering_as_listening_an_instance_that_does_not_listen_needs_force(
