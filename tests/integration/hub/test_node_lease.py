@@ -11,6 +11,7 @@ import os
 import secrets
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -308,6 +309,26 @@ async def test_a_dead_node_on_another_host_is_taken_over_once_its_lease_expired(
         await server.stop()
 
 
+def _freeze_outside_a_write(process: subprocess.Popen[str], database: str) -> None:
+    """SIGSTOP ``process`` at a moment it holds no write lock on the SQLite file
+    ``database``: frozen inside a write, it would keep every other node out (as a
+    frozen SQLite writer does) and no lease could change hands."""
+    path = sa.engine.make_url(database).database
+    assert path is not None
+    for _ in range(100):  # a write lasts milliseconds: almost always the first try
+        process.send_signal(signal.SIGSTOP)
+        probe = sqlite3.connect(path, timeout=0.5, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError:  # locked: it was inside a write
+            process.send_signal(signal.SIGCONT)
+        finally:
+            probe.close()
+    raise AssertionError("the hub held its database's write lock at every try")
+
+
 async def test_a_node_frozen_past_its_lease_does_not_write_over_the_end_the_next_one_wrote(
     tmp_path: Path, tentacle: TentacleCli
 ) -> None:
@@ -323,7 +344,7 @@ async def test_a_node_frozen_past_its_lease_does_not_write_over_the_end_the_next
     )
     async with _black_hole() as port, _serving(h1_path, env) as (h1, api):
         task = await _a_silent_workers_check(api, port)
-        h1.send_signal(signal.SIGSTOP)
+        await asyncio.to_thread(_freeze_outside_a_write, h1, h1_home.settings.database)
         try:
 
             async def taken_over() -> HubServer | None:
