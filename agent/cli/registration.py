@@ -47,6 +47,21 @@ class RegistrationError(TentacleError):
     pass
 
 
+def _api_key(_context: click.Context, _parameter: click.Parameter, value: str | None) -> str | None:
+    """The key without the whitespace around it (a key file with Windows line ends keeps
+    a \r in ``$(cat key.txt)``); anything else than letters, digits and "-" inside it
+    is refused here, without the key in the message, rather than by the HTTP stack."""
+    if value is None:
+        return None
+    key = value.strip()
+    if not key or not all(c.isascii() and (c.isalnum() or c == "-") for c in key):
+        raise click.BadParameter(
+            "an API key is API- followed by letters and digits; this one is empty or "
+            "holds a space or a control character"
+        )
+    return key
+
+
 def hub_options(function: F) -> F:
     """``--server``, ``--apikey`` and ``--server-thumbprint``, also from the environment."""
     for option in reversed(
@@ -64,6 +79,7 @@ def hub_options(function: F) -> F:
                 required=True,
                 envvar="TENTACLE_API_KEY",
                 metavar="KEY",
+                callback=_api_key,
                 help="an API key of the hub [env TENTACLE_API_KEY]",
             ),
             click.option(

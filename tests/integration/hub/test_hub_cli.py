@@ -317,3 +317,25 @@ async def test_the_all_routes_filter_by_name_as_the_pages_do(
     finally:
         first.stop()
         second.stop()
+
+
+async def test_a_key_read_from_a_file_with_windows_line_ends_works(
+    hub: RunningHub, tentacle: TentacleCli
+) -> None:
+    key = f"{hub.api.key}\r\n"  # what `$(cat key.txt)` keeps of a CRLF file: the \r
+    result = await asyncio.to_thread(
+        tentacle.ok, "hub", "pools", *hub_args(hub, key), "--format", "json"
+    )
+    assert "Default Worker Pool" in result.out
+
+
+@pytest.mark.parametrize("key", ["API-ABC\nDEF", "API-ABC DEF", "API-ABC\x01"])
+async def test_a_key_holding_a_control_character_or_space_is_one_clear_line(
+    hub: RunningHub, tentacle: TentacleCli, key: str
+) -> None:
+    result = await asyncio.to_thread(
+        lambda: tentacle.fails("hub", "pools", *hub_args(hub, key), code=2)  # a usage error
+    )
+    assert "Traceback" not in result.err
+    assert "API key" in result.err and "letters and digits" in result.err, result.err
+    assert key not in result.err  # a key is never printed, not even a wrong one
