@@ -125,6 +125,15 @@ def registration_target(existing: Existing, name: str, force: bool) -> str | Non
     return None
 
 
+def displaced(existing: Existing, force: bool) -> str | None:
+    """The id of another machine's worker whose name ``--force`` takes over for this
+    agent's own record (deleted first: two workers cannot share a name), or None."""
+    mine, named = existing.same_certificate, existing.same_name
+    if force and mine is not None and named is not None and named["Id"] != mine["Id"]:
+        return str(named["Id"])
+    return None
+
+
 async def _find(hub: HubApi, identity: Identity, name: str) -> Existing:
     by_certificate = await hub.get("/api/workers/all", thumbprint=identity.thumbprint)
     by_name = await hub.get("/api/workers/all", name=name)
@@ -355,9 +364,11 @@ def register_worker_command(
                 polling_port=server_comms_port
                 or (reported if isinstance(reported, int) else DEFAULT_POLLING_PORT),
             )
-            target = registration_target(
-                await _find(hub, identity, worker_name), worker_name, force
-            )
+            existing = await _find(hub, identity, worker_name)
+            target = registration_target(existing, worker_name, force)
+            if (other := displaced(existing, force)) is not None:
+                await hub.request("DELETE", f"/api/workers/{other}")
+                click.echo(f"Deleted {other}, another machine's worker, whose name --force takes")
             if target is None:
                 return await hub.request("POST", "/api/workers", chosen.body), chosen, True
             current_worker = await hub.get(f"/api/workers/{target}")

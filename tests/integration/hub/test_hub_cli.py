@@ -337,5 +337,5 @@ async def test_a_key_holding_a_control_character_or_space_is_one_clear_line(
         lambda: tentacle.fails("hub", "pools", *hub_args(hub, key), code=2)  # a usage error
     )
     assert "Traceback" not in result.err
-    assert "API key" in result.err and "letters and digits" in result.err, result.err
+    assert "an API key is API- followed by letters and digits" in result.err, result.err
     assert key not in result.err  # a key is never printed, not even a wrong one

@@ -134,6 +134,31 @@ async def test_a_name_taken_by_another_machine_needs_force(
     assert worker["Thumbprint"] == other.thumbprint
 
 
+async def test_force_takes_a_name_over_for_an_agent_that_has_a_worker_of_its_own(
+    hub: RunningHub, tentacle: TentacleCli, tmp_path: Path
+) -> None:
+    """The other machine's worker gives way (two cannot share a name); this agent's
+    own record keeps its id and takes the name."""
+    AgentProcess(tentacle)
+    other_cli = TentacleCli(tmp_path / "other")
+    other = AgentProcess(other_cli)
+    common = [*hub_args(hub), "--workerpool", "Default Worker Pool", "--tentacle-comms-port",
+              "10933", "--publicHostName", "127.0.0.1"]  # fmt: skip
+    await tentacle_ok(tentacle, "register-worker", "--instance", "agent", *common, "--name", "tw1")
+    await tentacle_ok(other_cli, "register-worker", "--instance", "agent", *common, "--name", "t2")
+    [mine] = await hub.api.get("/api/workers/all?name=t2")
+    taken = await tentacle_ok(
+        other_cli, "register-worker", "--instance", "agent", *common, "--name", "TW1", "--force"
+    )
+    assert "Deleted Workers-1, another machine's worker, whose name --force takes" in taken.out
+    [worker] = await hub.api.get("/api/workers/all")
+    assert (worker["Id"], worker["Name"], worker["Thumbprint"]) == (
+        mine["Id"],
+        "TW1",
+        other.thumbprint,
+    )
+
+
 async def test_a_polling_worker_registers_with_its_subscription(
     hub: RunningHub, tentacle: TentacleCli
 ) -> None:
