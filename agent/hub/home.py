@@ -64,6 +64,19 @@ def coerce_listen(value: Any) -> str:
     return text
 
 
+def shared_port(api_port: int, polling_port: int) -> str | None:
+    """Why the API and the polling listener cannot both listen, or None. They listen
+    on one host (Listen's), so one port number for both is one address: the
+    second bind would fail, after the start had migrated the database. Port 0
+    (a free one each) is never shared."""
+    if api_port != polling_port or api_port == 0:
+        return None
+    return (
+        f"Listen and PollingPort are both port {api_port}: the API and polling agents"
+        " each need their own port (or 0 for a free one)"
+    )
+
+
 MAX_NODE_NAME = 200  # hub_nodes.name and server_tasks.server_node
 NODE_NAME_PUNCTUATION = " .-_"
 NODE_NAME_RULE = (
