@@ -14,7 +14,7 @@ from agent.cli.options import absolute_path
 from agent.cli.output import emit_fields, emit_json, format_option
 from agent.cli.settings_options import flag_values, setting_options
 from agent.config.settings import overridden_settings, setting_of_shown, shown_of
-from agent.hub.home import HUB_SETTINGS, HubHome, HubSettings, load_home
+from agent.hub.home import HUB_SETTINGS, HubHome, HubSettings, load_home, shared_port
 
 
 @click.command("configure")
@@ -43,6 +43,10 @@ def configure_command(
         changed = hub.with_settings(**flag_values(HUB_SETTINGS, flags))
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
+    listen_port = int(changed.settings.listen.rpartition(":")[2])
+    problem = shared_port(listen_port, changed.settings.polling_port)
+    if problem is not None:
+        raise click.UsageError(problem)
     if https_certificate is not None:
         source = absolute_path(str(https_certificate)) or https_certificate
         changed = changed.install_https_certificate(source)

@@ -64,23 +64,38 @@ def coerce_listen(value: Any) -> str:
     return text
 
 
+def shared_port(api_port: int, polling_port: int) -> str | None:
+    """Why the API and the polling listener cannot both listen, or None. They listen
+    on one host (Listen's), so one port number for both is one address: the
+    second bind would fail, after the start had migrated the database. Port 0
+    (a free one each) is never shared."""
+    if api_port != polling_port or api_port == 0:
+        return None
+    return (
+        f"Listen and PollingPort are both port {api_port}: the API and polling agents"
+        " each need their own port (or 0 for a free one)"
+    )
+
+
 MAX_NODE_NAME = 200  # hub_nodes.name and server_tasks.server_node
 NODE_NAME_PUNCTUATION = " .-_"
 NODE_NAME_RULE = (
-    f"a node name of 1 to {MAX_NODE_NAME} characters: letters, digits, spaces, '.', '-'"
-    " and '_' (such as a machine's name)"
+    f"a node name of 1 to {MAX_NODE_NAME} characters: ASCII letters and digits, spaces, '.',"
+    " '-' and '_' (such as a machine's name)"
 )
 
 
 def coerce_node_name(value: Any) -> str:
     """A hub node's name, as Octopus's are: a machine's name, say. Names are one node
-    whatever their case ("HUB" is "hub": agent.hub.store.nodes compares them so)."""
+    whatever their case ("HUB" is "hub": agent.hub.store.nodes compares them so). ASCII
+    only: the database's unique index on lower(name) is what makes them one, and
+    SQLite's lower() folds ASCII alone ("hüb" and "HÜB" would be two nodes)."""
     text = value.strip() if isinstance(value, str) else ""
     if not text:
         raise ValueError(f"expected {NODE_NAME_RULE}, got {value!r}")
     if len(text) > MAX_NODE_NAME:
         raise ValueError(f"expected {NODE_NAME_RULE}, got {len(text)} characters")
-    wrong = [c for c in text if not (c.isalnum() or c in NODE_NAME_PUNCTUATION)]
+    wrong = [c for c in text if not ((c.isascii() and c.isalnum()) or c in NODE_NAME_PUNCTUATION)]
     if wrong:
         raise ValueError(f"expected {NODE_NAME_RULE}, got {value!r} (with {wrong[0]!r})")
     return text

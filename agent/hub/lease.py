@@ -162,11 +162,16 @@ def _started(pid: int) -> float | None:
 def _gone(row: Row) -> bool:
     """Whether the holder's process is known to be dead: it ran on this host and its
     pid runs no process, or another one (started at another time: the pid reused).
-    A holder on another host is judged by its lease alone."""
+    A holder on another host is judged by its lease alone. A zombie (it exited, its
+    parent has not reaped it yet: right after kill -9) is dead, though psutil still
+    gives its start time."""
     if row["host"] != socket.gethostname():
         return False
     try:
-        started = psutil.Process(int(row["pid"])).create_time()
+        process = psutil.Process(int(row["pid"]))
+        if process.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+            return True
+        started = process.create_time()
     except psutil.NoSuchProcess:
         return True
     except psutil.Error:  # not ours to look at (another user's): maybe alive

@@ -24,7 +24,7 @@ from agent.hub.api.context import HubContext, utc_now
 from agent.hub.api.limits import PARSER_LIMIT
 from agent.hub.api.redact import loggable_target
 from agent.hub.health import HealthChecks
-from agent.hub.home import HomeLock, HubHome
+from agent.hub.home import HomeLock, HubHome, shared_port
 from agent.hub.lease import LeaseLost, NodeLease
 from agent.hub.reach import WorkerReach
 from agent.hub.runner import TaskRunner
@@ -130,7 +130,10 @@ class HubServer:
         self.home_lock.acquire()  # a second serve on this home is refused at once
         try:
             wanted = self.home.settings.polling_port if polling_port is None else polling_port
-            check_can_listen(host, port, "for the API")  # before the database is touched
+            problem = shared_port(port, wanted)  # before the database is touched
+            if problem is not None:
+                raise ConfigError(problem)
+            check_can_listen(host, port, "for the API")
             check_can_listen(host, wanted, "for polling agents")
             return await self._start_locked(host, port, polling_port, ssl_context, identity)
         except BaseException:

@@ -158,11 +158,15 @@ async def test_an_api_keys_id_is_not_given_again(empty_database_url: str) -> Non
 # -- a database made at r0001, with rows, upgraded -------------------------------------------
 
 
+NON_ASCII_TWINS = ("Élan", "éLAN", "ωMEGA", "ΩMEGA")  # Workers-4 to Workers-7
+
+
 async def _fill_at_r0001(store: Store) -> None:
     """Rows in every table as r0001's hub wrote them: a worker in two pools, a task
     with an activity and log, events, keys; a worker deleted (its id, Workers-3,
     named only by the events log); two pools and two keys whose names differ only
-    in case (allowed then)."""
+    in case (allowed then), and workers differing only in a case SQLite's lower()
+    does not fold ("Élan" and "éLAN", "ωMEGA" and "ΩMEGA": one name for the API)."""
     async with store.transaction() as conn:
         await initialise(conn, NOW)
         stamp = {"modified_on": NOW, "modified_by": "admin"}
@@ -173,7 +177,7 @@ async def _fill_at_r0001(store: Store) -> None:
                     pool_type="StaticWorkerPool", **stamp,
                 )
             )  # fmt: skip
-        for number, name in ((1, "web-1"), (2, "web-2"), (3, "gone")):
+        for number, name in enumerate(("web-1", "web-2", "gone", *NON_ASCII_TWINS), 1):
             await conn.execute(
                 sa.insert(t.workers).values(
                     space_id=1, name=name, thumbprint=f"{number:040X}",
@@ -239,7 +243,7 @@ async def _every_row(store: Store) -> dict[str, list[Row]]:
 
 
 async def test_a_database_at_r0001_upgrades_keeping_every_row_and_id(
-    empty_database_url: str,
+    tmp_path: Path, empty_database_url: str
 ) -> None:
     store = await open_store(empty_database_url)
     try:
@@ -267,17 +271,32 @@ async def test_a_database_at_r0001_upgrades_keeping_every_row_and_id(
     assert renamed["name"] == "pool a (WorkerPools-3)"
     after_keys = [row["name"] for row in after["api_keys"]]
     assert after_keys == ["ci", "CI (APIKeys-2)"]
+    after_workers = [row["name"] for row in after["workers"]]
+    assert after_workers == ["web-1", "web-2", "Élan", "éLAN (Workers-5)", "ωMEGA",
+                             "ΩMEGA (Workers-7)"]  # fmt: skip
     before["worker_pools"][2]["name"] = renamed["name"]
     before["api_keys"][1]["name"] = after_keys[1]
+    for row, name in zip(before["workers"], after_workers, strict=True):
+        row["name"] = name
     new_events = after["events"][len(before["events"]) :]
     assert [e["message"] for e in new_events] == [
         "Worker pool pool a renamed pool a (WorkerPools-3): names are unique whatever their case",
+        "Worker éLAN renamed éLAN (Workers-5): names are unique whatever their case",
+        "Worker ΩMEGA renamed ΩMEGA (Workers-7): names are unique whatever their case",
         "API key CI renamed CI (APIKeys-2): names are unique whatever their case",
     ]
     after["events"] = after["events"][: len(before["events"])]
     assert after == before  # every row, every id, the pool memberships too
     assert new_pool == 4  # not 3, the pool deleted after the upgrade
-    assert new_worker == 4  # not 3, the worker deleted before it (the events log names it)
+    assert new_worker == 8  # not 3, the worker deleted before it (the events log names it)
+    async with running_hub(tmp_path, empty_database_url) as hub:
+        for number in range(4, 8):  # each twin updatable: its name is its own
+            worker = await hub.api.get(f"/api/workers/Workers-{number}")
+            changed = {**worker, "IsDisabled": True, "WorkerPoolIds": ["WorkerPools-1"]}
+            status, body = await hub.api.request(
+                "PUT", f"/api/workers/Workers-{number}", json=changed
+            )
+            assert status == 200, (number, status, body)
 
 
 async def test_a_renamed_case_twin_gets_a_name_that_is_free_and_fits(

@@ -453,6 +453,45 @@ async def test_a_start_that_cannot_bind_its_ports_leaves_the_database_as_it_was(
     )
 
 
+SHARED = "Listen and PollingPort are both port 18365: the API and polling agents each need"
+
+
+async def test_one_port_for_the_api_and_polling_is_refused_before_the_database_is_touched(
+    tmp_path: Path, tentacle: TentacleCli
+) -> None:
+    """Else serve migrated the database, then failed binding its second port."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    store = await open_store(url)
+    try:
+        await store.migrate("0001")
+    finally:
+        await store.close()
+    home = create_home(tmp_path / "hub")
+    home.with_settings(database=url).save()
+    before = (home.path / "hub.yaml").read_text()
+    ports = ("--listen", "127.0.0.1:18365", "--polling-port", "18365")
+    configured = await asyncio.to_thread(
+        tentacle.fails, "hub", "configure", "--home", str(home.path), *ports, code=2
+    )
+    [line] = _error_lines(configured.err)
+    assert SHARED in line, configured.err
+    assert (home.path / "hub.yaml").read_text() == before
+    environ = {"TENTACLE_HUB_LISTEN": "127.0.0.1:18365", "TENTACLE_HUB_POLLING_PORT": "18365"}
+    for flags, env in ((ports, None), ((), environ)):
+        refused = await asyncio.to_thread(
+            tentacle.fails, "hub", "serve", "--home", str(home.path), *flags, env=env
+        )
+        assert refused.err.strip().startswith(f"error: {SHARED}"), refused.err
+        assert len(refused.err.strip().splitlines()) == 1, refused.err
+    store = await open_store(url)
+    try:
+        assert await store.revision() == "0001"
+    finally:
+        await store.close()
+    zero = ("--listen", "127.0.0.1:0", "--polling-port", "0")  # a free port each: two
+    tentacle.ok("hub", "configure", "--home", str(home.path), *zero)
+
+
 def _error_lines(err: str) -> list[str]:
     return [line for line in err.splitlines() if "rror" in line]
 
@@ -463,6 +502,7 @@ def _error_lines(err: str) -> list[str]:
         ("n" * 201, "got 201 characters"),
         ("a\nb", "got 'a\\nb' (with '\\n')"),
         ("a/b", "got 'a/b' (with '/')"),
+        ("hüb", "got 'hüb' (with 'ü')"),  # SQLite's lower() folds ASCII only
     ],
 )
 async def test_a_bad_node_name_is_one_clear_line_and_nothing_is_saved(
@@ -472,8 +512,8 @@ async def test_a_bad_node_name_is_one_clear_line_and_nothing_is_saved(
     home = create_home(tmp_path / "hub", url)
     before = (home.path / "hub.yaml").read_text()
     rule = (
-        "expected a node name of 1 to 200 characters: letters, digits, spaces, '.', '-' and"
-        f" '_' (such as a machine's name), {why}"
+        "expected a node name of 1 to 200 characters: ASCII letters and digits, spaces, '.',"
+        f" '-' and '_' (such as a machine's name), {why}"
     )
     ports = ("--listen", "127.0.0.1:0", "--polling-port", "0")
     for command in ("serve", "configure"):

@@ -106,9 +106,11 @@ def _rebuild_autoincrement(table: str, unique_name: str | None) -> None:
 
 
 def _tell_apart_names_differing_in_case(table: str) -> None:
-    """Rename every row whose name equals an earlier row's but for case (as the
-    database's lower() sees it, the same function the new index uses): "pool a"
-    becomes "pool a (WorkerPools-3)", noted in the events log. The new name is
+    """Rename every row whose name equals an earlier row's but for case (as Python's
+    str.lower() sees it, as the API compares names: "Élan" and "éLAN" are one,
+    though SQLite's lower() folds ASCII only; names one for the API are one for
+    the new index too): "pool a" becomes "pool a (WorkerPools-3)", noted in the
+    events log. The new name is
     one no other row of its kind in its space has, whatever its case (an
     operator may have named one "pool a (WorkerPools-3)" already, or this run
     may have given it to another): " 2", " 3" ... is added inside the
@@ -117,10 +119,10 @@ def _tell_apart_names_differing_in_case(table: str) -> None:
     connection = op.get_bind()
     rows = sa.table(table, sa.column("id", sa.Integer), sa.column("name", sa.String))
     columns = [sa.column(name, sa.Integer) for name in scope]
-    query = sa.select(
-        rows.c.id, rows.c.name, sa.func.lower(rows.c.name).label("folded"), *columns
-    ).order_by(rows.c.id)
-    found = list(connection.execute(query).mappings())
+    query = sa.select(rows.c.id, rows.c.name, *columns).order_by(rows.c.id)
+    found = [
+        {**row, "folded": str(row["name"]).lower()} for row in connection.execute(query).mappings()
+    ]
     taken = {(*(row[name] for name in scope), row["folded"]) for row in found}
     seen: set[tuple[object, ...]] = set()
     for row in found:
@@ -143,15 +145,13 @@ def _free_name(
 ) -> tuple[str, str]:
     """``name (document)``, or ``name (document N)`` for the first N making it free in
     ``taken`` (space, folded name); cut to fit MAX_NAME. Returns it and its folding
-    as the database's lower() makes it (SQLite folds ASCII only: Python's lower()
-    would not be the index's)."""
-    connection = op.get_bind()
+    by Python's str.lower(), as the API folds names."""
     for attempt in range(1, len(taken) + 2):  # at most len(taken) are taken: one is free
         suffix = f" ({document})" if attempt == 1 else f" ({document} {attempt})"
         candidate = name[: MAX_NAME - len(suffix)] + suffix
-        folded = connection.execute(sa.select(sa.func.lower(sa.literal(candidate)))).scalar_one()
+        folded = candidate.lower()
         if (*space, folded) not in taken:
-            return candidate, str(folded)
+            return candidate, folded
     raise AssertionError("unreachable: more names tried than are taken")
 
 
