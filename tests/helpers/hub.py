@@ -67,6 +67,19 @@ class RunningHub:
         return await new_key(self.home, name, permission)
 
 
+def hub_args(hub: RunningHub, key: str | None = None) -> list[str]:
+    """The command line's ``--server``, ``--apikey`` (the hub's, or ``key``) and
+    ``--server-thumbprint`` for ``hub``."""
+    return [
+        "--server",
+        hub.api.url,
+        "--apikey",
+        key or str(hub.api.key),
+        "--server-thumbprint",
+        hub.home.identity().thumbprint,
+    ]
+
+
 def pinned(home: HubHome) -> aiohttp.Fingerprint:
     """The hub's certificate, pinned by its SHA-256 as a client pins it."""
     return aiohttp.Fingerprint(bytes.fromhex(home.identity().sha256))

@@ -15,7 +15,7 @@ import pytest
 from agent.hub.keys import Permission
 from tests.helpers.cli import Result, TentacleCli
 from tests.helpers.eventually import eventually
-from tests.helpers.hub import RunningHub, running_hub
+from tests.helpers.hub import RunningHub, hub_args, running_hub
 from tests.integration.hub.test_health_checks import free_port, listening_worker, policy
 
 HANG = 60.0  # seconds: a bound for a hang, never reached when things work
@@ -25,17 +25,6 @@ HANG = 60.0  # seconds: a bound for a hang, never reached when things work
 async def hub(tmp_path: Path) -> AsyncIterator[RunningHub]:
     async with running_hub(tmp_path) as running:
         yield running
-
-
-def hub_args(hub: RunningHub, key: str | None = None) -> list[str]:
-    return [
-        "--server",
-        hub.api.url,
-        "--apikey",
-        key or str(hub.api.key),
-        "--server-thumbprint",
-        hub.home.identity().thumbprint,
-    ]
 
 
 async def hub_ok(cli: TentacleCli, hub: RunningHub, verb: str, *args: str) -> Result:

@@ -13,24 +13,13 @@ from agent.config.instances import open_instance
 from agent.hub.keys import Permission
 from tests.helpers.agent import AgentProcess
 from tests.helpers.cli import Result, TentacleCli
-from tests.helpers.hub import RunningHub, running_hub
+from tests.helpers.hub import RunningHub, hub_args, running_hub
 
 
 @pytest.fixture
 async def hub(tmp_path: Path) -> AsyncIterator[RunningHub]:
     async with running_hub(tmp_path) as running:
         yield running
-
-
-def hub_args(hub: RunningHub, key: str | None = None) -> list[str]:
-    return [
-        "--server",
-        hub.api.url,
-        "--apikey",
-        key or str(hub.api.key),
-        "--server-thumbprint",
-        hub.home.identity().thumbprint,
-    ]
 
 
 async def tentacle_ok(cli: TentacleCli, *args: str, env: dict[str, str] | None = None) -> Result:

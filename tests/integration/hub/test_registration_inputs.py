@@ -11,8 +11,8 @@ import pytest
 from agent.certs import generate_identity
 from tests.helpers.agent import AgentProcess
 from tests.helpers.cli import TentacleCli
-from tests.helpers.hub import RunningHub, running_hub
-from tests.integration.hub.test_registration import hub_args, tentacle_fails, tentacle_ok
+from tests.helpers.hub import RunningHub, hub_args, running_hub
+from tests.integration.hub.test_registration import tentacle_fails, tentacle_ok
 
 
 @pytest.fixture
