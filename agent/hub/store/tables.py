@@ -241,3 +241,77 @@ hub_nodes = sa.Table(
 )
 # "HUB" and "hub" are one node: two processes starting as both at once, one wins
 sa.Index("ix_hub_nodes_lower_name", sa.func.lower(hub_nodes.c.name), unique=True)
+
+# One row per invocation of a task's work on one worker (a "step"): which worker
+# runs it, with which script ticket, how far its log has been stored. Written
+# before the script starts, so that a restarted node (or another node) re-attaches
+# by ticket and sequence instead of starting it again (DESIGN.md §5).
+task_steps = sa.Table(
+    "task_steps",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("task_id", sa.ForeignKey("server_tasks.id", ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "activity_id", sa.ForeignKey("task_activities.id", ondelete="SET NULL"), nullable=True
+    ),
+    # null for the hub's built-in worker, or once the worker was deleted
+    sa.Column("worker_id", sa.ForeignKey("workers.id", ondelete="SET NULL"), nullable=True),
+    sa.Column("worker_name", sa.String(200), nullable=False),  # as shown, kept after a delete
+    sa.Column("builtin", sa.Boolean, nullable=False, default=False),
+    sa.Column("ticket", sa.String(100), nullable=False, unique=True),
+    # Pending (leased, not started) -> Running -> Success | Failed | Canceled | TimedOut
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("next_log_sequence", sa.Integer, nullable=False, default=0),
+    sa.Column("exit_code", sa.Integer, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("server_node", sa.String(200), nullable=True),  # the node that leased it
+    # the step's output variables: [{"Name", "Value", "IsSensitive"}]; sensitive ones
+    # arrive masked from the worker and are kept masked
+    sa.Column("output_variables", sa.JSON, nullable=False),
+    sa.Column("started", Timestamp, nullable=True),
+    sa.Column("ended", Timestamp, nullable=True),
+    sa.Index("ix_task_steps_task", "task_id"),
+    sa.Index("ix_task_steps_worker_state", "worker_id", "state"),
+    **DOCUMENT,
+)
+
+# The hub's built-in package repository: content-addressed files in the hub's home
+# (Packages/<sha256>), one row per package id and version.
+packages = sa.Table(
+    "packages",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("space_id", sa.ForeignKey("spaces.id"), nullable=False),
+    sa.Column("package_id", sa.String(200), nullable=False),
+    sa.Column("version", sa.String(100), nullable=False),
+    sa.Column("file_extension", sa.String(20), nullable=False),  # ".zip", ".tar.gz"...
+    sa.Column("sha256", sa.String(64), nullable=False, index=True),  # lower-case hex
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("published", Timestamp, nullable=False),
+    **DOCUMENT,
+)
+# "Acme.Web" 1.0.0 and "acme.web" 1.0.0 are one package, as in Octopus's repository
+sa.Index(
+    "ix_packages_lower_id_version",
+    packages.c.space_id,
+    sa.func.lower(packages.c.package_id),
+    sa.func.lower(packages.c.version),
+    unique=True,
+)
+
+# Files a task's steps reported (new_octopusartifact), fetched from the worker into
+# the hub's home (Artifacts/<id>).
+artifacts = sa.Table(
+    "artifacts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("space_id", sa.ForeignKey("spaces.id"), nullable=False),
+    sa.Column("task_id", sa.ForeignKey("server_tasks.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("step_id", sa.ForeignKey("task_steps.id", ondelete="SET NULL"), nullable=True),
+    sa.Column("filename", sa.String(400), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("created", Timestamp, nullable=False),
+    sa.Index("ix_artifacts_task", "task_id"),
+    **DOCUMENT,
+)

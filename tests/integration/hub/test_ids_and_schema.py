@@ -26,7 +26,7 @@ from tests.helpers.hub import HubApi, new_key, pinned, running_hub
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 DOCUMENT_TABLES = {
     "spaces", "worker_pools", "machine_policies", "workers", "api_keys", "events",
-    "server_tasks", "task_activities", "task_log",
+    "server_tasks", "task_activities", "task_log", "task_steps", "packages", "artifacts",
 }  # fmt: skip
 LOWER_NAME_INDEXES = {
     "ix_workers_lower_name", "ix_worker_pools_lower_name", "ix_machine_policies_lower_name",
@@ -225,6 +225,7 @@ async def _fill_at_r0001(store: Store) -> None:
 
 
 ADDED_BY_R0002 = {"server_token"}
+ADDED_AFTER_R0001 = {"hub_nodes", "task_steps", "packages", "artifacts"}
 
 
 async def _every_row(store: Store) -> dict[str, list[Row]]:
@@ -238,7 +239,7 @@ async def _every_row(store: Store) -> dict[str, list[Row]]:
                 ),
             )
             for name, table in t.metadata.tables.items()
-            if name != "hub_nodes"
+            if name not in ADDED_AFTER_R0001
         }
 
 
