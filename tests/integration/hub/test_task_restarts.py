@@ -22,6 +22,7 @@ from tests.helpers.eventually import eventually
 from tests.helpers.forwarder import Forwarder
 from tests.helpers.hub import HubApi, RunningHub, pinned
 from tests.integration.hub.tasks_helpers import add_worker, finished, submit
+from tests.integration.hub.test_health_checks import free_port
 from tests.integration.hub.test_node_lease import _serving
 
 LINES = 300
@@ -83,9 +84,7 @@ async def test_a_hub_killed_mid_task_re_attaches_on_its_next_start(
         async with _serving(home_path, tentacle.env) as (process, api):
             polling_port = await _polling_port(api)
             agents.append(await add_worker(api, home.identity(), tmp_path, "web-1"))
-            agents.append(
-                await add_worker(api, home.identity(), tmp_path, "web-2", polling_port)
-            )
+            agents.append(await add_worker(api, home.identity(), tmp_path, "web-2", polling_port))
             task = await submit(
                 api,
                 ScriptBody=staged_script(shared),
@@ -94,6 +93,7 @@ async def test_a_hub_killed_mid_task_re_attaches_on_its_next_start(
                 MaxParallelism=1,
             )
             await eventually(lambda: len(starts(shared)) == 1, "the first step started")
+
             async def first_stored() -> bool:
                 lines = await _lines_of(api, task)
                 return any(len(texts) >= LINES for texts in lines.values())
@@ -210,6 +210,33 @@ async def test_a_connection_cut_mid_step_loses_and_repeats_nothing(
         assert (await _lines_of(hub.api, task))["web-1"] == EXPECTED
     finally:
         await forwarder.stop()
+        agent.stop()
+
+
+async def test_an_agent_killed_mid_step_and_started_again_loses_and_repeats_nothing(
+    hub: RunningHub, tmp_path: Path
+) -> None:
+    """The agent's scripts outlive it (agent.scripts.recovery): the step's calls ride out
+    its absence and follow the same script once it is back."""
+    agent = await add_worker(hub.api, hub.home.identity(), tmp_path, "web-1", port=free_port())
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    try:
+        task = await submit(hub.api, ScriptBody=staged_script(shared), ScriptArguments=["s"])
+        await eventually(lambda: starts(shared) == ["s"], "the step started")
+        await _stored(hub.api, task, "web-1", LINES)
+        assert agent.process is not None
+        agent.process.kill()
+        await asyncio.to_thread(agent.process.wait, 60)
+        (shared / "go-1").touch()  # printed while no agent reads it
+        await eventually((shared / "middle-done-s").exists, "middle printed")
+        await asyncio.to_thread(agent.start)
+        (shared / "go-2").touch()
+        done = await finished(hub.api, task)
+        assert (done["State"], done["ErrorMessage"]) == ("Success", "")
+        assert starts(shared) == ["s"]
+        assert (await _lines_of(hub.api, task))["web-1"] == EXPECTED
+    finally:
         agent.stop()
 
 
