@@ -15,8 +15,11 @@ import aiohttp
 import pytest
 
 from agent import __version__
+from agent.hub.api.context import utc_now
 from agent.hub.home import load_home
 from agent.hub.server import HubServer
+from agent.hub.store import open_store
+from agent.hub.store import tasks as store_tasks
 from tests.helpers.cli import TentacleCli
 from tests.helpers.eventually import eventually
 from tests.helpers.forwarder import Forwarder
@@ -275,3 +278,38 @@ async def test_a_step_printing_200_mib_keeps_the_hubs_memory_bounded(
         finally:
             agent.stop()
     assert os.path.exists(home_path)
+
+
+async def test_a_task_cancelled_while_its_hub_was_stopped_is_cancelled_on_the_next_start(
+    hub: RunningHub, tmp_path: Path
+) -> None:
+    agent = await add_worker(hub.api, hub.home.identity(), tmp_path, "web-1")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    try:
+        task = await submit(hub.api, ScriptBody=staged_script(shared), ScriptArguments=["s"])
+        await eventually(lambda: starts(shared) == ["s"], "the step started")
+        await hub.server.stop()
+        # what another node's API writes meanwhile (the same store)
+        restarted = HubServer(hub.home, __version__)
+        port = int(hub.api.url.rstrip("/").rsplit(":", 1)[1])
+        number = int(task["Id"].removeprefix("ServerTasks-"))
+        other = await open_store(hub.home.settings.database)
+        try:
+            async with other.transaction() as conn:
+                state = await store_tasks.request_cancel(conn, number, utc_now())
+            assert state == "Cancelling"
+        finally:
+            await other.close()
+        await restarted.start(f"127.0.0.1:{port}", polling_port=0)
+        try:
+            done = await finished(hub.api, task)
+            assert (done["State"], done["ErrorMessage"]) == ("Canceled", "canceled")
+            (shared / "go-1").touch()
+            (shared / "go-2").touch()
+            assert starts(shared) == ["s"]
+            assert not (shared / "middle-done-s").exists()  # its script was cancelled
+        finally:
+            await restarted.stop()
+    finally:
+        agent.stop()
