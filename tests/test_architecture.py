@@ -33,7 +33,7 @@ ALLOWED: dict[str, set[str]] = {
                "services"},
     "client": {"errors", "atomicfile", "filechunks", "protocol", "certs", "transport"},
     "calamari": set(),
-    "hub": {"errors", "atomicfile", "certs", "config", "client", "scripts"},
+    "hub": {"errors", "atomicfile", "certs", "config", "client", "scripts", "calamari"},
     "cli": {"errors", "atomicfile", "protocol", "certs", "config", "transport", "scripts",
             "services", "daemon", "client", "calamari", "hub"},
 }  # fmt: skip

@@ -26,9 +26,11 @@ from agent.hub.api.redact import loggable_target
 from agent.hub.health import HealthChecks
 from agent.hub.home import HomeLock, HubHome, shared_port
 from agent.hub.lease import LeaseLost, NodeLease
+from agent.hub.packages import ArtifactFiles, Repository
 from agent.hub.reach import WorkerReach
 from agent.hub.runner import TaskRunner
 from agent.hub.scheduler import Scheduler
+from agent.hub.secrets import HubKey
 from agent.hub.store import Store, open_store
 from agent.hub.store import tasks as store_tasks
 from agent.hub.store.records import fact, initialise
@@ -115,6 +117,7 @@ class HubServer:
     trust: PollingTrust | None = None
     home_lock: HomeLock | None = None
     lease: NodeLease | None = None
+    repository: Repository | None = None
 
     async def start(self, listen: str | None = None, polling_port: int | None = None) -> str:
         """Lock the home, check its ports are free, migrate, take the node's lease (before
@@ -170,6 +173,11 @@ class HubServer:
             ) from None
         self.trust.start()
         self.reach = reach = WorkerReach(settings, self.listener)
+        self.repository = Repository(self.home.path)
+        self.repository.sweep_incoming()  # what a killed upload left
+        artifact_files = ArtifactFiles(self.home.path)
+        artifact_files.sweep_incoming()
+        key = HubKey.of_home(self.home.path)
         self.tasks = TaskRunner(
             store,
             store_tasks.Owner(self.home.settings.node_name, self.lease.token),
@@ -190,6 +198,7 @@ class HubServer:
             polling_port=self.polling_port,
             on_change=self._changed,
             channel=settings,
+            extras={"packages": self.repository, "secrets": key, "artifacts": artifact_files},
         )
         self.runner = web.AppRunner(
             build_app(context),
