@@ -24,6 +24,7 @@ from agent.hub.api.app import build_app
 from agent.hub.api.context import HubContext, utc_now
 from agent.hub.api.limits import PARSER_LIMIT
 from agent.hub.api.redact import loggable_target
+from agent.hub.deploy import Deployments
 from agent.hub.health import HealthChecks
 from agent.hub.home import HomeLock, HubHome, shared_port
 from agent.hub.lease import LeaseLost, NodeLease
@@ -187,6 +188,9 @@ class HubServer:
                 "Health": HealthChecks(store, reach, utc_now),
                 # builtin: the hub's built-in worker, None until it is wired in
                 "AdHocScript": AdHocScripts(store, reach, None, utc_now),
+                "Deploy": Deployments(
+                    store, reach, None, utc_now, self.repository, key, artifact_files
+                ),
             },
             utc_now,
         )
