@@ -111,6 +111,7 @@ code="${{outcome%% *}}"
 if [ "$code" != 0 ]; then
   message="${{outcome#* }}"
   message="${{message#Error: }}"
+  message="${{message#error: }}"
   encoded=$(printf '%s' "$message" | base64 | tr -d '\\n')
   printf "##octopus[setVariable name='%s' value='%s']\\n" {failure_name} "$encoded"
 fi
