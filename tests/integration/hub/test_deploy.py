@@ -17,10 +17,12 @@ from typing import Any
 
 import aiohttp
 
+from agent import __version__
+from agent.hub.server import HubServer
 from tests.helpers.agent import AgentProcess
 from tests.helpers.eventually import eventually
 from tests.helpers.forwarder import Forwarder
-from tests.helpers.hub import RunningHub
+from tests.helpers.hub import HubApi, RunningHub, pinned
 from tests.integration.hub.tasks_helpers import add_worker, finished
 
 SECRET = "Sup3r-S3cret-Passw0rd-71c9"
@@ -31,6 +33,12 @@ echo "deploying to $machine with $(get_octopusvariable DbPassword)"
 printf '%s' "$(get_octopusvariable DbPassword)" | sha256sum | cut -c1-64 > secret.sha
 if [ "$(get_octopusvariable FailHere)" = "yes" ]; then
   fail_step "the database on $machine is not reachable"
+fi
+marker=$(get_octopusvariable StartedMarker)
+if [ -n "$marker" ]; then
+  echo started >> "$marker"
+  i=0
+  until [ -e "$marker.release" ]; do i=$((i+1)); [ $i -gt 3000 ] && exit 9; sleep 0.05; done
 fi
 echo "report of $machine" > report.txt
 new_octopusartifact "$PWD/report.txt" "report-$machine.txt"
@@ -356,3 +364,37 @@ async def test_artifacts_and_packages_answer_404_and_400(hub: RunningHub) -> Non
     assert status == 400, body
     assert "ServerTasks-N" in body["ErrorMessage"]
     assert (await hub.api.get("/api/artifacts"))["TotalResults"] == 0
+
+
+async def test_a_deployment_goes_on_across_a_hub_restart(hub: RunningHub, tmp_path: Path) -> None:
+    """The hub stops while Deploy.sh runs and starts again: the step is re-attached by
+    its ticket (not started again), and the task ends with its outputs and artifact."""
+    agent = await add_worker(hub.api, hub.home.identity(), tmp_path, "web-1")
+    marker = tmp_path / "started"
+    again: HubServer | None = None
+    try:
+        await upload(hub, "Acme.Web.1.0.0.zip", package_bytes())
+        task = await deploy(hub, Variables=variables(StartedMarker=str(marker)))
+        await eventually(marker.exists, "Deploy.sh started")
+        await hub.server.stop()
+        again = HubServer(hub.home, __version__)
+        url = await again.start("127.0.0.1:0", polling_port=0)
+        (tmp_path / "started.release").touch()
+        connector = aiohttp.TCPConnector(ssl=pinned(hub.home))
+        async with aiohttp.ClientSession(connector=connector) as session:
+            api = HubApi(url, session, hub.api.key)
+            done = await finished(api, task)
+            assert (done["State"], done["ErrorMessage"]) == ("Success", "")
+            [step] = steps_of(await api.get(f"/api/tasks/{task['Id']}/details")).values()
+            assert outputs(step)["Deployed"] == "yes-web-1"
+            texts = [e["MessageText"] for e in step["LogElements"]]
+            assert texts.count("deploying to web-1 with ********") == 1
+            listed = await api.get(f"/api/artifacts?regarding={task['Id']}")
+            assert [item["Filename"] for item in listed["Items"]] == ["report-web-1.txt"]
+            assert SECRET not in json.dumps(await api.get(f"/api/tasks/{task['Id']}/details"))
+        assert marker.read_text() == "started\n"  # once: re-attached, not run again
+        assert files_holding(agent.home, SECRET.encode()) == []
+    finally:
+        if again is not None:
+            await again.stop()
+        agent.stop()
