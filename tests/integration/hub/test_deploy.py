@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import sqlalchemy as sa
 
 from agent import __version__
 from agent.hub.server import HubServer
+from agent.hub.store import tables as t
 from tests.helpers.agent import AgentProcess
 from tests.helpers.eventually import eventually
 from tests.helpers.forwarder import Forwarder
@@ -154,6 +156,22 @@ async def check_artifacts(hub: RunningHub, task: dict[str, Any]) -> None:
             assert await content.read() == f"report of {name}\n".encode()
 
 
+async def check_database(hub: RunningHub) -> None:
+    """No stored row holds the secret (on both databases), and on SQLite no byte of
+    the database's files (the WAL included) nor of the hub's home does."""
+    assert hub.server.store is not None
+    async with hub.server.store.connect() as conn:
+        for table in t.metadata.sorted_tables:
+            rows = (await conn.execute(sa.select(table))).all()
+            assert SECRET not in repr([tuple(row) for row in rows]), table.name
+    database = hub.home.settings.database
+    if database.startswith("sqlite:///"):
+        path = Path(database.removeprefix("sqlite:///"))
+        for one in (path, path.with_name(path.name + "-wal")):
+            assert not one.exists() or SECRET.encode() not in one.read_bytes(), one
+    assert files_holding(hub.home.path, SECRET.encode()) == []
+
+
 def released(home: Path) -> bool:
     """Whether every script workspace of the agent in ``home`` is gone."""
     return not [p for p in (home / "Work").iterdir() if not p.name.startswith(".")]
@@ -210,8 +228,7 @@ async def test_a_package_is_deployed_to_two_workers_sent_once_and_its_secrets_ke
         for agent in (web1, web2):
             assert files_holding(agent.home, SECRET.encode()) == []
             await eventually(functools.partial(released, agent.home), "workspaces released")
-        if hub.home.settings.database.startswith("sqlite"):
-            assert files_holding(hub.home.path, SECRET.encode()) == []
+        await check_database(hub)
         assert not (hub.home.path / "Deploy").exists() or not any(
             (hub.home.path / "Deploy").iterdir()
         )
