@@ -112,6 +112,9 @@ if [ "$code" != 0 ]; then
   message="${{outcome#* }}"
   message="${{message#Error: }}"
   message="${{message#error: }}"
+  if [ "$code" -gt 128 ] 2>/dev/null; then
+    message="the executor was killed by signal $((code - 128)) (exit code $code)"
+  fi
   encoded=$(printf '%s' "$message" | base64 | tr -d '\\n')
   printf "##octopus[setVariable name='%s' value='%s']\\n" {failure_name} "$encoded"
 fi

@@ -11,11 +11,13 @@ import hashlib
 import io
 import json
 import os
+import signal
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psutil
 import sqlalchemy as sa
 
 from agent import __version__
@@ -414,4 +416,33 @@ async def test_a_deployment_goes_on_across_a_hub_restart(hub: RunningHub, tmp_pa
     finally:
         if again is not None:
             await again.stop()
+        agent.stop()
+
+
+async def test_an_executor_killed_mid_step_fails_the_step_clearly(
+    hub: RunningHub, tmp_path: Path
+) -> None:
+    """kill -9 of `tentacle calamari deploy-package` while Deploy.sh runs: the task
+    fails naming the worker and the signal's exit code, and leaves no secret behind."""
+    agent = await add_worker(hub.api, hub.home.identity(), tmp_path, "web-1")
+    marker = tmp_path / "started"
+    try:
+        await upload(hub, "Acme.Web.1.0.0.zip", package_bytes())
+        task = await deploy(hub, Variables=variables(StartedMarker=str(marker)))
+        await eventually(marker.exists, "Deploy.sh started")
+        assert agent.process is not None
+        executors = [
+            child
+            for child in psutil.Process(agent.process.pid).children(recursive=True)
+            if "deploy-package" in " ".join(child.cmdline())
+        ]
+        assert len(executors) == 1, executors
+        executors[0].send_signal(signal.SIGKILL)
+        done = await finished(hub.api, task)
+        assert done["State"] == "Failed"
+        assert done["ErrorMessage"] == "web-1: the executor was killed by signal 9 (exit code 137)"
+        await eventually(functools.partial(released, agent.home), "workspace released")
+        assert files_holding(agent.home, SECRET.encode()) == []
+    finally:
+        (tmp_path / "started.release").touch()  # the orphaned Deploy.sh ends too
         agent.stop()
