@@ -21,10 +21,14 @@ async def add_worker(
     name: str,
     polling_port: int | None = None,
     pool: str = "WorkerPools-1",
+    port: int = 0,
 ) -> AgentProcess:
-    """A real agent (listening, or polling the hub at ``polling_port``) trusting the hub,
-    added to ``pool`` through the API and checked until Healthy."""
+    """A real agent (listening, on ``port`` if given, or polling the hub at
+    ``polling_port``) trusting the hub, added to ``pool`` through the API and checked
+    until Healthy."""
     agent = AgentProcess(TentacleCli(folder / name), caller=identity)
+    if port:
+        agent.instance = agent.instance.save(agent.instance.config.with_settings(port=port))
     if polling_port is not None:
         agent.poll("127.0.0.1", polling_port, identity.thumbprint)
     await asyncio.to_thread(agent.start)
