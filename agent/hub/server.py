@@ -175,7 +175,7 @@ class HubServer:
             ) from None
         self.trust.start()
         self.reach = reach = WorkerReach(settings, self.listener)
-        self.repository = Repository(self.home.path)
+        self.repository = Repository(self.home.path, self.home.settings.max_package_bytes)
         self.repository.sweep_incoming()  # what a killed upload left
         artifact_files = ArtifactFiles(self.home.path)
         artifact_files.sweep_incoming()
