@@ -309,6 +309,12 @@ class DeployWork:
         await log.info(f"Collected the artifact {name} as Artifacts-{number}")
 
 
+def sweep_scratch(home: Path) -> None:
+    """Remove the step files a hub killed mid-step left in ``home`` (a password among
+    them); a re-attached step writes new ones if it needs them."""
+    shutil.rmtree(home / SCRATCH, ignore_errors=True)
+
+
 def _write_private(path: Path, data: bytes) -> None:
     path.unlink(missing_ok=True)
     path.touch(mode=0o600)

@@ -231,7 +231,7 @@ async def test_a_package_is_deployed_to_two_workers_sent_once_and_its_secrets_ke
             assert files_holding(agent.home, SECRET.encode()) == []
             await eventually(functools.partial(released, agent.home), "workspaces released")
         await check_database(hub)
-        assert not (hub.home.path / "Deploy").exists() or not any(
+        assert [p for p in (hub.home.path / "Deploy").rglob("*") if p.is_file()] == [] or not any(
             (hub.home.path / "Deploy").iterdir()
         )
 
@@ -396,6 +396,10 @@ async def test_a_deployment_goes_on_across_a_hub_restart(hub: RunningHub, tmp_pa
         task = await deploy(hub, Variables=variables(StartedMarker=str(marker)))
         await eventually(marker.exists, "Deploy.sh started")
         await hub.server.stop()
+        # what a hub killed mid-step leaves, of a task it will not resume
+        left = hub.home.path / "Deploy" / "ServerTasks-999" / "task999-0123"
+        left.mkdir(parents=True, exist_ok=True)
+        (left / "variables.password").write_text("one-time")
         again = HubServer(hub.home, __version__)
         url = await again.start("127.0.0.1:0", polling_port=0)
         (tmp_path / "started.release").touch()
@@ -412,6 +416,7 @@ async def test_a_deployment_goes_on_across_a_hub_restart(hub: RunningHub, tmp_pa
             assert [item["Filename"] for item in listed["Items"]] == ["report-web-1.txt"]
             assert SECRET not in json.dumps(await api.get(f"/api/tasks/{task['Id']}/details"))
         assert marker.read_text() == "started\n"  # once: re-attached, not run again
+        assert [p for p in (hub.home.path / "Deploy").rglob("*") if p.is_file()] == []
         assert files_holding(agent.home, SECRET.encode()) == []
     finally:
         if again is not None:

@@ -65,6 +65,12 @@ async def test_a_package_is_stored_by_its_hash_and_listed(hub: RunningHub) -> No
     assert listed["TotalResults"] == 1
     one = await hub.api.get("/api/packages/packages-Acme.Web.1.2.3")
     assert one["Hash"] == sha
+    async with hub.api.session.get(
+        hub.api.url + one["Links"]["Raw"], headers={"X-Octopus-ApiKey": str(hub.api.key)}
+    ) as raw:
+        assert raw.status == 200
+        assert await raw.read() == data
+        assert "Acme.Web.1.2.3.zip" in raw.headers["Content-Disposition"]
     spaced = await hub.api.get("/api/Spaces-1/packages/packages-acme.web.1.2.3")
     assert spaced["Id"] == "packages-Acme.Web.1.2.3"
 
