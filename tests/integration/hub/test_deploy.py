@@ -435,12 +435,7 @@ async def test_an_executor_killed_mid_step_fails_the_step_clearly(
         await upload(hub, "Acme.Web.1.0.0.zip", package_bytes())
         task = await deploy(hub, Variables=variables(StartedMarker=str(marker)))
         await eventually(marker.exists, "Deploy.sh started")
-        assert agent.process is not None
-        executors = [
-            child
-            for child in psutil.Process(agent.process.pid).children(recursive=True)
-            if "deploy-package" in " ".join(child.cmdline())
-        ]
+        executors = executors_of(agent)
         assert len(executors) == 1, executors
         executors[0].send_signal(signal.SIGKILL)
         done = await finished(hub.api, task)
@@ -450,4 +445,35 @@ async def test_an_executor_killed_mid_step_fails_the_step_clearly(
         assert files_holding(agent.home, SECRET.encode()) == []
     finally:
         (tmp_path / "started.release").touch()  # the orphaned Deploy.sh ends too
+        agent.stop()
+
+
+def executors_of(agent: AgentProcess) -> list[psutil.Process]:
+    """The agent's `tentacle calamari deploy-package` processes."""
+    assert agent.process is not None
+    return [
+        child
+        for child in psutil.Process(agent.process.pid).children(recursive=True)
+        if "deploy-package" in " ".join(child.cmdline())
+    ]
+
+
+async def test_a_canceled_deployment_stops_its_executor(hub: RunningHub, tmp_path: Path) -> None:
+    agent = await add_worker(hub.api, hub.home.identity(), tmp_path, "web-1")
+    marker = tmp_path / "started"
+    try:
+        await upload(hub, "Acme.Web.1.0.0.zip", package_bytes())
+        task = await deploy(hub, Variables=variables(StartedMarker=str(marker)))
+        await eventually(marker.exists, "Deploy.sh started")
+        assert len(executors_of(agent)) == 1
+        status, body = await hub.api.request("POST", f"/api/tasks/{task['Id']}/cancel")
+        assert status == 200, body
+        done = await finished(hub.api, task)
+        assert done["State"] == "Canceled", done
+        await eventually(lambda: not executors_of(agent), "the executor stopped")
+        await eventually(functools.partial(released, agent.home), "workspace released")
+        assert files_holding(agent.home, SECRET.encode()) == []
+        assert (await hub.api.get(f"/api/artifacts?regarding={task['Id']}"))["TotalResults"] == 0
+    finally:
+        (tmp_path / "started.release").touch()
         agent.stop()
