@@ -477,3 +477,22 @@ async def test_a_canceled_deployment_stops_its_executor(hub: RunningHub, tmp_pat
     finally:
         (tmp_path / "started.release").touch()
         agent.stop()
+
+
+async def test_a_package_whose_content_is_gone_fails_the_task_saying_so(
+    hub: RunningHub, tmp_path: Path
+) -> None:
+    """As on a node that does not share the repository's folder: nothing is sent."""
+    agent = await add_worker(hub.api, hub.home.identity(), tmp_path, "web-1")
+    try:
+        package = await upload(hub, "Acme.Web.1.0.0.zip", package_bytes())
+        (hub.home.path / "Packages" / package["Hash"]).unlink()
+        task = await deploy(hub)
+        done = await finished(hub.api, task)
+        assert (done["State"], done["ErrorMessage"]) == (
+            "Failed",
+            "the content of Acme.Web 1.0.0 is missing from the hub",
+        )
+        assert not cache_file(agent, package).exists()
+    finally:
+        agent.stop()
