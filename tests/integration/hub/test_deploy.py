@@ -376,6 +376,30 @@ async def test_a_connection_cut_during_the_upload_is_ridden_out(
         agent.stop()
 
 
+async def test_a_polling_workers_connection_cut_during_the_upload_is_ridden_out(
+    hub: RunningHub, tmp_path: Path
+) -> None:
+    """The polling worker reaches the hub through a forwarder that resets its
+    connection once 1 MiB of the package went toward it: the worker polls again, the
+    upload is sent again whole, and the deployment succeeds."""
+    forwarder = Forwarder(hub.server.polling_port, agent_dials=True)
+    port = await forwarder.start()
+    agent = await add_worker(hub.api, hub.home.identity(), tmp_path, "web-1", port)
+    try:
+        package = await upload(hub, "Acme.Web.1.0.0.zip", package_bytes(padding=4 * 1024 * 1024))
+        forwarder.cut_after(1024 * 1024)
+        task = await deploy(hub)
+        done = await finished(hub.api, task)
+        assert (done["State"], done["ErrorMessage"]) == ("Success", "")
+        assert forwarder.faults == 1
+        cached = cache_file(agent, package)
+        assert hashlib.sha256(cached.read_bytes()).hexdigest() == package["Hash"]
+        assert [p.name for p in cached.parent.iterdir()] == [cached.name]
+    finally:
+        await forwarder.stop()
+        agent.stop()
+
+
 async def test_artifacts_and_packages_answer_404_and_400(hub: RunningHub) -> None:
     status, body = await hub.api.request("GET", "/api/artifacts/Artifacts-9")
     assert status == 404, body
