@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
@@ -23,6 +23,7 @@ from agent.hub.api.app import build_app
 from agent.hub.api.context import HubContext, utc_now
 from agent.hub.api.limits import PARSER_LIMIT
 from agent.hub.api.redact import loggable_target
+from agent.hub.builtin import BuiltinWorker
 from agent.hub.health import HealthChecks
 from agent.hub.home import HomeLock, HubHome, shared_port
 from agent.hub.lease import LeaseLost, NodeLease
@@ -115,6 +116,10 @@ class HubServer:
     trust: PollingTrust | None = None
     home_lock: HomeLock | None = None
     lease: NodeLease | None = None
+    # what the built-in worker's steps get (the CLI hands the process's environment in)
+    environment: Mapping[str, str] = field(default_factory=dict)
+    executable: str = "tentacle"
+    builtin: BuiltinWorker | None = None  # None when BuiltinWorker is off
 
     async def start(self, listen: str | None = None, polling_port: int | None = None) -> str:
         """Lock the home, check its ports are free, migrate, take the node's lease (before
@@ -135,6 +140,7 @@ class HubServer:
                 raise ConfigError(problem)
             check_can_listen(host, port, "for the API")
             check_can_listen(host, wanted, "for polling agents")
+            await self._start_builtin()  # a user that cannot be is refused before the database
             return await self._start_locked(host, port, polling_port, ssl_context, identity)
         except BaseException:
             await self.stop()  # the lease and the home's lock are let go: the next start runs
@@ -210,6 +216,22 @@ class HubServer:
         self.url = f"https://{shown}:{bound_port}/"
         return self.url
 
+    async def _start_builtin(self) -> None:
+        """The built-in worker, when the home's BuiltinWorker setting has it on."""
+        settings = self.home.settings
+        if not settings.builtin_worker:
+            log.info("the built-in worker is off (BuiltinWorker false)")
+            return
+        builtin = BuiltinWorker(
+            self.home.path,
+            settings.builtin_worker_user,
+            version=self.version,
+            environment=self.environment,
+            executable=self.executable,
+        )
+        await builtin.start()
+        self.builtin = builtin
+
     async def _changed(self, what: str, worker_ids: Sequence[int] = ()) -> None:
         """The API changed something the live parts act on (``HubContext.changed``)."""
         if what == "tasks" and self.tasks is not None:
@@ -230,6 +252,9 @@ class HubServer:
                 await part.stop()
         if self.reach is not None:
             await self.reach.close()
+        if self.builtin is not None:  # after the tasks: they may be following its scripts
+            await self.builtin.stop()
+            self.builtin = None
         self.scheduler = self.tasks = self.trust = self.listener = self.reach = None
         if self.lease is not None:  # after the tasks: their ends are written first
             await self.lease.give_back()
