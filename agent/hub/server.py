@@ -23,7 +23,7 @@ from agent.hub.api.app import build_app
 from agent.hub.api.context import HubContext, utc_now
 from agent.hub.api.limits import PARSER_LIMIT
 from agent.hub.api.redact import loggable_target
-from agent.hub.builtin import BuiltinWorker
+from agent.hub.builtin import BuiltinWorker, find_account
 from agent.hub.health import HealthChecks
 from agent.hub.home import HomeLock, HubHome, shared_port
 from agent.hub.lease import LeaseLost, NodeLease
@@ -140,7 +140,7 @@ class HubServer:
                 raise ConfigError(problem)
             check_can_listen(host, port, "for the API")
             check_can_listen(host, wanted, "for polling agents")
-            await self._start_builtin()  # a user that cannot be is refused before the database
+            self._check_builtin()  # a user that cannot be is refused before the database
             return await self._start_locked(host, port, polling_port, ssl_context, identity)
         except BaseException:
             await self.stop()  # the lease and the home's lock are let go: the next start runs
@@ -160,6 +160,7 @@ class HubServer:
             store, self.home.settings.node_name, self.home.settings.node_lease_seconds, utc_now
         )
         died = await self.lease.take()  # before any task is touched: they may be another's
+        await self._start_builtin()  # re-attaches its scripts: once the node is this one's
         async with store.transaction() as conn:
             await initialise(conn, utc_now())
             installation = await fact(conn, "InstallationId")
@@ -215,6 +216,12 @@ class HubServer:
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         self.url = f"https://{shown}:{bound_port}/"
         return self.url
+
+    def _check_builtin(self) -> None:
+        """ConfigError when the built-in worker is on with a user it cannot run steps as."""
+        settings = self.home.settings
+        if settings.builtin_worker and settings.builtin_worker_user is not None:
+            find_account(settings.builtin_worker_user)
 
     async def _start_builtin(self) -> None:
         """The built-in worker, when the home's BuiltinWorker setting has it on."""

@@ -32,6 +32,7 @@ from agent.errors import ConfigError
 from agent.hub.builtin import FOLDER, BuiltinWorker
 from agent.hub.home import HomeInUse, create_home, load_home
 from agent.hub.server import HubServer
+from agent.scripts.runner import process_start_time
 from tests.helpers.cli import TentacleCli
 from tests.helpers.eventually import eventually
 from tests.integration.hub.test_hub_command import READY
@@ -197,16 +198,16 @@ async def test_a_second_worker_on_the_same_folder_is_refused(tmp_path: Path) -> 
             await BuiltinWorker(tmp_path / "hub").start()
 
 
-# A process holding a BuiltinWorker: it follows one ticket and writes every line it
-# is handed to a file (flushed each), until it is killed.
+# A process holding a BuiltinWorker (steps as argv[5] if given): it follows one ticket
+# and writes every line it is handed to a file (flushed each), until it is killed.
 HOLDER = """
 import asyncio, json, sys
 from pathlib import Path
 from agent.client import ScriptRequest
 from agent.hub.builtin import BuiltinWorker
 
-async def main(home, ticket, body, seen):
-    worker = BuiltinWorker(Path(home), version="test")
+async def main(home, ticket, body, seen, user=None):
+    worker = BuiltinWorker(Path(home), user or None, version="test")
     await worker.start()
     with open(seen, "a") as out:
         def take(chunk):
@@ -220,32 +221,43 @@ asyncio.run(main(*sys.argv[1:]))
 """
 
 
-async def test_a_worker_killed_mid_script_is_followed_again_by_ticket(tmp_path: Path) -> None:
-    go, starts = tmp_path / "go", tmp_path / "starts"
+async def _killed_while_following(
+    home: Path, ticket: str, body: str, seen: Path, until: bytes, user: str = ""
+) -> list[tuple[int, str, str]]:
+    """Run a holder following ``ticket`` until it was handed ``until``, then kill it
+    with -9; returns the lines it had been handed."""
+    holder = subprocess.Popen(  # a child to kill, not to wait for
+        [sys.executable, "-c", HOLDER, str(home), ticket, body, str(seen), user],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+
+        def handed() -> bool:
+            return seen.exists() and until in seen.read_bytes()
+
+        await eventually(handed, f"the holder was handed {until!r}")
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(60)
+    assert holder.returncode == -signal.SIGKILL, holder.stderr.read() if holder.stderr else ""
+    return [tuple(json.loads(line)) for line in seen.read_text().splitlines()]
+
+
+async def _reattach_after_kill(home: Path, marks: Path, user: str | None = None) -> None:
+    """A script half done when its holder is killed -9 is followed by a new worker on
+    the same folder: every line once, in order, numbered as before, its real exit
+    code, started once."""
+    go, starts = marks / "go", marks / "starts"
     body = (
-        f"echo started >> {starts}\n"
+        f"echo started-as-$(id -u) >> {starts}\n"
         "for n in $(seq 1 500); do echo before-$n; done\n"
         f"while [ ! -e {go} ]; do sleep 0.05; done\n"
         "for n in $(seq 1 500); do echo after-$n; done\n"
         "echo warned >&2\nexit 5\n"
     )
-    ticket, seen, home = secrets.token_hex(16), tmp_path / "seen.jsonl", tmp_path / "hub"
-    holder = subprocess.Popen(  # a child to kill, not to wait for
-        [sys.executable, "-c", HOLDER, str(home), ticket, body, str(seen)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-
-        def before_all_seen() -> bool:
-            return seen.exists() and b'"before-500"' in seen.read_bytes()
-
-        await eventually(before_all_seen, "the first holder followed the script's first half")
-    finally:
-        holder.send_signal(signal.SIGKILL)
-        holder.wait(60)
-    assert holder.returncode == -signal.SIGKILL
-    first = [tuple(json.loads(line)) for line in seen.read_text().splitlines()]
-    async with builtin(home) as worker:
+    ticket, seen = secrets.token_hex(16), marks / "seen.jsonl"
+    first = await _killed_while_following(home, ticket, body, seen, b'"before-500"', user or "")
+    async with builtin(home, user) as worker:
         collected = Collected()
         following = asyncio.create_task(
             worker.execute(ScriptRequest(body="never run", ticket=ticket), collected)
@@ -259,7 +271,12 @@ async def test_a_worker_killed_mid_script_is_followed_again_by_ticket(tmp_path: 
     assert collected.of("stderr") == ["warned"]
     # the lines the killed holder was handed are the same lines, numbered the same
     assert [tuple(line) for line in collected.lines[: len(first)]] == first
-    assert starts.read_text() == "started\n"  # started once, not again by the second
+    uid = pwd.getpwnam(user).pw_uid if user else os.geteuid()
+    assert starts.read_text() == f"started-as-{uid}\n"  # once, not again by the second
+
+
+async def test_a_worker_killed_mid_script_is_followed_again_by_ticket(tmp_path: Path) -> None:
+    await _reattach_after_kill(tmp_path / "hub", tmp_path)
 
 
 @pytest.fixture
@@ -319,6 +336,43 @@ async def test_steps_run_as_another_user_who_cannot_read_the_hubs_files(
     assert (hub.path / FOLDER / "Files/in/input.txt").stat().st_uid == user.pw_uid
     assert stat.S_IMODE(hub.path.stat().st_mode) == 0o711
     assert stat.S_IMODE(hub.identity_path.stat().st_mode) == 0o600
+
+
+@needs_root
+async def test_a_worker_running_steps_as_a_user_killed_mid_script_is_followed_again(
+    throwaway_user: pwd.struct_passwd, reachable_folder: Path
+) -> None:
+    marks = reachable_folder / "marks"
+    marks.mkdir(mode=0o777)
+    marks.chmod(0o777)  # the script, as the user, leaves its marks here
+    await _reattach_after_kill(reachable_folder / "hub", marks, throwaway_user.pw_name)
+
+
+@needs_root
+async def test_a_forged_wrapper_pid_does_not_make_the_hub_follow_a_process_of_roots(
+    throwaway_user: pwd.struct_passwd, reachable_folder: Path
+) -> None:
+    """A step's user can rewrite its workspace's wrapper.pid: after a restart the hub
+    must not take a process that is not the user's for the step (and signal it)."""
+    home, marks = reachable_folder / "hub", reachable_folder / "marks"
+    marks.mkdir()
+    marks.chmod(0o777)
+    go, ticket, user = marks / "go", secrets.token_hex(16), throwaway_user.pw_name
+    body = f"echo waiting\nwhile [ ! -e {go} ]; do sleep 0.05; done\n"
+    await _killed_while_following(home, ticket, body, marks / "seen", b'"waiting"', user)
+    roots = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    try:
+        start = process_start_time(roots.pid)
+        (home / FOLDER / "Work" / ticket / "wrapper.pid").write_text(f"{roots.pid} {start}\n")
+        async with builtin(home, user) as worker:
+            outcome, out = await run(worker, "never run", ticket=ticket)
+        assert outcome.exit_code == -46
+        assert any("not followed" in line for line in out.of("debug")), out.lines
+        assert roots.poll() is None  # never signalled
+    finally:
+        roots.kill()
+        roots.wait(60)
+        go.touch()
 
 
 @needs_root
