@@ -197,6 +197,7 @@ class HubServer:
             polling_port=self.polling_port,
             on_change=self._changed,
             channel=settings,
+            builtin_worker=self.builtin is not None,
         )
         self.runner = web.AppRunner(
             build_app(context),

@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from agent import __version__
@@ -35,6 +36,7 @@ from agent.hub.server import HubServer
 from agent.scripts.runner import process_start_time
 from tests.helpers.cli import TentacleCli
 from tests.helpers.eventually import eventually
+from tests.helpers.hub import HubApi, pinned
 from tests.integration.hub.test_hub_command import READY
 
 ROOT = os.geteuid() == 0
@@ -365,7 +367,8 @@ async def test_a_forged_wrapper_pid_does_not_make_the_hub_follow_a_process_of_ro
         start = process_start_time(roots.pid)
         (home / FOLDER / "Work" / ticket / "wrapper.pid").write_text(f"{roots.pid} {start}\n")
         async with builtin(home, user) as worker:
-            outcome, out = await run(worker, "never run", ticket=ticket)
+            # (bounded: a hub that took the sleep for the step would wait its 600 s)
+            outcome, out = await asyncio.wait_for(run(worker, "never run", ticket=ticket), 60)
         assert outcome.exit_code == -46
         assert any("not followed" in line for line in out.of("debug")), out.lines
         assert roots.poll() is None  # never signalled
@@ -429,6 +432,13 @@ async def _serve_briefly(
     return err
 
 
+async def _root(server: HubServer) -> dict[str, object]:
+    """The API's root document (open: no key)."""
+    connector = aiohttp.TCPConnector(ssl=pinned(server.home))
+    async with aiohttp.ClientSession(connector=connector) as session:
+        return await HubApi(server.url, session, None).get("/api")
+
+
 async def test_the_builtin_worker_is_on_by_default_and_turned_off_by_flag_setting_or_variable(
     tentacle: TentacleCli, tmp_path: Path
 ) -> None:
@@ -444,6 +454,7 @@ async def test_the_builtin_worker_is_on_by_default_and_turned_off_by_flag_settin
     await server.start("127.0.0.1:0", polling_port=0)
     try:
         assert isinstance(server.builtin, BuiltinWorker)
+        assert (await _root(server))["BuiltinWorkerEnabled"] is True
         _outcome, out = await run(server.builtin, "echo from the hub machine")
         assert out.of("stdout") == ["from the hub machine"]
     finally:
@@ -455,7 +466,10 @@ async def test_the_builtin_worker_is_on_by_default_and_turned_off_by_flag_settin
     assert "BuiltinWorker: false\n" in (home / "hub.yaml").read_text()
     server = HubServer(load_home(home), __version__)
     await server.start("127.0.0.1:0", polling_port=0)
-    await server.stop()
+    try:
+        assert (await _root(server))["BuiltinWorkerEnabled"] is False
+    finally:
+        await server.stop()
     assert server.builtin is None
     assert load_home(home).settings.builtin_worker is False
     tentacle.ok("hub", "configure", "--home", str(home), "--builtin-worker", "true")
