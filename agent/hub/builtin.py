@@ -90,6 +90,14 @@ def find_account(user: str) -> tuple[Account, pwd.struct_passwd]:
     return Account(entry.pw_uid, entry.pw_gid, groups), entry
 
 
+def check_user(hub_home: Path, user: str) -> tuple[Account, pwd.struct_passwd]:
+    """``find_account``, and ConfigError unless that account may search every folder
+    above ``hub_home`` (the built-in worker makes the home itself searchable)."""
+    account, entry = find_account(user)
+    _check_reachable(hub_home, account, user)
+    return account, entry
+
+
 def step_environment(
     base: Mapping[str, str],
     folder: Path,
@@ -155,11 +163,11 @@ class BuiltinWorker:
         lay the folders out and re-attach to every script a previous run left."""
         entry = None
         if self.user is not None:
-            self.account, entry = find_account(self.user)
+            self.account, entry = check_user(self.hub_home, self.user)
         self.folder.mkdir(mode=PRIVATE_MODE, parents=True, exist_ok=True)
         self._lock.acquire()
         try:
-            self._lay_out(entry)
+            self._lay_out()
             self._environment = step_environment(
                 self._base_environment, self.folder, self.version, self.executable, entry
             )
@@ -181,7 +189,7 @@ class BuiltinWorker:
             self._manager = None
         self._lock.release()
 
-    def _lay_out(self, entry: pwd.struct_passwd | None) -> None:
+    def _lay_out(self) -> None:
         """The folders and their modes: private to the hub without a user; with one,
         searchable down to the account's own folders, which only it may use."""
         work, files = self.folder / WORK, self.folder / FILES
@@ -192,10 +200,7 @@ class BuiltinWorker:
         for folder in (self.hub_home, self.folder, work):
             folder.chmod(mode)
         files.chmod(PRIVATE_MODE)
-        if account is None or entry is None:
-            return
-        _check_reachable(self.hub_home, account, entry.pw_name)
-        if files.stat().st_uid != account.uid:
+        if account is not None and files.stat().st_uid != account.uid:
             hand_over(files, account)  # what an earlier run (as the hub) kept there
 
     # -- Worker ----------------------------------------------------------------

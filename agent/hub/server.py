@@ -23,7 +23,7 @@ from agent.hub.api.app import build_app
 from agent.hub.api.context import HubContext, utc_now
 from agent.hub.api.limits import PARSER_LIMIT
 from agent.hub.api.redact import loggable_target
-from agent.hub.builtin import BuiltinWorker, find_account
+from agent.hub.builtin import BuiltinWorker, check_user
 from agent.hub.health import HealthChecks
 from agent.hub.home import HomeLock, HubHome, shared_port
 from agent.hub.lease import LeaseLost, NodeLease
@@ -222,7 +222,7 @@ class HubServer:
         """ConfigError when the built-in worker is on with a user it cannot run steps as."""
         settings = self.home.settings
         if settings.builtin_worker and settings.builtin_worker_user is not None:
-            find_account(settings.builtin_worker_user)
+            check_user(self.home.path, settings.builtin_worker_user)
 
     async def _start_builtin(self) -> None:
         """The built-in worker, when the home's BuiltinWorker setting has it on."""

@@ -380,14 +380,24 @@ async def test_a_forged_wrapper_pid_does_not_make_the_hub_follow_a_process_of_ro
 
 @needs_root
 async def test_a_user_whose_folders_are_out_of_reach_is_refused_at_start(
-    throwaway_user: pwd.struct_passwd, tmp_path: Path
+    throwaway_user: pwd.struct_passwd, reachable_folder: Path, tentacle: TentacleCli
 ) -> None:
-    hidden = tmp_path / "private"
+    hidden = reachable_folder / "private"
     hidden.mkdir(mode=0o700)
+    user = throwaway_user.pw_name
     with pytest.raises(ConfigError) as refused:
-        await BuiltinWorker(hidden / "hub", throwaway_user.pw_name).start()
-    assert f"BuiltinWorkerUser {throwaway_user.pw_name!r} cannot reach" in str(refused.value)
-    assert "is not searchable by it" in str(refused.value)
+        await BuiltinWorker(hidden / "hub", user).start()
+    expected = f"BuiltinWorkerUser {user!r} cannot reach the built-in worker's folder"
+    assert expected in str(refused.value)
+    assert f"{hidden} (mode 0700) is not searchable by it" in str(refused.value)
+    assert not (hidden / "hub").exists()
+    # hub serve says so before its database is touched
+    tentacle.ok("hub", "create", "--home", str(hidden / "hub"))
+    database = (hidden / "hub" / "hub.db").read_bytes()
+    served = tentacle.fails(*_serve(hidden / "hub", "--builtin-worker-user", user))
+    assert expected in served.err
+    assert (hidden / "hub" / "hub.db").read_bytes() == database
+    assert not (hidden / "hub" / FOLDER).exists()
 
 
 @pytest.mark.parametrize(
