@@ -28,6 +28,7 @@ import logging
 import os
 import platform
 import pwd
+import secrets
 import shutil
 import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -59,6 +60,7 @@ MAX_POLL = 0.5  # ...growing to this; its end is waited for, not polled
 POLL_GROWTH = 1.5
 REMEDY = "the built-in worker's files stay inside its folder"
 PRIVATE_MODE, SEARCHABLE_MODE = 0o700, 0o711
+FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 # Never passed to steps: the hub's own settings (a database password, say), and what
 # makes Debian's bash read ~/.bashrc
 HIDDEN_PREFIXES = ("TENTACLE_HUB_",)
@@ -179,8 +181,8 @@ class BuiltinWorker:
             self._lock.release()
             raise
         self._manager = manager
-        as_whom = f" as {self.user}" if self.user else ""
-        log.info("built-in worker ready in %s (steps run%s)", self.folder, as_whom)
+        as_whom = f"as {self.user}" if self.user else "as the hub's own user"
+        log.info("built-in worker ready in %s (steps run %s)", self.folder, as_whom)
 
     async def stop(self) -> None:
         """Stop watching; running scripts carry on, the next start re-attaches them."""
@@ -237,9 +239,8 @@ class BuiltinWorker:
                     f"{target} is inside {work}, which only the script runner writes (its "
                     "state, exit codes and logs); send a script's files with the script",
                 )
-            length, digest = await asyncio.to_thread(
-                _copy_in, local, target, self.folder.resolve(), self.account
-            )
+            root = self.folder.resolve()
+            length, digest = await asyncio.to_thread(_copy_in, local, target, root, self.account)
         if progress is not None:
             progress(length)
         return {"FullPath": str(target), "Length": length, "Sha256": digest}
@@ -252,7 +253,8 @@ class BuiltinWorker:
         with _remote_errors():
             source = self._resolve(remote)
             self._refuse_private(source, "read")
-            length, digest = await asyncio.to_thread(_copy_out, source, local)
+            root = self.folder.resolve()
+            length, digest = await asyncio.to_thread(_copy_out, source, root, local)
         if progress is not None:
             progress(length)
         return {"FullPath": str(local), "Length": length, "Sha256": digest}
@@ -408,19 +410,38 @@ def _copy_files(files: Sequence[tuple[str, Path]], workspace: Path) -> None:
             ) from None
 
 
-def _copy_in(local: Path, target: Path, folder: Path, account: Account | None) -> tuple[int, str]:
-    """Copy ``local`` over ``target`` through a synced temporary beside it; the account's
-    when there is one (and so are the folders made for it). Returns length and SHA-256."""
-    _refuse_unless_regular(target, missing_ok=True)
-    for parent in reversed(target.parents):  # within the folder: it was checked
-        if parent.is_relative_to(folder) and not parent.exists():
-            parent.mkdir(mode=PRIVATE_MODE)
-            if account is not None:
-                os.lchown(parent, account.uid, account.gid)
+def _copy_in(local: Path, target: Path, root: Path, account: Account | None) -> tuple[int, str]:
+    """Copy ``local`` over ``target`` (inside ``root``) through a synced temporary beside
+    it, the account's when there is one (so are the folders made for it); every folder
+    on the way opened without following links (``_open_folder``). Returns length and
+    SHA-256."""
+    *parents, name = _parts(target, root)
+    folder = _open_folder(root, parents, account, create=True)
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            _refuse_unless_regular(target, os.stat(name, dir_fd=folder, follow_symlinks=False))
+        temporary = f".{name}.{secrets.token_hex(6)}.partial"
+        try:
+            length, digest = _write_from(local, temporary, folder, account)
+            os.replace(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary, dir_fd=folder)
+            raise
+        os.fsync(folder)  # the rename lasts
+    finally:
+        os.close(folder)
+    return length, digest
+
+
+def _write_from(
+    local: Path, temporary: str, folder: int, account: Account | None
+) -> tuple[int, str]:
     digest = hashlib.sha256()
     length = 0
-    with local.open("rb") as source, temporary_beside(target) as temporary:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    with local.open("rb") as source:
+        fd = os.open(temporary, flags, 0o600, dir_fd=folder)
         try:
             while chunk := source.read(CHUNK):
                 digest.update(chunk)
@@ -431,22 +452,27 @@ def _copy_in(local: Path, target: Path, folder: Path, account: Account | None) -
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(temporary, target)
     return length, digest.hexdigest()
 
 
-def _copy_out(source: Path, local: Path) -> tuple[int, str]:
-    """Copy the regular file ``source`` to ``local`` (through a temporary beside it)."""
-    _refuse_unless_regular(source, missing_ok=False)
+def _copy_out(source: Path, root: Path, local: Path) -> tuple[int, str]:
+    """Copy the regular file ``source`` (inside ``root``, reached without following links)
+    to ``local``, through a temporary beside it."""
+    *parents, name = _parts(source, root)
+    folder = _open_folder(root, parents, None, create=False)
     try:
-        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as error:
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     dir_fd=folder)  # fmt: skip
+    except FileNotFoundError:
+        raise CallError("not_found", f"no file at {source}") from None
+    except OSError as error:  # ELOOP: a link put there since the path was checked
         raise CallError("refused", f"cannot read {source}: {error.strerror}") from None
+    finally:
+        os.close(folder)
     digest = hashlib.sha256()
     length = 0
     with os.fdopen(fd, "rb") as file, temporary_beside(local) as temporary:
-        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):  # swapped since the check
-            raise CallError("refused", f"cannot download {source}: not a regular file")
+        _refuse_unless_regular(source, os.fstat(file.fileno()))
         with temporary.open("xb") as copy:
             while chunk := file.read(CHUNK):
                 digest.update(chunk)
@@ -456,14 +482,44 @@ def _copy_out(source: Path, local: Path) -> tuple[int, str]:
     return length, digest.hexdigest()
 
 
-def _refuse_unless_regular(path: Path, *, missing_ok: bool) -> None:
+def _parts(path: Path, root: Path) -> tuple[str, ...]:
+    """``path``'s parts below ``root`` (resolve_within checked it is inside)."""
+    parts = path.relative_to(root).parts
+    if not parts:
+        raise CallError("refused", f"{path} is the built-in worker's folder itself, not a file")
+    return parts
+
+
+def _open_folder(root: Path, parts: Sequence[str], account: Account | None, create: bool) -> int:
+    """A descriptor of ``root/parts...``, each part opened without following a link: a
+    folder swapped for a link after its path was checked (by a step's user, who owns
+    ``Files/``) is refused, never followed. With ``create`` missing parts are made (0700,
+    the account's). Raises CallError not_found or refused naming the part."""
+    fd = os.open(root, FOLDER_FLAGS)
     try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        if missing_ok:
-            return
-        raise CallError("not_found", f"no file at {path}") from None
-    if not stat.S_ISREG(mode):
+        for index, part in enumerate(parts):
+            if create:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, PRIVATE_MODE, dir_fd=fd)
+                    if account is not None:
+                        os.chown(part, account.uid, account.gid, dir_fd=fd, follow_symlinks=False)
+            where = root.joinpath(*parts[: index + 1])
+            try:
+                child = os.open(part, FOLDER_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+            except FileNotFoundError:
+                raise CallError("not_found", f"no folder {where}") from None
+            except OSError as error:  # ELOOP (a link), ENOTDIR (a file)
+                raise CallError("refused", f"{where} is not a folder ({error.strerror})") from None
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _refuse_unless_regular(path: Path, info: os.stat_result) -> None:
+    if not stat.S_ISREG(info.st_mode):
         raise CallError("refused", f"{path} is not a regular file")
 
 

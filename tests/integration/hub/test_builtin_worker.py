@@ -29,8 +29,8 @@ import pytest
 
 from agent import __version__
 from agent.client import LogChunk, RemoteError, ScriptOutcome, ScriptRequest, Worker
-from agent.errors import ConfigError
-from agent.hub.builtin import FOLDER, BuiltinWorker
+from agent.errors import CallError, ConfigError
+from agent.hub.builtin import FOLDER, BuiltinWorker, _copy_in, _copy_out
 from agent.hub.home import HomeInUse, create_home, load_home
 from agent.hub.server import HubServer
 from agent.scripts.runner import process_start_time
@@ -192,6 +192,31 @@ async def test_files_move_in_and_out_of_its_folder_only(tmp_path: Path) -> None:
         assert back.read_bytes() == local.read_bytes()  # a refused download changed nothing
         assert hub.identity_path.read_bytes().startswith(b"-----BEGIN")
         assert stat.S_IMODE((folder / "Files").stat().st_mode) == 0o700
+
+
+def test_a_folder_swapped_for_a_link_after_the_check_is_not_followed(tmp_path: Path) -> None:
+    """What a step's user could do between the path's check and the copy (it owns
+    Files/): the copy then meets a link where the check saw a folder, and refuses it."""
+    root, outside = tmp_path / FOLDER, tmp_path / "outside"
+    (root / "Files").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "secret").write_text("not for steps")
+    (root / "Files" / "swapped").symlink_to(outside)
+    local = tmp_path / "local"
+    local.write_text("package")
+    with pytest.raises(CallError) as refused:
+        _copy_in(local, root / "Files" / "swapped" / "planted", root, None)
+    assert refused.value.kind == "refused"
+    assert f"{root}/Files/swapped is not a folder" in str(refused.value)
+    with pytest.raises(CallError) as refused:
+        _copy_out(root / "Files" / "swapped" / "secret", root, tmp_path / "taken")
+    assert refused.value.kind == "refused"
+    (root / "Files" / "link").symlink_to(outside / "secret")
+    with pytest.raises(CallError) as refused:
+        _copy_out(root / "Files" / "link", root, tmp_path / "taken")
+    assert refused.value.kind == "refused"
+    assert sorted(p.name for p in outside.iterdir()) == ["secret"]
+    assert not (tmp_path / "taken").exists()
 
 
 async def test_a_second_worker_on_the_same_folder_is_refused(tmp_path: Path) -> None:
