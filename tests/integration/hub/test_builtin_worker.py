@@ -366,6 +366,25 @@ async def test_steps_run_as_another_user_who_cannot_read_the_hubs_files(
 
 
 @needs_root
+async def test_hub_serve_runs_its_builtin_worker_as_the_user_given(
+    throwaway_user: pwd.struct_passwd, reachable_folder: Path, tentacle: TentacleCli
+) -> None:
+    home, user = reachable_folder / "hub", throwaway_user.pw_name
+    tentacle.ok("hub", "create", "--home", str(home))
+    logged = await _serve_briefly(tentacle, home, "--builtin-worker-user", user)
+    assert f"built-in worker ready in {home / FOLDER} (steps run as {user})" in logged
+    assert stat.S_IMODE(home.stat().st_mode) == 0o711
+    files = (home / FOLDER / "Files").stat()
+    assert (files.st_uid, stat.S_IMODE(files.st_mode)) == (throwaway_user.pw_uid, 0o700)
+    # stored, and off again: the hub's home is its own again
+    tentacle.ok("hub", "configure", "--home", str(home), "--builtin-worker-user", user)
+    assert f"(steps run as {user})" in await _serve_briefly(tentacle, home)
+    tentacle.ok("hub", "configure", "--home", str(home), "--builtin-worker-user", "")
+    assert "(steps run as the hub's own user)" in await _serve_briefly(tentacle, home)
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+
+
+@needs_root
 async def test_a_worker_running_steps_as_a_user_killed_mid_script_is_followed_again(
     throwaway_user: pwd.struct_passwd, reachable_folder: Path
 ) -> None:
