@@ -267,8 +267,10 @@ class BuiltinWorker:
     ) -> ScriptOutcome:
         """Run ``request`` (once per ticket: the same ticket again follows it), handing
         every log line to ``on_output`` once, in order, from sequence 1; ``cancel`` set
-        cancels it, and the outcome still has its real exit code. RemoteError
-        bad_params for a request the runner does not take."""
+        cancels it, and the outcome still has its real exit code. An async
+        ``on_output.drained()`` is awaited after each delivery, before more lines are
+        read (the caller's backpressure). RemoteError bad_params for a request the
+        runner does not take."""
         manager = self._started()
         cancel = cancel or asyncio.Event()
         ticket = request.ticket
@@ -278,7 +280,10 @@ class BuiltinWorker:
         already_finished = status.state == COMPLETE and not status.logs and status.next_sequence > 0
         last, delay, cancel_sent = 0, FIRST_POLL, False
         while True:
-            last = _deliver(status, last, on_output)
+            delivered = _deliver(status, last, on_output)
+            if delivered > last:
+                await _drained(on_output)
+            last = delivered
             if status.state == COMPLETE and not status.more_logs:
                 break
             if cancel.is_set() and not cancel_sent:
@@ -374,6 +379,14 @@ def _deliver(status: Status, last: int, on_output: Callable[[LogChunk], None]) -
             on_output(LogChunk(str(run["Source"]), first, lines, occurred))
             last = first + len(lines) - 1
     return max(last, status.next_sequence)
+
+
+async def _drained(on_output: Callable[[LogChunk], None]) -> None:
+    """The caller's backpressure: its ``drained()`` (if it has one) once it stored what
+    it was handed, so that a script printing a gigabyte never sits in its memory."""
+    drained = getattr(on_output, "drained", None)
+    if drained is not None:
+        await drained()
 
 
 def _check_reachable(hub_home: Path, account: Account, user: str) -> None:

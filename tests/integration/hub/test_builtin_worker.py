@@ -104,6 +104,36 @@ async def test_a_script_runs_with_its_output_its_files_and_its_exit_code(tmp_pat
         assert out.of("stdout") == [str(n) for n in range(1, 20001)]
 
 
+class Slow(Collected):
+    """A follower that stores slower than lines come: ``drained`` is awaited after each
+    delivery, so no more lines are read until the test lets it go on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go_on = asyncio.Event()
+        self.waiting = asyncio.Event()
+
+    async def drained(self) -> None:
+        self.waiting.set()
+        await self.go_on.wait()
+
+
+async def test_a_follower_that_stores_slowly_holds_the_reading_back(tmp_path: Path) -> None:
+    async with builtin(tmp_path / "hub") as worker:
+        slow = Slow()
+        following = asyncio.create_task(worker.execute(ScriptRequest(body="seq 1 200000"), slow))
+        await asyncio.wait_for(slow.waiting.wait(), 60)
+        held = len(slow.lines)
+        for _ in range(10):  # while it does not drain, nothing more is read
+            await asyncio.sleep(0)
+        assert 0 < len(slow.lines) == held < 200000
+        assert not following.done()
+        slow.go_on.set()
+        outcome = await asyncio.wait_for(following, 60)
+    assert outcome.exit_code == 0
+    assert [int(line) for line in slow.of("stdout")] == list(range(1, 200001))
+
+
 async def test_bad_requests_are_refused_naming_what_is_wrong(tmp_path: Path) -> None:
     async with builtin(tmp_path / "hub") as worker:
         with pytest.raises(RemoteError) as refused:
