@@ -36,7 +36,7 @@ from agent.hub.server import HubServer
 from agent.scripts.runner import process_start_time
 from tests.helpers.cli import TentacleCli
 from tests.helpers.eventually import eventually
-from tests.helpers.hub import HubApi, pinned
+from tests.helpers.hub import HubApi, RunningHub, pinned, running_hub
 from tests.integration.hub.test_hub_command import READY
 
 ROOT = os.geteuid() == 0
@@ -628,3 +628,16 @@ def test_a_hub_that_is_not_root_cannot_run_steps_as_another_user(
         f" root, and it runs as uid {uid}; start it as root, or serve without"
         " --builtin-worker-user (`tentacle hub configure --builtin-worker-user ''`)"
     ), child
+
+
+async def test_the_root_document_says_whether_the_builtin_worker_is_on(
+    hub: RunningHub, tmp_path: Path
+) -> None:
+    status, root = await hub.api.request("GET", "/api", key="")
+    assert (status, root["BuiltinWorkerEnabled"]) == (200, True)
+    assert isinstance(hub.server.builtin, BuiltinWorker)
+    async with running_hub(tmp_path / "second", builtin_worker=False) as other:
+        status, root = await other.api.request("GET", "/api", key="")
+        assert (status, root["BuiltinWorkerEnabled"]) == (200, False)
+        assert other.server.builtin is None
+        assert not (other.home.path / FOLDER).exists()
