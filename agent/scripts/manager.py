@@ -461,9 +461,9 @@ class ScriptManager:
         elif adopted.fate is Fate.LOST:
             script.log.note("The script ended while the agent was down, without an exit code")
             self._finish(script, ExitCode.UNKNOWN_RESULT)
-        elif not self._runs_as_its_account(adopted):
+        elif not self._runs_as_its_owner(adopted):
             script.log.note("The wrapper.pid found after the restart names a process that does "
-                            "not run as the scripts' account: not followed")  # fmt: skip
+                            "not run as the workspace's owner: not followed")  # fmt: skip
             self._finish(script, ExitCode.UNKNOWN_RESULT)
         else:
             assert adopted.launched is not None
@@ -475,14 +475,21 @@ class ScriptManager:
             name = f"script-{adopted.key}"
             script.task = asyncio.create_task(self._reattached(script), name=name)
 
-    def _runs_as_its_account(self, adopted: Adopted) -> bool:
-        """Whether the wrapper to re-attach runs as the scripts' account. Scripts of
-        another account can write their wrapper.pid: a forged one must not make this
-        process signal (on cancel) a session that is not theirs."""
-        account = self.settings.account
-        if account is None or adopted.launched is None:
+    def _runs_as_its_owner(self, adopted: Adopted) -> bool:
+        """Whether the wrapper to re-attach runs as its workspace's owner. A script run
+        as another account (``ScriptSettings.account``, now or before a restart) owns
+        its workspace and can write its wrapper.pid: a forged one must not make this
+        process follow, or signal on a cancel, a process that is not that account's.
+        An agent's own workspaces (its user's, no account) are not looked at."""
+        if adopted.launched is None:
             return True
-        return runner.owner(adopted.launched.pid) == account.uid
+        try:
+            owner = adopted.workspace.stat().st_uid
+        except OSError:
+            return False
+        if self.settings.account is None and owner == os.geteuid():
+            return True
+        return runner.owner(adopted.launched.pid) == owner
 
     async def _reattached(self, script: _Script) -> None:
         try:

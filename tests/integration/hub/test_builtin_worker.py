@@ -425,11 +425,13 @@ async def test_a_worker_running_steps_as_a_user_killed_mid_script_is_followed_ag
 
 
 @needs_root
+@pytest.mark.parametrize("restarted_as", ["the user", "the hub"])
 async def test_a_forged_wrapper_pid_does_not_make_the_hub_follow_a_process_of_roots(
-    throwaway_user: pwd.struct_passwd, reachable_folder: Path
+    throwaway_user: pwd.struct_passwd, reachable_folder: Path, restarted_as: str
 ) -> None:
-    """A step's user can rewrite its workspace's wrapper.pid: after a restart the hub
-    must not take a process that is not the user's for the step (and signal it)."""
+    """A step's user can rewrite its workspace's wrapper.pid: after a restart (with the
+    user still set, or not any more) the hub must not take a process that is not the
+    user's for the step (and signal it)."""
     home, marks = reachable_folder / "hub", reachable_folder / "marks"
     marks.mkdir()
     marks.chmod(0o777)
@@ -440,7 +442,7 @@ async def test_a_forged_wrapper_pid_does_not_make_the_hub_follow_a_process_of_ro
     try:
         start = process_start_time(roots.pid)
         (home / FOLDER / "Work" / ticket / "wrapper.pid").write_text(f"{roots.pid} {start}\n")
-        async with builtin(home, user) as worker:
+        async with builtin(home, user if restarted_as == "the user" else None) as worker:
             # (bounded: a hub that took the sleep for the step would wait its 600 s)
             outcome, out = await asyncio.wait_for(run(worker, "never run", ticket=ticket), 60)
         assert outcome.exit_code == -46
