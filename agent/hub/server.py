@@ -19,6 +19,7 @@ from aiohttp.abc import AbstractAccessLogger
 from agent.certs import Identity
 from agent.client import ChannelSettings, PollingListener
 from agent.errors import ConfigError
+from agent.hub.adhoc import AdHocScripts
 from agent.hub.api.app import build_app
 from agent.hub.api.context import HubContext, utc_now
 from agent.hub.api.limits import PARSER_LIMIT
@@ -181,9 +182,16 @@ class HubServer:
             store,
             store_tasks.Owner(self.home.settings.node_name, self.lease.token),
             self.home.settings.task_cap,
-            {"Health": HealthChecks(store, reach, utc_now)},
+            {
+                "Health": HealthChecks(store, reach, utc_now),
+                # the built-in worker (None when off) runs the steps of pools without workers
+                "AdHocScript": AdHocScripts(store, reach, self.builtin, utc_now),
+            },
             utc_now,
         )
+        # a dead node's resumable tasks are taken over here, not failed
+        self.lease.adopts = self.tasks.resumable
+        self.lease.on_adopted = self.tasks.wake
         await self.tasks.start(died or store_tasks.STOPPED)
         self.scheduler = Scheduler(store, utc_now, self.tasks.wake)
         self.scheduler.start()

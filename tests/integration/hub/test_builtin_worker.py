@@ -30,6 +30,7 @@ import pytest
 from agent import __version__
 from agent.client import LogChunk, RemoteError, ScriptOutcome, ScriptRequest, Worker
 from agent.errors import CallError, ConfigError
+from agent.hub.adhoc import BUILTIN_NAME
 from agent.hub.builtin import FOLDER, BuiltinWorker, _copy_in, _copy_out
 from agent.hub.home import HomeInUse, create_home, load_home
 from agent.hub.server import HubServer
@@ -37,7 +38,17 @@ from agent.scripts.runner import process_start_time
 from tests.helpers.cli import TentacleCli
 from tests.helpers.eventually import eventually
 from tests.helpers.hub import HubApi, RunningHub, pinned, running_hub
+from tests.integration.hub.tasks_helpers import finished, submit
 from tests.integration.hub.test_hub_command import READY
+from tests.integration.hub.test_node_lease import _serving
+from tests.integration.hub.test_task_restarts import (
+    EXPECTED,
+    LINES,
+    _lines_of,
+    _stored,
+    staged_script,
+    starts,
+)
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="useradd and switching users need root")
@@ -643,3 +654,82 @@ async def test_the_root_document_says_whether_the_builtin_worker_is_on(
         assert (status, root["BuiltinWorkerEnabled"]) == (200, False)
         assert other.server.builtin is None
         assert not (other.home.path / FOLDER).exists()
+
+
+# -- tasks on the built-in worker (AdHocScript on a pool without workers) -----------
+
+
+async def _empty_pool(api: HubApi) -> str:
+    name = f"Empty {secrets.token_hex(3)}"
+    status, pool = await api.request("POST", "/api/workerpools", json={"Name": name})
+    assert status == 201, pool
+    return str(pool["Id"])
+
+
+async def test_a_task_on_a_pool_without_workers_runs_on_the_builtin_worker(
+    hub: RunningHub,
+) -> None:
+    pool = await _empty_pool(hub.api)
+    body = 'for n in $(seq 1 500); do echo "line-$n"; done; echo "to $1" >&2; exit 0'
+    task = await submit(hub.api, ScriptBody=body, ScriptArguments=["stderr"], WorkerPoolId=pool)
+    done = await finished(hub.api, task)
+    assert (done["State"], done["ErrorMessage"]) == ("Success", "")
+    lines = await _lines_of(hub.api, task)
+    assert list(lines) == [BUILTIN_NAME]
+    assert lines[BUILTIN_NAME] == [f"line-{n}" for n in range(1, 501)] + ["to stderr"]
+    failing = await submit(hub.api, ScriptBody="echo no; exit 3", WorkerPoolId=pool)
+    done = await finished(hub.api, failing)
+    assert done["State"] == "Failed"
+    assert "exited with code 3" in done["ErrorMessage"], done["ErrorMessage"]
+
+
+async def _killed_and_restarted(home: Path, shared: Path, env: dict[str, str], *extra: str) -> None:
+    """A task on the built-in worker of a real `hub serve` killed -9 mid-step; the script
+    goes on printing while no hub runs; the restarted hub follows it to its end."""
+    async with _serving(home, env, *extra) as (process, api):
+        task = await submit(
+            api, ScriptBody=staged_script(shared), ScriptArguments=["s"],
+            WorkerPoolId=await _empty_pool(api),
+        )  # fmt: skip
+        await eventually(lambda: starts(shared) == ["s"], "the step started")
+        await _stored(api, task, BUILTIN_NAME, LINES)
+        process.send_signal(signal.SIGKILL)
+        assert await asyncio.to_thread(process.wait, 60) == -signal.SIGKILL
+    (shared / "go-1").touch()  # the script prints while no hub follows it
+    await eventually(lambda: list(shared.glob("middle-done-*")), "the middle printed")
+    async with _serving(home, env, *extra) as (process, api):
+        (shared / "go-2").touch()
+        done = await finished(api, task)
+        assert (done["State"], done["ErrorMessage"]) == ("Success", "")
+        assert starts(shared) == ["s"]  # started once, not again by the restarted hub
+        assert await _lines_of(api, task) == {BUILTIN_NAME: EXPECTED}  # each line once
+
+
+async def test_a_hub_killed_mid_step_on_its_builtin_worker_follows_it_after_a_restart(
+    tmp_path: Path, tentacle: TentacleCli
+) -> None:
+    tentacle.ok("hub", "create", "--home", str(tmp_path / "hub"))
+    (tmp_path / "shared").mkdir()
+    await _killed_and_restarted(tmp_path / "hub", tmp_path / "shared", tentacle.env)
+
+
+@needs_root
+async def test_tasks_on_the_builtin_worker_run_as_its_user_and_survive_a_kill(
+    throwaway_user: pwd.struct_passwd, reachable_folder: Path, tentacle: TentacleCli
+) -> None:
+    home, shared, user = reachable_folder / "hub", reachable_folder / "shared", throwaway_user
+    tentacle.ok("hub", "create", "--home", str(home))
+    shared.mkdir()
+    shared.chmod(0o777)  # the script, as the user, counts its starts here
+    as_user = ("--builtin-worker-user", user.pw_name)
+    async with _serving(home, tentacle.env, *as_user) as (_, api):
+        body = f"id -u; cat {home / 'identity.pem'} || echo refused"
+        task = await submit(api, ScriptBody=body, WorkerPoolId=await _empty_pool(api))
+        done = await finished(api, task)
+        lines = (await _lines_of(api, task))[BUILTIN_NAME]
+    assert done["State"] == "Success", done
+    assert lines[0] == str(user.pw_uid)
+    assert "refused" in lines
+    assert any(line.endswith("identity.pem: Permission denied") for line in lines), lines
+    assert not any("PRIVATE KEY" in line for line in lines)
+    await _killed_and_restarted(home, shared, tentacle.env, *as_user)

@@ -6,6 +6,7 @@ The agent's ``Work/`` is a real small tmpfs (the tests run as root, in CI too).
 
 from __future__ import annotations
 
+import mmap
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,8 +74,10 @@ async def test_scripts_ending_on_a_full_disk_report_and_persist_their_outcome(
         assert load_state(work / "kept").state != COMPLETE  # type: ignore[union-attr]
         await client.call("scripts", "complete", {"ScriptTicket": "completed"})  # answers
 
-        (work / "filler").unlink()  # space returns: what was kept in memory is written
-        await eventually(lambda: _on_disk(work), "the outcomes are written")
+        # complete's tombstone is written at once into the space its workspace
+        # freed; what stays in memory until space returns is tested below.
+        await eventually(lambda: _on_disk(work), "the tombstone is written")
+        (work / "filler").unlink()
 
     agent.signal(signal.SIGKILL)  # nothing more is written: the disk alone must tell
     assert agent.process is not None
@@ -99,3 +102,96 @@ async def _complete(scripts: Scripts, ticket: str) -> bool:
 
 async def _on_disk(work: Path) -> bool:
     return "completed" in tombstones.load_all(work)
+
+
+@pytest.fixture
+def tiny_agent(tentacle: TentacleCli) -> Iterator[AgentProcess]:
+    """An agent (not started) whose Work/ is a tmpfs of SIZE_MIB MiB and whose
+    tombstones' folder Work/.completed is a tmpfs of its own (1 MiB): filled,
+    it refuses a tombstone however much space a removed workspace frees."""
+    agent = AgentProcess(tentacle)
+    work = agent.home / "Work"
+    with small_disk(work, SIZE_MIB), small_disk(work / tombstones.FOLDER, 1):
+        try:
+            yield agent
+        finally:
+            agent.stop()
+
+
+async def test_outcomes_a_full_disk_refuses_are_kept_in_memory_and_written_when_space_returns(
+    tiny_agent: AgentProcess, tmp_path: Path
+) -> None:
+    agent = tiny_agent.start()
+    counter = tmp_path / "runs"
+    work, graves = agent.home / "Work", agent.home / "Work" / tombstones.FOLDER
+    fillers = [work / "filler", work / "filler-2", graves / ".filler"]  # a dot: no tombstone
+    async with agent.client() as client:
+        scripts = Scripts(client)
+        for ticket, code in (("completed", 7), ("kept", 8)):
+            body_ = body(tmp_path / f"release-{ticket}", code, counter)
+            await scripts.start(body_, ticket=ticket, Isolation="none")
+            await eventually(lambda t=ticket: _printed(scripts, t), f"{ticket} is running")
+        _pad_wrapper_record(work / "kept")
+        fill(fillers[0])
+        fill(fillers[2])
+
+        # "completed" ends (its wrapper records 7) and is completed: the tombstone
+        # cannot be written, its workspace's space is freed on Work/ alone.
+        (tmp_path / "release-completed").touch()
+        await eventually(lambda: _complete(scripts, "completed"), "completed reports Complete")
+        await client.call("scripts", "complete", {"ScriptTicket": "completed"})
+        assert "completed" not in tombstones.load_all(work)
+        again = await scripts.start("echo never", ticket="completed")  # answered from memory
+        assert (again["State"], again["ExitCode"]) == (COMPLETE, 7)
+
+        # "kept" ends on a disk with not one byte left (that space taken again):
+        # its wrapper cannot append the code, and passes it on in its exit status.
+        fill(fillers[1])
+        (tmp_path / "release-kept").touch()
+        await eventually(lambda: _complete(scripts, "kept"), "kept reports Complete")
+        status = await scripts.status("kept")
+        assert (status["State"], status["ExitCode"]) == (COMPLETE, 8)
+        assert runner.exit_code(work / "kept") is None, "the wrapper recorded its code"
+        assert load_state(work / "kept").state != COMPLETE  # type: ignore[union-attr]
+
+        # Space returns, with no call to prompt the agent: its retry writes both.
+        for filler in fillers:
+            filler.unlink()
+        await eventually(lambda: _written(work, "kept", 8), "kept's state is written",
+                         timeout=30)  # fmt: skip
+        await eventually(lambda: "completed" in tombstones.load_all(work),
+                         "completed's tombstone is written", timeout=30)  # fmt: skip
+
+    agent.signal(signal.SIGKILL)  # nothing more is written: the disk alone must tell
+    assert agent.process is not None
+    agent.process.wait()
+    agent.start()
+    async with agent.client() as client:
+        scripts = Scripts(client)
+        kept = await scripts.status("kept")
+        assert (kept["State"], kept["ExitCode"]) == (COMPLETE, 8)  # not -46
+        again = await scripts.start("echo again", ticket="completed")
+        assert (again["State"], again["ExitCode"]) == (COMPLETE, 7)  # not run again
+    assert counter.read_text() == "run\nrun\n"
+
+
+def _pad_wrapper_record(workspace: Path) -> None:
+    """Make the wrapper's first line fill a whole page of its record, atomically.
+
+    On tmpfs the exit code's line, appended inside the page the first line
+    already holds, needs no new space: a full disk cannot refuse it. Padded,
+    it needs a page of its own, as a record crossing a block does on a disk,
+    so the wrapper's record itself is refused. The padding is whitespace,
+    which the record's reader ignores.
+    """
+    record = workspace / runner.PID_FILE
+    first = record.read_text().rstrip("\n")
+    padded = workspace / "wrapper.pid.padded"
+    padded.write_text(first.ljust(mmap.PAGESIZE - 1) + "\n")
+    padded.replace(record)
+    assert runner.recorded_wrapper(workspace) is not None
+
+
+def _written(work: Path, ticket: str, code: int) -> bool:
+    state = load_state(work / ticket)
+    return state is not None and (state.state, state.exit_code) == (COMPLETE, code)
