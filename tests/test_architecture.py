@@ -122,3 +122,19 @@ def test_the_hub_reaches_workers_through_client_alone() -> None:
     assert not missing, f"agent.client must export {missing} for the hub"
     unbound = sorted(name for name in agent.client.__all__ if not hasattr(agent.client, name))
     assert not unbound, f"agent.client.__all__ names {unbound}, which it does not define"
+
+
+# DESIGN.md §6: the hub reaches workers through client; its built-in worker alone
+# (a worker on the hub's own machine) runs scripts through agent.scripts itself.
+HUB_SCRIPTS_USERS = {PACKAGE / "hub" / "builtin.py"}
+
+
+def test_only_the_hubs_builtin_worker_uses_the_script_runner() -> None:
+    for path in sorted((PACKAGE / "hub").rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        for imported, line in imported_layers(tree):
+            if imported == "scripts":
+                assert path in HUB_SCRIPTS_USERS, (
+                    f"{path}:{line}: only agent/hub/builtin.py may import agent.scripts"
+                    " (the hub reaches workers through agent.client)"
+                )

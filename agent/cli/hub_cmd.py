@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -147,12 +149,26 @@ async def _hub_in(store: Any) -> str | None:
     help="this node's name, over the home's NodeName (each process serving one database"
     " needs its own)",
 )
+@click.option(
+    "--no-builtin-worker",
+    is_flag=True,
+    help="no built-in worker for this run (a pool without workers then fails its tasks);"
+    " `hub configure --builtin-worker false` turns it off for good",
+)
+@click.option(
+    "--builtin-worker-user",
+    metavar="USER",
+    help="run the built-in worker's steps as this unprivileged user (over the home's"
+    " BuiltinWorkerUser; the hub must run as root)",
+)
 def serve_command(
     home: Path,
     listen: str | None,
     log_format: str,
     polling_port: int | None,
     node_name: str | None,
+    no_builtin_worker: bool,
+    builtin_worker_user: str | None,
 ) -> None:
     """Run the hub in the foreground until SIGTERM or Ctrl-C (exit 0 after a clean stop).
 
@@ -162,13 +178,20 @@ def serve_command(
 
     configure_logging(log_format)
     hub = load_home(home, current().environ)
-    if node_name is not None:
-        try:
-            hub = hub.with_settings(node_name=node_name)
-        except ValueError as error:
-            raise click.BadParameter(str(error), param_hint="--node-name") from None
+    for name, value, hint in (
+        ("node_name", node_name, "--node-name"),
+        ("builtin_worker_user", builtin_worker_user, "--builtin-worker-user"),
+        ("builtin_worker", False if no_builtin_worker else None, "--no-builtin-worker"),
+    ):
+        if value is not None:
+            try:
+                hub = hub.with_settings(**{name: value})
+            except ValueError as error:
+                raise click.BadParameter(str(error), param_hint=hint) from None
+    executable = shutil.which("tentacle") or sys.argv[0]  # for steps on the built-in worker
+    server = HubServer(hub, __version__, environment=current().environ, executable=executable)
     try:
-        asyncio.run(until_signalled(_serve(HubServer(hub, __version__), listen, polling_port)))
+        asyncio.run(until_signalled(_serve(server, listen, polling_port)))
     except Interrupted:
         log.info("hub stopped")
 

@@ -23,7 +23,7 @@ import yaml
 from agent.atomicfile import PRIVATE, write_atomic
 from agent.certs import Identity, generate_identity, load_identity, save_identity
 from agent.config import document
-from agent.config.model import MAX_PORT, coerce_optional_path, coerce_port
+from agent.config.model import MAX_PORT, coerce_bool, coerce_optional_path, coerce_port
 from agent.config.settings import (
     Flag,
     apply_environment,
@@ -100,6 +100,23 @@ def coerce_node_name(value: Any) -> str:
     wrong = [c for c in text if not ((c.isascii() and c.isalnum()) or c in NODE_NAME_PUNCTUATION)]
     if wrong:
         raise ValueError(f"expected {NODE_NAME_RULE}, got {value!r} (with {wrong[0]!r})")
+    return text
+
+
+USER_NAME_RULE = (
+    "a user name of 1 to 32 characters: ASCII letters, digits, '.', '-' and '_', not starting"
+    " with '-' (or '' for none)"
+)
+
+
+def coerce_user_name(value: Any) -> str | None:
+    """A local account's name as useradd takes it, or None (an empty text) for none."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    text = value.strip() if isinstance(value, str) else ""
+    allowed = all((c.isascii() and c.isalnum()) or c in "._-" for c in text)
+    if not text or len(text) > 32 or text.startswith("-") or not allowed:
+        raise ValueError(f"expected {USER_NAME_RULE}, got {value!r}")
     return text
 
 
@@ -191,6 +208,22 @@ class HubSettings:
         None, coerce_optional_path, key="HttpsCertificate", shown_as="HttpsCertificate",
         dump=as_text, help="a PEM with the certificate (and chain) and its key, for "
         "CA-signed HTTPS: validated and copied into the home",
+    )  # fmt: skip
+
+    # The built-in worker runs steps on the hub's machine when a pool has no workers at
+    # all (agent.hub.builtin); off, such a task fails saying so. `hub serve
+    # --no-builtin-worker` turns it off for one run.
+    builtin_worker: bool = setting(
+        True, coerce_bool, key="BuiltinWorker", shown_as="BuiltinWorker",
+        env="TENTACLE_HUB_BUILTIN_WORKER", flag=Flag("--builtin-worker", "bool"),
+        help="run steps on the hub's own machine when a pool has no workers (default true)",
+    )  # fmt: skip
+    builtin_worker_user: str | None = setting(
+        None, coerce_user_name, key="BuiltinWorkerUser", shown_as="BuiltinWorkerUser",
+        env="TENTACLE_HUB_BUILTIN_WORKER_USER",
+        flag=Flag("--builtin-worker-user", metavar="USER"),
+        help="run the built-in worker's steps as this unprivileged user (the hub runs as"
+        " root); '' for none",
     )  # fmt: skip
 
     def to_document(self) -> dict[str, Any]:

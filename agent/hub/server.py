@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
@@ -24,6 +24,7 @@ from agent.hub.api.app import build_app
 from agent.hub.api.context import HubContext, utc_now
 from agent.hub.api.limits import PARSER_LIMIT
 from agent.hub.api.redact import loggable_target
+from agent.hub.builtin import BuiltinWorker, check_user
 from agent.hub.deploy import Deployments, sweep_scratch
 from agent.hub.health import HealthChecks
 from agent.hub.home import HomeLock, HubHome, shared_port
@@ -120,6 +121,10 @@ class HubServer:
     home_lock: HomeLock | None = None
     lease: NodeLease | None = None
     repository: Repository | None = None
+    # what the built-in worker's steps get (the CLI hands the process's environment in)
+    environment: Mapping[str, str] = field(default_factory=dict)
+    executable: str = "tentacle"
+    builtin: BuiltinWorker | None = None  # None when BuiltinWorker is off
 
     async def start(self, listen: str | None = None, polling_port: int | None = None) -> str:
         """Lock the home, check its ports are free, migrate, take the node's lease (before
@@ -140,6 +145,7 @@ class HubServer:
                 raise ConfigError(problem)
             check_can_listen(host, port, "for the API")
             check_can_listen(host, wanted, "for polling agents")
+            self._check_builtin()  # a user that cannot be is refused before the database
             return await self._start_locked(host, port, polling_port, ssl_context, identity)
         except BaseException:
             await self.stop()  # the lease and the home's lock are let go: the next start runs
@@ -159,6 +165,7 @@ class HubServer:
             store, self.home.settings.node_name, self.home.settings.node_lease_seconds, utc_now
         )
         died = await self.lease.take()  # before any task is touched: they may be another's
+        await self._start_builtin()  # re-attaches its scripts: once the node is this one's
         async with store.transaction() as conn:
             await initialise(conn, utc_now())
             installation = await fact(conn, "InstallationId")
@@ -187,10 +194,10 @@ class HubServer:
             self.home.settings.task_cap,
             {
                 "Health": HealthChecks(store, reach, utc_now),
-                # builtin: the hub's built-in worker, None until it is wired in
-                "AdHocScript": AdHocScripts(store, reach, None, utc_now),
+                # the built-in worker (None when off) runs the steps of pools without workers
+                "AdHocScript": AdHocScripts(store, reach, self.builtin, utc_now),
                 "Deploy": Deployments(
-                    store, reach, None, utc_now, self.repository, key, artifact_files
+                    store, reach, self.builtin, utc_now, self.repository, key, artifact_files
                 ),
             },
             utc_now,
@@ -212,6 +219,7 @@ class HubServer:
             on_change=self._changed,
             channel=settings,
             extras={"packages": self.repository, "secrets": key, "artifacts": artifact_files},
+            builtin_worker=self.builtin is not None,
         )
         self.runner = web.AppRunner(
             build_app(context),
@@ -231,6 +239,28 @@ class HubServer:
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         self.url = f"https://{shown}:{bound_port}/"
         return self.url
+
+    def _check_builtin(self) -> None:
+        """ConfigError when the built-in worker is on with a user it cannot run steps as."""
+        settings = self.home.settings
+        if settings.builtin_worker and settings.builtin_worker_user is not None:
+            check_user(self.home.path, settings.builtin_worker_user)
+
+    async def _start_builtin(self) -> None:
+        """The built-in worker, when the home's BuiltinWorker setting has it on."""
+        settings = self.home.settings
+        if not settings.builtin_worker:
+            log.info("the built-in worker is off (BuiltinWorker false)")
+            return
+        builtin = BuiltinWorker(
+            self.home.path,
+            settings.builtin_worker_user,
+            version=self.version,
+            environment=self.environment,
+            executable=self.executable,
+        )
+        await builtin.start()
+        self.builtin = builtin
 
     async def _changed(self, what: str, worker_ids: Sequence[int] = ()) -> None:
         """The API changed something the live parts act on (``HubContext.changed``)."""
@@ -252,6 +282,9 @@ class HubServer:
                 await part.stop()
         if self.reach is not None:
             await self.reach.close()
+        if self.builtin is not None:  # after the tasks: they may be following its scripts
+            await self.builtin.stop()
+            self.builtin = None
         self.scheduler = self.tasks = self.trust = self.listener = self.reach = None
         if self.lease is not None:  # after the tasks: their ends are written first
             await self.lease.give_back()

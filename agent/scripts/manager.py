@@ -59,6 +59,7 @@ class ScriptSettings:
     max_running: int | None = None
     retention: float = 24 * 3600.0
     sweep_interval: float = 2 * 3600.0
+    account: runner.Account | None = None  # scripts run as this account, not as this process
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,12 @@ class ScriptManager:
             entries, last = script.log.read(last_sequence)
         more = last < script.log.next_sequence - 1 or script.log.unread()
         return Status(state.spec.ticket, state.state, state.exit_code, entries, last, more, data)
+
+    def finished(self, ticket: str) -> asyncio.Event | None:
+        """Set once the script ``ticket`` is Complete; None for a ticket not held (unknown,
+        or completed and released)."""
+        script = self._scripts.get(ticket_key(ticket))
+        return None if script is None else script.done
 
     async def cancel(self, ticket: str, last_sequence: int) -> Status:
         """Ask the script to stop (SIGTERM, then SIGKILL after its grace); returns its status."""
@@ -342,7 +349,7 @@ class ScriptManager:
         spec = script.state.spec
         try:
             launched = runner.launch(script.workspace, spec.syntax, spec.arguments,
-                                     self._environment(script))  # fmt: skip
+                                     self._environment(script), self.settings.account)  # fmt: skip
         except OSError as error:
             script.log.note(f"Could not launch the script: {error}")
             self._finish(script, ExitCode.LAUNCH_FAILED)
@@ -454,6 +461,10 @@ class ScriptManager:
         elif adopted.fate is Fate.LOST:
             script.log.note("The script ended while the agent was down, without an exit code")
             self._finish(script, ExitCode.UNKNOWN_RESULT)
+        elif not self._runs_as_its_owner(adopted):
+            script.log.note("The wrapper.pid found after the restart names a process that does "
+                            "not run as the workspace's owner: not followed")  # fmt: skip
+            self._finish(script, ExitCode.UNKNOWN_RESULT)
         else:
             assert adopted.launched is not None
             log.info("re-attached to script %s (pid %d)", state.spec.ticket, adopted.launched.pid)
@@ -463,6 +474,22 @@ class ScriptManager:
             self._mutex.hold(state.spec.mutex_name, holder)
             name = f"script-{adopted.key}"
             script.task = asyncio.create_task(self._reattached(script), name=name)
+
+    def _runs_as_its_owner(self, adopted: Adopted) -> bool:
+        """Whether the wrapper to re-attach runs as its workspace's owner. A script run
+        as another account (``ScriptSettings.account``, now or before a restart) owns
+        its workspace and can write its wrapper.pid: a forged one must not make this
+        process follow, or signal on a cancel, a process that is not that account's.
+        An agent's own workspaces (its user's, no account) are not looked at."""
+        if adopted.launched is None:
+            return True
+        try:
+            owner = adopted.workspace.stat().st_uid
+        except OSError:
+            return False
+        if self.settings.account is None and owner == os.geteuid():
+            return True
+        return runner.owner(adopted.launched.pid) == owner
 
     async def _reattached(self, script: _Script) -> None:
         try:

@@ -8,6 +8,11 @@ kill -9 the agent and the script runs on, its output reaches disk and its exit
 code is recorded. The agent (this one or a restarted one) watches the wrapper
 through a pidfd, which works for any process, child or not.
 
+A script may run as another (unprivileged) account than the agent's
+(``Account``: the hub's built-in worker with a user of its own): the workspace is
+handed to that account first and the wrapper starts with its uid, gid and groups,
+set by subprocess in the child before exec, never through a shell's ``su``.
+
 Stopping: SIGTERM to every process in the wrapper's session except the wrapper,
 then SIGKILL after a grace period. Output goes to files, not pipes, so a
 grandchild holding stdout open cannot hang anything.
@@ -22,6 +27,7 @@ import os
 import shlex
 import shutil
 import signal
+import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +68,20 @@ EXEC_JOB = '"$@"'
 
 
 @dataclass(frozen=True)
+class Account:
+    """Whom a script runs as when not as this process: ids the caller looked up."""
+
+    uid: int
+    gid: int
+    groups: tuple[int, ...] = ()
+
+
+# Wrappers started through subprocess, kept until reaped here: a Popen dropped while
+# its child runs would be reaped by subprocess's own clean-up, taking its status.
+_SPAWNED: dict[int, subprocess.Popen[bytes]] = {}
+
+
+@dataclass(frozen=True)
 class Launched:
     pid: int
     start_time: int
@@ -74,12 +94,17 @@ RESTORED_SIGNALS = tuple(
 
 
 def launch(
-    workspace: Path, syntax: str, arguments: Sequence[str], environment: Mapping[str, str]
+    workspace: Path,
+    syntax: str,
+    arguments: Sequence[str],
+    environment: Mapping[str, str],
+    account: Account | None = None,
 ) -> Launched:
     """Start the wrapper for the script in ``workspace``. Raises OSError if it cannot start.
 
     The arguments reach the script as separate argv entries, never re-parsed by a shell.
-    The wrapper's own output (bash's job notices) is discarded.
+    The wrapper's own output (bash's job notices) is discarded. With ``account``
+    the workspace becomes that account's and the script runs as it.
     """
     if syntax == "bash":
         job, command = BASH_JOB, list(arguments)
@@ -88,11 +113,14 @@ def launch(
     wrapper = f"cd {shlex.quote(str(workspace))} || exit 127\n" + WRAPPER.format(
         job=job, not_recorded=NOT_RECORDED
     )
+    argv = ["bash", "-c", wrapper, SCRIPT_FILES[syntax], *command]
+    if account is not None:
+        return _launch_as(account, workspace, argv, environment)
     null = os.open(os.devnull, os.O_RDWR)
     try:
         pid = os.posix_spawn(
             _bash(environment.get("PATH")),
-            ["bash", "-c", wrapper, SCRIPT_FILES[syntax], *command],
+            argv,
             dict(environment),
             file_actions=[(os.POSIX_SPAWN_DUP2, null, fd) for fd in (0, 1, 2)],
             setsid=True,
@@ -104,6 +132,47 @@ def launch(
     finally:
         os.close(null)
     return Launched(pid, 0)
+
+
+def _launch_as(
+    account: Account, workspace: Path, argv: list[str], environment: Mapping[str, str]
+) -> Launched:
+    """``launch`` as ``account``: posix_spawn cannot change users, subprocess can (in the
+    child, before exec: groups, then gid, then uid), with what posix_spawn gets above:
+    a session of its own, the default signals restored, /dev/null for 0, 1 and 2."""
+    hand_over(workspace, account)
+    process = subprocess.Popen(  # argv, not a shell string
+        argv,
+        executable=_bash(environment.get("PATH")),
+        env=dict(environment),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        restore_signals=True,
+        user=account.uid,
+        group=account.gid,
+        extra_groups=list(account.groups),
+    )
+    _SPAWNED[process.pid] = process
+    return Launched(process.pid, 0)
+
+
+def hand_over(workspace: Path, account: Account) -> None:
+    """Make ``workspace`` and what is in it ``account``'s (links themselves, not their
+    targets): the wrapper, as that account, writes its records and output there."""
+    os.lchown(workspace, account.uid, account.gid)
+    for folder, names, files in os.walk(workspace):
+        for name in (*names, *files):
+            os.lchown(os.path.join(folder, name), account.uid, account.gid)
+
+
+def owner(pid: int) -> int | None:
+    """The real user id ``pid`` runs as, or None if it is gone."""
+    try:
+        return (PROC / str(pid)).stat().st_uid
+    except OSError:
+        return None
 
 
 @functools.lru_cache(maxsize=8)
@@ -199,8 +268,13 @@ def _reap(pid: int) -> int | None:
     try:
         reaped, status = os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
+        _SPAWNED.pop(pid, None)
         return None
-    return status if reaped == pid else None
+    if reaped != pid:
+        return None
+    if (process := _SPAWNED.pop(pid, None)) is not None:
+        process.returncode = os.waitstatus_to_exitcode(status)  # so subprocess never waits
+    return status
 
 
 def wrapper_exit_code(status: int | None) -> int | None:

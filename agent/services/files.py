@@ -28,6 +28,7 @@ from agent.filechunks import read_chunks
 from agent.protocol.calls import IncomingCall, Reply
 from agent.protocol.messages import BAD_PARAMS, REFUSED
 from agent.protocol.services import Download, DownloadRequest, Uploaded, UploadRequest
+from agent.scripts.paths import resolve_within
 from agent.services.fileio import (
     INSUFFICIENT_SPACE,
     NO_SPACE_ERRNOS,
@@ -40,7 +41,6 @@ from agent.services.fileio import (
     refuse_unless_regular,
     write_all,
 )
-from agent.services.paths import resolve_within
 
 __all__ = ["INSUFFICIENT_SPACE", "FileService", "required_free_space"]
 

@@ -25,12 +25,8 @@ from agent.protocol.services import (
     StartScriptRequest,
 )
 from agent.scripts.manager import ScriptManager, Status
-from agent.scripts.outputlog import INDEX_FILE, RAW_FILES
-from agent.scripts.runner import OWN_FILES
-from agent.scripts.state import STATE_FILE, ScriptSpec
-from agent.services.paths import resolve_within
-
-RESERVED_NAMES = frozenset({*OWN_FILES, *RAW_FILES.values(), INDEX_FILE, STATE_FILE})
+from agent.scripts.paths import resolve_within, workspace_file_name
+from agent.scripts.state import ScriptSpec
 
 
 class ScriptService:
@@ -46,7 +42,7 @@ class ScriptService:
 
     async def start(self, call: IncomingCall) -> Reply:
         request = StartScriptRequest.parse(call.params)
-        files = [(_file_name(file.name), file.length) for file in request.files]
+        files = [(workspace_file_name(file.name), file.length) for file in request.files]
         if files and call.stream is None:
             raise CallError(BAD_PARAMS, "scripts.start: Files need their bytes on the stream")
 
@@ -104,30 +100,6 @@ def _spec(request: StartScriptRequest) -> ScriptSpec:
         task_id=request.task_id,
         grace=request.grace,
     )
-
-
-def _file_name(name: str) -> str:
-    """``name`` as a safe relative path in the workspace; raises CallError(bad_params)."""
-    text = name.replace("\\", "/")
-    parts = text.split("/")
-    if (
-        not text
-        or text.startswith("/")
-        or "\x00" in text
-        or any(p in ("", ".", "..") for p in parts)
-    ):
-        raise CallError(
-            BAD_PARAMS,
-            f"file name {name!r}: expected a relative path of non-empty parts separated by '/', "
-            "without '.' or '..'",
-        )
-    if len(parts) == 1 and text in RESERVED_NAMES:
-        raise CallError(
-            BAD_PARAMS,
-            f"file name {name!r} is one of the workspace's own files "
-            f"({', '.join(sorted(RESERVED_NAMES))}); put it in a subfolder",
-        )
-    return text
 
 
 async def _write_files(

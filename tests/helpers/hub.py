@@ -86,9 +86,12 @@ def pinned(home: HubHome) -> aiohttp.Fingerprint:
 
 
 @asynccontextmanager
-async def running_hub(folder: Path, database: str | None = None) -> AsyncIterator[RunningHub]:
-    """A hub created in ``folder`` and serving on a free loopback port, with an admin key."""
-    home = create_home(folder / "hub", database)
+async def running_hub(
+    folder: Path, database: str | None = None, *, builtin_worker: bool = True
+) -> AsyncIterator[RunningHub]:
+    """A hub created in ``folder`` and serving on a free loopback port, with an admin key
+    (and its built-in worker unless ``builtin_worker`` is false)."""
+    home = create_home(folder / "hub", database).with_settings(builtin_worker=builtin_worker)
     server = HubServer(home, __version__)
     url = await server.start("127.0.0.1:0", polling_port=0)
     try:

@@ -32,6 +32,7 @@ class HubContext:
     on_change: Callable[[str, Sequence[int]], Awaitable[None]] | None = None
     # how this node dials agents (its identity), for /api/workers/discover
     channel: ChannelSettings | None = None
+    builtin_worker: bool = False  # whether this node has its built-in worker on
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def changed(self, what: str, ids: Sequence[int] = ()) -> None:

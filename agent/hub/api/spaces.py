@@ -46,6 +46,8 @@ async def root(request: web.Request) -> web.Response:
             "HasLongTermSupport": False,
             # ours: where this node's polling port is, so that register-worker need not guess
             "PollingPort": context.polling_port or None,
+            # ours: whether this node runs steps of pools without workers itself
+            "BuiltinWorkerEnabled": context.builtin_worker,
             "Links": links,
         }
     )

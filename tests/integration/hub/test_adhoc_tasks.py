@@ -14,7 +14,7 @@ import pytest
 from agent.hub.store import steps as store_steps
 from tests.helpers.agent import AgentProcess
 from tests.helpers.eventually import eventually
-from tests.helpers.hub import RunningHub
+from tests.helpers.hub import RunningHub, running_hub
 from tests.integration.hub.tasks_helpers import (
     add_worker,
     counting_script,
@@ -240,11 +240,14 @@ async def test_a_task_past_its_timeout_is_timed_out_and_its_scripts_cancelled(
         agent.stop()
 
 
-async def test_an_empty_pool_without_a_built_in_worker_fails_saying_so(hub: RunningHub) -> None:
-    status, pool = await hub.api.request("POST", "/api/workerpools", json={"Name": "Empty"})
-    assert status == 201, pool
-    task = await submit(hub.api, ScriptBody="echo hi", WorkerPoolId=pool["Id"])
-    done = await finished(hub.api, task)
+async def test_an_empty_pool_without_a_built_in_worker_fails_saying_so(
+    tmp_path: Path, database_url: str
+) -> None:
+    async with running_hub(tmp_path, database_url, builtin_worker=False) as hub:
+        status, pool = await hub.api.request("POST", "/api/workerpools", json={"Name": "Empty"})
+        assert status == 201, pool
+        task = await submit(hub.api, ScriptBody="echo hi", WorkerPoolId=pool["Id"])
+        done = await finished(hub.api, task)
     assert (done["State"], done["ErrorMessage"]) == (
         "Failed",
         "the pool Empty has no workers and the built-in worker is disabled",
