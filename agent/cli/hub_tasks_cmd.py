@@ -187,9 +187,10 @@ async def _scope(
     return scope
 
 
-async def _details(hub: HubApi, task_id: str, since: int) -> dict[str, Any]:
-    """The task's details since the cursor; a hub that went away (a restart) is asked
-    again for up to RECONNECT_FOR seconds, saying so once on stderr."""
+async def _details(hub: HubApi, task_id: str, since: int, patient: bool = False) -> dict[str, Any]:
+    """The task's details since the cursor. ``patient`` (the hub answered already): a hub
+    that went away (a restart) is asked again for up to RECONNECT_FOR seconds, saying so
+    once on stderr; else an unreachable hub is a HubApiError at once."""
     lost_at: float | None = None
     delay = FIRST_LOOK
     while True:
@@ -203,7 +204,7 @@ async def _details(hub: HubApi, task_id: str, since: int) -> dict[str, Any]:
         except HubApiError as error:
             if error.status == 404:
                 raise _no_such_task(task_id) from None
-            if not error.transient:
+            if not (patient and error.transient):
                 raise
             now = time.monotonic()
             if lost_at is None:
@@ -222,12 +223,14 @@ def _no_such_task(task_id: str) -> HubViewError:
 
 
 async def follow(
-    hub: HubApi, task_id: str, watch: TaskWatch, echo: Callable[[str], None]
+    hub: HubApi, task_id: str, watch: TaskWatch, echo: Callable[[str], None], patient: bool
 ) -> dict[str, Any]:
-    """Print the task's new lines until it completes; returns the last details."""
+    """Print the task's new lines until it completes; returns the last details.
+    ``patient``: the hub answered already (see _details); it is once it answers here."""
     delay = FIRST_LOOK
     while True:
-        details = await _details(hub, task_id, watch.cursor)
+        details = await _details(hub, task_id, watch.cursor, patient)
+        patient = True
         lines = watch.news(details)
         for line in lines:
             echo(line)
@@ -282,13 +285,16 @@ def _stopped_note(task_id: str) -> str:
     )
 
 
-def follow_to_the_end(connection: Connection, task_id: str, watch: TaskWatch) -> dict[str, Any]:
+def follow_to_the_end(
+    connection: Connection, task_id: str, watch: TaskWatch, patient: bool
+) -> dict[str, Any]:
     """Follow the task until it completes, under Ctrl-C's question; returns the last
-    details. Interrupted when the user only stopped following."""
+    details. Interrupted when the user only stopped following. ``patient``: the hub
+    answered already (it took the task), so a hub gone away is waited for a while."""
 
     async def following() -> dict[str, Any]:
         async with connection.hub() as hub:
-            return await follow(hub, task_id, watch, click.echo)
+            return await follow(hub, task_id, watch, click.echo, patient)
 
     try:
         return asyncio.run(until_signalled(following()))
@@ -300,7 +306,7 @@ def follow_to_the_end(connection: Connection, task_id: str, watch: TaskWatch) ->
         async with connection.hub() as hub:
             task = await _cancel(hub, task_id)
             click.echo(f"Cancel requested: {task_id} is {task['State']}")
-            return await follow(hub, task_id, watch, click.echo)
+            return await follow(hub, task_id, watch, click.echo, True)
 
     try:
         return asyncio.run(until_signalled(cancelling()))
@@ -335,7 +341,7 @@ def submit_and_follow(
         click.echo(task["Id"])
         return
     click.echo(f"{task['Id']}: {task['Description']}")
-    conclude(follow_to_the_end(connection, task["Id"], TaskWatch()))
+    conclude(follow_to_the_end(connection, task["Id"], TaskWatch(), patient=True))
 
 
 # --- the commands -----------------------------------------------------------------------------
@@ -601,7 +607,7 @@ def task_command(
     connection = Connection(server, api_key, server_thumbprint)
     if follow:
         click.echo(f"Following {task_id}")
-        conclude(follow_to_the_end(connection, task_id, TaskWatch()))
+        conclude(follow_to_the_end(connection, task_id, TaskWatch(), patient=False))
         return
 
     async def fetch() -> dict[str, Any]:
