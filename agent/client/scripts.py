@@ -142,6 +142,7 @@ async def execute_script(
             if upcoming is not None:
                 upcoming.cancel()
             raise
+        await _drained(on_output)
         if finished:
             break
         if upcoming is not None:
@@ -219,6 +220,16 @@ def _deliver(status: _Answer, last: int, on_output: Callable[[LogChunk], None]) 
             on_output(LogChunk(run.source, first, lines, occurred))
             last = first + len(lines) - 1
     return max(last, status.reply.next_sequence)
+
+
+async def _drained(on_output: Callable[[LogChunk], None]) -> None:
+    """Backpressure: a caller that stores lines slower than they come gives
+    ``on_output`` an async ``drained()`` method, awaited after each delivery before
+    more output is asked for (one status call may already be on its way), so that
+    a script printing a gigabyte never sits in the caller's memory."""
+    drained = getattr(on_output, "drained", None)
+    if drained is not None:
+        await drained()
 
 
 async def _pause(delay: float, cancel: asyncio.Event, cancel_sent: bool) -> None:

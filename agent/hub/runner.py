@@ -4,8 +4,11 @@ the executor its name picks, log what it does, and finish it in the store.
 The store is the truth: a task is claimed (Queued -> Executing) in the
 database before it runs, so a second node never runs it too; a cancel is a
 state written by the API, which this runner then applies to the running
-task. Tasks this node was running when it stopped are failed on its next start,
-once that start holds the node's lease (agent.hub.lease). Every write a running
+task. Health tasks run outside the cap (rules.dispatch): a full queue never delays
+them. Tasks this node was running when it stopped are failed on its next start,
+once that start holds the node's lease (agent.hub.lease), except the resumable ones
+(AdHocScript, Deploy: their steps are in the store with their scripts' tickets),
+which that start takes over and re-attaches to (agent.hub.steps). Every write a running
 task makes is conditional on the task being still this process's (its owner:
 node name and lease token): a process that was frozen past its lease, whose
 tasks another node failed meanwhile, drops what it would write and moves on.
@@ -22,6 +25,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from agent.hub.rules.dispatch import OUTSIDE_CAP, free_slots
 from agent.hub.store import Store
 from agent.hub.store import tasks as store_tasks
 from agent.hub.store.records import Row
@@ -40,10 +44,14 @@ class Outcome:
     succeeded: bool
     warnings: bool = False
     error: str | None = None
+    state: str | None = None  # the task's end state when not Success/Failed (TimedOut...)
 
 
 class TaskLog:
-    """What an executor writes: activities (one per worker, say) and their log lines."""
+    """What an executor writes: activities (one per worker, say) and their log lines.
+    ``cancel`` is set when the task is to be cancelled (for resumable executors,
+    which cancel their steps' scripts themselves; the others are cancelled as asyncio
+    tasks)."""
 
     def __init__(
         self, store: Store, task_id: int, now: Callable[[], datetime], owner: store_tasks.Owner
@@ -52,6 +60,7 @@ class TaskLog:
         self.task_id = task_id
         self.now = now
         self.owner = owner
+        self.cancel = asyncio.Event()
 
     @contextlib.asynccontextmanager
     async def _writing(self) -> AsyncIterator[AsyncConnection]:
@@ -140,6 +149,9 @@ class FinishedActivity:
 
 
 Executor = Callable[[Row, TaskLog], Awaitable[Outcome]]
+# Tasks whose steps survive a restart of the hub (agent.hub.steps): re-attached on the
+# node's next start instead of failed, and left running (not failed) when it stops.
+RESUMABLE = frozenset({"AdHocScript", "Deploy"})
 
 
 class TaskRunner:
@@ -150,6 +162,7 @@ class TaskRunner:
         cap: int,
         executors: dict[str, Executor],
         now: Callable[[], datetime],
+        resumable: frozenset[str] = RESUMABLE,
     ) -> None:
         self.store = store
         self.owner = owner
@@ -157,19 +170,27 @@ class TaskRunner:
         self.cap = cap
         self.executors = executors
         self.now = now
+        self.resumable = resumable
         self._wake = asyncio.Event()
         self._running: dict[int, asyncio.Task[None]] = {}
+        self._names: dict[int, str] = {}  # the running tasks' names (the cap's count)
+        self._logs: dict[int, TaskLog] = {}
         self._loop: asyncio.Task[None] | None = None
         self.queue_errors = 0  # times the queue could not be read (the database away)
 
     async def start(self, abandoned_because: str = store_tasks.STOPPED) -> None:
         """Fail the tasks this node left unfinished when it last stopped (saying
-        ``abandoned_because``), then run the queue. Only once this process holds the
+        ``abandoned_because``), except the resumable ones, which this process takes
+        over and re-attaches to; then run the queue. Only once this process holds the
         node's lease: the tasks are then no other live process's."""
         async with self.store.transaction() as conn:
             abandoned = await store_tasks.abandon_unfinished(
-                conn, self.node, self.now(), abandoned_because
+                conn, self.node, self.now(), abandoned_because, keep=self.resumable
             )
+            resumed = await store_tasks.take_over(conn, self.node, self.owner, self.resumable)
+        for row in resumed:
+            log.info("re-attaching to ServerTasks-%d (%s)", row["id"], row["name"])
+            self._begin(row)
         if abandoned:
             log.warning(
                 "failed %d task(s) this node was running when it stopped: %s",
@@ -210,33 +231,63 @@ class TaskRunner:
                     await self._wake.wait()
 
     async def _claim_what_fits(self) -> None:
-        while len(self._running) < self.cap:
-            async with self.store.transaction() as conn:
-                row = await store_tasks.claim(conn, self.owner, self.now())
-            if row is None:
+        """Health tasks at once, whatever the queue holds; then the oldest others
+        while the cap has room (rules.dispatch)."""
+        while await self._claim_one(names=OUTSIDE_CAP):
+            pass
+        while free_slots(self._names.values(), self.cap) > 0:
+            if not await self._claim_one(excluding=OUTSIDE_CAP):
                 return
-            self._running[row["id"]] = asyncio.create_task(self._execute(row))
+
+    async def _claim_one(
+        self, names: frozenset[str] | None = None, excluding: frozenset[str] | None = None
+    ) -> bool:
+        async with self.store.transaction() as conn:
+            row = await store_tasks.claim(conn, self.owner, self.now(), names, excluding)
+        if row is None:
+            return False
+        self._begin(row)
+        return True
+
+    def _begin(self, row: Row) -> None:
+        task_log = TaskLog(self.store, row["id"], self.now, self.owner)
+        if row["cancel_requested"]:
+            task_log.cancel.set()
+        self._names[row["id"]] = row["name"]
+        self._logs[row["id"]] = task_log
+        self._running[row["id"]] = asyncio.create_task(self._execute(row, task_log))
 
     async def _apply_cancels(self) -> None:
         for task_id, task in list(self._running.items()):
             async with self.store.connect() as conn:
                 row = await store_tasks.task(conn, task_id)
-            if row is not None and row["cancel_requested"] and not task.done():
+            if row is None or not row["cancel_requested"] or task.done():
+                continue
+            if row["name"] in self.resumable:
+                self._logs[task_id].cancel.set()  # it cancels its steps' scripts
+            else:
                 task.cancel()
 
-    async def _execute(self, row: Row) -> None:
+    async def _execute(self, row: Row, task_log: TaskLog) -> None:
         task_id = row["id"]
         state, outcome = store_tasks.FAILED, Outcome(False, error="the task ended unexpectedly")
+        left = False
         try:
             executor = self.executors.get(row["name"])
             if executor is None:
                 outcome = Outcome(False, error=f"this hub cannot run {row['name']} tasks")
             else:
-                outcome = await executor(row, TaskLog(self.store, task_id, self.now, self.owner))
-            state = store_tasks.SUCCESS if outcome.succeeded else store_tasks.FAILED
+                outcome = await executor(row, task_log)
+            default = store_tasks.SUCCESS if outcome.succeeded else store_tasks.FAILED
+            state = outcome.state or default
         except store_tasks.TakenOver:
             state = ""  # another node wrote its end: nothing to write here
         except asyncio.CancelledError:
+            if row["name"] in self.resumable:
+                # the hub stops: its steps' scripts go on, the next start re-attaches
+                log.info("ServerTasks-%d is left running for the next start", task_id)
+                state, left = "", True
+                raise
             cancelled = False  # unknown when the database is away: then the hub stopped
             with contextlib.suppress(Exception):
                 cancelled = await self._cancel_requested(task_id)
@@ -248,10 +299,12 @@ class TaskRunner:
             outcome = Outcome(False, error=f"the task failed: {error}")
         finally:
             self._running.pop(task_id, None)
+            self._names.pop(task_id, None)
+            self._logs.pop(task_id, None)
             if state:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self._finish_durably(task_id, state, outcome))
-            else:
+            elif not left:
                 self._dropped(task_id)
             self._wake.set()
 

@@ -19,6 +19,7 @@ from aiohttp.abc import AbstractAccessLogger
 from agent.certs import Identity
 from agent.client import ChannelSettings, PollingListener
 from agent.errors import ConfigError
+from agent.hub.adhoc import AdHocScripts
 from agent.hub.api.app import build_app
 from agent.hub.api.context import HubContext, utc_now
 from agent.hub.api.limits import PARSER_LIMIT
@@ -174,7 +175,11 @@ class HubServer:
             store,
             store_tasks.Owner(self.home.settings.node_name, self.lease.token),
             self.home.settings.task_cap,
-            {"Health": HealthChecks(store, reach, utc_now)},
+            {
+                "Health": HealthChecks(store, reach, utc_now),
+                # builtin: the hub's built-in worker, None until it is wired in
+                "AdHocScript": AdHocScripts(store, reach, None, utc_now),
+            },
             utc_now,
         )
         await self.tasks.start(died or store_tasks.STOPPED)

@@ -1,7 +1,10 @@
 """/api/tasks: server tasks (Octopus's ServerTask), their details and raw log.
 
-This issue's tasks are health checks (``Name: "Health"``); the queue, the
-cancel and the log are the same for every kind of task.
+Tasks are health checks (``Name: "Health"``) and scripts run on workers
+(``Name: "AdHocScript"``, agent.hub.adhoc); the queue, the cancel and the log are
+the same for every kind of task. ``/details?since=N`` serves a log incrementally:
+every element carries its ``Id`` (increasing), the document the ``NextLogCursor``
+to ask from next.
 """
 
 from __future__ import annotations
@@ -22,12 +25,14 @@ from agent.hub.api.common import iso, note
 from agent.hub.api.context import context_of
 from agent.hub.api.errors import bad_request, invalid, not_found
 from agent.hub.api.routes import Routes, collection_path, space_of, space_path
+from agent.hub.rules.adhoc import adhoc_errors
 from agent.hub.rules.filters import BadFilter, choices
+from agent.hub.store import steps as store_steps
 from agent.hub.store import tables as t
 from agent.hub.store import tasks as store_tasks
 from agent.hub.store.records import Row, fetch_all, fetch_one
 
-TASK_NAMES = ("Health",)
+TASK_NAMES = ("Health", "AdHocScript")
 # a task's description is a line in lists and events (Octopus's are a short sentence)
 MAX_DESCRIPTION = 1000
 
@@ -76,6 +81,8 @@ def task_resource(row: Row, now: datetime) -> dict[str, Any]:
             "Details": f"{base}/details",
             "Raw": f"{base}/raw",
             "Cancel": f"{base}/cancel",
+            "State": f"{base}/state",
+            "Rerun": space_path(row["space_id"], f"tasks/rerun/{task_id}"),
         },
     }
 
@@ -142,6 +149,7 @@ async def get_task(request: web.Request) -> web.Response:
 
 def _element(entry: Row) -> dict[str, Any]:
     return {
+        "Id": entry["id"],
         "Category": entry["category"],
         "OccurredAt": iso(entry["occurred"]),
         "MessageText": entry["message"],
@@ -149,38 +157,77 @@ def _element(entry: Row) -> dict[str, Any]:
     }
 
 
+def _since(request: web.Request) -> int:
+    """``since``: a log element id (NextLogCursor of an earlier answer), 0 if absent."""
+    text = request.query.get("since")
+    if text is None or text == "":
+        return 0
+    if not text.isdigit():
+        raise bad_request(f"since must be a log cursor (an integer >= 0), not {text!r}")
+    return int(text)
+
+
+async def _log_since(conn: AsyncConnection, task_id: int, since: int) -> list[Row]:
+    log = t.task_log
+    query = sa.select(log).where(log.c.task_id == task_id, log.c.id > since).order_by(log.c.id)
+    return await fetch_all(conn, query)
+
+
+async def _log_facts(conn: AsyncConnection, task_id: int) -> tuple[int, int]:
+    """The task's highest log element id (0 if none) and its log's size in characters."""
+    log = t.task_log
+    query = sa.select(
+        sa.func.coalesce(sa.func.max(log.c.id), 0),
+        sa.func.coalesce(sa.func.sum(sa.func.length(log.c.message) + 1), 0),
+    ).where(log.c.task_id == task_id)
+    cursor, size = (await conn.execute(query)).one()
+    return int(cursor), int(size)
+
+
+ROOT_STATUS = {
+    "Queued": "Pending",
+    "Executing": "Running",
+    "Cancelling": "Running",
+    "Success": "Success",
+    "Failed": "Failed",
+    "Canceled": "Canceled",
+    "TimedOut": "Failed",
+}
+
+
 async def get_details(request: web.Request) -> web.Response:
+    since = _since(request)
     async with context_of(request).store.connect() as conn:
         row = await _task_or_404(conn, request)
         steps = await store_tasks.activities(conn, row["id"])
-        entries = await store_tasks.log_of(conn, row["id"])
+        workers = {s["activity_id"]: s for s in await store_steps.steps_of(conn, row["id"])}
+        entries = await _log_since(conn, row["id"], since)
+        cursor, size = await _log_facts(conn, row["id"])
     task = task_resource(row, context_of(request).now())
+    by_activity: dict[int | None, list[dict[str, Any]]] = {}
+    for entry in entries:
+        by_activity.setdefault(entry["activity_id"], []).append(_element(entry))
     children = []
     for step in steps:
-        children.append(
-            {
-                "Id": f"ServerTasks-{row['id']}_{step['id']}",
-                "Name": step["name"],
-                "Started": iso(step["started"]),
-                "Ended": iso(step["ended"]),
-                "Status": step["status"],
-                "Children": [],
-                "ShowAtSummaryLevel": True,
-                "ProgressPercentage": 0,
-                "ProgressMessage": None,
-                "LogElements": [_element(e) for e in entries if e["activity_id"] == step["id"]],
-            }
-        )
+        child: dict[str, Any] = {
+            "Id": f"ServerTasks-{row['id']}_{step['id']}",
+            "Name": step["name"],
+            "Started": iso(step["started"]),
+            "Ended": iso(step["ended"]),
+            "Status": step["status"],
+            "Children": [],
+            "ShowAtSummaryLevel": True,
+            "ProgressPercentage": 0,
+            "ProgressMessage": None,
+            "LogElements": by_activity.get(step["id"], []),
+        }
+        leased = workers.get(step["id"])
+        if leased is not None:
+            child["Worker"] = leased["worker_name"]
+            child["OutputVariables"] = list(leased["output_variables"] or [])
+        children.append(child)
     done = sum(step["ended"] is not None for step in steps)
-    root_status = {
-        "Queued": "Pending",
-        "Executing": "Running",
-        "Cancelling": "Running",
-        "Success": "Success",
-        "Failed": "Failed",
-        "Canceled": "Canceled",
-        "TimedOut": "Failed",
-    }[row["state"]]
+    root_status = ROOT_STATUS[row["state"]]
     if root_status == "Success" and row["has_warnings_or_errors"]:
         root_status = "SuccessWithWarning"
     root = {
@@ -191,7 +238,7 @@ async def get_details(request: web.Request) -> web.Response:
         "Ended": task["CompletedTime"],
         "Children": children,
         "ShowAtSummaryLevel": True,
-        "LogElements": [_element(e) for e in entries if e["activity_id"] is None],
+        "LogElements": by_activity.get(None, []),
     }
     percent = 100 if task["IsCompleted"] else (int(100 * done / len(steps)) if steps else 0)
     return web.json_response(
@@ -199,10 +246,21 @@ async def get_details(request: web.Request) -> web.Response:
             "Id": task["Id"],
             "Task": task,
             "ActivityLogs": [root],
-            "PhysicalLogSize": sum(len(e["message"]) + 1 for e in entries),
+            "PhysicalLogSize": size,
+            "NextLogCursor": cursor,
             "Progress": {"ProgressPercentage": percent, "EstimatedTimeRemaining": None},
             "Links": {"Self": f"{task['Links']['Self']}/details"},
         }
+    )
+
+
+async def get_state(request: web.Request) -> web.Response:
+    async with context_of(request).store.connect() as conn:
+        row = await _task_or_404(conn, request)
+    task = task_resource(row, context_of(request).now())
+    keys = ("Id", "State", "IsCompleted", "FinishedSuccessfully", "HasWarningsOrErrors")
+    return web.json_response(
+        {**{key: task[key] for key in keys}, "ErrorMessage": row["error_message"] or ""}
     )
 
 
@@ -290,12 +348,16 @@ def _shown(value: Any) -> str:
     return json.dumps(value)[:80]
 
 
-async def _scope_errors(conn: AsyncConnection, space: int, arguments: dict[str, Any]) -> list[str]:
-    """What is wrong with a health check's ``Arguments``, each naming its field. Unknown
+async def _scope_errors(
+    conn: AsyncConnection, space: int, arguments: dict[str, Any], name: str | None = None
+) -> list[str]:
+    """What is wrong with a task's ``Arguments``, each naming its field. Unknown
     ids are 422s, as for a worker's ``WorkerPoolIds``: the body names them, the route does
     not (a 404 would say the route /api/tasks is missing)."""
+    own = adhoc_errors(arguments) if name == "AdHocScript" else []
     return (
-        await _pool_errors(conn, space, arguments)
+        own
+        + await _pool_errors(conn, space, arguments)
         + await _machine_errors(conn, space, arguments)
         + _timeout_errors(arguments)
     )
@@ -324,11 +386,11 @@ async def create_task(request: web.Request) -> web.Response:
         )
     context = context_of(request)
     async with context.store.transaction() as conn:
-        errors = fields.errors + await _scope_errors(conn, space, arguments)
+        errors = fields.errors + await _scope_errors(conn, space, arguments, name)
         if errors:
             raise invalid(errors)
         assert name is not None
-        description = description or await _describe(conn, arguments)
+        description = description or await _describe(conn, name, arguments)
         number = await store_tasks.submit(conn, space, name, description, arguments, context.now())
         task_id = ids.format_id(ids.SERVER_TASK, number)
         await note(conn, request, "TaskQueued", f"Task {description} queued", task_id)
@@ -338,11 +400,18 @@ async def create_task(request: web.Request) -> web.Response:
     return web.json_response(task_resource(row, context.now()), status=201)
 
 
-async def _describe(conn: AsyncConnection, arguments: dict[str, Any]) -> str:
-    """A Health task's description, naming its pool or workers as people know them
+async def _describe(conn: AsyncConnection, name: str, arguments: dict[str, Any]) -> str:
+    """A task's description, naming its pool or workers as people know them
     (``arguments`` is valid: every id exists)."""
     scope = arguments.get("WorkerpoolId") or arguments.get("WorkerPoolId")
     machines = arguments.get("MachineIds") or []
+    if name == "AdHocScript":
+        if machines:
+            names = await _names(conn, t.workers, machines, ids.WORKER)
+            return f"Run a script on {', '.join(names)}"
+        pool = (await _names(conn, t.worker_pools, [scope], ids.WORKER_POOL))[0] if scope else ""
+        which = "every worker" if arguments.get("TargetAllWorkers") else "a worker"
+        return f"Run a script on {which} of {pool or 'the default pool'}"
     if scope:
         [pool] = await _names(conn, t.worker_pools, [scope], ids.WORKER_POOL)
         return f"Check health of the workers in {pool}"
@@ -357,6 +426,26 @@ async def _names(conn: AsyncConnection, table: sa.Table, wanted: list[str], kind
     query = sa.select(table.c.id, table.c.name).where(table.c.id.in_(numbers))
     names = {row["id"]: row["name"] for row in await fetch_all(conn, query)}
     return [names.get(number, one) for number, one in zip(numbers, wanted, strict=True)]
+
+
+async def rerun_task(request: web.Request) -> web.Response:
+    """A new queued task with the same name, description and arguments (as stored:
+    sensitive values stay as they are kept, never shown)."""
+    context = context_of(request)
+    async with context.store.transaction() as conn:
+        old = await _task_or_404(conn, request)
+        number = await store_tasks.submit(
+            conn, old["space_id"], old["name"], old["description"], old["arguments"],
+            context.now(),
+        )  # fmt: skip
+        task_id = ids.format_id(ids.SERVER_TASK, number)
+        shown = ids.format_id(ids.SERVER_TASK, old["id"])
+        await note(conn, request, "TaskQueued", f"Task {old['description']} queued again "
+                   f"(a rerun of {shown})", task_id)  # fmt: skip
+        row = await store_tasks.task(conn, number)
+    assert row is not None
+    await context.changed("tasks")
+    return web.json_response(task_resource(row, context.now()), status=201)
 
 
 async def cancel_task(request: web.Request) -> web.Response:
@@ -385,3 +474,5 @@ def add_routes(routes: Routes) -> None:
     routes.get("/tasks/{id:ServerTasks-[0-9]+}/details", get_details)
     routes.get("/tasks/{id:ServerTasks-[0-9]+}/raw", get_raw)
     routes.post("/tasks/{id:ServerTasks-[0-9]+}/cancel", cancel_task)
+    routes.get("/tasks/{id:ServerTasks-[0-9]+}/state", get_state)
+    routes.post("/tasks/rerun/{id:ServerTasks-[0-9]+}", rerun_task)

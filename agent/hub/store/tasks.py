@@ -11,6 +11,7 @@ failed the task) cannot write its end over the one written since.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -69,17 +70,22 @@ async def task(conn: AsyncConnection, task_id: int) -> Row | None:
     return await fetch_one(conn, sa.select(t.server_tasks).where(t.server_tasks.c.id == task_id))
 
 
-async def claim(conn: AsyncConnection, owner: Owner, now: datetime) -> Row | None:
-    """Take the oldest queued task for ``owner``; None if there is none (or another
-    node took it first)."""
+async def claim(
+    conn: AsyncConnection,
+    owner: Owner,
+    now: datetime,
+    names: Collection[str] | None = None,
+    excluding: Collection[str] | None = None,
+) -> Row | None:
+    """Take the oldest queued task for ``owner`` (of ``names`` only, or not of
+    ``excluding``, when given); None if there is none (or another node took it first)."""
     tasks = t.server_tasks
-    oldest = await fetch_one(
-        conn,
-        sa.select(tasks.c.id)
-        .where(tasks.c.state == QUEUED)
-        .order_by(tasks.c.queue_time, tasks.c.id)
-        .limit(1),
-    )
+    query = sa.select(tasks.c.id).where(tasks.c.state == QUEUED)
+    if names is not None:
+        query = query.where(tasks.c.name.in_(list(names)))
+    if excluding is not None:
+        query = query.where(tasks.c.name.not_in(list(excluding)))
+    oldest = await fetch_one(conn, query.order_by(tasks.c.queue_time, tasks.c.id).limit(1))
     if oldest is None:
         return None
     taken = await conn.execute(
@@ -168,22 +174,53 @@ STOPPED = "the hub stopped while this task ran"
 
 
 async def abandon_unfinished(
-    conn: AsyncConnection, node: str, now: datetime, reason: str = STOPPED
+    conn: AsyncConnection,
+    node: str,
+    now: datetime,
+    reason: str = STOPPED,
+    keep: Collection[str] = (),
 ) -> list[int]:
     """Tasks this node was running when it stopped: failed with ``reason``. Returns their
     ids. Only a process that holds the node's lease, or that has just removed the
     expired lease of a node that died (agent.hub.lease), may call it: no other live
-    process runs them then. Node names are compared whatever their case."""
+    process runs them then. Node names are compared whatever their case. Tasks named
+    in ``keep`` (the resumable ones) are left for ``take_over``."""
     tasks = t.server_tasks
     rows = await fetch_all(
         conn,
         sa.select(tasks.c.id).where(
             sa.func.lower(tasks.c.server_node) == sa.func.lower(sa.literal(node)),
             tasks.c.state.in_(RUNNING),
+            tasks.c.name.not_in(list(keep)),
         ),
     )
     failed = [row["id"] for row in rows if await finish(conn, row["id"], FAILED, now, reason)]
     return failed
+
+
+async def take_over(
+    conn: AsyncConnection, node: str, owner: Owner, names: Collection[str]
+) -> list[Row]:
+    """The running tasks named ``names`` this node left when it stopped, made ``owner``'s
+    (its new lease token): the process that ran them is gone (same rule as
+    ``abandon_unfinished``). Returns them, oldest first."""
+    tasks = t.server_tasks
+    where = [
+        sa.func.lower(tasks.c.server_node) == sa.func.lower(sa.literal(node)),
+        tasks.c.state.in_(RUNNING),
+        tasks.c.name.in_(list(names)),
+    ]
+    rows = await fetch_all(conn, sa.select(tasks.c.id).where(*where).order_by(tasks.c.id))
+    numbers = [row["id"] for row in rows]
+    if not numbers:
+        return []
+    await conn.execute(
+        sa.update(tasks)
+        .where(tasks.c.id.in_(numbers), *where)
+        .values(server_node=owner.node, server_token=owner.token)
+    )
+    query = sa.select(tasks).where(tasks.c.id.in_(numbers)).order_by(tasks.c.id)
+    return await fetch_all(conn, query)
 
 
 async def start_activity(conn: AsyncConnection, task_id: int, name: str, now: datetime) -> int:

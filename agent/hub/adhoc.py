@@ -1,0 +1,208 @@
+"""AdHocScript tasks: a script run on one worker of a pool, some named ones, or all.
+
+The workers are chosen by ``rules.dispatch`` (healthy, enabled members of the
+pool, the least busy one unless ``MachineIds`` or ``TargetAllWorkers`` say
+otherwise; the built-in worker for a pool with no members); each runs the script
+as one step of ``agent.hub.steps``, at most ``MaxParallelism`` at once. Scripts
+run without the agents' isolation mutex: a worker runs steps of many tasks at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from agent.client import Backoff, ScriptRequest, Worker
+from agent.hub import ids
+from agent.hub.reach import WorkerReach
+from agent.hub.rules.adhoc import script_syntax
+from agent.hub.rules.dispatch import DEFAULT_MAX_PARALLELISM, Member, select
+from agent.hub.runner import Outcome, TaskLog
+from agent.hub.steps import (
+    CANCELED,
+    FAILED,
+    TIMED_OUT,
+    ChosenWorker,
+    Refused,
+    StepLog,
+    StepResult,
+    run_steps,
+)
+from agent.hub.store import Store
+from agent.hub.store import steps as store_steps
+from agent.hub.store import tables as t
+from agent.hub.store.records import Row, fetch_all, fetch_one
+
+BUILTIN_NAME = "built-in worker"
+# a step's calls ride out a dropped connection or a restarting agent for this long
+STEP_RETRY = Backoff(first=0.5, cap=5.0, deadline=120.0)
+POLLING_WAIT = 60.0  # seconds a polling worker may take to connect for a step
+
+
+class AdHocWork:
+    """One worker's part of an AdHocScript task: its script, nothing around it."""
+
+    def __init__(self, task: Row) -> None:
+        self.task = task
+
+    def _request(self, ticket: str) -> ScriptRequest:
+        arguments = self.task["arguments"]
+        return ScriptRequest(
+            body=str(arguments["ScriptBody"]),
+            syntax=script_syntax(arguments.get("Syntax")) or "bash",
+            arguments=[str(a) for a in arguments.get("ScriptArguments") or []],
+            isolation="none",
+            task_id=ids.format_id(ids.SERVER_TASK, self.task["id"]),
+            ticket=ticket,
+        )
+
+    async def prepare(self, worker: Worker, ticket: str, log: StepLog) -> ScriptRequest:
+        return self._request(ticket)
+
+    async def resume(self, worker: Worker, ticket: str, log: StepLog) -> ScriptRequest:
+        return self._request(ticket)
+
+    async def collect(
+        self, worker: Worker, ticket: str, result: StepResult, log: StepLog
+    ) -> StepResult:
+        return result
+
+    def masked(self) -> Sequence[str]:
+        return ()
+
+
+class Shared:
+    """A Worker the engine may close after each step without closing it (the built-in one)."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.capabilities = worker.capabilities
+        self.upload = worker.upload
+        self.download = worker.download
+        self.execute = worker.execute
+        self.cancel = worker.cancel
+
+    async def close(self) -> None:
+        return None
+
+
+class StepWorkers:
+    """How the executors choose and reach the workers of a task's steps."""
+
+    def __init__(self, store: Store, reach: WorkerReach, builtin: Worker | None) -> None:
+        self.store = store
+        self.reach = reach
+        self.builtin = builtin
+
+    async def choose(self, task: Row) -> list[ChosenWorker]:
+        """The workers of the task's pool that run it; Refused saying why if none."""
+        arguments = task["arguments"]
+        async with self.store.connect() as conn:
+            pool = await self._pool(conn, task["space_id"], arguments)
+            members = await fetch_all(
+                conn,
+                sa.select(t.workers)
+                .join(t.worker_pool_members, t.worker_pool_members.c.worker_id == t.workers.c.id)
+                .where(t.worker_pool_members.c.pool_id == pool["id"]),
+            )
+            busy = await store_steps.busy(conn, [m["id"] for m in members])
+        machines = [ids.parse_id(ids.WORKER, m) for m in arguments.get("MachineIds") or []]
+        selection = select(
+            pool["name"],
+            [
+                Member(m["id"], m["name"], m["is_disabled"], m["health_status"], busy[m["id"]])
+                for m in members
+            ],
+            machines or None,
+            bool(arguments.get("TargetAllWorkers")),
+            self.builtin is not None,
+            {number: ids.format_id(ids.WORKER, number) for number in machines},
+        )
+        if selection.error is not None:
+            raise Refused(selection.error)
+        if selection.builtin:
+            return [ChosenWorker(BUILTIN_NAME, None, builtin=True)]
+        return [ChosenWorker(m.name, m.id) for m in selection.workers]
+
+    @staticmethod
+    async def _pool(conn: Any, space: int, arguments: dict[str, Any]) -> Row:
+        pools = t.worker_pools
+        wanted = arguments.get("WorkerPoolId") or arguments.get("WorkerpoolId")
+        query = sa.select(pools).where(pools.c.space_id == space)
+        if wanted:
+            query = query.where(pools.c.id == ids.parse_id(ids.WORKER_POOL, wanted))
+        else:
+            query = query.where(pools.c.is_default.is_(True))
+        pool = await fetch_one(conn, query)
+        if pool is None:
+            raise Refused(f"there is no worker pool {wanted or '(the default)'} any more")
+        return pool
+
+    async def connect(self, chosen: ChosenWorker) -> Worker:
+        if chosen.builtin:
+            if self.builtin is None:
+                raise Refused("the built-in worker is disabled on this hub node")
+            return Shared(self.builtin)
+        async with self.store.connect() as conn:
+            row = await fetch_one(
+                conn, sa.select(t.workers).where(t.workers.c.id == chosen.worker_id)
+            )
+        if row is None:
+            raise Refused(f"the worker {chosen.name} was deleted")
+        return self.reach.client(row, wait=POLLING_WAIT, retry=STEP_RETRY)
+
+
+def remaining(task: Row, now: datetime) -> float | None:
+    """Seconds left of the task's ``Timeout`` (counted from its start), None if none."""
+    timeout = task["arguments"].get("Timeout")
+    if timeout is None:
+        return None
+    started = task["start_time"] or now
+    return max(0.0, float(timeout) - (now - started).total_seconds())
+
+
+def outcome_of(results: Sequence[StepResult], timeout: Any = None) -> Outcome:
+    """The task's outcome from its steps': any timed out -> TimedOut, any canceled ->
+    Canceled, any failed -> Failed with their messages, else Success."""
+    states = {result.state for result in results}
+    if TIMED_OUT in states:
+        return Outcome(False, error=f"the task timed out after {timeout} s", state=TIMED_OUT)
+    if CANCELED in states:
+        return Outcome(False, error="canceled", state=CANCELED)
+    errors = [r.error or "failed" for r in results if r.state == FAILED]
+    if errors:
+        return Outcome(False, error="; ".join(errors))
+    return Outcome(True)
+
+
+class AdHocScripts:
+    """The executor of ``AdHocScript`` tasks."""
+
+    def __init__(self, store: Store, reach: WorkerReach, builtin: Worker | None, now: Any) -> None:
+        self.workers = StepWorkers(store, reach, builtin)
+        self.now = now
+
+    async def __call__(self, task: Row, task_log: TaskLog) -> Outcome:
+        arguments = task["arguments"]
+        parallelism = int(arguments.get("MaxParallelism") or DEFAULT_MAX_PARALLELISM)
+
+        async def choose() -> list[ChosenWorker]:
+            return await self.workers.choose(task)
+
+        try:
+            results = await run_steps(
+                task_log,
+                choose,
+                self.workers.connect,
+                lambda chosen: AdHocWork(task),
+                parallelism,
+                remaining(task, self.now()),
+                task_log.cancel,
+            )
+        except Refused as refused:
+            await task_log.write(None, [("Error", str(refused))])
+            return Outcome(False, error=str(refused))
+        return outcome_of(results, arguments.get("Timeout"))

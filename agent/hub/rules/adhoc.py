@@ -1,0 +1,71 @@
+"""AdHocScript arguments (pure): what a script task may ask for, each fault named.
+
+``ScriptBody`` (required text), ``Syntax`` (Bash, Python, sh, any case; Bash when
+absent), ``ScriptArguments`` (a list of strings), ``TargetAllWorkers`` (a bool),
+``MaxParallelism`` (an integer >= 1), ``Timeout`` (seconds > 0). The pool and the
+workers (``WorkerPoolId``, ``MachineIds``) are checked against the store by the API.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+SYNTAXES = {"bash": "bash", "python": "python", "sh": "sh"}
+MAX_SCRIPT_CHARS = 1024 * 1024  # a script body is text people wrote, not a payload
+MAX_PARALLELISM = 1000
+
+
+def script_syntax(value: Any) -> str | None:
+    """The agent's syntax for an ``Arguments.Syntax`` (Bash, Python, sh; any case;
+    absent or null: bash), None if it is not one of them."""
+    if value is None:
+        return "bash"
+    return SYNTAXES.get(value.lower()) if isinstance(value, str) else None
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(value)[:80]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def adhoc_errors(arguments: dict[str, Any]) -> list[str]:
+    """What is wrong with an AdHocScript task's ``Arguments`` (besides pool and
+    workers), each entry naming its field and what was expected."""
+    errors = []
+    body = arguments.get("ScriptBody")
+    if not isinstance(body, str) or not body.strip():
+        errors.append(f"Arguments.ScriptBody is required: the script's text, not {_shown(body)}")
+    elif len(body) > MAX_SCRIPT_CHARS:
+        errors.append(
+            f"Arguments.ScriptBody must be at most {MAX_SCRIPT_CHARS} characters, not {len(body)}"
+        )
+    if script_syntax(arguments.get("Syntax")) is None:
+        errors.append(
+            "Arguments.Syntax must be one of Bash, Python, sh (any case), "
+            f"not {_shown(arguments.get('Syntax'))}"
+        )
+    script_arguments = arguments.get("ScriptArguments")
+    if script_arguments is not None and (
+        not isinstance(script_arguments, list)
+        or not all(isinstance(a, str) for a in script_arguments)
+    ):
+        errors.append(
+            'Arguments.ScriptArguments must be a list of strings (e.g. ["--fast"]), '
+            f"not {_shown(script_arguments)}"
+        )
+    target_all = arguments.get("TargetAllWorkers")
+    if target_all is not None and not isinstance(target_all, bool):
+        errors.append(f"Arguments.TargetAllWorkers must be true or false, not {_shown(target_all)}")
+    parallelism = arguments.get("MaxParallelism")
+    if parallelism is not None and (
+        not _is_int(parallelism) or not 1 <= parallelism <= MAX_PARALLELISM
+    ):
+        errors.append(
+            f"Arguments.MaxParallelism must be an integer from 1 to {MAX_PARALLELISM}, "
+            f"not {_shown(parallelism)}"
+        )
+    return errors

@@ -1,0 +1,144 @@
+"""A task's steps in the store: one ``task_steps`` row per invocation on one worker.
+
+A step is leased (its row inserted, Pending, with the worker and the script
+ticket) before its script starts, so that a restarted node re-attaches by
+ticket instead of starting it again. Its log lines are stored with its
+``next_log_sequence`` in one transaction: after a restart the lines below that
+sequence are known to be stored, the ones from it are not.
+
+States: Pending (leased, its script not sent yet) -> Running (its start is being
+or was sent: the worker may be running it) -> Success | Failed | Canceled | TimedOut.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from agent.hub.store import tables as t
+from agent.hub.store.records import Row, fetch_all
+
+PENDING, RUNNING = "Pending", "Running"
+ACTIVE = (PENDING, RUNNING)
+ENDED = ("Success", "Failed", "Canceled", "TimedOut")
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who runs one step: the worker (None for the built-in one), shown as ``name``."""
+
+    worker_id: int | None
+    name: str
+    builtin: bool
+    ticket: str
+
+
+async def lease(
+    conn: AsyncConnection,
+    task_id: int,
+    leases: Sequence[Lease],
+    activities: Sequence[int],
+    node: str,
+) -> None:
+    """Insert the steps of a task, Pending, each with its activity (same order)."""
+    for step, activity in zip(leases, activities, strict=True):
+        await conn.execute(
+            sa.insert(t.task_steps).values(
+                task_id=task_id,
+                activity_id=activity,
+                worker_id=step.worker_id,
+                worker_name=step.name,
+                builtin=step.builtin,
+                ticket=step.ticket,
+                state=PENDING,
+                next_log_sequence=0,
+                output_variables=[],
+                server_node=node,
+            )
+        )
+
+
+async def steps_of(conn: AsyncConnection, task_id: int) -> list[Row]:
+    """The task's steps, in the order they were leased."""
+    query = sa.select(t.task_steps).where(t.task_steps.c.task_id == task_id)
+    return await fetch_all(conn, query.order_by(t.task_steps.c.id))
+
+
+async def mark_running(conn: AsyncConnection, step_id: int, now: datetime) -> None:
+    await conn.execute(
+        sa.update(t.task_steps)
+        .where(t.task_steps.c.id == step_id)
+        .values(state=RUNNING, started=now)
+    )
+
+
+async def store_lines(
+    conn: AsyncConnection,
+    task_id: int,
+    step: Row,
+    lines: Sequence[tuple[str, str]],
+    next_sequence: int,
+    now: datetime,
+) -> None:
+    """Append ``(category, message)`` lines to the step's activity and move its cursor
+    to ``next_sequence``: called in one transaction, so a restart sees both or neither."""
+    if lines:
+        await conn.execute(
+            sa.insert(t.task_log),
+            [
+                {
+                    "task_id": task_id,
+                    "activity_id": step["activity_id"],
+                    "category": category,
+                    "message": message,
+                    "occurred": now,
+                }
+                for category, message in lines
+            ],
+        )
+    await conn.execute(
+        sa.update(t.task_steps)
+        .where(t.task_steps.c.id == step["id"])
+        .values(next_log_sequence=next_sequence)
+    )
+
+
+async def end(
+    conn: AsyncConnection,
+    step_id: int,
+    state: str,
+    exit_code: int | None,
+    error: str | None,
+    output_variables: list[dict[str, Any]],
+    now: datetime,
+) -> None:
+    await conn.execute(
+        sa.update(t.task_steps)
+        .where(t.task_steps.c.id == step_id)
+        .values(
+            state=state,
+            exit_code=exit_code,
+            error=error,
+            output_variables=output_variables,
+            ended=now,
+        )
+    )
+
+
+async def busy(conn: AsyncConnection, worker_ids: Sequence[int]) -> dict[int, int]:
+    """How many active (Pending or Running) steps each of ``worker_ids`` has, in any task."""
+    if not worker_ids:
+        return {}
+    steps = t.task_steps
+    query = (
+        sa.select(steps.c.worker_id, sa.func.count())
+        .where(steps.c.worker_id.in_(list(worker_ids)), steps.c.state.in_(ACTIVE))
+        .group_by(steps.c.worker_id)
+    )
+    counts = {row[0]: int(row[1]) for row in (await conn.execute(query)).all()}
+    return {worker: counts.get(worker, 0) for worker in worker_ids}
