@@ -320,6 +320,8 @@ async def test_a_connection_cut_mid_step_loses_and_repeats_no_line(
     finally:
         await forwarder.stop()
     assert running.returncode == 0, (out, err)
+    # (a GET cut on a kept-alive connection is sent again by aiohttp itself, or by the
+    # follower after "cannot reach the hub": either way, by the cursor)
     lines = out.splitlines()
     shown = [line for line in lines if line.startswith("[web-1] line ")]
     assert shown == [f"[web-1] line {i}" for i in range(1, 7)], out
@@ -340,6 +342,10 @@ async def test_a_hub_restart_while_following_loses_and_repeats_no_line(
             await exists(tmp_path / "started.web-1", "the script started")
             polling_port = hub.server.polling_port
             await hub.server.stop()
+            assert running.stderr is not None
+            lost = await asyncio.wait_for(asyncio.to_thread(running.stderr.readline), HANG)
+            assert "cannot reach the hub" in lost, lost  # the follower saw it go
+            assert "trying again for up to" in lost, lost
             port = int(hub.api.url.rsplit(":", 1)[1])
             restarted = HubServer(hub.home, __version__)
             await restarted.start(f"127.0.0.1:{port}", polling_port=polling_port)
@@ -349,6 +355,7 @@ async def test_a_hub_restart_while_following_loses_and_repeats_no_line(
         if restarted is not None:
             await restarted.stop()
     assert running.returncode == 0, (out, err)
+    assert "Reached the hub again" in err, err
     lines = out.splitlines()
     for text in ("before", "started on web-1", "released on web-1", "after"):
         assert lines.count(f"[web-1] {text}") == 1, out
