@@ -45,6 +45,7 @@ TASK_STATES = ("Queued", "Executing", "Cancelling", "Success", "Failed", "Cancel
 DESCRIPTION_WIDTH = 60
 TASK_ID = re.compile(r"(?:servertasks-)?([0-9]{1,18})", re.IGNORECASE)
 MASKED = "********"
+UNFINISHED = ("Pending", "Running", "Queued", "Executing", "Cancelling")
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,10 @@ class TaskWatch:
                 if number > self.cursor:
                     lines.append((number, _prefixed(worker, element["MessageText"])))
             step = bool(worker and activity.get("Worker"))
-            if step and activity.get("Ended") and activity["Id"] not in self.ended:
+            # by its status: Ended alone is not enough (a step's activity may carry one
+            # while it is still Pending or Running)
+            over = activity.get("Ended") and activity.get("Status") not in UNFINISHED
+            if step and over and activity["Id"] not in self.ended:
                 self.ended.add(activity["Id"])
                 endings.append(_prefixed(worker, f"finished: {activity['Status']}"))
         lines.sort(key=lambda line: line[0])

@@ -145,6 +145,11 @@ async def test_run_on_all_workers_prefixes_each_line_and_shows_output_variables(
         assert lines.index(f"[{worker}] hello world") < lines.index(f"[{worker}] second line")
         assert f"  [{worker}] Greeting = hi" in lines, result.out
         assert sum(line == f"[{worker}] hello world" for line in lines) == 1  # never twice
+        # its end once, after its lines (not while it was Pending or Running)
+        assert [line for line in lines if line.startswith(f"[{worker}] finished: ")] == [
+            f"[{worker}] finished: Success"
+        ], result.out
+        assert lines.index(f"[{worker}] finished: Success") > lines.index(f"[{worker}] second line")
     assert "##octopus" not in result.out  # the service message is not a line for people
     assert lines.index("Output variables:") > lines.index("[web-1] second line")
     assert lines[-1].startswith(f"{task_id} Success in "), result.out

@@ -79,6 +79,14 @@ def test_new_lines_are_prefixed_by_their_worker_in_the_order_they_were_stored() 
     assert watch.cursor == 6
 
 
+def test_a_step_is_finished_by_its_status_not_by_an_end_time_alone() -> None:
+    watch = TaskWatch()
+    for status in ("Pending", "Running"):
+        assert watch.news(details([step(1, "web-1", [], ended=True, status=status)])) == []
+    ended = details([step(1, "web-1", [], ended=True, status="Failed")])
+    assert watch.news(ended) == ["[web-1] finished: Failed"]
+
+
 def test_the_cursor_follows_the_hub_even_without_new_lines() -> None:
     watch = TaskWatch(cursor=3)
     assert watch.news(details([], cursor=9)) == []
