@@ -55,7 +55,10 @@ class Worker(Protocol):
         """Run ``request`` to completion, handing every log line to ``on_output`` once, in
         order. Started once per ``request.ticket``: executing the same ticket again (after
         a hub restart, say) follows the script already running. Setting ``cancel``
-        cancels it; the outcome then still carries its real exit code."""
+        cancels it; the outcome then still carries its real exit code. If
+        ``on_output`` has an async ``drained()`` method, it is awaited after each
+        delivery before more output is fetched (the caller's backpressure: the hub
+        stores lines before asking for more), and before the script's end is returned."""
         ...
 
     async def cancel(self, ticket: str) -> None:

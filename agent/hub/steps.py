@@ -165,7 +165,7 @@ async def _leased(task_log: TaskLog, choose: Choose) -> list[Row]:
             for one in chosen
         ]
         for activity in activities:  # shown Pending until the step runs
-            await store_tasks.end_activity(conn, activity, "Pending", now)
+            await store_steps.activity_status(conn, activity, "Pending")
         await store_steps.lease(conn, task_log.task_id, leases, activities, task_log.owner.node)
         return await store_steps.steps_of(conn, task_log.task_id)
 
@@ -297,7 +297,11 @@ class _Engine:
                 await asyncio.gather(running, return_exceptions=True)
 
     async def _activity(self, step: Row, status: str) -> None:
-        await self.task_log.end(step["activity_id"], status)
+        async with self.task_log.store.transaction() as conn:
+            await store_tasks.ensure_owned(conn, self.task_log.task_id, self.task_log.owner)
+            await store_steps.activity_status(
+                conn, step["activity_id"], status, self.task_log.now()
+            )
 
     async def _mark_running(self, step: Row) -> None:
         async with self.task_log.store.transaction() as conn:

@@ -69,6 +69,18 @@ async def steps_of(conn: AsyncConnection, task_id: int) -> list[Row]:
     return await fetch_all(conn, query.order_by(t.task_steps.c.id))
 
 
+async def activity_status(
+    conn: AsyncConnection, activity_id: int, status: str, started: datetime | None = None
+) -> None:
+    """A step's activity shown ``status`` (Pending, Running) while it has not ended."""
+    values: dict[str, Any] = {"status": status, "ended": None}
+    if started is not None:
+        values["started"] = started
+    await conn.execute(
+        sa.update(t.task_activities).where(t.task_activities.c.id == activity_id).values(**values)
+    )
+
+
 async def mark_running(conn: AsyncConnection, step_id: int, now: datetime) -> None:
     await conn.execute(
         sa.update(t.task_steps)

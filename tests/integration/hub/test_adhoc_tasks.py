@@ -1,0 +1,304 @@
+"""AdHocScript tasks through a real hub on real agents (listening and polling): the
+log served by cursor, output variables, a failing step, the task cap with Health
+outside it and the queue's order, MaxParallelism, a worker running steps of several
+tasks at once, cancel in each state, timeouts, selection's refusals."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.hub.store import steps as store_steps
+from tests.helpers.agent import AgentProcess
+from tests.helpers.eventually import eventually
+from tests.helpers.hub import RunningHub
+from tests.integration.hub.tasks_helpers import (
+    add_worker,
+    counting_script,
+    finished,
+    most_at_once,
+    started,
+    state_of,
+    submit,
+)
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+async def _worker(
+    hub: RunningHub, tmp_path: Path, name: str, polling: bool = False
+) -> AgentProcess:
+    port = hub.server.polling_port if polling else None
+    return await add_worker(hub.api, hub.home.identity(), tmp_path, name, port)
+
+
+async def _steps(hub: RunningHub, task: dict[str, Any]) -> list[Any]:
+    assert hub.server.store is not None
+    async with hub.server.store.connect() as conn:
+        return await store_steps.steps_of(conn, int(task["Id"].removeprefix("ServerTasks-")))
+
+
+async def test_a_script_runs_on_a_worker_and_its_log_is_served_by_cursor(
+    hub: RunningHub, tmp_path: Path
+) -> None:
+    agent = await _worker(hub, tmp_path, "web-1")
+    try:
+        body = (
+            'echo "hello $1"\necho oops >&2\n'
+            f"echo \"##octopus[setVariable name='{b64('Greeting')}' value='{b64('hi there')}']\"\n"
+            "for i in $(seq 1 50); do echo line-$i; done\n"
+        )
+        task = await submit(hub.api, ScriptBody=body, Syntax="bash", ScriptArguments=["you"])
+        done = await finished(hub.api, task)
+        assert (done["State"], done["ErrorMessage"]) == ("Success", "")
+        details = await hub.api.get(f"/api/tasks/{task['Id']}/details")
+        [step] = details["ActivityLogs"][0]["Children"]
+        assert (step["Name"], step["Worker"], step["Status"]) == ("web-1", "web-1", "Success")
+        assert step["OutputVariables"] == [
+            {"Name": "Greeting", "Value": "hi there", "IsSensitive": False}
+        ]
+        # stdout in order; stderr (another pipe) wherever it came, as an Error
+        out = [e["MessageText"] for e in step["LogElements"] if e["Category"] == "Info"]
+        assert out == ["hello you", *(f"line-{i}" for i in range(1, 51))]
+        errors = [e["MessageText"] for e in step["LogElements"] if e["Category"] == "Error"]
+        assert errors == ["oops"]
+        ids = [e["Id"] for e in step["LogElements"]]
+        assert ids == sorted(ids)
+        assert details["NextLogCursor"] == ids[-1]
+        # a follower asks from a cursor: only what is newer, the activities all listed
+        later = await hub.api.get(f"/api/tasks/{task['Id']}/details?since={ids[40]}")
+        [again] = later["ActivityLogs"][0]["Children"]
+        assert [e["Id"] for e in again["LogElements"]] == ids[41:]
+        nothing = await hub.api.get(f"/api/tasks/{task['Id']}/details?since={ids[-1]}")
+        assert nothing["ActivityLogs"][0]["Children"][0]["LogElements"] == []
+        assert nothing["NextLogCursor"] == ids[-1]
+        state = await hub.api.get(f"/api/tasks/{task['Id']}/state")
+        assert state == {
+            "Id": task["Id"], "State": "Success", "IsCompleted": True,
+            "FinishedSuccessfully": True, "HasWarningsOrErrors": False, "ErrorMessage": "",
+        }  # fmt: skip
+        raw = await hub.api.session.get(
+            f"{hub.api.url}/api/tasks/{task['Id']}/raw",
+            headers={"X-Octopus-ApiKey": str(hub.api.key)},
+        )
+        assert "web-1: hello you" in await raw.text()
+        [row] = await _steps(hub, task)
+        assert (row["state"], row["exit_code"], row["worker_name"]) == ("Success", 0, "web-1")
+        status, rerun = await hub.api.request("POST", f"/api/tasks/rerun/{task['Id']}")
+        assert status == 201, rerun
+        assert (rerun["Name"], rerun["Arguments"]) == ("AdHocScript", task["Arguments"])
+        assert rerun["Id"] != task["Id"]
+        assert (await finished(hub.api, rerun))["State"] == "Success"
+    finally:
+        agent.stop()
+
+
+async def test_a_failing_step_fails_the_task_with_its_message(
+    hub: RunningHub, tmp_path: Path
+) -> None:
+    agent = await _worker(hub, tmp_path, "web-1", polling=True)
+    try:
+        task = await submit(hub.api, ScriptBody="echo before\nexit 3", Syntax="SH")
+        done = await finished(hub.api, task)
+        assert (done["State"], done["ErrorMessage"]) == (
+            "Failed",
+            "web-1: the script exited with code 3",
+        )
+        details = await hub.api.get(f"/api/tasks/{task['Id']}/details")
+        [step] = details["ActivityLogs"][0]["Children"]
+        assert step["Status"] == "Failed"
+        texts = [e["MessageText"] for e in step["LogElements"]]
+        assert texts == ["before", "web-1: the script exited with code 3"]
+    finally:
+        agent.stop()
+
+
+async def test_the_task_cap_holds_health_runs_beside_it_and_the_queue_keeps_its_order(
+    hub: RunningHub, tmp_path: Path
+) -> None:
+    """Seven one-worker tasks on one polling worker, cap 5: five run at once (on that
+    one worker: steps of several tasks), the sixth starts before the seventh when one
+    ends, and a health check runs meanwhile without waiting."""
+    agent = await _worker(hub, tmp_path, "web-1", polling=True)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    try:
+        script = counting_script(shared)
+        tasks = [
+            await submit(hub.api, ScriptBody=script, ScriptArguments=[f"t{n}"]) for n in range(1, 8)
+        ]
+        await eventually(lambda: len(started(shared)) == 5, "five tasks started")
+        assert sorted(started(shared)) == [f"t{n}" for n in range(1, 6)]
+        assert [await state_of(hub.api, t) for t in tasks[5:]] == ["Queued", "Queued"]
+        status, health = await hub.api.request("POST", "/api/tasks", json={"Name": "Health"})
+        assert status == 201
+        assert (await finished(hub.api, health))["State"] == "Success"
+        assert len(started(shared)) == 5  # the queue did not move meanwhile
+        (shared / "release-t3").touch()
+        await eventually(lambda: len(started(shared)) == 6, "a sixth task started")
+        assert started(shared)[-1] == "t6"
+        assert await state_of(hub.api, tasks[6]) == "Queued"
+        (shared / "release-all").touch()
+        for task in tasks:
+            assert (await finished(hub.api, task))["State"] == "Success"
+        assert most_at_once(shared) == 5
+    finally:
+        agent.stop()
+
+
+async def test_max_parallelism_holds_across_every_worker_of_a_pool(
+    hub: RunningHub, tmp_path: Path
+) -> None:
+    agents = [
+        await _worker(hub, tmp_path, "web-1"),
+        await _worker(hub, tmp_path, "web-2", polling=True),
+        await _worker(hub, tmp_path, "web-3"),
+    ]
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    try:
+        task = await submit(
+            hub.api,
+            ScriptBody=counting_script(shared),
+            ScriptArguments=["all"],
+            TargetAllWorkers=True,
+            MaxParallelism=2,
+        )
+        await eventually(lambda: len(started(shared)) == 2, "two steps started")
+        rows = await _steps(hub, task)
+        assert sorted(row["state"] for row in rows) == ["Pending", "Running", "Running"]
+        (shared / "release-all").touch()
+        assert (await finished(hub.api, task))["State"] == "Success"
+        assert len(started(shared)) == 3
+        assert most_at_once(shared) == 2
+        details = await hub.api.get(f"/api/tasks/{task['Id']}/details")
+        workers = sorted(c["Worker"] for c in details["ActivityLogs"][0]["Children"])
+        assert workers == ["web-1", "web-2", "web-3"]
+    finally:
+        for agent in agents:
+            agent.stop()
+
+
+async def test_cancel_in_each_state(hub: RunningHub, tmp_path: Path) -> None:
+    agent = await _worker(hub, tmp_path, "web-1")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    try:
+        script = counting_script(shared)
+        running = [
+            await submit(hub.api, ScriptBody=script, ScriptArguments=[f"t{n}"]) for n in range(1, 6)
+        ]
+        queued = await submit(hub.api, ScriptBody=script, ScriptArguments=["t6"])
+        await eventually(lambda: len(started(shared)) == 5, "five tasks started")
+        # Queued: canceled at once, never started
+        status, answer = await hub.api.request("POST", f"/api/tasks/{queued['Id']}/cancel")
+        assert (status, answer["State"]) == (200, "Canceled")
+        # Executing with its step running: its script is cancelled, then the task
+        status, answer = await hub.api.request("POST", f"/api/tasks/{running[0]['Id']}/cancel")
+        assert (status, answer["State"]) == (200, "Cancelling")
+        done = await finished(hub.api, running[0])
+        assert done["State"] == "Canceled"
+        [row] = await _steps(hub, running[0])
+        assert row["state"] == "Canceled"
+        details = await hub.api.get(f"/api/tasks/{running[0]['Id']}/details")
+        assert details["ActivityLogs"][0]["Children"][0]["Status"] == "Canceled"
+        (shared / "release-all").touch()
+        for task in running[1:]:
+            assert (await finished(hub.api, task))["State"] == "Success"
+        assert not (shared / "done-t1").exists()  # the cancelled script was stopped
+        assert "t6" not in started(shared)
+        # a finished task: cancel changes nothing
+        status, answer = await hub.api.request("POST", f"/api/tasks/{running[1]['Id']}/cancel")
+        assert (status, answer["State"]) == (200, "Success")
+    finally:
+        agent.stop()
+
+
+async def test_a_task_past_its_timeout_is_timed_out_and_its_scripts_cancelled(
+    hub: RunningHub, tmp_path: Path
+) -> None:
+    agent = await _worker(hub, tmp_path, "web-1")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    try:
+        task = await submit(
+            hub.api, ScriptBody=counting_script(shared), ScriptArguments=["slow"], Timeout=1
+        )
+        done = await finished(hub.api, task)
+        assert done["State"] == "TimedOut"
+        assert "timed out" in done["ErrorMessage"]
+        [row] = await _steps(hub, task)
+        assert row["state"] == "TimedOut"
+        (shared / "release-all").touch()
+        assert not (shared / "done-slow").exists()
+    finally:
+        agent.stop()
+
+
+async def test_an_empty_pool_without_a_built_in_worker_fails_saying_so(hub: RunningHub) -> None:
+    status, pool = await hub.api.request("POST", "/api/workerpools", json={"Name": "Empty"})
+    assert status == 201, pool
+    task = await submit(hub.api, ScriptBody="echo hi", WorkerPoolId=pool["Id"])
+    done = await finished(hub.api, task)
+    assert (done["State"], done["ErrorMessage"]) == (
+        "Failed",
+        "the pool Empty has no workers and the built-in worker is disabled",
+    )
+
+
+async def test_a_pool_of_unavailable_workers_fails_naming_them(
+    hub: RunningHub, tmp_path: Path
+) -> None:
+    agent = await _worker(hub, tmp_path, "web-1")
+    agent.stop()
+    status, health = await hub.api.request("POST", "/api/tasks", json={"Name": "Health"})
+    assert status == 201
+    await finished(hub.api, health)
+    task = await submit(hub.api, ScriptBody="echo hi")
+    done = await finished(hub.api, task)
+    assert (done["State"], done["ErrorMessage"]) == (
+        "Failed",
+        "no healthy worker in Default Worker Pool (web-1 Unavailable)",
+    )
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        ({}, "Arguments.ScriptBody is required"),
+        ({"ScriptBody": "  "}, "Arguments.ScriptBody is required"),
+        ({"ScriptBody": 3}, "Arguments.ScriptBody is required"),
+        ({"ScriptBody": "x", "Syntax": "PowerShell"}, "Arguments.Syntax must be one of"),
+        ({"ScriptBody": "x", "ScriptArguments": "a b"}, "Arguments.ScriptArguments must be"),
+        ({"ScriptBody": "x", "ScriptArguments": [1]}, "Arguments.ScriptArguments must be"),
+        ({"ScriptBody": "x", "TargetAllWorkers": "yes"}, "Arguments.TargetAllWorkers must be"),
+        ({"ScriptBody": "x", "MaxParallelism": 0}, "Arguments.MaxParallelism must be"),
+        ({"ScriptBody": "x", "MaxParallelism": 2.5}, "Arguments.MaxParallelism must be"),
+        ({"ScriptBody": "x", "MaxParallelism": True}, "Arguments.MaxParallelism must be"),
+        ({"ScriptBody": "x", "Timeout": 0}, "Arguments.Timeout must be"),
+        ({"ScriptBody": "x", "WorkerPoolId": "WorkerPools-99"}, "WorkerPools-99"),
+        ({"ScriptBody": "x", "MachineIds": ["Workers-9"]}, "Workers-9"),
+        ({"ScriptBody": "x", "MachineIds": "Workers-9"}, "Arguments.MachineIds must be"),
+    ],
+)
+async def test_bad_arguments_are_422_naming_the_field(
+    hub: RunningHub, arguments: dict[str, Any], named: str
+) -> None:
+    status, answer = await hub.api.request(
+        "POST", "/api/tasks", json={"Name": "AdHocScript", "Arguments": arguments}
+    )
+    assert status == 422, answer
+    assert any(named in error for error in answer["Errors"]), answer
+    assert await hub.api.get("/api/tasks/all") == []
+
+
+async def test_a_bad_cursor_is_400(hub: RunningHub) -> None:
+    task = await submit(hub.api, ScriptBody="echo hi", WorkerPoolId="WorkerPools-1")
+    status, answer = await hub.api.request("GET", f"/api/tasks/{task['Id']}/details?since=-1")
+    assert status == 400
+    assert "since must be a log cursor" in answer["ErrorMessage"]
