@@ -33,7 +33,8 @@ ALLOWED: dict[str, set[str]] = {
                "services"},
     "client": {"errors", "atomicfile", "filechunks", "protocol", "certs", "transport"},
     "calamari": set(),
-    # calamari: the hub masks and reads service messages as the executor does
+    # calamari: the hub masks and reads service messages as the executor does, and
+    # reads package names as it does
     "hub": {"errors", "atomicfile", "certs", "config", "client", "scripts", "calamari"},
     "cli": {"errors", "atomicfile", "protocol", "certs", "config", "transport", "scripts",
             "services", "daemon", "client", "calamari", "hub"},

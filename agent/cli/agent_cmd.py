@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -83,7 +84,7 @@ def agent_command(instance_name: str | None, log_format: str, grace: float) -> N
     try:
         with instance_lock(config.home):
             identity = _identity(instance.name, config.identity_path, config.home)
-            executable = shutil.which("tentacle") or sys.argv[0]
+            executable = own_executable()
             run = AgentRun(instance.name, config, identity, grace, context.environ, executable,
                            config_path=instance.config_path)  # fmt: skip
             run_on_loop(_serve(run, signals), context.environ, announce=True)
@@ -105,6 +106,16 @@ class _CannotStart(click.ClickException):
     """The agent cannot start now, for a reason that may pass (unlike a configuration)."""
 
     exit_code = EXIT_FAILURE
+
+
+def own_executable() -> str:
+    """The `tentacle` the agent's scripts call (TentacleExecutablePath): the one installed
+    beside this interpreter first (the same installation as this agent, also in a
+    virtualenv that is not on the PATH), else the PATH's, else how this was started."""
+    beside = Path(sys.executable).parent / "tentacle"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("tentacle") or sys.argv[0]
 
 
 def _identity(name: str, path: Path, home: Path) -> Identity:

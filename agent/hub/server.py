@@ -24,12 +24,15 @@ from agent.hub.api.app import build_app
 from agent.hub.api.context import HubContext, utc_now
 from agent.hub.api.limits import PARSER_LIMIT
 from agent.hub.api.redact import loggable_target
+from agent.hub.deploy import Deployments
 from agent.hub.health import HealthChecks
 from agent.hub.home import HomeLock, HubHome, shared_port
 from agent.hub.lease import LeaseLost, NodeLease
+from agent.hub.packages import ArtifactFiles, Repository
 from agent.hub.reach import WorkerReach
 from agent.hub.runner import TaskRunner
 from agent.hub.scheduler import Scheduler
+from agent.hub.secrets import HubKey
 from agent.hub.store import Store, open_store
 from agent.hub.store import tasks as store_tasks
 from agent.hub.store.records import fact, initialise
@@ -116,6 +119,7 @@ class HubServer:
     trust: PollingTrust | None = None
     home_lock: HomeLock | None = None
     lease: NodeLease | None = None
+    repository: Repository | None = None
 
     async def start(self, listen: str | None = None, polling_port: int | None = None) -> str:
         """Lock the home, check its ports are free, migrate, take the node's lease (before
@@ -171,6 +175,11 @@ class HubServer:
             ) from None
         self.trust.start()
         self.reach = reach = WorkerReach(settings, self.listener)
+        self.repository = Repository(self.home.path)
+        self.repository.sweep_incoming()  # what a killed upload left
+        artifact_files = ArtifactFiles(self.home.path)
+        artifact_files.sweep_incoming()
+        key = HubKey.of_home(self.home.path)
         self.tasks = TaskRunner(
             store,
             store_tasks.Owner(self.home.settings.node_name, self.lease.token),
@@ -179,6 +188,9 @@ class HubServer:
                 "Health": HealthChecks(store, reach, utc_now),
                 # builtin: the hub's built-in worker, None until it is wired in
                 "AdHocScript": AdHocScripts(store, reach, None, utc_now),
+                "Deploy": Deployments(
+                    store, reach, None, utc_now, self.repository, key, artifact_files
+                ),
             },
             utc_now,
         )
@@ -195,6 +207,7 @@ class HubServer:
             polling_port=self.polling_port,
             on_change=self._changed,
             channel=settings,
+            extras={"packages": self.repository, "secrets": key, "artifacts": artifact_files},
         )
         self.runner = web.AppRunner(
             build_app(context),

@@ -40,6 +40,7 @@ class Forwarder:
         self.faults = 0
         self.fired = asyncio.Event()
         self._armed: Fault | None = None
+        self._cut_budget: int | None = None  # bytes toward the agent before a cut
         self._resets_due = 0
         self.resets = 0
         self._links: list[_Link] = []
@@ -61,6 +62,11 @@ class Forwarder:
     def arm(self, fault: Fault) -> None:
         """Break the connections when the agent next sends anything."""
         self._armed = fault
+
+    def cut_after(self, toward_agent: int) -> None:
+        """Cut every connection once ``toward_agent`` more bytes went to the agent: in
+        the middle of an upload, counted in bytes rather than time."""
+        self._cut_budget = toward_agent
 
     def reset_after_handshake(self, connections: int) -> None:
         """Reset the next ``connections`` connections right after their TLS handshake."""
@@ -103,6 +109,12 @@ class Forwarder:
                     break
                 if from_agent and self._armed is not None:
                     self._fire(self._armed)  # and these bytes never arrive
+                if not from_agent and self._cut_budget is not None:
+                    self._cut_budget -= len(data)
+                    if self._cut_budget <= 0:
+                        self._cut_budget = None
+                        self._fire("cut")  # and these bytes never arrive
+                        break
                 if link.frozen.is_set() or link.dialer.transport.is_closing():
                     break
                 sink.write(data)

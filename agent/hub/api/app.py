@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from agent.hub.api import discover, events, policies, pools, spaces, tasks, workers
+from agent.hub.api import (
+    artifacts,
+    discover,
+    events,
+    packages,
+    policies,
+    pools,
+    spaces,
+    tasks,
+    workers,
+)
 from agent.hub.api.auth import auth_middleware
 from agent.hub.api.context import CONTEXT, HubContext
 from agent.hub.api.errors import errors_middleware
@@ -12,7 +22,7 @@ from agent.hub.api.limits import limits_middleware
 from agent.hub.api.routes import Routes
 
 # the fixed routes under /workers first: discover, then workers' own
-RESOURCES = [spaces, discover, workers, pools, policies, tasks, events]
+RESOURCES = [spaces, discover, workers, pools, policies, tasks, events, packages, artifacts]
 
 
 def build_app(context: HubContext) -> web.Application:

@@ -19,6 +19,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agent.hub import ids
+from agent.hub.api import deployments
 from agent.hub.api.bodies import Fields, json_object
 from agent.hub.api.collections import respond_all, respond_page
 from agent.hub.api.common import iso, note
@@ -27,12 +28,13 @@ from agent.hub.api.errors import bad_request, invalid, not_found
 from agent.hub.api.routes import Routes, collection_path, space_of, space_path
 from agent.hub.rules.adhoc import adhoc_errors
 from agent.hub.rules.filters import BadFilter, choices
+from agent.hub.secrets import shown_arguments
 from agent.hub.store import steps as store_steps
 from agent.hub.store import tables as t
 from agent.hub.store import tasks as store_tasks
 from agent.hub.store.records import Row, fetch_all, fetch_one
 
-TASK_NAMES = ("Health", "AdHocScript")
+TASK_NAMES = ("Health", "AdHocScript", "Deploy")
 # a task's description is a line in lists and events (Octopus's are a short sentence)
 MAX_DESCRIPTION = 1000
 
@@ -59,7 +61,7 @@ def task_resource(row: Row, now: datetime) -> dict[str, Any]:
         "SpaceId": ids.format_id(ids.SPACE, row["space_id"]),
         "Name": row["name"],
         "Description": row["description"],
-        "Arguments": row["arguments"],
+        "Arguments": shown_arguments(row["arguments"]),  # sensitive values masked
         "State": state,
         "Completed": end.strftime("%A, %d %B %Y %H:%M:%S %z") if end else None,
         "QueueTime": iso(row["queue_time"]),
@@ -387,6 +389,9 @@ async def create_task(request: web.Request) -> web.Response:
     context = context_of(request)
     async with context.store.transaction() as conn:
         errors = fields.errors + await _scope_errors(conn, space, arguments, name)
+        if name == "Deploy":  # the package exists; sensitive values sealed before stored
+            more, arguments = await deployments.deploy_arguments(conn, space, arguments, request)
+            errors += more
         if errors:
             raise invalid(errors)
         assert name is not None
@@ -405,6 +410,10 @@ async def _describe(conn: AsyncConnection, name: str, arguments: dict[str, Any])
     (``arguments`` is valid: every id exists)."""
     scope = arguments.get("WorkerpoolId") or arguments.get("WorkerPoolId")
     machines = arguments.get("MachineIds") or []
+    if name == "Deploy":
+        names = await _names(conn, t.workers, machines, ids.WORKER) if machines else []
+        pool = (await _names(conn, t.worker_pools, [scope], ids.WORKER_POOL))[0] if scope else ""
+        return deployments.describe(arguments, pool, names)
     if name == "AdHocScript":
         if machines:
             names = await _names(conn, t.workers, machines, ids.WORKER)

@@ -1,0 +1,358 @@
+"""Deploy tasks through a real hub on real agents (listening and polling): a package
+with a templated config installed on two workers by the executor, sent once per
+content hash, output variables and artifacts collected, sensitive values kept out of
+every answer, the database, the log and the workers' disks; a failing Deploy.sh, bad
+arguments, and a connection cut in the middle of the package's upload."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.helpers.agent import AgentProcess
+from tests.helpers.eventually import eventually
+from tests.helpers.forwarder import Forwarder
+from tests.helpers.hub import RunningHub
+from tests.integration.hub.tasks_helpers import add_worker, finished
+
+SECRET = "Sup3r-S3cret-Passw0rd-71c9"
+DEPLOY_SH = """\
+set -e
+machine=$(get_octopusvariable Octopus.Machine.Name)
+echo "deploying to $machine with $(get_octopusvariable DbPassword)"
+printf '%s' "$(get_octopusvariable DbPassword)" | sha256sum | cut -c1-64 > secret.sha
+if [ "$(get_octopusvariable FailHere)" = "yes" ]; then
+  fail_step "the database on $machine is not reachable"
+fi
+echo "report of $machine" > report.txt
+new_octopusartifact "$PWD/report.txt" "report-$machine.txt"
+set_octopusvariable Deployed "yes-$machine"
+"""
+
+
+def package_bytes(padding: int = 0) -> bytes:
+    """A real package: a templated config and Deploy.sh (and ``padding`` random bytes,
+    stored as they are, to make its upload take many frames)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("app.config", "port=#{Port}\nname=#{Octopus.Machine.Name}\n")
+        archive.writestr("Deploy.sh", DEPLOY_SH)
+        if padding:
+            archive.writestr("blob.bin", os.urandom(padding), zipfile.ZIP_STORED)
+    return buffer.getvalue()
+
+
+async def upload(hub: RunningHub, name: str, data: bytes) -> dict[str, Any]:
+    form = aiohttp.FormData()
+    form.add_field("fileToUpload", data, filename=name)
+    status, body = await hub.api.request("POST", "/api/packages/raw", data=form)
+    assert status == 201, body
+    return body  # type: ignore[no-any-return]
+
+
+def variables(**extra: str) -> list[dict[str, Any]]:
+    listed: list[dict[str, Any]] = [
+        {"Name": "Port", "Value": "8080", "IsSensitive": False},
+        {"Name": "DbPassword", "Value": SECRET, "IsSensitive": True},
+        {"Name": "Octopus.Action.SubstituteInFiles.TargetFiles", "Value": "app.config"},
+    ]
+    return listed + [{"Name": k, "Value": v, "IsSensitive": False} for k, v in extra.items()]
+
+
+async def deploy(hub: RunningHub, **arguments: Any) -> dict[str, Any]:
+    body = {
+        "PackageId": "Acme.Web",
+        "PackageVersion": "1.0.0",
+        "Variables": variables(),
+        "TargetAllWorkers": True,
+        **arguments,
+    }
+    status, task = await hub.api.request(
+        "POST", "/api/tasks", json={"Name": "Deploy", "Arguments": body}
+    )
+    assert status == 201, task
+    return task  # type: ignore[no-any-return]
+
+
+def steps_of(details: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {step["Worker"]: step for step in details["ActivityLogs"][0]["Children"]}
+
+
+def outputs(step: dict[str, Any]) -> dict[str, str]:
+    return {v["Name"]: v["Value"] for v in step["OutputVariables"]}
+
+
+def cache_file(agent: AgentProcess, package: dict[str, Any]) -> Path:
+    return agent.home / "Files" / "packages" / f"{package['Hash']}.zip"
+
+
+def files_holding(root: Path, needle: bytes) -> list[Path]:
+    """Every file under ``root`` whose bytes hold ``needle``."""
+    found = []
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = Path(folder) / name
+            if path.is_file() and not path.is_symlink() and needle in path.read_bytes():
+                found.append(path)
+    return found
+
+
+def check_installed(
+    step: dict[str, Any], name: str, agent: AgentProcess, package: dict[str, Any]
+) -> None:
+    """The step's installation on its worker: config substituted, the secret received."""
+    assert step["Status"] == "Success"
+    values = outputs(step)
+    assert values["Deployed"] == f"yes-{name}"
+    folder = Path(values["Package.InstallationDirectoryPath"])
+    assert folder.is_relative_to(agent.home), folder
+    # the templated config, substituted on the worker
+    assert (folder / "app.config").read_text() == f"port=8080\nname={name}\n"
+    # the script had the sensitive value (its hash proves it) ...
+    assert (folder / "secret.sha").read_text().strip() == hashlib.sha256(
+        SECRET.encode()
+    ).hexdigest()
+    texts = [e["MessageText"] for e in step["LogElements"]]
+    assert f"deploying to {name} with ********" in texts
+    assert any("Sending Acme.Web 1.0.0" in text for text in texts)
+    cached = cache_file(agent, package).read_bytes()
+    assert hashlib.sha256(cached).hexdigest() == package["Hash"]
+
+
+async def check_artifacts(hub: RunningHub, task: dict[str, Any]) -> None:
+    """Each worker's report, fetched into the hub and downloadable."""
+    listed = await hub.api.get(f"/api/artifacts?regarding={task['Id']}")
+    assert listed["TotalResults"] == 2
+    by_name = {item["Filename"]: item for item in listed["Items"]}
+    assert sorted(by_name) == ["report-web-1.txt", "report-web-2.txt"]
+    for name in ("web-1", "web-2"):
+        item = by_name[f"report-{name}.txt"]
+        assert (item["Source"], item["ServerTaskId"]) == (name, task["Id"])
+        one = await hub.api.get(f"/api/artifacts/{item['Id']}")
+        assert one["Links"]["Content"].endswith(f"/artifacts/{item['Id']}/content")
+        async with hub.api.session.get(
+            f"{hub.api.url}/api/artifacts/{item['Id']}/content",
+            headers={"X-Octopus-ApiKey": str(hub.api.key)},
+        ) as content:
+            assert content.status == 200
+            assert await content.read() == f"report of {name}\n".encode()
+
+
+def released(home: Path) -> bool:
+    """Whether every script workspace of the agent in ``home`` is gone."""
+    return not [p for p in (home / "Work").iterdir() if not p.name.startswith(".")]
+
+
+async def answers_of(hub: RunningHub, task: dict[str, Any]) -> str:
+    """Everything the API says about the task, as text."""
+    paths = [
+        f"/api/tasks/{task['Id']}",
+        f"/api/tasks/{task['Id']}/details",
+        f"/api/tasks/{task['Id']}/state",
+        "/api/tasks",
+        "/api/tasks/all",
+        "/api/events",
+        f"/api/artifacts?regarding={task['Id']}",
+    ]
+    texts = [json.dumps(await hub.api.get(path)) for path in paths]
+    async with hub.api.session.get(
+        f"{hub.api.url}/api/tasks/{task['Id']}/raw", headers={"X-Octopus-ApiKey": str(hub.api.key)}
+    ) as raw:
+        texts.append(await raw.text())
+    return "\n".join(texts)
+
+
+async def test_a_package_is_deployed_to_two_workers_sent_once_and_its_secrets_kept(
+    hub: RunningHub, tmp_path: Path
+) -> None:
+    web1 = await add_worker(hub.api, hub.home.identity(), tmp_path, "web-1")
+    web2 = await add_worker(
+        hub.api, hub.home.identity(), tmp_path, "web-2", hub.server.polling_port
+    )
+    try:
+        package = await upload(hub, "Acme.Web.1.0.0.zip", package_bytes())
+        task = await deploy(hub)
+        assert task["Description"] == "Deploy Acme.Web 1.0.0 to every worker of the default pool"
+        shown = {v["Name"]: v for v in task["Arguments"]["Variables"]}
+        assert shown["DbPassword"] == {
+            "Name": "DbPassword",
+            "Value": "********",
+            "IsSensitive": True,
+        }
+        done = await finished(hub.api, task)
+        assert (done["State"], done["ErrorMessage"]) == ("Success", "")
+
+        details = await hub.api.get(f"/api/tasks/{task['Id']}/details")
+        steps = steps_of(details)
+        assert sorted(steps) == ["web-1", "web-2"]
+        for name, agent in (("web-1", web1), ("web-2", web2)):
+            check_installed(steps[name], name, agent, package)
+
+        # ... which is nowhere in clear: not in any answer, the database, the workers' disks
+        assert SECRET not in await answers_of(hub, task)
+        assert "SealedValue" not in await answers_of(hub, task)
+        for agent in (web1, web2):
+            assert files_holding(agent.home, SECRET.encode()) == []
+            await eventually(functools.partial(released, agent.home), "workspaces released")
+        if hub.home.settings.database.startswith("sqlite"):
+            assert files_holding(hub.home.path, SECRET.encode()) == []
+        assert not (hub.home.path / "Deploy").exists() or not any(
+            (hub.home.path / "Deploy").iterdir()
+        )
+
+        await check_artifacts(hub, task)
+
+        # a rerun (its sensitive value carried over) finds the package in both caches
+        before = {agent.home: cache_file(agent, package).stat() for agent in (web1, web2)}
+        status, rerun = await hub.api.request("POST", f"/api/tasks/rerun/{task['Id']}")
+        assert status == 201, rerun
+        assert SECRET not in json.dumps(rerun)
+        again = await finished(hub.api, rerun)
+        assert (again["State"], again["ErrorMessage"]) == ("Success", "")
+        for agent in (web1, web2):
+            after = cache_file(agent, package).stat()
+            assert (after.st_ino, after.st_mtime_ns) == (
+                before[agent.home].st_ino,
+                before[agent.home].st_mtime_ns,
+            )
+        rerun_steps = steps_of(await hub.api.get(f"/api/tasks/{rerun['Id']}/details"))
+        for name, step in rerun_steps.items():
+            texts = [e["MessageText"] for e in step["LogElements"]]
+            assert any("in the package cache of " + name + " already" in x for x in texts)
+            assert not any("Sending" in x for x in texts)
+            folder = Path(outputs(step)["Package.InstallationDirectoryPath"])
+            assert (folder / "secret.sha").read_text().strip() == hashlib.sha256(
+                SECRET.encode()
+            ).hexdigest()
+        assert SECRET not in await answers_of(hub, rerun)
+    finally:
+        web1.stop()
+        web2.stop()
+
+
+async def test_a_failing_deploy_script_fails_the_task_with_its_message(
+    hub: RunningHub, tmp_path: Path
+) -> None:
+    agent = await add_worker(hub.api, hub.home.identity(), tmp_path, "web-1")
+    try:
+        await upload(hub, "Acme.Web.1.0.0.zip", package_bytes())
+        task = await deploy(hub, Variables=variables(FailHere="yes"))
+        done = await finished(hub.api, task)
+        assert done["State"] == "Failed"
+        assert done["ErrorMessage"] == (
+            "web-1: deployment failed: Deploy.sh returned exit code 1: "
+            "the database on web-1 is not reachable"
+        )
+        [step] = steps_of(await hub.api.get(f"/api/tasks/{task['Id']}/details")).values()
+        assert step["Status"] == "Failed"
+        assert "Tentacle.Deploy.FailureMessage" not in outputs(step)
+        # it failed before its artifact: none
+        assert (await hub.api.get(f"/api/artifacts?regarding={task['Id']}"))["TotalResults"] == 0
+        assert SECRET not in await answers_of(hub, task)
+        assert files_holding(agent.home, SECRET.encode()) == []
+    finally:
+        agent.stop()
+
+
+async def test_bad_deploy_arguments_are_refused_naming_each(hub: RunningHub) -> None:
+    await upload(hub, "Acme.Web.1.0.0.zip", package_bytes())
+    cases: list[tuple[dict[str, Any], list[str]]] = [
+        ({}, ["Arguments.PackageId is required", "Arguments.PackageVersion is required"]),
+        (
+            {"PackageId": "Acme.Web", "PackageVersion": "9.9.9"},
+            ["there is no package Acme.Web 9.9.9 in this space's repository"],
+        ),
+        (
+            {"PackageId": "Acme.Web", "PackageVersion": "1.0.0", "Variables": {"a": 1}},
+            ["Arguments.Variables must be a list like"],
+        ),
+        (
+            {
+                "PackageId": "Acme.Web",
+                "PackageVersion": "1.0.0",
+                "Variables": [
+                    {"Name": "A", "Value": 3},
+                    {"Name": "a", "Value": "x"},
+                    {"Name": "B", "Value": 5, "IsSensitive": True},
+                    {"Name": "C", "Value": "x", "IsSensitive": "yes"},
+                    {"Value": "no name"},
+                    "text",
+                ],
+                "MaxParallelism": 0,
+                "TargetAllWorkers": "all",
+            },
+            [
+                "Arguments.Variables[0].Value (A) must be text or null, not 3",
+                "Arguments.Variables[1]: the variable 'a' is given more than once",
+                "Arguments.Variables[2].Value (B) must be text or null, not a sensitive value",
+                "Arguments.Variables[3].IsSensitive (C) must be true or false",
+                "Arguments.Variables[4].Name must be text",
+                "Arguments.Variables[5] must be an object",
+                "Arguments.MaxParallelism must be an integer from 1",
+                "Arguments.TargetAllWorkers must be true or false",
+            ],
+        ),
+    ]
+    for arguments, expected in cases:
+        status, body = await hub.api.request(
+            "POST", "/api/tasks", json={"Name": "Deploy", "Arguments": arguments}
+        )
+        assert status == 422, (arguments, body)
+        said = "\n".join(body["Errors"])
+        for text in expected:
+            assert text in said, (text, body)
+    assert await hub.api.get("/api/tasks/all?name=Deploy") == []
+
+
+async def test_a_connection_cut_during_the_upload_is_ridden_out(
+    hub: RunningHub, tmp_path: Path
+) -> None:
+    """The hub reaches the listening worker through a forwarder that resets every
+    connection once 1 MiB of the 4 MiB package went through: the upload is sent
+    again whole, and the deployment succeeds."""
+    agent = await add_worker(hub.api, hub.home.identity(), tmp_path, "web-1")
+    forwarder = Forwarder(agent.port, agent_dials=False)
+    port = await forwarder.start()
+    try:
+        [worker] = await hub.api.get("/api/workers/all")
+        status, body = await hub.api.request(
+            "PUT",
+            f"/api/workers/{worker['Id']}",
+            json={**worker, "Uri": f"https://127.0.0.1:{port}/",
+                  "Endpoint": {**worker["Endpoint"], "Uri": f"https://127.0.0.1:{port}/"}},
+        )  # fmt: skip
+        assert status == 200, body
+        data = package_bytes(padding=4 * 1024 * 1024)
+        package = await upload(hub, "Acme.Web.1.0.0.zip", data)
+        forwarder.cut_after(1024 * 1024)
+        task = await deploy(hub)
+        done = await finished(hub.api, task)
+        assert (done["State"], done["ErrorMessage"]) == ("Success", "")
+        assert forwarder.faults == 1
+        assert (
+            hashlib.sha256(cache_file(agent, package).read_bytes()).hexdigest() == package["Hash"]
+        )
+        # the cut-off upload left nothing beside it
+        assert sorted(p.name for p in cache_file(agent, package).parent.iterdir()) == [
+            cache_file(agent, package).name
+        ]
+    finally:
+        await forwarder.stop()
+        agent.stop()
+
+
+async def test_artifacts_and_packages_answer_404_and_400(hub: RunningHub) -> None:
+    status, body = await hub.api.request("GET", "/api/artifacts/Artifacts-9")
+    assert status == 404, body
+    status, body = await hub.api.request("GET", "/api/artifacts?regarding=Workers-1")
+    assert status == 400, body
+    assert "ServerTasks-N" in body["ErrorMessage"]
+    assert (await hub.api.get("/api/artifacts"))["TotalResults"] == 0
