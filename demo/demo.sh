@@ -217,6 +217,10 @@ tentacle hub deploy --pool "Default Worker Pool" --all-workers \
 grep -q "ListenPort = 8080" "$workdir/hub-deploy.out" && echo "Deployed to both workers through the hub"
 if grep -q "correct horse" "$workdir/hub-deploy.out"; then echo "a sensitive value was shown" >&2; exit 1; fi
 
+step "Deployed again to one worker: the hub holds the package already, the worker has it in its cache"
+tentacle hub deploy --pool "Default Worker Pool" --worker demo-listening \
+    --package "$workdir/Acme.Shop.1.0.0.zip" --variables "$workdir/hub-variables.json"
+
 step "Everything stops cleanly on SIGTERM"
 for pid in "$listening_pid" "$polling_pid" "$hub_pid"; do
     kill -TERM "$pid"

@@ -454,3 +454,79 @@ async def test_deploy_refuses_a_bad_variables_file_or_package_name(
     assert one_error_line(bad_name) == (
         "error: --package Acme.zip: expected a name like Id.1.2.3.zip or Id@1.2.3@hash.zip"
     )
+
+
+# --- hub deploy -------------------------------------------------------------------------------
+
+
+def package(tmp_path: Path, name: str, deploy_sh: str) -> Path:
+    """A package named ``name`` holding config/app.conf and Deploy.sh."""
+    import zipfile
+
+    tmp_path.mkdir(exist_ok=True)
+    path = tmp_path / name
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config/app.conf", "listen = #{Web.Port}\n")
+        archive.writestr("Deploy.sh", deploy_sh)
+    return path
+
+
+async def test_deploy_uploads_the_package_once_and_shows_the_output_variables(
+    hub: RunningHub, tentacle: TentacleCli, workers: list[AgentProcess], tmp_path: Path
+) -> None:
+    deploy_sh = ('cat config/app.conf\necho "the password is #{Db.Password}"\n'
+                 'set_octopusvariable Port "#{Web.Port}"\n')  # fmt: skip
+    first = package(tmp_path, "Acme.Web.1.0.0.zip", deploy_sh)
+    variables = tmp_path / "variables.json"
+    variables.write_text(
+        '[{"name": "Web.Port", "value": "8080"},'
+        ' {"name": "Octopus.Action.SubstituteInFiles.TargetFiles", "value": "config/*.conf"},'
+        ' {"name": "Db.Password", "value": "correct horse", "sensitive": true}]'
+    )
+    args = ["--pool", POOL, "--all-workers", "--package", str(first), "--variables", str(variables)]
+    result = await tentacle_hub(tentacle, hub, "deploy", *args)
+    assert result.code == 0, result
+    lines = result.out.splitlines()
+    assert lines[0] == f"Uploaded Acme.Web.1.0.0.zip to the hub ({first.stat().st_size} bytes)"
+    for worker in ("web-1", "web-2"):
+        assert f"[{worker}] listen = 8080" in lines, result.out
+        assert f"  [{worker}] Port = 8080" in lines, result.out
+        assert f"[{worker}] finished: Success" in lines, result.out
+    assert "correct horse" not in result.out + result.err  # masked before it was stored
+    task_id = lines[1].split(":")[0]
+    task = await task_of(hub, task_id)
+    assert (task["Name"], task["State"]) == ("Deploy", "Success")
+
+    # the same package again: not uploaded again
+    again = await tentacle_hub(tentacle, hub, "deploy", *args)
+    assert again.code == 0, again
+    assert again.out.splitlines()[0] == (
+        "Acme.Web 1.0.0 is in the hub's repository already (same content)"
+    )
+    # the same id and version with another content: refused, unless --replace
+    changed = package(tmp_path / "changed", "Acme.Web.1.0.0.zip", deploy_sh + "echo v2\n")
+    other = [*args[:3], "--package", str(changed), "--variables", str(variables)]
+    refused = await tentacle_hub(tentacle, hub, "deploy", *other)
+    assert refused.code == 1, refused
+    line = one_error_line(refused)
+    assert line.startswith("error: the hub holds Acme.Web 1.0.0 with another content"), line
+    assert "--replace" in line
+    replaced = await tentacle_hub(tentacle, hub, "deploy", *other, "--replace")
+    assert replaced.code == 0, replaced
+    assert replaced.out.startswith("Uploaded Acme.Web.1.0.0.zip"), replaced.out
+    assert "[web-1] v2" in replaced.out.splitlines(), replaced.out
+
+
+async def test_a_failing_deployment_exits_1_naming_the_worker(
+    hub: RunningHub, tentacle: TentacleCli, workers: list[AgentProcess], tmp_path: Path
+) -> None:
+    failing = package(tmp_path, "Acme.Broken.2.0.0.zip", 'echo "no disk"\nexit 4\n')
+    variables = tmp_path / "variables.json"
+    variables.write_text("{}")
+    args = ["--pool", POOL, "--worker", "web-2", "--package", str(failing)]
+    result = await tentacle_hub(tentacle, hub, "deploy", *args, "--variables", str(variables))
+    assert result.code == 1, result
+    assert "[web-2] no disk" in result.out.splitlines(), result.out
+    line = one_error_line(result)
+    assert " Failed: " in line, line
+    assert "web-2" in line, line
