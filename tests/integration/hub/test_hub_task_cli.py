@@ -273,6 +273,45 @@ async def test_ctrl_c_at_a_terminal_asks_and_cancel_cancels_the_task(
             os.close(terminal)
 
 
+async def test_ctrl_c_at_a_terminal_answering_stop_leaves_the_task_running(
+    hub: RunningHub, tentacle: TentacleCli, workers: list[AgentProcess], tmp_path: Path
+) -> None:
+    path = script(tmp_path, WAITING)
+    controller, terminal = pty.openpty()
+    try:
+        running = follower(
+            tentacle, hub, "run", "--pool", POOL, "--worker", "web-2", str(path), "--",
+            str(tmp_path), "web-2", stdin=terminal, stdout=terminal, stderr=terminal,
+        )  # fmt: skip
+        with reaped(running):
+            os.close(terminal)
+            terminal = -1
+            screen = Screen(controller)
+            await exists(tmp_path / "started.web-2", "the step started")
+            await screen.until("started on web-2")
+            running.send_signal(signal.SIGINT)
+            await screen.until("[cancel/stop]")
+            os.write(controller, b"\n")  # Enter: the safe answer, stop following
+            code = await asyncio.wait_for(asyncio.to_thread(running.wait), HANG)
+            await screen.until("--follow")
+        assert code == 130, screen.text
+        task_id = "ServerTasks-" + screen.text.split("ServerTasks-", 1)[1].split(":")[0]
+        assert f"Stopped following {task_id}; it goes on on the hub" in screen.text
+        assert (await task_of(hub, task_id))["State"] == "Executing"
+        (tmp_path / "release").touch()
+        await eventually(
+            lambda: task_state_is(hub, task_id, "Success"), "the task succeeded", timeout=HANG
+        )
+    finally:
+        os.close(controller)
+        if terminal >= 0:
+            os.close(terminal)
+
+
+async def task_state_is(hub: RunningHub, task_id: str, state: str) -> bool:
+    return (await task_of(hub, task_id))["State"] == state
+
+
 class Screen:
     """What a command printed on a pseudo-terminal, read as it comes."""
 
