@@ -17,6 +17,7 @@ no line is shown twice or lost.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import signal
 import sys
@@ -450,9 +451,11 @@ def run_command(
     submit_and_follow(connection, submit, no_wait)
 
 
-async def _packaged(hub: HubApi, package: Path, replace: bool) -> tuple[str, str]:
+async def _packaged(
+    hub: HubApi, package: Path, replace: bool, echo: Callable[[str], None]
+) -> tuple[str, str]:
     """The package's (PackageId, Version) in the hub's repository, uploaded first unless
-    the same id and version are there with the same content."""
+    the same id and version are there with the same content; ``echo`` says which."""
     try:
         package_id, version = package_identity(package)
     except DeploymentError as error:
@@ -465,7 +468,7 @@ async def _packaged(hub: HubApi, package: Path, replace: bool) -> tuple[str, str
             raise
         held = None
     if held is not None and str(held.get("Hash", "")).lower() == local_hash:
-        click.echo(f"{package_id} {version} is in the hub's repository already (same content)")
+        echo(f"{package_id} {version} is in the hub's repository already (same content)")
         return str(held["PackageId"]), str(held["Version"])
     if held is not None and not replace:
         raise HubViewError(
@@ -474,7 +477,7 @@ async def _packaged(hub: HubApi, package: Path, replace: bool) -> tuple[str, str
         )
     query = {"replace": "true"} if held is not None else {}
     stored = await hub.upload("/api/packages/raw", package, **query)
-    click.echo(f"Uploaded {package.name} to the hub ({stored['PackageSizeBytes']} bytes)")
+    echo(f"Uploaded {package.name} to the hub ({stored['PackageSizeBytes']} bytes)")
     return str(stored["PackageId"]), str(stored["Version"])
 
 
@@ -535,7 +538,9 @@ def deploy_command(
 
     async def submit(hub: HubApi) -> Any:
         scope = await _scope(hub, pool, workers, all_workers)
-        package_id, version = await _packaged(hub, package, replace)
+        # with --no-wait stdout is the task's id alone (TASK=$(tentacle hub deploy ...))
+        say = functools.partial(click.echo, err=no_wait)
+        package_id, version = await _packaged(hub, package, replace, say)
         task_arguments = {
             "PackageId": package_id,
             "PackageVersion": version,

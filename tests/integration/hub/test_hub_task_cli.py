@@ -554,6 +554,13 @@ async def test_deploy_uploads_the_package_once_and_shows_the_output_variables(
     assert replaced.code == 0, replaced
     assert replaced.out.startswith("Uploaded Acme.Web.1.0.0.zip"), replaced.out
     assert "[web-1] v2" in replaced.out.splitlines(), replaced.out
+    # --no-wait: stdout is the task's id alone, what a script captures
+    quiet = await tentacle_hub(tentacle, hub, "deploy", *other, "--no-wait")
+    assert quiet.code == 0, quiet
+    [task_id] = quiet.out.split()
+    assert "is in the hub's repository already" in quiet.err
+    followed = await tentacle_hub(tentacle, hub, "task", task_id, "--follow")
+    assert followed.code == 0, followed
 
 
 async def test_a_failing_deployment_exits_1_naming_the_worker(
