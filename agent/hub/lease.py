@@ -21,7 +21,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime
 
 import psutil
@@ -58,6 +58,10 @@ class NodeLease:
         self.token = secrets.token_hex(16)
         self.lost = asyncio.Event()
         self.renewals = 0
+        # tasks of a dead node that this node takes over instead of failing (the
+        # resumable ones: agent.hub.runner re-attaches them), and whom to tell
+        self.adopts: Collection[str] = ()
+        self.on_adopted: Callable[[], None] | None = None
         self._renewing: asyncio.Task[None] | None = None
 
     def _mine(self) -> Row:
@@ -129,7 +133,16 @@ class NodeLease:
                 if not await nodes.remove_expired(conn, row, now, self.lease_seconds):
                     continue  # it renewed meanwhile, or another node was first
                 reason = abandoned(row, now, LeaseState.EXPIRED)
-                ids = await store_tasks.abandon_unfinished(conn, row["name"], now, reason)
+                ids = await store_tasks.abandon_unfinished(
+                    conn, row["name"], now, reason, keep=self.adopts
+                )
+                adopted = await store_tasks.adopt(conn, row["name"], self.name, self.adopts)
+            if adopted and self.on_adopted is not None:
+                log.warning(
+                    "taking over %d task(s) of the dead hub node %r: %s", len(adopted),
+                    row["name"], ", ".join(f"ServerTasks-{number}" for number in adopted),
+                )  # fmt: skip
+                self.on_adopted()
             log.warning(
                 "the hub node %r (process %s on %s) died: failed %d task(s) it was running%s",
                 row["name"], row["pid"], row["host"], len(ids),

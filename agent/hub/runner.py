@@ -187,10 +187,7 @@ class TaskRunner:
             abandoned = await store_tasks.abandon_unfinished(
                 conn, self.node, self.now(), abandoned_because, keep=self.resumable
             )
-            resumed = await store_tasks.take_over(conn, self.node, self.owner, self.resumable)
-        for row in resumed:
-            log.info("re-attaching to ServerTasks-%d (%s)", row["id"], row["name"])
-            self._begin(row)
+        await self._take_over()
         if abandoned:
             log.warning(
                 "failed %d task(s) this node was running when it stopped: %s",
@@ -198,6 +195,20 @@ class TaskRunner:
                 ", ".join(f"ServerTasks-{number}" for number in abandoned),
             )
         self._loop = asyncio.create_task(self._run(), name="hub-task-runner")
+
+    async def _take_over(self) -> None:
+        """Re-attach to the resumable tasks of this node that no live process runs: a
+        previous process's, or a dead node's moved here (``NodeLease.adopts``)."""
+        async with self.store.connect() as conn:  # a read first: most looks find none
+            found = await store_tasks.orphans(conn, self.node, self.owner, self.resumable)
+        if not found:
+            return
+        async with self.store.transaction() as conn:
+            resumed = await store_tasks.take_over(conn, self.node, self.owner, self.resumable)
+        for row in resumed:
+            if row["id"] not in self._running:
+                log.info("re-attaching to ServerTasks-%d (%s)", row["id"], row["name"])
+                self._begin(row)
 
     def wake(self) -> None:
         """Something changed (a task queued or a cancel requested): look now."""
@@ -219,6 +230,7 @@ class TaskRunner:
         while True:
             self._wake.clear()
             try:
+                await self._take_over()
                 await self._apply_cancels()
                 await self._claim_what_fits()
             except Exception as error:  # the database may be away: the queue waits for it

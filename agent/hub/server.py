@@ -194,6 +194,9 @@ class HubServer:
             },
             utc_now,
         )
+        # a dead node's resumable tasks are taken over here, not failed
+        self.lease.adopts = self.tasks.resumable
+        self.lease.on_adopted = self.tasks.wake
         await self.tasks.start(died or store_tasks.STOPPED)
         self.scheduler = Scheduler(store, utc_now, self.tasks.wake)
         self.scheduler.start()

@@ -198,20 +198,35 @@ async def abandon_unfinished(
     return failed
 
 
-async def take_over(
-    conn: AsyncConnection, node: str, owner: Owner, names: Collection[str]
-) -> list[Row]:
-    """The running tasks named ``names`` this node left when it stopped, made ``owner``'s
-    (its new lease token): the process that ran them is gone (same rule as
-    ``abandon_unfinished``). Returns them, oldest first."""
+def _orphans_of(node: str, owner: Owner, names: Collection[str]) -> list[sa.ColumnElement[bool]]:
     tasks = t.server_tasks
-    where = [
+    return [
         sa.func.lower(tasks.c.server_node) == sa.func.lower(sa.literal(node)),
         tasks.c.state.in_(RUNNING),
         tasks.c.name.in_(list(names)),
+        sa.or_(tasks.c.server_token.is_(None), tasks.c.server_token != owner.token),
     ]
-    rows = await fetch_all(conn, sa.select(tasks.c.id).where(*where).order_by(tasks.c.id))
-    numbers = [row["id"] for row in rows]
+
+
+async def orphans(
+    conn: AsyncConnection, node: str, owner: Owner, names: Collection[str]
+) -> list[int]:
+    """The ids of the tasks ``take_over`` would take (a read: no lock taken)."""
+    query = sa.select(t.server_tasks.c.id).where(*_orphans_of(node, owner, names))
+    return [row["id"] for row in await fetch_all(conn, query.order_by(t.server_tasks.c.id))]
+
+
+async def take_over(
+    conn: AsyncConnection, node: str, owner: Owner, names: Collection[str]
+) -> list[Row]:
+    """The running tasks named ``names`` of this node that are not ``owner``'s (a
+    previous process of this node left them, or ``adopt`` moved a dead node's here),
+    made ``owner``'s. Only the holder of the node's lease may call it: the process
+    that ran them is gone (same rule as ``abandon_unfinished``). Returns them, oldest
+    first."""
+    tasks = t.server_tasks
+    where = _orphans_of(node, owner, names)
+    numbers = await orphans(conn, node, owner, names)
     if not numbers:
         return []
     await conn.execute(
@@ -221,6 +236,24 @@ async def take_over(
     )
     query = sa.select(tasks).where(tasks.c.id.in_(numbers)).order_by(tasks.c.id)
     return await fetch_all(conn, query)
+
+
+async def adopt(conn: AsyncConnection, dead: str, node: str, names: Collection[str]) -> list[int]:
+    """Move the running tasks named ``names`` of the node ``dead`` (whose expired lease
+    the caller has just removed) to ``node``, for its runner to take over. Returns
+    their ids."""
+    if not names:
+        return []
+    tasks = t.server_tasks
+    where = [
+        sa.func.lower(tasks.c.server_node) == sa.func.lower(sa.literal(dead)),
+        tasks.c.state.in_(RUNNING),
+        tasks.c.name.in_(list(names)),
+    ]
+    rows = await fetch_all(conn, sa.select(tasks.c.id).where(*where).order_by(tasks.c.id))
+    if rows:
+        await conn.execute(sa.update(tasks).where(*where).values(server_node=node))
+    return [row["id"] for row in rows]
 
 
 async def start_activity(conn: AsyncConnection, task_id: int, name: str, now: datetime) -> int:

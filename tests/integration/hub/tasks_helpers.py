@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.certs import Identity
+from agent.config import TrustedPeer
 from tests.helpers.agent import AgentProcess
 from tests.helpers.cli import TentacleCli
 from tests.helpers.eventually import eventually
@@ -21,10 +22,19 @@ async def add_worker(
     name: str,
     polling_port: int | None = None,
     pool: str = "WorkerPools-1",
+    port: int = 0,
+    also_trusts: Identity | None = None,
 ) -> AgentProcess:
-    """A real agent (listening, or polling the hub at ``polling_port``) trusting the hub,
-    added to ``pool`` through the API and checked until Healthy."""
+    """A real agent (listening, on ``port`` if given, or polling the hub at
+    ``polling_port``) trusting the hub, added to ``pool`` through the API and checked
+    until Healthy."""
     agent = AgentProcess(TentacleCli(folder / name), caller=identity)
+    if also_trusts is not None:  # another hub node
+        config = agent.instance.config
+        extra = TrustedPeer.from_certificate(also_trusts.certificate)
+        agent.instance = agent.instance.save(config.with_trusted((*config.trusted, extra)))
+    if port:
+        agent.instance = agent.instance.save(agent.instance.config.with_settings(port=port))
     if polling_port is not None:
         agent.poll("127.0.0.1", polling_port, identity.thumbprint)
     await asyncio.to_thread(agent.start)

@@ -302,3 +302,35 @@ async def test_a_bad_cursor_is_400(hub: RunningHub) -> None:
     status, answer = await hub.api.request("GET", f"/api/tasks/{task['Id']}/details?since=-1")
     assert status == 400
     assert "since must be a log cursor" in answer["ErrorMessage"]
+
+
+async def test_cancel_with_steps_running_and_waiting_for_their_turn(
+    hub: RunningHub, tmp_path: Path
+) -> None:
+    """MaxParallelism 1 on two workers (one polling): the running step's script is
+    cancelled, the waiting one never starts; both end Canceled, and so does the task."""
+    agents = [
+        await _worker(hub, tmp_path, "web-1"),
+        await _worker(hub, tmp_path, "web-2", polling=True),
+    ]
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    try:
+        task = await submit(
+            hub.api,
+            ScriptBody=counting_script(shared),
+            ScriptArguments=["c"],
+            TargetAllWorkers=True,
+            MaxParallelism=1,
+        )
+        await eventually(lambda: started(shared) == ["c"], "one step started")
+        status, answer = await hub.api.request("POST", f"/api/tasks/{task['Id']}/cancel")
+        assert (status, answer["State"]) == (200, "Cancelling")
+        done = await finished(hub.api, task)
+        assert (done["State"], done["ErrorMessage"]) == ("Canceled", "canceled")
+        assert sorted(row["state"] for row in await _steps(hub, task)) == ["Canceled"] * 2
+        assert started(shared) == ["c"]  # the second never started
+        assert not (shared / "done-c").exists()
+    finally:
+        for agent in agents:
+            agent.stop()

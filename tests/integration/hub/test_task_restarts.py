@@ -15,13 +15,18 @@ import aiohttp
 import pytest
 
 from agent import __version__
+from agent.hub.api.context import utc_now
 from agent.hub.home import load_home
 from agent.hub.server import HubServer
+from agent.hub.store import open_store
+from agent.hub.store import tasks as store_tasks
 from tests.helpers.cli import TentacleCli
 from tests.helpers.eventually import eventually
 from tests.helpers.forwarder import Forwarder
 from tests.helpers.hub import HubApi, RunningHub, pinned
+from tests.helpers.postgres import PostgresServer, fresh_database
 from tests.integration.hub.tasks_helpers import add_worker, finished, submit
+from tests.integration.hub.test_health_checks import free_port
 from tests.integration.hub.test_node_lease import _serving
 
 LINES = 300
@@ -83,9 +88,7 @@ async def test_a_hub_killed_mid_task_re_attaches_on_its_next_start(
         async with _serving(home_path, tentacle.env) as (process, api):
             polling_port = await _polling_port(api)
             agents.append(await add_worker(api, home.identity(), tmp_path, "web-1"))
-            agents.append(
-                await add_worker(api, home.identity(), tmp_path, "web-2", polling_port)
-            )
+            agents.append(await add_worker(api, home.identity(), tmp_path, "web-2", polling_port))
             task = await submit(
                 api,
                 ScriptBody=staged_script(shared),
@@ -94,6 +97,7 @@ async def test_a_hub_killed_mid_task_re_attaches_on_its_next_start(
                 MaxParallelism=1,
             )
             await eventually(lambda: len(starts(shared)) == 1, "the first step started")
+
             async def first_stored() -> bool:
                 lines = await _lines_of(api, task)
                 return any(len(texts) >= LINES for texts in lines.values())
@@ -213,6 +217,87 @@ async def test_a_connection_cut_mid_step_loses_and_repeats_nothing(
         agent.stop()
 
 
+async def test_an_agent_killed_mid_step_and_started_again_loses_and_repeats_nothing(
+    hub: RunningHub, tmp_path: Path
+) -> None:
+    """The agent's scripts outlive it (agent.scripts.recovery): the step's calls ride out
+    its absence and follow the same script once it is back."""
+    agent = await add_worker(hub.api, hub.home.identity(), tmp_path, "web-1", port=free_port())
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    try:
+        task = await submit(hub.api, ScriptBody=staged_script(shared), ScriptArguments=["s"])
+        await eventually(lambda: starts(shared) == ["s"], "the step started")
+        await _stored(hub.api, task, "web-1", LINES)
+        assert agent.process is not None
+        agent.process.kill()
+        await asyncio.to_thread(agent.process.wait, 60)
+        (shared / "go-1").touch()  # printed while no agent reads it
+        await eventually((shared / "middle-done-s").exists, "middle printed")
+        await asyncio.to_thread(agent.start)
+        (shared / "go-2").touch()
+        done = await finished(hub.api, task)
+        assert (done["State"], done["ErrorMessage"]) == ("Success", "")
+        assert starts(shared) == ["s"]
+        assert (await _lines_of(hub.api, task))["web-1"] == EXPECTED
+    finally:
+        agent.stop()
+
+
+async def test_a_dead_nodes_task_is_taken_over_by_another_node(
+    tmp_path: Path, tentacle: TentacleCli, postgres: PostgresServer
+) -> None:
+    """Two nodes on one PostgreSQL; the one running the task is killed with -9 and never
+    comes back. Once its lease expired the other takes the task over by its stored
+    ticket: the step is not started again, every line is stored once, Success."""
+    database = await fresh_database(postgres, "dead_node_task_taken_over")
+    first_home = tmp_path / "hub"
+    tentacle.ok("hub", "create", "--home", str(first_home), "--database", database)
+    env = {**tentacle.env, "TENTACLE_HUB_NODE_LEASE_SECONDS": "2"}
+    first = load_home(first_home, env)
+    tentacle.ok("hub", "create", "--home", str(tmp_path / "second"), "--database", database,
+                "--join")  # fmt: skip
+    second_env = {**env, "TENTACLE_HUB_NODE_NAME": "second"}
+    second = load_home(tmp_path / "second", second_env)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    agent = None
+    try:
+        async with _serving(first_home, env) as (process, api):
+            agent = await add_worker(
+                api, first.identity(), tmp_path, "web-1", also_trusts=second.identity()
+            )
+            task = await submit(api, ScriptBody=staged_script(shared), ScriptArguments=["s"])
+            await eventually(lambda: starts(shared) == ["s"], "the step started")
+            await _stored(api, task, "web-1", LINES)
+            key = str(api.key)
+            process.send_signal(signal.SIGKILL)
+            assert await asyncio.to_thread(process.wait, 60) == -signal.SIGKILL
+        (shared / "go-1").touch()
+        server = HubServer(second, __version__)
+        url = await server.start("127.0.0.1:0", polling_port=0)
+        try:
+            connector = aiohttp.TCPConnector(ssl=pinned(second))
+            async with aiohttp.ClientSession(connector=connector) as session:
+                other = HubApi(url, session, key)
+
+                async def taken_over() -> bool:
+                    now = await other.get(f"/api/tasks/{task['Id']}")
+                    return bool(now["ServerNode"] == "second")
+
+                await eventually(taken_over, "the second node took the task over")
+                (shared / "go-2").touch()
+                done = await finished(other, task)
+                assert (done["State"], done["ErrorMessage"]) == ("Success", "")
+                assert starts(shared) == ["s"]
+                assert (await _lines_of(other, task))["web-1"] == EXPECTED
+        finally:
+            await server.stop()
+    finally:
+        if agent is not None:
+            agent.stop()
+
+
 def _peak_rss(pid: int) -> int:
     """The process's peak resident set (VmHWM), in bytes."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -248,3 +333,40 @@ async def test_a_step_printing_200_mib_keeps_the_hubs_memory_bounded(
         finally:
             agent.stop()
     assert os.path.exists(home_path)
+
+
+async def test_a_task_cancelled_while_its_hub_was_stopped_is_cancelled_on_the_next_start(
+    hub: RunningHub, tmp_path: Path
+) -> None:
+    agent = await add_worker(hub.api, hub.home.identity(), tmp_path, "web-1")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    try:
+        task = await submit(hub.api, ScriptBody=staged_script(shared), ScriptArguments=["s"])
+        await eventually(lambda: starts(shared) == ["s"], "the step started")
+        await hub.server.stop()
+        # what another node's API writes meanwhile (the same store)
+        restarted = HubServer(hub.home, __version__)
+        port = int(hub.api.url.rstrip("/").rsplit(":", 1)[1])
+        number = int(task["Id"].removeprefix("ServerTasks-"))
+        other = await open_store(hub.home.settings.database)
+        try:
+            async with other.transaction() as conn:
+                state = await store_tasks.request_cancel(conn, number, utc_now())
+            assert state == "Cancelling"
+        finally:
+            await other.close()
+        await restarted.start(f"127.0.0.1:{port}", polling_port=0)
+        try:
+            done = await finished(hub.api, task)
+            assert (done["State"], done["ErrorMessage"]) == ("Canceled", "canceled")
+            assert starts(shared) == ["s"]
+            details = await hub.api.get(f"/api/tasks/{task['Id']}/details")
+            [step] = details["ActivityLogs"][0]["Children"]
+            assert step["Status"] == "Canceled"
+            # its script was stopped before it got past go-1 (never touched)
+            assert "middle-1" not in [e["MessageText"] for e in step["LogElements"]]
+        finally:
+            await restarted.stop()
+    finally:
+        agent.stop()
