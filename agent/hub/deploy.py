@@ -112,6 +112,9 @@ if [ "$code" != 0 ]; then
   message="${{outcome#* }}"
   message="${{message#Error: }}"
   message="${{message#error: }}"
+  if [ "$code" -gt 128 ] 2>/dev/null; then
+    message="the executor was killed by signal $((code - 128)) (exit code $code)"
+  fi
   encoded=$(printf '%s' "$message" | base64 | tr -d '\\n')
   printf "##octopus[setVariable name='%s' value='%s']\\n" {failure_name} "$encoded"
 fi
@@ -304,6 +307,12 @@ class DeployWork:
             )
             return
         await log.info(f"Collected the artifact {name} as Artifacts-{number}")
+
+
+def sweep_scratch(home: Path) -> None:
+    """Remove the step files a hub killed mid-step left in ``home`` (a password among
+    them); a re-attached step writes new ones if it needs them."""
+    shutil.rmtree(home / SCRATCH, ignore_errors=True)
 
 
 def _write_private(path: Path, data: bytes) -> None:

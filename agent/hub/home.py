@@ -45,6 +45,8 @@ DEFAULT_LISTEN = "127.0.0.1:8065"
 DEFAULT_POLLING_PORT = 10943
 DEFAULT_TASK_CAP = 5
 MAX_TASK_CAP = 1000
+DEFAULT_MAX_PACKAGE_BYTES = 2 * 1024**3  # 2 GiB
+MAX_PACKAGE_BYTES = 2**53  # what every database's BIGINT and JSON number hold exactly
 HEADER = "# tentacle hub settings. Change them with `tentacle hub configure`.\n"
 
 
@@ -122,6 +124,15 @@ def coerce_lease_seconds(value: Any) -> int:
     return number
 
 
+def coerce_package_bytes(value: Any) -> int:
+    number = value if isinstance(value, int) and not isinstance(value, bool) else None
+    if isinstance(value, str) and value.strip().isdecimal():
+        number = int(value)
+    if number is None or not 1 <= number <= MAX_PACKAGE_BYTES:
+        raise ValueError(f"expected a number of bytes from 1 to {MAX_PACKAGE_BYTES}, got {value!r}")
+    return number
+
+
 @dataclass(frozen=True)
 class HubSettings:
     """What hub.yaml holds, declared in the settings table (agent.config.settings):
@@ -164,6 +175,14 @@ class HubSettings:
         flag=Flag("--node-lease-seconds", "int", MIN_LEASE_SECONDS, MAX_LEASE_SECONDS, "S"),
         help=f"how long a node that stopped renewing its name keeps it before another"
         f" process may take over (default {DEFAULT_LEASE_SECONDS})",
+    )  # fmt: skip
+    # The largest package POST /api/packages/raw takes (413 beyond it): uploads are
+    # streamed to disk, so this bounds the disk an upload may fill, not memory.
+    max_package_bytes: int = setting(
+        DEFAULT_MAX_PACKAGE_BYTES, coerce_package_bytes, key="MaxPackageBytes",
+        shown_as="MaxPackageBytes", env="TENTACLE_HUB_MAX_PACKAGE_BYTES",
+        flag=Flag("--max-package-bytes", "int", 1, MAX_PACKAGE_BYTES, "BYTES"),
+        help=f"the largest package the repository takes (default {DEFAULT_MAX_PACKAGE_BYTES})",
     )  # fmt: skip
     # A certificate and key (one PEM file, in the home) the operator gave, for
     # CA-signed HTTPS; without it the hub serves HTTPS on its own certificate,

@@ -24,7 +24,7 @@ from agent.hub.api.app import build_app
 from agent.hub.api.context import HubContext, utc_now
 from agent.hub.api.limits import PARSER_LIMIT
 from agent.hub.api.redact import loggable_target
-from agent.hub.deploy import Deployments
+from agent.hub.deploy import Deployments, sweep_scratch
 from agent.hub.health import HealthChecks
 from agent.hub.home import HomeLock, HubHome, shared_port
 from agent.hub.lease import LeaseLost, NodeLease
@@ -175,10 +175,11 @@ class HubServer:
             ) from None
         self.trust.start()
         self.reach = reach = WorkerReach(settings, self.listener)
-        self.repository = Repository(self.home.path)
+        self.repository = Repository(self.home.path, self.home.settings.max_package_bytes)
         self.repository.sweep_incoming()  # what a killed upload left
         artifact_files = ArtifactFiles(self.home.path)
         artifact_files.sweep_incoming()
+        sweep_scratch(self.home.path)  # a killed hub's step files (before tasks re-attach)
         key = HubKey.of_home(self.home.path)
         self.tasks = TaskRunner(
             store,

@@ -11,16 +11,22 @@ import hashlib
 import io
 import json
 import os
+import signal
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psutil
+import sqlalchemy as sa
 
+from agent import __version__
+from agent.hub.server import HubServer
+from agent.hub.store import tables as t
 from tests.helpers.agent import AgentProcess
 from tests.helpers.eventually import eventually
 from tests.helpers.forwarder import Forwarder
-from tests.helpers.hub import RunningHub
+from tests.helpers.hub import HubApi, RunningHub, pinned
 from tests.integration.hub.tasks_helpers import add_worker, finished
 
 SECRET = "Sup3r-S3cret-Passw0rd-71c9"
@@ -31,6 +37,12 @@ echo "deploying to $machine with $(get_octopusvariable DbPassword)"
 printf '%s' "$(get_octopusvariable DbPassword)" | sha256sum | cut -c1-64 > secret.sha
 if [ "$(get_octopusvariable FailHere)" = "yes" ]; then
   fail_step "the database on $machine is not reachable"
+fi
+marker=$(get_octopusvariable StartedMarker)
+if [ -n "$marker" ]; then
+  echo started >> "$marker"
+  i=0
+  until [ -e "$marker.release" ]; do i=$((i+1)); [ $i -gt 3000 ] && exit 9; sleep 0.05; done
 fi
 echo "report of $machine" > report.txt
 new_octopusartifact "$PWD/report.txt" "report-$machine.txt"
@@ -146,6 +158,22 @@ async def check_artifacts(hub: RunningHub, task: dict[str, Any]) -> None:
             assert await content.read() == f"report of {name}\n".encode()
 
 
+async def check_database(hub: RunningHub) -> None:
+    """No stored row holds the secret (on both databases), and on SQLite no byte of
+    the database's files (the WAL included) nor of the hub's home does."""
+    assert hub.server.store is not None
+    async with hub.server.store.connect() as conn:
+        for table in t.metadata.sorted_tables:
+            rows = (await conn.execute(sa.select(table))).all()
+            assert SECRET not in repr([tuple(row) for row in rows]), table.name
+    database = hub.home.settings.database
+    if database.startswith("sqlite:///"):
+        path = Path(database.removeprefix("sqlite:///"))
+        for one in (path, path.with_name(path.name + "-wal")):
+            assert not one.exists() or SECRET.encode() not in one.read_bytes(), one
+    assert files_holding(hub.home.path, SECRET.encode()) == []
+
+
 def released(home: Path) -> bool:
     """Whether every script workspace of the agent in ``home`` is gone."""
     return not [p for p in (home / "Work").iterdir() if not p.name.startswith(".")]
@@ -202,9 +230,8 @@ async def test_a_package_is_deployed_to_two_workers_sent_once_and_its_secrets_ke
         for agent in (web1, web2):
             assert files_holding(agent.home, SECRET.encode()) == []
             await eventually(functools.partial(released, agent.home), "workspaces released")
-        if hub.home.settings.database.startswith("sqlite"):
-            assert files_holding(hub.home.path, SECRET.encode()) == []
-        assert not (hub.home.path / "Deploy").exists() or not any(
+        await check_database(hub)
+        assert [p for p in (hub.home.path / "Deploy").rglob("*") if p.is_file()] == [] or not any(
             (hub.home.path / "Deploy").iterdir()
         )
 
@@ -349,6 +376,30 @@ async def test_a_connection_cut_during_the_upload_is_ridden_out(
         agent.stop()
 
 
+async def test_a_polling_workers_connection_cut_during_the_upload_is_ridden_out(
+    hub: RunningHub, tmp_path: Path
+) -> None:
+    """The polling worker reaches the hub through a forwarder that resets its
+    connection once 1 MiB of the package went toward it: the worker polls again, the
+    upload is sent again whole, and the deployment succeeds."""
+    forwarder = Forwarder(hub.server.polling_port, agent_dials=True)
+    port = await forwarder.start()
+    agent = await add_worker(hub.api, hub.home.identity(), tmp_path, "web-1", port)
+    try:
+        package = await upload(hub, "Acme.Web.1.0.0.zip", package_bytes(padding=4 * 1024 * 1024))
+        forwarder.cut_after(1024 * 1024)
+        task = await deploy(hub)
+        done = await finished(hub.api, task)
+        assert (done["State"], done["ErrorMessage"]) == ("Success", "")
+        assert forwarder.faults == 1
+        cached = cache_file(agent, package)
+        assert hashlib.sha256(cached.read_bytes()).hexdigest() == package["Hash"]
+        assert [p.name for p in cached.parent.iterdir()] == [cached.name]
+    finally:
+        await forwarder.stop()
+        agent.stop()
+
+
 async def test_artifacts_and_packages_answer_404_and_400(hub: RunningHub) -> None:
     status, body = await hub.api.request("GET", "/api/artifacts/Artifacts-9")
     assert status == 404, body
@@ -356,3 +407,116 @@ async def test_artifacts_and_packages_answer_404_and_400(hub: RunningHub) -> Non
     assert status == 400, body
     assert "ServerTasks-N" in body["ErrorMessage"]
     assert (await hub.api.get("/api/artifacts"))["TotalResults"] == 0
+
+
+async def test_a_deployment_goes_on_across_a_hub_restart(hub: RunningHub, tmp_path: Path) -> None:
+    """The hub stops while Deploy.sh runs and starts again: the step is re-attached by
+    its ticket (not started again), and the task ends with its outputs and artifact."""
+    agent = await add_worker(hub.api, hub.home.identity(), tmp_path, "web-1")
+    marker = tmp_path / "started"
+    again: HubServer | None = None
+    try:
+        await upload(hub, "Acme.Web.1.0.0.zip", package_bytes())
+        task = await deploy(hub, Variables=variables(StartedMarker=str(marker)))
+        await eventually(marker.exists, "Deploy.sh started")
+        await hub.server.stop()
+        # what a hub killed mid-step leaves, of a task it will not resume
+        left = hub.home.path / "Deploy" / "ServerTasks-999" / "task999-0123"
+        left.mkdir(parents=True, exist_ok=True)
+        (left / "variables.password").write_text("one-time")
+        again = HubServer(hub.home, __version__)
+        url = await again.start("127.0.0.1:0", polling_port=0)
+        (tmp_path / "started.release").touch()
+        connector = aiohttp.TCPConnector(ssl=pinned(hub.home))
+        async with aiohttp.ClientSession(connector=connector) as session:
+            api = HubApi(url, session, hub.api.key)
+            done = await finished(api, task)
+            assert (done["State"], done["ErrorMessage"]) == ("Success", "")
+            [step] = steps_of(await api.get(f"/api/tasks/{task['Id']}/details")).values()
+            assert outputs(step)["Deployed"] == "yes-web-1"
+            texts = [e["MessageText"] for e in step["LogElements"]]
+            assert texts.count("deploying to web-1 with ********") == 1
+            listed = await api.get(f"/api/artifacts?regarding={task['Id']}")
+            assert [item["Filename"] for item in listed["Items"]] == ["report-web-1.txt"]
+            assert SECRET not in json.dumps(await api.get(f"/api/tasks/{task['Id']}/details"))
+        assert marker.read_text() == "started\n"  # once: re-attached, not run again
+        assert [p for p in (hub.home.path / "Deploy").rglob("*") if p.is_file()] == []
+        assert files_holding(agent.home, SECRET.encode()) == []
+    finally:
+        if again is not None:
+            await again.stop()
+        agent.stop()
+
+
+async def test_an_executor_killed_mid_step_fails_the_step_clearly(
+    hub: RunningHub, tmp_path: Path
+) -> None:
+    """kill -9 of `tentacle calamari deploy-package` while Deploy.sh runs: the task
+    fails naming the worker and the signal's exit code, and leaves no secret behind."""
+    agent = await add_worker(hub.api, hub.home.identity(), tmp_path, "web-1")
+    marker = tmp_path / "started"
+    try:
+        await upload(hub, "Acme.Web.1.0.0.zip", package_bytes())
+        task = await deploy(hub, Variables=variables(StartedMarker=str(marker)))
+        await eventually(marker.exists, "Deploy.sh started")
+        executors = executors_of(agent)
+        assert len(executors) == 1, executors
+        executors[0].send_signal(signal.SIGKILL)
+        done = await finished(hub.api, task)
+        assert done["State"] == "Failed"
+        assert done["ErrorMessage"] == "web-1: the executor was killed by signal 9 (exit code 137)"
+        await eventually(functools.partial(released, agent.home), "workspace released")
+        assert files_holding(agent.home, SECRET.encode()) == []
+    finally:
+        (tmp_path / "started.release").touch()  # the orphaned Deploy.sh ends too
+        agent.stop()
+
+
+def executors_of(agent: AgentProcess) -> list[psutil.Process]:
+    """The agent's `tentacle calamari deploy-package` processes."""
+    assert agent.process is not None
+    return [
+        child
+        for child in psutil.Process(agent.process.pid).children(recursive=True)
+        if "deploy-package" in " ".join(child.cmdline())
+    ]
+
+
+async def test_a_canceled_deployment_stops_its_executor(hub: RunningHub, tmp_path: Path) -> None:
+    agent = await add_worker(hub.api, hub.home.identity(), tmp_path, "web-1")
+    marker = tmp_path / "started"
+    try:
+        await upload(hub, "Acme.Web.1.0.0.zip", package_bytes())
+        task = await deploy(hub, Variables=variables(StartedMarker=str(marker)))
+        await eventually(marker.exists, "Deploy.sh started")
+        assert len(executors_of(agent)) == 1
+        status, body = await hub.api.request("POST", f"/api/tasks/{task['Id']}/cancel")
+        assert status == 200, body
+        done = await finished(hub.api, task)
+        assert done["State"] == "Canceled", done
+        await eventually(lambda: not executors_of(agent), "the executor stopped")
+        await eventually(functools.partial(released, agent.home), "workspace released")
+        assert files_holding(agent.home, SECRET.encode()) == []
+        assert (await hub.api.get(f"/api/artifacts?regarding={task['Id']}"))["TotalResults"] == 0
+    finally:
+        (tmp_path / "started.release").touch()
+        agent.stop()
+
+
+async def test_a_package_whose_content_is_gone_fails_the_task_saying_so(
+    hub: RunningHub, tmp_path: Path
+) -> None:
+    """As on a node that does not share the repository's folder: nothing is sent."""
+    agent = await add_worker(hub.api, hub.home.identity(), tmp_path, "web-1")
+    try:
+        package = await upload(hub, "Acme.Web.1.0.0.zip", package_bytes())
+        (hub.home.path / "Packages" / package["Hash"]).unlink()
+        task = await deploy(hub)
+        done = await finished(hub.api, task)
+        assert (done["State"], done["ErrorMessage"]) == (
+            "Failed",
+            "the content of Acme.Web 1.0.0 is missing from the hub",
+        )
+        assert not cache_file(agent, package).exists()
+    finally:
+        agent.stop()

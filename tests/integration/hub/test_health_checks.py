@@ -272,7 +272,7 @@ async def test_a_queued_task_can_be_cancelled(hub: RunningHub) -> None:
 @pytest.mark.parametrize(
     ("body", "named"),
     [
-        ({"Name": "Deploy"}, "Name must be one of Health"),
+        ({"Name": "Backup"}, "Name must be one of Health"),
         ({}, "Name is required"),
         ({"Name": "Health", "Arguments": {"WorkerpoolId": "WorkerPools-9"}}, "WorkerPools-9"),
         ({"Name": "Health", "Arguments": {"MachineIds": ["Workers-77"]}}, "Workers-77"),

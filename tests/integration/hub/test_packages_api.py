@@ -13,8 +13,13 @@ from typing import Any
 
 import aiohttp
 
+from agent import __version__
+from agent.hub.home import load_home
+from agent.hub.keys import Permission
 from agent.hub.packages import Repository
-from tests.helpers.hub import RunningHub
+from agent.hub.server import HubServer
+from tests.helpers.cli import TentacleCli
+from tests.helpers.hub import HubApi, RunningHub, new_key, pinned
 
 
 def package_bytes(marker: str = "one") -> bytes:
@@ -60,6 +65,12 @@ async def test_a_package_is_stored_by_its_hash_and_listed(hub: RunningHub) -> No
     assert listed["TotalResults"] == 1
     one = await hub.api.get("/api/packages/packages-Acme.Web.1.2.3")
     assert one["Hash"] == sha
+    async with hub.api.session.get(
+        hub.api.url + one["Links"]["Raw"], headers={"X-Octopus-ApiKey": str(hub.api.key)}
+    ) as raw:
+        assert raw.status == 200
+        assert await raw.read() == data
+        assert "Acme.Web.1.2.3.zip" in raw.headers["Content-Disposition"]
     spaced = await hub.api.get("/api/Spaces-1/packages/packages-acme.web.1.2.3")
     assert spaced["Id"] == "packages-Acme.Web.1.2.3"
 
@@ -157,3 +168,31 @@ async def test_a_killed_upload_leaves_nothing_after_a_restart(tmp_path: Path) ->
     (tmp_path / "Packages" / ".incoming-0123456789abcdef").write_bytes(b"half")
     assert repository.sweep_incoming() == 1
     assert list((tmp_path / "Packages").iterdir()) == []
+
+
+async def test_the_limit_is_the_hubs_max_package_bytes_setting(tmp_path: Path) -> None:
+    """`hub configure --max-package-bytes` (hub.yaml's MaxPackageBytes) is the limit."""
+    tentacle = TentacleCli(tmp_path)
+    home = tmp_path / "hub"
+    tentacle.ok("hub", "create", "--home", str(home))
+    tentacle.ok("hub", "configure", "--home", str(home), "--max-package-bytes", "5000")
+    assert "MaxPackageBytes: 5000" in (home / "hub.yaml").read_text()
+    server = HubServer(load_home(home), __version__)
+    url = await server.start("127.0.0.1:0", polling_port=0)
+    try:
+        assert server.repository is not None
+        assert server.repository.max_bytes == 5000
+        key = await new_key(server.home, "admin", Permission.CONFIGURE_SERVER)
+        connector = aiohttp.TCPConnector(ssl=pinned(server.home))
+        async with aiohttp.ClientSession(connector=connector) as session:
+            api = HubApi(url, session, key)
+            hub = RunningHub(server.home, server, api)
+            status, body = await upload(hub, "Acme.Big.1.0.0.zip", b"x" * 6000)
+            assert status == 413, body
+            assert "5000 bytes" in body["ErrorMessage"]
+            assert (await upload(hub, "Acme.Big.1.0.0.zip", b"x" * 4000))[0] == 201
+    finally:
+        await server.stop()
+    result = tentacle.run("hub", "configure", "--home", str(home), "--max-package-bytes", "0")
+    assert result.code != 0
+    assert "--max-package-bytes" in result.err

@@ -84,7 +84,7 @@ async def test_a_worker_cannot_be_changed_into_an_ssh_worker(hub: RunningHub) ->
         ("/api/machinepolicies/MachinePolicies-1/workers?commStyles=x", "commStyles", "'x'", "Ssh"),
         ("/api/tasks?states=Bogus", "states", "'Bogus'", "Queued"),
         ("/api/tasks/all?states=Bogus", "states", "'Bogus'", "TimedOut"),
-        ("/api/tasks?name=Deploy", "name", "'Deploy'", "Health"),
+        ("/api/tasks?name=Backup", "name", "'Backup'", "Health"),
     ],
 )
 async def test_an_unknown_filter_value_is_400_naming_it(
