@@ -204,6 +204,19 @@ async def test_a_failing_step_exits_1_with_one_line_naming_it(
     assert (await task_of(hub, task_id))["State"] == "Failed"
 
 
+async def test_a_task_past_its_timeout_exits_1_saying_so(
+    hub: RunningHub, tentacle: TentacleCli, workers: list[AgentProcess], tmp_path: Path
+) -> None:
+    path = script(tmp_path, WAITING)  # never released: only the timeout ends it
+    args = ["--pool", POOL, "--worker", "web-1", "--timeout", "1", str(path)]
+    result = await tentacle_hub(tentacle, hub, "run", *args, "--", str(tmp_path), "web-1")
+    assert result.code == 1, result
+    task_id = result.out.split(":")[0]
+    line = one_error_line(result)
+    assert line.startswith(f"error: {task_id} TimedOut: "), line
+    assert (await task_of(hub, task_id))["State"] == "TimedOut"
+
+
 # --- Ctrl-C -----------------------------------------------------------------------------------
 
 
