@@ -179,6 +179,48 @@ hub_health_check "Default Worker Pool"
 step "The workers, both Healthy"
 hub_workers
 
+step "A script task on every worker of the pool, two at a time, followed live (each line names its worker)"
+cat > "$workdir/inventory.sh" <<'SCRIPT'
+echo "Hello $1 from $(hostname): agent home $TentacleHome"
+echo "free space here: $(df -h . | awk 'NR == 2 {print $4}')"
+SCRIPT
+tentacle hub run --pool "Default Worker Pool" --all-workers --max-parallelism 2 \
+    "$workdir/inventory.sh" -- "demo user"
+tentacle hub tasks --take 3
+
+step "A deployment through the hub: the package into its repository, then to both workers"
+mkdir -p "$workdir/hubpkg/config"
+cat > "$workdir/hubpkg/config/app.conf" <<'CONF'
+# rendered by tentacle calamari on #{Octopus.Machine.Name}
+listen = #{Web.Port}
+#{each server in Servers}upstream #{server}
+#{/each}
+CONF
+cat > "$workdir/hubpkg/Deploy.sh" <<'SCRIPT'
+echo "installing #{Octopus.Action.Package.PackageId} #{Octopus.Action.Package.PackageVersion} into $PWD"
+cat config/app.conf
+set_octopusvariable ListenPort "#{Web.Port}"
+set_octopusvariable InstalledTo "$PWD"
+SCRIPT
+(cd "$workdir/hubpkg" && python3 -m zipfile -c "$workdir/Acme.Shop.1.0.0.zip" config Deploy.sh)
+cat > "$workdir/hub-variables.json" <<'JSON'
+[
+  {"name": "Web.Port", "value": "8080"},
+  {"name": "Servers", "value": "10.0.0.1:80,10.0.0.2:80"},
+  {"name": "Database.Password", "value": "correct horse", "sensitive": true},
+  {"name": "Octopus.Action.SubstituteInFiles.TargetFiles", "value": "config/*.conf"}
+]
+JSON
+tentacle hub deploy --pool "Default Worker Pool" --all-workers \
+    --package "$workdir/Acme.Shop.1.0.0.zip" --variables "$workdir/hub-variables.json" \
+    | tee "$workdir/hub-deploy.out"
+grep -q "ListenPort = 8080" "$workdir/hub-deploy.out" && echo "Deployed to both workers through the hub"
+if grep -q "correct horse" "$workdir/hub-deploy.out"; then echo "a sensitive value was shown" >&2; exit 1; fi
+
+step "Deployed again to one worker: the hub holds the package already, the worker has it in its cache"
+tentacle hub deploy --pool "Default Worker Pool" --worker demo-listening \
+    --package "$workdir/Acme.Shop.1.0.0.zip" --variables "$workdir/hub-variables.json"
+
 step "Everything stops cleanly on SIGTERM"
 for pid in "$listening_pid" "$polling_pid" "$hub_pid"; do
     kill -TERM "$pid"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -19,6 +20,8 @@ from agent.transport.tls import check_peer
 
 API_KEY_HEADER = "X-Octopus-ApiKey"
 TIMEOUT = 30.0
+# an upload takes as long as the file needs; only a stalled connection is given up on
+UPLOAD_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=TIMEOUT, sock_read=300.0)
 
 
 # the hub's HTTPS certificate is its own (Thumbprint:) unless an operator's was given
@@ -34,6 +37,12 @@ class HubApiError(TentacleError):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+    @property
+    def transient(self) -> bool:
+        """The hub was not reached, or answered that it cannot serve now (a restart, a
+        database outage): asking again later may succeed."""
+        return self.status is None or self.status in (502, 503, 504)
 
 
 class _ThumbprintPin:
@@ -99,12 +108,35 @@ class HubApi:
 
     async def request(self, method: str, path: str, body: Any = None, **query: str) -> Any:
         """The JSON answer; HubApiError for anything but success."""
+        return await self._send(method, path, {"json": body}, query)
+
+    async def upload(self, path: str, local: Path, **query: str) -> Any:
+        """POST the file ``local`` as multipart form-data (one field, ``fileToUpload``,
+        named as the file is) and return the JSON answer; streamed, so any size fits."""
+        with local.open("rb") as content:
+            form = aiohttp.FormData()
+            form.add_field(
+                "fileToUpload", content, filename=local.name,
+                content_type="application/octet-stream",
+            )  # fmt: skip
+            return await self._send("POST", path, {"data": form}, query, UPLOAD_TIMEOUT)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        payload: dict[str, Any],
+        query: dict[str, str],
+        timeout: aiohttp.ClientTimeout | None = None,
+    ) -> Any:
         assert self._session is not None, "use HubApi in 'async with'"
         url = self.server + path
+        extra: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
         try:
             async with self._session.request(
-                method, url, json=body, params=query or None, headers={API_KEY_HEADER: self._key}
-            ) as response:
+                method, url, params=query or None, headers={API_KEY_HEADER: self._key},
+                **payload, **extra,
+            ) as response:  # fmt: skip
                 answer = await response.json(content_type=None) if response.content_length else None
                 if response.status >= 400:
                     raise HubApiError(

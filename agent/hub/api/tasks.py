@@ -134,6 +134,9 @@ async def all_tasks(request: web.Request) -> web.Response:
 
 
 async def _task_or_404(conn: AsyncConnection, request: web.Request) -> Row:
+    """The task the route names, in the request's space; callers resolve that space
+    (space_of) BEFORE they open ``conn``: its own connection, taken while ``conn`` is
+    held, would deadlock the pool once more than its size came at once."""
     space = await space_of(request)
     text = request.match_info["id"]
     number = ids.try_parse_id(ids.SERVER_TASK, text)
@@ -144,6 +147,7 @@ async def _task_or_404(conn: AsyncConnection, request: web.Request) -> Row:
 
 
 async def get_task(request: web.Request) -> web.Response:
+    await space_of(request)  # first: _task_or_404 must not take a 2nd connection
     async with context_of(request).store.connect() as conn:
         row = await _task_or_404(conn, request)
     return web.json_response(task_resource(row, context_of(request).now()))
@@ -199,6 +203,7 @@ ROOT_STATUS = {
 
 async def get_details(request: web.Request) -> web.Response:
     since = _since(request)
+    await space_of(request)  # first: _task_or_404 must not take a 2nd connection
     async with context_of(request).store.connect() as conn:
         row = await _task_or_404(conn, request)
         steps = await store_tasks.activities(conn, row["id"])
@@ -257,6 +262,7 @@ async def get_details(request: web.Request) -> web.Response:
 
 
 async def get_state(request: web.Request) -> web.Response:
+    await space_of(request)  # first: _task_or_404 must not take a 2nd connection
     async with context_of(request).store.connect() as conn:
         row = await _task_or_404(conn, request)
     task = task_resource(row, context_of(request).now())
@@ -267,6 +273,7 @@ async def get_state(request: web.Request) -> web.Response:
 
 
 async def get_raw(request: web.Request) -> web.Response:
+    await space_of(request)  # first: _task_or_404 must not take a 2nd connection
     async with context_of(request).store.connect() as conn:
         row = await _task_or_404(conn, request)
         steps = {s["id"]: s["name"] for s in await store_tasks.activities(conn, row["id"])}
@@ -441,6 +448,7 @@ async def rerun_task(request: web.Request) -> web.Response:
     """A new queued task with the same name, description and arguments (as stored:
     sensitive values stay as they are kept, never shown)."""
     context = context_of(request)
+    await space_of(request)  # first: _task_or_404 must not take a 2nd connection
     async with context.store.transaction() as conn:
         old = await _task_or_404(conn, request)
         number = await store_tasks.submit(
@@ -459,6 +467,7 @@ async def rerun_task(request: web.Request) -> web.Response:
 
 async def cancel_task(request: web.Request) -> web.Response:
     context = context_of(request)
+    await space_of(request)  # first: _task_or_404 must not take a 2nd connection
     async with context.store.transaction() as conn:
         row = await _task_or_404(conn, request)
         await store_tasks.request_cancel(conn, row["id"], context.now())
