@@ -52,7 +52,7 @@ FOLDER = "BuiltinWorker"
 WORK = "Work"
 FILES = "Files"
 NAME = "BuiltinWorker"  # TentacleInstanceName, and how logs name it
-SERVICES = ("capabilities/1", "files/1", "scripts/1")  # what an agent advertises
+SERVICES = ("capabilities/1", "files/1", "scripts/1", "scripts/2")  # what an agent advertises
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 CHUNK = 1024 * 1024
 FIRST_POLL = 0.05  # seconds between status reads while a script prints nothing...
@@ -342,7 +342,9 @@ class BuiltinWorker:
         async def write_files(workspace: Path) -> None:
             await asyncio.to_thread(_copy_files, files, workspace)
 
-        return await manager.start(spec, start.body, write_files if files else None, 0)
+        # The Environment, as an agent's: in the manager's memory only, never on disk
+        environment = dict(start.environment)
+        return await manager.start(spec, start.body, write_files if files else None, 0, environment)
 
     async def _pause(
         self, manager: ScriptManager, ticket: str, delay: float, cancel: asyncio.Event, sent: bool
