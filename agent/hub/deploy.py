@@ -40,8 +40,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from agent.client import LogChunk, ScriptRequest, Worker
-from agent.client.scripts import takes_environment
+from agent.client import ENVIRONMENT_SERVICE, LogChunk, ScriptRequest, Worker, takes_environment
 from agent.errors import TentacleError
 from agent.hub import ids
 from agent.hub.adhoc import StepWorkers, outcome_of, remaining
@@ -62,7 +61,6 @@ from agent.hub.store import Store
 from agent.hub.store import packages as store_packages
 from agent.hub.store import tables as t
 from agent.hub.store.records import Row, fetch_one
-from agent.protocol.services import ENVIRONMENT_SERVICE
 
 CACHE = "Files/packages"  # the workers' package cache, relative to their home
 SCRATCH = "Deploy"  # <hub home>/Deploy/<task>/<ticket>/: a step's files until it started

@@ -18,9 +18,11 @@ from typing import Any
 
 import aiohttp
 import psutil
+import pytest
 import sqlalchemy as sa
 
 from agent import __version__
+from agent.hub.adhoc import BUILTIN_NAME
 from agent.hub.server import HubServer
 from agent.hub.store import tables as t
 from tests.helpers.agent import AgentProcess
@@ -423,7 +425,7 @@ async def test_a_deployment_goes_on_across_a_hub_restart(hub: RunningHub, tmp_pa
         # what a hub killed mid-step leaves, of a task it will not resume
         left = hub.home.path / "Deploy" / "ServerTasks-999" / "task999-0123"
         left.mkdir(parents=True, exist_ok=True)
-        (left / "variables.password").write_text("one-time")
+        (left / "variables.enc").write_text("sealed")
         again = HubServer(hub.home, __version__)
         url = await again.start("127.0.0.1:0", polling_port=0)
         (tmp_path / "started.release").touch()
@@ -520,3 +522,63 @@ async def test_a_package_whose_content_is_gone_fails_the_task_saying_so(
         assert not cache_file(agent, package).exists()
     finally:
         agent.stop()
+
+
+@pytest.mark.parametrize("polling", [False, True], ids=["listening", "polling"])
+async def test_the_one_time_password_travels_only_in_the_scripts_environment(
+    hub: RunningHub, tmp_path: Path, polling: bool
+) -> None:
+    """While Deploy.sh runs: the executor has the password in its environment, the step
+    sent the encrypted variables file only (no password file), and no file of the
+    worker's home or the hub's holds the password; nor after the deployment."""
+    port = hub.server.polling_port if polling else None
+    agent = await add_worker(hub.api, hub.home.identity(), tmp_path, "web-1", port)
+    marker = tmp_path / "started"
+    try:
+        await upload(hub, "Acme.Web.1.0.0.zip", package_bytes())
+        task = await deploy(hub, Variables=variables(StartedMarker=str(marker)))
+        await eventually(marker.exists, "Deploy.sh started")
+        [executor] = executors_of(agent)
+        password = executor.environ().get("TENTACLE_VARIABLES_PASSWORD", "")
+        assert len(password) >= 16, "the executor got no one-time password"
+        # what the step sent: its files are kept on the hub until the step ends
+        sent = sorted(p.name for p in (hub.home.path / "Deploy").rglob("*") if p.is_file())
+        assert sent == ["variables.enc"]
+        [workspace] = [p for p in (agent.home / "Work").iterdir() if not p.name.startswith(".")]
+        assert (workspace / "variables.enc").is_file()
+        assert not (workspace / "variables.password").exists()
+        for home in (agent.home, hub.home.path):
+            assert files_holding(home, password.encode()) == []
+        (tmp_path / "started.release").touch()
+        done = await finished(hub.api, task)
+        assert (done["State"], done["ErrorMessage"]) == ("Success", "")
+        for home in (agent.home, hub.home.path):
+            assert files_holding(home, password.encode()) == []
+            assert files_holding(home, SECRET.encode()) == []
+        assert password not in await answers_of(hub, task)
+    finally:
+        (tmp_path / "started.release").touch()
+        agent.stop()
+
+
+async def test_a_deployment_to_a_pool_without_workers_runs_on_the_builtin_worker(
+    hub: RunningHub,
+) -> None:
+    """The built-in worker runs the executor too (its ``tentacle``, the hub's own
+    installation's) and gets the password through the Environment, in memory."""
+    status, pool = await hub.api.request("POST", "/api/workerpools", json={"Name": "Nobody here"})
+    assert status == 201, pool
+    await upload(hub, "Acme.Web.1.0.0.zip", package_bytes())
+    task = await deploy(hub, WorkerPoolId=pool["Id"], TargetAllWorkers=False)
+    done = await finished(hub.api, task)
+    assert (done["State"], done["ErrorMessage"]) == ("Success", "")
+    step = steps_of(await hub.api.get(f"/api/tasks/{task['Id']}/details"))[BUILTIN_NAME]
+    assert outputs(step)["Deployed"] == f"yes-{BUILTIN_NAME}"
+    folder = Path(outputs(step)["Package.InstallationDirectoryPath"])
+    assert folder.is_relative_to(hub.home.path / "BuiltinWorker"), folder
+    assert (folder / "app.config").read_text() == f"port=8080\nname={BUILTIN_NAME}\n"
+    assert (folder / "secret.sha").read_text().strip() == hashlib.sha256(
+        SECRET.encode()
+    ).hexdigest()
+    assert SECRET not in await answers_of(hub, task)
+    await check_database(hub)  # the built-in worker's folder is in the hub's home
