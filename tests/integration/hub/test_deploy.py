@@ -22,9 +22,17 @@ import pytest
 import sqlalchemy as sa
 
 from agent import __version__
+from agent.certs import generate_identity
+from agent.client import ChannelSettings
 from agent.hub.adhoc import BUILTIN_NAME
 from agent.hub.server import HubServer
 from agent.hub.store import tables as t
+from agent.protocol.calls import IncomingCall, Reply
+from agent.scripts.manager import ScriptManager, ScriptSettings
+from agent.services.capabilities import capabilities_methods
+from agent.services.router import Router
+from agent.services.scripts import ScriptService
+from agent.transport.listener import Listener
 from tests.helpers.agent import AgentProcess
 from tests.helpers.eventually import eventually
 from tests.helpers.forwarder import Forwarder
@@ -582,3 +590,53 @@ async def test_a_deployment_to_a_pool_without_workers_runs_on_the_builtin_worker
     ).hexdigest()
     assert SECRET not in await answers_of(hub, task)
     await check_database(hub)  # the built-in worker's folder is in the hub's home
+
+
+async def test_a_deployment_to_an_agent_without_scripts_2_fails_before_anything_is_sent(
+    hub: RunningHub, tmp_path: Path
+) -> None:
+    """An agent of an older version (the real services, scripts served at version 1, as
+    before the Environment) would ignore the field and run the executor without its
+    password: the step fails saying so, and neither the package nor a script is sent."""
+    identity, folder = generate_identity(), tmp_path / "old-agent"
+    manager = ScriptManager(ScriptSettings(folder / "Work", {"PATH": os.defpath}))
+    await manager.open()
+    router = Router()
+    router.add("capabilities", 1,
+               capabilities_methods(folder, lambda: router.advertised, __version__))  # fmt: skip
+    router.add("scripts", 1, ScriptService(manager).methods())
+    calls: list[str] = []
+
+    async def handler(call: IncomingCall) -> Reply:
+        calls.append(f"{call.service}.{call.method}")
+        return await router(call)
+
+    settings = ChannelSettings(identity, "old-agent", __version__, router.advertised)
+    listener = Listener(settings, [hub.home.identity().certificate_pem.decode()], handler)
+    [(_, port), *_] = await listener.start("127.0.0.1", 0)
+    try:
+        status, worker = await hub.api.request("POST", "/api/workers", json={
+            "Name": "old-1", "Thumbprint": identity.thumbprint, "WorkerPoolIds": ["WorkerPools-1"],
+            "Endpoint": {"CommunicationStyle": "TentaclePassive",
+                         "Uri": f"https://127.0.0.1:{port}/"},
+            "Certificate": identity.certificate_pem.decode(),
+        })  # fmt: skip
+        assert status == 201, worker
+
+        async def healthy() -> bool:
+            record = await hub.api.get(f"/api/workers/{worker['Id']}")
+            return bool(record["HealthStatus"] in ("Healthy", "HasWarnings"))
+
+        await eventually(healthy, "old-1 checked", interval=0.2)
+        await upload(hub, "Acme.Web.1.0.0.zip", package_bytes())
+        before = list(calls)
+        done = await finished(hub.api, await deploy(hub))
+        assert done["State"] == "Failed"
+        assert done["ErrorMessage"].startswith(
+            "old-1: the worker does not take a script's Environment (it serves "
+            "capabilities/1, scripts/1; scripts/2 is needed"
+        ), done["ErrorMessage"]
+        assert calls[len(before) :] == ["capabilities.get"]  # no upload, no script
+    finally:
+        await listener.stop(1.0)
+        await manager.close()
