@@ -21,6 +21,7 @@ from agent.certs import Identity
 from agent.config.instances import HOME_MODE
 from agent.config.model import InstanceConfig
 from agent.errors import ConfigError, InstanceError
+from agent.protocol.services import SCRIPTS_VERSION
 from agent.scripts.manager import ScriptManager, ScriptSettings
 from agent.services.capabilities import capabilities_methods
 from agent.services.files import FileService
@@ -96,7 +97,7 @@ def build_router(
         "capabilities", 1, capabilities_methods(config.home, lambda: router.advertised, __version__)
     )
     router.add("files", 1, file_service(config, config_path).methods())
-    router.add("scripts", 1, ScriptService(scripts).methods())
+    router.add("scripts", SCRIPTS_VERSION, ScriptService(scripts).methods())
     return router
 
 

@@ -55,6 +55,10 @@ class ConnectionLost(TentacleError):
     retryable = True
 
 
+class UnsupportedFeature(TentacleError):
+    """The peer does not serve what a request needs (an older agent): nothing was sent."""
+
+
 class TrustError(TentacleError):
     """A peer presented a certificate we do not trust, or refused ours."""
 

@@ -14,11 +14,24 @@ from agent.client.polling_listener import (
     AgentNotConnected,
     PollingListener,
 )
-from agent.client.scripts import LogChunk, ScriptOutcome, ScriptRequest, execute_script
+from agent.client.scripts import (
+    LogChunk,
+    ScriptOutcome,
+    ScriptRequest,
+    execute_script,
+    takes_environment,
+)
 from agent.client.worker import Progress, Worker
-from agent.errors import ConnectionLost, RemoteError, TentacleError, TrustError
+from agent.errors import (
+    ConnectionLost,
+    RemoteError,
+    TentacleError,
+    TrustError,
+    UnsupportedFeature,
+)
 from agent.protocol.limits import Limits
 from agent.protocol.retry import CLIENT, Backoff
+from agent.protocol.services import ENVIRONMENT_SERVICE
 from agent.transport.dialer import Proxy
 from agent.transport.settings import ChannelSettings
 
@@ -27,6 +40,7 @@ CLIENT_RETRY = CLIENT
 __all__ = [
     "CLIENT_RETRY",
     "DEFAULT_QUEUE_TIMEOUT",
+    "ENVIRONMENT_SERVICE",
     "IDLE_TIMEOUT",
     "AgentClient",
     "AgentNotConnected",
@@ -47,7 +61,9 @@ __all__ = [
     "TentacleError",
     "TransferError",
     "TrustError",
+    "UnsupportedFeature",
     "Worker",
     "discover",
     "execute_script",
+    "takes_environment",
 ]

@@ -12,16 +12,17 @@ import asyncio
 import contextlib
 import datetime
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 from agent.client.agent_client import AgentClient, retrying
-from agent.errors import ProtocolError
+from agent.errors import ProtocolError, UnsupportedFeature
 from agent.protocol.services import (
     DEFAULT_GRACE,
     DEFAULT_MUTEX,
+    ENVIRONMENT_SERVICE,
     CancelScriptRequest,
     CompleteScriptRequest,
     Isolation,
@@ -40,7 +41,13 @@ POLL_GROWTH = 1.5
 
 @dataclass(frozen=True)
 class ScriptRequest:
-    """A script to run; ``files`` are (name in the workspace, local file) pairs."""
+    """A script to run; ``files`` are (name in the workspace, local file) pairs.
+
+    ``environment`` is added to the script's process environment (names
+    ``[A-Za-z_][A-Za-z0-9_]*``, not the agent's own ``Tentacle*`` variables, values
+    without NUL, bounded: agent.protocol.services.MAX_ENVIRONMENT_*). Executing a
+    request with one on an agent that does not list ``scripts/2`` raises
+    UnsupportedFeature before anything is sent: an older agent would ignore it."""
 
     body: str
     syntax: str = "bash"
@@ -53,6 +60,9 @@ class ScriptRequest:
     task_id: str = ""
     ticket: str = field(default_factory=lambda: secrets.token_hex(16))
     wait: float = 1.0
+    # Variables for the script's process only (a deployment's one-time password, say):
+    # the agent never writes them to disk; sent only to an agent that takes them
+    environment: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def to_start(self) -> StartScriptRequest:
         """The scripts.start request (the files' lengths read now); raises
@@ -71,6 +81,7 @@ class ScriptRequest:
             task_id=self.task_id,
             grace=DEFAULT_GRACE if self.grace is None else self.grace,
             wait=self.wait,
+            environment=tuple(sorted(dict(self.environment).items())),
         ).checked()
 
 
@@ -191,9 +202,28 @@ def _poll(client: AgentClient, method: str, ticket: str, last: int) -> Callable[
 async def _start(client: AgentClient, request: ScriptRequest) -> _Answer:
     params = request.to_start().to_wire()
     channel = await client.connect()
+    if request.environment:
+        check_takes_environment(channel.peer_services, channel.peer_name)
     upload = _concatenated([path for _, path in request.files]) if request.files else None
     result = await channel.call("scripts", "start", params, upload=upload)
     return _Answer(ScriptStatus.parse_reply(result.value))
+
+
+def takes_environment(services: Sequence[str]) -> bool:
+    """Whether a peer listing ``services`` (hello's, or SupportedCapabilities) passes a
+    start's Environment to the script, rather than ignoring it as scripts/1 does."""
+    return ENVIRONMENT_SERVICE in services
+
+
+def check_takes_environment(services: Sequence[str], who: str) -> None:
+    """UnsupportedFeature unless the peer takes a start's Environment."""
+    if not takes_environment(services):
+        served = ", ".join(s for s in services if s.startswith("scripts/")) or "no scripts service"
+        raise UnsupportedFeature(
+            f"the agent {who} does not take a script's Environment (it serves {served}; "
+            f"{ENVIRONMENT_SERVICE} is needed): not started, since an older agent would run "
+            "the script without it; upgrade the agent"
+        )
 
 
 async def _concatenated(paths: list[Path]) -> AsyncIterator[bytes]:

@@ -31,6 +31,7 @@ import pwd
 import secrets
 import shutil
 import stat
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ FOLDER = "BuiltinWorker"
 WORK = "Work"
 FILES = "Files"
 NAME = "BuiltinWorker"  # TentacleInstanceName, and how logs name it
-SERVICES = ("capabilities/1", "files/1", "scripts/1")  # what an agent advertises
+SERVICES = ("capabilities/1", "files/1", "scripts/1", "scripts/2")  # what an agent advertises
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 CHUNK = 1024 * 1024
 FIRST_POLL = 0.05  # seconds between status reads while a script prints nothing...
@@ -65,6 +66,17 @@ FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 # makes Debian's bash read ~/.bashrc
 HIDDEN_PREFIXES = ("TENTACLE_HUB_",)
 HIDDEN_VARIABLES = ("SSH_CLIENT", "SSH2_CLIENT", "SSH_CONNECTION", "SSH_TTY")
+
+
+def installed_executable() -> str:
+    """The `tentacle` a step runs (TentacleExecutablePath: `tentacle calamari ...` for a
+    deployment): the one installed beside this interpreter first (the hub's own
+    installation, also in a virtualenv that is not on the PATH), else the PATH's, else
+    the bare name. As an agent's (agent.cli.agent_cmd.own_executable)."""
+    beside = Path(sys.executable).parent / "tentacle"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("tentacle") or "tentacle"
 
 
 def find_account(user: str) -> tuple[Account, pwd.struct_passwd]:
@@ -145,14 +157,14 @@ class BuiltinWorker:
         *,
         version: str = "",
         environment: Mapping[str, str] | None = None,
-        executable: str = "tentacle",
+        executable: str | None = None,
     ) -> None:
         self.hub_home = hub_home
         self.folder = hub_home / FOLDER
         self.user = user
         self.version = version
         self._base_environment = dict(environment or {})
-        self.executable = executable
+        self.executable = executable or installed_executable()
         self.account: Account | None = None
         self._manager: ScriptManager | None = None
         self._lock = HomeLock(self.folder)
@@ -342,7 +354,9 @@ class BuiltinWorker:
         async def write_files(workspace: Path) -> None:
             await asyncio.to_thread(_copy_files, files, workspace)
 
-        return await manager.start(spec, start.body, write_files if files else None, 0)
+        # The Environment, as an agent's: in the manager's memory only, never on disk
+        environment = dict(start.environment)
+        return await manager.start(spec, start.body, write_files if files else None, 0, environment)
 
     async def _pause(
         self, manager: ScriptManager, ticket: str, delay: float, cancel: asyncio.Event, sent: bool

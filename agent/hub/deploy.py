@@ -9,9 +9,10 @@ Each chosen worker runs one step (agent.hub.steps) that:
    whole or not at all and rides out a dropped connection).
 2. sends the variables as the executor's encrypted variables file (Calamari's
    format, agent.hub.secrets) with the step's script, and the step's one-time
-   password beside it in the workspace, which the script's first command reads
-   into ``TENTACLE_VARIABLES_PASSWORD`` and deletes (the script request carries
-   no environment: docs/decisions.md, "A deployment's password").
+   password only in the script's ``Environment`` (``TENTACLE_VARIABLES_PASSWORD``),
+   which the agent keeps in memory and passes to the script's process, never to
+   its disk (docs/protocol.md §8, scripts/2). A worker that does not take an
+   Environment (an older agent) fails the step before anything is sent to it.
 3. runs ``tentacle calamari deploy-package`` there (``$TentacleExecutablePath``,
    the agent's own command), under the agent's isolation mutex as Octopus's
    deployments do (one at a time per worker: the executor's journal is one file).
@@ -39,7 +40,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from agent.client import LogChunk, ScriptRequest, Worker
+from agent.client import ENVIRONMENT_SERVICE, LogChunk, ScriptRequest, Worker, takes_environment
 from agent.errors import TentacleError
 from agent.hub import ids
 from agent.hub.adhoc import StepWorkers, outcome_of, remaining
@@ -64,7 +65,7 @@ from agent.hub.store.records import Row, fetch_one
 CACHE = "Files/packages"  # the workers' package cache, relative to their home
 SCRATCH = "Deploy"  # <hub home>/Deploy/<task>/<ticket>/: a step's files until it started
 VARIABLES_FILE = "variables.enc"
-PASSWORD_FILE = "variables.password"  # noqa: S105 - a file's name
+PASSWORD_VARIABLE = "TENTACLE_VARIABLES_PASSWORD"  # noqa: S105 - a variable's name
 FAILURE_VARIABLE = "Tentacle.Deploy.FailureMessage"
 PROBE_MUTEX = "tentacle-package-cache"
 
@@ -78,14 +79,11 @@ else
 fi
 """
 
-# The password goes from its file into the executor's environment only, and the file
-# is gone before the executor starts. The executor's stderr passes through a loop that
-# keeps its last line: the deployment's own message when it fails, reported as a
-# service message that the hub takes as the step's error.
+# The password comes in the script's environment (the start's Environment) and goes to
+# the executor only. The executor's stderr passes through a loop that keeps its last
+# line: the deployment's own message when it fails, reported as a service message that
+# the hub takes as the step's error.
 DEPLOY = """\
-IFS= read -r TENTACLE_VARIABLES_PASSWORD < {password_file} || true
-rm -f {password_file}
-export TENTACLE_VARIABLES_PASSWORD
 package="$TentacleHome"/{remote}
 if [ ! -f "$package" ]; then
   echo "the package {shown} is not in this worker's package cache ($package)" >&2
@@ -159,11 +157,13 @@ class DeployWork:
         return [v.value for v in self.deployment.variables if v.sensitive and v.value]
 
     async def prepare(self, worker: Worker, ticket: str, log: StepLog) -> ScriptRequest:
+        await self._check_environment(worker)
         await self._send_package(worker, ticket, log)
         return self._request(ticket)
 
     async def resume(self, worker: Worker, ticket: str, log: StepLog) -> ScriptRequest:
-        # a new password and file: used only if the start never reached the worker
+        # a new password and file: used only if the start never reached the worker (a
+        # script already started keeps its own, in its process's environment)
         return self._request(ticket)
 
     async def collect(
@@ -181,6 +181,23 @@ class DeployWork:
         for path, name in result.artifacts:
             await self._fetch_artifact(worker, ticket, path, name, log)
         return dataclasses.replace(result, output_variables=kept, error=error)
+
+    async def _check_environment(self, worker: Worker) -> None:
+        """DeployError unless the worker passes a start's Environment to the script: an
+        older agent would ignore it, and the executor would run without its password.
+        (agent.client.scripts checks it again as it starts the script.)"""
+        try:
+            capabilities = await worker.capabilities()
+        except Exception as error:
+            raise DeployError(f"cannot ask the worker what it supports: {error}") from None
+        services = list(capabilities.get("SupportedCapabilities") or [])
+        if not takes_environment(services):
+            served = ", ".join(services) or "nothing"
+            raise DeployError(
+                f"the worker does not take a script's Environment (it serves {served}; "
+                f"{ENVIRONMENT_SERVICE} is needed for the one-time password of the encrypted "
+                "variables, which is never written to a worker's disk); upgrade its agent"
+            )
 
     # -- the package ---------------------------------------------------------
 
@@ -255,10 +272,7 @@ class DeployWork:
         password = one_time_password()
         variables = folder / VARIABLES_FILE
         _write_private(variables, encrypted_variables_file(self._variables(), password))
-        password_path = folder / PASSWORD_FILE
-        _write_private(password_path, password.encode() + b"\n")
         body = DEPLOY.format(
-            password_file=PASSWORD_FILE,
             variables_file=VARIABLES_FILE,
             remote=shlex.quote(self.deployment.remote),
             shown=shlex.quote(self.deployment.shown).strip("'"),
@@ -267,10 +281,11 @@ class DeployWork:
         )
         return ScriptRequest(
             body=body,
-            files=[(VARIABLES_FILE, variables), (PASSWORD_FILE, password_path)],
+            files=[(VARIABLES_FILE, variables)],
             isolation="full",
             task_id=ids.format_id(ids.SERVER_TASK, self.deployment.task["id"]),
             ticket=ticket,
+            environment={PASSWORD_VARIABLE: password},
         )
 
     # -- artifacts -----------------------------------------------------------
@@ -310,8 +325,8 @@ class DeployWork:
 
 
 def sweep_scratch(home: Path) -> None:
-    """Remove the step files a hub killed mid-step left in ``home`` (a password among
-    them); a re-attached step writes new ones if it needs them."""
+    """Remove the step files a hub killed mid-step left in ``home`` (encrypted variables
+    files); a re-attached step writes new ones if it needs them."""
     shutil.rmtree(home / SCRATCH, ignore_errors=True)
 
 

@@ -21,6 +21,7 @@ import dataclasses
 import enum
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
@@ -236,11 +237,95 @@ class _Nullable(Kind):
         return None if value is None else self.inner.dump(value)
 
 
+class _Environment(Kind):
+    """Names to values for a script's process environment (``Environment``).
+
+    Held as sorted ``(name, value)`` pairs (a frozen type keeps no dict). The
+    messages name the variable and what was expected but never quote a value:
+    a value may be a secret, and an error goes into answers and logs.
+    """
+
+    doc = "{str: str}"
+
+    def load(self, value: Any, name: str, where: str) -> Any:
+        if not isinstance(value, Mapping):
+            raise CallError(BAD_PARAMS, f"{where} needs {name!r} as an object of names to strings")
+        if len(value) > MAX_ENVIRONMENT_VARIABLES:
+            raise CallError(
+                BAD_PARAMS,
+                f"{name} has {len(value)} variables; at most {MAX_ENVIRONMENT_VARIABLES} "
+                "(MAX_ENVIRONMENT_VARIABLES) are taken",
+            )
+        size = 0
+        for key, text in value.items():
+            check_environment_entry(key, text, name)
+            size += len(key.encode()) + len(text.encode()) + 2
+        if size > MAX_ENVIRONMENT_BYTES:
+            raise CallError(
+                BAD_PARAMS,
+                f"{name} is {size} bytes (names and values in UTF-8, with one '=' and one "
+                f"NUL each); at most {MAX_ENVIRONMENT_BYTES} (MAX_ENVIRONMENT_BYTES) are taken",
+            )
+        return tuple(sorted(value.items()))
+
+    def dump(self, value: Any) -> Any:
+        return dict(value)
+
+
+ENVIRONMENT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MAX_ENVIRONMENT_VARIABLES = 256
+MAX_ENVIRONMENT_BYTES = 64 * 1024
+RESERVED_VARIABLES = frozenset(
+    {
+        "TentacleHome",
+        "TentacleApplications",
+        "TentacleInstanceName",
+        "TentacleVersion",
+        "TentacleExecutablePath",
+        "TentacleJournal",
+        "TentacleScriptTicket",
+        "TentacleWorkspace",
+    }
+)
+"""What the agent sets for every script (docs/protocol.md §8): an Environment naming one is
+refused, rather than one side silently winning."""
+
+
+def check_environment_entry(key: Any, value: Any, field: str = "Environment") -> None:
+    """CallError(bad_params) naming ``key`` unless it is a variable a script may be given:
+    a name ``[A-Za-z_][A-Za-z0-9_]*`` not in RESERVED_VARIABLES, a string value without NUL.
+    The value is never quoted (it may be a secret)."""
+    shown = f"{key!r:.80}"
+    if not isinstance(key, str) or not ENVIRONMENT_NAME.fullmatch(key):
+        raise CallError(
+            BAD_PARAMS,
+            f"{field}: {shown} is not a variable name; expected [A-Za-z_][A-Za-z0-9_]* "
+            "(a letter or _, then letters, digits or _)",
+        )
+    if key in RESERVED_VARIABLES:
+        raise CallError(
+            BAD_PARAMS,
+            f"{field}: {key} is set by the agent for every script and cannot be given "
+            f"(reserved: {', '.join(sorted(RESERVED_VARIABLES))})",
+        )
+    if not isinstance(value, str):
+        raise CallError(
+            BAD_PARAMS, f"{field}: the value of {key} must be a string, not {type(value).__name__}"
+        )
+    if "\0" in value:
+        raise CallError(
+            BAD_PARAMS,
+            f"{field}: the value of {key} contains a NUL character, which no process "
+            "environment can hold",
+        )
+
+
 TEXT = _Plain(str, "str")
 INT = _Plain(int, "int")
 BOOL = _Plain(bool, "bool")
 SECONDS = _Seconds()
 TEXTS = _Texts()
+ENVIRONMENT = _Environment()
 
 # -- fields and the types built of them --------------------------------------------
 
@@ -414,7 +499,12 @@ class Download(WireType):
     length: int = wire("Length", INT)
 
 
-# -- scripts/1 -------------------------------------------------------------------
+# -- scripts/1 and scripts/2 ----------------------------------------------------
+
+SCRIPTS_VERSION = 2  # scripts/2: scripts/1 and StartScriptRequest's Environment
+ENVIRONMENT_SERVICE = f"scripts/{SCRIPTS_VERSION}"
+"""What a peer lists (hello's ``services``, ``SupportedCapabilities``) when it takes a
+start's Environment; one that does not would ignore the field (unknown keys are)."""
 
 _SYNTAX, _ISOLATION, _STATE = _OneOf(Syntax), _OneOf(Isolation), _OneOf(State)
 _LOGSOURCE = _OneOf(LogSource)
@@ -451,6 +541,13 @@ class StartScriptRequest(WireType):
     task_id: str = wire("TaskId", TEXT, default="")
     grace: float = wire("Grace", SECONDS, default=DEFAULT_GRACE)
     wait: float = wire("DurationToWaitForScriptToFinish", SECONDS, default=0.0)
+    # In the script's process environment only: never written to disk, nor echoed
+    environment: tuple[tuple[str, str], ...] = wire("Environment", ENVIRONMENT, default=())
+
+    def __repr__(self) -> str:
+        """Without the Environment's values (they may be secrets)."""
+        names = ", ".join(name for name, _ in self.environment)
+        return f"StartScriptRequest(ticket={self.ticket!r}, environment names=[{names}])"
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import logging
 import os
@@ -88,6 +89,8 @@ class _Script:
     cancel_requested: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     launched: runner.Launched | None = None
+    # The request's Environment, in memory only and only until the launch
+    environment: Mapping[str, str] = field(default_factory=dict)
 
 
 class ScriptManager:
@@ -130,10 +133,20 @@ class ScriptManager:
     # -- the service -------------------------------------------------------
 
     async def start(
-        self, spec: ScriptSpec, body: str, write_files: FileWriter | None, wait: float
+        self,
+        spec: ScriptSpec,
+        body: str,
+        write_files: FileWriter | None,
+        wait: float,
+        environment: Mapping[str, str] | None = None,
     ) -> Status:
         """Start the script for ``spec.ticket`` unless that ticket exists already.
 
+        ``environment`` is added to the script's process environment and kept in
+        memory only, until the launch: never written to the workspace (its state
+        says only ``with_environment``), so a script still waiting for its launch
+        when the agent stops cannot be launched after the restart (see _recover).
+        A repeated start of a ticket that exists ignores it, as it ignores the rest.
         Idempotent per ticket (case-insensitively), also for concurrent calls,
         and at most once: a ticket completed within the retention answers its
         remembered outcome (no logs) and runs nothing. Waits up to ``wait``
@@ -147,7 +160,8 @@ class ScriptManager:
                 return Status(stone.ticket, COMPLETE, stone.exit_code, [], stone.next_sequence)
             script = self._scripts.get(key)
             if script is None:
-                script = await self._create(key, spec, body, write_files)
+                spec = dataclasses.replace(spec, with_environment=bool(environment))
+                script = await self._create(key, spec, body, write_files, environment or {})
         if wait > 0:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
@@ -263,7 +277,12 @@ class ScriptManager:
     # -- creating and running ------------------------------------------------
 
     async def _create(
-        self, key: str, spec: ScriptSpec, body: str, write_files: FileWriter | None
+        self,
+        key: str,
+        spec: ScriptSpec,
+        body: str,
+        write_files: FileWriter | None,
+        environment: Mapping[str, str],
     ) -> _Script:
         workspace = self.settings.work / key
         shutil.rmtree(workspace, ignore_errors=True)  # debris of a start that never finished
@@ -285,7 +304,7 @@ class ScriptManager:
                     f"in {self.settings.work} ({error.strerror}): nothing was started",
                 ) from None
             raise
-        script = _Script(key, workspace, state, output)
+        script = _Script(key, workspace, state, output, environment=dict(environment))
         self._scripts[key] = script
         if key in self._releasing:  # a complete waits for this creation: never launch it
             script.log.note("Released by complete before it started")
@@ -354,6 +373,8 @@ class ScriptManager:
             script.log.note(f"Could not launch the script: {error}")
             self._finish(script, ExitCode.LAUNCH_FAILED)
             return
+        finally:
+            script.environment = {}  # the process has it now; keep no secret longer
         script.launched = launched
         # Kept in memory only: after a restart, wrapper.pid says it was launched.
         script.state = script.state.moved_to(RUNNING, started=now(), pid=launched.pid)
@@ -440,7 +461,9 @@ class ScriptManager:
             log.info("script states written again")
 
     def _environment(self, script: _Script) -> dict[str, str]:
-        return {**self.settings.environment,
+        # The request's variables replace the agent's own of the same name (PATH, say);
+        # the Tentacle* ones it sets itself are refused in a request (RESERVED_VARIABLES)
+        return {**self.settings.environment, **script.environment,
                 "TentacleScriptTicket": script.state.spec.ticket,
                 "TentacleWorkspace": str(script.workspace)}  # fmt: skip
 
@@ -452,6 +475,14 @@ class ScriptManager:
         self._scripts[adopted.key] = script
         if adopted.fate is Fate.FINISHED:
             script.done.set()
+        elif adopted.fate is Fate.RESTART and state.spec.with_environment:
+            # Its Environment was in the previous agent's memory only: running it
+            # without would run something else than was asked (a deployment without
+            # its password, say). The caller learns it from the exit code and the note.
+            script.log.note("The agent restarted before this script was launched, and its "
+                            "Environment (kept in memory only, never on disk) went with it: "
+                            "not run; start it again under a new ticket")  # fmt: skip
+            self._finish(script, ExitCode.LAUNCH_FAILED)
         elif adopted.fate is Fate.RESTART:
             self._save(script, state)
             self._spawn_run(script)

@@ -35,7 +35,8 @@ def now() -> str:
 
 @dataclass(frozen=True)
 class ScriptSpec:
-    """A StartScript request, minus the body and files (those are in the workspace)."""
+    """A StartScript request, minus the body and files (those are in the workspace) and
+    the Environment (in memory only: see ``with_environment``)."""
 
     ticket: str
     syntax: Syntax = Syntax.BASH
@@ -45,6 +46,9 @@ class ScriptSpec:
     mutex_timeout: float | None = None
     task_id: str = ""
     grace: float = DEFAULT_GRACE
+    # Whether the request had an Environment. Its names and values are never saved
+    # (they may be secrets): a restart before the launch cannot run the script as asked.
+    with_environment: bool = False
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,15 @@ class Router:
 
     @property
     def advertised(self) -> tuple[str, ...]:
-        """``name/version`` for every service, as announced in hello and capabilities."""
-        return tuple(f"{name}/{version}" for name, version in self._versions.items())
+        """``name/version`` for every service, as announced in hello and capabilities:
+        every version up to the one served, since a later version only adds to the
+        earlier ones (scripts/2 is scripts/1 with ``Environment``), so that a peer
+        looking for ``scripts/1`` finds it (docs/protocol.md §4)."""
+        return tuple(
+            f"{name}/{number}"
+            for name, version in self._versions.items()
+            for number in range(1, version + 1)
+        )
 
     async def __call__(self, call: IncomingCall) -> Reply:
         methods = self._services.get(call.service)

@@ -1,4 +1,7 @@
-"""The script service (scripts/1): the RPC face of agent.scripts.ScriptManager.
+"""The script service (scripts/2, which serves scripts/1 too): the RPC face of
+agent.scripts.ScriptManager.
+
+A start's ``Environment`` goes to the manager, which keeps it in memory only.
 
 Parameters follow Tentacle's ScriptServiceV2 names. Files sent alongside a
 script travel on the StartScript call's stream, one after another, each as
@@ -50,7 +53,9 @@ class ScriptService:
             if files and call.stream is not None:
                 await _write_files(call.stream, files, workspace)
 
-        status = await self.manager.start(_spec(request), request.body, write_files, request.wait)
+        status = await self.manager.start(
+            _spec(request), request.body, write_files, request.wait, dict(request.environment)
+        )
         return Reply(wire_status(status))
 
     async def status(self, call: IncomingCall) -> Reply:

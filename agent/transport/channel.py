@@ -141,6 +141,11 @@ class Channel:
         return self._conn.peer.name if self._conn.peer else "?"
 
     @property
+    def peer_services(self) -> tuple[str, ...]:
+        """The ``name/version`` services the peer's hello listed (none before it came)."""
+        return self._conn.peer.services if self._conn.peer else ()
+
+    @property
     def calls_in_flight(self) -> int:
         return len(self._handling)
 

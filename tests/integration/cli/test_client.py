@@ -16,9 +16,10 @@ def endpoint(agent: AgentProcess, thumbprint: str | None = None) -> list[str]:
 def test_capabilities(agent: AgentProcess) -> None:
     result = agent.cli.ok("client", "--instance", "hub", "capabilities", *endpoint(agent),
                           "--format", "json")  # fmt: skip
-    assert result.json()["SupportedCapabilities"] == ["capabilities/1", "files/1", "scripts/1"]
+    expected = ["capabilities/1", "files/1", "scripts/1", "scripts/2"]
+    assert result.json()["SupportedCapabilities"] == expected
     text = agent.cli.ok("client", "--instance", "hub", "capabilities", *endpoint(agent)).out
-    assert "SupportedCapabilities: capabilities/1, files/1, scripts/1" in text
+    assert "SupportedCapabilities: capabilities/1, files/1, scripts/1, scripts/2" in text
 
 
 def test_upload_then_download(agent: AgentProcess, tmp_path: Path) -> None:

@@ -733,3 +733,51 @@ async def test_tasks_on_the_builtin_worker_run_as_its_user_and_survive_a_kill(
     assert any(line.endswith("identity.pem: Permission denied") for line in lines), lines
     assert not any("PRIVATE KEY" in line for line in lines)
     await _killed_and_restarted(home, shared, tentacle.env, *as_user)
+
+
+async def test_a_script_gets_its_environment_in_memory_only(tmp_path: Path) -> None:
+    """``ScriptRequest.environment`` reaches the script's process as on an agent, and no
+    file of the hub's home holds it, while the script runs (blocked on a FIFO the test
+    holds) or after; a bad one is refused naming the variable."""
+    secret = f"pw-{secrets.token_hex(16)}"
+    fifo = tmp_path / "go.fifo"
+    os.mkfifo(fifo)
+    body = (
+        "printf '%s' \"$ONE_TIME\" | sha256sum | cut -c1-64; echo ready\n"
+        'IFS= read -r line < "$1"; echo "got $line"'
+    )
+    ready = asyncio.Event()
+    collected = Collected()
+
+    def output(chunk: LogChunk) -> None:
+        collected(chunk)
+        if "ready" in chunk.lines:
+            ready.set()
+
+    async with builtin(tmp_path / "hub") as worker:
+        request = ScriptRequest(body, arguments=[str(fifo)], environment={"ONE_TIME": secret})
+        running = asyncio.ensure_future(worker.execute(request, output))
+        waited = asyncio.ensure_future(ready.wait())
+        await asyncio.wait({running, waited}, return_when=asyncio.FIRST_COMPLETED)
+        assert ready.is_set(), f"the script ended before it was ready: {running.result()}"
+        assert (tmp_path / "hub" / FOLDER / "Work" / request.ticket).is_dir()
+        assert _files_holding(tmp_path / "hub", secret.encode()) == []
+        await asyncio.to_thread(fifo.write_text, "go\n")
+        outcome = await running
+        assert outcome.exit_code == 0
+        assert collected.of("stdout") == [hashlib.sha256(secret.encode()).hexdigest(), "ready",
+                                          "got go"]  # fmt: skip
+        assert _files_holding(tmp_path / "hub", secret.encode()) == []
+        with pytest.raises(RemoteError, match="'2X' is not a variable name") as caught:
+            await run(worker, "true", environment={"2X": secret})
+        assert secret not in str(caught.value)
+
+
+def _files_holding(root: Path, needle: bytes) -> list[Path]:
+    found = []
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = Path(folder) / name
+            if stat.S_ISREG(path.lstat().st_mode) and needle in path.read_bytes():
+                found.append(path)
+    return found

@@ -18,11 +18,21 @@ from typing import Any
 
 import aiohttp
 import psutil
+import pytest
 import sqlalchemy as sa
 
 from agent import __version__
+from agent.certs import generate_identity
+from agent.client import ChannelSettings
+from agent.hub.adhoc import BUILTIN_NAME
 from agent.hub.server import HubServer
 from agent.hub.store import tables as t
+from agent.protocol.calls import IncomingCall, Reply
+from agent.scripts.manager import ScriptManager, ScriptSettings
+from agent.services.capabilities import capabilities_methods
+from agent.services.router import Router
+from agent.services.scripts import ScriptService
+from agent.transport.listener import Listener
 from tests.helpers.agent import AgentProcess
 from tests.helpers.eventually import eventually
 from tests.helpers.forwarder import Forwarder
@@ -423,7 +433,7 @@ async def test_a_deployment_goes_on_across_a_hub_restart(hub: RunningHub, tmp_pa
         # what a hub killed mid-step leaves, of a task it will not resume
         left = hub.home.path / "Deploy" / "ServerTasks-999" / "task999-0123"
         left.mkdir(parents=True, exist_ok=True)
-        (left / "variables.password").write_text("one-time")
+        (left / "variables.enc").write_text("sealed")
         again = HubServer(hub.home, __version__)
         url = await again.start("127.0.0.1:0", polling_port=0)
         (tmp_path / "started.release").touch()
@@ -520,3 +530,113 @@ async def test_a_package_whose_content_is_gone_fails_the_task_saying_so(
         assert not cache_file(agent, package).exists()
     finally:
         agent.stop()
+
+
+@pytest.mark.parametrize("polling", [False, True], ids=["listening", "polling"])
+async def test_the_one_time_password_travels_only_in_the_scripts_environment(
+    hub: RunningHub, tmp_path: Path, polling: bool
+) -> None:
+    """While Deploy.sh runs: the executor has the password in its environment, the step
+    sent the encrypted variables file only (no password file), and no file of the
+    worker's home or the hub's holds the password; nor after the deployment."""
+    port = hub.server.polling_port if polling else None
+    agent = await add_worker(hub.api, hub.home.identity(), tmp_path, "web-1", port)
+    marker = tmp_path / "started"
+    try:
+        await upload(hub, "Acme.Web.1.0.0.zip", package_bytes())
+        task = await deploy(hub, Variables=variables(StartedMarker=str(marker)))
+        await eventually(marker.exists, "Deploy.sh started")
+        [executor] = executors_of(agent)
+        password = executor.environ().get("TENTACLE_VARIABLES_PASSWORD", "")
+        assert len(password) >= 16, "the executor got no one-time password"
+        # what the step sent: its files are kept on the hub until the step ends
+        sent = sorted(p.name for p in (hub.home.path / "Deploy").rglob("*") if p.is_file())
+        assert sent == ["variables.enc"]
+        [workspace] = [p for p in (agent.home / "Work").iterdir() if not p.name.startswith(".")]
+        assert (workspace / "variables.enc").is_file()
+        assert not (workspace / "variables.password").exists()
+        for home in (agent.home, hub.home.path):
+            assert files_holding(home, password.encode()) == []
+        (tmp_path / "started.release").touch()
+        done = await finished(hub.api, task)
+        assert (done["State"], done["ErrorMessage"]) == ("Success", "")
+        for home in (agent.home, hub.home.path):
+            assert files_holding(home, password.encode()) == []
+            assert files_holding(home, SECRET.encode()) == []
+        assert password not in await answers_of(hub, task)
+    finally:
+        (tmp_path / "started.release").touch()
+        agent.stop()
+
+
+async def test_a_deployment_to_a_pool_without_workers_runs_on_the_builtin_worker(
+    hub: RunningHub,
+) -> None:
+    """The built-in worker runs the executor too (its ``tentacle``, the hub's own
+    installation's) and gets the password through the Environment, in memory."""
+    status, pool = await hub.api.request("POST", "/api/workerpools", json={"Name": "Nobody here"})
+    assert status == 201, pool
+    await upload(hub, "Acme.Web.1.0.0.zip", package_bytes())
+    task = await deploy(hub, WorkerPoolId=pool["Id"], TargetAllWorkers=False)
+    done = await finished(hub.api, task)
+    assert (done["State"], done["ErrorMessage"]) == ("Success", "")
+    step = steps_of(await hub.api.get(f"/api/tasks/{task['Id']}/details"))[BUILTIN_NAME]
+    assert outputs(step)["Deployed"] == f"yes-{BUILTIN_NAME}"
+    folder = Path(outputs(step)["Package.InstallationDirectoryPath"])
+    assert folder.is_relative_to(hub.home.path / "BuiltinWorker"), folder
+    assert (folder / "app.config").read_text() == f"port=8080\nname={BUILTIN_NAME}\n"
+    assert (folder / "secret.sha").read_text().strip() == hashlib.sha256(
+        SECRET.encode()
+    ).hexdigest()
+    assert SECRET not in await answers_of(hub, task)
+    await check_database(hub)  # the built-in worker's folder is in the hub's home
+
+
+async def test_a_deployment_to_an_agent_without_scripts_2_fails_before_anything_is_sent(
+    hub: RunningHub, tmp_path: Path
+) -> None:
+    """An agent of an older version (the real services, scripts served at version 1, as
+    before the Environment) would ignore the field and run the executor without its
+    password: the step fails saying so, and neither the package nor a script is sent."""
+    identity, folder = generate_identity(), tmp_path / "old-agent"
+    manager = ScriptManager(ScriptSettings(folder / "Work", {"PATH": os.defpath}))
+    await manager.open()
+    router = Router()
+    router.add("capabilities", 1,
+               capabilities_methods(folder, lambda: router.advertised, __version__))  # fmt: skip
+    router.add("scripts", 1, ScriptService(manager).methods())
+    calls: list[str] = []
+
+    async def handler(call: IncomingCall) -> Reply:
+        calls.append(f"{call.service}.{call.method}")
+        return await router(call)
+
+    settings = ChannelSettings(identity, "old-agent", __version__, router.advertised)
+    listener = Listener(settings, [hub.home.identity().certificate_pem.decode()], handler)
+    [(_, port), *_] = await listener.start("127.0.0.1", 0)
+    try:
+        status, worker = await hub.api.request("POST", "/api/workers", json={
+            "Name": "old-1", "Thumbprint": identity.thumbprint, "WorkerPoolIds": ["WorkerPools-1"],
+            "Endpoint": {"CommunicationStyle": "TentaclePassive",
+                         "Uri": f"https://127.0.0.1:{port}/"},
+            "Certificate": identity.certificate_pem.decode(),
+        })  # fmt: skip
+        assert status == 201, worker
+
+        async def healthy() -> bool:
+            record = await hub.api.get(f"/api/workers/{worker['Id']}")
+            return bool(record["HealthStatus"] in ("Healthy", "HasWarnings"))
+
+        await eventually(healthy, "old-1 checked", interval=0.2)
+        await upload(hub, "Acme.Web.1.0.0.zip", package_bytes())
+        before = list(calls)
+        done = await finished(hub.api, await deploy(hub))
+        assert done["State"] == "Failed"
+        assert done["ErrorMessage"].startswith(
+            "old-1: the worker does not take a script's Environment (it serves "
+            "capabilities/1, scripts/1; scripts/2 is needed"
+        ), done["ErrorMessage"]
+        assert calls[len(before) :] == ["capabilities.get"]  # no upload, no script
+    finally:
+        await listener.stop(1.0)
+        await manager.close()

@@ -24,7 +24,7 @@ def client(agent: AgentProcess, **settings: float) -> AgentClient:
 async def test_capabilities_round_trip(agent: AgentProcess) -> None:
     async with client(agent) as hub:
         found = await hub.capabilities()
-    assert found["SupportedCapabilities"] == ["capabilities/1", "files/1", "scripts/1"]
+    assert found["SupportedCapabilities"] == ["capabilities/1", "files/1", "scripts/1", "scripts/2"]
     assert found["OS"] == "Linux"
     assert "bash" in found["Shells"]
     assert found["FreeDiskBytes"] > 0
