@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import shutil
 import signal
 import sys
 from pathlib import Path
@@ -37,6 +35,7 @@ from agent.cli.loop import run as run_on_loop
 from agent.cli.options import instance_option
 from agent.config.instances import HOME_MODE
 from agent.errors import CertificateError, ConfigError
+from agent.scripts.runner import installed_executable
 
 DEFAULT_GRACE = 30.0  # agent.daemon is imported only when the agent runs: it is heavy
 EXIT_FAILURE = 1
@@ -109,13 +108,9 @@ class _CannotStart(click.ClickException):
 
 
 def own_executable() -> str:
-    """The `tentacle` the agent's scripts call (TentacleExecutablePath): the one installed
-    beside this interpreter first (the same installation as this agent, also in a
-    virtualenv that is not on the PATH), else the PATH's, else how this was started."""
-    beside = Path(sys.executable).parent / "tentacle"
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    return shutil.which("tentacle") or sys.argv[0]
+    """The `tentacle` the agent's scripts call: this installation's, else how this was
+    started."""
+    return installed_executable(sys.argv[0])
 
 
 def _identity(name: str, path: Path, home: Path) -> Identity:

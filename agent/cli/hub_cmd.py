@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -189,8 +187,7 @@ def serve_command(
                 hub = hub.with_settings(**{name: value})
             except ValueError as error:
                 raise click.BadParameter(str(error), param_hint=hint) from None
-    executable = shutil.which("tentacle") or sys.argv[0]  # for steps on the built-in worker
-    server = HubServer(hub, __version__, environment=current().environ, executable=executable)
+    server = HubServer(hub, __version__, environment=current().environ)
     try:
         asyncio.run(until_signalled(_serve(server, listen, polling_port)))
     except Interrupted:

@@ -31,7 +31,6 @@ import pwd
 import secrets
 import shutil
 import stat
-import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,7 @@ from agent.errors import CallError, ConfigError, RemoteError
 from agent.hub.home import HomeLock
 from agent.scripts.manager import ScriptManager, ScriptSettings, Status
 from agent.scripts.paths import resolve_within, workspace_file_name
-from agent.scripts.runner import PROGRAMS, Account, hand_over
+from agent.scripts.runner import PROGRAMS, Account, hand_over, installed_executable
 from agent.scripts.state import COMPLETE, ScriptSpec
 
 log = logging.getLogger("agent.hub.builtin")
@@ -66,17 +65,6 @@ FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 # makes Debian's bash read ~/.bashrc
 HIDDEN_PREFIXES = ("TENTACLE_HUB_",)
 HIDDEN_VARIABLES = ("SSH_CLIENT", "SSH2_CLIENT", "SSH_CONNECTION", "SSH_TTY")
-
-
-def installed_executable() -> str:
-    """The `tentacle` a step runs (TentacleExecutablePath: `tentacle calamari ...` for a
-    deployment): the one installed beside this interpreter first (the hub's own
-    installation, also in a virtualenv that is not on the PATH), else the PATH's, else
-    the bare name. As an agent's (agent.cli.agent_cmd.own_executable)."""
-    beside = Path(sys.executable).parent / "tentacle"
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    return shutil.which("tentacle") or "tentacle"
 
 
 def find_account(user: str) -> tuple[Account, pwd.struct_passwd]:

@@ -24,7 +24,7 @@ from agent.hub.api.app import build_app
 from agent.hub.api.context import HubContext, utc_now
 from agent.hub.api.limits import PARSER_LIMIT
 from agent.hub.api.redact import loggable_target
-from agent.hub.builtin import BuiltinWorker, check_user, installed_executable
+from agent.hub.builtin import BuiltinWorker, check_user
 from agent.hub.deploy import Deployments, sweep_scratch
 from agent.hub.health import HealthChecks
 from agent.hub.home import HomeLock, HubHome, shared_port
@@ -124,7 +124,7 @@ class HubServer:
     # what the built-in worker's steps get (the CLI hands the process's environment in)
     environment: Mapping[str, str] = field(default_factory=dict)
     # the `tentacle` its steps run; default: the one beside this interpreter (a test's)
-    executable: str = field(default_factory=installed_executable)
+    executable: str = ""  # the built-in worker finds this installation's tentacle
     builtin: BuiltinWorker | None = None  # None when BuiltinWorker is off
 
     async def start(self, listen: str | None = None, polling_port: int | None = None) -> str:

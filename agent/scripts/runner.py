@@ -28,6 +28,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,17 @@ WRAPPER = (
 )
 BASH_JOB = '(. ./script.sh "$@")'
 EXEC_JOB = '"$@"'
+
+
+def installed_executable(otherwise: str = "tentacle") -> str:
+    """The `tentacle` that scripts call (TentacleExecutablePath: `tentacle calamari ...`
+    for a deployment): the one installed beside this interpreter first (the same
+    installation as this process, also in a virtualenv that is not on the PATH), else
+    the PATH's, else ``otherwise``."""
+    beside = Path(sys.executable).parent / "tentacle"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("tentacle") or otherwise
 
 
 @dataclass(frozen=True)
