@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -61,6 +61,13 @@ class TaskLog:
         self.now = now
         self.owner = owner
         self.cancel = asyncio.Event()
+        self.end_writes: list[Callable[[AsyncConnection], Awaitable[None]]] = []
+
+    def at_end(self, write: Callable[[AsyncConnection], Awaitable[None]]) -> None:
+        """``write`` made in the transaction that writes the task's end (and only if it
+        does: not if the task was taken over, nor when the hub stops and leaves it
+        running): one commit fewer for what is known by then (a last step's end)."""
+        self.end_writes.append(write)
 
     @contextlib.asynccontextmanager
     async def _writing(self) -> AsyncIterator[AsyncConnection]:
@@ -315,7 +322,9 @@ class TaskRunner:
             self._logs.pop(task_id, None)
             if state:
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(self._finish_durably(task_id, state, outcome))
+                    await asyncio.shield(
+                        self._finish_durably(task_id, state, outcome, task_log.end_writes)
+                    )
             elif not left:
                 self._dropped(task_id)
             self._wake.set()
@@ -331,14 +340,20 @@ class TaskRunner:
             row = await store_tasks.task(conn, task_id)
         return bool(row and row["cancel_requested"])
 
-    async def _finish_durably(self, task_id: int, state: str, outcome: Outcome) -> None:
+    async def _finish_durably(
+        self,
+        task_id: int,
+        state: str,
+        outcome: Outcome,
+        writes: Sequence[Callable[[AsyncConnection], Awaitable[None]]] = (),
+    ) -> None:
         """Write the task's end, retrying while the database is away (up to about
         FINISH_PATIENCE s): a task left Executing would hide its workers from the
         scheduler. If it never succeeds, the node's next start fails the task."""
         delay, waited = 0.5, 0.0
         while True:
             try:
-                await self._finish(task_id, state, outcome)
+                await self._finish(task_id, state, outcome, writes)
                 return
             except Exception as error:
                 if waited >= FINISH_PATIENCE:
@@ -354,11 +369,21 @@ class TaskRunner:
             waited += delay
             delay = min(delay * 2, 10.0)
 
-    async def _finish(self, task_id: int, state: str, outcome: Outcome) -> None:
+    async def _finish(
+        self,
+        task_id: int,
+        state: str,
+        outcome: Outcome,
+        writes: Sequence[Callable[[AsyncConnection], Awaitable[None]]] = (),
+    ) -> None:
+        """The task's end and its ``writes`` (TaskLog.at_end), in one transaction."""
         async with self.store.transaction() as conn:
             ended = await store_tasks.finish(
                 conn, task_id, state, self.now(), outcome.error, outcome.warnings, self.owner
             )
+            if ended:
+                for write in writes:
+                    await write(conn)
         if not ended:
             self._dropped(task_id)
             return
