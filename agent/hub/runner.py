@@ -25,6 +25,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from agent.hub.changes import TaskChanges
 from agent.hub.rules.dispatch import OUTSIDE_CAP, free_slots
 from agent.hub.store import Store
 from agent.hub.store import tasks as store_tasks
@@ -170,8 +171,10 @@ class TaskRunner:
         executors: dict[str, Executor],
         now: Callable[[], datetime],
         resumable: frozenset[str] = RESUMABLE,
+        changes: TaskChanges | None = None,
     ) -> None:
         self.store = store
+        self.changes = changes or TaskChanges()  # told of each claim and end, once committed
         self.owner = owner
         self.node = owner.node
         self.cap = cap
@@ -265,6 +268,7 @@ class TaskRunner:
             row = await store_tasks.claim(conn, self.owner, self.now(), names, excluding)
         if row is None:
             return False
+        self.changes.changed(row["id"])
         self._begin(row)
         return True
 
@@ -387,6 +391,7 @@ class TaskRunner:
         if not ended:
             self._dropped(task_id)
             return
+        self.changes.changed(task_id)
         log.info(
             "task ServerTasks-%d: %s%s",
             task_id,
