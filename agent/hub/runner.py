@@ -264,6 +264,9 @@ class TaskRunner:
     async def _claim_one(
         self, names: frozenset[str] | None = None, excluding: frozenset[str] | None = None
     ) -> bool:
+        async with self.store.connect() as conn:  # a read first: most looks find none
+            if not await store_tasks.any_queued(conn, names, excluding):
+                return False
         async with self.store.transaction() as conn:
             row = await store_tasks.claim(conn, self.owner, self.now(), names, excluding)
         if row is None:
@@ -281,12 +284,16 @@ class TaskRunner:
         self._running[row["id"]] = asyncio.create_task(self._execute(row, task_log))
 
     async def _apply_cancels(self) -> None:
-        for task_id, task in list(self._running.items()):
-            async with self.store.connect() as conn:
-                row = await store_tasks.task(conn, task_id)
-            if row is None or not row["cancel_requested"] or task.done():
+        """The cancels asked of the running tasks, read in one query for them all."""
+        if not self._running:
+            return
+        async with self.store.connect() as conn:
+            asked = await store_tasks.cancels_requested(conn, list(self._running))
+        for task_id in asked:
+            task = self._running.get(task_id)
+            if task is None or task.done():
                 continue
-            if row["name"] in self.resumable:
+            if self._names[task_id] in self.resumable:
                 self._logs[task_id].cancel.set()  # it cancels its steps' scripts
             else:
                 task.cancel()

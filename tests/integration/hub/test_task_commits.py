@@ -15,41 +15,48 @@ import sqlalchemy as sa
 from tests.helpers.hub import RunningHub
 from tests.integration.hub.tasks_helpers import add_worker, finished, submit
 
-TASK_TABLES = re.compile(
-    r"^\s*(INSERT INTO|UPDATE)\s+\"?(server_tasks|task_steps|task_activities|task_log)\b",
-    re.IGNORECASE,
-)
+TABLES = r"\"?(server_tasks|task_steps|task_activities|task_log)\b"
+WRITES = re.compile(rf"^\s*(INSERT INTO|UPDATE)\s+{TABLES}", re.IGNORECASE)
+READS = re.compile(rf"\bFROM\s+{TABLES}", re.IGNORECASE)
 
 
 @contextmanager
-def task_commits(engine: sa.Engine) -> Iterator[list[int]]:
-    """A list that counts (its length) the commits of transactions that wrote a task's
-    rows while the block runs."""
-    commits: list[int] = []
-    writing: set[int] = set()
+def task_commits(engine: sa.Engine) -> Iterator[list[bool]]:
+    """The commits, while the block runs, of write transactions that touched the task
+    tables: True for each that wrote a task's rows, False for one that only read them
+    (a write lock taken for nothing)."""
+    commits: list[bool] = []
+    touched: dict[int, bool] = {}
 
     def executed(conn: sa.Connection, _cursor: Any, statement: str, *_: Any) -> None:
-        if TASK_TABLES.match(statement):
-            writing.add(id(conn))
+        if WRITES.match(statement):
+            touched[id(conn)] = True
+        elif READS.search(statement):
+            touched.setdefault(id(conn), False)
 
     def committed(conn: sa.Connection) -> None:
-        if id(conn) in writing:
-            writing.discard(id(conn))
-            commits.append(1)
+        if id(conn) in touched:
+            commits.append(touched.pop(id(conn)))
+
+    def rolled_back(conn: sa.Connection) -> None:
+        touched.pop(id(conn), None)  # a read's connection: no write transaction
 
     sa.event.listen(engine, "before_cursor_execute", executed)
     sa.event.listen(engine, "commit", committed)
+    sa.event.listen(engine, "rollback", rolled_back)
     try:
         yield commits
     finally:
         sa.event.remove(engine, "before_cursor_execute", executed)
         sa.event.remove(engine, "commit", committed)
+        sa.event.remove(engine, "rollback", rolled_back)
 
 
 async def test_a_one_step_task_commits_five_times(hub: RunningHub, tmp_path: Path) -> None:
     """Queued (the API), claimed, its step leased Running with its activity, its lines,
     and its end with its step's: no commit of its own for the activity's Running, the
-    step's Running or the step's end (8 before)."""
+    step's Running or the step's end (8 before), and no write transaction for the
+    runner's looks at an empty queue (2 before)."""
     agent = await add_worker(hub.api, hub.home.identity(), tmp_path, "web-1")
     assert hub.server.store is not None
     try:
@@ -57,7 +64,7 @@ async def test_a_one_step_task_commits_five_times(hub: RunningHub, tmp_path: Pat
             task = await submit(hub.api, ScriptBody="echo hi", Syntax="bash")
             done = await finished(hub.api, task)
         assert done["State"] == "Success"
-        assert len(commits) == 5
+        assert commits == [True] * 5
         details = await hub.api.get(f"/api/tasks/{task['Id']}/details")
         [step] = details["ActivityLogs"][0]["Children"]
         assert (step["Status"], [e["MessageText"] for e in step["LogElements"]]) == (
