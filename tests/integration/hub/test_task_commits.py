@@ -73,3 +73,27 @@ async def test_a_one_step_task_commits_five_times(hub: RunningHub, tmp_path: Pat
         )
     finally:
         agent.stop()
+
+
+async def test_a_look_at_the_unfinished_tasks_reads_only_them(hub: RunningHub) -> None:
+    """GET /api/tasks?states=... filters in the query: a caller waiting for the queue to
+    drain reads the few unfinished tasks, not every task the hub ever ran (before: all
+    of them, filtered in Python, on each look)."""
+    assert hub.server.store is not None
+    engine = hub.server.store.engine.sync_engine
+    seen: list[str] = []
+
+    def executed(_conn: sa.Connection, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", executed)
+    try:
+        page = await hub.api.get(
+            "/api/tasks", params={"states": "Queued,Executing", "name": "AdHocScript"}
+        )
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", executed)
+    assert page["TotalResults"] == 0
+    [query] = [s for s in seen if READS.search(s)]
+    assert re.search(r"server_tasks\.state IN", query), query
+    assert re.search(r"server_tasks\.name IN", query), query
