@@ -45,6 +45,8 @@ POLLING_WAIT = 60.0  # seconds a polling worker may take to connect for a step
 class AdHocWork:
     """One worker's part of an AdHocScript task: its script, nothing around it."""
 
+    INSTANT = True  # prepare sends nothing: a step is leased Running (agent.hub.steps)
+
     def __init__(self, task: Row) -> None:
         self.task = task
 

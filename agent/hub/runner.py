@@ -19,12 +19,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from agent.hub.changes import TaskChanges
 from agent.hub.rules.dispatch import OUTSIDE_CAP, free_slots
 from agent.hub.store import Store
 from agent.hub.store import tasks as store_tasks
@@ -61,6 +62,13 @@ class TaskLog:
         self.now = now
         self.owner = owner
         self.cancel = asyncio.Event()
+        self.end_writes: list[Callable[[AsyncConnection], Awaitable[None]]] = []
+
+    def at_end(self, write: Callable[[AsyncConnection], Awaitable[None]]) -> None:
+        """``write`` made in the transaction that writes the task's end (and only if it
+        does: not if the task was taken over, nor when the hub stops and leaves it
+        running): one commit fewer for what is known by then (a last step's end)."""
+        self.end_writes.append(write)
 
     @contextlib.asynccontextmanager
     async def _writing(self) -> AsyncIterator[AsyncConnection]:
@@ -163,8 +171,10 @@ class TaskRunner:
         executors: dict[str, Executor],
         now: Callable[[], datetime],
         resumable: frozenset[str] = RESUMABLE,
+        changes: TaskChanges | None = None,
     ) -> None:
         self.store = store
+        self.changes = changes or TaskChanges()  # told of each claim and end, once committed
         self.owner = owner
         self.node = owner.node
         self.cap = cap
@@ -254,10 +264,14 @@ class TaskRunner:
     async def _claim_one(
         self, names: frozenset[str] | None = None, excluding: frozenset[str] | None = None
     ) -> bool:
+        async with self.store.connect() as conn:  # a read first: most looks find none
+            if not await store_tasks.any_queued(conn, names, excluding):
+                return False
         async with self.store.transaction() as conn:
             row = await store_tasks.claim(conn, self.owner, self.now(), names, excluding)
         if row is None:
             return False
+        self.changes.changed(row["id"])
         self._begin(row)
         return True
 
@@ -270,12 +284,16 @@ class TaskRunner:
         self._running[row["id"]] = asyncio.create_task(self._execute(row, task_log))
 
     async def _apply_cancels(self) -> None:
-        for task_id, task in list(self._running.items()):
-            async with self.store.connect() as conn:
-                row = await store_tasks.task(conn, task_id)
-            if row is None or not row["cancel_requested"] or task.done():
+        """The cancels asked of the running tasks, read in one query for them all."""
+        if not self._running:
+            return
+        async with self.store.connect() as conn:
+            asked = await store_tasks.cancels_requested(conn, list(self._running))
+        for task_id in asked:
+            task = self._running.get(task_id)
+            if task is None or task.done():
                 continue
-            if row["name"] in self.resumable:
+            if self._names[task_id] in self.resumable:
                 self._logs[task_id].cancel.set()  # it cancels its steps' scripts
             else:
                 task.cancel()
@@ -315,7 +333,9 @@ class TaskRunner:
             self._logs.pop(task_id, None)
             if state:
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(self._finish_durably(task_id, state, outcome))
+                    await asyncio.shield(
+                        self._finish_durably(task_id, state, outcome, task_log.end_writes)
+                    )
             elif not left:
                 self._dropped(task_id)
             self._wake.set()
@@ -331,14 +351,20 @@ class TaskRunner:
             row = await store_tasks.task(conn, task_id)
         return bool(row and row["cancel_requested"])
 
-    async def _finish_durably(self, task_id: int, state: str, outcome: Outcome) -> None:
+    async def _finish_durably(
+        self,
+        task_id: int,
+        state: str,
+        outcome: Outcome,
+        writes: Sequence[Callable[[AsyncConnection], Awaitable[None]]] = (),
+    ) -> None:
         """Write the task's end, retrying while the database is away (up to about
         FINISH_PATIENCE s): a task left Executing would hide its workers from the
         scheduler. If it never succeeds, the node's next start fails the task."""
         delay, waited = 0.5, 0.0
         while True:
             try:
-                await self._finish(task_id, state, outcome)
+                await self._finish(task_id, state, outcome, writes)
                 return
             except Exception as error:
                 if waited >= FINISH_PATIENCE:
@@ -354,14 +380,25 @@ class TaskRunner:
             waited += delay
             delay = min(delay * 2, 10.0)
 
-    async def _finish(self, task_id: int, state: str, outcome: Outcome) -> None:
+    async def _finish(
+        self,
+        task_id: int,
+        state: str,
+        outcome: Outcome,
+        writes: Sequence[Callable[[AsyncConnection], Awaitable[None]]] = (),
+    ) -> None:
+        """The task's end and its ``writes`` (TaskLog.at_end), in one transaction."""
         async with self.store.transaction() as conn:
             ended = await store_tasks.finish(
                 conn, task_id, state, self.now(), outcome.error, outcome.warnings, self.owner
             )
+            if ended:
+                for write in writes:
+                    await write(conn)
         if not ended:
             self._dropped(task_id)
             return
+        self.changes.changed(task_id)
         log.info(
             "task ServerTasks-%d: %s%s",
             task_id,

@@ -25,6 +25,7 @@ from agent.hub.api.context import HubContext, utc_now
 from agent.hub.api.limits import PARSER_LIMIT
 from agent.hub.api.redact import loggable_target
 from agent.hub.builtin import BuiltinWorker, check_user
+from agent.hub.changes import TaskChanges
 from agent.hub.deploy import Deployments, sweep_scratch
 from agent.hub.health import HealthChecks
 from agent.hub.home import HomeLock, HubHome, shared_port
@@ -126,6 +127,8 @@ class HubServer:
     # the `tentacle` its steps run; default: the one beside this interpreter (a test's)
     executable: str = ""  # the built-in worker finds this installation's tentacle
     builtin: BuiltinWorker | None = None  # None when BuiltinWorker is off
+    # news of the tasks' changes, from the runner to the API's long polls (?wait=)
+    task_changes: TaskChanges = field(default_factory=TaskChanges)
 
     async def start(self, listen: str | None = None, polling_port: int | None = None) -> str:
         """Lock the home, check its ports are free, migrate, take the node's lease (before
@@ -160,6 +163,7 @@ class HubServer:
         ssl_context: ssl.SSLContext,
         identity: Identity,
     ) -> str:
+        self.task_changes = TaskChanges()  # a new one per start: stop closes it
         self.store = store = await open_store(self.home.settings.database)
         await store.migrate()
         self.lease = NodeLease(
@@ -202,6 +206,7 @@ class HubServer:
                 ),
             },
             utc_now,
+            changes=self.task_changes,
         )
         # a dead node's resumable tasks are taken over here, not failed
         self.lease.adopts = self.tasks.resumable
@@ -221,6 +226,7 @@ class HubServer:
             channel=settings,
             extras={"packages": self.repository, "secrets": key, "artifacts": artifact_files},
             builtin_worker=self.builtin is not None,
+            task_changes=self.task_changes,
         )
         self.runner = web.AppRunner(
             build_app(context),
@@ -275,6 +281,7 @@ class HubServer:
             self.scheduler.wake()
 
     async def stop(self) -> None:
+        self.task_changes.close()  # the API's long polls answer now, not at their end
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None

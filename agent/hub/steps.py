@@ -32,6 +32,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from agent.calamari.masking import Masker
 from agent.calamari.service_messages import LEVEL_SWITCHES, parse_line
 from agent.client import LogChunk, ScriptOutcome, ScriptRequest, Worker
@@ -142,32 +144,55 @@ async def run_steps(
     ``connect`` gives the ``Worker`` of a step (closed after the step); ``timeout``:
     seconds from now for the steps still to end (None: none). store_tasks.TakenOver
     if the task is no longer this process's."""
-    steps = await _leased(task_log, choose)
-    engine = _Engine(task_log, connect, work, max_parallelism)
+    steps, works = await _leased(task_log, choose, work, max_parallelism)
+    engine = _Engine(task_log, connect, work, max_parallelism, works)
     return await engine.run(steps, timeout, cancel)
 
 
-async def _leased(task_log: TaskLog, choose: Choose) -> list[Row]:
+def instant(work: StepWork) -> bool:
+    """Whether ``work.prepare`` does nothing on the worker (no upload, no call): its
+    steps are then leased Running when they can start at once (``INSTANT`` true)."""
+    return bool(getattr(work, "INSTANT", False))
+
+
+async def _leased(
+    task_log: TaskLog, choose: Choose, work: Callable[[ChosenWorker], StepWork], parallelism: int
+) -> tuple[list[Row], dict[str, StepWork]]:
+    """The task's steps, leased now if it has none; and the work of those leased here,
+    by ticket (made once per step: ``work`` is called for them here). Steps of instant
+    work that start at once (the first ``parallelism``) are leased Running, their
+    activity too, in the lease's transaction: what would be written next, before the
+    start is sent, anyway; re-attaching to such a step follows its ticket, which the
+    worker starts at most once, with the same request."""
     async with task_log.store.connect() as conn:
         steps = await store_steps.steps_of(conn, task_log.task_id)
     if steps:
-        return steps
+        return steps, {}
     chosen = list(await choose())
-    leases = [
-        store_steps.Lease(one.worker_id, one.name, one.builtin, _ticket(task_log.task_id))
-        for one in chosen
-    ]
     now = task_log.now()
+    works = [work(one) for one in chosen]
+    leases = [
+        store_steps.Lease(
+            one.worker_id,
+            one.name,
+            one.builtin,
+            _ticket(task_log.task_id),
+            started=now if position < max(1, parallelism) and instant(its) else None,
+        )
+        for position, (one, its) in enumerate(zip(chosen, works, strict=True))
+    ]
     async with task_log.store.transaction() as conn:
         await store_tasks.ensure_owned(conn, task_log.task_id, task_log.owner)
         activities = [
             await store_tasks.start_activity(conn, task_log.task_id, one.name, now)
             for one in chosen
         ]
-        for activity in activities:  # shown Pending until the step runs
-            await store_steps.activity_status(conn, activity, "Pending")
+        for activity, one in zip(activities, leases, strict=True):
+            if one.started is None:  # shown Pending until the step runs
+                await store_steps.activity_status(conn, activity, "Pending")
         await store_steps.lease(conn, task_log.task_id, leases, activities, task_log.owner.node)
-        return await store_steps.steps_of(conn, task_log.task_id)
+        steps = await store_steps.steps_of(conn, task_log.task_id)
+    return steps, {lease.ticket: its for lease, its in zip(leases, works, strict=True)}
 
 
 def _ticket(task_id: int) -> str:
@@ -185,11 +210,16 @@ class _Engine:
         connect: Connect,
         work: Callable[[ChosenWorker], StepWork],
         max_parallelism: int,
+        works: dict[str, StepWork] | None = None,
     ) -> None:
         self.task_log = task_log
         self.connect = connect
         self.work = work
         self.gate = asyncio.Semaphore(max(1, max_parallelism))
+        # the work of the steps leased by this call, by ticket: a Running one among
+        # them was leased so (instant work), its start not sent yet
+        self.works = works or {}
+        self.unended = 0  # steps not ended yet: the last one's end goes with the task's
         self.stopping: str | None = None  # CANCELED or TIMED_OUT once the task is stopped
         self.stop = asyncio.Event()
 
@@ -199,6 +229,7 @@ class _Engine:
         results: dict[int, StepResult] = {}
         # Running steps first: on a re-attach they hold their slots already
         order = sorted(steps, key=lambda s: (s["state"] != store_steps.RUNNING, s["id"]))
+        self.unended = sum(step["state"] not in store_steps.ENDED for step in steps)
         watcher = asyncio.create_task(self._watch(cancel, timeout))
         try:
 
@@ -233,7 +264,7 @@ class _Engine:
 
     async def _run(self, step: Row) -> StepResult:
         chosen = chosen_of(step)
-        work = self.work(chosen)
+        work = self.works.get(step["ticket"]) or self.work(chosen)
         masker = Masker(set(work.masked()))
         step_log = StepLog(self.task_log, step["activity_id"], masker)
         try:
@@ -258,6 +289,8 @@ class _Engine:
                 await self._activity(step, "Running")
                 request = await work.prepare(worker, ticket, step_log)
                 await self._mark_running(step)
+            elif step["ticket"] in self.works:  # leased Running (instant): not sent yet
+                request = await work.prepare(worker, ticket, step_log)
             else:
                 request = await work.resume(worker, ticket, step_log)
             outcome = await self._execute(worker, request, follower)
@@ -309,24 +342,35 @@ class _Engine:
             await store_steps.mark_running(conn, step["id"], self.task_log.now())
 
     async def _end(self, step: Row, result: StepResult) -> None:
-        now = self.task_log.now()
-        status = {SUCCESS: "Success", CANCELED: "Canceled"}.get(result.state, "Failed")
+        """The step's end, its activity's and its error line, in one transaction; the
+        last step's is written with the task's own end (``TaskLog.at_end``): the
+        task's outcome follows from its steps', nothing is sent in between, and a
+        restart before that commit re-attaches to the step as if it were running."""
+        self.unended -= 1
+        if self.unended == 0:
+            self.task_log.at_end(lambda conn: self._write_end(conn, step, result))
+            return
         async with self.task_log.store.transaction() as conn:
             await store_tasks.ensure_owned(conn, self.task_log.task_id, self.task_log.owner)
-            if result.error:
-                await store_tasks.log(
-                    conn, self.task_log.task_id, step["activity_id"], "Error", result.error, now
-                )
-            await store_steps.end(
-                conn,
-                step["id"],
-                result.state,
-                result.exit_code,
-                result.error,
-                result.output_variables,
-                now,
+            await self._write_end(conn, step, result)
+
+    async def _write_end(self, conn: AsyncConnection, step: Row, result: StepResult) -> None:
+        now = self.task_log.now()
+        status = {SUCCESS: "Success", CANCELED: "Canceled"}.get(result.state, "Failed")
+        if result.error:
+            await store_tasks.log(
+                conn, self.task_log.task_id, step["activity_id"], "Error", result.error, now
             )
-            await store_tasks.end_activity(conn, step["activity_id"], status, now)
+        await store_steps.end(
+            conn,
+            step["id"],
+            result.state,
+            result.exit_code,
+            result.error,
+            result.output_variables,
+            now,
+        )
+        await store_tasks.end_activity(conn, step["activity_id"], status, now)
 
 
 class Follower:

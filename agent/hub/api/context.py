@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from agent.client import ChannelSettings
+from agent.hub.changes import TaskChanges
 from agent.hub.store import Store
 from agent.hub.store.apikeys import Caller
 
@@ -33,6 +34,8 @@ class HubContext:
     # how this node dials agents (its identity), for /api/workers/discover
     channel: ChannelSettings | None = None
     builtin_worker: bool = False  # whether this node has its built-in worker on
+    # news of this process's tasks' changes (the runner's), for ?wait= requests
+    task_changes: TaskChanges = field(default_factory=TaskChanges)
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def changed(self, what: str, ids: Sequence[int] = ()) -> None:

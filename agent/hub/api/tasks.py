@@ -9,8 +9,10 @@ to ask from next.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +28,7 @@ from agent.hub.api.common import iso, note
 from agent.hub.api.context import context_of
 from agent.hub.api.errors import bad_request, invalid, not_found
 from agent.hub.api.routes import Routes, collection_path, space_of, space_path
+from agent.hub.changes import RECHECK
 from agent.hub.rules.adhoc import adhoc_errors
 from agent.hub.rules.filters import BadFilter, choices
 from agent.hub.secrets import shown_arguments
@@ -35,6 +38,7 @@ from agent.hub.store import tasks as store_tasks
 from agent.hub.store.records import Row, fetch_all, fetch_one
 
 TASK_NAMES = ("Health", "AdHocScript", "Deploy")
+MAX_WAIT = 60.0  # seconds a ?wait= request may ask to wait at most
 # a task's description is a line in lists and events (Octopus's are a short sentence)
 MAX_DESCRIPTION = 1000
 
@@ -89,32 +93,39 @@ def task_resource(row: Row, now: datetime) -> dict[str, Any]:
     }
 
 
-async def _tasks(conn: AsyncConnection, space: int) -> list[Row]:
-    query = sa.select(t.server_tasks).where(t.server_tasks.c.space_id == space)
+async def _tasks(
+    conn: AsyncConnection, space: int, where: Sequence[sa.ColumnElement[bool]] = ()
+) -> list[Row]:
+    query = sa.select(t.server_tasks).where(t.server_tasks.c.space_id == space, *where)
     return await fetch_all(conn, query.order_by(t.server_tasks.c.id.desc()))
 
 
-def _task_filter(request: web.Request) -> Callable[[Row], bool]:
-    """``states`` (or ``state``) and ``name``: each value one the hub knows, else a 400
-    naming the parameter, the value and the accepted ones."""
+def _task_filter(request: web.Request) -> list[sa.ColumnElement[bool]]:
+    """``states`` (or ``state``) and ``name`` as SQL conditions (a caller waiting for
+    the queue to drain reads the few unfinished tasks, not every one): each value one
+    the hub knows, else a 400 naming the parameter, the value and the accepted ones."""
     query = request.query
     try:
         states = choices(query, "state" if "state" in query else "states", store_tasks.STATES)
         names = choices(query, "name", TASK_NAMES)
     except BadFilter as error:
         raise bad_request(str(error)) from None
-    return lambda row: (
-        (states is None or row["state"] in states) and (names is None or row["name"] in names)
-    )
+    tasks = t.server_tasks
+    where: list[sa.ColumnElement[bool]] = []
+    if states is not None:
+        where.append(tasks.c.state.in_(sorted(states)))
+    if names is not None:
+        where.append(tasks.c.name.in_(sorted(names)))
+    return where
 
 
 async def list_tasks(request: web.Request) -> web.Response:
     space = await space_of(request)
-    keep = _task_filter(request)
+    where = _task_filter(request)
     now = context_of(request).now()
     async with context_of(request).store.connect() as conn:
-        rows = await _tasks(conn, space)
-    items = [task_resource(row, now) for row in rows if keep(row)]
+        rows = await _tasks(conn, space, where)
+    items = [task_resource(row, now) for row in rows]
     return respond_page(
         request,
         "Task",
@@ -126,11 +137,11 @@ async def list_tasks(request: web.Request) -> web.Response:
 
 async def all_tasks(request: web.Request) -> web.Response:
     space = await space_of(request)
-    keep = _task_filter(request)
+    where = _task_filter(request)
     now = context_of(request).now()
     async with context_of(request).store.connect() as conn:
-        rows = await _tasks(conn, space)
-    return respond_all(request, [task_resource(row, now) for row in rows if keep(row)])
+        rows = await _tasks(conn, space, where)
+    return respond_all(request, [task_resource(row, now) for row in rows])
 
 
 async def _task_or_404(conn: AsyncConnection, request: web.Request) -> Row:
@@ -261,10 +272,49 @@ async def get_details(request: web.Request) -> web.Response:
     )
 
 
+def _wait(request: web.Request) -> float:
+    """``wait``: seconds the answer may wait for the task to change (0 if absent)."""
+    text = request.query.get("wait")
+    if text is None or text == "":
+        return 0.0
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= MAX_WAIT:  # NaN too
+        raise bad_request(f"wait must be a number of seconds from 0 to {MAX_WAIT:g}, not {text!r}")
+    return seconds
+
+
+async def _changed_row(request: web.Request, wait: float) -> Row:
+    """The task's row; with ``wait``, once its state differs from the one it had when
+    asked, once it is completed, or once ``wait`` s have passed, whichever is first."""
+    context = context_of(request)
+    number = ids.try_parse_id(ids.SERVER_TASK, request.match_info["id"])
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    first: str | None = None
+    while True:
+        with context.task_changes.watching(number or 0) as changed:
+            async with context.store.connect() as conn:
+                row = await _task_or_404(conn, request)
+            first = first or row["state"]
+            left = deadline - loop.time()
+            if row["state"] != first or row["state"] in store_tasks.FINISHED or left <= 0:
+                return row
+            if context.task_changes.closed:
+                return row
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(left, RECHECK)):
+                    await changed.wait()
+
+
 async def get_state(request: web.Request) -> web.Response:
+    """The task's state; ``?wait=S`` answers when it changes (or is completed) within S
+    seconds, else after them: a long poll instead of the caller's looks."""
+    wait = _wait(request)
     await space_of(request)  # first: _task_or_404 must not take a 2nd connection
-    async with context_of(request).store.connect() as conn:
-        row = await _task_or_404(conn, request)
+    row = await _changed_row(request, wait)
     task = task_resource(row, context_of(request).now())
     keys = ("Id", "State", "IsCompleted", "FinishedSuccessfully", "HasWarningsOrErrors")
     return web.json_response(
@@ -480,6 +530,7 @@ async def cancel_task(request: web.Request) -> web.Response:
         )
         after = await store_tasks.task(conn, row["id"])
     assert after is not None
+    context.task_changes.changed(after["id"])
     await context.changed("tasks")
     return web.json_response(task_resource(after, context.now()))
 

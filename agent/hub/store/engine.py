@@ -1,6 +1,7 @@
 """Opening the hub's database and bringing its schema up to date.
 
-SQLite (the default, a file in the hub's home, in WAL mode) or PostgreSQL
+SQLite (the default, a file in the hub's home, in WAL mode with
+``synchronous=NORMAL``) or PostgreSQL
 (``postgresql://user@host/db``), both through SQLAlchemy's async engine.
 Alembic owns the schema: ``migrate()`` runs every migration not yet applied,
 so an upgrade never loses data; the hub migrates on start.
@@ -40,6 +41,9 @@ from agent.errors import TentacleError
 MIGRATIONS = Path(__file__).parent / "migrations"
 # seconds a SQLite connection waits for the write lock before "database is locked"
 BUSY_TIMEOUT = 10.0
+# SQLite's synchronous pragma on every connection (docs/decisions.md: durable against
+# a crash of the process, not of the machine)
+SQLITE_SYNCHRONOUS = "NORMAL"
 _WRITE = "tentacle_write"  # the execution option that marks a write transaction
 # lower() as Python's str.lower, on SQLite (whose own folds ASCII letters only)
 LOWER = "tentacle_lower"
@@ -177,6 +181,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.create_function(LOWER, 1, _lower, deterministic=True)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    # WAL's commits without an fsync each (the WAL is synced at checkpoints): a commit
+    # survives the hub process's death (kill -9), not the machine's power loss, where
+    # the last commits may roll back (never a corrupt file). docs/decisions.md says why.
+    cursor.execute(f"PRAGMA synchronous={SQLITE_SYNCHRONOUS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 

@@ -36,6 +36,7 @@ class Lease:
     name: str
     builtin: bool
     ticket: str
+    started: datetime | None = None  # leased Running, its start about to be sent, if set
 
 
 async def lease(
@@ -45,7 +46,8 @@ async def lease(
     activities: Sequence[int],
     node: str,
 ) -> None:
-    """Insert the steps of a task, Pending, each with its activity (same order)."""
+    """Insert the steps of a task, each with its activity (same order): Pending, or
+    Running from ``started`` for a lease that has it."""
     for step, activity in zip(leases, activities, strict=True):
         await conn.execute(
             sa.insert(t.task_steps).values(
@@ -55,7 +57,8 @@ async def lease(
                 worker_name=step.name,
                 builtin=step.builtin,
                 ticket=step.ticket,
-                state=PENDING,
+                state=PENDING if step.started is None else RUNNING,
+                started=step.started,
                 next_log_sequence=0,
                 output_variables=[],
                 server_node=node,

@@ -70,6 +70,39 @@ async def task(conn: AsyncConnection, task_id: int) -> Row | None:
     return await fetch_one(conn, sa.select(t.server_tasks).where(t.server_tasks.c.id == task_id))
 
 
+def _oldest_queued(
+    names: Collection[str] | None, excluding: Collection[str] | None
+) -> sa.Select[Any]:
+    tasks = t.server_tasks
+    query = sa.select(tasks.c.id).where(tasks.c.state == QUEUED)
+    if names is not None:
+        query = query.where(tasks.c.name.in_(list(names)))
+    if excluding is not None:
+        query = query.where(tasks.c.name.not_in(list(excluding)))
+    return query.order_by(tasks.c.queue_time, tasks.c.id).limit(1)
+
+
+async def any_queued(
+    conn: AsyncConnection,
+    names: Collection[str] | None = None,
+    excluding: Collection[str] | None = None,
+) -> bool:
+    """Whether ``claim`` with the same filters would find a task now (a read: the
+    runner's looks at an empty queue then take no write lock)."""
+    return await fetch_one(conn, _oldest_queued(names, excluding)) is not None
+
+
+async def cancels_requested(conn: AsyncConnection, task_ids: Collection[int]) -> set[int]:
+    """Which of ``task_ids`` have a cancel requested (one read for all of them)."""
+    if not task_ids:
+        return set()
+    tasks = t.server_tasks
+    query = sa.select(tasks.c.id).where(
+        tasks.c.id.in_(list(task_ids)), tasks.c.cancel_requested.is_(True)
+    )
+    return {row["id"] for row in await fetch_all(conn, query)}
+
+
 async def claim(
     conn: AsyncConnection,
     owner: Owner,
@@ -80,12 +113,7 @@ async def claim(
     """Take the oldest queued task for ``owner`` (of ``names`` only, or not of
     ``excluding``, when given); None if there is none (or another node took it first)."""
     tasks = t.server_tasks
-    query = sa.select(tasks.c.id).where(tasks.c.state == QUEUED)
-    if names is not None:
-        query = query.where(tasks.c.name.in_(list(names)))
-    if excluding is not None:
-        query = query.where(tasks.c.name.not_in(list(excluding)))
-    oldest = await fetch_one(conn, query.order_by(tasks.c.queue_time, tasks.c.id).limit(1))
+    oldest = await fetch_one(conn, _oldest_queued(names, excluding))
     if oldest is None:
         return None
     taken = await conn.execute(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -89,3 +90,20 @@ async def test_an_unreachable_database_is_named_without_its_password() -> None:
 async def test_an_unknown_kind_of_database_is_refused() -> None:
     with pytest.raises(DatabaseError, match="expected sqlite:///PATH or postgresql://"):
         await open_store("mysql://root@localhost/hub")
+
+
+async def test_sqlite_commits_without_syncing_each_one(tmp_path: Path) -> None:
+    """WAL with synchronous=NORMAL (1) on every connection of the store, reads and
+    writes: a commit is durable once in the WAL, without an fsync of its own."""
+    store = await open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+    try:
+        await store.migrate()
+        async with store.connect() as conn:
+            mode = (await conn.execute(sa.text("PRAGMA journal_mode"))).scalar()
+            synchronous = (await conn.execute(sa.text("PRAGMA synchronous"))).scalar()
+        assert (mode, synchronous) == ("wal", 1)
+        async with store.transaction() as conn:
+            synchronous = (await conn.execute(sa.text("PRAGMA synchronous"))).scalar()
+        assert synchronous == 1
+    finally:
+        await store.close()

@@ -1,0 +1,99 @@
+"""What a task costs the store: the write transactions that touch a one-step task's
+rows (its queueing, claim, step, activity, log and end), counted on the real hub's
+engine as they commit."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from tests.helpers.hub import RunningHub
+from tests.integration.hub.tasks_helpers import add_worker, finished, submit
+
+TABLES = r"\"?(server_tasks|task_steps|task_activities|task_log)\b"
+WRITES = re.compile(rf"^\s*(INSERT INTO|UPDATE)\s+{TABLES}", re.IGNORECASE)
+READS = re.compile(rf"\bFROM\s+{TABLES}", re.IGNORECASE)
+
+
+@contextmanager
+def task_commits(engine: sa.Engine) -> Iterator[list[bool]]:
+    """The commits, while the block runs, of write transactions that touched the task
+    tables: True for each that wrote a task's rows, False for one that only read them
+    (a write lock taken for nothing)."""
+    commits: list[bool] = []
+    touched: dict[int, bool] = {}
+
+    def executed(conn: sa.Connection, _cursor: Any, statement: str, *_: Any) -> None:
+        if WRITES.match(statement):
+            touched[id(conn)] = True
+        elif READS.search(statement):
+            touched.setdefault(id(conn), False)
+
+    def committed(conn: sa.Connection) -> None:
+        if id(conn) in touched:
+            commits.append(touched.pop(id(conn)))
+
+    def rolled_back(conn: sa.Connection) -> None:
+        touched.pop(id(conn), None)  # a read's connection: no write transaction
+
+    sa.event.listen(engine, "before_cursor_execute", executed)
+    sa.event.listen(engine, "commit", committed)
+    sa.event.listen(engine, "rollback", rolled_back)
+    try:
+        yield commits
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", executed)
+        sa.event.remove(engine, "commit", committed)
+        sa.event.remove(engine, "rollback", rolled_back)
+
+
+async def test_a_one_step_task_commits_five_times(hub: RunningHub, tmp_path: Path) -> None:
+    """Queued (the API), claimed, its step leased Running with its activity, its lines,
+    and its end with its step's: no commit of its own for the activity's Running, the
+    step's Running or the step's end (8 before), and no write transaction for the
+    runner's looks at an empty queue (2 before)."""
+    agent = await add_worker(hub.api, hub.home.identity(), tmp_path, "web-1")
+    assert hub.server.store is not None
+    try:
+        with task_commits(hub.server.store.engine.sync_engine) as commits:
+            task = await submit(hub.api, ScriptBody="echo hi", Syntax="bash")
+            done = await finished(hub.api, task)
+        assert done["State"] == "Success"
+        assert commits == [True] * 5
+        details = await hub.api.get(f"/api/tasks/{task['Id']}/details")
+        [step] = details["ActivityLogs"][0]["Children"]
+        assert (step["Status"], [e["MessageText"] for e in step["LogElements"]]) == (
+            "Success",
+            ["hi"],
+        )
+    finally:
+        agent.stop()
+
+
+async def test_a_look_at_the_unfinished_tasks_reads_only_them(hub: RunningHub) -> None:
+    """GET /api/tasks?states=... filters in the query: a caller waiting for the queue to
+    drain reads the few unfinished tasks, not every task the hub ever ran (before: all
+    of them, filtered in Python, on each look)."""
+    assert hub.server.store is not None
+    engine = hub.server.store.engine.sync_engine
+    seen: list[str] = []
+
+    def executed(_conn: sa.Connection, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", executed)
+    try:
+        page = await hub.api.get(
+            "/api/tasks", params={"states": "Queued,Executing", "name": "AdHocScript"}
+        )
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", executed)
+    assert page["TotalResults"] == 0
+    [query] = [s for s in seen if READS.search(s)]
+    assert re.search(r"server_tasks\.state IN", query), query
+    assert re.search(r"server_tasks\.name IN", query), query
