@@ -55,6 +55,9 @@ def progress_bar(length: int | None, label: str) -> Iterator[Callable[[int], Non
     if not sys.stderr.isatty():
         yield None
         return
-    bar: Any = click.progressbar(length=length, label=label, file=sys.stderr)
+    if length is None:  # a size not known yet (a download): click then wants an iterable
+        bar: Any = click.progressbar(iter(()), label=label, file=sys.stderr)
+    else:
+        bar = click.progressbar(length=length, label=label, file=sys.stderr)
     with bar:
         yield bar.update
