@@ -37,7 +37,12 @@ from pathlib import Path
 from typing import IO
 
 from agent.calamari.masking import Masker
-from agent.calamari.service_messages import format_message, parse_line
+from agent.calamari.service_messages import (
+    PREFIX,
+    ServiceMessage,
+    format_message,
+    parse_line,
+)
 from agent.calamari.templates import evaluate
 from agent.calamari.variables import VariableSet
 
@@ -205,11 +210,13 @@ def _run(
         nonlocal error_output
         message = parse_line(line)
         with lock:
+            masker, write = maskers[stream], (out, err)[stream]
             if message is not None:
                 _act_on(message.name, message.attributes, result, variables, maskers)
-            elif stream == 1 and line.strip():
+                write(masker.flush() + _masked_message(line, message, masker) + "\n")
+                return
+            if stream == 1 and line.strip():
                 error_output = True
-            masker, write = maskers[stream], (out, err)[stream]
             write(masker.feed(line + "\n"))
 
     try:
@@ -258,6 +265,27 @@ def _forward(process: subprocess.Popen[bytes], signum: int) -> None:
     process.wait()
 
 
+def _masked_message(line: str, message: ServiceMessage, masker: Masker) -> str:
+    """``line`` with its service message re-encoded from masked attribute values.
+
+    Masking the base64 of a message would leave it unparseable (and the output
+    variable or artifact lost), so values are masked as text; a setVariable
+    whose value held a secret says it is sensitive.
+    """
+    attributes = {key: masker.mask(value) for key, value in message.attributes.items()}
+    masked = attributes.get("value") != message.attributes.get("value")
+    if message.name == "setVariable" and masked:
+        attributes = {k: v for k, v in attributes.items() if k.lower() != "sensitive"}
+        attributes["sensitive"] = "True"
+    try:
+        rebuilt = format_message(message.name, attributes)
+    except ValueError:  # a name XML allows but a message may not carry: mask as text
+        return masker.mask(line)
+    start = line.find(PREFIX)
+    end = line.find("]", start)
+    return masker.mask(line[:start]) + rebuilt + masker.mask(line[end + 1 :])
+
+
 def _lines(stream: IO[bytes] | None, handle: Callable[[str, int], None], number: int) -> None:
     assert stream is not None
     for raw in stream:
@@ -273,6 +301,8 @@ def _act_on(
 ) -> None:
     if name == "setVariable" and "name" in attributes and "value" in attributes:
         sensitive = attributes.get("sensitive", "").strip().lower() == "true"
+        # a value holding a known secret is one, whatever the script said
+        sensitive = sensitive or maskers[0].mask(attributes["value"]) != attributes["value"]
         if sensitive:
             for masker in maskers:
                 masker.add(attributes["value"])
