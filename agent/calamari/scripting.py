@@ -239,16 +239,19 @@ def _run(
         threading.Thread(target=_lines, args=(process.stdout, handle, 0)),
         threading.Thread(target=_lines, args=(process.stderr, handle, 1)),
     ]
-    for thread in threads:
-        thread.start()
-    try:
+    try:  # a signal may come as soon as the script runs: while the threads start too
+        for thread in threads:
+            thread.start()
         for thread in threads:
             thread.join()
         result.exit_code = process.wait()
     except BaseException as stop:  # Interrupted, KeyboardInterrupt: the script stops too
         _forward(process, stop.signum if isinstance(stop, Interrupted) else signal.SIGINT)
         for thread in threads:
-            thread.join()
+            if thread.ident is not None:  # started
+                thread.join()
+        if threads[0].ident is None:  # the secrets were never fed
+            os.close(secrets.write_end)
         raise
     for masker, write in zip(maskers, (out, err), strict=True):
         write(masker.flush())
