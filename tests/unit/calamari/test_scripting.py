@@ -151,3 +151,21 @@ def test_service_messages_about_a_secret_stay_parseable_and_hide_it(tmp_path: Pa
     assert result.outputs["Echo"] == (SECRET, True)
     assert values.get("Octopus.Action[Step A].Output.Echo") == SECRET
     assert result.artifacts == [(str(tmp_path / "report.txt"), SECRET)]
+
+
+def test_a_value_holding_a_secret_is_not_in_the_private_folder_either(tmp_path: Path) -> None:
+    body = (
+        "import base64, pathlib\n"
+        "folder = pathlib.Path(__file__).parent\n"
+        "data = b''.join(p.read_bytes() for p in folder.iterdir() if p.is_file())\n"
+        "secret = get_octopusvariable('Password').encode()\n"
+        "forms = [secret, base64.b64encode(secret).rstrip(b'=')]\n"
+        "print('in files:', [f for f in forms if f in data])\n"
+        "print('derived ok:', get_octopusvariable('Login') == 'admin:' + secret.decode())\n"
+    )
+    values = variables()
+    values.set("Login", "admin:#{Password}")
+    result, out, err, _ = run(tmp_path, "look.py", body, values=values)
+    assert result.exit_code == 0, err
+    assert "in files: []\n" in out
+    assert "derived ok: True\n" in out
