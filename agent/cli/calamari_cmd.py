@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
@@ -16,7 +18,7 @@ from agent.calamari.deployment import Deployer, DeploymentError
 from agent.calamari.journal import Journal
 from agent.calamari.masking import Masker
 from agent.calamari.packages import PackageError, extract
-from agent.calamari.scripting import ScriptError, exit_code_message, run_script
+from agent.calamari.scripting import Interrupted, ScriptError, exit_code_message, run_script
 from agent.calamari.templates import TemplateError
 from agent.calamari.variables import VariablesError, VariableSet, load_variables
 from agent.cli.options import VerbGroup
@@ -92,6 +94,26 @@ def _variables(path: Path | None) -> VariableSet:
     return variables.with_environment(_script_environment())
 
 
+@contextlib.contextmanager
+def _stoppable() -> Iterator[None]:
+    """SIGTERM/SIGINT stop the step cleanly: the executor forwards the signal to the
+    script's process group, waits, removes its private folder, then exits 128+N."""
+
+    def stop(signum: int, _frame: object) -> None:
+        for each in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(each, signal.SIG_IGN)  # one stop at a time: the cleanup runs once
+        raise Interrupted(signum)
+
+    previous = {each: signal.signal(each, stop) for each in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    except Interrupted as interrupted:
+        raise click.exceptions.Exit(128 + interrupted.signum) from None
+    finally:
+        for each, handler in previous.items():
+            signal.signal(each, handler)
+
+
 def _writer(stream: TextIO) -> Callable[[str], None]:
     def write(text: str) -> None:
         stream.write(text)
@@ -130,17 +152,18 @@ def run_script_command(
     The script's own ARGUMENTS follow `--`, so that a mistyped option is an error.
     """
     variables = _variables(variables_file)
-    try:
-        result = run_script(
-            script,
-            variables,
-            arguments,
-            out=_writer(sys.stdout),
-            err=_writer(sys.stderr),
-            environment=_script_environment(),
-        )
-    except (ScriptError, TemplateError) as error:
-        raise click.ClickException(str(error)) from None
+    with _stoppable():
+        try:
+            result = run_script(
+                script,
+                variables,
+                arguments,
+                out=_writer(sys.stdout),
+                err=_writer(sys.stderr),
+                environment=_script_environment(),
+            )
+        except (ScriptError, TemplateError) as error:
+            raise click.ClickException(str(error)) from None
     click.echo(exit_code_message(result.exit_code))
     if output_variables is not None:
         document = [{"name": name, "value": value, "sensitive": sensitive}
@@ -181,9 +204,10 @@ def deploy_package_command(
     keep = retain or int(variables.get("OctopusRetentionPolicyItemsToKeep") or 0) or None
     deployer = Deployer(variables, _writer(sys.stdout), _writer(sys.stderr),
                         environment=_script_environment())  # fmt: skip
-    try:
-        installed = deployer.deploy(package, root, journal, keep)
-    except DeploymentError as error:
-        masked = Masker(variables.sensitive_values()).mask(str(error))  # a step's own message
-        raise click.ClickException(f"deployment failed: {masked}") from None
+    with _stoppable():
+        try:
+            installed = deployer.deploy(package, root, journal, keep)
+        except DeploymentError as error:
+            masked = Masker(variables.sensitive_values()).mask(str(error))  # a step's own message
+            raise click.ClickException(f"deployment failed: {masked}") from None
     click.echo(f"Deployed {installed.package_id} {installed.version} to {installed.folder}")

@@ -1,7 +1,9 @@
 """Runs a Python step with the helper functions as globals.
 
-Usage: bootstrap.py VARIABLES.json SCRIPT [ARGS...]; VARIABLES.json maps names
-to values. Run as a file by the executor, in the step's own interpreter.
+Usage: bootstrap.py VARIABLES.json SCRIPT [ARGS...]; VARIABLES.json holds
+``values`` (name -> value), ``sensitive`` (names) and ``fd``: an inherited pipe
+carrying the sensitive values, base64, one a line in that order, so that no
+secret is in a file. Run as a file by the executor, in the step's own interpreter.
 """
 
 import base64
@@ -23,7 +25,13 @@ def _message(kind: str, /, **attributes: object) -> None:
 
 
 with open(sys.argv[1], encoding="utf-8") as _file:
-    octopusvariables: dict[str, str] = json.load(_file)
+    _document = json.load(_file)
+octopusvariables: dict[str, str] = dict(_document["values"])
+with os.fdopen(_document["fd"], "rb") as _pipe:  # closed: the script's children don't get it
+    _secrets = _pipe.read().splitlines()
+for _name, _line in zip(_document["sensitive"], _secrets, strict=True):
+    octopusvariables[_name] = base64.b64decode(_line).decode()
+del _document, _secrets, _pipe
 
 
 def get_octopusvariable(key: str) -> str:

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.calamari.masking import MASK
+from agent.calamari.masking import MASK, encoded_forms
 from agent.calamari.scripting import ScriptError, run_script
+from agent.calamari.service_messages import parse_line
 from agent.calamari.variables import Variable, VariableSet
 
 SECRET = "hunter2-Secret"
@@ -122,3 +123,49 @@ echo late-secret"""
 def test_unknown_kinds_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ScriptError, match="cannot tell how to run"):
         run(tmp_path, "deploy.ps1", "Write-Host hi")
+
+
+def test_service_messages_about_a_secret_stay_parseable_and_hide_it(tmp_path: Path) -> None:
+    body = (
+        "SECRET=$(get_octopusvariable Password)\n"
+        'set_octopusvariable "Echo" "$SECRET"\n'
+        'set_octopusvariable "$SECRET" "x"\n'
+        "touch report.txt\n"
+        'new_octopusartifact report.txt "$SECRET"\n'
+    )
+    result, out, err, values = run(tmp_path, "secret.sh", body)
+    assert result.exit_code == 0, err
+    assert not [form for form in encoded_forms(SECRET) if form in out + err]
+    messages = [parse_line(line) for line in out.splitlines()]
+    assert None not in messages, out  # every line is a well-formed message
+    echo, named, artifact = (message for message in messages if message is not None)
+    assert (echo.name, echo.attributes) == (
+        "setVariable",
+        {"name": "Echo", "value": MASK, "sensitive": "True"},
+    )
+    assert (named.name, named.attributes) == ("setVariable", {"name": MASK, "value": "x"})
+    assert artifact.name == "createArtifact"
+    assert artifact.attributes["path"] == str(tmp_path / "report.txt")
+    assert artifact.attributes["name"] == MASK
+    # the executor acted on the real values: the output variable is kept, and sensitive
+    assert result.outputs["Echo"] == (SECRET, True)
+    assert values.get("Octopus.Action[Step A].Output.Echo") == SECRET
+    assert result.artifacts == [(str(tmp_path / "report.txt"), SECRET)]
+
+
+def test_a_value_holding_a_secret_is_not_in_the_private_folder_either(tmp_path: Path) -> None:
+    body = (
+        "import base64, pathlib\n"
+        "folder = pathlib.Path(__file__).parent\n"
+        "data = b''.join(p.read_bytes() for p in folder.iterdir() if p.is_file())\n"
+        "secret = get_octopusvariable('Password').encode()\n"
+        "forms = [secret, base64.b64encode(secret).rstrip(b'=')]\n"
+        "print('in files:', [f for f in forms if f in data])\n"
+        "print('derived ok:', get_octopusvariable('Login') == 'admin:' + secret.decode())\n"
+    )
+    values = variables()
+    values.set("Login", "admin:#{Password}")
+    result, out, err, _ = run(tmp_path, "look.py", body, values=values)
+    assert result.exit_code == 0, err
+    assert "in files: []\n" in out
+    assert "derived ok: True\n" in out
