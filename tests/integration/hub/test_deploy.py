@@ -122,8 +122,11 @@ def files_holding(root: Path, needle: bytes) -> list[Path]:
     for folder, _, names in os.walk(root):
         for name in names:
             path = Path(folder) / name
-            if path.is_file() and not path.is_symlink() and needle in path.read_bytes():
-                found.append(path)
+            try:
+                if path.is_file() and not path.is_symlink() and needle in path.read_bytes():
+                    found.append(path)
+            except FileNotFoundError:  # a file replaced or removed meanwhile (state, scratch)
+                continue
     return found
 
 
