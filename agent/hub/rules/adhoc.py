@@ -9,6 +9,7 @@ workers (``WorkerPoolId``, ``MachineIds``) are checked against the store by the 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 SYNTAXES = {"bash": "bash", "python": "python", "sh": "sh"}
@@ -30,6 +31,18 @@ def _shown(value: Any) -> str:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_seconds(value: Any) -> bool:
+    """Whether a ``Timeout`` is a number of seconds > 0 that a float holds (not NaN,
+    not infinite, not an integer too large for a float: the dispatcher computes with
+    it)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(float(value)) and value > 0
+    except OverflowError:
+        return False
 
 
 def adhoc_errors(arguments: dict[str, Any]) -> list[str]:

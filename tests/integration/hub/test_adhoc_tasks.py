@@ -300,6 +300,40 @@ async def test_bad_arguments_are_422_naming_the_field(
     assert await hub.api.get("/api/tasks/all") == []
 
 
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400"])
+async def test_a_non_finite_number_is_400_naming_it_everywhere(
+    hub: RunningHub, number: str
+) -> None:
+    """Python's json reads NaN and Infinity (and 1e400 as infinity) and writes them
+    back, which no JSON reader takes: every body is refused, nothing kept."""
+    bodies = [
+        ("/api/tasks", '{"Name": "AdHocScript", "Arguments": {"ScriptBody": "x", "Timeout": %s}}'),
+        ("/api/workerpools", '{"Name": "Pool", "Unknown": [%s]}'),
+    ]
+    for path, body in bodies:
+        status, answer = await hub.api.request(
+            "POST", path, data=body % number, headers={"Content-Type": "application/json"}
+        )
+        assert status == 400, (path, answer)
+        assert number in answer["ErrorMessage"], answer
+        assert "finite number" in answer["ErrorMessage"], answer
+    assert await hub.api.get("/api/tasks/all") == []
+    assert [p["Name"] for p in await hub.api.get("/api/workerpools/all")] == ["Default Worker Pool"]
+
+
+async def test_a_timeout_too_large_for_a_float_is_422(hub: RunningHub) -> None:
+    status, answer = await hub.api.request(
+        "POST",
+        "/api/tasks",
+        data='{"Name": "AdHocScript", "Arguments": {"ScriptBody": "x", "Timeout": 1%s}}'
+        % ("0" * 400),
+        headers={"Content-Type": "application/json"},
+    )
+    assert status == 422, answer
+    assert any("Arguments.Timeout must be" in error for error in answer["Errors"]), answer
+    assert await hub.api.get("/api/tasks/all") == []
+
+
 async def test_a_bad_cursor_is_400(hub: RunningHub) -> None:
     task = await submit(hub.api, ScriptBody="echo hi", WorkerPoolId="WorkerPools-1")
     status, answer = await hub.api.request("GET", f"/api/tasks/{task['Id']}/details?since=-1")
