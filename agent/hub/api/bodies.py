@@ -10,12 +10,22 @@ from typing import Any
 
 from aiohttp import web
 
-from agent.hub.api.errors import bad_request, invalid
+from agent.hub.api.errors import ApiError, bad_request, invalid
 from agent.hub.rules.names import control_character_problem
 
-MAX_BODY = 1024 * 1024
+MAX_BODY = 1024 * 1024  # aiohttp's client_max_size (its default, api/app.py) is the same
 MAX_TEXT = 200  # a name's column holds this many characters
 SMALLEST, LARGEST = -(2**31), 2**31 - 1  # what every database's INTEGER holds
+
+
+def too_large() -> ApiError:
+    """The 413 for a JSON body over MAX_BODY, naming the limit and what to do."""
+    return ApiError(
+        413,
+        f"the request body is larger than this hub's limit of {MAX_BODY} bytes (1 MiB) for "
+        "a JSON body: keep a ScriptBody under it, or put bigger content in a package "
+        "(POST /api/packages/raw) and deploy it",
+    )
 
 
 class NotFinite(ValueError):
@@ -43,9 +53,12 @@ def loads(raw: bytes | str) -> Any:
 async def json_object(request: web.Request) -> dict[str, Any]:
     """The body as a JSON object; 400 if it is not JSON (non-finite numbers included)
     or not an object."""
-    raw = await request.read()
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:  # aiohttp's bare "Request Entity Too Large"
+        raise too_large() from None
     if len(raw) > MAX_BODY:
-        raise bad_request(f"the request body is larger than {MAX_BODY} bytes")
+        raise too_large()
     try:
         value = loads(raw or b"null")
     except NotFinite as error:

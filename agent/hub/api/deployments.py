@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agent.hub.api.context import context_of
 from agent.hub.api.errors import ApiError
-from agent.hub.rules.adhoc import MAX_PARALLELISM
+from agent.hub.rules.adhoc import MAX_PARALLELISM, target_errors
 from agent.hub.secrets import SEALED, HubKey, seal_variables
 from agent.hub.store import packages as store_packages
 
@@ -120,9 +120,7 @@ def _other_errors(arguments: dict[str, Any]) -> list[str]:
                 f"Arguments.{field} is required: the package's {field[7:].lower()} as in the "
                 f"repository (GET /api/packages), not {_shown(value)}"
             )
-    target_all = arguments.get("TargetAllWorkers")
-    if target_all is not None and not isinstance(target_all, bool):
-        errors.append(f"Arguments.TargetAllWorkers must be true or false, not {_shown(target_all)}")
+    errors += target_errors(arguments)
     parallelism = arguments.get("MaxParallelism")
     if parallelism is not None and (
         isinstance(parallelism, bool)

@@ -45,6 +45,20 @@ def is_seconds(value: Any) -> bool:
         return False
 
 
+def target_errors(arguments: dict[str, Any]) -> list[str]:
+    """What is wrong with ``TargetAllWorkers`` (a bool; not together with MachineIds,
+    which would leave the task's workers ambiguous)."""
+    target_all = arguments.get("TargetAllWorkers")
+    if target_all is not None and not isinstance(target_all, bool):
+        return [f"Arguments.TargetAllWorkers must be true or false, not {_shown(target_all)}"]
+    if target_all is True and arguments.get("MachineIds"):
+        return [
+            "Arguments.TargetAllWorkers and Arguments.MachineIds: give one of them "
+            "(TargetAllWorkers: every worker of the pool; MachineIds: those workers)"
+        ]
+    return []
+
+
 def adhoc_errors(arguments: dict[str, Any]) -> list[str]:
     """What is wrong with an AdHocScript task's ``Arguments`` (besides pool and
     workers), each entry naming its field and what was expected."""
@@ -70,9 +84,14 @@ def adhoc_errors(arguments: dict[str, Any]) -> list[str]:
             'Arguments.ScriptArguments must be a list of strings (e.g. ["--fast"]), '
             f"not {_shown(script_arguments)}"
         )
-    target_all = arguments.get("TargetAllWorkers")
-    if target_all is not None and not isinstance(target_all, bool):
-        errors.append(f"Arguments.TargetAllWorkers must be true or false, not {_shown(target_all)}")
+    elif script_arguments is not None:
+        errors += [
+            f"Arguments.ScriptArguments[{i}] must not contain NUL characters "
+            "(no process argument can hold one)"
+            for i, argument in enumerate(script_arguments)
+            if "\x00" in argument
+        ]
+    errors += target_errors(arguments)
     parallelism = arguments.get("MaxParallelism")
     if parallelism is not None and (
         not _is_int(parallelism) or not 1 <= parallelism <= MAX_PARALLELISM

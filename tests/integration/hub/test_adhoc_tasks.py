@@ -279,6 +279,14 @@ async def test_a_pool_of_unavailable_workers_fails_naming_them(
         ({"ScriptBody": "x", "Syntax": "PowerShell"}, "Arguments.Syntax must be one of"),
         ({"ScriptBody": "x", "ScriptArguments": "a b"}, "Arguments.ScriptArguments must be"),
         ({"ScriptBody": "x", "ScriptArguments": [1]}, "Arguments.ScriptArguments must be"),
+        (
+            {"ScriptBody": "x", "ScriptArguments": ["ok", "a\x00b"]},
+            "Arguments.ScriptArguments[1] must not contain NUL characters",
+        ),
+        (
+            {"ScriptBody": "x", "TargetAllWorkers": True, "MachineIds": ["Workers-1"]},
+            "Arguments.TargetAllWorkers and Arguments.MachineIds: give one of them",
+        ),
         ({"ScriptBody": "x", "TargetAllWorkers": "yes"}, "Arguments.TargetAllWorkers must be"),
         ({"ScriptBody": "x", "MaxParallelism": 0}, "Arguments.MaxParallelism must be"),
         ({"ScriptBody": "x", "MaxParallelism": 2.5}, "Arguments.MaxParallelism must be"),
@@ -331,6 +339,18 @@ async def test_a_timeout_too_large_for_a_float_is_422(hub: RunningHub) -> None:
     )
     assert status == 422, answer
     assert any("Arguments.Timeout must be" in error for error in answer["Errors"]), answer
+    assert await hub.api.get("/api/tasks/all") == []
+
+
+async def test_a_body_over_the_limit_is_413_naming_it(hub: RunningHub) -> None:
+    status, answer = await hub.api.request(
+        "POST",
+        "/api/tasks",
+        json={"Name": "AdHocScript", "Arguments": {"ScriptBody": "#" * (1024 * 1024 + 10)}},
+    )
+    assert status == 413, answer
+    assert "larger than this hub's limit of 1048576 bytes" in answer["ErrorMessage"], answer
+    assert "ScriptBody" in answer["ErrorMessage"], answer
     assert await hub.api.get("/api/tasks/all") == []
 
 

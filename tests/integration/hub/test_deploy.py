@@ -338,6 +338,8 @@ async def test_bad_deploy_arguments_are_refused_naming_each(hub: RunningHub) -> 
             ],
         ),
     ]
+    both = {"PackageId": "Acme.Web", "PackageVersion": "1.0.0", "TargetAllWorkers": True}
+    cases.append(({**both, "MachineIds": ["Workers-1"]}, ["give one of them"]))
     for arguments, expected in cases:
         status, body = await hub.api.request(
             "POST", "/api/tasks", json={"Name": "Deploy", "Arguments": arguments}
