@@ -36,6 +36,7 @@ from agent.cli.output import emit_fields, emit_json, emit_table, format_option
 from agent.cli.registration import hub_options
 from agent.cli.signals import Interrupted, until_signalled
 from agent.client.hub_api import HubApi, HubApiError
+from agent.hub.rules.adhoc import MAX_PARALLELISM
 
 FIRST_LOOK = 0.05  # seconds before the first look at a new task's details
 LONGEST_LOOK = 0.5  # seconds between looks at a task that prints nothing
@@ -373,7 +374,7 @@ def where_options(function: Callable[..., Any]) -> Callable[..., Any]:
             ),
             click.option(
                 "--max-parallelism",
-                type=click.IntRange(1, 10_000),
+                type=click.IntRange(1, MAX_PARALLELISM),  # the hub's own limit
                 metavar="N",
                 help="at most N workers at once (the hub's default: 10)",
             ),

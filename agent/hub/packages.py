@@ -13,12 +13,19 @@ is one ``tentacle calamari deploy-package`` can install.
 
 from __future__ import annotations
 
+import asyncio
+import bz2
 import contextlib
+import gzip
 import hashlib
+import io
+import lzma
 import os
 import re
 import secrets
-from collections.abc import AsyncIterator
+import tarfile
+import zipfile
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +53,53 @@ class PackageTooLarge(TentacleError):
     """The package is bigger than the repository's limit."""
 
 
+class PackageContentError(TentacleError):
+    """The bytes are not an archive of the kind the file name says, or they did not
+    all arrive; the message says which."""
+
+
+_DECOMPRESSED: dict[str, Callable[[Path], io.BufferedIOBase]] = {
+    "r:gz": gzip.GzipFile, "r:bz2": bz2.BZ2File, "r:xz": lzma.LZMAFile,
+}  # fmt: skip
+
+
+def _read_compressed(path: Path, kind: str) -> None:
+    """Decompress the whole file, a chunk at a time (tarfile stops at the archive's
+    end marker: a stream cut after it, its checksum missing, would pass)."""
+    opener = _DECOMPRESSED.get(kind)
+    if opener is not None:
+        with opener(path) as stream:
+            while stream.read(1024 * 1024):
+                pass
+
+
+def check_archive(path: Path, extension: str) -> None:
+    """PackageContentError unless ``path`` is an archive the executor can extract as
+    its ``extension`` says: a zip (.nupkg, .jar... are zips) whose central directory
+    reads, or a tar (compressed as the extension says) whose every member header
+    reads (a truncated one does not)."""
+    kind = "zip" if extension in ZIP_SUFFIXES else TAR_SUFFIXES[extension]
+    try:
+        if kind == "zip":
+            if not zipfile.is_zipfile(path):
+                raise PackageContentError(f"the file is not a zip archive, as {extension} says")
+            with zipfile.ZipFile(path) as archive:
+                archive.infolist()
+        else:
+            _read_compressed(path, kind)
+            with tarfile.open(path, kind) as archive:  # type: ignore[call-overload]
+                for _ in archive:
+                    pass
+    except PackageContentError:
+        raise
+    except (
+        zipfile.BadZipFile, tarfile.TarError, lzma.LZMAError, EOFError, OSError, ValueError
+    ) as error:  # fmt: skip
+        raise PackageContentError(
+            f"the file is not a whole {extension} archive ({error})"
+        ) from None
+
+
 @dataclass(frozen=True)
 class PackageName:
     """What a package's file name says: ``Acme.Web.1.2.3.tar.gz``."""
@@ -67,11 +121,17 @@ class Stored:
 def parse_name(file_name: str) -> PackageName:
     """The id, version and extension of a package's file name, read as the executor
     reads them; PackageNameError naming what is wrong."""
-    name = file_name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = file_name
     if not name:
         raise PackageNameError(
             "the uploaded file has no name: send it as Id.1.2.3.zip (the name gives the "
             "package's id and version)"
+        )
+    if "/" in name or "\\" in name:
+        # not reduced to its last part: a name with a path is a client's mistake
+        # (or an attempt), and the name is what the package is known by
+        raise PackageNameError(
+            f"{name[:200]!r} is a path: send the file's name only, as Id.1.2.3.zip"
         )
     extension = next((s for s in SUFFIXES if name.lower().endswith(s)), None)
     if extension is None:
@@ -122,12 +182,17 @@ class Repository:
     def has(self, sha256: str) -> bool:
         return self.path(sha256).is_file()
 
-    async def receive(self, chunks: AsyncIterator[bytes]) -> Stored:
+    async def receive(
+        self, chunks: AsyncIterator[bytes], check: Callable[[Path], None] | None = None
+    ) -> Stored:
         """Store what ``chunks`` yields, hashed as it is written; returns where it is.
 
         PackageTooLarge once more than ``max_bytes`` arrived (what was written is
-        removed; the rest of the stream is not read). OSError (a full disk) leaves
-        nothing behind either. The same content twice is one file."""
+        removed; the rest of the stream is not read). ``check`` (e.g. check_archive)
+        is given the whole written file, in a thread, before it takes its place: what
+        it raises propagates, and so does what ``chunks`` raises (an upload cut
+        short); OSError (a full disk) too. None of them leaves anything behind. The
+        same content twice is one file."""
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         temporary = self.root / f"{_INCOMING}{secrets.token_hex(8)}"
         digest, size = hashlib.sha256(), 0
@@ -147,6 +212,8 @@ class Repository:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+            if check is not None:
+                await asyncio.to_thread(check, temporary)
             sha256 = digest.hexdigest()
             final = self.path(sha256)
             os.replace(temporary, final)  # the same bytes as any file already there

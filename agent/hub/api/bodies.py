@@ -4,26 +4,65 @@ a missing or invalid known one is a 422 that names it."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
-from agent.hub.api.errors import bad_request, invalid
+from agent.hub.api.errors import ApiError, bad_request, invalid
 from agent.hub.rules.names import control_character_problem
 
-MAX_BODY = 1024 * 1024
+MAX_BODY = 1024 * 1024  # aiohttp's client_max_size (its default, api/app.py) is the same
 MAX_TEXT = 200  # a name's column holds this many characters
 SMALLEST, LARGEST = -(2**31), 2**31 - 1  # what every database's INTEGER holds
 
 
+def too_large() -> ApiError:
+    """The 413 for a JSON body over MAX_BODY, naming the limit and what to do."""
+    return ApiError(
+        413,
+        f"the request body is larger than this hub's limit of {MAX_BODY} bytes (1 MiB) for "
+        "a JSON body: keep a ScriptBody under it, or put bigger content in a package "
+        "(POST /api/packages/raw) and deploy it",
+    )
+
+
+class NotFinite(ValueError):
+    """A number JSON does not have (NaN, Infinity) or that no float holds (1e400)."""
+
+
+def _constant(text: str) -> float:
+    raise NotFinite(f"{text} is not a JSON number (give a finite number)")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise NotFinite(f"{text} is too large for a number (give a finite number)")
+    return value
+
+
+def loads(raw: bytes | str) -> Any:
+    """JSON as the standard defines it: NaN, Infinity and -Infinity (which Python's
+    json accepts and then writes, making answers that are not JSON) and numbers too
+    large for a float are refused with NotFinite naming them."""
+    return json.loads(raw, parse_constant=_constant, parse_float=_finite)
+
+
 async def json_object(request: web.Request) -> dict[str, Any]:
-    """The body as a JSON object; 400 if it is not JSON or not an object."""
-    raw = await request.read()
-    if len(raw) > MAX_BODY:
-        raise bad_request(f"the request body is larger than {MAX_BODY} bytes")
+    """The body as a JSON object; 400 if it is not JSON (non-finite numbers included)
+    or not an object."""
     try:
-        value = json.loads(raw or b"null")
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:  # aiohttp's bare "Request Entity Too Large"
+        raise too_large() from None
+    if len(raw) > MAX_BODY:
+        raise too_large()
+    try:
+        value = loads(raw or b"null")
+    except NotFinite as error:
+        raise bad_request(f"the request body is not valid JSON: {error}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise bad_request(f"the request body is not valid JSON: {error}") from None
     except RecursionError:

@@ -4,25 +4,36 @@
 Octopus's clients send ``fileToUpload`` or ``file``), named ``Id.1.2.3.zip`` (or
 another extension the executor extracts), streamed to disk and hashed on the way
 (agent.hub.packages): a 1 GiB package costs a chunk of memory. ``?replace=true``
-replaces an existing id and version; without it that is a 409.
+replaces an existing id and version; without it that is a 409. A package is kept
+only when the form arrived whole (its closing boundary read) and the file is an
+archive of the kind its extension says; a file name with a path is refused.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import unquote
 
 import sqlalchemy as sa
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, MultipartReader, web
 
+from agent.errors import TentacleError
 from agent.hub import ids
 from agent.hub.api.collections import respond_page
 from agent.hub.api.common import iso, note
 from agent.hub.api.context import context_of
 from agent.hub.api.errors import ApiError, bad_request, conflict, not_found
 from agent.hub.api.routes import Routes, collection_path, space_of, space_path
-from agent.hub.packages import PackageNameError, PackageTooLarge, Repository, parse_name
+from agent.hub.packages import (
+    PackageContentError,
+    PackageNameError,
+    PackageTooLarge,
+    Repository,
+    check_archive,
+    parse_name,
+)
 from agent.hub.store import packages as store_packages
 from agent.hub.store.records import Row
 
@@ -70,8 +81,8 @@ def _replace_flag(request: web.Request) -> bool:
     return text in TRUE
 
 
-async def _file_part(request: web.Request) -> BodyPartReader:
-    """The form's first part that is a file; 400 saying what is wrong otherwise."""
+async def _file_part(request: web.Request) -> tuple[MultipartReader, BodyPartReader]:
+    """The form and its first part that is a file; 400 saying what is wrong otherwise."""
     if request.content_type != "multipart/form-data":
         raise bad_request(
             "send the package as multipart/form-data with one file field (e.g. curl -F "
@@ -81,7 +92,7 @@ async def _file_part(request: web.Request) -> BodyPartReader:
         reader = await request.multipart()
         while (part := await reader.next()) is not None:
             if isinstance(part, BodyPartReader) and part.filename is not None:
-                return part
+                return reader, part
             if isinstance(part, BodyPartReader):
                 await part.release()
     except (ValueError, AssertionError) as error:
@@ -89,9 +100,31 @@ async def _file_part(request: web.Request) -> BodyPartReader:
     raise bad_request("the form holds no file: send the package as a file field")
 
 
-async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
-    while chunk := await part.read_chunk(CHUNK):
-        yield chunk
+class UploadCut(TentacleError):
+    """The form did not arrive whole: the message says what is missing."""
+
+
+CUT = (
+    "the upload ended before its closing boundary: the package did not arrive whole "
+    "and was not kept; send it again"
+)
+
+
+async def _chunks(reader: MultipartReader, part: BodyPartReader) -> AsyncIterator[bytes]:
+    """The file part's bytes; UploadCut (once all of them are yielded) unless its
+    boundary and then the form's closing one arrived: a body that ends early (a
+    chunked body cut short, or no closing boundary at all) is not a package."""
+    try:
+        while chunk := await part.read_chunk(CHUNK):
+            yield chunk
+        if not part.at_eof():  # the stream ended before the part's boundary
+            raise UploadCut(CUT)
+        while (rest := await reader.next()) is not None:  # fields after the file
+            await rest.release()
+    except ValueError as error:  # aiohttp: reading after the end, a wrong boundary
+        raise UploadCut(f"{CUT} ({error})") from None
+    if not reader.at_eof():
+        raise UploadCut(CUT)
 
 
 async def upload_package(request: web.Request) -> web.Response:
@@ -101,7 +134,7 @@ async def upload_package(request: web.Request) -> web.Response:
     length = request.content_length
     if length is not None and length > repository.max_bytes + FORM_OVERHEAD:
         raise _too_large(repository, length)
-    part = await _file_part(request)
+    reader, part = await _file_part(request)
     try:
         # aiohttp's clients percent-encode the name; '%' is in no package's name
         name = parse_name(unquote(part.filename or ""))
@@ -113,9 +146,13 @@ async def upload_package(request: web.Request) -> web.Response:
     if existing is not None and not replace:
         raise _exists(existing)
     try:
-        stored = await repository.receive(_chunks(part))
+        stored = await repository.receive(
+            _chunks(reader, part), functools.partial(check_archive, extension=name.extension)
+        )
     except PackageTooLarge as error:
         raise ApiError(413, str(error)) from None
+    except (UploadCut, PackageContentError) as error:
+        raise bad_request(f"{part.filename}: {error}") from None
     values = store_packages.package_values(
         space, name.package_id, name.version, name.extension, stored.sha256, stored.size,
         context.now(),

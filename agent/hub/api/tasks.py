@@ -29,7 +29,7 @@ from agent.hub.api.context import context_of
 from agent.hub.api.errors import bad_request, invalid, not_found
 from agent.hub.api.routes import Routes, collection_path, space_of, space_path
 from agent.hub.changes import RECHECK
-from agent.hub.rules.adhoc import adhoc_errors
+from agent.hub.rules.adhoc import adhoc_errors, is_seconds
 from agent.hub.rules.filters import BadFilter, choices
 from agent.hub.secrets import shown_arguments
 from agent.hub.store import steps as store_steps
@@ -397,7 +397,7 @@ def _timeout_errors(arguments: dict[str, Any]) -> list[str]:
     errors = []
     for name in ("Timeout", "MachineTimeout"):
         value = arguments.get(name)
-        number = isinstance(value, int | float) and not isinstance(value, bool)
+        number = is_seconds(value)
         if value is not None and (not number or value <= 0):
             errors.append(f"Arguments.{name} must be a number of seconds > 0, not {_shown(value)}")
     return errors

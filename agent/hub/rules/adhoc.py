@@ -9,6 +9,7 @@ workers (``WorkerPoolId``, ``MachineIds``) are checked against the store by the 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 SYNTAXES = {"bash": "bash", "python": "python", "sh": "sh"}
@@ -30,6 +31,32 @@ def _shown(value: Any) -> str:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_seconds(value: Any) -> bool:
+    """Whether a ``Timeout`` is a number of seconds > 0 that a float holds (not NaN,
+    not infinite, not an integer too large for a float: the dispatcher computes with
+    it)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(float(value)) and value > 0
+    except OverflowError:
+        return False
+
+
+def target_errors(arguments: dict[str, Any]) -> list[str]:
+    """What is wrong with ``TargetAllWorkers`` (a bool; not together with MachineIds,
+    which would leave the task's workers ambiguous)."""
+    target_all = arguments.get("TargetAllWorkers")
+    if target_all is not None and not isinstance(target_all, bool):
+        return [f"Arguments.TargetAllWorkers must be true or false, not {_shown(target_all)}"]
+    if target_all is True and arguments.get("MachineIds"):
+        return [
+            "Arguments.TargetAllWorkers and Arguments.MachineIds: give one of them "
+            "(TargetAllWorkers: every worker of the pool; MachineIds: those workers)"
+        ]
+    return []
 
 
 def adhoc_errors(arguments: dict[str, Any]) -> list[str]:
@@ -57,9 +84,14 @@ def adhoc_errors(arguments: dict[str, Any]) -> list[str]:
             'Arguments.ScriptArguments must be a list of strings (e.g. ["--fast"]), '
             f"not {_shown(script_arguments)}"
         )
-    target_all = arguments.get("TargetAllWorkers")
-    if target_all is not None and not isinstance(target_all, bool):
-        errors.append(f"Arguments.TargetAllWorkers must be true or false, not {_shown(target_all)}")
+    elif script_arguments is not None:
+        errors += [
+            f"Arguments.ScriptArguments[{i}] must not contain NUL characters "
+            "(no process argument can hold one)"
+            for i, argument in enumerate(script_arguments)
+            if "\x00" in argument
+        ]
+    errors += target_errors(arguments)
     parallelism = arguments.get("MaxParallelism")
     if parallelism is not None and (
         not _is_int(parallelism) or not 1 <= parallelism <= MAX_PARALLELISM

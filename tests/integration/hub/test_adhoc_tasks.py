@@ -279,6 +279,14 @@ async def test_a_pool_of_unavailable_workers_fails_naming_them(
         ({"ScriptBody": "x", "Syntax": "PowerShell"}, "Arguments.Syntax must be one of"),
         ({"ScriptBody": "x", "ScriptArguments": "a b"}, "Arguments.ScriptArguments must be"),
         ({"ScriptBody": "x", "ScriptArguments": [1]}, "Arguments.ScriptArguments must be"),
+        (
+            {"ScriptBody": "x", "ScriptArguments": ["ok", "a\x00b"]},
+            "Arguments.ScriptArguments[1] must not contain NUL characters",
+        ),
+        (
+            {"ScriptBody": "x", "TargetAllWorkers": True, "MachineIds": ["Workers-1"]},
+            "Arguments.TargetAllWorkers and Arguments.MachineIds: give one of them",
+        ),
         ({"ScriptBody": "x", "TargetAllWorkers": "yes"}, "Arguments.TargetAllWorkers must be"),
         ({"ScriptBody": "x", "MaxParallelism": 0}, "Arguments.MaxParallelism must be"),
         ({"ScriptBody": "x", "MaxParallelism": 2.5}, "Arguments.MaxParallelism must be"),
@@ -297,6 +305,52 @@ async def test_bad_arguments_are_422_naming_the_field(
     )
     assert status == 422, answer
     assert any(named in error for error in answer["Errors"]), answer
+    assert await hub.api.get("/api/tasks/all") == []
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400"])
+async def test_a_non_finite_number_is_400_naming_it_everywhere(
+    hub: RunningHub, number: str
+) -> None:
+    """Python's json reads NaN and Infinity (and 1e400 as infinity) and writes them
+    back, which no JSON reader takes: every body is refused, nothing kept."""
+    bodies = [
+        ("/api/tasks", '{"Name": "AdHocScript", "Arguments": {"ScriptBody": "x", "Timeout": %s}}'),
+        ("/api/workerpools", '{"Name": "Pool", "Unknown": [%s]}'),
+    ]
+    for path, body in bodies:
+        status, answer = await hub.api.request(
+            "POST", path, data=body % number, headers={"Content-Type": "application/json"}
+        )
+        assert status == 400, (path, answer)
+        assert number in answer["ErrorMessage"], answer
+        assert "finite number" in answer["ErrorMessage"], answer
+    assert await hub.api.get("/api/tasks/all") == []
+    assert [p["Name"] for p in await hub.api.get("/api/workerpools/all")] == ["Default Worker Pool"]
+
+
+async def test_a_timeout_too_large_for_a_float_is_422(hub: RunningHub) -> None:
+    status, answer = await hub.api.request(
+        "POST",
+        "/api/tasks",
+        data='{"Name": "AdHocScript", "Arguments": {"ScriptBody": "x", "Timeout": 1%s}}'
+        % ("0" * 400),
+        headers={"Content-Type": "application/json"},
+    )
+    assert status == 422, answer
+    assert any("Arguments.Timeout must be" in error for error in answer["Errors"]), answer
+    assert await hub.api.get("/api/tasks/all") == []
+
+
+async def test_a_body_over_the_limit_is_413_naming_it(hub: RunningHub) -> None:
+    status, answer = await hub.api.request(
+        "POST",
+        "/api/tasks",
+        json={"Name": "AdHocScript", "Arguments": {"ScriptBody": "#" * (1024 * 1024 + 10)}},
+    )
+    assert status == 413, answer
+    assert "larger than this hub's limit of 1048576 bytes" in answer["ErrorMessage"], answer
+    assert "ScriptBody" in answer["ErrorMessage"], answer
     assert await hub.api.get("/api/tasks/all") == []
 
 

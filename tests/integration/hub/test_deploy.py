@@ -341,6 +341,8 @@ async def test_bad_deploy_arguments_are_refused_naming_each(hub: RunningHub) -> 
             ],
         ),
     ]
+    both = {"PackageId": "Acme.Web", "PackageVersion": "1.0.0", "TargetAllWorkers": True}
+    cases.append(({**both, "MachineIds": ["Workers-1"]}, ["give one of them"]))
     for arguments, expected in cases:
         status, body = await hub.api.request(
             "POST", "/api/tasks", json={"Name": "Deploy", "Arguments": arguments}
@@ -593,6 +595,63 @@ async def test_a_deployment_to_a_pool_without_workers_runs_on_the_builtin_worker
     ).hexdigest()
     assert SECRET not in await answers_of(hub, task)
     await check_database(hub)  # the built-in worker's folder is in the hub's home
+
+
+async def test_variable_keys_in_any_case_are_the_known_ones_and_others_are_refused(
+    hub: RunningHub,
+) -> None:
+    """``value`` and ``isSensitive`` are Value and IsSensitive (Octopus's binding is
+    case-insensitive): the secret is sealed, never shown nor stored in clear; an
+    unknown key is a 422 naming it, and nothing of that body is kept."""
+    status, pool = await hub.api.request("POST", "/api/workerpools", json={"Name": "Nobody here"})
+    assert status == 201, pool
+    await upload(hub, "Acme.Web.1.0.0.zip", package_bytes())
+    spelled = [
+        {"Name": "Port", "VALUE": "8080"},
+        {"Name": "DbPassword", "value": SECRET, "isSensitive": True},
+        {"Name": "Octopus.Action.SubstituteInFiles.TargetFiles", "Value": "app.config"},
+    ]
+    task = await deploy(hub, WorkerPoolId=pool["Id"], TargetAllWorkers=False, Variables=spelled)
+    assert SECRET not in json.dumps(task)
+    done = await finished(hub.api, task)
+    assert (done["State"], done["ErrorMessage"]) == ("Success", "")
+    step = steps_of(await hub.api.get(f"/api/tasks/{task['Id']}/details"))[BUILTIN_NAME]
+    folder = Path(outputs(step)["Package.InstallationDirectoryPath"])
+    assert (folder / "app.config").read_text() == f"port=8080\nname={BUILTIN_NAME}\n"
+    assert (folder / "secret.sha").read_text().strip() == hashlib.sha256(
+        SECRET.encode()
+    ).hexdigest()
+    texts = [e["MessageText"] for e in step["LogElements"]]
+    assert f"deploying to {BUILTIN_NAME} with ********" in texts
+    shown = (await hub.api.get(f"/api/tasks/{task['Id']}"))["Arguments"]["Variables"]
+    assert all(set(v) <= {"Name", "Value", "IsSensitive"} for v in shown), shown
+    assert shown[1] == {"Name": "DbPassword", "Value": "********", "IsSensitive": True}
+    assert SECRET not in await answers_of(hub, task)
+    lower = [{"name": "Port", "value": "80", "issensitive": False}]
+    other = await deploy(hub, WorkerPoolId=pool["Id"], TargetAllWorkers=False, Variables=lower)
+    assert other["Arguments"]["Variables"] == [
+        {"Name": "Port", "Value": "80", "IsSensitive": False}
+    ]
+    assert (await finished(hub.api, other))["State"] == "Success"
+    for unknown in ("Valeu", "Secret"):
+        status, body = await hub.api.request(
+            "POST",
+            "/api/tasks",
+            json={
+                "Name": "Deploy",
+                "Arguments": {
+                    "PackageId": "Acme.Web",
+                    "PackageVersion": "1.0.0",
+                    "WorkerPoolId": pool["Id"],
+                    "Variables": [{"Name": "Db", unknown: SECRET, "IsSensitive": True}],
+                },
+            },
+        )
+        assert status == 422, body
+        assert f'Arguments.Variables[0] has the key "{unknown}"' in "\n".join(body["Errors"])
+        assert SECRET not in json.dumps(body)
+    assert len(await hub.api.get("/api/tasks/all?name=Deploy")) == 2
+    await check_database(hub)
 
 
 async def test_a_deployment_to_an_agent_without_scripts_2_fails_before_anything_is_sent(

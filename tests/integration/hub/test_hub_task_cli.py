@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from agent.hub.rules.adhoc import MAX_PARALLELISM
 from tests.helpers.agent import AgentProcess
 from tests.helpers.cli import Result, TentacleCli
 from tests.helpers.eventually import eventually
@@ -474,6 +475,7 @@ async def test_bad_input_is_refused_before_anything_is_submitted(
     assert one_error_line(not_text) == f"error: {binary}: the script must be UTF-8 text"
     for bad, named in (
         (("--max-parallelism", "0"), "--max-parallelism"),
+        (("--max-parallelism", str(MAX_PARALLELISM + 1)), "--max-parallelism"),
         (("--timeout", "-1"), "--timeout"),
         (("--syntax", "cobol"), "--syntax"),
     ):

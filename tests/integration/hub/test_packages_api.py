@@ -7,7 +7,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import os
+import tarfile
 import zipfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +25,24 @@ from tests.helpers.cli import TentacleCli
 from tests.helpers.hub import HubApi, RunningHub, new_key, pinned
 
 
-def package_bytes(marker: str = "one") -> bytes:
-    """A small real zip package."""
+def package_bytes(marker: str = "one", padding: int = 0) -> bytes:
+    """A small real zip package (``padding`` more bytes stored as they are)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("app.config", f"marker={marker}\n")
+        if padding:
+            archive.writestr("blob.bin", os.urandom(padding), zipfile.ZIP_STORED)
+    return buffer.getvalue()
+
+
+def tar_bytes(mode: str = "w:gz") -> bytes:
+    """A small real tar package, compressed as ``mode`` says."""
+    buffer = io.BytesIO()
+    data = b"marker=tar\n"
+    with tarfile.open(fileobj=buffer, mode=mode) as archive:  # type: ignore[call-overload]
+        info = tarfile.TarInfo("app.config")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
 
 
@@ -77,7 +93,7 @@ async def test_a_package_is_stored_by_its_hash_and_listed(hub: RunningHub) -> No
     # the same bytes under another version are one file; other extensions are read too
     status, body = await upload(hub, "Acme.Web.1.2.4.zip", data, field="file")
     assert status == 201, body
-    status, body = await upload(hub, "Acme.Tools.2.0.0-beta.1.tar.gz", b"\x1f\x8b not checked")
+    status, body = await upload(hub, "Acme.Tools.2.0.0-beta.1.tar.gz", tar_bytes())
     assert status == 201, body
     assert (body["PackageId"], body["Version"], body["FileExtension"]) == (
         "Acme.Tools",
@@ -151,7 +167,7 @@ async def test_a_package_over_the_limit_is_a_413_leaving_nothing(hub: RunningHub
     assert stored_files(hub) == []
     assert (await hub.api.get("/api/packages"))["TotalResults"] == 0
     # the hub is still up, and a package within the limit is taken
-    assert (await upload(hub, "Acme.Big.1.0.0.zip", b"x" * 1000))[0] == 201
+    assert (await upload(hub, "Acme.Big.1.0.0.zip", package_bytes(padding=1000)))[0] == 201
 
 
 async def test_a_killed_upload_leaves_nothing_after_a_restart(tmp_path: Path) -> None:
@@ -190,9 +206,101 @@ async def test_the_limit_is_the_hubs_max_package_bytes_setting(tmp_path: Path) -
             status, body = await upload(hub, "Acme.Big.1.0.0.zip", b"x" * 6000)
             assert status == 413, body
             assert "5000 bytes" in body["ErrorMessage"]
-            assert (await upload(hub, "Acme.Big.1.0.0.zip", b"x" * 4000))[0] == 201
+            small = package_bytes(padding=3500)
+            assert (await upload(hub, "Acme.Big.1.0.0.zip", small))[0] == 201
     finally:
         await server.stop()
     result = tentacle.run("hub", "configure", "--home", str(home), "--max-package-bytes", "0")
     assert result.code != 0
     assert "--max-package-bytes" in result.err
+
+
+BOUNDARY = "pkgBoundary7c1e"
+
+
+def form_bytes(name: str, data: bytes) -> tuple[bytes, bytes]:
+    """A multipart form holding ``data`` as the file ``name``: (everything before the
+    closing boundary, the closing boundary)."""
+    head = (
+        f"--{BOUNDARY}\r\n"
+        f'Content-Disposition: form-data; name="fileToUpload"; filename="{name}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    return head + data, f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+async def raw_upload(hub: RunningHub, body: bytes, *, chunked: bool) -> tuple[int, Any]:
+    async def pieces() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), 16 * 1024):
+            yield body[start : start + 16 * 1024]
+
+    return await hub.api.request(
+        "POST",
+        "/api/packages/raw",
+        data=pieces() if chunked else body,
+        headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+    )
+
+
+async def test_an_upload_without_its_closing_boundary_is_refused_leaving_nothing(
+    hub: RunningHub,
+) -> None:
+    """A body that ends (chunked or not) after half the file, after the whole file but
+    before the closing boundary, or with a part opened and never closed, is not a
+    package: a 400 saying so, nothing stored. The whole form is taken."""
+    data = package_bytes(padding=200_000)
+    before, closing = form_bytes("Acme.Cut.1.0.0.zip", data)
+    half = before[: len(before) - len(data) // 2]
+    opened = before + f"\r\n--{BOUNDARY}\r\n".encode()
+    unclosed = before + f"\r\n--{BOUNDARY}".encode()
+    for body in (half, before, opened, unclosed):
+        for chunked in (True, False):
+            status, answer = await raw_upload(hub, body, chunked=chunked)
+            assert status == 400, (len(body), chunked, answer)
+            assert "ended before its closing boundary" in answer["ErrorMessage"], answer
+            assert "Acme.Cut.1.0.0.zip" in answer["ErrorMessage"], answer
+    assert stored_files(hub) == []
+    assert (await hub.api.get("/api/packages"))["TotalResults"] == 0
+    status, answer = await raw_upload(hub, before + closing, chunked=True)
+    assert status == 201, answer
+    assert answer["PackageSizeBytes"] == len(data)
+
+
+async def test_content_that_is_not_the_archive_its_name_says_is_refused(
+    hub: RunningHub,
+) -> None:
+    zipped, gzipped = package_bytes(), tar_bytes()
+    cases = [
+        ("Acme.Web.1.0.0.zip", b"x" * 1000, "not a zip archive"),
+        ("Acme.Web.1.0.0.nupkg", gzipped, "not a zip archive"),
+        ("Acme.Web.1.0.0.zip", zipped[: len(zipped) // 2], "not a zip archive"),
+        ("Acme.Web.1.0.0.tar.gz", zipped, "not a whole .tar.gz archive"),
+        ("Acme.Web.1.0.0.tar.gz", gzipped[: len(gzipped) - 8], "not a whole .tar.gz archive"),
+        ("Acme.Web.1.0.0.tar.bz2", gzipped, "not a whole .tar.bz2 archive"),
+        ("Acme.Web.1.0.0.tar.xz", tar_bytes("w:bz2"), "not a whole .tar.xz archive"),
+        ("Acme.Web.1.0.0.tar", b"\x01" * 1024, "not a whole .tar archive"),
+    ]
+    for name, data, said in cases:
+        status, body = await upload(hub, name, data)
+        assert status == 400, (name, said, body)
+        assert said in body["ErrorMessage"], (name, body)
+        assert name in body["ErrorMessage"], (name, body)
+    assert stored_files(hub) == []
+    assert (await hub.api.get("/api/packages"))["TotalResults"] == 0
+    for name, data in [
+        ("Acme.Web.1.0.0.nupkg", zipped),
+        ("Acme.Web.1.0.1.tar", tar_bytes("w")),
+        ("Acme.Web.1.0.2.tar.bz2", tar_bytes("w:bz2")),
+        ("Acme.Web.1.0.3.txz", tar_bytes("w:xz")),
+    ]:
+        status, body = await upload(hub, name, data)
+        assert status == 201, (name, body)
+
+
+async def test_a_file_name_with_a_path_is_refused(hub: RunningHub) -> None:
+    for name in ("../../x.1.0.0.zip", "a/b.1.0.0.zip", "a\\b.1.0.0.zip", "..\\x.1.0.0.zip"):
+        status, body = await upload(hub, name, package_bytes())
+        assert status == 400, (name, body)
+        assert "is a path: send the file's name only" in body["ErrorMessage"], (name, body)
+    assert stored_files(hub) == []
+    assert (await hub.api.get("/api/packages"))["TotalResults"] == 0

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from agent.hub.adhoc import outcome_of
-from agent.hub.rules.adhoc import adhoc_errors, script_syntax
+from agent.hub.rules.adhoc import adhoc_errors, is_seconds, script_syntax
 from agent.hub.runner import Outcome
 from agent.hub.steps import StepResult
 
@@ -71,3 +71,21 @@ FAILED = StepResult("Failed", 3, "web-1: the script exited with code 3")
 )
 def test_a_task_ends_as_its_steps_did(results: list[StepResult], outcome: Outcome) -> None:
     assert outcome_of(results, 5) == outcome
+
+
+@pytest.mark.parametrize(
+    ("given", "valid"),
+    [
+        (1, True),
+        (0.5, True),
+        (0, False),
+        (-1, False),
+        (True, False),
+        ("5", False),
+        (float("nan"), False),
+        (float("inf"), False),
+        (10**400, False),
+    ],
+)
+def test_a_timeout_is_a_finite_number_of_seconds(given: Any, valid: bool) -> None:
+    assert is_seconds(given) is valid
