@@ -4,7 +4,12 @@ Tasks are health checks (``Name: "Health"``) and scripts run on workers
 (``Name: "AdHocScript"``, agent.hub.adhoc); the queue, the cancel and the log are
 the same for every kind of task. ``/details?since=N`` serves a log incrementally:
 every element carries its ``Id`` (increasing), the document the ``NextLogCursor``
-to ask from next.
+to ask from next. One answer holds at most ``LOG_PAGE`` elements (about
+``LOG_PAGE_CHARS`` characters): ``HasMoreLogs`` says more follow at once, and the
+``NextLogCursor`` is then the last element returned, so a follower pages on with
+``since=``; ``PhysicalLogSize`` is the size (characters, a newline each) of the
+elements returned, not of the whole log (summing that would scan it on every call).
+``/raw`` streams the whole log, read in pages, so its size does not weigh on memory.
 """
 
 from __future__ import annotations
@@ -163,6 +168,11 @@ def _element(entry: Row) -> dict[str, Any]:
     }
 
 
+LOG_PAGE = 10_000  # log elements in one details answer at most
+LOG_PAGE_CHARS = 4 * 1024 * 1024  # characters of messages in one details answer, about
+CURSOR_DIGITS = 18  # a log cursor's digits at most (a signed 64-bit id)
+
+
 def _since(request: web.Request) -> int:
     """``since``: a log element id (NextLogCursor of an earlier answer), 0 if absent."""
     text = request.query.get("since")
@@ -173,21 +183,30 @@ def _since(request: web.Request) -> int:
     return int(text)
 
 
-async def _log_since(conn: AsyncConnection, task_id: int, since: int) -> list[Row]:
+async def _log_page(conn: AsyncConnection, task_id: int, since: int, limit: int) -> list[Row]:
+    """At most ``limit`` log elements of the task after the cursor ``since``, in order."""
     log = t.task_log
-    query = sa.select(log).where(log.c.task_id == task_id, log.c.id > since).order_by(log.c.id)
+    query = (
+        sa.select(log)
+        .where(log.c.task_id == task_id, log.c.id > since)
+        .order_by(log.c.id)
+        .limit(limit)
+    )
     return await fetch_all(conn, query)
 
 
-async def _log_facts(conn: AsyncConnection, task_id: int) -> tuple[int, int]:
-    """The task's highest log element id (0 if none) and its log's size in characters."""
-    log = t.task_log
-    query = sa.select(
-        sa.func.coalesce(sa.func.max(log.c.id), 0),
-        sa.func.coalesce(sa.func.sum(sa.func.length(log.c.message) + 1), 0),
-    ).where(log.c.task_id == task_id)
-    cursor, size = (await conn.execute(query)).one()
-    return int(cursor), int(size)
+async def _bounded_log(conn: AsyncConnection, task_id: int, since: int) -> tuple[list[Row], bool]:
+    """The elements after ``since`` that one answer holds (``LOG_PAGE`` at most, and
+    no more once ``LOG_PAGE_CHARS`` are reached, one at least) and whether more follow."""
+    rows = await _log_page(conn, task_id, since, LOG_PAGE + 1)
+    kept: list[Row] = []
+    chars = 0
+    for row in rows[:LOG_PAGE]:
+        if kept and chars + len(row["message"]) > LOG_PAGE_CHARS:
+            break
+        kept.append(row)
+        chars += len(row["message"]) + 1
+    return kept, len(kept) < len(rows)
 
 
 ROOT_STATUS = {
@@ -208,8 +227,9 @@ async def get_details(request: web.Request) -> web.Response:
         row = await _task_or_404(conn, request)
         steps = await store_tasks.activities(conn, row["id"])
         workers = {s["activity_id"]: s for s in await store_steps.steps_of(conn, row["id"])}
-        entries = await _log_since(conn, row["id"], since)
-        cursor, size = await _log_facts(conn, row["id"])
+        entries, more = await _bounded_log(conn, row["id"], since)
+    cursor = entries[-1]["id"] if entries else since
+    size = sum(len(entry["message"]) + 1 for entry in entries)
     task = task_resource(row, context_of(request).now())
     by_activity: dict[int | None, list[dict[str, Any]]] = {}
     for entry in entries:
@@ -255,6 +275,7 @@ async def get_details(request: web.Request) -> web.Response:
             "ActivityLogs": [root],
             "PhysicalLogSize": size,
             "NextLogCursor": cursor,
+            "HasMoreLogs": more,
             "Progress": {"ProgressPercentage": percent, "EstimatedTimeRemaining": None},
             "Links": {"Self": f"{task['Links']['Self']}/details"},
         }
@@ -272,19 +293,34 @@ async def get_state(request: web.Request) -> web.Response:
     )
 
 
-async def get_raw(request: web.Request) -> web.Response:
+RAW_PAGE = 2000  # log elements read from the store at once for /raw
+
+
+async def get_raw(request: web.Request) -> web.StreamResponse:
+    """The whole log as text, streamed: read in pages of ``RAW_PAGE`` elements, each
+    page written (and its connection given back) before the next is read."""
+    store = context_of(request).store
     await space_of(request)  # first: _task_or_404 must not take a 2nd connection
-    async with context_of(request).store.connect() as conn:
+    async with store.connect() as conn:
         row = await _task_or_404(conn, request)
         steps = {s["id"]: s["name"] for s in await store_tasks.activities(conn, row["id"])}
-        entries = await store_tasks.log_of(conn, row["id"])
-    lines = []
-    for entry in entries:
-        where = steps.get(entry["activity_id"], row["description"])
-        lines.append(
-            f"{entry['occurred']:%H:%M:%S}   {entry['category']:<8} |   {where}: {entry['message']}"
+    response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+    await response.prepare(request)
+    since = 0
+    while True:
+        async with store.connect() as conn:
+            entries = await _log_page(conn, row["id"], since, RAW_PAGE)
+        if not entries:
+            break
+        since = entries[-1]["id"]
+        text = "".join(
+            f"{entry['occurred']:%H:%M:%S}   {entry['category']:<8} |   "
+            f"{steps.get(entry['activity_id'], row['description'])}: {entry['message']}\n"
+            for entry in entries
         )
-    return web.Response(text="\n".join(lines) + ("\n" if lines else ""), content_type="text/plain")
+        await response.write(text.encode())
+    await response.write_eof()
+    return response
 
 
 async def _exists(conn: AsyncConnection, table: sa.Table, number: int, space: int) -> bool:
