@@ -178,14 +178,22 @@ def _since(request: web.Request) -> int:
     text = request.query.get("since")
     if text is None or text == "":
         return 0
-    if not text.isdigit():
-        raise bad_request(f"since must be a log cursor (an integer >= 0), not {text!r}")
+    # ASCII digits only (str.isdigit takes '²' and '١٢'), few enough for an SQL integer
+    if not (text.isascii() and text.isdigit()) or len(text) > CURSOR_DIGITS:
+        shown = text if len(text) <= 40 else f"{text[:40]}... ({len(text)} characters)"
+        raise bad_request(
+            f"since must be a log cursor (the NextLogCursor of an earlier answer: at most "
+            f"{CURSOR_DIGITS} ASCII digits), not {shown!r}"
+        )
     return int(text)
 
 
 async def _log_page(conn: AsyncConnection, task_id: int, since: int, limit: int) -> list[Row]:
     """At most ``limit`` log elements of the task after the cursor ``since``, in order."""
     log = t.task_log
+    # no id is above the column's largest value (PostgreSQL's integer is 32-bit): a
+    # larger cursor means the same and would overflow the query's parameter
+    since = min(since, 2**31 - 1 if conn.dialect.name == "postgresql" else 2**63 - 1)
     query = (
         sa.select(log)
         .where(log.c.task_id == task_id, log.c.id > since)

@@ -302,9 +302,19 @@ async def test_bad_arguments_are_422_naming_the_field(
 
 async def test_a_bad_cursor_is_400(hub: RunningHub) -> None:
     task = await submit(hub.api, ScriptBody="echo hi", WorkerPoolId="WorkerPools-1")
+    odd = ["\u00b2", "\u0661\u0662", "9" * 19, "99999999999999999999", "9" * 5000]
+    for since in odd:  # '²' and '١٢' pass str.isdigit; too many digits overflow SQL
+        status, answer = await hub.api.request(
+            "GET", f"/api/tasks/{task['Id']}/details", params={"since": since}
+        )
+        assert status == 400, (since[:30], status, answer)
+        assert "since must be a log cursor" in answer["ErrorMessage"]
+        assert "at most 18 ASCII digits" in answer["ErrorMessage"]
     status, answer = await hub.api.request("GET", f"/api/tasks/{task['Id']}/details?since=-1")
     assert status == 400
     assert "since must be a log cursor" in answer["ErrorMessage"]
+    biggest = await hub.api.get(f"/api/tasks/{task['Id']}/details", params={"since": "9" * 18})
+    assert biggest["HasMoreLogs"] is False
 
 
 async def test_cancel_with_steps_running_and_waiting_for_their_turn(
