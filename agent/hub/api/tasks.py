@@ -29,7 +29,7 @@ from agent.hub.api.bodies import Fields, json_object
 from agent.hub.api.collections import respond_all, respond_page
 from agent.hub.api.common import iso, note
 from agent.hub.api.context import context_of
-from agent.hub.api.errors import bad_request, invalid, not_found
+from agent.hub.api.errors import bad_request, conflict, invalid, not_found
 from agent.hub.api.routes import Routes, collection_path, space_of, space_path
 from agent.hub.rules.adhoc import adhoc_errors
 from agent.hub.rules.filters import BadFilter, choices
@@ -495,6 +495,12 @@ async def rerun_task(request: web.Request) -> web.Response:
     await space_of(request)  # first: _task_or_404 must not take a 2nd connection
     async with context.store.transaction() as conn:
         old = await _task_or_404(conn, request)
+        if old["state"] not in store_tasks.FINISHED:  # CanRerun is false: one at a time
+            shown = ids.format_id(ids.SERVER_TASK, old["id"])
+            raise conflict(
+                f"{shown} is {old['state']}: only a completed task can be rerun "
+                "(wait for its end, or cancel it first)"
+            )
         number = await store_tasks.submit(
             conn, old["space_id"], old["name"], old["description"], old["arguments"],
             context.now(),
@@ -514,18 +520,27 @@ async def cancel_task(request: web.Request) -> web.Response:
     await space_of(request)  # first: _task_or_404 must not take a 2nd connection
     async with context.store.transaction() as conn:
         row = await _task_or_404(conn, request)
-        await store_tasks.request_cancel(conn, row["id"], context.now())
-        await note(
-            conn,
-            request,
-            "TaskCanceled",
-            f"Task {row['description']} cancel requested",
-            ids.format_id(ids.SERVER_TASK, row["id"]),
+        state = await store_tasks.request_cancel(conn, row["id"], context.now())
+        # a task that had finished (before, or meanwhile) has nothing to cancel: no event
+        acted = state == store_tasks.CANCELLING or (
+            row["state"] == store_tasks.QUEUED and state == store_tasks.CANCELED
         )
+        if acted:
+            await note(
+                conn,
+                request,
+                "TaskCanceled",
+                f"Task {row['description']} cancel requested",
+                ids.format_id(ids.SERVER_TASK, row["id"]),
+            )
         after = await store_tasks.task(conn, row["id"])
     assert after is not None
-    await context.changed("tasks")
-    return web.json_response(task_resource(after, context.now()))
+    answer = task_resource(after, context.now())
+    if acted:
+        await context.changed("tasks")
+    elif after["state"] in store_tasks.FINISHED:
+        answer["Message"] = f"the task had already finished ({after['state']}): nothing to cancel"
+    return web.json_response(answer)
 
 
 def add_routes(routes: Routes) -> None:

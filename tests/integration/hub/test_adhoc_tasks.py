@@ -347,3 +347,38 @@ async def test_cancel_with_steps_running_and_waiting_for_their_turn(
     finally:
         for agent in agents:
             agent.stop()
+
+
+async def test_a_running_task_is_not_rerun_and_a_finished_one_not_cancelled(
+    hub: RunningHub, tmp_path: Path
+) -> None:
+    agent = await add_worker(hub.api, hub.home.identity(), tmp_path, "web-1")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    body = f"""touch {shared}/started
+i=0; until [ -e {shared}/go ]; do i=$((i+1)); [ $i -gt 3000 ] && exit 9; sleep 0.05; done
+"""
+    try:
+        task = await submit(hub.api, ScriptBody=body)
+        await eventually((shared / "started").exists, "the step started")
+        status, answer = await hub.api.request("POST", f"/api/tasks/rerun/{task['Id']}")
+        assert status == 409, answer
+        assert "only a completed task can be rerun" in answer["ErrorMessage"]
+        tasks = await hub.api.get("/api/tasks/all")
+        assert [t["Id"] for t in tasks if t["Name"] == "AdHocScript"] == [task["Id"]]
+        (shared / "go").touch()
+        assert (await finished(hub.api, task))["State"] == "Success"
+    finally:
+        agent.stop()
+
+    def cancels(events: dict[str, Any]) -> list[str]:
+        return [e["Message"] for e in events["Items"] if "cancel requested" in e["Message"]]
+
+    assert cancels(await hub.api.get("/api/events")) == []
+    status, answer = await hub.api.request("POST", f"/api/tasks/{task['Id']}/cancel")
+    assert status == 200, answer
+    assert answer["State"] == "Success"
+    assert "had already finished" in answer["Message"]
+    assert cancels(await hub.api.get("/api/events")) == []
+    status, rerun = await hub.api.request("POST", f"/api/tasks/rerun/{task['Id']}")
+    assert status == 201, rerun
