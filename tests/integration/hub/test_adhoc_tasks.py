@@ -382,3 +382,28 @@ i=0; until [ -e {shared}/go ]; do i=$((i+1)); [ $i -gt 3000 ] && exit 9; sleep 0
     assert cancels(await hub.api.get("/api/events")) == []
     status, rerun = await hub.api.request("POST", f"/api/tasks/rerun/{task['Id']}")
     assert status == 201, rerun
+
+
+async def test_a_worker_deleted_mid_step_ends_the_step_and_cancels_its_script(
+    hub: RunningHub, tmp_path: Path
+) -> None:
+    agent = await add_worker(hub.api, hub.home.identity(), tmp_path, "web-1")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    body = f"""trap 'echo got TERM; touch {shared}/termed; exit 3' TERM
+touch {shared}/started
+i=0; while [ $i -lt 3000 ]; do i=$((i+1)); sleep 0.05; done
+"""
+    try:
+        task = await submit(hub.api, ScriptBody=body)
+        await eventually((shared / "started").exists, "the step started")
+        [worker] = [w for w in await hub.api.get("/api/workers/all") if w["Name"] == "web-1"]
+        status, answer = await hub.api.request("DELETE", f"/api/workers/{worker['Id']}")
+        assert status == 200, answer
+        done = await finished(hub.api, task)
+        assert done["State"] == "Failed", done
+        assert "the worker web-1 was deleted during this step" in done["ErrorMessage"], done
+        # a listening worker is still dialled to cancel its script
+        assert (shared / "termed").exists()
+    finally:
+        agent.stop()
