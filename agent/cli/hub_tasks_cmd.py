@@ -85,6 +85,7 @@ class TaskWatch:
             # by its status: Ended alone is not enough (a step's activity may carry one
             # while it is still Pending or Running)
             over = activity.get("Ended") and activity.get("Status") not in UNFINISHED
+            over = over and not details.get("HasMoreLogs")  # its lines first
             if step and over and activity["Id"] not in self.ended:
                 self.ended.add(activity["Id"])
                 endings.append(_prefixed(worker, f"finished: {activity['Status']}"))
@@ -240,6 +241,8 @@ async def follow(
         lines = watch.news(details)
         for line in lines:
             echo(line)
+        if details.get("HasMoreLogs"):
+            continue  # one answer holds a bounded part of the log: the rest at once
         if details["Task"]["IsCompleted"]:
             return details
         # the API has no push: look again soon when it prints, less often when it is quiet

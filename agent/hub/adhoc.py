@@ -9,13 +9,15 @@ run without the agents' isolation mutex: a worker runs steps of many tasks at on
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
-from agent.client import Backoff, ScriptRequest, Worker
+from agent.client import Backoff, LogChunk, ScriptOutcome, ScriptRequest, Worker
 from agent.hub import ids
 from agent.hub.reach import WorkerReach
 from agent.hub.rules.adhoc import script_syntax
@@ -91,6 +93,57 @@ class Shared:
         return None
 
 
+DELETED_LOOK = 2.0  # seconds between looks whether a step's worker was deleted
+DELETED_PATIENCE = 10.0  # seconds the cancel of a deleted worker's script is given
+
+
+class Watched(Shared):
+    """A registered worker whose ``execute`` ends when the worker is deleted: its
+    script is cancelled (a listening worker is still dialled with the certificate the
+    client holds; a polling one is cut off), its end waited for DELETED_PATIENCE s at
+    most, then Refused saying the worker was deleted (not a connect timeout later)."""
+
+    def __init__(self, worker: Worker, name: str, exists: Callable[[], Awaitable[bool]]):
+        super().__init__(worker)
+        self.name = name
+        self.exists = exists
+        self.execute = self._execute
+
+    async def close(self) -> None:
+        await self.worker.close()
+
+    async def _deleted(self) -> None:
+        while await self.exists():
+            await asyncio.sleep(DELETED_LOOK)
+
+    async def _execute(
+        self,
+        request: ScriptRequest,
+        on_output: Callable[[LogChunk], None],
+        cancel: asyncio.Event | None = None,
+    ) -> ScriptOutcome:
+        inner = asyncio.Event()
+        running = asyncio.ensure_future(self.worker.execute(request, on_output, inner))
+        deleted = asyncio.ensure_future(self._deleted())
+        relay = asyncio.ensure_future((cancel or asyncio.Event()).wait())
+        try:
+            while not running.done():
+                await asyncio.wait({running, deleted, relay}, return_when=asyncio.FIRST_COMPLETED)
+                if relay.done():
+                    inner.set()
+                if deleted.done() and not running.done():
+                    inner.set()
+                    with contextlib.suppress(Exception):
+                        async with asyncio.timeout(DELETED_PATIENCE):
+                            await asyncio.shield(running)
+                    raise Refused(f"the worker {self.name} was deleted during this step")
+            return running.result()
+        finally:
+            for future in (running, deleted, relay):
+                future.cancel()
+            await asyncio.gather(running, deleted, relay, return_exceptions=True)
+
+
 class StepWorkers:
     """How the executors choose and reach the workers of a task's steps."""
 
@@ -154,7 +207,14 @@ class StepWorkers:
             )
         if row is None:
             raise Refused(f"the worker {chosen.name} was deleted")
-        return self.reach.client(row, wait=POLLING_WAIT, retry=STEP_RETRY)
+        client = self.reach.client(row, wait=POLLING_WAIT, retry=STEP_RETRY)
+
+        async def exists() -> bool:
+            async with self.store.connect() as conn:
+                query = sa.select(t.workers.c.id).where(t.workers.c.id == chosen.worker_id)
+                return await fetch_one(conn, query) is not None
+
+        return Watched(client, chosen.name, exists)
 
 
 def remaining(task: Row, now: datetime) -> float | None:

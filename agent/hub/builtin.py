@@ -61,10 +61,12 @@ POLL_GROWTH = 1.5
 REMEDY = "the built-in worker's files stay inside its folder"
 PRIVATE_MODE, SEARCHABLE_MODE = 0o700, 0o711
 FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-# Never passed to steps: the hub's own settings (a database password, say), and what
-# makes Debian's bash read ~/.bashrc
-HIDDEN_PREFIXES = ("TENTACLE_HUB_",)
-HIDDEN_VARIABLES = ("SSH_CLIENT", "SSH2_CLIENT", "SSH_CONNECTION", "SSH_TTY")
+# The only variables of the hub's environment steps get (an allow-list: the hub's
+# may hold its API key, a database password, cloud credentials...); the account's
+# HOME, USER, LOGNAME and SHELL come from the step user's entry when there is one
+PASSED_VARIABLES = ("PATH", "LANG", "LANGUAGE", "TZ", "TMPDIR")
+PASSED_PREFIXES = ("LC_",)
+ACCOUNT_VARIABLES = ("HOME", "USER", "LOGNAME", "SHELL")
 
 
 def find_account(user: str) -> tuple[Account, pwd.struct_passwd]:
@@ -107,12 +109,15 @@ def step_environment(
     executable: str,
     entry: pwd.struct_passwd | None,
 ) -> dict[str, str]:
-    """What steps get: the hub's environment less its own settings, the Tentacle
-    variables an agent sets, and with a user that user's HOME, USER, LOGNAME, SHELL."""
+    """What steps get: of the hub's environment ``base`` only PATH, LANG, LANGUAGE,
+    LC_*, TZ and TMPDIR (and, without a user, the hub account's HOME, USER, LOGNAME,
+    SHELL), nothing else; the Tentacle variables an agent sets; with a user that
+    user's HOME, USER, LOGNAME, SHELL."""
+    passed = PASSED_VARIABLES if entry is not None else PASSED_VARIABLES + ACCOUNT_VARIABLES
     environment = {
         key: value
         for key, value in base.items()
-        if not key.startswith(HIDDEN_PREFIXES) and key not in HIDDEN_VARIABLES
+        if key in passed or key.startswith(PASSED_PREFIXES)
     }
     environment.setdefault("PATH", DEFAULT_PATH)
     if entry is not None:

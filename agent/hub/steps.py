@@ -18,8 +18,10 @@ lost or repeated. Service messages (``setVariable``, ``createArtifact``) are rea
 from every line, also the skipped ones, so a re-attached step still has them all.
 
 Cancelling (``cancel`` set) or the timeout cancels the steps' scripts and waits for
-their outcomes; an ``asyncio`` cancellation (the hub stopping) leaves the scripts
-running and the steps as stored, for the next start to re-attach.
+their outcomes (also on a re-attach: Running steps are followed, their scripts
+cancelled, and end with their scripts' ends; only Pending ones end at once); an
+``asyncio`` cancellation (the hub stopping) leaves the scripts running and the steps
+as stored, for the next start to re-attach.
 """
 
 from __future__ import annotations
@@ -256,7 +258,9 @@ class _Engine:
         if step["state"] in store_steps.ENDED:
             return _stored_result(step)
         async with self.gate:
-            if self.stopping is not None:
+            # a Running step's script may still run (a re-attach after a cancel): it is
+            # followed by ticket, the cancel passed on, and ends with the script's end
+            if self.stopping is not None and step["state"] == store_steps.PENDING:
                 result = StepResult(self.stopping, None, _stopped(step, self.stopping))
                 await self._end(step, result)
                 return result

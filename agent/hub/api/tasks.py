@@ -4,7 +4,12 @@ Tasks are health checks (``Name: "Health"``) and scripts run on workers
 (``Name: "AdHocScript"``, agent.hub.adhoc); the queue, the cancel and the log are
 the same for every kind of task. ``/details?since=N`` serves a log incrementally:
 every element carries its ``Id`` (increasing), the document the ``NextLogCursor``
-to ask from next.
+to ask from next. One answer holds at most ``LOG_PAGE`` elements (about
+``LOG_PAGE_CHARS`` characters): ``HasMoreLogs`` says more follow at once, and the
+``NextLogCursor`` is then the last element returned, so a follower pages on with
+``since=``; ``PhysicalLogSize`` is the size (characters, a newline each) of the
+elements returned, not of the whole log (summing that would scan it on every call).
+``/raw`` streams the whole log, read in pages, so its size does not weigh on memory.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from agent.hub.api.bodies import Fields, json_object
 from agent.hub.api.collections import respond_all, respond_page
 from agent.hub.api.common import iso, note
 from agent.hub.api.context import context_of
-from agent.hub.api.errors import bad_request, invalid, not_found
+from agent.hub.api.errors import bad_request, conflict, invalid, not_found
 from agent.hub.api.routes import Routes, collection_path, space_of, space_path
 from agent.hub.changes import RECHECK
 from agent.hub.rules.adhoc import adhoc_errors, is_seconds
@@ -174,31 +179,53 @@ def _element(entry: Row) -> dict[str, Any]:
     }
 
 
+LOG_PAGE = 10_000  # log elements in one details answer at most
+LOG_PAGE_CHARS = 4 * 1024 * 1024  # characters of messages in one details answer, about
+CURSOR_DIGITS = 18  # a log cursor's digits at most (a signed 64-bit id)
+
+
 def _since(request: web.Request) -> int:
     """``since``: a log element id (NextLogCursor of an earlier answer), 0 if absent."""
     text = request.query.get("since")
     if text is None or text == "":
         return 0
-    if not text.isdigit():
-        raise bad_request(f"since must be a log cursor (an integer >= 0), not {text!r}")
+    # ASCII digits only (str.isdigit takes '²' and '١٢'), few enough for an SQL integer
+    if not (text.isascii() and text.isdigit()) or len(text) > CURSOR_DIGITS:
+        shown = text if len(text) <= 40 else f"{text[:40]}... ({len(text)} characters)"
+        raise bad_request(
+            f"since must be a log cursor (the NextLogCursor of an earlier answer: at most "
+            f"{CURSOR_DIGITS} ASCII digits), not {shown!r}"
+        )
     return int(text)
 
 
-async def _log_since(conn: AsyncConnection, task_id: int, since: int) -> list[Row]:
+async def _log_page(conn: AsyncConnection, task_id: int, since: int, limit: int) -> list[Row]:
+    """At most ``limit`` log elements of the task after the cursor ``since``, in order."""
     log = t.task_log
-    query = sa.select(log).where(log.c.task_id == task_id, log.c.id > since).order_by(log.c.id)
+    # no id is above the column's largest value (PostgreSQL's integer is 32-bit): a
+    # larger cursor means the same and would overflow the query's parameter
+    since = min(since, 2**31 - 1 if conn.dialect.name == "postgresql" else 2**63 - 1)
+    query = (
+        sa.select(log)
+        .where(log.c.task_id == task_id, log.c.id > since)
+        .order_by(log.c.id)
+        .limit(limit)
+    )
     return await fetch_all(conn, query)
 
 
-async def _log_facts(conn: AsyncConnection, task_id: int) -> tuple[int, int]:
-    """The task's highest log element id (0 if none) and its log's size in characters."""
-    log = t.task_log
-    query = sa.select(
-        sa.func.coalesce(sa.func.max(log.c.id), 0),
-        sa.func.coalesce(sa.func.sum(sa.func.length(log.c.message) + 1), 0),
-    ).where(log.c.task_id == task_id)
-    cursor, size = (await conn.execute(query)).one()
-    return int(cursor), int(size)
+async def _bounded_log(conn: AsyncConnection, task_id: int, since: int) -> tuple[list[Row], bool]:
+    """The elements after ``since`` that one answer holds (``LOG_PAGE`` at most, and
+    no more once ``LOG_PAGE_CHARS`` are reached, one at least) and whether more follow."""
+    rows = await _log_page(conn, task_id, since, LOG_PAGE + 1)
+    kept: list[Row] = []
+    chars = 0
+    for row in rows[:LOG_PAGE]:
+        if kept and chars + len(row["message"]) > LOG_PAGE_CHARS:
+            break
+        kept.append(row)
+        chars += len(row["message"]) + 1
+    return kept, len(kept) < len(rows)
 
 
 ROOT_STATUS = {
@@ -219,8 +246,9 @@ async def get_details(request: web.Request) -> web.Response:
         row = await _task_or_404(conn, request)
         steps = await store_tasks.activities(conn, row["id"])
         workers = {s["activity_id"]: s for s in await store_steps.steps_of(conn, row["id"])}
-        entries = await _log_since(conn, row["id"], since)
-        cursor, size = await _log_facts(conn, row["id"])
+        entries, more = await _bounded_log(conn, row["id"], since)
+    cursor = entries[-1]["id"] if entries else since
+    size = sum(len(entry["message"]) + 1 for entry in entries)
     task = task_resource(row, context_of(request).now())
     by_activity: dict[int | None, list[dict[str, Any]]] = {}
     for entry in entries:
@@ -266,6 +294,7 @@ async def get_details(request: web.Request) -> web.Response:
             "ActivityLogs": [root],
             "PhysicalLogSize": size,
             "NextLogCursor": cursor,
+            "HasMoreLogs": more,
             "Progress": {"ProgressPercentage": percent, "EstimatedTimeRemaining": None},
             "Links": {"Self": f"{task['Links']['Self']}/details"},
         }
@@ -322,19 +351,34 @@ async def get_state(request: web.Request) -> web.Response:
     )
 
 
-async def get_raw(request: web.Request) -> web.Response:
+RAW_PAGE = 2000  # log elements read from the store at once for /raw
+
+
+async def get_raw(request: web.Request) -> web.StreamResponse:
+    """The whole log as text, streamed: read in pages of ``RAW_PAGE`` elements, each
+    page written (and its connection given back) before the next is read."""
+    store = context_of(request).store
     await space_of(request)  # first: _task_or_404 must not take a 2nd connection
-    async with context_of(request).store.connect() as conn:
+    async with store.connect() as conn:
         row = await _task_or_404(conn, request)
         steps = {s["id"]: s["name"] for s in await store_tasks.activities(conn, row["id"])}
-        entries = await store_tasks.log_of(conn, row["id"])
-    lines = []
-    for entry in entries:
-        where = steps.get(entry["activity_id"], row["description"])
-        lines.append(
-            f"{entry['occurred']:%H:%M:%S}   {entry['category']:<8} |   {where}: {entry['message']}"
+    response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+    await response.prepare(request)
+    since = 0
+    while True:
+        async with store.connect() as conn:
+            entries = await _log_page(conn, row["id"], since, RAW_PAGE)
+        if not entries:
+            break
+        since = entries[-1]["id"]
+        text = "".join(
+            f"{entry['occurred']:%H:%M:%S}   {entry['category']:<8} |   "
+            f"{steps.get(entry['activity_id'], row['description'])}: {entry['message']}\n"
+            for entry in entries
         )
-    return web.Response(text="\n".join(lines) + ("\n" if lines else ""), content_type="text/plain")
+        await response.write(text.encode())
+    await response.write_eof()
+    return response
 
 
 async def _exists(conn: AsyncConnection, table: sa.Table, number: int, space: int) -> bool:
@@ -501,6 +545,12 @@ async def rerun_task(request: web.Request) -> web.Response:
     await space_of(request)  # first: _task_or_404 must not take a 2nd connection
     async with context.store.transaction() as conn:
         old = await _task_or_404(conn, request)
+        if old["state"] not in store_tasks.FINISHED:  # CanRerun is false: one at a time
+            shown = ids.format_id(ids.SERVER_TASK, old["id"])
+            raise conflict(
+                f"{shown} is {old['state']}: only a completed task can be rerun "
+                "(wait for its end, or cancel it first)"
+            )
         number = await store_tasks.submit(
             conn, old["space_id"], old["name"], old["description"], old["arguments"],
             context.now(),
@@ -520,19 +570,28 @@ async def cancel_task(request: web.Request) -> web.Response:
     await space_of(request)  # first: _task_or_404 must not take a 2nd connection
     async with context.store.transaction() as conn:
         row = await _task_or_404(conn, request)
-        await store_tasks.request_cancel(conn, row["id"], context.now())
-        await note(
-            conn,
-            request,
-            "TaskCanceled",
-            f"Task {row['description']} cancel requested",
-            ids.format_id(ids.SERVER_TASK, row["id"]),
+        state = await store_tasks.request_cancel(conn, row["id"], context.now())
+        # a task that had finished (before, or meanwhile) has nothing to cancel: no event
+        acted = state == store_tasks.CANCELLING or (
+            row["state"] == store_tasks.QUEUED and state == store_tasks.CANCELED
         )
+        if acted:
+            await note(
+                conn,
+                request,
+                "TaskCanceled",
+                f"Task {row['description']} cancel requested",
+                ids.format_id(ids.SERVER_TASK, row["id"]),
+            )
         after = await store_tasks.task(conn, row["id"])
     assert after is not None
-    context.task_changes.changed(after["id"])
-    await context.changed("tasks")
-    return web.json_response(task_resource(after, context.now()))
+    answer = task_resource(after, context.now())
+    if acted:
+        context.task_changes.changed(after["id"])
+        await context.changed("tasks")
+    elif after["state"] in store_tasks.FINISHED:
+        answer["Message"] = f"the task had already finished ({after['state']}): nothing to cancel"
+    return web.json_response(answer)
 
 
 def add_routes(routes: Routes) -> None:

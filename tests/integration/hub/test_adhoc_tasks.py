@@ -356,9 +356,19 @@ async def test_a_body_over_the_limit_is_413_naming_it(hub: RunningHub) -> None:
 
 async def test_a_bad_cursor_is_400(hub: RunningHub) -> None:
     task = await submit(hub.api, ScriptBody="echo hi", WorkerPoolId="WorkerPools-1")
+    odd = ["\u00b2", "\u0661\u0662", "9" * 19, "99999999999999999999", "9" * 5000]
+    for since in odd:  # '²' and '١٢' pass str.isdigit; too many digits overflow SQL
+        status, answer = await hub.api.request(
+            "GET", f"/api/tasks/{task['Id']}/details", params={"since": since}
+        )
+        assert status == 400, (since[:30], status, answer)
+        assert "since must be a log cursor" in answer["ErrorMessage"]
+        assert "at most 18 ASCII digits" in answer["ErrorMessage"]
     status, answer = await hub.api.request("GET", f"/api/tasks/{task['Id']}/details?since=-1")
     assert status == 400
     assert "since must be a log cursor" in answer["ErrorMessage"]
+    biggest = await hub.api.get(f"/api/tasks/{task['Id']}/details", params={"since": "9" * 18})
+    assert biggest["HasMoreLogs"] is False
 
 
 async def test_cancel_with_steps_running_and_waiting_for_their_turn(
@@ -391,3 +401,63 @@ async def test_cancel_with_steps_running_and_waiting_for_their_turn(
     finally:
         for agent in agents:
             agent.stop()
+
+
+async def test_a_running_task_is_not_rerun_and_a_finished_one_not_cancelled(
+    hub: RunningHub, tmp_path: Path
+) -> None:
+    agent = await add_worker(hub.api, hub.home.identity(), tmp_path, "web-1")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    body = f"""touch {shared}/started
+i=0; until [ -e {shared}/go ]; do i=$((i+1)); [ $i -gt 3000 ] && exit 9; sleep 0.05; done
+"""
+    try:
+        task = await submit(hub.api, ScriptBody=body)
+        await eventually((shared / "started").exists, "the step started")
+        status, answer = await hub.api.request("POST", f"/api/tasks/rerun/{task['Id']}")
+        assert status == 409, answer
+        assert "only a completed task can be rerun" in answer["ErrorMessage"]
+        tasks = await hub.api.get("/api/tasks/all")
+        assert [t["Id"] for t in tasks if t["Name"] == "AdHocScript"] == [task["Id"]]
+        (shared / "go").touch()
+        assert (await finished(hub.api, task))["State"] == "Success"
+    finally:
+        agent.stop()
+
+    def cancels(events: dict[str, Any]) -> list[str]:
+        return [e["Message"] for e in events["Items"] if "cancel requested" in e["Message"]]
+
+    assert cancels(await hub.api.get("/api/events")) == []
+    status, answer = await hub.api.request("POST", f"/api/tasks/{task['Id']}/cancel")
+    assert status == 200, answer
+    assert answer["State"] == "Success"
+    assert "had already finished" in answer["Message"]
+    assert cancels(await hub.api.get("/api/events")) == []
+    status, rerun = await hub.api.request("POST", f"/api/tasks/rerun/{task['Id']}")
+    assert status == 201, rerun
+
+
+async def test_a_worker_deleted_mid_step_ends_the_step_and_cancels_its_script(
+    hub: RunningHub, tmp_path: Path
+) -> None:
+    agent = await add_worker(hub.api, hub.home.identity(), tmp_path, "web-1")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    body = f"""trap 'echo got TERM; touch {shared}/termed; exit 3' TERM
+touch {shared}/started
+i=0; while [ $i -lt 3000 ]; do i=$((i+1)); sleep 0.05; done
+"""
+    try:
+        task = await submit(hub.api, ScriptBody=body)
+        await eventually((shared / "started").exists, "the step started")
+        [worker] = [w for w in await hub.api.get("/api/workers/all") if w["Name"] == "web-1"]
+        status, answer = await hub.api.request("DELETE", f"/api/workers/{worker['Id']}")
+        assert status == 200, answer
+        done = await finished(hub.api, task)
+        assert done["State"] == "Failed", done
+        assert "the worker web-1 was deleted during this step" in done["ErrorMessage"], done
+        # a listening worker is still dialled to cancel its script
+        assert (shared / "termed").exists()
+    finally:
+        agent.stop()

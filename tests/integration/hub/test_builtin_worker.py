@@ -781,3 +781,36 @@ def _files_holding(root: Path, needle: bytes) -> list[Path]:
             if stat.S_ISREG(path.lstat().st_mode) and needle in path.read_bytes():
                 found.append(path)
     return found
+
+
+async def test_steps_get_an_allow_listed_environment_only(tmp_path: Path) -> None:
+    """The hub's secrets in its environment (its API key, a database password) never
+    reach a step; PATH, the locale, TZ, TMPDIR and the account's HOME/USER do."""
+    hub_env = {
+        **os.environ,
+        "TENTACLE_API_KEY": "API-NOTFORSTEPS",
+        "PGPASSWORD": "pg-not-for-steps",
+        "AWS_SECRET_ACCESS_KEY": "aws-not-for-steps",
+        "TENTACLE_HUB_DATABASE": "postgresql://u:pw@db/x",
+        "LANG": "C.UTF-8",
+        "LC_TIME": "C",
+        "TZ": "UTC",
+        "TMPDIR": str(tmp_path),
+        "HOME": str(tmp_path),
+    }
+    worker = BuiltinWorker(tmp_path / "hub", None, version="test", environment=hub_env)
+    await worker.start()
+    try:
+        outcome, collected = await run(worker, "env")
+    finally:
+        await worker.stop()
+    assert outcome.exit_code == 0, collected.lines
+    seen = dict(line.split("=", 1) for line in collected.of("stdout") if "=" in line)
+    for secret in ("TENTACLE_API_KEY", "PGPASSWORD", "AWS_SECRET_ACCESS_KEY"):
+        assert secret not in seen, secret
+    assert not [key for key in seen if key.startswith("TENTACLE_HUB_")]
+    wanted = {"LANG": "C.UTF-8", "LC_TIME": "C", "TZ": "UTC", "TMPDIR": str(tmp_path)}
+    assert {key: seen.get(key) for key in wanted} == wanted
+    assert seen["HOME"] == str(tmp_path)
+    assert seen["PATH"] == os.environ.get("PATH", seen["PATH"])
+    assert seen["TentacleVersion"] == "test"
