@@ -490,11 +490,14 @@ async def test_an_executor_killed_mid_step_fails_the_step_clearly(
 def executors_of(agent: AgentProcess) -> list[psutil.Process]:
     """The agent's `tentacle calamari deploy-package` processes."""
     assert agent.process is not None
-    return [
-        child
-        for child in psutil.Process(agent.process.pid).children(recursive=True)
-        if "deploy-package" in " ".join(child.cmdline())
-    ]
+    found = []
+    for child in psutil.Process(agent.process.pid).children(recursive=True):
+        try:
+            if "deploy-package" in " ".join(child.cmdline()):
+                found.append(child)
+        except (psutil.ZombieProcess, psutil.NoSuchProcess):  # ended meanwhile: not running
+            continue
+    return found
 
 
 async def test_a_canceled_deployment_stops_its_executor(hub: RunningHub, tmp_path: Path) -> None:

@@ -9,15 +9,16 @@ the test waits on those files, never on a clock.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import pty
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -28,6 +29,8 @@ from tests.helpers.eventually import eventually
 from tests.helpers.forwarder import Forwarder
 from tests.helpers.hub import RunningHub, hub_args, running_hub
 from tests.integration.hub.test_health_checks import free_port, listening_worker, polling_worker
+
+T = TypeVar("T")
 
 HANG = 90.0  # seconds: a bound for a hang, never reached when things work
 POOL = "Default Worker Pool"
@@ -385,6 +388,16 @@ async def test_a_connection_cut_mid_step_loses_and_repeats_no_line(
     assert shown == [f"[web-1] line {i}" for i in range(1, 7)], out
 
 
+async def _in_a_thread(call: Callable[[], T]) -> T:
+    """``call()`` in a thread of its own, not in the loop's shared default executor
+    (which other waits of the test process may be holding)."""
+    own = concurrent.futures.ThreadPoolExecutor(1)
+    try:
+        return await asyncio.get_running_loop().run_in_executor(own, call)
+    finally:
+        own.shutdown(wait=False)
+
+
 async def test_a_hub_restart_while_following_loses_and_repeats_no_line(
     hub: RunningHub, tentacle: TentacleCli, workers: list[AgentProcess], tmp_path: Path
 ) -> None:
@@ -401,14 +414,15 @@ async def test_a_hub_restart_while_following_loses_and_repeats_no_line(
             polling_port = hub.server.polling_port
             await hub.server.stop()
             assert running.stderr is not None
-            lost = await asyncio.wait_for(asyncio.to_thread(running.stderr.readline), HANG)
+            # its own thread: the default executor may be busy with other tests' waits
+            lost = await asyncio.wait_for(_in_a_thread(running.stderr.readline), HANG)
             assert "cannot reach the hub" in lost, lost  # the follower saw it go
             assert "trying again for up to" in lost, lost
             port = int(hub.api.url.rsplit(":", 1)[1])
             restarted = HubServer(hub.home, __version__)
             await restarted.start(f"127.0.0.1:{port}", polling_port=polling_port)
             (tmp_path / "release").touch()
-            out, err = await asyncio.wait_for(asyncio.to_thread(running.communicate), HANG)
+            out, err = await asyncio.wait_for(_in_a_thread(running.communicate), HANG)
     finally:
         if restarted is not None:
             await restarted.stop()
