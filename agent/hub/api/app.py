@@ -13,6 +13,7 @@ from agent.hub.api import (
     pools,
     spaces,
     tasks,
+    webpage,
     workers,
 )
 from agent.hub.api.auth import auth_middleware
@@ -32,4 +33,5 @@ def build_app(context: HubContext) -> web.Application:
     for resource in RESOURCES:
         resource.add_routes(routes)
     routes.install(app)
+    webpage.add_routes(app)
     return app
