@@ -283,6 +283,7 @@ async def details_document(request: web.Request, since: int) -> dict[str, Any]:
         leased = workers.get(step["id"])
         if leased is not None:
             child["Worker"] = leased["worker_name"]
+            child["ExitCode"] = leased["exit_code"]  # None until the script ended
             child["OutputVariables"] = list(leased["output_variables"] or [])
         children.append(child)
     done = sum(step["ended"] is not None for step in steps)

@@ -127,6 +127,8 @@ async def test_a_finished_task_s_stream_is_its_whole_log_then_its_end(
         assert [event.name for event in seen] == ["details", "end"]
         assert "all done" in log_lines(seen[0].data)
         assert seen[0].data["Task"]["State"] == "Success"
+        [step] = seen[0].data["ActivityLogs"][0]["Children"]
+        assert (step["Worker"], step["ExitCode"]) == ("web-1", 0)
         # the health check queued when the worker was added names the key that added it
         checks = await hub.api.get("/api/tasks/all?name=Health")  # add_worker may ask again
         assert {check["QueuedBy"] for check in checks} == {"admin"}  # running_hub's key
