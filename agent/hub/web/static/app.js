@@ -45,9 +45,9 @@ const reach = {
   up() { els.banner.hidden = true; },
 };
 
-/** A short message in the corner: kind "ok" | "error" | "info". */
-function notice(text, kind = "info") {
-  const item = h("div", { class: `notice notice-${kind}`, "data-test": "notice", role: "status", text });
+/** A short message in the corner (text, or nodes such as a link): kind "ok" | "error" | "info". */
+function notice(content, kind = "info") {
+  const item = h("div", { class: `notice notice-${kind}`, "data-test": "notice", role: "status" }, content);
   els.notices.append(item);
   setTimeout(() => item.remove(), kind === "error" ? 10000 : 5000);
 }
