@@ -5,9 +5,8 @@ confirmation, a ReadOnly key that sees no action and is refused by the hub."""
 from __future__ import annotations
 
 import re
-from typing import Any
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Dialog, Locator, Page, expect
 
 from agent.hub.keys import Permission
 from tests.browser.webhub import WebHub, sign_in
@@ -15,7 +14,7 @@ from tests.browser.webhub import WebHub, sign_in
 HOSTILE = "<img src=x onerror=alert(1)>"
 
 
-def row(page: Page, name: str) -> Any:
+def row(page: Page, name: str) -> Locator:
     return page.locator(f"[data-test=worker-row][data-name='{name}']")
 
 
@@ -94,7 +93,12 @@ def test_disable_then_enable_a_worker(page: Page, web_hub: WebHub) -> None:
 def test_a_hostile_name_is_text_and_delete_asks_first(page: Page, web_hub: WebHub) -> None:
     worker_id = fake_worker(web_hub, HOSTILE)
     dialogs: list[str] = []
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    def refuse(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", refuse)
     sign_in(page, web_hub, path="#/workers")
     hostile = page.locator("[data-test=worker-row]").filter(has_text=HOSTILE)
     expect(hostile.locator("[data-test=worker-name]")).to_have_text(HOSTILE)
