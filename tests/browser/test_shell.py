@@ -1,5 +1,6 @@
-"""The page's shell in a real browser: a bad key refused with the hub's message,
-signing out, a page that does not exist, and the banner while the hub is down."""
+"""The page's shell in a real browser: workers that join while it is open, a bad key
+refused with the hub's message, signing out, a page that does not exist, and the
+banner while the hub is down."""
 
 from __future__ import annotations
 
@@ -8,6 +9,18 @@ from playwright.sync_api import Page, expect
 from tests.browser.webhub import WebHub, sign_in
 
 UNKNOWN_KEY = "API-" + "Z" * 26
+
+
+def test_two_workers_joining_turn_healthy_on_the_open_page(page: Page, bare_hub: WebHub) -> None:
+    sign_in(page, bare_hub, path="#/workers")
+    expect(page.get_by_text("No worker is registered yet.")).to_be_visible()
+    expect(page.locator("[data-test=count-Healthy] strong")).to_have_text("0")
+    bare_hub.add_worker("late-listening")
+    bare_hub.add_worker("late-polling", polling=True)
+    for name in ("late-listening", "late-polling"):  # no reload: the page looks again
+        badge = page.locator(f"[data-test=worker-row][data-name='{name}'] .badge").first
+        expect(badge).to_have_attribute("data-status", "Healthy")
+    expect(page.locator("[data-test=count-Healthy] strong")).to_have_text("2")
 
 
 def test_a_bad_key_is_refused_with_the_hubs_message(page: Page, bare_hub: WebHub) -> None:
