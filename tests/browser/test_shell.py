@@ -57,3 +57,39 @@ def test_a_banner_while_the_hub_cannot_be_reached(page: Page, bare_hub: WebHub) 
     finally:
         bare_hub.restart_server()
     expect(banner).to_be_hidden()
+
+
+def test_the_small_helpers_in_the_browser(page: Page, bare_hub: WebHub) -> None:
+    page.goto(f"{bare_hub.url}/app/")
+    expect(page.locator("[data-test=signin-key]")).to_be_visible()
+    results = page.evaluate(
+        """async () => {
+            const dom = await import("/app/dom.js");
+            const api = await import("/app/api.js");
+            const policies = await import("/app/policies.js");
+            const at = new Date("2026-01-01T12:00:00Z");
+            return {
+                ago: [5, 90, 7200, 3 * 86400].map(
+                    (s) => dom.ago(new Date(at.getTime() - s * 1000), at)),
+                joined: api.errorText({ErrorMessage: "There was a problem.",
+                    Errors: ["Name is required", "There was a problem."]}, "x"),
+                alone: api.errorText(
+                    {ErrorMessage: "no such worker", Errors: ["no such worker"]}, "x"),
+                none: api.errorText(null, "HTTP 500"),
+                hash: dom.hashWith("#/workers", {pool: "WorkerPools-1", status: "", name: "a b"}),
+                read: dom.hashQuery("#/workers?name=a+b").get("name"),
+                spans: ["01:00:00", "1.02:03:00", "00:00:30", "soon"].map(policies.span),
+                text: dom.h("p", {}, "<b>x</b>").innerHTML,
+            };
+        }"""
+    )
+    assert results == {
+        "ago": ["just now", "1 minute ago", "2 hours ago", "3 days ago"],
+        "joined": "There was a problem. Name is required",
+        "alone": "no such worker",
+        "none": "HTTP 500",
+        "hash": "#/workers?pool=WorkerPools-1&name=a+b",
+        "read": "a b",
+        "spans": ["1 hour", "1 day 2 hours 3 minutes", "30 seconds", "soon"],
+        "text": "&lt;b&gt;x&lt;/b&gt;",
+    }

@@ -8,7 +8,7 @@
 // person left writes into a detached node); onLeave(fn) runs when the route changes.
 
 import { Api, ApiError, hubRoot } from "./api.js";
-import { clear, h, pageError } from "./dom.js";
+import { clear, h, pageError, refreshAgo } from "./dom.js";
 import { loadCounts, renderCounts } from "./counts.js";
 import * as dashboard from "./dashboard.js";
 import * as workers from "./workers.js";
@@ -17,6 +17,7 @@ import * as policies from "./policies.js";
 
 const KEY = "tentacle.apikey"; // sessionStorage only: gone when the browser session ends
 const COUNTS_EVERY_MS = 4000;
+const AGO_EVERY_MS = 30000; // "3 minutes ago" stays true while nothing else changes
 const RETRY_EVERY_MS = 2000; // while the hub cannot be reached: notice its return soon
 // views of other modules, loaded when present (tasks.js: the tasks pages)
 const OPTIONAL_VIEWS = ["./tasks.js"];
@@ -265,6 +266,7 @@ async function readVersion() {
 async function boot() {
   await loadRoutes();
   window.addEventListener("hashchange", route);
+  setInterval(() => refreshAgo(els.main), AGO_EVERY_MS);
   while (!(await readVersion())) {
     await new Promise((resolve) => setTimeout(resolve, RETRY_EVERY_MS));
   }

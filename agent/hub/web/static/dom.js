@@ -66,7 +66,7 @@ export function when(iso) {
     dateStyle: "medium", timeStyle: "short",
   });
   return h("time", { datetime: iso, title: date.toISOString(), class: "when" },
-    local, h("span", { class: "ago", text: ` · ${ago(date)}` }));
+    local, h("span", { class: "ago", "data-ago": iso, "data-prefix": " · ", text: ` · ${ago(date)}` }));
 }
 
 /** since(iso): a <time> saying how long ago ("3 minutes ago"), the local time in its title. */
@@ -74,7 +74,15 @@ export function since(iso) {
   if (!iso) return h("span", { class: "muted", text: "never" });
   const date = new Date(iso);
   if (Number.isNaN(date.getTime())) return h("span", { text: String(iso) });
-  return h("time", { datetime: iso, title: date.toLocaleString(), text: ago(date) });
+  return h("time", { datetime: iso, title: date.toLocaleString(), "data-ago": iso, text: ago(date) });
+}
+
+/** Brings every "… ago" under root up to date (the page calls it now and then). */
+export function refreshAgo(root = document) {
+  const now = new Date();
+  for (const el of root.querySelectorAll("[data-ago]")) {
+    el.textContent = `${el.dataset.prefix || ""}${ago(new Date(el.dataset.ago), now)}`;
+  }
 }
 
 const TONES = {
