@@ -101,7 +101,7 @@ async function route() {
   const [view, match] = found;
   document.title = `${view.title} · Tentacle hub`;
   try {
-    await view.render(context(main), match);
+    await view.render(context(main, token), match);
   } catch (error) {
     if (token !== state.rendering) return;
     console.error(error);
@@ -125,10 +125,12 @@ function describe(error) {
   return `Something went wrong showing this page: ${error.message || error}`;
 }
 
-function context(main) {
+function context(main, token) {
+  // a render that ends after the person moved on is cleaned up at once
+  const onLeave = (fn) => (token === state.rendering ? state.leave.push(fn) : fn());
   return {
     api: state.api, main, user: state.user, canChange: state.canChange,
-    navigate, notice, onLeave: (fn) => state.leave.push(fn), refresh: refreshCounts,
+    navigate, notice, onLeave, refresh: refreshCounts,
   };
 }
 

@@ -43,13 +43,20 @@ function policiesTable(ctx, policies) {
     { label: "Policy", class: "name-cell", cell: (p) => [h("strong", { "data-test": "policy-name", text: p.Name }),
       p.IsDefault ? [" ", h("span", { class: "tag", text: "default" })] : null,
       p.Description ? h("span", { class: "sub", text: p.Description }) : null] },
-    { label: "Health check", cell: (p) => [
-      `every ${span(p.MachineHealthCheckPolicy.HealthCheckInterval)}`,
-      h("span", { class: "sub", text: WORDS[p.MachineHealthCheckPolicy.HealthCheckType] || p.MachineHealthCheckPolicy.HealthCheckType })] },
-    { label: "When unreachable", cell: (p) => WORDS[p.MachineConnectivityPolicy.MachineConnectivityBehavior]
-      || p.MachineConnectivityPolicy.MachineConnectivityBehavior },
-    { label: "Unavailable workers", cell: (p) => (p.MachineCleanupPolicy.DeleteMachinesBehavior === "DeleteUnavailableMachines"
-      ? `deleted after ${span(p.MachineCleanupPolicy.DeleteMachinesElapsedTimeSpan)}` : "kept") },
+    { label: "Health check", cell: (p) => {
+      const health = p.MachineHealthCheckPolicy;
+      return [`every ${span(health.HealthCheckInterval)}`,
+        h("span", { class: "sub", text: WORDS[health.HealthCheckType] || health.HealthCheckType })];
+    } },
+    { label: "When unreachable", cell: (p) => {
+      const behavior = p.MachineConnectivityPolicy.MachineConnectivityBehavior;
+      return WORDS[behavior] || behavior;
+    } },
+    { label: "Unavailable workers", cell: (p) => {
+      const cleanup = p.MachineCleanupPolicy;
+      return cleanup.DeleteMachinesBehavior === "DeleteUnavailableMachines"
+        ? `deleted after ${span(cleanup.DeleteMachinesElapsedTimeSpan)}` : "kept";
+    } },
     { label: "Disk warning", cell: (p) => `below ${p.FreeDiskSpaceWarningMegabytes} MB` },
   ];
   if (ctx.canChange) {

@@ -11,6 +11,7 @@ import { HEALTH } from "./counts.js";
 export const routes = [{ pattern: /^#\/workers(\?.*)?$/, title: "Workers", render }];
 
 const REFRESH_MS = 4000;
+const SHOWN_AT_MOST = 1000; // workers in one look; the filters narrow a bigger fleet
 const STYLES = { TentaclePassive: "Listening", TentacleActive: "Polling" };
 const HEALTH_WORDS = { HasWarnings: "Has warnings" };
 
@@ -62,7 +63,7 @@ function filter(label, control) {
 /** Fetches the workers the filters ask for and shows them, if anything changed. */
 async function show(ctx, pools, list) {
   const filters = readFilters();
-  const page = await ctx.api.get(`/api/workers${query({ take: 1000, partialName: filters.name,
+  const page = await ctx.api.get(`/api/workers${query({ take: SHOWN_AT_MOST, partialName: filters.name,
     workerpoolIds: filters.pool, healthStatuses: filters.status })}`);
   const shown = JSON.stringify([page.Items, filters]);
   if (list.dataset.shown === shown) return;
@@ -72,6 +73,10 @@ async function show(ctx, pools, list) {
     show(ctx, pools, list).catch((error) => ctx.notice(error.message, "error"));
     ctx.refresh();
   }));
+  if (page.TotalResults > page.Items.length) {
+    list.append(h("p", { class: "muted", "data-test": "more-workers",
+      text: `Showing ${page.Items.length} of ${page.TotalResults} workers: filter by pool, health or name to see the others.` }));
+  }
 }
 
 function groups(ctx, pools, workers, filters, changed) {
@@ -103,14 +108,28 @@ function workersTable(ctx, workers, changed) {
   const columns = [
     { label: "Worker", class: "name-cell col-name", cell: nameCell },
     { label: "Health", class: "col-health", cell: healthCell },
-    { label: "Connects", class: "col-style", cell: (w) => STYLES[w.Endpoint?.CommunicationStyle] || w.Endpoint?.CommunicationStyle || "—" },
-    { label: "OS", class: "col-os", cell: (w) => [w.OperatingSystem || "—", w.Architecture ? h("span", { class: "sub", text: w.Architecture }) : null] },
+    { label: "Connects", class: "col-style", cell: styleOf },
+    { label: "OS", class: "col-os", cell: osCell },
     { label: "Agent", class: "col-num", cell: (w) => w.AgentVersion || "—" },
     { label: "Free disk", class: "col-num", cell: (w) => megabytes(w.FreeDiskSpaceMegabytes) },
-    { label: "Running steps", class: "col-num", cell: (w) => (w.RunningSteps === undefined ? "—" : String(w.RunningSteps)) },
+    { label: "Running steps", class: "col-num", cell: (w) => String(w.RunningSteps ?? "—") },
   ];
-  if (ctx.canChange) columns.push({ label: "Actions", class: "actions col-actions", cell: (w) => actions(ctx, w, changed) });
-  return table(columns, workers, (w) => ({ class: w.IsDisabled ? "row-disabled" : null, "data-test": "worker-row", "data-id": w.Id, "data-name": w.Name }), "workers");
+  if (ctx.canChange) {
+    columns.push({ label: "Actions", class: "actions col-actions", cell: (w) => actions(ctx, w, changed) });
+  }
+  const rowAttrs = (w) => ({ class: w.IsDisabled ? "row-disabled" : null, "data-test": "worker-row",
+    "data-id": w.Id, "data-name": w.Name });
+  return table(columns, workers, rowAttrs, "workers");
+}
+
+function styleOf(worker) {
+  const style = worker.Endpoint?.CommunicationStyle;
+  return STYLES[style] || style || "—";
+}
+
+function osCell(worker) {
+  return [worker.OperatingSystem || "—",
+    worker.Architecture ? h("span", { class: "sub", text: worker.Architecture }) : null];
 }
 
 function nameCell(worker) {
