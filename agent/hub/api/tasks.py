@@ -283,6 +283,7 @@ async def details_document(request: web.Request, since: int) -> dict[str, Any]:
         leased = workers.get(step["id"])
         if leased is not None:
             child["Worker"] = leased["worker_name"]
+            child["ExitCode"] = leased["exit_code"]  # None until the script ended
             child["OutputVariables"] = list(leased["output_variables"] or [])
         children.append(child)
     done = sum(step["ended"] is not None for step in steps)
@@ -584,8 +585,9 @@ async def cancel_task(request: web.Request) -> web.Response:
     async with context.store.transaction() as conn:
         row = await _task_or_404(conn, request)
         state = await store_tasks.request_cancel(conn, row["id"], context.now())
-        # a task that had finished (before, or meanwhile) has nothing to cancel: no event
-        acted = state == store_tasks.CANCELLING or (
+        # a task that had finished (before, or meanwhile) has nothing to cancel, and one
+        # Cancelling has its cancel on its way: no event
+        acted = (row["state"] != store_tasks.CANCELLING and state == store_tasks.CANCELLING) or (
             row["state"] == store_tasks.QUEUED and state == store_tasks.CANCELED
         )
         if acted:
@@ -604,6 +606,8 @@ async def cancel_task(request: web.Request) -> web.Response:
         await context.changed("tasks")
     elif after["state"] in store_tasks.FINISHED:
         answer["Message"] = f"the task had already finished ({after['state']}): nothing to cancel"
+    elif after["state"] == store_tasks.CANCELLING:
+        answer["Message"] = "the task is being cancelled already: its cancel is on its way"
     return web.json_response(answer)
 
 

@@ -6,12 +6,16 @@ tasks at once, cancel in each state, timeouts, selection's refusals."""
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from agent.hub.store import steps as store_steps
+from agent.hub.store import tables as t
+from agent.hub.store import tasks as store_tasks
 from tests.helpers.agent import AgentProcess
 from tests.helpers.eventually import eventually
 from tests.helpers.hub import RunningHub, running_hub
@@ -461,3 +465,26 @@ i=0; while [ $i -lt 3000 ]; do i=$((i+1)); sleep 0.05; done
         assert (shared / "termed").exists()
     finally:
         agent.stop()
+
+
+async def test_a_cancel_of_a_task_being_cancelled_changes_nothing(hub: RunningHub) -> None:
+    """Cancelling already: the cancel is on its way, no second event (before: one per
+    request, each 'cancel requested')."""
+    store = hub.server.store
+    assert store is not None
+    async with store.transaction() as conn:  # as a running task's first cancel leaves it,
+        # in one transaction: the runner never sees it Queued
+        number = await store_tasks.submit(
+            conn, 1, "AdHocScript", "a script", {"ScriptBody": "echo hi"}, datetime.now(UTC)
+        )
+        await conn.execute(
+            sa.update(t.server_tasks)
+            .where(t.server_tasks.c.id == number)
+            .values(state="Cancelling", cancel_requested=True, start_time=datetime.now(UTC))
+        )
+    status, answer = await hub.api.request("POST", f"/api/tasks/ServerTasks-{number}/cancel")
+    assert status == 200, answer
+    assert answer["State"] == "Cancelling"
+    assert "being cancelled already" in answer["Message"]
+    events = await hub.api.get("/api/events")
+    assert [e for e in events["Items"] if "cancel requested" in e["Message"]] == []

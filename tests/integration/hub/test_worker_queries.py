@@ -155,7 +155,7 @@ async def test_the_queries_answer_what_the_filters_say_in_python(
     space = await populate(store, names)
     async with store.connect() as conn:
         every = [
-            worker_resource(row, pools)
+            worker_resource(row, pools, 0)
             for row, pools in await worker_rows(conn, WorkerQuery(space))
         ]
         assert sorted(w["Name"] for w in every) == sorted(names)
