@@ -1,43 +1,36 @@
-// Tasks: the list (#/tasks), a task's page with its live log (#/tasks/ServerTasks-N),
-// the run-script form (#/run) and the queue the dashboard shows (renderQueue).
+// Tasks: the list (#/tasks), a task's page with its live log (#/tasks/ServerTasks-N)
+// and the run-script form (#/run). The dashboard shows the queue itself.
 //
 // Every text from the hub (a log line, a description, a variable) goes into the page as
 // a text node (dom.js's h), never as HTML: a script's output is untrusted.
 
-import { h, clear, when, statusBadge } from "./dom.js";
+import {
+  clear, confirmDialog, empty, h, hashQuery, hashWith, heading, pageError, statusBadge, table, when,
+} from "./dom.js";
 
 export const STATES = ["Queued", "Executing", "Cancelling", "Success", "Failed", "Canceled", "TimedOut"];
-const QUEUE = ["Queued", "Executing", "Cancelling"];
 const SYNTAXES = ["Bash", "Python", "sh"];
 const PAGE = 30; // tasks in one page of the list
 const POLL_MS = 1000; // between looks at a task when the hub has no stream
 const RETRY_MS = [500, 1000, 2000, 5000]; // before reconnecting a dropped stream, growing
-const LIST_REFRESH_MS = 5000; // the list and the queue look again while shown
+const LIST_REFRESH_MS = 5000; // the list looks again while shown
+const TASK_ID = /^ServerTasks-\d+$/;
 
-// ---- styles of these views (a stylesheet of our own: the CSP allows no inline style)
+// ---- styles of these views (a stylesheet of their own: the CSP allows no inline style)
 
 function ensureStyles() {
-  if (document.querySelector('link[data-tasks-css]')) return;
+  if (document.querySelector("link[data-tasks-css]")) return;
   document.head.append(h("link", { rel: "stylesheet", href: "tasks.css", "data-tasks-css": "" }));
 }
 
 // ---- small helpers
 
 function taskLink(task) {
-  return h("a", { href: `#/tasks/${task.Id}` }, task.Description || task.Id);
+  return h("a", { href: `#/tasks/${task.Id}`, text: task.Description || task.Id });
 }
 
-function timeCell(iso) {
-  return iso ? when(iso) : "";
-}
-
-function field(label, ...value) {
-  return h("div", { class: "task-field" }, h("dt", { text: label }), h("dd", {}, ...value));
-}
-
-function message(el, text, kind = "info") {
-  clear(el);
-  el.append(h("p", { class: `task-message ${kind}`, "data-test": "task-message", text }));
+function fact(label, ...value) {
+  return h("div", { class: "fact" }, h("dt", { text: label }), h("dd", {}, ...value));
 }
 
 /** Sleep ``ms`` unless ``signal`` aborts first (a UI retry delay, never a test wait). */
@@ -54,109 +47,69 @@ function every(ctx, ms, fn) {
   ctx.onLeave(() => clearInterval(timer));
 }
 
-// ---- tasks table (the list and the queue)
-
-function taskRow(task) {
-  return h(
-    "tr",
-    { "data-test": "task-row", "data-task-id": task.Id, "data-state": task.State },
-    h("td", {}, statusBadge(task.State)),
-    h("td", { text: task.Name }),
-    h("td", {}, taskLink(task)),
-    h("td", { text: task.QueuedBy || "" }),
-    h("td", {}, timeCell(task.QueueTime)),
-    h("td", { text: task.Duration || "" }),
-  );
-}
+// ---- #/tasks (?state=Failed&skip=30)
 
 function tasksTable(tasks) {
-  const head = ["State", "Kind", "Description", "Queued by", "Queued", "Duration"];
-  return h(
-    "table",
-    { class: "tasks-table" },
-    h("thead", {}, h("tr", {}, ...head.map((text) => h("th", { text })))),
-    h("tbody", {}, ...tasks.map(taskRow)),
-  );
+  return table([
+    { label: "State", cell: (t) => statusBadge(t.State) },
+    { label: "Task", class: "name-cell",
+      cell: (t) => [h("strong", {}, taskLink(t)), h("div", { class: "sub", text: `${t.Name} · ${t.Id}` })] },
+    { label: "Queued by", cell: (t) => t.QueuedBy || "—" },
+    { label: "Queued", cell: (t) => when(t.QueueTime) },
+    { label: "Duration", cell: (t) => t.Duration || "—" },
+  ], tasks, (t) => ({ "data-test": "task-row", "data-id": t.Id, "data-state": t.State }));
 }
 
-/** The queue (queued, executing and cancelling tasks, newest first) into ``el``: the
- * dashboard's part of the tasks, refreshed while the route is shown. */
-export async function renderQueue(ctx, el) {
-  ensureStyles();
-  const draw = async () => {
-    const page = await ctx.api.get(`/api/tasks?states=${QUEUE.join(",")}&take=${PAGE}`);
-    clear(el);
-    el.append(h("h2", { text: "Queue" }));
-    if (page.Items.length === 0) {
-      el.append(h("p", { class: "empty", "data-test": "queue-empty", text: "Nothing queued or running." }));
-    } else {
-      el.append(tasksTable(page.Items));
-    }
-  };
-  await draw();
-  every(ctx, LIST_REFRESH_MS, () => draw().catch(() => {}));
-}
-
-// ---- #/tasks
-
-function stateFilter(onChange) {
-  const options = [h("option", { value: "", text: "All states" })];
-  for (const state of STATES) options.push(h("option", { value: state, "data-state": state, text: state }));
-  const select = h("select", { "data-test": "state-filter", on: { change: () => onChange(select.value) } }, ...options);
-  /** The options' labels with the hub's counts (TotalCounts), when it gives them. */
+/** The state filter; ``counts(totals)`` labels its options with the hub's TotalCounts. */
+function stateFilter(ctx, chosen) {
+  const select = h("select", { id: "task-state", "data-test": "state-filter" },
+    h("option", { value: "", text: "All states" }),
+    STATES.map((state) => h("option", { value: state, "data-state": state, text: state, selected: state === chosen })));
+  select.addEventListener("change", () => ctx.navigate(hashWith("#/tasks", { state: select.value })));
   const counts = (totals) => {
-    if (!totals) return;
     for (const option of select.querySelectorAll("option[data-state]")) {
       const state = option.dataset.state;
-      option.textContent = state in totals ? `${state} (${totals[state]})` : state;
+      option.textContent = totals && state in totals ? `${state} (${totals[state]})` : state;
     }
   };
-  return { el: h("label", { class: "filter" }, "State ", select), counts };
+  const el = h("div", { class: "filters" },
+    h("div", { class: "filter" }, h("label", { for: "task-state", text: "State" }), select));
+  return { el, counts };
+}
+
+function pager(ctx, page, params) {
+  const last = page.LastPageNumber ?? 0;
+  const number = Math.floor(params.skip / PAGE);
+  const go = (to) => () => ctx.navigate(hashWith("#/tasks", { state: params.state, skip: to ? String(to * PAGE) : "" }));
+  const newer = h("button", { type: "button", class: "button small", text: "Newer", disabled: number === 0, on: { click: go(number - 1) } });
+  const older = h("button", { type: "button", class: "button small", text: "Older", disabled: number >= last, on: { click: go(number + 1) } });
+  const shown = h("span", { class: "muted", text: `Page ${number + 1} of ${last + 1} · ${page.TotalResults} tasks` });
+  return h("div", { class: "pager" }, newer, shown, older);
 }
 
 async function renderList(ctx) {
   ensureStyles();
-  const view = { state: "", skip: 0 };
-  const header = h("div", { class: "tasks-header" }, h("h1", { text: "Tasks" }));
-  if (ctx.canChange) {
-    header.append(h("a", { href: "#/run", class: "button action", "data-test": "action-run", text: "Run a script" }));
-  }
-  const body = h("div", { class: "tasks-body" });
+  const query = hashQuery();
+  const state = STATES.includes(query.get("state")) ? query.get("state") : "";
+  const skip = Math.max(0, Number.parseInt(query.get("skip") || "0", 10) || 0);
+  const run = ctx.canChange
+    && h("a", { href: "#/run", class: "button primary action", "data-test": "action-run", text: "Run a script" });
+  const filter = stateFilter(ctx, state);
+  const body = h("div", {});
+  ctx.main.append(heading("Tasks", run), filter.el, body);
   const draw = async () => {
-    const states = view.state ? `&states=${view.state}` : "";
-    const page = await ctx.api.get(`/api/tasks?skip=${view.skip}&take=${PAGE}${states}`);
+    const states = state ? `&states=${state}` : "";
+    const page = await ctx.api.get(`/api/tasks?skip=${skip}&take=${PAGE}${states}`);
     filter.counts(page.TotalCounts);
     clear(body);
     if (page.Items.length === 0) {
-      const text = view.state ? `No ${view.state} tasks.` : "No tasks yet.";
-      body.append(h("p", { class: "empty", "data-test": "tasks-empty", text }));
+      body.append(empty(state ? `No task is ${state}.` : "No task has run yet."));
       return;
     }
-    body.append(tasksTable(page.Items), pager(page, view, draw));
+    body.append(tasksTable(page.Items), pager(ctx, page, { state, skip }));
   };
-  const filter = stateFilter((state) => {
-    view.state = state;
-    view.skip = 0;
-    draw().catch((error) => message(body, error.message, "error"));
-  });
-  ctx.main.append(header, h("div", { class: "tasks-controls" }, filter.el), body);
   await draw();
   every(ctx, LIST_REFRESH_MS, () => draw().catch(() => {}));
-}
-
-function pager(page, view, draw) {
-  const last = page.LastPageNumber ?? 0;
-  const number = Math.floor(view.skip / PAGE);
-  const go = (delta) => () => {
-    view.skip = Math.max(0, view.skip + delta * PAGE);
-    draw().catch(() => {});
-  };
-  const previous = h("button", { type: "button", text: "Newer", on: { click: go(-1) } });
-  const next = h("button", { type: "button", text: "Older", on: { click: go(1) } });
-  previous.disabled = number === 0;
-  next.disabled = number >= last;
-  const shown = h("span", { text: `Page ${number + 1} of ${last + 1} (${page.TotalResults} tasks)` });
-  return h("div", { class: "pager" }, previous, shown, next);
 }
 
 // ---- #/tasks/ServerTasks-N: reading the details, from the stream or by polling
@@ -267,9 +220,10 @@ async function follow(ctx, id, cursor, onDoc, live) {
 
 // ---- the task page's parts
 
-/** A scrolling log: lines appended as text; it follows the end unless the person scrolled up. */
+/** A scrolling log of lines (text nodes); it follows the end unless the person
+ * scrolled up. ``append(elements)`` skips elements it has shown (by Id). */
 function logView(test = "log") {
-  const el = h("div", { class: "log", "data-test": test, tabindex: "0" });
+  const el = h("div", { class: "log", "data-test": test, tabindex: "0", role: "log" });
   const seen = new Set();
   const append = (elements) => {
     const fresh = elements.filter((element) => !seen.has(element.Id));
@@ -277,14 +231,11 @@ function logView(test = "log") {
     const atEnd = el.scrollHeight - el.scrollTop - el.clientHeight < 8;
     for (const element of fresh) {
       seen.add(element.Id);
-      const category = (element.Category || "Info").toLowerCase();
+      const category = String(element.Category || "Info").toLowerCase();
       const time = element.OccurredAt ? new Date(element.OccurredAt).toLocaleTimeString() : "";
-      el.append(h(
-        "div",
-        { class: `log-line ${category}`, "data-test": "log-line", "data-category": element.Category || "" },
+      el.append(h("div", { class: `log-line log-${category}`, "data-test": "log-line", "data-category": element.Category },
         h("span", { class: "log-time", text: time }),
-        h("span", { class: "log-text", text: element.MessageText ?? "" }),
-      ));
+        h("span", { class: "log-text", text: element.MessageText ?? "" })));
     }
     if (atEnd) el.scrollTop = el.scrollHeight;
   };
@@ -292,84 +243,76 @@ function logView(test = "log") {
 }
 
 function variablesTable(variables) {
-  if (!variables || variables.length === 0) return h("p", { class: "empty", text: "No output variables." });
-  return h(
-    "table",
-    { class: "variables", "data-test": "output-variables" },
+  if (!variables || variables.length === 0) return null;
+  return h("table", { class: "variables", "data-test": "output-variables" },
     h("thead", {}, h("tr", {}, h("th", { text: "Output variable" }), h("th", { text: "Value" }))),
-    h("tbody", {}, ...variables.map((variable) => h(
-      "tr",
-      { "data-test": "output-variable", "data-name": variable.Name },
-      h("td", { text: variable.Name }),
-      h("td", {}, h("code", { text: variable.Value ?? "" }), variable.IsSensitive ? h("span", { class: "sensitive", text: " sensitive" }) : ""),
-    ))),
-  );
+    h("tbody", {}, variables.map((variable) => h("tr", { "data-test": "output-variable", "data-name": variable.Name },
+      h("td", {}, h("code", { text: variable.Name })),
+      h("td", {}, h("code", { text: variable.Value ?? "" }),
+        variable.IsSensitive && h("span", { class: "tag", text: "sensitive" }))))));
 }
 
-/** One step's section: built once, its fields replaced and its log appended on each document. */
+/** One step's section, built once: ``update(child)`` replaces its fields and appends its log. */
 function stepView(child) {
-  const title = h("h3", {});
-  const facts = h("dl", { class: "step-facts" });
-  const variables = h("div", { class: "step-variables" });
+  const title = h("div", { class: "step-head" });
+  const facts = h("dl", { class: "facts" });
+  const variables = h("div", {});
   const log = logView();
-  const el = h("section", { class: "step", "data-test": "step", "data-step-id": child.Id }, title, facts, variables, log.el);
+  const el = h("section", { class: "card step", "data-test": "step", "data-step-id": child.Id },
+    title, facts, variables, log.el);
   const update = (step) => {
-    clear(title);
-    title.append(statusBadge(step.Status || "Pending"), " ", step.Name || step.Id);
-    clear(facts);
-    facts.append(field("Worker", step.Worker || "—"), field("Started", timeCell(step.Started)), field("Ended", timeCell(step.Ended)));
-    if (step.ExitCode !== undefined && step.ExitCode !== null) facts.append(field("Exit code", String(step.ExitCode)));
-    clear(variables);
-    variables.append(variablesTable(step.OutputVariables));
+    clear(title).append(h("h3", { text: step.Name || step.Id }), statusBadge(step.Status || "Pending"));
+    clear(facts).append(fact("Worker", step.Worker || "—"), fact("Started", when(step.Started)),
+      fact("Ended", when(step.Ended)));
+    if (step.ExitCode !== undefined && step.ExitCode !== null) facts.append(fact("Exit code", String(step.ExitCode)));
+    clear(variables).append(variablesTable(step.OutputVariables) || "");
     log.append(step.LogElements || []);
   };
   return { el, update };
 }
 
 function taskFacts(task) {
-  const facts = [
-    field("State", statusBadge(task.State)),
-    field("Kind", task.Name),
-    field("Queued", timeCell(task.QueueTime)),
-    field("Queued by", task.QueuedBy || "—"),
-    field("Started", timeCell(task.StartTime)),
-    field("Completed", timeCell(task.CompletedTime)),
-    field("Duration", task.Duration || "—"),
-  ];
-  return h("dl", { class: "task-facts", "data-test": "task-facts" }, ...facts);
+  return h("dl", { class: "facts", "data-test": "task-facts" },
+    fact("State", statusBadge(task.State)),
+    fact("Kind", task.Name),
+    fact("Queued by", task.QueuedBy || "—"),
+    fact("Queued", when(task.QueueTime)),
+    fact("Started", task.StartTime ? when(task.StartTime) : "not yet"),
+    fact("Completed", task.CompletedTime ? when(task.CompletedTime) : "not yet"),
+    fact("Duration", task.Duration || "—"));
 }
 
 function scriptOf(task) {
   const body = task.Arguments && task.Arguments.ScriptBody;
-  if (typeof body !== "string") return "";
-  const syntax = task.Arguments.Syntax || "Bash";
-  return h("details", { class: "script" }, h("summary", { text: `Script (${syntax})` }), h("pre", { text: body }));
+  if (typeof body !== "string") return null;
+  return h("details", { class: "script" }, h("summary", { text: `Script (${task.Arguments.Syntax || "Bash"})` }),
+    h("pre", { text: body }));
 }
 
-function actions(ctx, task, reload) {
-  const el = h("div", { class: "task-actions" });
-  if (!ctx.canChange) return el;
+function taskButtons(ctx, task, redraw) {
+  if (!ctx.canChange) return [];
+  const buttons = [];
   if (!task.IsCompleted) {
-    const cancel = h("button", { type: "button", class: "action danger", "data-test": "action-cancel", text: "Cancel" });
-    cancel.disabled = task.State === "Cancelling";
-    cancel.addEventListener("click", () => cancelTask(ctx, task, cancel, reload));
-    el.append(cancel);
+    buttons.push(h("button", { type: "button", class: "button danger action", "data-test": "action-cancel",
+      text: task.State === "Cancelling" ? "Cancelling…" : "Cancel", disabled: task.State === "Cancelling",
+      on: { click: (event) => cancelTask(ctx, task, event.currentTarget, redraw) } }));
   }
   if (task.CanRerun) {
-    const rerun = h("button", { type: "button", class: "action", "data-test": "action-rerun", text: "Run again" });
-    rerun.addEventListener("click", () => rerunTask(ctx, task, rerun));
-    el.append(rerun);
+    buttons.push(h("button", { type: "button", class: "button action", "data-test": "action-rerun", text: "Run again",
+      on: { click: (event) => rerunTask(ctx, task, event.currentTarget) } }));
   }
-  return el;
+  return buttons;
 }
 
-async function cancelTask(ctx, task, button, reload) {
-  if (!window.confirm(`Cancel ${task.Id} (${task.Description})?`)) return;
+async function cancelTask(ctx, task, button, redraw) {
+  const sure = await confirmDialog({ title: `Cancel ${task.Id}?`, confirm: "Cancel the task",
+    text: `${task.Description}: its running scripts are stopped; queued steps do not start.` });
+  if (!sure) return;
   button.disabled = true;
   try {
     const after = await ctx.api.post(`/api/tasks/${task.Id}/cancel`);
-    ctx.notice(after.Message || `${task.Id}: cancel requested`, "info");
-    reload(after);
+    ctx.notice(after.Message || `${task.Id}: cancel requested`, "ok");
+    redraw(after);
   } catch (error) {
     button.disabled = false;
     ctx.notice(`Could not cancel ${task.Id}: ${error.message}`, "error");
@@ -387,13 +330,14 @@ async function rerunTask(ctx, task, button) {
   }
 }
 
+/** Fetch an artifact with the key (a plain link cannot send it) and save it from a Blob URL. */
 function download(ctx, artifact) {
   return async () => {
     try {
       const response = await fetch(artifact.Links.Content, { headers: { "X-Octopus-ApiKey": ctx.api.key } });
-      if (!response.ok) throw new Error(`the hub answered ${response.status}`);
+      if (!response.ok) throw new Error(`the hub answered HTTP ${response.status}`);
       const url = URL.createObjectURL(await response.blob());
-      const link = h("a", { href: url, download: artifact.Filename, class: "hidden" });
+      const link = h("a", { href: url, download: artifact.Filename, hidden: true });
       document.body.append(link);
       link.click();
       link.remove();
@@ -407,22 +351,16 @@ function download(ctx, artifact) {
 async function drawArtifacts(ctx, id, el) {
   const page = await ctx.api.get(`/api/artifacts?regarding=${id}&take=1000`);
   clear(el);
-  el.append(h("h2", { text: "Artifacts" }));
-  if (page.Items.length === 0) {
-    el.append(h("p", { class: "empty", text: "No artifacts." }));
-    return;
-  }
-  el.append(h("ul", { class: "artifacts" }, ...page.Items.map((artifact) => h(
-    "li",
-    { "data-test": "artifact" },
-    h("button", { type: "button", class: "link", "data-test": "artifact-download", text: artifact.Filename, on: { click: download(ctx, artifact) } }),
-    h("span", { class: "muted", text: ` from ${artifact.Source || "the hub"}${artifact.Length != null ? `, ${artifact.Length} bytes` : ""}` }),
-  ))));
+  if (page.Items.length === 0) return;
+  el.append(h("h2", { text: "Artifacts" }), h("ul", { class: "artifacts" }, page.Items.map((artifact) =>
+    h("li", { "data-test": "artifact" },
+      h("button", { type: "button", class: "button small", "data-test": "artifact-download",
+        text: artifact.Filename, on: { click: download(ctx, artifact) } }),
+      h("span", { class: "muted",
+        text: ` from ${artifact.Source || "the hub"}${artifact.Length != null ? ` · ${artifact.Length} bytes` : ""}` })))));
 }
 
 // ---- #/tasks/ServerTasks-N
-
-const TASK_ID = /^ServerTasks-\d+$/;
 
 async function firstDetails(ctx, id) {
   try {
@@ -437,85 +375,64 @@ async function renderTask(ctx, match) {
   ensureStyles();
   const id = decodeURIComponent(match[1]);
   if (!TASK_ID.test(id)) {
-    message(ctx.main, `"${id}" is not a task id: a task's id looks like ServerTasks-12.`, "error");
+    ctx.main.append(heading("Task"), pageError(`"${id}" is not a task id: a task's id looks like ServerTasks-12.`));
     return;
   }
   const doc = await firstDetails(ctx, id);
   if (doc === null) {
-    message(ctx.main, `There is no task ${id} on this hub (it may have been another hub's, or removed).`, "error");
-    ctx.main.append(h("p", {}, h("a", { href: "#/tasks", text: "All tasks" })));
+    ctx.main.append(heading(id), pageError(`There is no task ${id} on this hub.`),
+      h("p", {}, h("a", { href: "#/tasks", text: "See all tasks" })));
     return;
   }
   const page = taskPage(ctx, id);
   page.merge(doc);
-  const cursor = { since: doc.NextLogCursor ?? 0 };
-  if (doc.HasMoreLogs || !doc.Task.IsCompleted) {
-    follow(ctx, id, cursor, page.merge, page.live);
-  } else {
-    page.live("ended", "Finished");
-  }
+  if (doc.HasMoreLogs || !doc.Task.IsCompleted) follow(ctx, id, { since: doc.NextLogCursor ?? 0 }, page.merge, page.live);
+  else page.live("ended", "Finished");
 }
 
-/** The task page's elements and ``merge(doc)``: a details document into them (steps by
- * Id, fields replaced, log lines appended). */
+/** The task page's elements and ``merge(doc)``: a details document into them (the task's
+ * fields replaced, steps by Id, log lines appended); ``live(state, text)`` the follow's state. */
 function taskPage(ctx, id) {
-  const title = h("h1", { "data-test": "task-title" });
-  const liveBadge = h("span", { class: "live-status", "data-test": "live-status" });
-  const summary = h("div", { class: "task-summary" });
-  const error = h("div", { class: "task-error", "data-test": "task-error" });
-  const actionsEl = h("div", {});
+  const liveBadge = h("span", { class: "live", "data-test": "live-status" });
+  const head = h("div", {});
+  const summary = h("div", { class: "card" });
   const script = h("div", {});
   const taskLog = logView("task-log");
-  const steps = h("div", { class: "steps" });
-  const artifacts = h("section", { class: "artifacts-section", "data-test": "artifacts" });
-  ctx.main.append(
-    h("div", { class: "tasks-header" }, title, liveBadge),
-    actionsEl, summary, error, script,
-    h("section", { class: "task-log-section" }, h("h2", { text: "Task log" }), taskLog.el),
-    h("h2", { text: "Steps" }), steps, artifacts,
-  );
+  const logSection = h("section", { class: "section", hidden: true }, h("h2", { text: "Task log" }), taskLog.el);
+  const steps = h("div", { class: "steps" }, empty("No step has started yet."));
+  const artifacts = h("section", { class: "section", "data-test": "artifacts" });
+  ctx.main.append(head, summary, script, logSection,
+    h("section", { class: "section" }, h("h2", { text: "Steps" }), steps), artifacts);
   const views = new Map();
-  let last = null;
-  let drewArtifacts = null;
+  let artifactsFor = null;
   const drawTask = (task) => {
-    const changed = !last || last.State !== task.State || last.CanRerun !== task.CanRerun;
-    last = task;
-    clear(title);
-    title.append(task.Description || task.Id, " ", h("span", { class: "muted", text: task.Id }));
-    clear(summary);
-    summary.append(taskFacts(task));
-    clear(error);
-    if (task.ErrorMessage) error.append(h("p", { class: "task-message error", text: task.ErrorMessage }));
-    if (changed) {
-      clear(actionsEl);
-      actionsEl.append(actions(ctx, task, drawTask));
+    clear(head).append(heading(task.Description || task.Id, liveBadge, ...taskButtons(ctx, task, drawTask)));
+    clear(summary).append(taskFacts(task));
+    if (task.ErrorMessage) summary.append(h("p", { class: "form-error", "data-test": "task-error", text: task.ErrorMessage }));
+    if (!script.firstChild) script.append(scriptOf(task) || "");
+    const moment = task.IsCompleted ? "completed" : "running";
+    if (artifactsFor !== moment) { // once while it runs, once more at its end
+      artifactsFor = moment;
+      drawArtifacts(ctx, id, artifacts).catch((error) => clear(artifacts).append(pageError(`Artifacts: ${error.message}`)));
     }
-    if (script.childNodes.length === 0) script.append(scriptOf(task));
-    const ended = task.IsCompleted ? "done" : "running";
-    if (drewArtifacts !== ended) {
-      drewArtifacts = ended;
-      drawArtifacts(ctx, id, artifacts).catch((e) => message(artifacts, `Artifacts: ${e.message}`, "error"));
+  };
+  const drawStep = (child) => {
+    let view = views.get(child.Id);
+    if (!view) {
+      if (views.size === 0) clear(steps);
+      view = stepView(child);
+      views.set(child.Id, view);
+      steps.append(view.el);
     }
+    view.update(child);
   };
   const merge = (doc) => {
     drawTask(doc.Task);
     const root = (doc.ActivityLogs || [])[0];
     if (!root) return;
+    if ((root.LogElements || []).length) logSection.hidden = false;
     taskLog.append(root.LogElements || []);
-    for (const child of root.Children || []) {
-      let view = views.get(child.Id);
-      if (!view) {
-        view = stepView(child);
-        views.set(child.Id, view);
-        steps.append(view.el);
-      }
-      view.update(child);
-    }
-    if (views.size === 0 && steps.childNodes.length === 0) {
-      steps.append(h("p", { class: "empty", "data-test": "no-steps", text: "No steps yet." }));
-    } else if (views.size > 0) {
-      for (const node of [...steps.querySelectorAll('[data-test="no-steps"]')]) node.remove();
-    }
+    for (const child of root.Children || []) drawStep(child);
   };
   const live = (state, text) => {
     liveBadge.dataset.state = state;
@@ -526,66 +443,49 @@ function taskPage(ctx, id) {
 
 // ---- #/run
 
-function choice(name, values, test) {
-  return h("select", { name, "data-test": test }, ...values.map(([value, text]) => h("option", { value, text })));
-}
-
-async function renderRun(ctx) {
-  ensureStyles();
-  ctx.main.append(h("h1", { text: "Run a script" }));
-  if (!ctx.canChange) {
-    message(ctx.main, "Your API key can read but not run scripts (ask for a key with ConfigureServer).", "info");
-    return;
-  }
-  const pools = await ctx.api.get("/api/workerpools/all");
-  const workers = await ctx.api.get("/api/workers/all");
-  if (pools.length === 0) {
-    message(ctx.main, "There is no worker pool yet: create one on the Pools page first.", "info");
-    return;
-  }
-  const form = runForm(ctx, pools, workers);
-  ctx.main.append(form);
-}
-
 function runForm(ctx, pools, workers) {
-  const def = pools.find((pool) => pool.IsDefault) || pools[0];
-  const pool = choice("pool", pools.map((p) => [p.Id, p.Name]), "run-pool");
-  pool.value = def.Id;
-  const chosen = h("fieldset", { class: "run-workers", "data-test": "run-workers" });
+  const chosen = pools.find((pool) => pool.IsDefault) || pools[0];
+  const pool = h("select", { id: "run-pool", name: "pool", "data-test": "run-pool" },
+    pools.map((p) => h("option", { value: p.Id, text: p.Name, selected: p.Id === chosen.Id })));
+  const members = h("fieldset", { class: "run-workers", "data-test": "run-workers" });
   const drawWorkers = () => {
-    clear(chosen);
-    chosen.append(h("legend", { text: "Workers (none chosen: one worker of the pool; or every worker)" }));
-    const members = workers.filter((w) => (w.WorkerPoolIds || []).includes(pool.value));
-    if (members.length === 0) chosen.append(h("p", { class: "empty", text: "This pool has no workers." }));
-    for (const worker of members) {
-      const box = h("input", { type: "checkbox", name: "worker", value: worker.Id, "data-test": "run-worker" });
-      chosen.append(h("label", { class: "check" }, box, ` ${worker.Name} `, statusBadge(worker.HealthStatus || "Unknown")));
+    const here = workers.filter((w) => (w.WorkerPoolIds || []).includes(pool.value));
+    clear(members).append(h("legend", { text: "Workers (optional: none chosen runs on one worker of the pool)" }));
+    if (here.length === 0) members.append(empty("This pool has no workers."));
+    for (const worker of here) {
+      members.append(h("label", { class: "check" },
+        h("input", { type: "checkbox", name: "worker", value: worker.Id, "data-test": "run-worker" }),
+        worker.Name, statusBadge(worker.HealthStatus || "Unknown")));
     }
   };
   pool.addEventListener("change", drawWorkers);
   drawWorkers();
-  const all = h("input", { type: "checkbox", name: "all", "data-test": "run-all" });
-  const syntax = choice("syntax", SYNTAXES.map((s) => [s, s]), "run-syntax");
-  const body = h("textarea", { name: "body", rows: "12", spellcheck: "false", "data-test": "run-body", placeholder: "echo hello" });
-  const parallelism = h("input", { type: "number", name: "parallelism", min: "1", step: "1", "data-test": "run-parallelism", placeholder: "no limit" });
+  const fields = {
+    pool,
+    members,
+    all: h("input", { type: "checkbox", name: "all", "data-test": "run-all" }),
+    syntax: h("select", { id: "run-syntax", name: "syntax", "data-test": "run-syntax" },
+      SYNTAXES.map((s) => h("option", { value: s, text: s }))),
+    body: h("textarea", { id: "run-body", name: "body", rows: "12", spellcheck: "false", class: "mono",
+      "data-test": "run-body", placeholder: "echo \"hello from $(hostname)\"" }),
+    parallelism: h("input", { id: "run-parallelism", type: "text", inputmode: "numeric", name: "parallelism",
+      "data-test": "run-parallelism", placeholder: "no limit" }),
+  };
   const errors = h("div", { class: "run-errors", "data-test": "run-errors", role: "alert" });
-  const submit = h("button", { type: "submit", class: "action primary", "data-test": "run-submit", text: "Run" });
-  const form = h(
-    "form",
-    { class: "run-form", novalidate: "" },
-    h("div", { class: "run-fields" },
-      h("label", {}, "Worker pool ", pool),
-      chosen,
-      h("label", { class: "check" }, all, " Run on every worker of the pool"),
-      h("label", {}, "Syntax ", syntax),
-      h("label", { class: "wide" }, "Script ", body),
-      h("label", {}, "At most this many workers at once ", parallelism),
-      h("div", {}, submit)),
-    errors,
-  );
+  const submit = h("button", { type: "submit", class: "button primary action", "data-test": "run-submit", text: "Run" });
+  const form = h("form", { class: "run-form", novalidate: true },
+    h("div", { class: "card" },
+      h("label", { for: "run-pool", text: "Worker pool" }), pool,
+      members,
+      h("label", { class: "check" }, fields.all, "Run on every worker of the pool"),
+      h("label", { for: "run-syntax", text: "Syntax" }), fields.syntax,
+      h("label", { for: "run-body", text: "Script" }), fields.body,
+      h("label", { for: "run-parallelism" }, "At most this many workers at once ",
+        h("span", { class: "hint", text: "(optional)" })), fields.parallelism,
+      h("div", { class: "form-buttons" }, submit)),
+    errors);
   form.addEventListener("submit", (event) => {
     event.preventDefault();
-    const fields = { pool, chosen, all, syntax, body, parallelism };
     runScript(ctx, fields, errors, submit);
   });
   return form;
@@ -593,11 +493,11 @@ function runForm(ctx, pools, workers) {
 
 function runArguments(fields) {
   const args = { WorkerpoolId: fields.pool.value, Syntax: fields.syntax.value, ScriptBody: fields.body.value };
-  const machines = [...fields.chosen.querySelectorAll('input[name="worker"]:checked')].map((box) => box.value);
+  const machines = [...fields.members.querySelectorAll("input[name=worker]:checked")].map((box) => box.value);
   if (machines.length) args.MachineIds = machines;
   if (fields.all.checked) args.TargetAllWorkers = true;
   const limit = fields.parallelism.value.trim();
-  // sent as typed when it is not a whole number: the hub's message names what it expects
+  // sent as typed unless a whole number: the hub's message names what it expects
   if (limit !== "") args.MaxParallelism = /^\d+$/.test(limit) ? Number(limit) : limit;
   return args;
 }
@@ -609,21 +509,32 @@ async function runScript(ctx, fields, errors, submit) {
     const task = await ctx.api.post("/api/tasks", { Name: "AdHocScript", Arguments: runArguments(fields) });
     ctx.navigate(`#/tasks/${task.Id}`);
   } catch (error) {
-    showErrors(errors, error);
+    const list = error.errors && error.errors.length ? error.errors : [error.message];
+    errors.append(h("div", { class: "form-error", "data-test": "run-error" },
+      `The hub did not run the script${error.status ? ` (HTTP ${error.status})` : ""}:`,
+      h("ul", {}, list.map((text) => h("li", { text })))));
   } finally {
     submit.disabled = false;
   }
 }
 
-function showErrors(el, error) {
-  clear(el);
-  const list = Array.isArray(error.errors) && error.errors.length ? error.errors : null;
-  el.append(h("p", { class: "task-message error", "data-test": "run-error", text: list ? error.errorMessage || "The hub refused the script:" : error.message }));
-  if (list) el.append(h("ul", {}, ...list.map((text) => h("li", { "data-test": "run-error-item", text }))));
+async function renderRun(ctx) {
+  ensureStyles();
+  ctx.main.append(heading("Run a script"));
+  if (!ctx.canChange) {
+    ctx.main.append(empty("This API key can look but not run scripts: sign in with a key that may change the hub."));
+    return;
+  }
+  const [pools, workers] = await Promise.all([ctx.api.get("/api/workerpools/all"), ctx.api.get("/api/workers/all")]);
+  if (pools.length === 0) {
+    ctx.main.append(empty("There is no worker pool yet: create one on the Pools page first."));
+    return;
+  }
+  ctx.main.append(runForm(ctx, pools, workers));
 }
 
 export const routes = [
-  { pattern: /^#\/tasks\/?$/, title: "Tasks", render: renderList },
+  { pattern: /^#\/tasks\/?(\?.*)?$/, title: "Tasks", render: renderList },
   { pattern: /^#\/tasks\/([^/?#]+)$/, title: "Task", render: renderTask },
   { pattern: /^#\/run\/?$/, title: "Run a script", render: renderRun },
 ];
