@@ -176,17 +176,19 @@ async function readStream(ctx, id, cursor, onDoc, signal) {
 }
 
 /** Look at the task's details from ``cursor.since`` until it is completed and its whole
- * log read (the way of a hub without the stream: the same documents). */
+ * log read (true), or the route changes (false): the way of a hub without the stream
+ * (the same documents). */
 async function poll(ctx, id, cursor, onDoc, signal) {
   while (!signal.aborted) {
     const doc = await ctx.api.get(`/api/tasks/${id}/details?since=${cursor.since}`);
-    if (signal.aborted) return;
+    if (signal.aborted) return false;
     cursor.since = doc.NextLogCursor ?? cursor.since;
     onDoc(doc);
     if (doc.HasMoreLogs) continue;
-    if (doc.Task.IsCompleted) return;
+    if (doc.Task.IsCompleted) return true;
     await pause(POLL_MS, signal);
   }
+  return false;
 }
 
 /** Follow the task from ``cursor`` until it ends or the route changes: the stream,
@@ -197,18 +199,16 @@ async function follow(ctx, id, cursor, onDoc, live) {
   ctx.onLeave(() => control.abort());
   const signal = control.signal;
   let failures = 0;
+  const got = (doc) => { failures = 0; onDoc(doc); };
   while (!signal.aborted) {
     try {
       live("live", "Live");
-      if (await readStream(ctx, id, cursor, onDoc, signal)) break;
+      if (await readStream(ctx, id, cursor, got, signal)) break;
     } catch (error) {
       if (signal.aborted) return;
-      if (error instanceof NoStream) {
-        await poll(ctx, id, cursor, onDoc, signal).catch(() => {});
-        if (signal.aborted) return;
-        // a poll that failed (the hub away) tries again, as a dropped stream does
-        continue;
-      }
+      // a hub without the stream is polled; a poll that failed (the hub away) is
+      // tried again after a pause, as a dropped stream is
+      if (error instanceof NoStream && await poll(ctx, id, cursor, got, signal).catch(() => false)) break;
     }
     if (signal.aborted) return;
     live("reconnecting", "Reconnecting…");

@@ -1,0 +1,192 @@
+"""The tasks pages in a real browser against a real hub with real agents: a script run
+from the form whose log arrives while it runs, a cancel from the task's page that ends
+the script's process, output variables (a sensitive one masked), a log line that looks
+like HTML shown as text, the hub's refusal beside the form, an unknown task id, the
+list's state filter, a rerun, and a ReadOnly key that sees a task but cannot act."""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from playwright.sync_api import Page, expect
+
+from agent.hub.keys import Permission
+from tests.browser.webhub import WebHub, sign_in
+from tests.helpers.eventually import eventually
+from tests.integration.hub.tasks_helpers import finished
+
+# a script's wait for a file the test creates: bounded (2 minutes), so a failed test
+# leaves no script behind for long
+WAIT_FOR = """i=0
+until [ -e {path} ]; do i=$((i+1)); [ $i -gt 2400 ] && exit 9; sleep 0.05; done
+"""
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def submit(hub: WebHub, body: str) -> dict[str, Any]:
+    """An AdHocScript task on the default pool, queued through the API."""
+    status, task = hub.call(
+        "POST", "/api/tasks", json={"Name": "AdHocScript", "Arguments": {"ScriptBody": body}}
+    )
+    assert status == 201, task
+    return task  # type: ignore[no-any-return]
+
+
+def done(hub: WebHub, task: dict[str, Any]) -> dict[str, Any]:
+    assert hub.api is not None
+    return hub.run(finished(hub.api, task))
+
+
+def log_lines(page: Page) -> Any:
+    return page.locator("[data-test=step] [data-test=log-line] .log-text")
+
+
+def state_badge(page: Page) -> Any:
+    return page.locator("[data-test=task-facts] .badge").first
+
+
+def test_a_script_run_from_the_form_shows_its_log_while_it_runs(
+    page: Page, web_hub: WebHub, tmp_path: Path
+) -> None:
+    go = tmp_path / "go"
+    sign_in(page, web_hub, path="#/run")
+    script = "echo first-line\n" + WAIT_FOR.format(path=go) + "echo second-line\n"
+    page.locator("[data-test=run-body]").fill(script)
+    page.locator("[data-test=run-submit]").click()
+    expect(page).to_have_url(re.compile(r"#/tasks/ServerTasks-\d+$"))
+    task_id = page.url.rsplit("/", 1)[1]
+    expect(log_lines(page).filter(has_text="first-line")).to_have_count(1)
+    # the page shows the first line while the script waits: it has not ended
+    assert web_hub.get(f"/api/tasks/{task_id}")["State"] == "Executing"
+    expect(state_badge(page)).to_have_attribute("data-status", "Executing")
+    go.touch()
+    expect(log_lines(page).filter(has_text="second-line")).to_have_count(1)
+    expect(state_badge(page)).to_have_attribute("data-status", "Success")
+    expect(page.locator("[data-test=live-status]")).to_have_attribute("data-state", "ended")
+    assert log_lines(page).all_text_contents() == ["first-line", "second-line"]
+    expect(page.locator("[data-test=step] .step-head")).to_contain_text(
+        re.compile("web-listening|web-polling")
+    )
+
+
+def test_a_running_task_is_canceled_from_its_page_and_its_script_ends(
+    page: Page, web_hub: WebHub, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pid"
+    never = tmp_path / "never"
+    task = submit(web_hub, f"echo $$ > {pid_file}\necho waiting\n" + WAIT_FOR.format(path=never))
+    sign_in(page, web_hub, path=f"#/tasks/{task['Id']}")
+    expect(log_lines(page).filter(has_text="waiting")).to_have_count(1)
+    pid = int(pid_file.read_text())
+    page.locator("[data-test=action-cancel]").click()
+    page.locator("[data-test=confirm-ok]").click()
+    expect(state_badge(page)).to_have_attribute("data-status", "Canceled")
+    expect(page.locator("[data-test=action-cancel]")).to_have_count(0)
+    assert web_hub.get(f"/api/tasks/{task['Id']}")["State"] == "Canceled"
+
+    def ended() -> bool:
+        try:
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    web_hub.run(eventually(ended, f"the canceled script (pid {pid}) ended"))
+
+
+def test_output_variables_show_with_the_sensitive_one_masked_and_html_as_text(
+    page: Page, web_hub: WebHub
+) -> None:
+    hostile = '<img src=x onerror="window.__injected = 1">'
+    body = (  # the service messages the executor reads from a step's output
+        f"echo \"##octopus[setVariable name='{b64('Greeting')}' value='{b64('hi there')}']\"\n"
+        f"echo \"##octopus[setVariable name='{b64('Password')}' value='{b64('s3cr3t-value')}' "
+        f"sensitive='{b64('True')}']\"\n"
+        f"echo '{hostile}'\n"
+    )
+    task = submit(web_hub, body)
+    assert done(web_hub, task)["State"] == "Success"
+    sign_in(page, web_hub, path=f"#/tasks/{task['Id']}")
+    greeting = page.locator("[data-test=output-variable][data-name=Greeting]")
+    expect(greeting).to_contain_text("hi there")
+    password = page.locator("[data-test=output-variable][data-name=Password]")
+    expect(password).to_contain_text("********")
+    expect(password).to_contain_text("sensitive")
+    expect(page.locator("body")).not_to_contain_text("s3cr3t-value")
+    # the line is the characters the script printed, not an element of the page
+    expect(log_lines(page).filter(has_text="onerror")).to_have_text(hostile)
+    assert page.locator("[data-test=log] img").count() == 0
+    assert page.evaluate("window.__injected") is None
+    expect(page.locator("[data-test=live-status]")).to_have_attribute("data-state", "ended")
+
+
+def test_an_empty_script_is_refused_with_the_hubs_message_beside_the_form(
+    page: Page, web_hub: WebHub
+) -> None:
+    sign_in(page, web_hub, path="#/run")
+    page.locator("[data-test=run-parallelism]").fill("0")
+    page.locator("[data-test=run-submit]").click()
+    errors = page.locator("[data-test=run-errors]")
+    expect(errors).to_contain_text("Arguments.ScriptBody is required")
+    expect(errors).to_contain_text("Arguments.MaxParallelism must be an integer from 1")
+    expect(errors).to_contain_text("422")
+    assert page.url.endswith("#/run")  # still on the form, what was typed kept
+    expect(page.locator("[data-test=run-parallelism]")).to_have_value("0")
+
+
+def test_an_unknown_task_id_says_so(page: Page, web_hub: WebHub) -> None:
+    sign_in(page, web_hub, path="#/tasks/ServerTasks-99999")
+    expect(page.locator("[data-test=page-error]")).to_contain_text(
+        "There is no task ServerTasks-99999"
+    )
+    page.goto(f"{web_hub.url}/app/#/tasks/no-such-thing")
+    expect(page.locator("[data-test=page-error]")).to_contain_text(
+        '"no-such-thing" is not a task id'
+    )
+
+
+def test_the_list_filters_by_state_and_a_task_runs_again(page: Page, web_hub: WebHub) -> None:
+    failing = submit(web_hub, "echo failing on purpose\nexit 4")
+    assert done(web_hub, failing)["State"] == "Failed"
+    sign_in(page, web_hub, path="#/tasks?state=Failed")
+    rows = page.locator("[data-test=task-row]")
+    expect(rows.filter(has_text=failing["Id"])).to_have_count(1)
+    states = rows.evaluate_all("rows => rows.map(r => r.dataset.state)")
+    assert set(states) == {"Failed"}
+    rows.filter(has_text=failing["Id"]).get_by_role("link").click()
+    expect(page.locator("[data-test=task-error]")).to_contain_text("exited with code 4")
+    page.locator("[data-test=action-rerun]").click()
+    expect(page).not_to_have_url(re.compile(f"{failing['Id']}$"))
+    expect(page).to_have_url(re.compile(r"#/tasks/ServerTasks-\d+$"))
+    expect(state_badge(page)).to_have_attribute("data-status", "Failed")
+    expect(log_lines(page).filter(has_text="failing on purpose")).to_have_count(1)
+
+
+@pytest.fixture(scope="module")
+def read_only_key(web_hub: WebHub) -> str:
+    return web_hub.key("watcher", Permission.READ_ONLY)
+
+
+def test_a_read_only_key_sees_a_task_but_no_action(
+    page: Page, web_hub: WebHub, read_only_key: str
+) -> None:
+    task = submit(web_hub, "echo looked-at")
+    assert done(web_hub, task)["State"] == "Success"
+    sign_in(page, web_hub, read_only_key, path=f"#/tasks/{task['Id']}")
+    expect(log_lines(page).filter(has_text="looked-at")).to_have_count(1)
+    expect(state_badge(page)).to_have_attribute("data-status", "Success")
+    assert page.locator(".action").count() == 0
+    page.goto(f"{web_hub.url}/app/#/tasks")
+    expect(page.locator("[data-test=task-row]").first).to_be_visible()
+    assert page.locator(".action").count() == 0
+    page.goto(f"{web_hub.url}/app/#/run")
+    expect(page.locator("main")).to_contain_text("can look but not run scripts")
+    assert page.locator("[data-test=run-submit]").count() == 0
+    assert page.locator(".action").count() == 0
