@@ -221,9 +221,24 @@ step "Deployed again to one worker: the hub holds the package already, the worke
 tentacle hub deploy --pool "Default Worker Pool" --worker demo-listening \
     --package "$workdir/Acme.Shop.1.0.0.zip" --variables "$workdir/hub-variables.json"
 
+step "The hub's web page: workers, pools, tasks and their live logs, in a browser"
+echo "Web page: ${hub_url%/}/app/"
+echo "Sign in with the API key: $api_key"
+echo "(the hub's certificate is its own, not a CA's: the browser asks you to accept it; its thumbprint is $hub_thumbprint)"
+if [ "${DEMO_KEEP:-}" = 1 ]; then
+    echo "DEMO_KEEP=1: the hub and both workers keep running; press Ctrl-C to stop them"
+    interrupted=
+    trap 'interrupted=yes' INT
+    while [ -z "$interrupted" ] && kill -0 "$hub_pid" 2>/dev/null; do wait "$hub_pid" || true; done
+    trap - INT
+    [ -n "$interrupted" ] || { echo "the hub stopped by itself: see $workdir/hub.log" >&2; cat "$workdir/hub.log" >&2; exit 1; }
+else
+    echo "(run it with DEMO_KEEP=1 to keep the hub running until Ctrl-C, and open the page)"
+fi
+
 step "Everything stops cleanly on SIGTERM"
 for pid in "$listening_pid" "$polling_pid" "$hub_pid"; do
-    kill -TERM "$pid"
+    kill -TERM "$pid" 2>/dev/null || true  # a Ctrl-C at a terminal reached them too
     wait "$pid"
 done
 grep -h -E "stopped" "$workdir/listening.log" "$workdir/polling.log" "$workdir/hub.log" || true

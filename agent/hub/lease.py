@@ -49,11 +49,17 @@ class NodeLease:
     """Take with ``take()``; ``lost`` is set if another process takes it over; ``give_back()``."""
 
     def __init__(
-        self, store: Store, name: str, lease_seconds: float, now: Callable[[], datetime]
+        self,
+        store: Store,
+        name: str,
+        lease_seconds: float,
+        now: Callable[[], datetime],
+        task_cap: int | None = None,
     ) -> None:
         self.store = store
         self.name = name
         self.lease_seconds = lease_seconds
+        self.task_cap = task_cap  # written with the lease: what the node runs at once
         self.now = now
         self.token = secrets.token_hex(16)
         self.lost = asyncio.Event()
@@ -67,7 +73,7 @@ class NodeLease:
     def _mine(self) -> Row:
         return {"name": self.name, "token": self.token, "host": socket.gethostname(),
                 "pid": os.getpid(), "process_started": _started(os.getpid()),
-                "lease_seconds": self.lease_seconds}  # fmt: skip
+                "lease_seconds": self.lease_seconds, "task_cap": self.task_cap}  # fmt: skip
 
     async def take(self) -> str | None:
         """Hold the lease and keep renewing it. Returns why the tasks of the holder taken

@@ -167,7 +167,11 @@ class HubServer:
         self.store = store = await open_store(self.home.settings.database)
         await store.migrate()
         self.lease = NodeLease(
-            store, self.home.settings.node_name, self.home.settings.node_lease_seconds, utc_now
+            store,
+            self.home.settings.node_name,
+            self.home.settings.node_lease_seconds,
+            utc_now,
+            self.home.settings.task_cap,
         )
         died = await self.lease.take()  # before any task is touched: they may be another's
         await self._start_builtin()  # re-attaches its scripts: once the node is this one's

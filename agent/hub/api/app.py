@@ -8,10 +8,13 @@ from agent.hub.api import (
     artifacts,
     discover,
     events,
+    me,
+    nodes,
     packages,
     policies,
     pools,
     spaces,
+    task_stream,
     tasks,
     webpage,
     workers,
@@ -23,7 +26,20 @@ from agent.hub.api.limits import limits_middleware
 from agent.hub.api.routes import Routes
 
 # the fixed routes under /workers first: discover, then workers' own
-RESOURCES = [spaces, discover, workers, pools, policies, tasks, events, packages, artifacts]
+RESOURCES = [
+    spaces,
+    discover,
+    workers,
+    pools,
+    policies,
+    tasks,
+    events,
+    packages,
+    artifacts,
+    me,
+    nodes,
+    task_stream,
+]
 
 
 def build_app(context: HubContext) -> web.Application:

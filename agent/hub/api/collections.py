@@ -39,8 +39,10 @@ def respond_page(
     path: str,
     resources: Sequence[dict[str, Any]],
     template: Sequence[str] = ("skip", "take", "ids", "partialName"),
+    more: Mapping[str, Any] | None = None,
 ) -> web.Response:
-    """Filter ``resources`` by ``ids``, ``name`` and ``partialName``, then page them."""
+    """Filter ``resources`` by ``ids``, ``name`` and ``partialName``, then page them;
+    ``more`` adds fields of the collection's own to the envelope."""
     wanted = id_filter(request)
     chosen = [
         r
@@ -54,7 +56,7 @@ def respond_page(
     body = envelope(
         item_type, path, page.slice(chosen), len(chosen), page, template, dict(request.query)
     )
-    return web.json_response(body)
+    return web.json_response({**body, **(more or {})})
 
 
 def paging(request: web.Request) -> Page:

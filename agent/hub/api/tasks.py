@@ -30,7 +30,7 @@ from agent.hub.api import deployments
 from agent.hub.api.bodies import Fields, json_object
 from agent.hub.api.collections import respond_all, respond_page
 from agent.hub.api.common import iso, note
-from agent.hub.api.context import context_of
+from agent.hub.api.context import caller_of, context_of
 from agent.hub.api.errors import bad_request, conflict, invalid, not_found
 from agent.hub.api.routes import Routes, collection_path, space_of, space_path
 from agent.hub.changes import RECHECK
@@ -79,6 +79,7 @@ def task_resource(row: Row, now: datetime) -> dict[str, Any]:
         "LastUpdatedTime": iso(end or start or row["queue_time"]),
         "CompletedTime": iso(end),
         "ServerNode": row["server_node"],
+        "QueuedBy": row["queued_by"] or "",
         "Duration": duration,
         "ErrorMessage": row["error_message"] or "",
         "HasBeenPickedUpByProcessor": start is not None,
@@ -130,6 +131,7 @@ async def list_tasks(request: web.Request) -> web.Response:
     now = context_of(request).now()
     async with context_of(request).store.connect() as conn:
         rows = await _tasks(conn, space, where)
+        counts = await store_tasks.counts_by_state(conn, space)
     items = [task_resource(row, now) for row in rows]
     return respond_page(
         request,
@@ -137,6 +139,7 @@ async def list_tasks(request: web.Request) -> web.Response:
         collection_path(request, "tasks"),
         items,
         ("skip", "take", "ids", "states", "name"),
+        {"TotalCounts": counts},
     )
 
 
@@ -186,14 +189,18 @@ CURSOR_DIGITS = 18  # a log cursor's digits at most (a signed 64-bit id)
 
 def _since(request: web.Request) -> int:
     """``since``: a log element id (NextLogCursor of an earlier answer), 0 if absent."""
-    text = request.query.get("since")
+    return log_cursor(request.query.get("since"), "since")
+
+
+def log_cursor(text: str | None, name: str) -> int:
+    """A log cursor given as ``name`` (400 naming it unless digits), 0 if absent."""
     if text is None or text == "":
         return 0
     # ASCII digits only (str.isdigit takes '²' and '١٢'), few enough for an SQL integer
     if not (text.isascii() and text.isdigit()) or len(text) > CURSOR_DIGITS:
         shown = text if len(text) <= 40 else f"{text[:40]}... ({len(text)} characters)"
         raise bad_request(
-            f"since must be a log cursor (the NextLogCursor of an earlier answer: at most "
+            f"{name} must be a log cursor (the NextLogCursor of an earlier answer: at most "
             f"{CURSOR_DIGITS} ASCII digits), not {shown!r}"
         )
     return int(text)
@@ -242,6 +249,12 @@ ROOT_STATUS = {
 async def get_details(request: web.Request) -> web.Response:
     since = _since(request)
     await space_of(request)  # first: _task_or_404 must not take a 2nd connection
+    return web.json_response(await details_document(request, since))
+
+
+async def details_document(request: web.Request, since: int) -> dict[str, Any]:
+    """The task's details with its log after the cursor ``since`` (404 if no such
+    task); the request's space is resolved already (space_of)."""
     async with context_of(request).store.connect() as conn:
         row = await _task_or_404(conn, request)
         steps = await store_tasks.activities(conn, row["id"])
@@ -287,18 +300,16 @@ async def get_details(request: web.Request) -> web.Response:
         "LogElements": by_activity.get(None, []),
     }
     percent = 100 if task["IsCompleted"] else (int(100 * done / len(steps)) if steps else 0)
-    return web.json_response(
-        {
-            "Id": task["Id"],
-            "Task": task,
-            "ActivityLogs": [root],
-            "PhysicalLogSize": size,
-            "NextLogCursor": cursor,
-            "HasMoreLogs": more,
-            "Progress": {"ProgressPercentage": percent, "EstimatedTimeRemaining": None},
-            "Links": {"Self": f"{task['Links']['Self']}/details"},
-        }
-    )
+    return {
+        "Id": task["Id"],
+        "Task": task,
+        "ActivityLogs": [root],
+        "PhysicalLogSize": size,
+        "NextLogCursor": cursor,
+        "HasMoreLogs": more,
+        "Progress": {"ProgressPercentage": percent, "EstimatedTimeRemaining": None},
+        "Links": {"Self": f"{task['Links']['Self']}/details"},
+    }
 
 
 def _wait(request: web.Request) -> float:
@@ -497,7 +508,9 @@ async def create_task(request: web.Request) -> web.Response:
             raise invalid(errors)
         assert name is not None
         description = description or await _describe(conn, name, arguments)
-        number = await store_tasks.submit(conn, space, name, description, arguments, context.now())
+        number = await store_tasks.submit(
+            conn, space, name, description, arguments, context.now(), caller_of(request).name
+        )
         task_id = ids.format_id(ids.SERVER_TASK, number)
         await note(conn, request, "TaskQueued", f"Task {description} queued", task_id)
         row = await store_tasks.task(conn, number)
@@ -553,7 +566,7 @@ async def rerun_task(request: web.Request) -> web.Response:
             )
         number = await store_tasks.submit(
             conn, old["space_id"], old["name"], old["description"], old["arguments"],
-            context.now(),
+            context.now(), caller_of(request).name,
         )  # fmt: skip
         task_id = ids.format_id(ids.SERVER_TASK, number)
         shown = ids.format_id(ids.SERVER_TASK, old["id"])

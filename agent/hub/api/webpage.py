@@ -28,7 +28,12 @@ SECURITY_HEADERS = {
     # the page changes with the hub's version: a browser asks again (304 when unchanged)
     "Cache-Control": "no-cache",
 }
-TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".svg": "image/svg+xml"}
+TYPES = {
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".html": "text/html",
+    ".svg": "image/svg+xml",
+}
 
 
 def static_file(name: str) -> web.FileResponse:
@@ -38,7 +43,7 @@ def static_file(name: str) -> web.FileResponse:
     path = (root / (name or "index.html")).resolve()
     if not path.is_relative_to(root) or not path.is_file():
         raise not_found(f"the web page has no file {name!r}")
-    kind = TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    kind = TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0] or "application/binary"
     return web.FileResponse(path, headers={**SECURITY_HEADERS, "Content-Type": kind})
 
 

@@ -26,7 +26,7 @@ from agent.hub import ids
 from agent.hub.api.bodies import Fields, json_object
 from agent.hub.api.collections import id_filter, paging, respond_counted
 from agent.hub.api.common import is_unique_violation, iso, note, row_or_404, stamp
-from agent.hub.api.context import context_of
+from agent.hub.api.context import caller_of, context_of
 from agent.hub.api.errors import ApiError, bad_request, conflict, invalid
 from agent.hub.api.paging import Page
 from agent.hub.api.pools import pool_resource, pools_of
@@ -39,6 +39,7 @@ from agent.hub.rules.workers import (
     legacy_status,
     worker_filters,
 )
+from agent.hub.store import steps as store_steps
 from agent.hub.store import tables as t
 from agent.hub.store import tasks as store_tasks
 from agent.hub.store.records import Row, fetch_all, fetch_one
@@ -48,7 +49,8 @@ from agent.hub.store.worker_queries import WorkerQuery, count, memberships, work
 _POLLING_URI = re.compile(r"^poll://[a-z2-9]{20}/$")
 
 
-def worker_resource(row: Row, pools: list[int]) -> dict[str, Any]:
+def worker_resource(row: Row, pools: list[int], running: int) -> dict[str, Any]:
+    """The worker as the API shows it; ``running``: how many steps run on it now."""
     worker_id = ids.format_id(ids.WORKER, row["id"])
     base = space_path(row["space_id"], f"workers/{worker_id}")
     facts = row["facts"] or {}
@@ -73,6 +75,7 @@ def worker_resource(row: Row, pools: list[int]) -> dict[str, Any]:
         "AgentVersion": facts.get("AgentVersion"),
         "FreeDiskSpaceMegabytes": facts.get("FreeDiskSpaceMegabytes"),
         "LastCheckedOn": iso(row["last_checked"]),
+        "RunningSteps": running,
         "HasCertificate": bool(row["certificate"]),
         "Endpoint": {
             "CommunicationStyle": row["communication_style"],
@@ -127,7 +130,15 @@ async def workers_page(
     """The page's workers as resources, and how many the query finds in all."""
     rows = await worker_rows(conn, query, page.skip, page.take)
     total = await count(conn, query)
-    return [worker_resource(row, pools) for row, pools in rows], total
+    return await resources(conn, rows), total
+
+
+async def resources(
+    conn: AsyncConnection, rows: list[tuple[Row, list[int]]]
+) -> list[dict[str, Any]]:
+    """The workers (each with its pools) as resources, with the steps running on each."""
+    running = await store_steps.running_on(conn, [row["id"] for row, _ in rows])
+    return [worker_resource(row, pools, running.get(row["id"], 0)) for row, pools in rows]
 
 
 async def respond_workers(
@@ -152,12 +163,16 @@ async def all_workers(request: web.Request) -> web.Response:
     query = worker_query(request, space)
     async with context_of(request).store.connect() as conn:
         rows = await worker_rows(conn, query)
-    return web.json_response([worker_resource(row, pools) for row, pools in rows])
+        items = await resources(conn, rows)
+    return web.json_response(items)
 
 
 async def one_worker(conn: AsyncConnection, request: web.Request, space: int) -> dict[str, Any]:
     row = await row_or_404(conn, t.workers, ids.WORKER, request.match_info["id"], space)
-    return worker_resource(row, (await memberships(conn, [row["id"]])).get(row["id"], []))
+    [resource] = await resources(
+        conn, [(row, (await memberships(conn, [row["id"]])).get(row["id"], []))]
+    )
+    return resource
 
 
 async def get_worker(request: web.Request) -> web.Response:
@@ -401,6 +416,7 @@ async def create_worker(request: web.Request) -> web.Response:
                 f"Check health of {values['name']}",
                 {"MachineIds": [worker_id]},
                 context_of(request).now(),
+                caller_of(request).name,
             )
             request.match_info["id"] = worker_id
             resource = await one_worker(conn, request, space)

@@ -24,6 +24,7 @@ class Caller:
 
     name: str
     permission: Permission
+    key_id: int = 0  # the key's row (ApiKeys-N)
 
 
 async def create_api_key(
@@ -57,8 +58,10 @@ async def caller_for(conn: AsyncConnection, key: str) -> Caller | None:
     """The caller whose key this is, or None. Looked up by hash: the key is never stored."""
     row = await fetch_one(
         conn,
-        sa.select(t.api_keys.c.name, t.api_keys.c.permission).where(
+        sa.select(t.api_keys.c.id, t.api_keys.c.name, t.api_keys.c.permission).where(
             t.api_keys.c.key_hash == key_hash(key)
         ),
     )
-    return None if row is None else Caller(row["name"], Permission(row["permission"]))
+    if row is None:
+        return None
+    return Caller(row["name"], Permission(row["permission"]), row["id"])

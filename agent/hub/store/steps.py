@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agent.hub.store import tables as t
 from agent.hub.store.records import Row, fetch_all
+from agent.hub.store.worker_queries import chunks
 
 PENDING, RUNNING = "Pending", "Running"
 ACTIVE = (PENDING, RUNNING)
@@ -157,3 +158,19 @@ async def busy(conn: AsyncConnection, worker_ids: Sequence[int]) -> dict[int, in
     )
     counts = {row[0]: int(row[1]) for row in (await conn.execute(query)).all()}
     return {worker: counts.get(worker, 0) for worker in worker_ids}
+
+
+async def running_on(conn: AsyncConnection, worker_ids: Sequence[int]) -> dict[int, int]:
+    """How many steps are pending or running on each of ``worker_ids`` (those with
+    none are left out)."""
+    steps = t.task_steps
+    running: dict[int, int] = {}
+    for part in chunks(worker_ids):
+        query = (
+            sa.select(steps.c.worker_id, sa.func.count())
+            .where(steps.c.worker_id.in_(part), steps.c.state.in_(ACTIVE))
+            .group_by(steps.c.worker_id)
+        )
+        for worker_id, number in (await conn.execute(query)).all():
+            running[int(worker_id)] = int(number)
+    return running

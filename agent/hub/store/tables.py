@@ -182,6 +182,7 @@ server_tasks = sa.Table(
     # only by that process, never by one that lost the node's lease meanwhile
     sa.Column("server_token", sa.String(64), nullable=True),
     sa.Column("cancel_requested", sa.Boolean, nullable=False, default=False),
+    sa.Column("queued_by", sa.String(200), nullable=True),  # the key's name; "hub": scheduled
     **DOCUMENT,
 )
 
@@ -238,6 +239,7 @@ hub_nodes = sa.Table(
     sa.Column("lease_seconds", sa.Float, nullable=False),  # the holder's, not the reader's
     sa.Column("started", Timestamp, nullable=False),
     sa.Column("last_seen", Timestamp, nullable=False),
+    sa.Column("task_cap", sa.Integer, nullable=True),  # its TaskCap (NULL: an older node)
 )
 # "HUB" and "hub" are one node: two processes starting as both at once, one wins
 sa.Index("ix_hub_nodes_lower_name", sa.func.lower(hub_nodes.c.name), unique=True)

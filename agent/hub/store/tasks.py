@@ -49,7 +49,10 @@ async def submit(
     description: str,
     arguments: dict[str, Any],
     now: datetime,
+    queued_by: str = "hub",
 ) -> int:
+    """Queue a task; ``queued_by`` is the API key's name that asked for it ("hub" when
+    the hub queues it itself: the scheduler's health checks)."""
     return await insert(
         conn,
         t.server_tasks,
@@ -62,8 +65,22 @@ async def submit(
             "queue_time": now,
             "has_warnings_or_errors": False,
             "cancel_requested": False,
+            "queued_by": queued_by,
         },
     )
+
+
+async def counts_by_state(conn: AsyncConnection, space_id: int) -> dict[str, int]:
+    """How many of the space's tasks are in each state (Octopus's ``TotalCounts``):
+    every state, 0 for those no task is in."""
+    tasks = t.server_tasks
+    query = (
+        sa.select(tasks.c.state, sa.func.count())
+        .where(tasks.c.space_id == space_id)
+        .group_by(tasks.c.state)
+    )
+    found = {state: number for state, number in (await conn.execute(query)).all()}
+    return {state: int(found.get(state, 0)) for state in STATES}
 
 
 async def task(conn: AsyncConnection, task_id: int) -> Row | None:

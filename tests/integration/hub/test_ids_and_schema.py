@@ -224,7 +224,7 @@ async def _fill_at_r0001(store: Store) -> None:
         )
 
 
-ADDED_BY_R0002 = {"server_token"}
+ADDED_AFTER_R0001_TO_ITS_TABLES = {"server_token", "queued_by"}  # r0002's, r0004's
 ADDED_AFTER_R0001 = {"hub_nodes", "task_steps", "packages", "artifacts"}
 
 
@@ -234,9 +234,9 @@ async def _every_row(store: Store) -> dict[str, list[Row]]:
         return {
             name: await fetch_all(
                 conn,
-                sa.select(*(c for c in table.columns if c.name not in ADDED_BY_R0002)).order_by(
-                    *table.primary_key.columns
-                ),
+                sa.select(
+                    *(c for c in table.columns if c.name not in ADDED_AFTER_R0001_TO_ITS_TABLES)
+                ).order_by(*table.primary_key.columns),
             )
             for name, table in t.metadata.tables.items()
             if name not in ADDED_AFTER_R0001

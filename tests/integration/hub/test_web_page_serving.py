@@ -43,7 +43,7 @@ async def test_the_hub_s_root_leads_to_the_page(hub: RunningHub, path: str) -> N
     ],
 )
 async def test_nothing_outside_the_page_s_folder_is_served(hub: RunningHub, path: str) -> None:
-    status, headers, body = await _get(hub, path)
+    status, _, body = await _get(hub, path)
     assert status == 404, (path, body[:200])
     assert b"root:" not in body
     assert b"import" not in body
