@@ -57,6 +57,8 @@ def test_a_script_run_from_the_form_shows_its_log_while_it_runs(
     page: Page, web_hub: WebHub, tmp_path: Path
 ) -> None:
     go = tmp_path / "go"
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
     sign_in(page, web_hub, path="#/run")
     script = "echo first-line\n" + WAIT_FOR.format(path=go) + "echo second-line\n"
     page.locator("[data-test=run-body]").fill(script)
@@ -72,6 +74,10 @@ def test_a_script_run_from_the_form_shows_its_log_while_it_runs(
     expect(state_badge(page)).to_have_attribute("data-status", "Success")
     expect(page.locator("[data-test=live-status]")).to_have_attribute("data-state", "ended")
     assert log_lines(page).all_text_contents() == ["first-line", "second-line"]
+    # pushed by the hub's event stream, not looked for again and again
+    details = [url for url in asked if f"/api/tasks/{task_id}/details" in url]
+    assert any("/details/stream?since=" in url for url in details), details
+    assert len(details) <= 3, details  # the first look, its stream, one reconnect at most
     expect(page.locator("[data-test=step] .step-head")).to_contain_text(
         re.compile("web-listening|web-polling")
     )
@@ -190,3 +196,33 @@ def test_a_read_only_key_sees_a_task_but_no_action(
     expect(page.locator("main")).to_contain_text("can look but not run scripts")
     assert page.locator("[data-test=run-submit]").count() == 0
     assert page.locator(".action").count() == 0
+
+
+def test_the_log_goes_on_after_the_hub_comes_back(
+    page: Page, web_hub: WebHub, tmp_path: Path
+) -> None:
+    """Last in the module: the restarted hub serves its polling port anew (the listening
+    worker runs the script)."""
+    go = tmp_path / "go"
+    script = "echo before-the-drop\n" + WAIT_FOR.format(path=go) + "echo after-the-drop\n"
+    status, task = web_hub.call(
+        "POST",
+        "/api/tasks",
+        json={
+            "Name": "AdHocScript",
+            "Arguments": {"ScriptBody": script, "MachineIds": [web_hub.workers["web-listening"]]},
+        },
+    )
+    assert status == 201, task
+    sign_in(page, web_hub, path=f"#/tasks/{task['Id']}")
+    expect(log_lines(page).filter(has_text="before-the-drop")).to_have_count(1)
+    live = page.locator("[data-test=live-status]")
+    expect(live).to_have_attribute("data-state", "live")
+    web_hub.stop_server()
+    expect(live).to_have_attribute("data-state", "reconnecting")
+    web_hub.restart_server()
+    go.touch()
+    expect(log_lines(page).filter(has_text="after-the-drop")).to_have_count(1)
+    expect(state_badge(page)).to_have_attribute("data-status", "Success")
+    # each line once: the reconnect asked from its cursor
+    assert log_lines(page).all_text_contents() == ["before-the-drop", "after-the-drop"]
