@@ -274,7 +274,7 @@ function stepView(child) {
 function taskFacts(task) {
   return h("dl", { class: "facts", "data-test": "task-facts" },
     fact("State", statusBadge(task.State)),
-    fact("Kind", task.Name),
+    fact("Task", h("code", { text: task.Id }), " ", task.Name),
     fact("Queued by", task.QueuedBy || "—"),
     fact("Queued", when(task.QueueTime)),
     fact("Started", task.StartTime ? when(task.StartTime) : "not yet"),
@@ -443,8 +443,10 @@ function taskPage(ctx, id) {
 
 // ---- #/run
 
+/** The form; its pool the one ``#/run?pool=WorkerPools-N`` names, else the default pool. */
 function runForm(ctx, pools, workers) {
-  const chosen = pools.find((pool) => pool.IsDefault) || pools[0];
+  const named = hashQuery().get("pool");
+  const chosen = pools.find((pool) => pool.Id === named) || pools.find((pool) => pool.IsDefault) || pools[0];
   const pool = h("select", { id: "run-pool", name: "pool", "data-test": "run-pool" },
     pools.map((p) => h("option", { value: p.Id, text: p.Name, selected: p.Id === chosen.Id })));
   const members = h("fieldset", { class: "run-workers", "data-test": "run-workers" });
@@ -472,6 +474,12 @@ function runForm(ctx, pools, workers) {
       "data-test": "run-parallelism", placeholder: "no limit" }),
   };
   const errors = h("div", { class: "run-errors", "data-test": "run-errors", role: "alert" });
+  const help = h("div", { class: "card run-help" },
+    h("h2", { text: "How it runs" }),
+    h("p", { text: "With no worker chosen, one healthy worker of the pool runs the script; choose workers, "
+      + "or every worker, to run it on each of them." }),
+    h("p", { text: "Its output appears live on the task's page. A line ##octopus[setVariable name='<base64>' "
+      + "value='<base64>'] sets an output variable." }));
   const submit = h("button", { type: "submit", class: "button primary action", "data-test": "run-submit", text: "Run" });
   const form = h("form", { class: "run-form", novalidate: true },
     h("div", { class: "card" },
@@ -483,7 +491,7 @@ function runForm(ctx, pools, workers) {
       h("label", { for: "run-parallelism" }, "At most this many workers at once ",
         h("span", { class: "hint", text: "(optional)" })), fields.parallelism,
       h("div", { class: "form-buttons" }, submit)),
-    errors);
+    h("div", { class: "run-side" }, errors, help));
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     runScript(ctx, fields, errors, submit);
@@ -536,5 +544,5 @@ async function renderRun(ctx) {
 export const routes = [
   { pattern: /^#\/tasks\/?(\?.*)?$/, title: "Tasks", render: renderList },
   { pattern: /^#\/tasks\/([^/?#]+)$/, title: "Task", render: renderTask },
-  { pattern: /^#\/run\/?$/, title: "Run a script", render: renderRun },
+  { pattern: /^#\/run\/?(\?.*)?$/, title: "Run a script", render: renderRun },
 ];
