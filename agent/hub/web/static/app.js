@@ -17,6 +17,7 @@ import * as policies from "./policies.js";
 
 const KEY = "tentacle.apikey"; // sessionStorage only: gone when the browser session ends
 const COUNTS_EVERY_MS = 4000;
+const RETRY_EVERY_MS = 2000; // while the hub cannot be reached: notice its return soon
 // views of other modules, loaded when present (tasks.js: the tasks pages)
 const OPTIONAL_VIEWS = ["./tasks.js"];
 const NAV = [
@@ -26,7 +27,7 @@ const NAV = [
 
 const state = {
   api: null, user: null, canChange: false, routes: [], leave: [],
-  timer: null, version: "", rendering: 0,
+  timer: null, version: "", rendering: 0, down: false,
 };
 
 const els = {
@@ -41,13 +42,17 @@ const reach = {
     els.banner.textContent = `Cannot reach the hub at ${location.host} (${error.message || error}). `
       + "Retrying every few seconds; what is shown may be out of date.";
     els.banner.hidden = false;
+    state.down = true;
   },
-  up() { els.banner.hidden = true; },
+  up() {
+    els.banner.hidden = true;
+    state.down = false;
+  },
 };
 
-/** A short message in the corner: kind "ok" | "error" | "info". */
-function notice(text, kind = "info") {
-  const item = h("div", { class: `notice notice-${kind}`, "data-test": "notice", role: "status", text });
+/** A short message in the corner (text, or nodes such as a link): kind "ok" | "error" | "info". */
+function notice(content, kind = "info") {
+  const item = h("div", { class: `notice notice-${kind}`, "data-test": "notice", role: "status" }, content);
   els.notices.append(item);
   setTimeout(() => item.remove(), kind === "error" ? 10000 : 5000);
 }
@@ -162,7 +167,7 @@ async function identify(api) {
 
 function showSignIn(message = "") {
   state.api = null;
-  clearInterval(state.timer);
+  clearTimeout(state.timer);
   leaveRoute();
   clear(els.top).append(h("div", { class: "brand" }, h("span", { class: "logo", text: "◉" }),
     "Tentacle hub", state.version && h("span", { class: "version", text: state.version })));
@@ -213,9 +218,16 @@ async function start(key) {
   document.body.classList.toggle("read-only", !canChange);
   renderHeader();
   await route();
-  refreshCounts();
-  clearInterval(state.timer);
-  state.timer = setInterval(refreshCounts, COUNTS_EVERY_MS);
+  clearTimeout(state.timer);
+  keepCounting(api);
+}
+
+/** Refreshes the counts now and again while signed in with api (more often while the
+ * hub is down, so the banner goes soon after it is back). */
+async function keepCounting(api) {
+  await refreshCounts();
+  if (state.api !== api) return;
+  state.timer = setTimeout(() => keepCounting(api), state.down ? RETRY_EVERY_MS : COUNTS_EVERY_MS);
 }
 
 function signOut() {
@@ -272,7 +284,7 @@ async function boot() {
   await loadRoutes();
   window.addEventListener("hashchange", route);
   while (!(await readVersion())) {
-    await new Promise((resolve) => setTimeout(resolve, COUNTS_EVERY_MS));
+    await new Promise((resolve) => setTimeout(resolve, RETRY_EVERY_MS));
   }
   const key = sessionStorage.getItem(KEY);
   if (!key) return showSignIn();

@@ -69,6 +69,14 @@ export function when(iso) {
     local, h("span", { class: "ago", text: ` · ${ago(date)}` }));
 }
 
+/** since(iso): a <time> saying how long ago ("3 minutes ago"), the local time in its title. */
+export function since(iso) {
+  if (!iso) return h("span", { class: "muted", text: "never" });
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return h("span", { text: String(iso) });
+  return h("time", { datetime: iso, title: date.toLocaleString(), text: ago(date) });
+}
+
 const TONES = {
   Healthy: "good", Success: "good",
   HasWarnings: "warn", Cancelling: "warn", TimedOut: "warn", Queued: "info",
@@ -100,11 +108,12 @@ export function megabytes(value) {
  * screen each row becomes a card that still says what each value is.
  * columns: [{label, cell: (row) => node|string, class?}]; rowAttrs(row) → attrs.
  */
-export function table(columns, rows, rowAttrs = () => ({})) {
+export function table(columns, rows, rowAttrs = () => ({}), kind = "") {
   const head = h("thead", {}, h("tr", {}, columns.map((c) => h("th", { text: c.label, class: c.class }))));
   const body = h("tbody", {}, rows.map((row) => h("tr", rowAttrs(row),
-    columns.map((c) => h("td", { "data-label": c.label, class: c.class }, c.cell(row))))));
-  return h("div", { class: "table-wrap" }, h("table", { class: "grid" }, head, body));
+    columns.map((c) => h("td", { "data-label": c.label, class: c.class },
+      h("div", { class: "cell" }, c.cell(row)))))));
+  return h("div", { class: "table-wrap" }, h("table", { class: kind ? `grid grid-${kind}` : "grid" }, head, body));
 }
 
 /** A page's heading row: a title and, on the right, its buttons. */
