@@ -7,10 +7,13 @@ list's state filter, a rerun, and a ReadOnly key that sees a task but cannot act
 from __future__ import annotations
 
 import base64
+import io
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import psutil
 import pytest
 from playwright.sync_api import Page, expect
@@ -107,6 +110,24 @@ def test_a_running_task_is_canceled_from_its_page_and_its_script_ends(
     web_hub.run(eventually(ended, f"the canceled script (pid {pid}) ended"))
 
 
+def test_leaving_a_running_tasks_page_closes_its_stream(
+    page: Page, web_hub: WebHub, tmp_path: Path
+) -> None:
+    go = tmp_path / "go"
+    task = submit(web_hub, "echo still-running\n" + WAIT_FOR.format(path=go))
+    try:
+        sign_in(page, web_hub, path=f"#/tasks/{task['Id']}")
+        expect(log_lines(page).filter(has_text="still-running")).to_have_count(1)
+        stream = f"/api/tasks/{task['Id']}/details/stream"
+        with page.expect_event("requestfailed", lambda r: stream in r.url) as closed:
+            page.locator("nav a[href='#/tasks']").click()
+        assert closed.value.failure is not None
+        expect(page.locator("[data-test=task-row]").first).to_be_visible()
+    finally:
+        go.touch()
+    assert done(web_hub, task)["State"] == "Success"
+
+
 def test_output_variables_show_with_the_sensitive_one_masked_and_html_as_text(
     page: Page, web_hub: WebHub
 ) -> None:
@@ -173,6 +194,47 @@ def test_the_list_filters_by_state_and_a_task_runs_again(page: Page, web_hub: We
     expect(page).to_have_url(re.compile(r"#/tasks/ServerTasks-\d+$"))
     expect(state_badge(page)).to_have_attribute("data-status", "Failed")
     expect(log_lines(page).filter(has_text="failing on purpose")).to_have_count(1)
+
+
+DEPLOY_SH = """\
+echo "report of $(get_octopusvariable Octopus.Machine.Name)" > report.txt
+new_octopusartifact "$PWD/report.txt" "report.txt"
+set_octopusvariable Deployed yes
+"""
+
+
+def deploy_package(hub: WebHub) -> dict[str, Any]:
+    """A Deploy task of a package whose Deploy.sh reports an artifact, on web-listening."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("Deploy.sh", DEPLOY_SH)
+    form = aiohttp.FormData()
+    form.add_field("fileToUpload", buffer.getvalue(), filename="Report.Web.1.0.0.zip")
+    status, package = hub.call("POST", "/api/packages/raw", data=form)
+    assert status == 201, package
+    arguments = {
+        "PackageId": "Report.Web",
+        "PackageVersion": "1.0.0",
+        "MachineIds": [hub.workers["web-listening"]],
+    }
+    status, task = hub.call("POST", "/api/tasks", json={"Name": "Deploy", "Arguments": arguments})
+    assert status == 201, task
+    return task  # type: ignore[no-any-return]
+
+
+def test_an_artifact_is_listed_and_downloads_with_the_key(page: Page, web_hub: WebHub) -> None:
+    task = deploy_package(web_hub)
+    assert done(web_hub, task)["State"] == "Success"
+    sign_in(page, web_hub, path=f"#/tasks/{task['Id']}")
+    expect(page.locator("[data-test=output-variable][data-name=Deployed]")).to_contain_text("yes")
+    artifact = page.locator("[data-test=artifact]")
+    expect(artifact).to_contain_text("report.txt")
+    expect(artifact).to_contain_text("web-listening")
+    with page.expect_download() as fetched:
+        artifact.locator("[data-test=artifact-download]").click()
+    download = fetched.value
+    assert download.suggested_filename == "report.txt"
+    assert Path(download.path()).read_text() == "report of web-listening\n"
 
 
 @pytest.fixture(scope="module")
