@@ -63,20 +63,31 @@ def test_a_script_run_from_the_form_shows_its_log_while_it_runs(
     asked: list[str] = []
     page.on("request", lambda request: asked.append(request.url))
     sign_in(page, web_hub, path="#/run")
-    script = "echo first-line\n" + WAIT_FOR.format(path=go) + "echo second-line\n"
+    script = (
+        "echo first-line; seq 1 60\n" + WAIT_FOR.format(path=go) + "echo second-line; seq 61 99\n"
+    )
     page.locator("[data-test=run-body]").fill(script)
     page.locator("[data-test=run-submit]").click()
     expect(page).to_have_url(re.compile(r"#/tasks/ServerTasks-\d+$"))
     task_id = page.url.rsplit("/", 1)[1]
     expect(log_lines(page).filter(has_text="first-line")).to_have_count(1)
-    # the page shows the first line while the script waits: it has not ended
+    expect(log_lines(page).filter(has_text=re.compile("^60$"))).to_have_count(1)
+    # the page shows the first lines while the script waits: it has not ended
     assert web_hub.get(f"/api/tasks/{task_id}")["State"] == "Executing"
     expect(state_badge(page)).to_have_attribute("data-status", "Executing")
+    log = page.locator("[data-test=step] [data-test=log]")
+    # the log followed its end; scrolled up, it stays where the person put it
+    assert log.evaluate("el => el.scrollHeight - el.scrollTop - el.clientHeight < 8")
+    assert log.evaluate("el => el.scrollHeight > el.clientHeight")
+    log.evaluate("el => { el.scrollTop = 0; }")
     go.touch()
     expect(log_lines(page).filter(has_text="second-line")).to_have_count(1)
+    expect(log_lines(page).filter(has_text=re.compile("^99$"))).to_have_count(1)
+    assert log.evaluate("el => el.scrollTop") == 0
     expect(state_badge(page)).to_have_attribute("data-status", "Success")
     expect(page.locator("[data-test=live-status]")).to_have_attribute("data-state", "ended")
-    assert log_lines(page).all_text_contents() == ["first-line", "second-line"]
+    lines = ["first-line", *map(str, range(1, 61)), "second-line", *map(str, range(61, 100))]
+    assert log_lines(page).all_text_contents() == lines
     # pushed by the hub's event stream, not looked for again and again
     details = [url for url in asked if f"/api/tasks/{task_id}/details" in url]
     assert any("/details/stream?since=" in url for url in details), details

@@ -145,14 +145,18 @@ export function sseParser(onEvent) {
 }
 
 class NoStream extends Error {}
+class Refused extends Error {}
 
 /** Read the task's stream from ``cursor.since`` until its ``end`` event (true) or a drop
- * (false); each details document to ``onDoc``. A hub without the stream: NoStream. */
-async function readStream(ctx, id, cursor, onDoc, signal) {
+ * (false); ``opened()`` once it answers, each details document to ``onDoc``. A hub
+ * without the stream: NoStream; a key refused (401, 403): Refused. */
+async function readStream(ctx, id, cursor, onDoc, signal, opened) {
   const url = `/api/tasks/${id}/details/stream?since=${cursor.since}`;
   const response = await fetch(url, { headers: { "X-Octopus-ApiKey": ctx.api.key, Accept: "text/event-stream" }, signal });
   if (response.status === 404 || response.status === 405) throw new NoStream();
+  if (response.status === 401 || response.status === 403) throw new Refused(`the hub refused the key (HTTP ${response.status})`);
   if (!response.ok || !response.body) return false;
+  opened();
   let ended = false;
   const push = sseParser((event) => {
     if (event.event === "end") { ended = true; return; }
@@ -192,8 +196,8 @@ async function poll(ctx, id, cursor, onDoc, signal) {
 }
 
 /** Follow the task from ``cursor`` until it ends or the route changes: the stream,
- * reconnected with since= after a drop; polling if the hub has none. ``live(text)``
- * says how it goes. */
+ * reconnected with since= after a drop; polling if the hub has none. ``live(state,
+ * text)`` says how it goes (live, reconnecting, ended). */
 async function follow(ctx, id, cursor, onDoc, live) {
   const control = new AbortController();
   ctx.onLeave(() => control.abort());
@@ -202,13 +206,19 @@ async function follow(ctx, id, cursor, onDoc, live) {
   const got = (doc) => { failures = 0; onDoc(doc); };
   while (!signal.aborted) {
     try {
-      live("live", "Live");
-      if (await readStream(ctx, id, cursor, got, signal)) break;
+      if (await readStream(ctx, id, cursor, got, signal, () => live("live", "Live"))) break;
     } catch (error) {
       if (signal.aborted) return;
+      if (error instanceof Refused) {
+        live("ended", `Not following: ${error.message}`);
+        return;
+      }
       // a hub without the stream is polled; a poll that failed (the hub away) is
       // tried again after a pause, as a dropped stream is
-      if (error instanceof NoStream && await poll(ctx, id, cursor, got, signal).catch(() => false)) break;
+      if (error instanceof NoStream) {
+        live("live", "Live (polling)");
+        if (await poll(ctx, id, cursor, got, signal).catch(() => false)) break;
+      }
     }
     if (signal.aborted) return;
     live("reconnecting", "Reconnecting…");
