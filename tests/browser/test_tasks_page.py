@@ -262,6 +262,14 @@ def test_a_read_only_key_sees_a_task_but_no_action(
     expect(log_lines(page).filter(has_text="looked-at")).to_have_count(1)
     expect(state_badge(page)).to_have_attribute("data-status", "Success")
     assert page.locator(".action").count() == 0
+    # what the buttons would ask, asked from the page with this key, is forbidden
+    statuses = page.evaluate(
+        """async ([key, id]) => Promise.all([`/api/tasks/${id}/cancel`, `/api/tasks/rerun/${id}`]
+            .map(async (path) => (await fetch(path, {method: "POST",
+                headers: {"X-Octopus-ApiKey": key}})).status))""",
+        [read_only_key, task["Id"]],
+    )
+    assert statuses == [403, 403]
     page.goto(f"{web_hub.url}/app/#/tasks")
     expect(page.locator("[data-test=task-row]").first).to_be_visible()
     assert page.locator(".action").count() == 0
