@@ -141,28 +141,10 @@ function markNav(path) {
   }
 }
 
-/**
- * Who the key belongs to and whether it may change things. GET /api/users/me
- * answers both; a hub without it (404) is asked for the workers instead (401 for
- * a bad key) and, harmlessly, to create a pool with no name: 403 = ReadOnly,
- * 422 = may change (nothing is created).
- */
+/** Who the key belongs to and whether it may change things (401 for a bad key). */
 async function identify(api) {
-  try {
-    const me = await api.get("/api/users/me");
-    return { user: me, canChange: me.CanChange !== false };
-  } catch (error) {
-    if (!(error instanceof ApiError) || error.status !== 404) throw error;
-  }
-  await api.get("/api/workers/all");
-  let canChange = true;
-  try {
-    await api.post("/api/workerpools", {});
-  } catch (error) {
-    if (error instanceof ApiError && error.status === 403) canChange = false;
-  }
-  const permission = canChange ? "ConfigureServer" : "ReadOnly";
-  return { user: { DisplayName: "API key", Permission: permission, CanChange: canChange }, canChange };
+  const me = await api.get("/api/users/me");
+  return { user: me, canChange: me.CanChange === true };
 }
 
 function showSignIn(message = "") {

@@ -9,15 +9,15 @@ async function render(ctx) {
   const [summary, active, recent] = await Promise.all([
     ctx.api.get("/api/workerpools/summary"),
     ctx.api.get("/api/tasks?take=20&states=Queued,Executing,Cancelling"),
-    ctx.api.get("/api/tasks?take=8"),
+    ctx.api.get("/api/tasks?take=8&states=Success,Failed,Canceled,TimedOut"),
   ]);
   ctx.main.append(
     heading("Dashboard"),
     h("section", { class: "section" }, h("h2", { text: "Worker pools" }), poolCards(summary)),
     h("section", { class: "section" }, h("h2", { text: "Running and queued" }),
       active.Items.length ? tasksTable(active.Items) : empty("Nothing is running or queued.")),
-    h("section", { class: "section" }, h("h2", { text: "Recent tasks" }),
-      recent.Items.length ? tasksTable(recent.Items) : empty("No task has run yet.")),
+    h("section", { class: "section" }, h("h2", { text: "Recently finished" }),
+      recent.Items.length ? tasksTable(recent.Items) : empty("No task has finished yet.")),
   );
 }
 

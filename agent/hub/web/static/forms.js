@@ -79,4 +79,5 @@ function showErrors(el, error) {
     ? "The hub did not save this:" : `The hub refused (HTTP ${error.status ?? "?"}):`;
   clear(el).append(h("strong", { text: lead }), h("ul", {}, list.map((text) => h("li", { text }))));
   el.hidden = false;
+  el.scrollIntoView({ block: "nearest" }); // a long form: the answer is in view, wherever one was
 }
