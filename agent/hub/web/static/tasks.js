@@ -225,7 +225,7 @@ async function follow(ctx, id, cursor, onDoc, live) {
     await pause(RETRY_MS[Math.min(failures, RETRY_MS.length - 1)], signal);
     failures += 1;
   }
-  if (!signal.aborted) live("ended", "Finished");
+  if (!signal.aborted) live("ended", "");
 }
 
 // ---- the task page's parts
@@ -397,7 +397,7 @@ async function renderTask(ctx, match) {
   const page = taskPage(ctx, id);
   page.merge(doc);
   if (doc.HasMoreLogs || !doc.Task.IsCompleted) follow(ctx, id, { since: doc.NextLogCursor ?? 0 }, page.merge, page.live);
-  else page.live("ended", "Finished");
+  else page.live("ended", "");
 }
 
 /** The task page's elements and ``merge(doc)``: a details document into them (the task's
@@ -444,9 +444,10 @@ function taskPage(ctx, id) {
     taskLog.append(root.LogElements || []);
     for (const child of root.Children || []) drawStep(child);
   };
-  const live = (state, text) => {
+  const live = (state, text) => { // shown while the page follows the task
     liveBadge.dataset.state = state;
     liveBadge.textContent = text;
+    liveBadge.hidden = !text;
   };
   return { merge, live };
 }
