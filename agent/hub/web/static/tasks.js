@@ -272,8 +272,9 @@ function stepView(child) {
     title, facts, variables, log.el);
   const update = (step) => {
     clear(title).append(h("h3", { text: step.Name || step.Id }), statusBadge(step.Status || "Pending"));
-    clear(facts).append(fact("Worker", step.Worker || "—"), fact("Started", when(step.Started)),
-      fact("Ended", when(step.Ended)));
+    clear(facts).append(fact("Worker", step.Worker || "—"),
+      fact("Started", step.Started ? when(step.Started) : "not yet"),
+      fact("Ended", step.Ended ? when(step.Ended) : "not yet"));
     if (step.ExitCode !== undefined && step.ExitCode !== null) facts.append(fact("Exit code", String(step.ExitCode)));
     clear(variables).append(variablesTable(step.OutputVariables) || "");
     log.append(step.LogElements || []);
