@@ -1,4 +1,4 @@
-"""The browser tests' parts: one headless Chromium per session (Debian's, nothing
+"""The browser tests' parts: one headless Chromium per module (Debian's, nothing
 downloaded) trusting the session's hub certificate by its key, a hub with two real
 agents (one listening, one polling) per module, a fresh browser context per test."""
 
@@ -21,8 +21,11 @@ def hub_identity() -> Identity:
     return generate_identity("Tentacle Hub")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(hub_identity: Identity) -> Iterator[Browser]:
+    """Per module, not per session: Playwright's sync API runs an event loop in this
+    thread while it is started, and the asyncio tests that xdist gives the same
+    worker after these would fail ("cannot be called from a running event loop")."""
     try:
         chromium_path()
     except RuntimeError as missing:
