@@ -1,0 +1,83 @@
+"""What a careless or hostile person does to the page (found by the webtest helper):
+a pasted key with a typographic character, a very long unbroken name on a phone, a
+task link whose escape is broken. Each defect is an xfail until the page is fixed."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.test_workers_page import fake_worker
+from tests.browser.webhub import WebHub, sign_in
+
+# a download address as a task's description and a worker's name: realistic, and one
+# word a browser will not break
+LONG = "https://artifacts.example.com/releases/2026/12/01/tentacle-1.2.3-linux-x64.tar.gz"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a key with a non-Latin-1 character (a pasted U+2026 or U+2019) makes fetch throw: "
+    "the page says 'Cannot reach the hub' and shows the banner though the hub is up",
+)
+def test_a_key_with_a_typographic_character_is_refused_not_the_hub_unreachable(
+    page: Page, bare_hub: WebHub
+) -> None:
+    page.goto(f"{bare_hub.url}/app/")
+    page.locator("[data-test=signin-key]").fill("API-\u2026")  # the placeholder's "…"
+    page.locator("[data-test=signin-submit]").click()
+    error = page.locator("[data-test=signin-error]")
+    expect(error).to_be_visible()
+    assert "reach" not in (error.text_content() or ""), error.text_content()
+    assert page.locator("[data-test=banner]").is_hidden(), "the hub is up: no banner"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a long unbroken task description or worker name (a URL) scrolls the phone "
+    "sideways on the dashboard, the task's page and the run form",
+)
+def test_a_long_unbroken_name_does_not_scroll_a_phone_sideways(
+    phone: Page, bare_hub: WebHub
+) -> None:
+    fake_worker(bare_hub, LONG)
+    status, task = bare_hub.call(
+        "POST",
+        "/api/tasks",
+        json={
+            "Name": "Health",
+            "Description": f"Check {LONG}",
+            "Arguments": {"WorkerpoolId": "WorkerPools-1"},
+        },
+    )
+    assert status == 201, task
+    sign_in(phone, bare_hub)
+    wide = {}
+    for view, ready in (
+        ("#/", "task-row"),
+        (f"#/tasks/{task['Id']}", "task-facts"),
+        ("#/run", "run-worker"),
+    ):
+        phone.goto(f"{bare_hub.url}/app/{view}")
+        expect(phone.locator(f"[data-test={ready}]").first).to_be_visible()
+        sizes = phone.evaluate(
+            "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+        )
+        if sizes[0] > sizes[1]:
+            wide[view] = sizes
+    assert wide == {}, f"(scrollWidth, clientWidth) of views wider than the phone: {wide}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="#/tasks/%E0 (a broken escape) throws URIError in decodeURIComponent: "
+    "'Something went wrong showing this page: URI malformed' instead of the page's "
+    "'is not a task id' message",
+)
+def test_a_task_link_with_a_broken_escape_says_it_is_not_a_task_id(
+    page: Page, bare_hub: WebHub
+) -> None:
+    sign_in(page, bare_hub, path="#/tasks/%E0")
+    error = page.locator("[data-test=page-error]")
+    expect(error).to_be_visible()
+    assert "is not a task id" in (error.text_content() or ""), error.text_content()
