@@ -4,12 +4,16 @@ task link whose escape is broken. Each defect is an xfail until the page is fixe
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.test_tasks_page import b64, done, submit
+from tests.browser.test_tasks_page import WAIT_FOR, b64, done, submit
 from tests.browser.test_workers_page import fake_worker
 from tests.browser.webhub import WebHub, sign_in
+from tests.helpers.forwarder import Forwarder
 
 # a download address as a task's description and a worker's name: realistic, and one
 # word a browser will not break
@@ -128,3 +132,38 @@ def test_an_output_variable_holding_a_path_fits_a_phone(phone: Page, web_hub: We
         "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
     )
     assert sizes[0] <= sizes[1], f"(scrollWidth, clientWidth) = {sizes}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a frozen connection (no reset: a laptop's sleep, a NAT that forgot it) "
+    "leaves the task's page 'Live' forever: the stream's keepalives are not watched, "
+    "so it never reconnects and the task's end never shows",
+)
+def test_a_frozen_stream_is_noticed_and_the_log_comes_back(
+    page: Page, web_hub: WebHub, tmp_path: Path
+) -> None:
+    forwarder = Forwarder(web_hub.port, agent_dials=False)  # the browser dials the hub
+    port = web_hub.run(forwarder.start())
+    go = tmp_path / "go"
+    try:
+        task = submit(web_hub, "echo started\n" + WAIT_FOR.format(path=go) + "echo after\n")
+        page.goto(f"https://127.0.0.1:{port}/app/")
+        page.locator("[data-test=signin-key]").fill(web_hub.admin)
+        page.locator("[data-test=signin-submit]").click()
+        expect(page.locator("[data-test=signout]")).to_be_visible()
+        page.goto(f"https://127.0.0.1:{port}/app/#/tasks/{task['Id']}")
+        lines = page.locator("[data-test=step] [data-test=log-line] .log-text")
+        expect(lines.filter(has_text="started")).to_have_count(1)
+
+        async def freeze() -> None:
+            forwarder.arm("freeze")  # at the hub's next bytes, on every open connection
+            await asyncio.wait_for(forwarder.fired.wait(), 60)
+
+        web_hub.run(freeze())
+        go.write_text("go")
+        assert done(web_hub, task)["State"] == "Success"
+        # bound: twice the hub's 15 s keepalive, a reconnect, and room for a loaded machine
+        expect(lines.filter(has_text="after")).to_have_count(1, timeout=75_000)
+    finally:
+        web_hub.run(forwarder.stop())
