@@ -167,3 +167,16 @@ def test_a_frozen_stream_is_noticed_and_the_log_comes_back(
         expect(lines.filter(has_text="after")).to_have_count(1, timeout=75_000)
     finally:
         web_hub.run(forwarder.stop())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ANSI colour codes in a script's output show raw in the log "
+    "('\\x1b[31mred\\x1b[0m' appears as '[31mred[0m')",
+)
+def test_ansi_colour_codes_do_not_show_as_characters(page: Page, web_hub: WebHub) -> None:
+    task = done(web_hub, submit(web_hub, r"printf '\033[1;31mred\033[0m plain\n'"))
+    sign_in(page, web_hub, path=f"#/tasks/{task['Id']}")
+    line = page.locator("[data-test=step] [data-test=log-line] .log-text").filter(has_text="plain")
+    expect(line).to_have_count(1)
+    assert line.text_content() == "red plain"
