@@ -82,7 +82,7 @@ class SshServer:
     """See the module's docstring. ``port`` serves the user with the usual PATH,
     ``port_without_python`` with a PATH lacking python3."""
 
-    def __init__(self) -> None:
+    def __init__(self, shell: str = "/bin/sh") -> None:
         if os.geteuid() != 0:
             raise RuntimeError("the SSH tests run sshd and make a user: they need root")
         if not Path(SSHD).exists():
@@ -102,6 +102,7 @@ class SshServer:
         self.key: KeyPair | None = None
         self.encrypted_key: KeyPair | None = None
         self.home = Path("/nonexistent")
+        self.shell = shell  # the user's login shell
 
     # -- set up --------------------------------------------------------------
 
@@ -125,7 +126,7 @@ class SshServer:
         with contextlib.suppress(KeyError):
             pwd.getpwnam(self.user)
             subprocess.run(["userdel", "-r", "-f", self.user], capture_output=True, check=False)
-        _run("useradd", "--create-home", "--shell", "/bin/sh", self.user)
+        _run("useradd", "--create-home", "--shell", self.shell, self.user)
         _run("chpasswd", stdin=f"{self.user}:{self.password}\n")
         self.home = Path(pwd.getpwnam(self.user).pw_dir)
 
