@@ -60,20 +60,36 @@ printf '%s' "$2" > "$1.partial" && chmod 700 "$1.partial" && mv -f "$1.partial" 
 WRAPPER = f"""\
 root=$1 ticket=$2 isolation=$3 mutex=$4 wait_for=$5 grace=$6 program=$7 marker=$8
 shift 8
+# The lock is asked for first, in the background (flock holds it for the open file
+# this shell keeps), so that flock starts while the rest is read and written
+exec 9>>"$root/{LOCKS}/$mutex" || exit 125
+lock=
+if command -v flock >/dev/null 2>&1; then
+  mode=-x
+  [ "$isolation" = none ] && mode=-s
+  if [ -n "$wait_for" ]; then
+    flock "$mode" -w "$wait_for" 9 </dev/null >/dev/null 2>&1 &
+  else
+    flock "$mode" 9 </dev/null >/dev/null 2>&1 &
+  fi
+  lock=$!
+fi
 if [ -n "$BASH_VERSION" ]; then
   IFS= read -r -d '' all
 else
   all=$(cat; echo .)
   all=${{all%.}}
 fi
-cd "$root/{WORK}/$ticket" || exit 125
+cd "$root/{WORK}/$ticket" || {{ kill $lock 2>/dev/null; exit 125; }}
 environment=${{all%%"$marker"*}}
 body=${{all#*"$marker"}}
 unset all
 eval "$environment"
 unset environment
 set -C
-if ! printf 'grace %s\\nwrapper %s\\n' "$grace" "$$" 2>/dev/null >.started; then
+if ! printf 'grace %s\\nwrapper %s\\nlock %s\\n' "$grace" "$$" "$lock" 2>/dev/null >.started
+then
+  kill $lock 2>/dev/null
   code=
   while IFS=' ' read -r key value; do
     [ "$key" = exit ] && code=$value
@@ -91,24 +107,21 @@ if [ "$program" != bash ] || [ -z "$BASH_VERSION" ]; then
   unset body
 fi
 echo "{STATUS_PREFIX}started"
-exec 9>>"$root/{LOCKS}/$mutex"
-if command -v flock >/dev/null 2>&1; then
-  mode=-x
-  [ "$isolation" = none ] && mode=-s
-  if [ -n "$wait_for" ]; then
-    if ! flock "$mode" -w "$wait_for" 9; then
-      echo "Timed out after $wait_for s waiting for the isolation mutex $mutex" >&2
-      printf 'exit 1\\n' >>.started
-      exit 1
-    fi
+if [ -n "$lock" ] && ! wait "$lock"; then
+  if [ -e .cancel ]; then
+    echo "Cancelled while waiting for the isolation mutex $mutex" >&2
+    code=143
   else
-    flock "$mode" 9
+    echo "Timed out after $wait_for s waiting for the isolation mutex $mutex" >&2
+    code=1
   fi
+  printf 'exit %s\\n' "$code" >>.started
+  exit "$code"
 fi
 # From here the wrapper's own messages (a shell reporting a killed job, say) go
 # nowhere: writing to a channel that dropped would kill it before it records the code
 exec 7>&1 8>&2 >/dev/null 2>&1
-unset root ticket isolation mutex wait_for mode marker
+unset root ticket isolation mutex wait_for mode marker lock
 if [ -n "$BASH_VERSION" ]; then
   set -m
   if [ "$program" = bash ]; then
@@ -159,16 +172,21 @@ w="$1/{WORK}/$2"
 [ -f "$w/.started" ] || exit 0
 : > "$w/.cancel"
 facts() {{
-  pid= grace=10 wrapper=0 code=
+  pid= grace=10 wrapper=0 code= lock=
   while IFS=' ' read -r key value; do
     case "$key" in
       pgid) pid=$value ;; grace) grace=$value ;; wrapper) wrapper=$value ;; exit) code=$value ;;
+      lock) lock=$value ;;
     esac
   done <"$w/.started"
 }}
 facts
 [ -n "$code" ] && exit 0
-[ -n "$pid" ] || exit 0
+if [ -z "$pid" ]; then
+  # still waiting for the isolation mutex: the waiting flock goes, the wrapper says so
+  [ -n "$lock" ] && kill "$lock" 2>/dev/null
+  exit 0
+fi
 kill -TERM "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || exit 0
 tenths=$(awk "BEGIN {{ printf \\"%d\\", $grace * 10 }}" 2>/dev/null || echo 100)
 while [ "$tenths" -gt 0 ] && kill -0 "-$pid" 2>/dev/null; do

@@ -143,11 +143,26 @@ async def test_full_isolation_runs_steps_one_at_a_time(sshd: SshServer, worker: 
     await first_output.wait_for("holding")
     second = asyncio.ensure_future(worker.execute(ScriptRequest(body=f"touch {ran}"), Output()))
     await eventually(lambda: _processes_of(sshd.user, "flock"), "the second step waits")
+    # a third, cancelled while it waits for the mutex, never runs
+    third_output = Output()
+    cancel = asyncio.Event()
+    third = asyncio.ensure_future(
+        worker.execute(ScriptRequest(body=f"touch {ran}-third"), third_output, cancel)
+    )
+    await eventually(lambda: len(_processes_of(sshd.user, "flock")) == 2, "the third waits")
+    cancel.set()
+    cancelled = await third
+    assert cancelled.cancelled
+    assert cancelled.exit_code == 143
+    assert third_output.lines("stderr") == [
+        "Cancelled while waiting for the isolation mutex RunningScript"
+    ]
     assert not ran.exists()
     gate.touch()
     assert (await first).exit_code == 0
     assert (await second).exit_code == 0
     assert ran.exists()
+    assert not Path(f"{ran}-third").exists()
 
 
 async def test_a_target_without_python3_runs_shell_scripts_and_says_why_calamari_cannot(
