@@ -180,6 +180,34 @@ async def test_a_target_without_python3_runs_shell_scripts_and_says_why_calamari
     assert outcome.exit_code == 127
 
 
+async def test_a_target_without_bash_runs_sh_scripts_under_its_sh(
+    sshd: SshServer, connections: SshConnections
+) -> None:
+    worker = connections.worker(target_of(sshd, without_bash=True), key_login(sshd))
+    assert "bash" not in (await worker.capabilities())["Shells"]
+    output = Output()
+    body = 'echo "$1 $SECRET in $(basename "$PWD")"; echo oops >&2; exit 5'
+    request = ScriptRequest(body=body, syntax="sh", arguments=["hi"], environment={"SECRET": "s"})
+    outcome = await worker.execute(request, output)
+    assert (outcome.exit_code, output.lines(), output.lines("stderr")) == (
+        5,
+        [f"hi s in {request.ticket}"],
+        ["oops"],
+    )
+    again = await worker.execute(request, Output())
+    assert again.already_finished
+    assert again.exit_code == 5
+    cancel = asyncio.Event()
+    output = Output()
+    running = asyncio.ensure_future(
+        worker.execute(ScriptRequest(body="echo started; sleep 3005", syntax="sh"), output, cancel)
+    )
+    await output.wait_for("started")
+    cancel.set()
+    assert (await running).exit_code == 128 + signal.SIGTERM
+    await eventually(lambda: not _processes_of(sshd.user, "sleep 3005"), "the group is gone")
+
+
 async def test_the_executor_deploys_a_package_with_secrets_kept_off_the_targets_disk(
     sshd: SshServer, worker: SshWorker, tmp_path: Path
 ) -> None:
