@@ -210,6 +210,8 @@ class SshWorker:
                 process.stdin.write(stdin)
                 process.stdin.write_eof()
             status_line = await process.stdout.readline()
+            if not status_line:  # the wrapper ended without a word: why, on its stderr
+                raise await self._wrapper_failed(process, ticket)
             state, code = self._status(status_line, ticket)
             if state == "finished" and code is not None:
                 return ScriptOutcome(ticket, code, cancelled=False, already_finished=True)
@@ -244,13 +246,25 @@ class SshWorker:
         except TentacleError as error:  # the step's own channel reports what follows
             log.warning("cancelling %s on %s failed: %s", ticket, self.name, error)
 
+    async def _wrapper_failed(
+        self, process: asyncssh.SSHClientProcess[bytes], ticket: str
+    ) -> TentacleError:
+        """What to raise when the wrapper ended before saying whether it started the
+        script: RemoteError with its own message, ConnectionLost if the channel went."""
+        async with asyncio.timeout(CONTROL_TIMEOUT):
+            said = _text(await process.stderr.read(4096)).strip()
+            await process.wait()
+        if _exit_code(process) is None:
+            return self._lost(ticket, None)
+        return RemoteError(
+            "internal",
+            f"{self.name}: the step wrapper of {ticket} ended ({_exit_code(process)}) "
+            f"before starting the script: {said or 'it said nothing'} (is the root "
+            f"folder {self.link.settings.root} writable?)",
+        )
+
     def _status(self, line: bytes, ticket: str) -> tuple[str, int | None]:
         text = line.decode("utf-8", "replace").rstrip("\n")
-        if not text:  # the channel ended before the wrapper said anything
-            raise ConnectionLost(
-                f"{self.name}: the step wrapper of {ticket} ended before starting the script "
-                "(is /bin/sh there, and the root folder writable?)"
-            )
         try:
             return sh.parse_status(text)
         except ValueError as error:
@@ -341,8 +355,13 @@ class SshWorker:
         folder = f"{root}/{sh.WORK}/{ticket}"
         try:
             sftp = await self.link.sftp_client()
-            with contextlib.suppress(asyncssh.SFTPFailure):  # it exists
-                await sftp.mkdir(folder, asyncssh.SFTPAttrs(permissions=0o700))
+            attributes = asyncssh.SFTPAttrs(permissions=0o700)
+            try:
+                await sftp.mkdir(folder, attributes)
+            except asyncssh.SFTPNoSuchFile:  # Work/ went since the connection prepared it
+                await sftp.makedirs(folder, attributes, exist_ok=True)
+            except asyncssh.SFTPFailure:  # it exists
+                pass
         except _FAILURES as error:
             raise self._lost_or_refused(error, f"making the working folder of {ticket}") from None
 

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import platform
 import secrets
+import shutil
 import signal
 import zipfile
 from pathlib import Path
@@ -253,3 +254,13 @@ async def test_the_executor_deploys_a_package_with_secrets_kept_off_the_targets_
             assert password.encode() not in content, path
     bundles = list((sshd.home / ".tentacle" / "calamari").glob("*.pyz"))
     assert [b.name for b in bundles] == [f"{executor_bundle().sha256}.pyz"]
+
+
+async def test_a_root_removed_under_an_open_connection_is_made_again(
+    sshd: SshServer, worker: SshWorker
+) -> None:
+    assert (await worker.execute(ScriptRequest(body="true"), Output())).exit_code == 0
+    shutil.rmtree(sshd.home / ".tentacle" / "Work")
+    output = Output()
+    assert (await worker.execute(ScriptRequest(body="echo back"), output)).exit_code == 0
+    assert output.lines() == ["back"]
