@@ -9,8 +9,10 @@ from __future__ import annotations
 import posixpath
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from agent.protocol.services import Capabilities, wire_fields
 
 STATUS_PREFIX = "tentacle-ssh "  # the wrapper's first line on stdout, before the script's
 WORK, LOCKS, BIN, BUNDLES, FILES = "Work", "Locks", "bin", "calamari", "Files"
@@ -206,19 +208,19 @@ exit 0
 """
 
 CAPABILITIES = """\
-echo "OS=$(uname -s)"
-echo "OSVersion=$(uname -r)"
-echo "Architecture=$(uname -m)"
+echo "os=$(uname -s)"
+echo "os_version=$(uname -r)"
+echo "architecture=$(uname -m)"
 shells=""
 for s in bash sh python3; do
   command -v "$s" >/dev/null 2>&1 && shells="$shells $s"
 done
-echo "Shells=$shells"
+echo "shells=$shells"
 mkdir -p "$1" 2>/dev/null
-echo "FreeKilobytes=$(df -Pk "$1" 2>/dev/null | awk 'NR == 2 { print $4 }')"
-echo "Cpus=$(getconf _NPROCESSORS_ONLN 2>/dev/null)"
-echo "MemoryKilobytes=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo 2>/dev/null)"
-echo "Python=$(python3 --version 2>&1 | grep '^Python' || true)"
+echo "free_kilobytes=$(df -Pk "$1" 2>/dev/null | awk 'NR == 2 { print $4 }')"
+echo "cpus=$(getconf _NPROCESSORS_ONLN 2>/dev/null)"
+echo "memory_kilobytes=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo 2>/dev/null)"
+echo "python=$(python3 --version 2>&1 | grep '^Python' || true)"
 """
 
 SYNTAXES = {"bash": "bash", "sh": "sh", "python": "python3"}  # Syntax -> program
@@ -289,23 +291,33 @@ def parse_status(line: str) -> tuple[str, int | None]:
     raise ValueError(f"unexpected step wrapper status {line[:200]!r}")
 
 
-def parse_capabilities(text: str) -> dict[str, Any]:
-    """The CAPABILITIES output as the capabilities keys the hub reads."""
+def parse_capabilities(text: str, services: Sequence[str] = ()) -> dict[str, Any]:
+    """The CAPABILITIES output as an agent's capabilities (the contract's
+    ``Capabilities``, so its names are the agent's), a number the target did not tell
+    None, and ``Python``: its python3's version or None."""
     facts = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
-    programs = facts.get("Shells", "").split()
-    free = facts.get("FreeKilobytes", "")
-    memory = facts.get("MemoryKilobytes", "")
-    cpus = facts.get("Cpus", "")
-    return {
-        "OS": facts.get("OS") or "Unknown",
-        "OSVersion": facts.get("OSVersion") or "",
-        "Architecture": facts.get("Architecture") or "Unknown",
-        "Shells": [SHELL_FOR[p] for p in programs if p in SHELL_FOR],
-        "FreeDiskBytes": int(free) * 1024 if free.isdigit() else None,
-        "Cpus": int(cpus) if cpus.isdigit() else None,
-        "MemoryBytes": int(memory) * 1024 if memory.isdigit() else None,
-        "Python": facts.get("Python") or None,
+    programs = facts.get("shells", "").split()
+    numbers = {  # attribute -> (the text, its unit in bytes)
+        "free_disk_bytes": (facts.get("free_kilobytes", ""), 1024),
+        "cpus": (facts.get("cpus", ""), 1),
+        "memory_bytes": (facts.get("memory_kilobytes", ""), 1024),
     }
+    found = Capabilities(
+        supported_capabilities=tuple(services),
+        agent_version="",
+        os=facts.get("os") or "Unknown",
+        os_version=facts.get("os_version") or "",
+        architecture=facts.get("architecture") or "Unknown",
+        shells=tuple(SHELL_FOR[p] for p in programs if p in SHELL_FOR),
+        **{
+            name: int(text) * unit if text.isdigit() else 0
+            for name, (text, unit) in numbers.items()
+        },
+    ).to_wire()
+    for attribute, field in wire_fields(Capabilities):
+        if attribute == "agent_version" or not numbers.get(attribute, ("0",))[0].isdigit():
+            found[field.name] = None  # not an agent; not told
+    return {**found, "Python": facts.get("python") or None}
 
 
 def safe_ticket(ticket: str) -> str:

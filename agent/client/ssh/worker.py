@@ -39,7 +39,7 @@ from agent.client.ssh.bundle import executor_bundle
 from agent.client.ssh.connections import Link
 from agent.client.worker import Progress
 from agent.errors import ConnectionLost, RemoteError, TentacleError
-from agent.protocol.services import DEFAULT_GRACE, DEFAULT_MUTEX
+from agent.protocol.services import DEFAULT_GRACE, DEFAULT_MUTEX, Uploaded
 
 log = logging.getLogger("agent.client.ssh")
 
@@ -64,13 +64,7 @@ class SshWorker:
         """What the target is (uname, the shells found, the root's free disk, python3),
         as an agent's capabilities plus ``CommunicationStyle: Ssh`` and ``Python``."""
         text = await self._control(sh.CAPABILITIES, self.link.settings.root)
-        facts = sh.parse_capabilities(text)
-        return {
-            "SupportedCapabilities": list(SERVICES),
-            "AgentVersion": None,
-            "CommunicationStyle": "Ssh",
-            **facts,
-        }
+        return {**sh.parse_capabilities(text, SERVICES), "CommunicationStyle": "Ssh"}
 
     # -- files -----------------------------------------------------------------
 
@@ -104,7 +98,7 @@ class SshWorker:
                     raise
             except _FAILURES as error:
                 raise self._lost_or_refused(error, f"sending a file to {target}") from None
-        return {"FullPath": target, "Length": length, "Sha256": digest}
+        return Uploaded(target, length, digest).to_wire()
 
     async def download(
         self, remote: str, local: Path, progress: Progress | None = None
@@ -122,7 +116,7 @@ class SshWorker:
                 raise RemoteError("not_found", f"no file at {source} on {self.name}") from None
             except _FAILURES as error:
                 raise self._lost_or_refused(error, f"fetching {source}") from None
-        return {"FullPath": str(local), "Length": length, "Sha256": digest}
+        return Uploaded(str(local), length, digest).to_wire()
 
     # -- scripts ---------------------------------------------------------------
 

@@ -57,11 +57,12 @@ def test_the_environment_and_body_go_in_order_and_quoted() -> None:
     data = remote.wrapper_input({"B": "it's\nmulti", "A": "x"}, "echo hi", "__end__")
     assert data == b"export A=x\nexport B='it'\"'\"'s\nmulti'\n__end__echo hi"
     facts = remote.parse_capabilities(
-        "OS=Linux\nShells= bash sh python3\nFreeKilobytes=10\nPython=\nCpus=2\n"
+        "os=Linux\nshells= bash sh python3\nfree_kilobytes=10\npython=\ncpus=2\n"
     )
     assert facts["Shells"] == ["bash", "sh", "python"]
     assert facts["FreeDiskBytes"] == 10240
     assert facts["Python"] is None
+    assert (facts["Cpus"], facts["MemoryBytes"], facts["AgentVersion"]) == (2, None, None)
 
 
 def test_the_bundle_is_deterministic_and_carries_the_executor() -> None:
