@@ -148,8 +148,10 @@ class NoStream extends Error {}
 class Refused extends Error {}
 
 // the hub's comment line every this many seconds of quiet, unless its answer says
-// otherwise (X-Keepalive-Seconds); nothing for twice as long: the connection froze
+// otherwise (X-Keepalive-Seconds); nothing for twice as long (and a little more, for
+// a loaded hub or a slow network): the connection froze
 const KEEPALIVE_S = 15;
+const SLACK_MS = 2000;
 const KEEPALIVE_HEADER = "X-Keepalive-Seconds";
 
 /** The seconds between the hub's keepalives, from its answer's header (a default
@@ -185,7 +187,7 @@ async function readStream(ctx, id, cursor, onDoc, outer, opened) {
   const dog = watched(outer);
   // until the hub answers: what its last answer said (a reconnect after a freeze may
   // go out on another frozen connection of the browser's pool)
-  dog.arm(2 * (cursor.keepalive || KEEPALIVE_S) * 1000);
+  dog.arm(2 * (cursor.keepalive || KEEPALIVE_S) * 1000 + SLACK_MS);
   try {
     return await readEvents(ctx, url, cursor, onDoc, dog, opened);
   } catch (error) {
@@ -203,7 +205,7 @@ async function readEvents(ctx, url, cursor, onDoc, dog, opened) {
   if (response.status === 401 || response.status === 403) throw new Refused(`the hub refused the key (HTTP ${response.status})`);
   if (!response.ok || !response.body) return false;
   cursor.keepalive = keepaliveOf(response);
-  const bound = 2 * cursor.keepalive * 1000;
+  const bound = 2 * cursor.keepalive * 1000 + SLACK_MS;
   dog.arm(bound);
   opened();
   let ended = false;
