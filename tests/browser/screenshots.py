@@ -2,8 +2,8 @@
 
 Starts a hub with two real agents (one listening, one polling, in two pools) and
 a finished task, signs in with Debian's headless Chromium and saves dashboard,
-workers, pools, policies, task and a refused policy form at 1280x800, and workers
-at a phone's width.
+workers, pools, policies, the tasks list, a task with its log, the run form and a
+refused policy form at 1280x800, and workers at a phone's width.
 """
 
 from __future__ import annotations
@@ -100,7 +100,9 @@ def main() -> int:
                 shoot(wide, hub, "#/workers", "[data-test=worker-row]", "workers.png")
                 shoot(wide, hub, "#/pools", "[data-test=pool-row]", "pools.png")
                 shoot(wide, hub, "#/policies", "[data-test=policy-row]", "policies.png")
-                shoot(wide, hub, f"#/tasks/{task}", "main .view > *", "task.png")
+                shoot(wide, hub, "#/tasks", "[data-test=task-row]", "tasks.png")
+                shoot(wide, hub, f"#/tasks/{task}", "[data-test=log-line]", "task.png")
+                shoot(wide, hub, "#/run", "[data-test=run-body]", "run.png")
                 refused_form(wide, hub)
                 phone = browser.new_page(viewport={"width": 390, "height": 844})
                 sign_in(phone, hub)

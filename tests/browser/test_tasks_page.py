@@ -307,3 +307,29 @@ def test_the_log_goes_on_after_the_hub_comes_back(
     expect(state_badge(page)).to_have_attribute("data-status", "Success")
     # each line once: the reconnect asked from its cursor
     assert log_lines(page).all_text_contents() == ["before-the-drop", "after-the-drop"]
+
+
+def test_the_dashboards_queue_shows_a_task_queued_while_it_is_shown(
+    page: Page, web_hub: WebHub, tmp_path: Path
+) -> None:
+    """The queue refreshes by itself (as the workers view does), not only the header."""
+    sign_in(page, web_hub)
+    expect(page.locator("[data-test=pool-card]").first).to_be_visible()
+    go = tmp_path / "go"
+    task = submit(web_hub, WAIT_FOR.format(path=go))
+    try:
+        row = page.locator(f"[data-test=task-row][data-id={task['Id']}]")
+        expect(row).to_have_count(1)
+    finally:
+        go.write_text("go")
+        done(web_hub, task)
+
+
+def test_a_steps_running_and_pending_statuses_are_coloured(page: Page, web_hub: WebHub) -> None:
+    """statusBadge knows the activity log's step statuses, not only tasks' and health's."""
+    sign_in(page, web_hub)
+    tones = page.evaluate(
+        """import('./dom.js').then((dom) =>
+            ['Running', 'Pending'].map((s) => dom.statusBadge(s).className))"""
+    )
+    assert tones == ["badge badge-run", "badge badge-info"]

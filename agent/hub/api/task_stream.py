@@ -7,7 +7,10 @@ carrying only the log after the previous one. An event is ``event: details``,
 of JSON; a client that lost the stream asks again with ``since=`` (or the
 ``Last-Event-ID`` header) that id and misses nothing. Once the task is completed
 and its whole log sent comes ``event: end`` and the stream closes. A comment line
-every ``KEEPALIVE`` seconds of quiet keeps proxies from closing it.
+every ``KEEPALIVE`` seconds of quiet keeps proxies from closing it, and the answer's
+``X-Keepalive-Seconds`` header says how often that is: a follower that hears
+nothing for about twice as long knows the connection froze (a laptop's sleep, a
+NAT that forgot it) and asks again with its last id.
 
 Changes are heard from this node (agent.hub.changes) and, for another node's
 tasks, by reading the store again every ``RECHECK`` seconds.
@@ -29,6 +32,7 @@ from agent.hub.api.tasks import details_document, log_cursor
 from agent.hub.changes import RECHECK
 
 KEEPALIVE = 15.0  # seconds of quiet before a comment line
+KEEPALIVE_HEADER = "X-Keepalive-Seconds"
 HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
     "Cache-Control": "no-cache",
@@ -65,7 +69,8 @@ async def stream_details(request: web.Request) -> web.StreamResponse:
     context = context_of(request)
     number = ids.try_parse_id(ids.SERVER_TASK, request.match_info["id"]) or 0
     document = await details_document(request, cursor)  # a 404 is still JSON, not a stream
-    response = web.StreamResponse(headers=HEADERS)
+    # read when the stream starts, so a test may make it shorter
+    response = web.StreamResponse(headers={**HEADERS, KEEPALIVE_HEADER: f"{KEEPALIVE:g}"})
     await response.prepare(request)
     loop = asyncio.get_running_loop()
     sent: tuple[Any, ...] | None = None
@@ -86,8 +91,10 @@ async def stream_details(request: web.Request) -> web.StreamResponse:
                     break
                 if context.task_changes.closed:  # the hub stops: the follower comes back
                     break
+                # woken in time for the keepalive: the follower's watchdog counts on it
+                quiet = max(0.0, KEEPALIVE - (loop.time() - wrote))
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(RECHECK):
+                    async with asyncio.timeout(min(RECHECK, quiet)):
                         await changed.wait()
             if loop.time() - wrote >= KEEPALIVE:
                 await response.write(b": keepalive\n\n")

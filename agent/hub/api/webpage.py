@@ -40,8 +40,12 @@ def static_file(name: str) -> web.FileResponse:
     """The page's file ``name`` (a path under static/), or 404: nothing outside
     static/ is served, whatever the name's dots, slashes or links."""
     root = STATIC.resolve()
-    path = (root / (name or "index.html")).resolve()
-    if not path.is_relative_to(root) or not path.is_file():
+    try:
+        path = (root / (name or "index.html")).resolve()
+        found = path.is_relative_to(root) and path.is_file()
+    except (ValueError, OSError):  # a NUL byte, a name too long, a loop of links
+        found = False
+    if not found:
         raise not_found(f"the web page has no file {name!r}")
     kind = TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0] or "application/binary"
     return web.FileResponse(path, headers={**SECURITY_HEADERS, "Content-Type": kind})
@@ -55,8 +59,14 @@ async def to_page(request: web.Request) -> web.Response:
     raise web.HTTPFound(PREFIX)
 
 
+async def favicon(request: web.Request) -> web.FileResponse:
+    """The browser asks for /favicon.ico whatever the page links: the page's icon."""
+    return static_file("icon.svg")
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/", to_page)
+    app.router.add_get("/favicon.ico", favicon)
     app.router.add_get("/app", to_page)
     app.router.add_get(PREFIX, page_file)
     app.router.add_get(PREFIX + "{name:.+}", page_file)

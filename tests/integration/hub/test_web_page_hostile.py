@@ -9,10 +9,6 @@ from yarl import URL
 from tests.helpers.hub import RunningHub
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a NUL byte in /app/<name> reaches Path.resolve(): ValueError, a 500 and a traceback",
-)
 @pytest.mark.parametrize("path", ["/app/%00", "/app/app.js%00.html"])
 async def test_a_nul_byte_in_a_page_file_name_is_a_404(hub: RunningHub, path: str) -> None:
     url = URL(hub.api.url + path, encoded=True)  # as sent: the %00 not re-quoted

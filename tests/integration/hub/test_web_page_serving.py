@@ -47,3 +47,12 @@ async def test_nothing_outside_the_page_s_folder_is_served(hub: RunningHub, path
     assert status == 404, (path, body[:200])
     assert b"root:" not in body
     assert b"import" not in body
+
+
+async def test_the_browser_s_favicon_is_the_page_s_icon_without_a_key(hub: RunningHub) -> None:
+    """Browsers ask /favicon.ico whatever the page links: the same icon, not a 404."""
+    status, headers, body = await _get(hub, "/favicon.ico")
+    assert status == 200
+    assert headers["Content-Type"].startswith("image/svg+xml")
+    assert body == (await _get(hub, "/app/icon.svg"))[2]
+    assert b"<svg" in body

@@ -176,9 +176,24 @@ function showSignIn(message = "") {
   input.focus();
 }
 
+/** What is wrong with the shape of key ("" when nothing): the hub's keys are API- and
+ * letters and digits. Checked before sending, because a header cannot carry other
+ * characters (fetch throws, which would look like the hub being down). */
+export function keyProblem(key) {
+  if (!key) return "Enter an API key (it starts with API-).";
+  if (!key.startsWith("API-")) return "An API key starts with API- (copy the whole key).";
+  const odd = [...key.slice(4)].find((c) => !/[A-Za-z0-9]/.test(c));
+  if (odd === undefined) return key.length > 4 ? "" : "The key has nothing after API-.";
+  const code = `U+${odd.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}`;
+  const shown = /\s/.test(odd) ? "a space" : `"${odd}" (${code})`;
+  return `An API key is API- and letters and digits only; this one has ${shown}. `
+    + "Copy the key again from where it was made (an editor may have changed a character).";
+}
+
 async function signIn(key, errorEl, button) {
-  if (!key) {
-    errorEl.textContent = "Enter an API key (it starts with API-).";
+  const problem = keyProblem(key);
+  if (problem) {
+    errorEl.textContent = problem;
     errorEl.hidden = false;
     return;
   }

@@ -1,24 +1,45 @@
 // The dashboard (#/): each pool's workers by health, and the queue.
 
-import { empty, h, heading, statusBadge, table, when } from "./dom.js";
+import { clear, empty, h, heading, statusBadge, table, when } from "./dom.js";
 import { HEALTH } from "./counts.js";
 
 export const routes = [{ pattern: /^(#\/?)?(\?.*)?$/, title: "Dashboard", render }];
 
+const REFRESH_MS = 4000; // as the workers view: the queue moves while it is shown
+
 async function render(ctx) {
+  const pools = h("div", {});
+  const active = h("div", { "data-test": "queue" });
+  const recent = h("div", {});
+  ctx.main.append(
+    heading("Dashboard"),
+    h("section", { class: "section" }, h("h2", { text: "Worker pools" }), pools),
+    h("section", { class: "section" }, h("h2", { text: "Running and queued" }), active),
+    h("section", { class: "section" }, h("h2", { text: "Recently finished" }), recent),
+  );
+  const parts = { pools, active, recent };
+  await draw(ctx, parts);
+  let busy = false; // a slow hub: one look at a time
+  const timer = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    draw(ctx, parts).catch(() => {}).finally(() => { busy = false; });
+  }, REFRESH_MS);
+  ctx.onLeave(() => clearInterval(timer));
+}
+
+/** Reads the pools' summary and the tasks, then redraws the three parts at once. */
+async function draw(ctx, parts) {
   const [summary, active, recent] = await Promise.all([
     ctx.api.get("/api/workerpools/summary"),
     ctx.api.get("/api/tasks?take=20&states=Queued,Executing,Cancelling"),
     ctx.api.get("/api/tasks?take=8&states=Success,Failed,Canceled,TimedOut"),
   ]);
-  ctx.main.append(
-    heading("Dashboard"),
-    h("section", { class: "section" }, h("h2", { text: "Worker pools" }), poolCards(summary)),
-    h("section", { class: "section" }, h("h2", { text: "Running and queued" }),
-      active.Items.length ? tasksTable(active.Items) : empty("Nothing is running or queued.")),
-    h("section", { class: "section" }, h("h2", { text: "Recently finished" }),
-      recent.Items.length ? tasksTable(recent.Items) : empty("No task has finished yet.")),
-  );
+  clear(parts.pools).append(poolCards(summary));
+  clear(parts.active).append(
+    active.Items.length ? tasksTable(active.Items) : empty("Nothing is running or queued."));
+  clear(parts.recent).append(
+    recent.Items.length ? tasksTable(recent.Items) : empty("No task has finished yet."));
 }
 
 function poolCards(summary) {

@@ -91,6 +91,8 @@ const TONES = {
   Unhealthy: "bad", Failed: "bad",
   Unavailable: "off", Canceled: "off", Unknown: "off", Disabled: "off",
   Executing: "run",
+  // a step's statuses (the activity log's)
+  Running: "run", Pending: "info",
 };
 
 const WORDS = { HasWarnings: "Has warnings", TimedOut: "Timed out" };
@@ -161,6 +163,24 @@ export function confirmDialog({ title, text, confirm = "Confirm", danger = true 
     dialog.showModal();
     cancel.focus();
   });
+}
+
+/** A part of location.hash decoded, or as it is when its escapes are broken
+ * ("%E0"): decodeURIComponent would throw "URI malformed" instead. */
+export function decoded(text) {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
+/** ANSI escape sequences (colours, cursor moves) a program writes for a terminal. */
+const ANSI = /\x1b(?:\[[0-?]*[ -\/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])/g;
+
+/** text without its ANSI escape sequences: a log shows "red", not "[31mred[0m". */
+export function withoutAnsi(text) {
+  return String(text).replace(ANSI, "");
 }
 
 /** The query after the route in location.hash ("#/workers?pool=x" → pool=x). */

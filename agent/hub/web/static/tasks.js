@@ -5,7 +5,7 @@
 // a text node (dom.js's h), never as HTML: a script's output is untrusted.
 
 import {
-  clear, confirmDialog, empty, h, hashQuery, hashWith, heading, pageError, statusBadge, table, when,
+  clear, confirmDialog, decoded, empty, h, hashQuery, hashWith, heading, pageError, statusBadge, table, when, withoutAnsi,
 } from "./dom.js";
 
 export const STATES = ["Queued", "Executing", "Cancelling", "Success", "Failed", "Canceled", "TimedOut"];
@@ -147,15 +147,66 @@ export function sseParser(onEvent) {
 class NoStream extends Error {}
 class Refused extends Error {}
 
-/** Read the task's stream from ``cursor.since`` until its ``end`` event (true) or a drop
- * (false); ``opened()`` once it answers, each details document to ``onDoc``. A hub
- * without the stream: NoStream; a key refused (401, 403): Refused. */
-async function readStream(ctx, id, cursor, onDoc, signal, opened) {
+// the hub's comment line every this many seconds of quiet, unless its answer says
+// otherwise (X-Keepalive-Seconds); nothing for twice as long (and a little more, for
+// a loaded hub or a slow network): the connection froze
+const KEEPALIVE_S = 15;
+const SLACK_MS = 2000;
+const KEEPALIVE_HEADER = "X-Keepalive-Seconds";
+
+/** The seconds between the hub's keepalives, from its answer's header (a default
+ * for a hub that does not say, or says nonsense). */
+function keepaliveOf(response) {
+  const said = Number.parseFloat(response.headers.get(KEEPALIVE_HEADER) || "");
+  return Number.isFinite(said) && said > 0 ? said : KEEPALIVE_S;
+}
+
+/** An AbortController that also aborts with ``outer``, and a watchdog on it:
+ * ``arm(ms)`` aborts it unless ``arm`` is called again within ``ms``; ``quiet``
+ * says whether the watchdog (not ``outer``) aborted it. */
+function watched(outer) {
+  const control = new AbortController();
+  const stop = () => control.abort();
+  outer.addEventListener("abort", stop, { once: true });
+  let timer = null;
+  const state = { quiet: false };
+  const arm = (ms) => {
+    clearTimeout(timer);
+    timer = setTimeout(() => { state.quiet = true; control.abort(); }, ms);
+  };
+  const done = () => { clearTimeout(timer); outer.removeEventListener("abort", stop); };
+  return { signal: control.signal, arm, done, state };
+}
+
+/** Read the task's stream from ``cursor.since`` until its ``end`` event (true), a drop
+ * (false) or a freeze (null); ``opened()`` once it answers, each details document to ``onDoc``. A hub
+ * without the stream: NoStream; a key refused (401, 403): Refused. Nothing heard for
+ * twice the hub's keepalive (a frozen connection, no reset ever coming) is a drop. */
+async function readStream(ctx, id, cursor, onDoc, outer, opened) {
   const url = `/api/tasks/${id}/details/stream?since=${cursor.since}`;
-  const response = await fetch(url, { headers: { "X-Octopus-ApiKey": ctx.api.key, Accept: "text/event-stream" }, signal });
+  const dog = watched(outer);
+  // until the hub answers: what its last answer said (a reconnect after a freeze may
+  // go out on another frozen connection of the browser's pool)
+  dog.arm(2 * (cursor.keepalive || KEEPALIVE_S) * 1000 + SLACK_MS);
+  try {
+    return await readEvents(ctx, url, cursor, onDoc, dog, opened);
+  } catch (error) {
+    if (dog.state.quiet && !outer.aborted) return null; // froze: asked again from the cursor
+    throw error;
+  } finally {
+    dog.done();
+  }
+}
+
+async function readEvents(ctx, url, cursor, onDoc, dog, opened) {
+  const response = await fetch(url, { headers: { "X-Octopus-ApiKey": ctx.api.key, Accept: "text/event-stream" },
+    signal: dog.signal });
   if (response.status === 404 || response.status === 405) throw new NoStream();
   if (response.status === 401 || response.status === 403) throw new Refused(`the hub refused the key (HTTP ${response.status})`);
   if (!response.ok || !response.body) return false;
+  cursor.keepalive = keepaliveOf(response);
+  const bound = 2 * cursor.keepalive * 1000 + SLACK_MS;
+  dog.arm(bound);
   opened();
   let ended = false;
   const push = sseParser((event) => {
@@ -171,6 +222,7 @@ async function readStream(ctx, id, cursor, onDoc, signal, opened) {
     while (!ended) {
       const { value, done } = await reader.read();
       if (done) break;
+      dog.arm(bound); // an event or a keepalive: the connection lives
       push(decoder.decode(value, { stream: true }));
     }
   } finally {
@@ -206,7 +258,11 @@ async function follow(ctx, id, cursor, onDoc, live) {
   const got = (doc) => { failures = 0; onDoc(doc); };
   while (!signal.aborted) {
     try {
-      if (await readStream(ctx, id, cursor, got, signal, () => live("live", "Live"))) break;
+      const read = await readStream(ctx, id, cursor, got, signal, () => live("live", "Live"));
+      if (read === true) break;
+      // a frozen connection is no sign of a hub in trouble: ask again soon (the next
+      // try may meet another frozen connection the browser kept for reuse)
+      if (read === null) failures = 0;
     } catch (error) {
       if (signal.aborted) return;
       if (error instanceof Refused) {
@@ -245,7 +301,7 @@ function logView(test = "log") {
       const time = element.OccurredAt ? new Date(element.OccurredAt).toLocaleTimeString() : "";
       el.append(h("div", { class: `log-line log-${category}`, "data-test": "log-line", "data-category": element.Category },
         h("span", { class: "log-time", text: time }),
-        h("span", { class: "log-text", text: element.MessageText ?? "" })));
+        h("span", { class: "log-text", text: withoutAnsi(element.MessageText ?? "") })));
     }
     if (atEnd) el.scrollTop = el.scrollHeight;
   };
@@ -384,7 +440,7 @@ async function firstDetails(ctx, id) {
 
 async function renderTask(ctx, match) {
   ensureStyles();
-  const id = decodeURIComponent(match[1]);
+  const id = decoded(match[1]);
   if (!TASK_ID.test(id)) {
     ctx.main.append(heading("Task"), pageError(`"${id}" is not a task id: a task's id looks like ServerTasks-12.`));
     return;
