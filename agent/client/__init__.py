@@ -3,7 +3,8 @@
 Everything a caller needs is exported here, so that the hub imports ``agent.client``
 and never ``agent.transport`` (tests/test_architecture.py holds it to that): the
 ``Worker`` interface and its agent implementation, the channel settings, the
-polling listener, the retry policy and the errors a caller must catch.
+polling listener, SSH workers (agent.client.ssh), the retry policy and the errors a
+caller must catch.
 """
 
 from agent.client.agent_client import AgentClient, Endpoint, TransferError
@@ -20,6 +21,15 @@ from agent.client.scripts import (
     ScriptRequest,
     execute_script,
     takes_environment,
+)
+from agent.client.ssh import (
+    HostKeyMismatch,
+    SshConnections,
+    SshCredentials,
+    SshLoginFailed,
+    SshTarget,
+    SshWorker,
+    host_fingerprint,
 )
 from agent.client.worker import Progress, Worker
 from agent.errors import (
@@ -50,6 +60,7 @@ __all__ = [
     "Connections",
     "Discovered",
     "Endpoint",
+    "HostKeyMismatch",
     "Limits",
     "LogChunk",
     "PollingListener",
@@ -58,6 +69,11 @@ __all__ = [
     "RemoteError",
     "ScriptOutcome",
     "ScriptRequest",
+    "SshConnections",
+    "SshCredentials",
+    "SshLoginFailed",
+    "SshTarget",
+    "SshWorker",
     "TentacleError",
     "TransferError",
     "TrustError",
@@ -65,5 +81,6 @@ __all__ = [
     "Worker",
     "discover",
     "execute_script",
+    "host_fingerprint",
     "takes_environment",
 ]

@@ -1,0 +1,48 @@
+"""SshConnections: one SSH connection per (target, user), shared by every step."""
+
+from __future__ import annotations
+
+import asyncio
+
+from agent.client.ssh.connections import IDLE_TIMEOUT, Link, Settings
+from agent.client.ssh.types import SshCredentials, SshTarget
+from agent.client.ssh.worker import SshWorker
+
+
+class SshConnections:
+    """One SSH connection per (target, username), shared by every step and check, kept
+    open between steps (idle ones closed after ``idle_timeout``), re-established after a
+    failure. ``root`` is the workers' folder on the targets (relative to the login's
+    home unless absolute)."""
+
+    def __init__(
+        self,
+        *,
+        root: str = ".tentacle",
+        connect_timeout: float = 15.0,
+        keepalive: float = 30.0,
+        idle_timeout: float = IDLE_TIMEOUT,
+    ) -> None:
+        self.settings = Settings(root, connect_timeout, keepalive, idle_timeout)
+        self._links: dict[tuple[str, int, str], Link] = {}
+
+    def link(self, target: SshTarget, credentials: SshCredentials) -> Link:
+        """The (target, user)'s link; new credentials or a new pin replace its connection."""
+        key = (target.host, target.port, credentials.username)
+        link = self._links.get(key)
+        if link is not None and (link.target, link.credentials) != (target, credentials):
+            link.forget()
+            link.target, link.credentials = target, credentials
+        if link is None:
+            link = self._links[key] = Link(target, credentials, self.settings)
+        return link
+
+    def worker(self, target: SshTarget, credentials: SshCredentials, name: str = "") -> SshWorker:
+        """A ``Worker`` running on ``target`` as ``credentials.username`` over the shared
+        connection (agent.client.ssh.worker.SshWorker)."""
+        return SshWorker(self.link(target, credentials), name or target.address)
+
+    async def close(self) -> None:
+        """Close every connection (the workers' handles then reconnect if used again)."""
+        links, self._links = list(self._links.values()), {}
+        await asyncio.gather(*(link.close() for link in links))
