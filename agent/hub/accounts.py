@@ -12,9 +12,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from agent.client import SshCredentials
 from agent.errors import TentacleError
 from agent.hub import ids
 from agent.hub.secrets import HubKey
+from agent.hub.store import tables as t
+from agent.hub.store.records import fetch_one
 
 KEY_PAIR = "SshKeyPair"
 USERNAME_PASSWORD = "UsernamePassword"  # noqa: S105 - a type, not a secret
@@ -43,3 +49,25 @@ def open_secret(key: HubKey, number: int, token: str) -> dict[str, str | None]:
     """The secret in the clear; SecretError if this hub's key does not open it."""
     opened: dict[str, Any] = json.loads(key.open(_associated(number), token))
     return {name: (None if value is None else str(value)) for name, value in opened.items()}
+
+
+async def credentials_of(
+    conn: AsyncConnection, key: HubKey, account_id: int | None
+) -> SshCredentials:
+    """The SSH login of the account ``account_id``, its secret opened; AccountMissing
+    if there is none, SecretError if this hub's key does not open it."""
+    row = None
+    if account_id is not None:
+        row = await fetch_one(conn, sa.select(t.accounts).where(t.accounts.c.id == account_id))
+    if row is None:
+        raise AccountMissing(
+            f"the SSH worker's account {account_id} does not exist: give the worker an account"
+        )
+    secret = open_secret(key, row["id"], row["sealed_secret"])
+    if row["account_type"] == KEY_PAIR:
+        return SshCredentials(
+            username=row["username"],
+            private_key=secret.get("PrivateKeyFile"),
+            passphrase=secret.get("PrivateKeyPassphrase"),
+        )
+    return SshCredentials(username=row["username"], password=secret.get("Password"))

@@ -93,7 +93,8 @@ async def test_accounts_are_sealed_at_rest_never_returned_nor_logged(
         await hub.api.get("/api/events"),
     ]
     shown = repr(answers)
-    assert "deploy-key" in shown and "ops" in shown
+    assert "deploy-key" in shown
+    assert "ops" in shown
     await hub.server.stop()  # everything written and the WAL checkpointed
     stored = _database_text(database_url)
     assert "deploy-key" in stored  # the dump is the real thing
@@ -141,7 +142,8 @@ async def test_a_bad_account_is_refused_naming_each_field_never_the_secret(
     )  # fmt: skip
     assert status == 422
     assert "PrivateKeyFile must be a private key in OpenSSH or PEM form" in repr(body)
-    assert passphrase not in repr(body) and wrong not in repr(body)
+    assert passphrase not in repr(body)
+    assert wrong not in repr(body)
     # the key's file in base64, as Octopus's clients send it, is a key too
     status, made = await _new(
         hub,
