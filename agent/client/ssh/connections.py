@@ -23,6 +23,7 @@ from agent.errors import ConnectionLost
 log = logging.getLogger("agent.client.ssh")
 
 IDLE_TIMEOUT = 300.0  # seconds a connection without channels stays open
+MAX_SESSIONS = 10  # sshd's default MaxSessions: channels at once per connection
 KEEPALIVE_COUNT = 3  # keepalives unanswered before a connection counts as dropped
 
 
@@ -76,6 +77,13 @@ class Settings:
     connect_timeout: float = 15.0
     keepalive: float = 30.0
     idle_timeout: float = IDLE_TIMEOUT
+    max_sessions: int = MAX_SESSIONS
+
+    @property
+    def step_channels(self) -> int:
+        """Steps at once on one connection: the rest of sshd's MaxSessions is for
+        SFTP (one) and the short commands (cancel, capabilities: two)."""
+        return max(1, self.max_sessions - 3)
 
 
 @dataclass
@@ -93,6 +101,13 @@ class Link:
     opened: int = 0  # connections opened so far (what tests and logs count)
     state: dict[str, Any] = field(default_factory=dict)  # per connection (root, bundle...)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    prepare_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    steps: asyncio.Semaphore = field(init=False)
+    control: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
+
+    def __post_init__(self) -> None:
+        self.steps = asyncio.Semaphore(self.settings.step_channels)
+
     _idle: asyncio.TimerHandle | None = None
 
     async def connect(self) -> asyncssh.SSHClientConnection:

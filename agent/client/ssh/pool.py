@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from agent.client.ssh.connections import IDLE_TIMEOUT, Link, Settings
+from agent.client.ssh.connections import IDLE_TIMEOUT, MAX_SESSIONS, Link, Settings
 from agent.client.ssh.types import SshCredentials, SshTarget
 from agent.client.ssh.worker import SshWorker
 
@@ -13,7 +13,8 @@ class SshConnections:
     """One SSH connection per (target, username), shared by every step and check, kept
     open between steps (idle ones closed after ``idle_timeout``), re-established after a
     failure. ``root`` is the workers' folder on the targets (relative to the login's
-    home unless absolute)."""
+    home unless absolute). ``max_sessions`` is the targets' sshd MaxSessions (10 by
+    default): steps beyond what it leaves wait for a channel."""
 
     def __init__(
         self,
@@ -22,8 +23,9 @@ class SshConnections:
         connect_timeout: float = 15.0,
         keepalive: float = 30.0,
         idle_timeout: float = IDLE_TIMEOUT,
+        max_sessions: int = MAX_SESSIONS,
     ) -> None:
-        self.settings = Settings(root, connect_timeout, keepalive, idle_timeout)
+        self.settings = Settings(root, connect_timeout, keepalive, idle_timeout, max_sessions)
         self._links: dict[tuple[str, int, str], Link] = {}
 
     def link(self, target: SshTarget, credentials: SshCredentials) -> Link:

@@ -1,37 +1,124 @@
-"""SshWorker: agent.client.Worker on a machine reached over SSH (no agent there)."""
+"""SshWorker: agent.client.Worker on a machine reached over SSH (no agent there).
+
+Every call is one or more channels on the target's shared connection (Link):
+
+- the first use of a connection prepares the root folder (``<root>/Work``,
+  ``Locks``, ``bin``, ``calamari``, ``Files``, 0700), uploads the executor zipapp
+  once per content hash (kept on the target) and writes the ``tentacle`` shim;
+- a step is ONE channel running the wrapper (agent.client.ssh.sh.WRAPPER):
+  its stdin brings the environment and the body, its stdout and stderr are the
+  script's, its exit status the script's exit code. Files sent with a step go by
+  SFTP into ``<root>/Work/<ticket>`` first;
+- cancel is another channel (SIGTERM to the recorded process group, SIGKILL after
+  the step's grace); capabilities one more.
+
+A connection that drops while a step runs fails the step with ConnectionLost
+("its outcome is unknown"), never with a script failure; the next call opens a
+new connection.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+import datetime
+import hashlib
+import logging
+import secrets
+import shlex
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import asyncssh
+
+import agent
 from agent.client.scripts import LogChunk, ScriptOutcome, ScriptRequest
+from agent.client.ssh import remote as sh
+from agent.client.ssh.bundle import executor_bundle
 from agent.client.ssh.connections import Link
 from agent.client.worker import Progress
-from agent.errors import UnsupportedFeature
+from agent.errors import ConnectionLost, RemoteError, TentacleError
+from agent.protocol.services import DEFAULT_GRACE, DEFAULT_MUTEX
+
+log = logging.getLogger("agent.client.ssh")
+
+SERVICES = ("capabilities/1", "files/1", "scripts/1", "scripts/2")  # as an agent's
+CHUNK = 256 * 1024
+CONTROL_TIMEOUT = 60.0  # bound of the short commands (prepare, cancel, capabilities)
+INSTANCE = "SshWorker"
+
+_FAILURES = (asyncssh.Error, OSError, EOFError)  # what a dropped connection raises
 
 
 class SshWorker:
-    """A ``Worker`` over one shared SSH connection (see SshConnections)."""
+    """A ``Worker`` over one shared SSH connection (see SshConnections and the module)."""
 
     def __init__(self, link: Link, name: str) -> None:
         self.link = link
         self.name = name
 
+    # -- facts -----------------------------------------------------------------
+
     async def capabilities(self) -> dict[str, Any]:
-        raise UnsupportedFeature("not yet")
+        """What the target is (uname, the shells found, the root's free disk, python3),
+        as an agent's capabilities plus ``CommunicationStyle: Ssh`` and ``Python``."""
+        text = await self._control(sh.CAPABILITIES, self.link.settings.root)
+        facts = sh.parse_capabilities(text)
+        return {
+            "SupportedCapabilities": list(SERVICES),
+            "AgentVersion": None,
+            "CommunicationStyle": "Ssh",
+            **facts,
+        }
+
+    # -- files -----------------------------------------------------------------
 
     async def upload(
         self, local: Path, remote: str, progress: Progress | None = None
     ) -> dict[str, Any]:
-        raise UnsupportedFeature("not yet")
+        """Send ``local`` to ``remote`` (relative to the root) by SFTP through a
+        temporary beside it, renamed over it once complete: whole or not at all.
+        RemoteError refused for a path outside the root."""
+        root = await self._root()
+        target = self._inside(root, remote)
+        async with self.link.using():
+            try:
+                sftp = await self.link.sftp_client()
+                folder, name = target.rsplit("/", 1)
+                await sftp.makedirs(folder, exist_ok=True)
+                await self._check_real(sftp, folder, root, remote)
+                temporary = f"{folder}/.{name}.{secrets.token_hex(6)}.partial"
+                try:
+                    length, digest = await _send(sftp, local, temporary, progress)
+                    await _replace(sftp, temporary, target)
+                except BaseException:
+                    with contextlib.suppress(*_FAILURES):
+                        await sftp.remove(temporary)
+                    raise
+            except _FAILURES as error:
+                raise self._lost_or_refused(error, f"sending {local.name} to {target}") from None
+        return {"FullPath": target, "Length": length, "Sha256": digest}
 
     async def download(
         self, remote: str, local: Path, progress: Progress | None = None
     ) -> dict[str, Any]:
-        raise UnsupportedFeature("not yet")
+        """Fetch ``remote`` (inside the root) into ``local``, replaced only once
+        complete; RemoteError not_found, or refused for a path outside the root."""
+        root = await self._root()
+        source = self._inside(root, remote)
+        async with self.link.using():
+            try:
+                sftp = await self.link.sftp_client()
+                await self._check_real(sftp, source, root, remote)
+                length, digest = await _receive(sftp, source, local, progress)
+            except asyncssh.SFTPNoSuchFile:
+                raise RemoteError("not_found", f"no file at {source} on {self.name}") from None
+            except _FAILURES as error:
+                raise self._lost_or_refused(error, f"fetching {source}") from None
+        return {"FullPath": str(local), "Length": length, "Sha256": digest}
+
+    # -- scripts ---------------------------------------------------------------
 
     async def execute(
         self,
@@ -39,10 +126,365 @@ class SshWorker:
         on_output: Callable[[LogChunk], None],
         cancel: asyncio.Event | None = None,
     ) -> ScriptOutcome:
-        raise UnsupportedFeature("not yet")
+        """Run ``request`` in ``<root>/Work/<ticket>`` (see the module), streaming its
+        lines to ``on_output`` in order; ``cancel`` set cancels it (the outcome keeps
+        the real exit code). A ticket started before is not started again: its
+        recorded exit code comes back (``already_finished``), or ConnectionLost says
+        it is still running. ConnectionLost when the connection drops mid-step."""
+        cancel = cancel or asyncio.Event()
+        start = request.to_start()  # CallError(bad_params) for what the contract refuses
+        ticket = sh.safe_ticket(start.ticket)
+        program = sh.SYNTAXES.get(str(start.syntax))
+        if program is None:
+            raise RemoteError("bad_params", f"syntax {start.syntax} cannot run on SSH workers")
+        root = await self._root()
+        if request.files:
+            await self._send_files(root, ticket, request)
+        arguments = (
+            root,
+            ticket,
+            str(start.isolation),
+            sh.mutex_file(start.mutex_name or DEFAULT_MUTEX),
+            f"{start.mutex_timeout:g}" if start.mutex_timeout else "",
+            f"{DEFAULT_GRACE if start.grace is None else start.grace:g}",
+            program,
+            *start.arguments,
+        )
+        environment = {**self._tentacle_variables(root), **dict(start.environment)}
+        stdin = sh.wrapper_input(environment, start.body)
+        async with self.link.using(), self.link.steps:
+            return await self._run_step(ticket, arguments, stdin, on_output, cancel)
 
     async def cancel(self, ticket: str) -> None:
-        raise UnsupportedFeature("not yet")
+        """SIGTERM the script ``ticket``'s process group, SIGKILL after its grace (on the
+        target: returns once it is gone or killed). Nothing for a finished or unknown
+        ticket."""
+        try:
+            sh.safe_ticket(ticket)
+        except ValueError:
+            return
+        root = await self._root()
+        await self._control(sh.CANCEL, root, ticket, timeout=None)
 
     async def close(self) -> None:
-        """Nothing per handle: the connection is SshConnections'."""
+        """Nothing per handle: the connection is SshConnections' (closed by its close)."""
+
+    # -- the step --------------------------------------------------------------
+
+    async def _run_step(
+        self,
+        ticket: str,
+        arguments: tuple[str, ...],
+        stdin: bytes,
+        on_output: Callable[[LogChunk], None],
+        cancel: asyncio.Event,
+    ) -> ScriptOutcome:
+        process, connection = await self._open_process(sh.command(sh.WRAPPER, *arguments))
+        canceller: asyncio.Task[None] | None = None
+        try:
+            process.stdin.write(stdin)
+            process.stdin.write_eof()
+            status_line = await process.stdout.readline()
+            state, code = self._status(status_line, ticket)
+            if state == "finished" and code is not None:
+                return ScriptOutcome(ticket, code, cancelled=False, already_finished=True)
+            if state == "running":
+                raise ConnectionLost(
+                    f"{self.name}: the script {ticket} was started before (over a connection "
+                    "that dropped) and is still running: its outcome is unknown until it ends"
+                )
+            canceller = asyncio.ensure_future(self._cancel_when(cancel, ticket))
+            lines = _Lines(on_output)
+            await asyncio.gather(
+                lines.read(process.stdout, "stdout"), lines.read(process.stderr, "stderr")
+            )
+            await process.wait()
+        except _FAILURES as error:
+            self.link.forget(connection)
+            raise self._lost(ticket, error) from None
+        finally:
+            if canceller is not None:
+                canceller.cancel()
+            process.close()
+        code = _exit_code(process)
+        if code is None:
+            self.link.forget(connection)
+            raise self._lost(ticket, None)
+        return ScriptOutcome(ticket, code, cancel.is_set())
+
+    async def _cancel_when(self, cancel: asyncio.Event, ticket: str) -> None:
+        await cancel.wait()
+        try:
+            await self.cancel(ticket)
+        except TentacleError as error:  # the step's own channel reports what follows
+            log.warning("cancelling %s on %s failed: %s", ticket, self.name, error)
+
+    def _status(self, line: bytes, ticket: str) -> tuple[str, int | None]:
+        text = line.decode("utf-8", "replace").rstrip("\n")
+        if not text:  # the channel ended before the wrapper said anything
+            raise ConnectionLost(
+                f"{self.name}: the step wrapper of {ticket} ended before starting the script "
+                "(is /bin/sh there, and the root folder writable?)"
+            )
+        try:
+            return sh.parse_status(text)
+        except ValueError as error:
+            raise RemoteError("internal", f"{self.name}: {error}") from None
+
+    def _lost(self, ticket: str, error: BaseException | None) -> ConnectionLost:
+        why = f" ({_reason(error)})" if error is not None else ""
+        return ConnectionLost(
+            f"the SSH connection to {self.name} dropped while the script {ticket} ran{why}: "
+            "the script's outcome is unknown (this is not a failure of the script); "
+            "executing the ticket again reports its exit code if it ended"
+        )
+
+    async def _open_process(
+        self, command: str
+    ) -> tuple[asyncssh.SSHClientProcess[bytes], asyncssh.SSHClientConnection]:
+        """A process on the shared connection. A connection that turns out dead as the
+        channel opens (nothing ran yet) is replaced once by a new one."""
+        for attempt in (1, 2):
+            connection = await self.link.connect()
+            try:
+                process = await connection.create_process(command, encoding=None)
+            except asyncssh.ChannelOpenError as error:
+                if attempt == 2 or error.code != asyncssh.OPEN_CONNECT_FAILED:
+                    raise ConnectionLost(
+                        f"{self.name} refused a new SSH channel: {_reason(error)} (its sshd's "
+                        "MaxSessions may be below what SshConnections opens at once)"
+                    ) from None
+                self.link.forget(connection)
+            except _FAILURES as error:
+                self.link.forget(connection)
+                if attempt == 2:
+                    raise ConnectionLost(f"{self.name}: {_reason(error)}") from None
+            else:
+                return process, connection
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- the root, the bundle, the shim ------------------------------------------
+
+    async def _root(self) -> str:
+        """The root's absolute path on the target, prepared once per connection."""
+        await self.link.connect()
+        state = self.link.state
+        if "root" not in state:
+            async with self.link.prepare_lock:
+                if "root" not in self.link.state:
+                    await self._prepare()
+        return str(self.link.state["root"])
+
+    async def _prepare(self) -> None:
+        root = (await self._control(sh.PREPARE, self.link.settings.root)).strip()
+        if not root.startswith("/"):
+            raise RemoteError("internal", f"{self.name}: the root folder is {root!r}")
+        bundle = await asyncio.to_thread(executor_bundle)
+        path = f"{root}/{sh.BUNDLES}/{bundle.file_name}"
+        async with self.link.using():
+            try:
+                sftp = await self.link.sftp_client()
+                if not await sftp.exists(path):
+                    partial = f"{path}.{secrets.token_hex(4)}.partial"
+                    async with sftp.open(partial, "wb") as file:
+                        await file.write(bundle.data)
+                    await _replace(sftp, partial, path)
+            except _FAILURES as error:
+                raise self._lost_or_refused(error, "sending the executor bundle") from None
+        shim = sh.SHIM_TEXT.format(bundle=shlex.quote(path))
+        await self._control(sh.INSTALL_SHIM, f"{root}/{sh.SHIM}", shim)
+        self.link.state["root"] = root
+
+    def _tentacle_variables(self, root: str) -> dict[str, str]:
+        files = f"{root}/{sh.FILES}"
+        return {
+            "TentacleHome": root,
+            "TentacleApplications": f"{files}/Applications",
+            "TentacleJournal": f"{files}/DeploymentJournal.json",
+            "TentacleInstanceName": INSTANCE,
+            "TentacleVersion": agent.__version__,
+            "TentacleExecutablePath": f"{root}/{sh.SHIM}",
+        }
+
+    async def _send_files(self, root: str, ticket: str, request: ScriptRequest) -> None:
+        folder = f"{root}/{sh.WORK}/{ticket}"
+        names = []
+        for name, local in request.files:
+            safe = sh.workspace_name(name)
+            if safe is None:
+                raise RemoteError(
+                    "bad_params", f"file {name!r} would land outside the script's workspace"
+                )
+            names.append((safe, local))
+        async with self.link.using():
+            try:
+                sftp = await self.link.sftp_client()
+                await sftp.makedirs(folder, exist_ok=True)
+                await sftp.chmod(folder, 0o700)
+                if await sftp.exists(f"{folder}/.started"):
+                    return  # started before: the wrapper reports it, the files stay as sent
+                for name, local in names:
+                    target = f"{folder}/{name}"
+                    if "/" in name:
+                        await sftp.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+                    await _send(sftp, local, target, None)
+            except _FAILURES as error:
+                raise self._lost_or_refused(error, f"sending the files of {ticket}") from None
+
+    # -- helpers -----------------------------------------------------------------
+
+    async def _control(
+        self, text: str, *arguments: str, timeout: float | None = CONTROL_TIMEOUT
+    ) -> str:
+        """Run a short command to its end; its stdout. RemoteError if it failed."""
+        async with self.link.using(), self.link.control:
+            process, connection = await self._open_process(sh.command(text, *arguments))
+            try:
+                async with asyncio.timeout(timeout):
+                    done = await process.wait()
+            except _FAILURES as error:
+                self.link.forget(connection)
+                raise ConnectionLost(f"{self.name}: {_reason(error)}") from None
+            except TimeoutError:
+                process.close()
+                raise ConnectionLost(f"{self.name} did not answer within {timeout:g} s") from None
+        if done.exit_status != 0:
+            stderr = _text(done.stderr).strip()
+            raise RemoteError(
+                "internal", f"{self.name}: a command failed ({done.exit_status}): {stderr}"
+            )
+        return _text(done.stdout)
+
+    def _inside(self, root: str, path: str) -> str:
+        inside = sh.within(root, path)
+        if inside is None:
+            raise RemoteError(
+                "refused",
+                f"{path!r} is outside the SSH worker's folder {root}: files move only "
+                "inside it (a path relative to it, or an absolute one within it)",
+            )
+        return inside
+
+    async def _check_real(
+        self, sftp: asyncssh.SFTPClient, path: str, root: str, given: str
+    ) -> None:
+        """Refuse a path whose links lead out of the root (the server resolves them)."""
+        try:
+            real = await sftp.realpath(path)
+            real_root = await sftp.realpath(root)
+        except asyncssh.SFTPNoSuchFile:
+            raise
+        if real != real_root and not str(real).startswith(str(real_root).rstrip("/") + "/"):
+            raise RemoteError(
+                "refused", f"{given!r} leads to {real}, outside the SSH worker's folder {root}"
+            )
+
+    def _lost_or_refused(self, error: BaseException, doing: str) -> TentacleError:
+        if isinstance(error, asyncssh.SFTPError):
+            return RemoteError("refused", f"{self.name}: {doing} failed: {_reason(error)}")
+        return ConnectionLost(f"{self.name}: {doing} failed: {_reason(error)}")
+
+
+class _Lines:
+    """Turns a channel's bytes into LogChunks, one sequence across stdout and stderr."""
+
+    def __init__(self, on_output: Callable[[LogChunk], None]) -> None:
+        self.on_output = on_output
+        self.last = 0
+        drained = getattr(on_output, "drained", None)
+        self.drained: Callable[[], Awaitable[Any]] | None = drained
+
+    async def read(self, stream: asyncssh.SSHReader[bytes], source: str) -> None:
+        partial = b""
+        while chunk := await stream.read(CHUNK):
+            *lines, partial = (partial + chunk).split(b"\n")
+            if lines:
+                await self._deliver(source, lines)
+        if partial:
+            await self._deliver(source, [partial])
+
+    async def _deliver(self, source: str, lines: list[bytes]) -> None:
+        texts = [line.decode("utf-8", "replace").removesuffix("\r") for line in lines]
+        first = self.last + 1
+        self.last += len(texts)
+        now = datetime.datetime.now(datetime.UTC)
+        self.on_output(LogChunk(source, first, texts, now))
+        if self.drained is not None:
+            await self.drained()
+
+
+def _exit_code(process: asyncssh.SSHClientProcess[bytes]) -> int | None:
+    """The wrapper's exit status (the script's), 128+N for a signal; None when the
+    channel closed without either (the connection dropped)."""
+    if process.exit_status is not None and process.exit_status >= 0:
+        return int(process.exit_status)
+    signal_info = process.exit_signal
+    if signal_info is not None:
+        number = _SIGNALS.get(str(signal_info[0]), 0)
+        return 128 + number
+    return None
+
+
+_SIGNALS = {"HUP": 1, "INT": 2, "QUIT": 3, "KILL": 9, "PIPE": 13, "TERM": 15}
+
+
+def _text(output: bytes | str | None) -> str:
+    if isinstance(output, bytes):
+        return output.decode("utf-8", "replace")
+    return output or ""
+
+
+def _data(chunk: bytes | str) -> bytes:
+    return chunk if isinstance(chunk, bytes) else chunk.encode()
+
+
+def _reason(error: BaseException | None) -> str:
+    if isinstance(error, asyncssh.Error):
+        return error.reason or type(error).__name__
+    return str(error) or type(error).__name__
+
+
+async def _send(
+    sftp: asyncssh.SFTPClient, local: Path, target: str, progress: Progress | None
+) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    length = 0
+    async with sftp.open(target, "wb", asyncssh.SFTPAttrs(permissions=0o600)) as file:
+        with local.open("rb") as source:
+            while chunk := source.read(CHUNK * 4):
+                digest.update(chunk)
+                await file.write(chunk)
+                length += len(chunk)
+                if progress is not None:
+                    progress(length)
+    return length, digest.hexdigest()
+
+
+async def _receive(
+    sftp: asyncssh.SFTPClient, source: str, local: Path, progress: Progress | None
+) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    length = 0
+    temporary = local.with_name(f".{local.name}.{secrets.token_hex(6)}.partial")
+    try:
+        async with sftp.open(source, "rb") as file:
+            with temporary.open("xb") as copy:
+                while chunk := _data(await file.read(CHUNK * 4)):
+                    digest.update(chunk)
+                    copy.write(chunk)
+                    length += len(chunk)
+                    if progress is not None:
+                        progress(length)
+        temporary.replace(local)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return length, digest.hexdigest()
+
+
+async def _replace(sftp: asyncssh.SFTPClient, temporary: str, target: str) -> None:
+    """Rename ``temporary`` over ``target`` atomically (OpenSSH's posix-rename)."""
+    try:
+        await sftp.posix_rename(temporary, target)
+    except asyncssh.SFTPOpUnsupported:
+        await sftp.rename(temporary, target, flags=asyncssh.FXR_OVERWRITE)

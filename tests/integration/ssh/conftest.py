@@ -1,9 +1,11 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from agent.client import LogChunk, SshConnections, SshCredentials, SshTarget, SshWorker
 from tests.helpers.sshd import SshServer
 
 
@@ -13,3 +15,52 @@ def sshd() -> Iterator[SshServer]:
     server = SshServer().start()
     yield server
     server.close()
+
+
+@pytest.fixture
+async def connections() -> AsyncIterator[SshConnections]:
+    """The test's own SshConnections (closed at its end)."""
+    pool = SshConnections()
+    yield pool
+    await pool.close()
+
+
+def target_of(sshd: SshServer, *, without_python: bool = False, fingerprint: str = "") -> SshTarget:
+    port = sshd.port_without_python if without_python else sshd.port
+    return SshTarget(sshd.host, port, fingerprint or sshd.fingerprint)
+
+
+def key_login(sshd: SshServer) -> SshCredentials:
+    assert sshd.key is not None
+    return SshCredentials(sshd.user, private_key=sshd.key.private)
+
+
+@pytest.fixture
+def worker(sshd: SshServer, connections: SshConnections) -> SshWorker:
+    """A worker on the test server, logging in with the plain key."""
+    return connections.worker(target_of(sshd), key_login(sshd), "ssh-test")
+
+
+class Output:
+    """What a step printed, by source, with the sequence numbers it came with."""
+
+    def __init__(self) -> None:
+        self.chunks: list[LogChunk] = []
+        self.seen = asyncio.Event()
+        self.wanted = ""
+
+    def __call__(self, chunk: LogChunk) -> None:
+        self.chunks.append(chunk)
+        if self.wanted and any(self.wanted in line for line in chunk.lines):
+            self.seen.set()
+
+    def lines(self, source: str = "stdout") -> list[str]:
+        return [line for chunk in self.chunks if chunk.source == source for line in chunk.lines]
+
+    async def wait_for(self, text: str) -> None:
+        """Until a line containing ``text`` came (bounded by the test's timeout)."""
+        self.wanted = text
+        if any(text in line for line in self.lines() + self.lines("stderr")):
+            return
+        async with asyncio.timeout(60):
+            await self.seen.wait()
