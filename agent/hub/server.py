@@ -191,7 +191,9 @@ class HubServer:
             ) from None
         self.trust.start()
         key = HubKey.of_home(self.home.path)
-        self.reach = reach = WorkerReach(settings, self.listener, store, key)
+        self.reach = reach = WorkerReach(
+            settings, self.listener, store, key, self.home.settings.ssh_worker_root
+        )
         self.repository = Repository(self.home.path, self.home.settings.max_package_bytes)
         self.repository.sweep_incoming()  # what a killed upload left
         artifact_files = ArtifactFiles(self.home.path)

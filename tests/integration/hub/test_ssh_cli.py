@@ -41,7 +41,7 @@ def fields(result: Result) -> dict[str, str]:
 async def test_the_fingerprint_is_shown_and_workers_added_with_a_key_or_a_password(
     hub: RunningHub, sshd: SshServer, tmp_path: Path
 ) -> None:
-    cli = TentacleCli(tmp_path / "cli")
+    cli = TentacleCli(tmp_path)
     where = ["--host", "127.0.0.1", "--port", str(sshd.port)]
     shown = fields(await hub_ok(cli, hub, "ssh-fingerprint", *where))
     assert shown["Fingerprint"] == sshd.fingerprint
@@ -94,7 +94,7 @@ async def test_the_fingerprint_is_shown_and_workers_added_with_a_key_or_a_passwo
 async def test_bad_input_is_one_clear_line_and_leaves_nothing_behind(
     hub: RunningHub, sshd: SshServer, tmp_path: Path
 ) -> None:
-    cli = TentacleCli(tmp_path / "cli")
+    cli = TentacleCli(tmp_path)
     common = ["--name", "s", "--host", "127.0.0.1", "--port", str(sshd.port), "--username", "u",
               "--workerpool", "Default Worker Pool"]  # fmt: skip
     good = ["--fingerprint", sshd.fingerprint]

@@ -7,10 +7,13 @@ server's. One sshd for the session; each test on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from tests.helpers.hub import RunningHub
+import pytest
+
+from tests.helpers.hub import RunningHub, running_hub
 from tests.helpers.sshd import SshServer
 from tests.integration.hub.ssh_helpers import add_ssh_worker, checked, key_account
 from tests.integration.hub.tasks_helpers import finished, submit
@@ -26,6 +29,13 @@ from tests.integration.hub.test_deploy import (
 )
 
 OTHER_FINGERPRINT = "SHA256:" + "A" * 43
+ROOT = "steps-root"  # hub.yaml's SshWorkerRoot: the SSH workers' folder on the targets
+
+
+@pytest.fixture
+async def hub(tmp_path: Path, database_url: str) -> AsyncIterator[RunningHub]:
+    async with running_hub(tmp_path, database_url, ssh_worker_root=ROOT) as running:
+        yield running
 
 
 def named(answer: dict[str, Any], *parts: str) -> bool:
@@ -98,7 +108,8 @@ async def test_an_ssh_worker_is_checked_runs_scripts_and_deployments_and_pins_it
     assert worker["FreeDiskSpaceMegabytes"] > 0
     assert worker["ShellName"] in ("bash", "sh")
 
-    task = await submit(hub.api, ScriptBody="echo out\necho err >&2\nexit 3", Syntax="SH")
+    script = "echo out\necho err >&2\npwd\nexit 3"
+    task = await submit(hub.api, ScriptBody=script, Syntax="SH")
     done = await finished(hub.api, task)
     assert (done["State"], done["ErrorMessage"]) == (
         "Failed",
@@ -106,7 +117,9 @@ async def test_an_ssh_worker_is_checked_runs_scripts_and_deployments_and_pins_it
     )
     [step] = (await hub.api.get(f"/api/tasks/{task['Id']}/details"))["ActivityLogs"][0]["Children"]
     texts = [e["MessageText"] for e in step["LogElements"]]
-    assert texts[:2] in (["out", "err"], ["err", "out"])
+    assert sorted(texts[:3])[1:] == ["err", "out"]  # stdout and stderr, as they came
+    work = [text for text in texts if text.startswith(f"{sshd.home}/{ROOT}/Work/")]
+    assert len(work) == 1  # its own folder, under the hub's SshWorkerRoot
     assert texts[-1].endswith("code 3")
 
     await upload(hub, "Acme.Web.1.0.0.zip", package_bytes())
