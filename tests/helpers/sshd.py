@@ -63,6 +63,12 @@ def _remove_stale_users() -> None:
             subprocess.run(["userdel", "-r", "-f", name], capture_output=True, check=False)
 
 
+def _is_sshd(process: psutil.Process) -> bool:
+    with contextlib.suppress(psutil.Error):
+        return process.name() == "sshd"
+    return False
+
+
 @dataclass(frozen=True)
 class KeyPair:
     """A client key: ``private`` is the OpenSSH text (encrypted with ``passphrase``)."""
@@ -191,11 +197,13 @@ Match LocalPort {self.port_without_python}
         raise RuntimeError(f"sshd did not answer on port {port} within {READY_TIMEOUT} s: {last}")
 
     def sessions(self) -> list[psutil.Process]:
-        """The per-connection sshd processes of this server (its children)."""
+        """The per-connection sshd processes of this server (not the commands they run,
+        which outlive a dropped connection, as on any machine)."""
         if self.process is None or self.process.poll() is not None:
             return []
         with contextlib.suppress(psutil.NoSuchProcess):
-            return psutil.Process(self.process.pid).children(recursive=True)
+            children = psutil.Process(self.process.pid).children(recursive=True)
+            return [child for child in children if _is_sshd(child)]
         return []
 
     def stop(self) -> None:
@@ -215,14 +223,33 @@ Match LocalPort {self.port_without_python}
         psutil.wait_procs(sessions, timeout=10)
         self.process = None
 
+    def user_processes(self) -> list[psutil.Process]:
+        """The processes running as the test user (its steps, their children)."""
+        uid = pwd.getpwnam(self.user).pw_uid
+        found = []
+        for process in psutil.process_iter(["uids"]):
+            with contextlib.suppress(psutil.Error):
+                if process.info["uids"] and process.info["uids"].real == uid:
+                    found.append(process)
+        return found
+
+    def kill_user_processes(self) -> None:
+        processes = self.user_processes()
+        for process in processes:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        psutil.wait_procs(processes, timeout=10)
+
     def restart(self) -> None:
         """``stop`` then ``resume``: same port, same host key, the sessions gone."""
         self.stop()
         self.resume()
 
     def close(self) -> None:
-        """Stop the server, remove the user (and its home) and the folder."""
+        """Stop the server, end what the user still runs (steps a test left behind),
+        remove the user (and its home) and the folder."""
         self.stop()
+        self.kill_user_processes()
         subprocess.run(["userdel", "-r", "-f", self.user], capture_output=True, check=False)
         shutil.rmtree(self.folder, ignore_errors=True)
 

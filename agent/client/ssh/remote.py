@@ -93,11 +93,15 @@ if command -v flock >/dev/null 2>&1; then
     fi
   fi
 fi
+# From here the wrapper's own messages (a shell reporting a killed job, say) go
+# nowhere: writing to a channel that dropped would kill it before it records the code
+exec 7>&1 8>&2 >/dev/null 2>&1
 if command -v setsid >/dev/null 2>&1; then
-  setsid "$program" .script "$@" </dev/null 9>&- &
+  setsid "$program" .script "$@" </dev/null >&7 2>&8 7>&- 8>&- 9>&- &
 else
-  "$program" .script "$@" </dev/null 9>&- &
+  "$program" .script "$@" </dev/null >&7 2>&8 7>&- 8>&- 9>&- &
 fi
+exec 7>&- 8>&-
 pid=$!
 printf '%s\\n' "$pid" > .pgid
 if [ -e .cancel ]; then
@@ -113,7 +117,8 @@ exit "$code"
 """
 
 # Cancel: mark the ticket (the wrapper checks the mark once the process group is
-# recorded), then SIGTERM its process group, SIGKILL after its grace.
+# recorded), then SIGTERM its process group, SIGKILL after its grace; returns once
+# the wrapper recorded the exit code.
 CANCEL = f"""\
 w="$1/{WORK}/$2"
 [ -d "$w" ] || exit 0
@@ -129,6 +134,13 @@ while [ "$tenths" -gt 0 ] && kill -0 "-$pid" 2>/dev/null; do
   tenths=$((tenths - 1))
 done
 kill -KILL "-$pid" 2>/dev/null
+# the wrapper records the exit code once the group is gone: wait for it (bounded)
+wrapper=$(cat "$w/.wrapper" 2>/dev/null || echo 0)
+tries=100
+while [ "$tries" -gt 0 ] && [ ! -f "$w/exitcode" ] && kill -0 "$wrapper" 2>/dev/null; do
+  sleep 0.05
+  tries=$((tries - 1))
+done
 exit 0
 """
 

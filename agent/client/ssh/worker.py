@@ -28,7 +28,7 @@ import secrets
 import shlex
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import asyncssh
 
@@ -82,6 +82,12 @@ class SshWorker:
         RemoteError refused for a path outside the root."""
         root = await self._root()
         target = self._inside(root, remote)
+        with local.open("rb") as source:  # a missing local file fails before anything is sent
+            return await self._upload(source, root, target, remote, progress)
+
+    async def _upload(
+        self, source: BinaryIO, root: str, target: str, remote: str, progress: Progress | None
+    ) -> dict[str, Any]:
         async with self.link.using():
             try:
                 sftp = await self.link.sftp_client()
@@ -90,14 +96,14 @@ class SshWorker:
                 await self._check_real(sftp, folder, root, remote)
                 temporary = f"{folder}/.{name}.{secrets.token_hex(6)}.partial"
                 try:
-                    length, digest = await _send(sftp, local, temporary, progress)
+                    length, digest = await _send(sftp, source, temporary, progress)
                     await _replace(sftp, temporary, target)
                 except BaseException:
                     with contextlib.suppress(*_FAILURES):
                         await sftp.remove(temporary)
                     raise
             except _FAILURES as error:
-                raise self._lost_or_refused(error, f"sending {local.name} to {target}") from None
+                raise self._lost_or_refused(error, f"sending a file to {target}") from None
         return {"FullPath": target, "Length": length, "Sha256": digest}
 
     async def download(
@@ -327,7 +333,8 @@ class SshWorker:
                     target = f"{folder}/{name}"
                     if "/" in name:
                         await sftp.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
-                    await _send(sftp, local, target, None)
+                    with local.open("rb") as source:
+                        await _send(sftp, source, target, None)
             except _FAILURES as error:
                 raise self._lost_or_refused(error, f"sending the files of {ticket}") from None
 
@@ -445,18 +452,17 @@ def _reason(error: BaseException | None) -> str:
 
 
 async def _send(
-    sftp: asyncssh.SFTPClient, local: Path, target: str, progress: Progress | None
+    sftp: asyncssh.SFTPClient, source: BinaryIO, target: str, progress: Progress | None
 ) -> tuple[int, str]:
     digest = hashlib.sha256()
     length = 0
     async with sftp.open(target, "wb", asyncssh.SFTPAttrs(permissions=0o600)) as file:
-        with local.open("rb") as source:
-            while chunk := source.read(CHUNK * 4):
-                digest.update(chunk)
-                await file.write(chunk)
-                length += len(chunk)
-                if progress is not None:
-                    progress(length)
+        while chunk := source.read(CHUNK * 4):
+            digest.update(chunk)
+            await file.write(chunk)
+            length += len(chunk)
+            if progress is not None:
+                progress(length)
     return length, digest.hexdigest()
 
 

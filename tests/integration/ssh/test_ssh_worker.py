@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import platform
+import secrets
 import signal
+import zipfile
+from pathlib import Path
 
 import psutil
+import pytest
 
-from agent.client import ScriptRequest, SshWorker
+from agent.client import RemoteError, ScriptRequest, SshConnections, SshWorker
+from agent.client.ssh.bundle import executor_bundle
+from agent.hub.secrets import DeployVariable, encrypted_variables_file, one_time_password
 from tests.helpers.eventually import eventually
 from tests.helpers.sshd import SshServer
-from tests.integration.ssh.conftest import Output
+from tests.integration.ssh.conftest import Output, key_login, target_of
 
 
 async def test_a_script_streams_its_output_and_keeps_its_exit_code(worker: SshWorker) -> None:
@@ -77,3 +84,129 @@ async def test_cancel_from_anywhere_and_the_capabilities(
     outcome = await run
     assert outcome.exit_code == 128 + signal.SIGTERM
     assert not _processes_of(sshd.user, "sleep 3003")
+
+
+async def test_files_move_whole_inside_the_root_only(
+    sshd: SshServer, worker: SshWorker, tmp_path: Path
+) -> None:
+    local = tmp_path / "data.bin"
+    local.write_bytes(b"x" * 300_000)
+    reply = await worker.upload(local, "Files/in/data.bin")
+    root = sshd.home / ".tentacle"
+    assert reply["FullPath"] == str(root / "Files/in/data.bin")
+    assert reply["Length"] == 300_000
+    assert reply["Sha256"] == hashlib.sha256(local.read_bytes()).hexdigest()
+    assert (root / "Files/in/data.bin").read_bytes() == local.read_bytes()
+    back = tmp_path / "back.bin"
+    assert (await worker.download("Files/in/data.bin", back))["Sha256"] == reply["Sha256"]
+    assert back.read_bytes() == local.read_bytes()
+
+    # a transfer that fails midway leaves the old file whole, and no partial file
+    bigger = tmp_path / "bigger.bin"
+    bigger.write_bytes(b"y" * 3_000_000)
+
+    def fail(done: int) -> None:
+        raise RuntimeError(f"stopped after {done} bytes")
+
+    with pytest.raises(RuntimeError, match="stopped after"):
+        await worker.upload(bigger, "Files/in/data.bin", fail)
+    with pytest.raises(FileNotFoundError):
+        await worker.upload(tmp_path / "gone.bin", "Files/in/data.bin")
+    assert (root / "Files/in/data.bin").read_bytes() == local.read_bytes()
+    assert sorted(p.name for p in (root / "Files/in").iterdir()) == ["data.bin"]
+    with pytest.raises(RemoteError, match="not_found"):
+        await worker.download("Files/in/absent.bin", tmp_path / "absent.bin")
+    assert not (tmp_path / "absent.bin").exists()
+
+    for escaping in ("../outside.bin", "/etc/passwd", "Files/../../x", "."):
+        with pytest.raises(RemoteError, match="outside the SSH worker's folder"):
+            await worker.upload(local, escaping)
+        with pytest.raises(RemoteError, match="outside the SSH worker's folder"):
+            await worker.download(escaping, tmp_path / "escaped")
+    (root / "Files" / "link").symlink_to("/etc")
+    with pytest.raises(RemoteError, match="leads to /etc"):
+        await worker.download("Files/link/hostname", tmp_path / "escaped")
+    assert not (tmp_path / "escaped").exists()
+    assert not (sshd.home / "outside.bin").exists()
+
+
+async def test_full_isolation_runs_steps_one_at_a_time(sshd: SshServer, worker: SshWorker) -> None:
+    gate = sshd.home / f"gate-{id(worker)}"
+    ran = sshd.home / f"ran-{id(worker)}"
+    first_output = Output()
+    first = asyncio.ensure_future(
+        worker.execute(
+            ScriptRequest(body=f"echo holding; while [ ! -e {gate} ]; do sleep 0.05; done"),
+            first_output,
+        )
+    )
+    await first_output.wait_for("holding")
+    second = asyncio.ensure_future(worker.execute(ScriptRequest(body=f"touch {ran}"), Output()))
+    await eventually(lambda: _processes_of(sshd.user, "flock"), "the second step waits")
+    assert not ran.exists()
+    gate.touch()
+    assert (await first).exit_code == 0
+    assert (await second).exit_code == 0
+    assert ran.exists()
+
+
+async def test_a_target_without_python3_runs_shell_scripts_and_says_why_calamari_cannot(
+    sshd: SshServer, connections: SshConnections
+) -> None:
+    worker = connections.worker(target_of(sshd, without_python=True), key_login(sshd))
+    assert (await worker.capabilities())["Python"] is None
+    output = Output()
+    body = 'echo shell works; "$TentacleExecutablePath" calamari deploy-package --help'
+    outcome = await worker.execute(ScriptRequest(body=body), output)
+    assert output.lines() == ["shell works"]
+    assert output.lines("stderr") == [
+        "python3 is not installed on this SSH worker: tentacle calamari needs it"
+    ]
+    assert outcome.exit_code == 127
+
+
+async def test_the_executor_deploys_a_package_with_secrets_kept_off_the_targets_disk(
+    sshd: SshServer, worker: SshWorker, tmp_path: Path
+) -> None:
+    secret = f"hunter-{secrets.token_hex(8)}"
+    package = tmp_path / "Greeter.1.0.0.zip"
+    with zipfile.ZipFile(package, "w") as archive:
+        archive.writestr("app.config", "greeting=#{Greeting}\n")
+        archive.writestr(
+            "Deploy.sh", 'echo "token is $(get_octopusvariable Token)"\necho deployed\n'
+        )
+    await worker.upload(package, "Files/packages/Greeter.1.0.0.zip")
+    password = one_time_password()
+    variables = [
+        DeployVariable("Greeting", "hello from ssh"),
+        DeployVariable("Token", secret, sensitive=True),
+        DeployVariable("Octopus.Action.SubstituteInFiles.TargetFiles", "app.config"),
+    ]
+    variables_file = tmp_path / "variables.enc"
+    variables_file.write_bytes(encrypted_variables_file(variables, password))
+    body = (
+        '"$TentacleExecutablePath" calamari deploy-package '
+        '--package "$TentacleHome/Files/packages/Greeter.1.0.0.zip" --variables variables.enc'
+    )
+    output = Output()
+    request = ScriptRequest(
+        body=body,
+        files=[("variables.enc", variables_file)],
+        environment={"TENTACLE_VARIABLES_PASSWORD": password},
+    )
+    outcome = await worker.execute(request, output)
+    assert outcome.exit_code == 0, output.lines("stderr")
+    printed = output.lines()
+    assert "token is ********" in printed
+    assert "deployed" in printed
+    assert all(secret not in line for line in printed + output.lines("stderr"))
+    configs = list((sshd.home / ".tentacle" / "Files" / "Applications").rglob("app.config"))
+    assert [c.read_text() for c in configs] == ["greeting=hello from ssh\n"]
+    # neither the secret nor the password is anywhere in the user's home
+    for path in sshd.home.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            content = path.read_bytes()
+            assert secret.encode() not in content, path
+            assert password.encode() not in content, path
+    bundles = list((sshd.home / ".tentacle" / "calamari").glob("*.pyz"))
+    assert [b.name for b in bundles] == [f"{executor_bundle().sha256}.pyz"]

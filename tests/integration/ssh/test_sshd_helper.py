@@ -17,7 +17,7 @@ async def _run(sshd: SshServer, command: str, port: int | None = None, **login: 
         known_hosts=None,
         agent_path=None,
         config=None,
-        **login,  # type: ignore[arg-type]
+        **login,
     ) as connection:
         done = await connection.run(command, check=True)
         return str(done.stdout)
