@@ -7,6 +7,7 @@ import base64
 import logging
 import secrets
 import subprocess
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,10 @@ SECRET_FIELDS = ("PrivateKeyFile", "PrivateKeyPassphrase", "Password")
 def encrypted_key(passphrase: str) -> str:
     """A new ed25519 private key in OpenSSH form, encrypted with ``passphrase``."""
     key = asyncssh.generate_private_key("ssh-ed25519")
-    # few bcrypt rounds: the test's keys need not resist brute force, only open slowly less
-    return key.export_private_key("openssh", passphrase, rounds=4).decode()
+    # few bcrypt rounds: the test's keys need not resist brute force (bcrypt warns so)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return key.export_private_key("openssh", passphrase, rounds=4).decode()
 
 
 def _database_text(url: str) -> str:
