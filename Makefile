@@ -3,13 +3,14 @@
 # make bench - set up, then the benchmarks (ratios against a baseline from the same run)
 # make bench-loops - the uvloop/asyncio A/B behind the default loop (long)
 # make bench-hub - set up, then only P8 (a health-check round of 2,000 polling workers)
+# make screenshots - set up, then the web page's main views saved under docs/screenshots/
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system-deps test lint typecheck pytest demo bench bench-hub bench-loops clean
+.PHONY: setup system-deps test lint typecheck pytest demo bench bench-hub bench-loops screenshots clean
 
 setup: $(STAMP)
 
@@ -50,6 +51,10 @@ bench-loops: $(STAMP)
 	BENCH_LOOPS="uvloop asyncio" $(BIN)/python bench/bench_polling.py
 bench-hub: $(STAMP)
 	$(BIN)/python bench/bench_hub.py
+
+# a hub with two real agents and a task, shown in Debian's headless chromium (1280x800, and a phone)
+screenshots: $(STAMP) system-deps
+	$(BIN)/python -m tests.browser.screenshots
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -80,9 +80,10 @@ class KeyPair:
 
 class SshServer:
     """See the module's docstring. ``port`` serves the user with the usual PATH,
-    ``port_without_python`` with a PATH lacking python3."""
+    ``port_without_python`` with a PATH lacking python3, ``port_without_bash`` one
+    lacking python3 and bash (a minimal target: steps run under sh)."""
 
-    def __init__(self) -> None:
+    def __init__(self, shell: str = "/bin/sh") -> None:
         if os.geteuid() != 0:
             raise RuntimeError("the SSH tests run sshd and make a user: they need root")
         if not Path(SSHD).exists():
@@ -93,6 +94,7 @@ class SshServer:
         self.folder.chmod(0o755)
         self.port = _free_port()
         self.port_without_python = _free_port()
+        self.port_without_bash = _free_port()  # neither bash nor python3 on its PATH
         self.host = "127.0.0.1"
         self.user = f"{USER_PREFIX}{os.getpid()}"
         self.password = PASSWORD
@@ -102,6 +104,7 @@ class SshServer:
         self.key: KeyPair | None = None
         self.encrypted_key: KeyPair | None = None
         self.home = Path("/nonexistent")
+        self.shell = shell  # the user's login shell
 
     # -- set up --------------------------------------------------------------
 
@@ -125,7 +128,7 @@ class SshServer:
         with contextlib.suppress(KeyError):
             pwd.getpwnam(self.user)
             subprocess.run(["userdel", "-r", "-f", self.user], capture_output=True, check=False)
-        _run("useradd", "--create-home", "--shell", "/bin/sh", self.user)
+        _run("useradd", "--create-home", "--shell", self.shell, self.user)
         _run("chpasswd", stdin=f"{self.user}:{self.password}\n")
         self.home = Path(pwd.getpwnam(self.user).pw_dir)
 
@@ -135,21 +138,27 @@ class SshServer:
         return KeyPair(path.read_text(), (self.folder / f"{name}.pub").read_text(), passphrase)
 
     def _without_python(self) -> None:
-        """A bin folder of links to every command of /usr/bin and /bin but python's."""
-        bin_folder = self.folder / "bin-without-python"
+        """Bin folders of links to every command of /usr/bin and /bin but python's (and
+        but bash's too)."""
+        self.path_without_python = self._bin_folder("bin-without-python", ("python",))
+        self.path_without_bash = self._bin_folder("bin-without-bash", ("python", "bash"))
+
+    def _bin_folder(self, name: str, left_out: tuple[str, ...]) -> str:
+        bin_folder = self.folder / name
         bin_folder.mkdir()
         for source in (Path("/usr/bin"), Path("/bin")):
             for entry in source.iterdir():
                 link = bin_folder / entry.name
-                if entry.name.startswith("python") or link.exists() or link.is_symlink():
+                if entry.name.startswith(left_out) or link.exists() or link.is_symlink():
                     continue
                 link.symlink_to(entry)
-        self.path_without_python = str(bin_folder)
+        return str(bin_folder)
 
     def _write_config(self, authorized: Path) -> None:
         config = f"""\
 ListenAddress {self.host}:{self.port}
 ListenAddress {self.host}:{self.port_without_python}
+ListenAddress {self.host}:{self.port_without_bash}
 HostKey {self.host_key}
 PidFile {self.folder / "sshd.pid"}
 AuthorizedKeysFile {authorized}
@@ -164,6 +173,8 @@ LogLevel VERBOSE
 Subsystem sftp internal-sftp
 Match LocalPort {self.port_without_python}
     SetEnv PATH={self.path_without_python}
+Match LocalPort {self.port_without_bash}
+    SetEnv PATH={self.path_without_bash}
 """
         self.config = self.folder / "sshd_config"
         self.config.write_text(config)
@@ -177,7 +188,7 @@ Match LocalPort {self.port_without_python}
             self.process = subprocess.Popen(
                 [SSHD, "-D", "-e", "-f", str(self.config)], stdout=log, stderr=log
             )
-        for port in (self.port, self.port_without_python):
+        for port in (self.port, self.port_without_python, self.port_without_bash):
             self._wait_for_banner(port)
 
     def _wait_for_banner(self, port: int) -> None:

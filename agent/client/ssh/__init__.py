@@ -8,7 +8,13 @@ docs/decisions.md ("Steps over SSH").
 
 from agent.client.ssh.connections import host_fingerprint
 from agent.client.ssh.pool import SshConnections
-from agent.client.ssh.types import HostKeyMismatch, SshCredentials, SshLoginFailed, SshTarget
+from agent.client.ssh.types import (
+    HostKeyMismatch,
+    SshCredentials,
+    SshLoginFailed,
+    SshTarget,
+    check_fingerprint,
+)
 from agent.client.ssh.worker import SshWorker
 
 __all__ = [
@@ -18,5 +24,6 @@ __all__ = [
     "SshLoginFailed",
     "SshTarget",
     "SshWorker",
+    "check_fingerprint",
     "host_fingerprint",
 ]

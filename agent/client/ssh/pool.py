@@ -45,6 +45,6 @@ class SshConnections:
         return SshWorker(self.link(target, credentials), name or target.address)
 
     async def close(self) -> None:
-        """Close every connection (the workers' handles then reconnect if used again)."""
-        links, self._links = list(self._links.values()), {}
-        await asyncio.gather(*(link.close() for link in links))
+        """Close every connection (a worker used again opens its own again, and the
+        next close closes it too: the links stay known)."""
+        await asyncio.gather(*(link.close() for link in self._links.values()))

@@ -42,77 +42,125 @@ umask 077
 printf '%s' "$2" > "$1.partial" && chmod 700 "$1.partial" && mv -f "$1.partial" "$1"
 """
 
-# The step's wrapper. stdin brings a line with the length of the environment's
-# exports, the exports (eval'd: they live in this shell's memory and its children's
-# environment, never on disk), then the script's body (written to the ticket's
-# folder). The first line on stdout says whether the script started now, or had
-# finished or was running from an earlier execute of the ticket. The script runs
-# in a session of its own (its process group recorded in .pgid, for cancel), under
-# an flock of the isolation mutex (exclusive for "full", shared for "none"), with
-# the lock's descriptor closed for it. Its exit code is recorded in `exitcode`, and
-# the folder's other files removed.
+# The step's wrapper, run by bash where there is bash (else by sh, slower: a few
+# more processes). The ticket's folder was made (0700) by SFTP, no process. stdin
+# brings the environment's exports, the end marker ($8), then the script's body:
+# the exports are eval'd (they live in this shell's memory and its children's
+# environment, never on disk). The first line on stdout says whether the script
+# started now, or had finished or was running from an earlier execute of the
+# ticket: .started is created with noclobber (once) and is the ticket's one
+# bookkeeping file, a line per fact (grace, wrapper, pgid, exit), each appended by
+# one small write, whole or not at all. The script runs in a process group of its
+# own (set -m; setsid under sh), recorded for cancel, under an flock of the
+# isolation mutex (exclusive for "full", shared for "none"; its descriptor closed
+# for the script). A bash script is eval'd in a forked subshell (no file, no second
+# bash); other syntaxes run their program on .script. On the way only flock runs
+# as a process of its own and one file is created: on a loaded machine each costs
+# about a millisecond (P7, docs/decisions.md).
 WRAPPER = f"""\
-root=$1 ticket=$2 isolation=$3 mutex=$4 wait_for=$5 grace=$6 program=$7
-shift 7
-w="$root/{WORK}/$ticket"
-IFS= read -r size || exit 125
-environment=$(head -c "$size")
+root=$1 ticket=$2 isolation=$3 mutex=$4 wait_for=$5 grace=$6 program=$7 marker=$8
+shift 8
+# The lock is asked for first, in the background (flock holds it for the open file
+# this shell keeps), so that flock starts while the rest is read and written
+exec 9>>"$root/{LOCKS}/$mutex" || exit 125
+lock=
+if command -v flock >/dev/null 2>&1; then
+  mode=-x
+  [ "$isolation" = none ] && mode=-s
+  if [ -n "$wait_for" ]; then
+    flock "$mode" -w "$wait_for" 9 </dev/null >/dev/null 2>&1 &
+  else
+    flock "$mode" 9 </dev/null >/dev/null 2>&1 &
+  fi
+  lock=$!
+fi
+if [ -n "$BASH_VERSION" ]; then
+  IFS= read -r -d '' all
+else
+  all=$(cat; echo .)
+  all=${{all%.}}
+fi
+cd "$root/{WORK}/$ticket" || {{ kill $lock 2>/dev/null; exit 125; }}
+environment=${{all%%"$marker"*}}
+body=${{all#*"$marker"}}
+unset all
 eval "$environment"
-unset environment size
-mask=$(umask)
-umask 077
-mkdir -p "$w" || exit 125
-chmod 700 "$w"
-if ! mkdir "$w/.started" 2>/dev/null; then
-  if [ -f "$w/exitcode" ]; then
-    echo "{STATUS_PREFIX}finished $(cat "$w/exitcode")"
+unset environment
+set -C
+if ! printf 'grace %s\\nwrapper %s\\nlock %s\\n' "$grace" "$$" "$lock" 2>/dev/null >.started
+then
+  kill $lock 2>/dev/null
+  code=
+  while IFS=' ' read -r key value; do
+    [ "$key" = exit ] && code=$value
+  done <.started
+  if [ -n "$code" ]; then
+    echo "{STATUS_PREFIX}finished $code"
   else
     echo "{STATUS_PREFIX}running"
   fi
   exit 0
 fi
-cat > "$w/.script" || exit 125
-cd "$w" || exit 125
-printf '%s\\n' "$grace" > .grace
-printf '%s\\n' "$$" > .wrapper
-umask "$mask"
+set +C
+if [ "$program" != bash ] || [ -z "$BASH_VERSION" ]; then
+  printf '%s' "$body" >.script || exit 125
+  unset body
+fi
 echo "{STATUS_PREFIX}started"
-exec 9>>"$root/{LOCKS}/$mutex"
-if command -v flock >/dev/null 2>&1; then
-  mode=-x
-  [ "$isolation" = none ] && mode=-s
-  if ! flock -n "$mode" 9; then
-    if [ -n "$wait_for" ]; then
-      if ! flock "$mode" -w "$wait_for" 9; then
-        echo "Timed out after $wait_for s waiting for the isolation mutex $mutex" >&2
-        echo 1 > exitcode
-        exit 1
-      fi
-    else
-      flock "$mode" 9
-    fi
+if [ -n "$lock" ] && ! wait "$lock"; then
+  if [ -e .cancel ]; then
+    echo "Cancelled while waiting for the isolation mutex $mutex" >&2
+    code=143
+  else
+    echo "Timed out after $wait_for s waiting for the isolation mutex $mutex" >&2
+    code=1
   fi
+  printf 'exit %s\\n' "$code" >>.started
+  exit "$code"
 fi
 # From here the wrapper's own messages (a shell reporting a killed job, say) go
 # nowhere: writing to a channel that dropped would kill it before it records the code
 exec 7>&1 8>&2 >/dev/null 2>&1
-if command -v setsid >/dev/null 2>&1; then
+unset root ticket isolation mutex wait_for mode marker lock
+if [ -n "$BASH_VERSION" ]; then
+  set -m
+  if [ "$program" = bash ]; then
+    (unset program grace; set +m; eval "$body") </dev/null >&7 2>&8 7>&- 8>&- 9>&- &
+  else
+    "$program" .script "$@" </dev/null >&7 2>&8 7>&- 8>&- 9>&- &
+  fi
+elif command -v setsid >/dev/null 2>&1; then
   setsid "$program" .script "$@" </dev/null >&7 2>&8 7>&- 8>&- 9>&- &
 else
   "$program" .script "$@" </dev/null >&7 2>&8 7>&- 8>&- 9>&- &
 fi
-exec 7>&- 8>&-
 pid=$!
-printf '%s\\n' "$pid" > .pgid
+exec 7>&- 8>&-
+unset body
+printf 'pgid %s\\n' "$pid" >>.started
 if [ -e .cancel ]; then
   kill -TERM "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
   ( sleep "$grace"; kill -KILL "-$pid" 2>/dev/null ) </dev/null >/dev/null 2>&1 9>&- &
 fi
 wait "$pid"
 code=$?
-printf '%s\\n' "$code" > .exitcode.partial && mv -f .exitcode.partial exitcode
-find . -mindepth 1 -maxdepth 1 ! -name exitcode ! -name .started ! -name .cancel \
-  -exec rm -rf {{}} + 2>/dev/null
+printf 'exit %s\\n' "$code" >>.started
+# the workspace's files go (in the background, if there are any); .started stays
+extra=
+for f in * .[!.]* ..?*; do
+  case "$f" in
+    .started|.cancel) ;;
+    *) [ -e "$f" ] && extra=1 ;;
+  esac
+done
+if [ -n "$extra" ]; then
+  for f in * .[!.]* ..?*; do
+    case "$f" in
+      .started|.cancel) ;;
+      *) rm -rf -- "$f" ;;
+    esac
+  done </dev/null >/dev/null 2>&1 9>&- &
+fi
 exit "$code"
 """
 
@@ -121,12 +169,24 @@ exit "$code"
 # the wrapper recorded the exit code.
 CANCEL = f"""\
 w="$1/{WORK}/$2"
-[ -d "$w" ] || exit 0
-[ -f "$w/exitcode" ] && exit 0
+[ -f "$w/.started" ] || exit 0
 : > "$w/.cancel"
-[ -f "$w/.pgid" ] || exit 0
-pid=$(cat "$w/.pgid")
-grace=$(cat "$w/.grace" 2>/dev/null || echo 10)
+facts() {{
+  pid= grace=10 wrapper=0 code= lock=
+  while IFS=' ' read -r key value; do
+    case "$key" in
+      pgid) pid=$value ;; grace) grace=$value ;; wrapper) wrapper=$value ;; exit) code=$value ;;
+      lock) lock=$value ;;
+    esac
+  done <"$w/.started"
+}}
+facts
+[ -n "$code" ] && exit 0
+if [ -z "$pid" ]; then
+  # still waiting for the isolation mutex: the waiting flock goes, the wrapper says so
+  [ -n "$lock" ] && kill "$lock" 2>/dev/null
+  exit 0
+fi
 kill -TERM "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || exit 0
 tenths=$(awk "BEGIN {{ printf \\"%d\\", $grace * 10 }}" 2>/dev/null || echo 100)
 while [ "$tenths" -gt 0 ] && kill -0 "-$pid" 2>/dev/null; do
@@ -135,9 +195,10 @@ while [ "$tenths" -gt 0 ] && kill -0 "-$pid" 2>/dev/null; do
 done
 kill -KILL "-$pid" 2>/dev/null
 # the wrapper records the exit code once the group is gone: wait for it (bounded)
-wrapper=$(cat "$w/.wrapper" 2>/dev/null || echo 0)
 tries=100
-while [ "$tries" -gt 0 ] && [ ! -f "$w/exitcode" ] && kill -0 "$wrapper" 2>/dev/null; do
+while [ "$tries" -gt 0 ] && kill -0 "$wrapper" 2>/dev/null; do
+  facts
+  [ -n "$code" ] && exit 0
   sleep 0.05
   tries=$((tries - 1))
 done
@@ -165,11 +226,41 @@ SHELL_FOR = {"bash": "bash", "sh": "sh", "python3": "python"}  # a program found
 
 
 def command(text: str, *arguments: str) -> str:
-    """The command line running ``text`` with ``arguments`` as $1...; whatever the login
-    shell is (sh-like), the text reaches /bin/sh as one argument."""
-    return " ".join(
-        shlex.quote(part) for part in ("exec", "/bin/sh", "-c", text, "tentacle", *arguments)
-    )
+    """The command line running ``text`` with ``arguments`` as $1... under /bin/sh;
+    whatever the login shell is (sh-like), the text reaches it as one argument."""
+    return _quoted("exec", "/bin/sh", "-c", text, "tentacle", *arguments)
+
+
+def bash_command(text: str, *arguments: str) -> str:
+    """``command`` under bash where the target has it, else /bin/sh."""
+    tail = _quoted("-c", text, "tentacle", *arguments)
+    return f"command -v bash >/dev/null 2>&1 && exec bash {tail} || exec /bin/sh {tail}"
+
+
+# Run by the login shell before PREPARE: whether it is bash (steps then run their
+# wrapper in it, without starting another shell)
+LOGIN_PROBE = 'printf "login=%s\\n" "${BASH_VERSION:+bash}"; '
+
+
+def step_command(login_is_bash: bool, text: str, *arguments: str) -> str:
+    """The wrapper's command line: given to a bash login shell as it is (one process
+    fewer), else ``bash_command``."""
+    if login_is_bash:
+        return f"set -- {_quoted(*arguments)}\n{text}"
+    return bash_command(text, *arguments)
+
+
+def parse_prepared(text: str) -> tuple[str, bool]:
+    """LOGIN_PROBE + PREPARE's output: the root's absolute path, and whether the login
+    shell is bash."""
+    lines = text.splitlines()
+    login_is_bash = bool(lines) and lines[0] == "login=bash"
+    root = next((line for line in reversed(lines) if line.startswith("/")), "")
+    return root, login_is_bash
+
+
+def _quoted(*parts: str) -> str:
+    return " ".join(shlex.quote(part) for part in parts)
 
 
 def exports(environment: Mapping[str, str]) -> bytes:
@@ -179,10 +270,10 @@ def exports(environment: Mapping[str, str]) -> bytes:
     ).encode()
 
 
-def wrapper_input(environment: Mapping[str, str], body: str) -> bytes:
-    """The wrapper's stdin: the exports' length, the exports, the body."""
-    text = exports(environment)
-    return f"{len(text)}\n".encode() + text + body.encode()
+def wrapper_input(environment: Mapping[str, str], body: str, marker: str) -> bytes:
+    """The wrapper's stdin: the exports, ``marker`` (absent from both: a random
+    token), the body (without NUL: a shell variable cannot hold one)."""
+    return exports(environment) + marker.encode() + body.replace("\0", "").encode()
 
 
 def parse_status(line: str) -> tuple[str, int | None]:
@@ -247,7 +338,6 @@ def workspace_name(name: str) -> str | None:
     normal = posixpath.normpath(name)
     if name.startswith("/") or normal.startswith("..") or normal in (".", ""):
         return None
-    if normal.split("/")[0] in (".script", ".started", ".grace", ".pgid", ".wrapper",
-                                ".cancel", "exitcode"):  # fmt: skip
+    if normal.split("/")[0] in (".script", ".started", ".cancel"):
         return None
     return normal

@@ -146,6 +146,7 @@ class SshWorker:
         root = await self._root()
         if request.files:
             await self._send_files(root, ticket, request)
+        marker = f"__tentacle_body_{secrets.token_hex(16)}__"  # ends the exports on stdin
         arguments = (
             root,
             ticket,
@@ -154,12 +155,14 @@ class SshWorker:
             f"{start.mutex_timeout:g}" if start.mutex_timeout else "",
             f"{DEFAULT_GRACE if start.grace is None else start.grace:g}",
             program,
+            marker,
             *start.arguments,
         )
         environment = {**self._tentacle_variables(root), **dict(start.environment)}
-        stdin = sh.wrapper_input(environment, start.body)
+        stdin = sh.wrapper_input(environment, start.body, marker)
         async with self.link.using(), self.link.steps:
-            return await self._run_step(ticket, arguments, stdin, on_output, cancel)
+            made = None if request.files else self._make_workspace(root, ticket)
+            return await self._run_step(ticket, arguments, stdin, on_output, cancel, made)
 
     async def cancel(self, ticket: str) -> None:
         """SIGTERM the script ``ticket``'s process group, SIGKILL after its grace (on the
@@ -184,13 +187,31 @@ class SshWorker:
         stdin: bytes,
         on_output: Callable[[LogChunk], None],
         cancel: asyncio.Event,
+        made: Awaitable[None] | None,
     ) -> ScriptOutcome:
-        process, connection = await self._open_process(sh.command(sh.WRAPPER, *arguments))
+        """The wrapper's channel; ``made`` (the working folder's SFTP mkdir) runs while
+        the target starts the wrapper, which reads its stdin, sent once it is done,
+        before it enters the folder."""
+        login_is_bash = bool(self.link.state.get("login_is_bash"))
+        line = sh.step_command(login_is_bash, sh.WRAPPER, *arguments)
+        opening = asyncio.ensure_future(self._open_process(line))
+        if made is not None:
+            try:
+                await made
+            except BaseException:
+                opening.cancel()
+                with contextlib.suppress(BaseException):
+                    (await opening)[0].close()
+                raise
+        process, connection = await opening
         canceller: asyncio.Task[None] | None = None
         try:
-            process.stdin.write(stdin)
-            process.stdin.write_eof()
+            with contextlib.suppress(BrokenPipeError):  # a wrapper that ended early (errors)
+                process.stdin.write(stdin)
+                process.stdin.write_eof()
             status_line = await process.stdout.readline()
+            if not status_line:  # the wrapper ended without a word: why, on its stderr
+                raise await self._wrapper_failed(process, ticket)
             state, code = self._status(status_line, ticket)
             if state == "finished" and code is not None:
                 return ScriptOutcome(ticket, code, cancelled=False, already_finished=True)
@@ -225,13 +246,25 @@ class SshWorker:
         except TentacleError as error:  # the step's own channel reports what follows
             log.warning("cancelling %s on %s failed: %s", ticket, self.name, error)
 
+    async def _wrapper_failed(
+        self, process: asyncssh.SSHClientProcess[bytes], ticket: str
+    ) -> TentacleError:
+        """What to raise when the wrapper ended before saying whether it started the
+        script: RemoteError with its own message, ConnectionLost if the channel went."""
+        async with asyncio.timeout(CONTROL_TIMEOUT):
+            said = _text(await process.stderr.read(4096)).strip()
+            await process.wait()
+        if _exit_code(process) is None:
+            return self._lost(ticket, None)
+        return RemoteError(
+            "internal",
+            f"{self.name}: the step wrapper of {ticket} ended ({_exit_code(process)}) "
+            f"before starting the script: {said or 'it said nothing'} (is the root "
+            f"folder {self.link.settings.root} writable?)",
+        )
+
     def _status(self, line: bytes, ticket: str) -> tuple[str, int | None]:
         text = line.decode("utf-8", "replace").rstrip("\n")
-        if not text:  # the channel ended before the wrapper said anything
-            raise ConnectionLost(
-                f"{self.name}: the step wrapper of {ticket} ended before starting the script "
-                "(is /bin/sh there, and the root folder writable?)"
-            )
         try:
             return sh.parse_status(text)
         except ValueError as error:
@@ -282,9 +315,12 @@ class SshWorker:
         return str(self.link.state["root"])
 
     async def _prepare(self) -> None:
-        root = (await self._control(sh.PREPARE, self.link.settings.root)).strip()
-        if not root.startswith("/"):
-            raise RemoteError("internal", f"{self.name}: the root folder is {root!r}")
+        probe = sh.LOGIN_PROBE + sh.command(sh.PREPARE, self.link.settings.root)
+        root, login_is_bash = sh.parse_prepared(await self._control_line(probe))
+        if not root:
+            raise RemoteError(
+                "internal", f"{self.name}: could not make the root {self.link.settings.root}"
+            )
         bundle = await asyncio.to_thread(executor_bundle)
         path = f"{root}/{sh.BUNDLES}/{bundle.file_name}"
         async with self.link.using():
@@ -299,6 +335,7 @@ class SshWorker:
                 raise self._lost_or_refused(error, "sending the executor bundle") from None
         shim = sh.SHIM_TEXT.format(bundle=shlex.quote(path))
         await self._control(sh.INSTALL_SHIM, f"{root}/{sh.SHIM}", shim)
+        self.link.state["login_is_bash"] = login_is_bash
         self.link.state["root"] = root
 
     def _tentacle_variables(self, root: str) -> dict[str, str]:
@@ -312,6 +349,22 @@ class SshWorker:
             "TentacleExecutablePath": f"{root}/{sh.SHIM}",
         }
 
+    async def _make_workspace(self, root: str, ticket: str) -> None:
+        """``<root>/Work/<ticket>`` (0700) by SFTP: no process on the target. One made
+        before (an earlier execute of the ticket) stays: the wrapper tells what ran."""
+        folder = f"{root}/{sh.WORK}/{ticket}"
+        try:
+            sftp = await self.link.sftp_client()
+            attributes = asyncssh.SFTPAttrs(permissions=0o700)
+            try:
+                await sftp.mkdir(folder, attributes)
+            except asyncssh.SFTPNoSuchFile:  # Work/ went since the connection prepared it
+                await sftp.makedirs(folder, attributes, exist_ok=True)
+            except asyncssh.SFTPFailure:  # it exists
+                pass
+        except _FAILURES as error:
+            raise self._lost_or_refused(error, f"making the working folder of {ticket}") from None
+
     async def _send_files(self, root: str, ticket: str, request: ScriptRequest) -> None:
         folder = f"{root}/{sh.WORK}/{ticket}"
         names = []
@@ -324,9 +377,8 @@ class SshWorker:
             names.append((safe, local))
         async with self.link.using():
             try:
+                await self._make_workspace(root, ticket)
                 sftp = await self.link.sftp_client()
-                await sftp.makedirs(folder, exist_ok=True)
-                await sftp.chmod(folder, 0o700)
                 if await sftp.exists(f"{folder}/.started"):
                     return  # started before: the wrapper reports it, the files stay as sent
                 for name, local in names:
@@ -344,8 +396,11 @@ class SshWorker:
         self, text: str, *arguments: str, timeout: float | None = CONTROL_TIMEOUT
     ) -> str:
         """Run a short command to its end; its stdout. RemoteError if it failed."""
+        return await self._control_line(sh.command(text, *arguments), timeout)
+
+    async def _control_line(self, line: str, timeout: float | None = CONTROL_TIMEOUT) -> str:
         async with self.link.using(), self.link.control:
-            process, connection = await self._open_process(sh.command(text, *arguments))
+            process, connection = await self._open_process(line)
             try:
                 async with asyncio.timeout(timeout):
                     done = await process.wait()

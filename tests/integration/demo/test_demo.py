@@ -36,16 +36,17 @@ def test_the_demo_runs_to_the_end_with_both_workers_healthy(tmp_path: Path) -> N
             stdout=subprocess.PIPE,
             stderr=stderr,
             text=True,
+            start_new_session=True,  # its own process group, as a terminal's foreground job
         ) as demo,
     ):
         try:
             head = _until_kept(demo)
             _assert_page_served(head)
-            demo.send_signal(signal.SIGINT)  # the person's Ctrl-C
+            os.killpg(demo.pid, signal.SIGINT)  # a Ctrl-C at a terminal: the whole group
             rest, _ = demo.communicate(timeout=120)
         finally:
             if demo.poll() is None:
-                demo.kill()
+                os.killpg(demo.pid, signal.SIGKILL)
     out = head + rest
     assert demo.returncode == 0, out[-3000:] + errors.read_text()[-3000:]
     assert re.search(r"ServerTasks-\d+ Success in", out), out[-3000:]

@@ -25,8 +25,12 @@ async def connections() -> AsyncIterator[SshConnections]:
     await pool.close()
 
 
-def target_of(sshd: SshServer, *, without_python: bool = False, fingerprint: str = "") -> SshTarget:
+def target_of(
+    sshd: SshServer, *, without_python: bool = False, without_bash: bool = False,
+    fingerprint: str = "",
+) -> SshTarget:  # fmt: skip
     port = sshd.port_without_python if without_python else sshd.port
+    port = sshd.port_without_bash if without_bash else port
     return SshTarget(sshd.host, port, fingerprint or sshd.fingerprint)
 
 

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import platform
 import secrets
+import shutil
 import signal
 import zipfile
 from pathlib import Path
@@ -143,11 +144,26 @@ async def test_full_isolation_runs_steps_one_at_a_time(sshd: SshServer, worker: 
     await first_output.wait_for("holding")
     second = asyncio.ensure_future(worker.execute(ScriptRequest(body=f"touch {ran}"), Output()))
     await eventually(lambda: _processes_of(sshd.user, "flock"), "the second step waits")
+    # a third, cancelled while it waits for the mutex, never runs
+    third_output = Output()
+    cancel = asyncio.Event()
+    third = asyncio.ensure_future(
+        worker.execute(ScriptRequest(body=f"touch {ran}-third"), third_output, cancel)
+    )
+    await eventually(lambda: len(_processes_of(sshd.user, "flock")) == 2, "the third waits")
+    cancel.set()
+    cancelled = await third
+    assert cancelled.cancelled
+    assert cancelled.exit_code == 143
+    assert third_output.lines("stderr") == [
+        "Cancelled while waiting for the isolation mutex RunningScript"
+    ]
     assert not ran.exists()
     gate.touch()
     assert (await first).exit_code == 0
     assert (await second).exit_code == 0
     assert ran.exists()
+    assert not Path(f"{ran}-third").exists()
 
 
 async def test_a_target_without_python3_runs_shell_scripts_and_says_why_calamari_cannot(
@@ -163,6 +179,34 @@ async def test_a_target_without_python3_runs_shell_scripts_and_says_why_calamari
         "python3 is not installed on this SSH worker: tentacle calamari needs it"
     ]
     assert outcome.exit_code == 127
+
+
+async def test_a_target_without_bash_runs_sh_scripts_under_its_sh(
+    sshd: SshServer, connections: SshConnections
+) -> None:
+    worker = connections.worker(target_of(sshd, without_bash=True), key_login(sshd))
+    assert "bash" not in (await worker.capabilities())["Shells"]
+    output = Output()
+    body = 'echo "$1 $SECRET in $(basename "$PWD")"; echo oops >&2; exit 5'
+    request = ScriptRequest(body=body, syntax="sh", arguments=["hi"], environment={"SECRET": "s"})
+    outcome = await worker.execute(request, output)
+    assert (outcome.exit_code, output.lines(), output.lines("stderr")) == (
+        5,
+        [f"hi s in {request.ticket}"],
+        ["oops"],
+    )
+    again = await worker.execute(request, Output())
+    assert again.already_finished
+    assert again.exit_code == 5
+    cancel = asyncio.Event()
+    output = Output()
+    running = asyncio.ensure_future(
+        worker.execute(ScriptRequest(body="echo started; sleep 3005", syntax="sh"), output, cancel)
+    )
+    await output.wait_for("started")
+    cancel.set()
+    assert (await running).exit_code == 128 + signal.SIGTERM
+    await eventually(lambda: not _processes_of(sshd.user, "sleep 3005"), "the group is gone")
 
 
 async def test_the_executor_deploys_a_package_with_secrets_kept_off_the_targets_disk(
@@ -210,3 +254,13 @@ async def test_the_executor_deploys_a_package_with_secrets_kept_off_the_targets_
             assert password.encode() not in content, path
     bundles = list((sshd.home / ".tentacle" / "calamari").glob("*.pyz"))
     assert [b.name for b in bundles] == [f"{executor_bundle().sha256}.pyz"]
+
+
+async def test_a_root_removed_under_an_open_connection_is_made_again(
+    sshd: SshServer, worker: SshWorker
+) -> None:
+    assert (await worker.execute(ScriptRequest(body="true"), Output())).exit_code == 0
+    shutil.rmtree(sshd.home / ".tentacle" / "Work")
+    output = Output()
+    assert (await worker.execute(ScriptRequest(body="echo back"), output)).exit_code == 0
+    assert output.lines() == ["back"]

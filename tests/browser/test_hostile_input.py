@@ -1,0 +1,182 @@
+"""What a careless or hostile person does to the page (found by the webtest helper):
+a pasted key with a typographic character, a very long unbroken name on a phone, a
+task link whose escape is broken. Each defect is an xfail until the page is fixed."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.test_tasks_page import WAIT_FOR, b64, done, submit
+from tests.browser.test_workers_page import fake_worker
+from tests.browser.webhub import WebHub, sign_in
+from tests.helpers.forwarder import Forwarder
+
+# a download address as a task's description and a worker's name: realistic, and one
+# word a browser will not break
+LONG = "https://artifacts.example.com/releases/2026/12/01/tentacle-1.2.3-linux-x64.tar.gz"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a key with a non-Latin-1 character (a pasted U+2026 or U+2019) makes fetch throw: "
+    "the page says 'Cannot reach the hub' and shows the banner though the hub is up",
+)
+def test_a_key_with_a_typographic_character_is_refused_not_the_hub_unreachable(
+    page: Page, bare_hub: WebHub
+) -> None:
+    page.goto(f"{bare_hub.url}/app/")
+    page.locator("[data-test=signin-key]").fill("API-\u2026")  # the placeholder's "…"
+    page.locator("[data-test=signin-submit]").click()
+    error = page.locator("[data-test=signin-error]")
+    expect(error).to_be_visible()
+    assert "reach" not in (error.text_content() or ""), error.text_content()
+    assert page.locator("[data-test=banner]").is_hidden(), "the hub is up: no banner"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a long unbroken task description or worker name (a URL) scrolls the phone "
+    "sideways on the dashboard, the task's page and the run form",
+)
+def test_a_long_unbroken_name_does_not_scroll_a_phone_sideways(
+    phone: Page, bare_hub: WebHub
+) -> None:
+    fake_worker(bare_hub, LONG)
+    status, task = bare_hub.call(
+        "POST",
+        "/api/tasks",
+        json={
+            "Name": "Health",
+            "Description": f"Check {LONG}",
+            "Arguments": {"WorkerpoolId": "WorkerPools-1"},
+        },
+    )
+    assert status == 201, task
+    sign_in(phone, bare_hub)
+    wide = {}
+    for view, ready in (
+        ("#/", "task-row"),
+        (f"#/tasks/{task['Id']}", "task-facts"),
+        ("#/run", "run-worker"),
+    ):
+        phone.goto(f"{bare_hub.url}/app/{view}")
+        expect(phone.locator(f"[data-test={ready}]").first).to_be_visible()
+        sizes = phone.evaluate(
+            "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+        )
+        if sizes[0] > sizes[1]:
+            wide[view] = sizes
+    assert wide == {}, f"(scrollWidth, clientWidth) of views wider than the phone: {wide}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="#/tasks/%E0 (a broken escape) throws URIError in decodeURIComponent: "
+    "'Something went wrong showing this page: URI malformed' instead of the page's "
+    "'is not a task id' message",
+)
+def test_a_task_link_with_a_broken_escape_says_it_is_not_a_task_id(
+    page: Page, bare_hub: WebHub
+) -> None:
+    sign_in(page, bare_hub, path="#/tasks/%E0")
+    error = page.locator("[data-test=page-error]")
+    expect(error).to_be_visible()
+    assert "is not a task id" in (error.text_content() or ""), error.text_content()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the hub answers the browser's /favicon.ico with 404: a console error on "
+    "every page load (the page names no icon)",
+)
+def test_every_view_leaves_the_console_clean(page: Page, bare_hub: WebHub) -> None:
+    """No CSP violation, failed load or uncaught error in any view."""
+    said: list[str] = []
+    page.on("console", lambda m: m.type in ("error", "warning") and said.append(m.text))
+    page.on("pageerror", lambda error: said.append(str(error)))
+    sign_in(page, bare_hub)
+    for view, ready in (
+        ("#/workers", "worker-groups"),
+        ("#/pools", "pool-row"),
+        ("#/policies", "policy-row"),
+        ("#/tasks", "state-filter"),
+        ("#/run", "run-body"),
+        ("#/pools/new", "form-submit"),
+        ("#/policies/new", "form-submit"),
+    ):
+        page.goto(f"{bare_hub.url}/app/{view}")
+        expect(page.locator(f"[data-test={ready}]").first).to_be_visible()
+    assert said == []
+    # the browser asks for an icon when it likes: the page names one, or the hub has one
+    named = page.locator("link[rel~=icon]").count() > 0
+    assert named or page.evaluate("fetch('/favicon.ico').then((r) => r.status)") == 200
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="an output variable's value that is a path (every deploy's InstalledTo) "
+    "scrolls the phone sideways on the task's page: the variables table does not wrap",
+)
+def test_an_output_variable_holding_a_path_fits_a_phone(phone: Page, web_hub: WebHub) -> None:
+    path = "/tmp/tentacle-demo.YsnMY1/config/listening/Applications/Acme.Shop/1.0.0"
+    line = f"##octopus[setVariable name='{b64('InstalledTo')}' value='{b64(path)}']"
+    task = done(web_hub, submit(web_hub, f'echo "{line}"'))
+    assert task["State"] == "Success", task
+    sign_in(phone, web_hub, path=f"#/tasks/{task['Id']}")
+    expect(phone.locator("[data-test=output-variable]")).to_have_count(1)
+    sizes = phone.evaluate(
+        "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+    )
+    assert sizes[0] <= sizes[1], f"(scrollWidth, clientWidth) = {sizes}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a frozen connection (no reset: a laptop's sleep, a NAT that forgot it) "
+    "leaves the task's page 'Live' forever: the stream's keepalives are not watched, "
+    "so it never reconnects and the task's end never shows",
+)
+def test_a_frozen_stream_is_noticed_and_the_log_comes_back(
+    page: Page, web_hub: WebHub, tmp_path: Path
+) -> None:
+    forwarder = Forwarder(web_hub.port, agent_dials=False)  # the browser dials the hub
+    port = web_hub.run(forwarder.start())
+    go = tmp_path / "go"
+    try:
+        task = submit(web_hub, "echo started\n" + WAIT_FOR.format(path=go) + "echo after\n")
+        page.goto(f"https://127.0.0.1:{port}/app/")
+        page.locator("[data-test=signin-key]").fill(web_hub.admin)
+        page.locator("[data-test=signin-submit]").click()
+        expect(page.locator("[data-test=signout]")).to_be_visible()
+        page.goto(f"https://127.0.0.1:{port}/app/#/tasks/{task['Id']}")
+        lines = page.locator("[data-test=step] [data-test=log-line] .log-text")
+        expect(lines.filter(has_text="started")).to_have_count(1)
+
+        async def freeze() -> None:
+            forwarder.arm("freeze")  # at the hub's next bytes, on every open connection
+            await asyncio.wait_for(forwarder.fired.wait(), 60)
+
+        web_hub.run(freeze())
+        go.write_text("go")
+        assert done(web_hub, task)["State"] == "Success"
+        # bound: twice the hub's 15 s keepalive, a reconnect, and room for a loaded machine
+        expect(lines.filter(has_text="after")).to_have_count(1, timeout=75_000)
+    finally:
+        web_hub.run(forwarder.stop())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ANSI colour codes in a script's output show raw in the log "
+    "('\\x1b[31mred\\x1b[0m' appears as '[31mred[0m')",
+)
+def test_ansi_colour_codes_do_not_show_as_characters(page: Page, web_hub: WebHub) -> None:
+    task = done(web_hub, submit(web_hub, r"printf '\033[1;31mred\033[0m plain\n'"))
+    sign_in(page, web_hub, path=f"#/tasks/{task['Id']}")
+    line = page.locator("[data-test=step] [data-test=log-line] .log-text").filter(has_text="plain")
+    expect(line).to_have_count(1)
+    assert line.text_content() == "red plain"

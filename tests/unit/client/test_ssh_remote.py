@@ -1,0 +1,77 @@
+"""The SSH worker's pure parts: the wrapper's answers, paths kept inside the root,
+names, fingerprints, masked credentials, the executor bundle's determinism."""
+
+from __future__ import annotations
+
+import zipfile
+from io import BytesIO
+
+import pytest
+
+from agent.client import SshCredentials
+from agent.client.ssh import remote
+from agent.client.ssh.bundle import executor_bundle
+from agent.client.ssh.types import check_fingerprint
+
+
+def test_the_wrappers_status_line() -> None:
+    assert remote.parse_status("tentacle-ssh started") == ("started", None)
+    assert remote.parse_status("tentacle-ssh running") == ("running", None)
+    assert remote.parse_status("tentacle-ssh finished 143") == ("finished", 143)
+    for bad in ("hello", "tentacle-ssh finished x", "tentacle-ssh done"):
+        with pytest.raises(ValueError, match="wrapper"):
+            remote.parse_status(bad)
+
+
+def test_paths_stay_inside_the_root() -> None:
+    root = "/home/u/.tentacle"
+    assert remote.within(root, "Files/a.zip") == f"{root}/Files/a.zip"
+    assert remote.within(root, f"{root}/Work/t/x") == f"{root}/Work/t/x"
+    for escaping in ("..", "../x", "/etc/passwd", "Files/../../x", ".", "", "/home/u/.tentacle2/x"):
+        assert remote.within(root, escaping) is None, escaping
+    assert remote.workspace_name("a/b.txt") == "a/b.txt"
+    for bad in ("../x", "/x", ".started", ".script", "."):
+        assert remote.workspace_name(bad) is None, bad
+
+
+def test_names_tickets_and_fingerprints() -> None:
+    assert remote.mutex_file("RunningScript") == "RunningScript"
+    assert remote.mutex_file("a/b c") == "a%2Fb%20c"
+    assert remote.safe_ticket("abc-1.2_3") == "abc-1.2_3"
+    with pytest.raises(ValueError, match="cannot name a working folder"):
+        remote.safe_ticket("../x")
+    good = "SHA256:" + "a" * 43
+    assert check_fingerprint(good) == good
+    with pytest.raises(ValueError, match="43 base64 characters"):
+        check_fingerprint("MD5:aa")
+
+
+def test_credentials_never_show_their_secrets() -> None:
+    shown = repr(SshCredentials("deploy", private_key="KEY", passphrase="PASS", password="PW"))
+    assert "deploy" in shown
+    for secret in ("KEY", "PASS", "PW"):
+        assert secret not in shown.replace("passphrase", "").replace("password", "")
+
+
+def test_the_environment_and_body_go_in_order_and_quoted() -> None:
+    data = remote.wrapper_input({"B": "it's\nmulti", "A": "x"}, "echo hi", "__end__")
+    assert data == b"export A=x\nexport B='it'\"'\"'s\nmulti'\n__end__echo hi"
+    facts = remote.parse_capabilities(
+        "OS=Linux\nShells= bash sh python3\nFreeKilobytes=10\nPython=\nCpus=2\n"
+    )
+    assert facts["Shells"] == ["bash", "sh", "python"]
+    assert facts["FreeDiskBytes"] == 10240
+    assert facts["Python"] is None
+
+
+def test_the_bundle_is_deterministic_and_carries_the_executor() -> None:
+    bundle = executor_bundle()
+    names = zipfile.ZipFile(BytesIO(bundle.data)).namelist()
+    assert "__main__.py" in names
+    assert "agent/cli/calamari_cmd.py" in names
+    assert "agent/calamari/helpers/octopus.sh" in names
+    assert "click/__init__.py" in names
+    assert "yaml/__init__.py" in names
+    assert not [n for n in names if n.endswith((".so", ".pyc"))]
+    executor_bundle.cache_clear()
+    assert executor_bundle().sha256 == bundle.sha256
