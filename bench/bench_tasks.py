@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -34,6 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
 from harness import disk_folder, memory_folder
 
 from agent import __version__
@@ -62,6 +64,8 @@ PARALLELISM = 10
 STEP_SECONDS = 2.0
 WAIT = 20  # seconds a caller's look at a task's state may wait for its change
 DEADLINE = 900.0  # seconds the whole benchmark may take before it gives up
+PROFILE = os.environ.get("P9_PROFILE", "")
+HUB_PID: list[int] = []  # the hub process's, once started
 
 # P11's step: a marker while it runs; the markers seen at its start and its end noted
 MARKED = """\
@@ -116,11 +120,15 @@ def _ready_line(process: subprocess.Popen[str], ready: str, what: str) -> str:
 @contextlib.contextmanager
 def hub_process(home: Path, log: Path) -> Iterator[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TENTACLE_HUB_TASK_CAP": str(TASK_CAP)}
-    command = [sys.executable, "-m", "agent", "hub", "serve", "--home", str(home),
+    # P9_PROFILE=FILE: the hub runs under cProfile during P9's and P10's hub parts
+    # (bench/profiled.py), its statistics written to FILE
+    program = [str(HERE / "profiled.py"), PROFILE] if PROFILE else ["-m", "agent"]
+    command = [sys.executable, *program, "hub", "serve", "--home", str(home),
                "--listen", "127.0.0.1:0", "--polling-port", "0"]  # fmt: skip
     with log.open("w") as errors:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True,
                                    env=env, cwd=ROOT)  # fmt: skip
+    HUB_PID.append(process.pid)
     try:
         url = _ready_line(process, "Hub listening on: ", "the hub").split(": ", 1)[1]
         _ready_line(process, "Hub polling port: ", "the hub")
@@ -236,6 +244,46 @@ async def p50_ms(operation: Callable[[], Awaitable[object]], count: int) -> floa
     return statistics.median(samples[count // 10 :]) * 1000
 
 
+@contextlib.contextmanager
+def profiled(what: str, count: int) -> Iterator[None]:
+    """The hub's profiler on meanwhile (P9_PROFILE), off after; the hub process's CPU
+    time per task meanwhile printed (all its threads: the database's too)."""
+    hub = psutil.Process(HUB_PID[0])
+    before = sum(hub.cpu_times()[:2])
+    main_before = _main_thread_cpu(hub)
+    switches = _waits(hub.pid)
+    if PROFILE:
+        os.kill(HUB_PID[0], signal.SIGUSR1)
+    try:
+        yield
+    finally:
+        if PROFILE:
+            os.kill(HUB_PID[0], signal.SIGUSR1)
+    spent = sum(hub.cpu_times()[:2]) - before
+    main = _main_thread_cpu(hub) - main_before
+    switches = _waits(hub.pid) - switches
+    print(f"{what} the hub's CPU per task: {spent * 1000 / count:.2f} ms (its event loop's "
+          f"thread {main * 1000 / count:.2f} ms); its threads' waits per task: "
+          f"{switches / count:.0f}", flush=True)  # fmt: skip
+
+
+def _waits(pid: int) -> int:
+    """The voluntary context switches of all the process's threads (each wait for a
+    queue, a lock, the network): a count of the trips between its threads."""
+    total = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            for line in status.read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    total += int(line.split()[1])
+    return total
+
+
+def _main_thread_cpu(process: psutil.Process) -> float:
+    main = next(t for t in process.threads() if t.id == process.pid)
+    return float(main.user_time + main.system_time)
+
+
 def ignore(chunk: LogChunk) -> None:
     pass
 
@@ -260,7 +308,8 @@ async def p9(hub: HubApi, pool: str, worker: str, client: AgentClient) -> tuple[
     body = adhoc(pool, "echo hi", machines=[worker])
     await one_task(hub, body)  # warm up
     await direct_echo(client)
-    hub_ms = await p50_ms(lambda: one_task(hub, body), ROUND_TRIPS)
+    with profiled("P9", ROUND_TRIPS):
+        hub_ms = await p50_ms(lambda: one_task(hub, body), ROUND_TRIPS)
     direct_ms = await p50_ms(lambda: direct_echo(client), ROUND_TRIPS)
     waited, ran = await hub_side(hub, ROUND_TRIPS)
     print(f"P9 in the hub, p50: queued to started {waited:.2f} ms, started to completed "
@@ -284,8 +333,11 @@ async def hub_side(hub: HubApi, count: int) -> tuple[float, float]:
 async def p10(hub: HubApi, pool: str, clients: list[AgentClient]) -> tuple[float, float]:
     body = adhoc(pool, "echo hi")
     started = time.perf_counter()
-    tasks = await asyncio.gather(*(hub.request("POST", "/api/tasks", body) for _ in range(TASKS)))
-    await drained(hub)
+    with profiled("P10", TASKS):
+        tasks = await asyncio.gather(
+            *(hub.request("POST", "/api/tasks", body) for _ in range(TASKS))
+        )
+        await drained(hub)
     hub_rate = TASKS / (time.perf_counter() - started)
     submitted = {task["Id"] for task in tasks}
     ended = [t for t in await hub.get("/api/tasks/all") if t["Id"] in submitted]

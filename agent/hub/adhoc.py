@@ -113,8 +113,12 @@ class Watched(Shared):
         await self.worker.close()
 
     async def _deleted(self) -> None:
-        while await self.exists():
-            await asyncio.sleep(DELETED_LOOK)
+        # the first look after DELETED_LOOK s: ``connect`` has just read the worker (a
+        # step of a few ms then makes no read for this)
+        while True:
+            await asyncio.sleep(DELETED_LOOK)  # a schedule: a deletion announces nothing here
+            if not await self.exists():
+                return
 
     async def _execute(
         self,

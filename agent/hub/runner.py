@@ -187,6 +187,9 @@ class TaskRunner:
         self._logs: dict[int, TaskLog] = {}
         self._loop: asyncio.Task[None] | None = None
         self.queue_errors = 0  # times the queue could not be read (the database away)
+        # whether tasks to take over may be waiting: after this start's look, only a
+        # dead node's adopted here (``adopted``) makes more; no look on other wakes
+        self._orphans = False
 
     async def start(self, abandoned_because: str = store_tasks.STOPPED) -> None:
         """Fail the tasks this node left unfinished when it last stopped (saying
@@ -224,6 +227,12 @@ class TaskRunner:
         """Something changed (a task queued or a cancel requested): look now."""
         self._wake.set()
 
+    def adopted(self) -> None:
+        """A dead node's tasks were moved to this node (``NodeLease.on_adopted``): take
+        them over now."""
+        self._orphans = True
+        self._wake.set()
+
     @property
     def running(self) -> int:
         return len(self._running)
@@ -240,7 +249,13 @@ class TaskRunner:
         while True:
             self._wake.clear()
             try:
-                await self._take_over()
+                if self._orphans:
+                    self._orphans = False  # first: an adoption meanwhile asks again
+                    try:
+                        await self._take_over()
+                    except Exception:
+                        self._orphans = True  # looked at again on the next turn
+                        raise
                 await self._apply_cancels()
                 await self._claim_what_fits()
             except Exception as error:  # the database may be away: the queue waits for it

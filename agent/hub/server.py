@@ -216,7 +216,7 @@ class HubServer:
         )
         # a dead node's resumable tasks are taken over here, not failed
         self.lease.adopts = self.tasks.resumable
-        self.lease.on_adopted = self.tasks.wake
+        self.lease.on_adopted = self.tasks.adopted
         await self.tasks.start(died or store_tasks.STOPPED)
         self.scheduler = Scheduler(store, utc_now, self.tasks.wake)
         self.scheduler.start()

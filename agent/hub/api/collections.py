@@ -39,10 +39,8 @@ def respond_page(
     path: str,
     resources: Sequence[dict[str, Any]],
     template: Sequence[str] = ("skip", "take", "ids", "partialName"),
-    more: Mapping[str, Any] | None = None,
 ) -> web.Response:
-    """Filter ``resources`` by ``ids``, ``name`` and ``partialName``, then page them;
-    ``more`` adds fields of the collection's own to the envelope."""
+    """Filter ``resources`` by ``ids``, ``name`` and ``partialName``, then page them."""
     wanted = id_filter(request)
     chosen = [
         r
@@ -56,7 +54,7 @@ def respond_page(
     body = envelope(
         item_type, path, page.slice(chosen), len(chosen), page, template, dict(request.query)
     )
-    return web.json_response({**body, **(more or {})})
+    return web.json_response(body)
 
 
 def paging(request: web.Request) -> Page:
@@ -75,10 +73,12 @@ def respond_counted(
     total: int,
     page: Page,
     template: Sequence[str] = ("skip", "take", "ids", "partialName"),
+    more: Mapping[str, Any] | None = None,
 ) -> web.Response:
-    """A page the store chose and counted (``items`` of ``total``), in the envelope."""
+    """A page the store chose and counted (``items`` of ``total``), in the envelope;
+    ``more`` adds fields of the collection's own to it."""
     body = envelope(item_type, path, items, total, page, template, dict(request.query))
-    return web.json_response(body)
+    return web.json_response({**body, **(more or {})})
 
 
 def respond_all(

@@ -28,7 +28,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from agent.hub import ids
 from agent.hub.api import deployments
 from agent.hub.api.bodies import Fields, json_object
-from agent.hub.api.collections import respond_all, respond_page
+from agent.hub.api.collections import (
+    id_filter,
+    name_matches,
+    paging,
+    respond_all,
+    respond_counted,
+)
 from agent.hub.api.common import iso, note
 from agent.hub.api.context import caller_of, context_of
 from agent.hub.api.errors import bad_request, conflict, invalid, not_found
@@ -132,12 +138,23 @@ async def list_tasks(request: web.Request) -> web.Response:
     async with context_of(request).store.connect() as conn:
         rows = await _tasks(conn, space, where)
         counts = await store_tasks.counts_by_state(conn, space)
-    items = [task_resource(row, now) for row in rows]
-    return respond_page(
+    # filtered and paged as respond_page does, on the rows: only the page's tasks are
+    # made resources (a caller looking with take=1 at 200 queued tasks made 200)
+    wanted = id_filter(request)
+    chosen = [
+        row
+        for row in rows
+        if (wanted is None or ids.format_id(ids.SERVER_TASK, row["id"]) in wanted)
+        and name_matches(request, str(row["name"]))
+    ]
+    page = paging(request)
+    return respond_counted(
         request,
         "Task",
         collection_path(request, "tasks"),
-        items,
+        [task_resource(row, now) for row in page.slice(chosen)],
+        len(chosen),
+        page,
         ("skip", "take", "ids", "states", "name"),
         {"TotalCounts": counts},
     )

@@ -37,6 +37,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from agent.errors import TentacleError
+from agent.hub.store import sqlite_driver
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # seconds a SQLite connection waits for the write lock before "database is locked"
@@ -56,11 +57,14 @@ class DatabaseError(TentacleError):
 def async_url(url: str) -> str:
     """``sqlite:///path`` or ``postgresql://...`` with the async driver named."""
     if url.startswith("sqlite:///"):
-        return "sqlite+aiosqlite:///" + url.removeprefix("sqlite:///")
+        # aiosqlite, its statements run on the event loop's thread (sqlite_driver)
+        return f"sqlite+{sqlite_driver.NAME}:///" + url.removeprefix("sqlite:///")
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
             return "postgresql+asyncpg://" + url.removeprefix(prefix)
-    if url.startswith(("sqlite+aiosqlite:///", "postgresql+asyncpg://")):
+    if url.startswith(
+        ("sqlite+aiosqlite:///", f"sqlite+{sqlite_driver.NAME}:///", "postgresql+asyncpg://")
+    ):
         return url
     raise DatabaseError(
         f"unsupported database URL {redact(url)!r}: expected sqlite:///PATH or postgresql://..."

@@ -1,11 +1,13 @@
 """SQLite under concurrent writers: a write transaction takes the write lock up front
 (BEGIN IMMEDIATE), so that one which reads then writes never fails on the upgrade
-nor loses another's update; reads take no write lock; the busy timeout is explicit."""
+nor loses another's update; reads take no write lock; the busy timeout is explicit;
+statements run on the event loop's thread, a wait for another's lock off it."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -91,10 +93,57 @@ async def test_concurrent_read_then_write_transactions_lose_nothing(
 
 
 async def test_the_busy_timeout_is_the_stores(sqlite_store: tuple[Store, Path]) -> None:
+    """The wait for another's lock (on the connection's thread) is BUSY_TIMEOUT long;
+    the statements made on the loop's thread never wait (SQLITE_BUSY at once)."""
     store, _ = sqlite_store
     async with store.connect() as conn:
         milliseconds = (await conn.execute(sa.text("PRAGMA busy_timeout"))).scalar_one()
-    assert milliseconds == int(BUSY_TIMEOUT * 1000)
+        waits = (await conn.get_raw_connection()).dbapi_connection.busy_ms
+    assert milliseconds == 0
+    assert waits == int(BUSY_TIMEOUT * 1000)
+
+
+async def test_statements_run_on_the_event_loops_thread(sqlite_store: tuple[Store, Path]) -> None:
+    """No trip to the driver's thread per statement (sqlite_driver): a function of
+    SQL's runs on the thread that awaits the statement."""
+    store, _ = sqlite_store
+    async with store.connect() as conn:
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        await driver.create_function("thread_ident", 0, threading.get_ident)
+        ident = (await conn.execute(sa.text("SELECT thread_ident()"))).scalar_one()
+    assert ident == threading.get_ident()
+
+
+async def test_a_writer_waits_for_another_connections_lock_off_the_loop(
+    sqlite_store: tuple[Store, Path],
+) -> None:
+    """Another connection (a ``tentacle hub`` command's) holds the write lock: a write
+    transaction waits for it on the connection's thread, the loop going on meanwhile,
+    and gets it once it is let go."""
+    store, path = sqlite_store
+    async with store.transaction() as conn:  # the pool's connection made beforehand
+        await conn.execute(sa.insert(t.hub_facts).values(name="before", value="x"))
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+
+        async def write() -> None:
+            async with store.transaction() as conn:
+                await conn.execute(sa.insert(t.hub_facts).values(name="after", value="x"))
+
+        writer = asyncio.create_task(write())
+        for _ in range(50):  # turns of the loop: the writer asks for the lock meanwhile
+            await asyncio.sleep(0)
+        assert not writer.done()  # neither failed at once nor held the loop until it did
+        other.execute("ROLLBACK")
+        await writer
+    finally:
+        other.close()
+    async with store.connect() as conn:
+        names = set((await conn.execute(sa.select(t.hub_facts.c.name))).scalars())
+    assert {"before", "after"} <= names
 
 
 async def test_writers_take_their_turns_in_order(sqlite_store: tuple[Store, Path]) -> None:

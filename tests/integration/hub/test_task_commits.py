@@ -10,8 +10,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
+from agent.hub.api import tasks as api_tasks
 from tests.helpers.hub import RunningHub
 from tests.integration.hub.tasks_helpers import add_worker, finished, submit
 
@@ -100,3 +102,59 @@ async def test_a_look_at_the_unfinished_tasks_reads_only_them(hub: RunningHub) -
     [query] = [s for s in seen if READS.search(s) and "count(" not in s.lower()]
     assert re.search(r"server_tasks\.state IN", query), query
     assert re.search(r"server_tasks\.name IN", query), query
+
+
+ORPHANS = re.compile(r"server_tasks\.server_token IS NULL OR", re.IGNORECASE)
+WORKER_EXISTS = re.compile(
+    r"^SELECT workers\.id\s+FROM workers\s+WHERE workers\.id = \?\s*$", re.IGNORECASE
+)
+
+
+async def test_a_one_step_task_makes_no_needless_reads(hub: RunningHub, tmp_path: Path) -> None:
+    """The runner looks for tasks to take over at its start and after adopting a dead
+    node's, not on each wake (before: on each, twice or more per task); a step looks
+    whether its worker was deleted every DELETED_LOOK s from its start, not at it
+    (connect has just read the worker: before, once per step however short)."""
+    agent = await add_worker(hub.api, hub.home.identity(), tmp_path, "web-1")
+    assert hub.server.store is not None
+    engine = hub.server.store.engine.sync_engine
+    seen: list[str] = []
+
+    def executed(_conn: sa.Connection, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", executed)
+    try:
+        task = await submit(hub.api, ScriptBody="echo hi", Syntax="bash")
+        done = await finished(hub.api, task)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", executed)
+        agent.stop()
+    assert done["State"] == "Success"
+    assert [s for s in seen if ORPHANS.search(s)] == []
+    assert [s for s in seen if WORKER_EXISTS.match(s)] == []
+
+
+async def test_a_page_of_tasks_makes_only_its_tasks_resources(
+    hub: RunningHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GET /api/tasks?take=1 over three tasks: one resource made, all three counted
+    (before: a resource for each, the page cut from them after; a caller waiting for
+    200 queued tasks to drain paid 200 on each look)."""
+    tasks = [await submit(hub.api, ScriptBody="echo hi", Syntax="bash") for _ in range(3)]
+    for task in tasks:
+        await finished(hub.api, task)
+    made: list[str] = []
+    real = api_tasks.task_resource
+
+    def counted(row: Any, now: Any) -> dict[str, Any]:
+        made.append(row["id"])
+        return real(row, now)
+
+    monkeypatch.setattr(api_tasks, "task_resource", counted)
+    page = await hub.api.get("/api/tasks", params={"take": "1", "name": "AdHocScript"})
+    assert (page["TotalResults"], [t["Id"] for t in page["Items"]]) == (3, [tasks[-1]["Id"]])
+    assert len(made) == 1
+    made.clear()
+    page = await hub.api.get("/api/tasks", params={"skip": "1", "ids": tasks[0]["Id"]})
+    assert (page["TotalResults"], page["Items"], made) == (1, [], [])
