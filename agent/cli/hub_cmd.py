@@ -14,6 +14,7 @@ import click
 from agent import __version__
 from agent.certs import load_identity
 from agent.cli.context import current
+from agent.cli.hub_ssh_cmd import COMMANDS as SSH_COMMANDS
 from agent.cli.hub_tasks_cmd import COMMANDS as TASK_COMMANDS
 from agent.cli.hub_views import COMMANDS as VIEW_COMMANDS
 from agent.cli.logs import configure_logging
@@ -283,4 +284,6 @@ def show_thumbprint_command(home: Path, output_format: str) -> None:
 for view in VIEW_COMMANDS:  # workers, pools, policies, health-check: the hub seen over its API
     hub_group.add_command(view)
 for verb in TASK_COMMANDS:  # run, deploy, tasks, task, cancel: tasks on workers, for people
+    hub_group.add_command(verb)
+for verb in SSH_COMMANDS:  # add-ssh-worker, ssh-fingerprint: workers reached over SSH
     hub_group.add_command(verb)

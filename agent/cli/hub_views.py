@@ -169,7 +169,7 @@ def _hub(server: str, api_key: str, thumbprint: str | None) -> HubApi:
     "styles",
     multiple=True,
     type=click.Choice(COMMUNICATION_STYLES, case_sensitive=False),
-    help="only listening (TentaclePassive) or polling (TentacleActive) workers",
+    help="only listening (TentaclePassive), polling (TentacleActive) or SSH (Ssh) workers",
 )
 @click.option("--name", "partial_name", metavar="TEXT", help="only workers whose name has TEXT")
 @click.option(

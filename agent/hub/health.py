@@ -66,7 +66,20 @@ def facts_of(capabilities: dict[str, Any]) -> dict[str, Any]:
         "FreeDiskSpaceMegabytes": int(free // MB) if isinstance(free, int) else None,
         "Cpus": capabilities.get("Cpus"),
         "MemoryBytes": capabilities.get("MemoryBytes"),
+        # an SSH worker's: "Ssh", and its python3 (None: steps needing the executor fail)
+        "CommunicationStyle": capabilities.get("CommunicationStyle"),
+        "Python": capabilities.get("Python"),
     }
+
+
+def answered(name: str, facts: dict[str, Any]) -> str:
+    """The check's first line: who answered, on what, with how much free disk."""
+    where = f"{facts['OperatingSystem']} {facts['Architecture']}"
+    free = f"{facts['FreeDiskSpaceMegabytes']} MB free"
+    if facts.get("CommunicationStyle") == "Ssh":
+        python = facts.get("Python") or "no python3 (steps needing the executor fail)"
+        return f"{name} answered over SSH: {where}, {python}, {free}"
+    return f"{name} answered: agent {facts['AgentVersion']} on {where}, {free}"
 
 
 @dataclass
@@ -123,12 +136,7 @@ async def _check(
     try:
         capabilities = await client.capabilities()
         facts = facts_of(capabilities)
-        lines.add(
-            "Info",
-            f"{worker['name']} answered: agent {facts['AgentVersion']} on "
-            f"{facts['OperatingSystem']} {facts['Architecture']}, "
-            f"{facts['FreeDiskSpaceMegabytes']} MB free",
-        )
+        lines.add("Info", answered(worker["name"], facts))
         if connectivity_only(settings):
             return CheckOutcome(reachable=True, facts=facts)
         warnings: list[str] = []

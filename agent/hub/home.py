@@ -120,6 +120,23 @@ def coerce_user_name(value: Any) -> str | None:
     return text
 
 
+SSH_ROOT_RULE = (
+    "a folder on the SSH workers: relative to the login's home unless absolute, without"
+    " '..', spaces or control characters"
+)
+DEFAULT_SSH_ROOT = ".tentacle"
+
+
+def coerce_ssh_root(value: Any) -> str:
+    """The SSH workers' folder on each target (agent.client.SshConnections' root)."""
+    text = value.strip() if isinstance(value, str) else ""
+    parts = text.split("/")
+    allowed = all(c.isprintable() and not c.isspace() for c in text)
+    if not text or len(text) > 200 or ".." in parts or not allowed:
+        raise ValueError(f"expected {SSH_ROOT_RULE}, got {value!r}")
+    return text
+
+
 def coerce_task_cap(value: Any) -> int:
     number = value if isinstance(value, int) and not isinstance(value, bool) else None
     if isinstance(value, str) and value.strip().isdecimal():
@@ -224,6 +241,15 @@ class HubSettings:
         flag=Flag("--builtin-worker-user", metavar="USER"),
         help="run the built-in worker's steps as this unprivileged user (the hub runs as"
         " root); '' for none",
+    )  # fmt: skip
+
+    # Where SSH workers keep the hub's files on each target: each step's working folder
+    # (Work/<ticket>, 0700), the executor's zipapp (cached by content hash), the locks.
+    ssh_worker_root: str = setting(
+        DEFAULT_SSH_ROOT, coerce_ssh_root, key="SshWorkerRoot", shown_as="SshWorkerRoot",
+        env="TENTACLE_HUB_SSH_WORKER_ROOT", flag=Flag("--ssh-worker-root", metavar="DIR"),
+        help=f"the SSH workers' folder on each target, relative to the login's home unless"
+        f" absolute (default {DEFAULT_SSH_ROOT})",
     )  # fmt: skip
 
     def to_document(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ MACHINE_POLICY = "MachinePolicies"
 SERVER_TASK = "ServerTasks"
 EVENT = "Events"
 API_KEY = "APIKeys"
+ACCOUNT = "Accounts"
 
 _ID = re.compile(r"^([A-Za-z]+)-([1-9][0-9]{0,17})$")
 

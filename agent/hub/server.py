@@ -190,13 +190,15 @@ class HubServer:
                 f"cannot listen for polling agents on {host}:{wanted}: {error.strerror}"
             ) from None
         self.trust.start()
-        self.reach = reach = WorkerReach(settings, self.listener)
+        key = HubKey.of_home(self.home.path)
+        self.reach = reach = WorkerReach(
+            settings, self.listener, store, key, self.home.settings.ssh_worker_root
+        )
         self.repository = Repository(self.home.path, self.home.settings.max_package_bytes)
         self.repository.sweep_incoming()  # what a killed upload left
         artifact_files = ArtifactFiles(self.home.path)
         artifact_files.sweep_incoming()
         sweep_scratch(self.home.path)  # a killed hub's step files (before tasks re-attach)
-        key = HubKey.of_home(self.home.path)
         self.tasks = TaskRunner(
             store,
             store_tasks.Owner(self.home.settings.node_name, self.lease.token),

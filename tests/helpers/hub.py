@@ -87,11 +87,18 @@ def pinned(home: HubHome) -> aiohttp.Fingerprint:
 
 @asynccontextmanager
 async def running_hub(
-    folder: Path, database: str | None = None, *, builtin_worker: bool = True
+    folder: Path,
+    database: str | None = None,
+    *,
+    builtin_worker: bool = True,
+    **settings: Any,
 ) -> AsyncIterator[RunningHub]:
     """A hub created in ``folder`` and serving on a free loopback port, with an admin key
-    (and its built-in worker unless ``builtin_worker`` is false)."""
-    home = create_home(folder / "hub", database).with_settings(builtin_worker=builtin_worker)
+    (and its built-in worker unless ``builtin_worker`` is false); ``settings``: more of
+    hub.yaml's (``ssh_worker_root="steps"``)."""
+    home = create_home(folder / "hub", database).with_settings(
+        builtin_worker=builtin_worker, **settings
+    )
     server = HubServer(home, __version__)
     url = await server.start("127.0.0.1:0", polling_port=0)
     try:

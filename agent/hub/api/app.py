@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from agent.hub.api import (
+    accounts,
     artifacts,
     discover,
     events,
@@ -34,6 +35,7 @@ RESOURCES = [
     policies,
     tasks,
     events,
+    accounts,
     packages,
     artifacts,
     me,

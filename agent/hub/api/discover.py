@@ -1,5 +1,7 @@
 """/api/workers/discover?host=H&port=P&type=TentaclePassive: who listens there, before
 it is added (Octopus's discover answers with a WorkerResource-shaped body).
+``type=Ssh`` reads an SSH server's host key fingerprint (a key exchange, no login),
+for the operator to confirm before pinning it (port 22 unless given).
 
 The hub dials without a pin (it does not know the thumbprint yet) through
 ``agent.client.discovery``: a bare TLS handshake tells the agent's certificate;
@@ -10,57 +12,89 @@ power (a hub could be made to probe a network), so it needs ConfigureServer.
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from typing import Any
 
 from aiohttp import web
 
-from agent.client import Discovered, discover
+from agent.client import Discovered, discover, host_fingerprint
 from agent.errors import ConnectionLost
 from agent.hub.api.context import caller_of, context_of
 from agent.hub.api.errors import ApiError, bad_request, forbidden, invalid
 from agent.hub.api.routes import Routes
 from agent.hub.health import facts_of
+from agent.hub.rules.ssh import SSH_PORT, host_of, ssh_uri
 
-_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
 DEFAULT_PORT = 10933
 DISCOVERABLE = "TentaclePassive"
+SSH = "Ssh"
+SSH_TIMEOUT = 10.0  # seconds to read an SSH server's host key
 
 
-def _host(value: str | None, errors: list[str]) -> str:
-    text = (value or "").strip().strip("[]")
-    if not text:
-        errors.append("host is required: the agent's host name or IP address")
-        return ""
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        if not _HOSTNAME.match(text):
-            errors.append(f"host: expected a host name or an IP address, got {value!r}")
-    return text
+def _host(value: str | None, errors: list[str], what: str) -> str:
+    host, problem = host_of(value, "host", what)
+    if problem is not None:
+        errors.append(problem)
+    return host
 
 
-def _port(value: str | None, errors: list[str]) -> int:
+def _port(value: str | None, errors: list[str], default: int) -> int:
     if value is None or value == "":
-        return DEFAULT_PORT  # Tentacle's listening port, as Octopus defaults it
+        return default  # Tentacle's listening port or SSH's, as Octopus defaults them
     if not value.strip().isdecimal() or not 1 <= int(value) <= 65535:
         errors.append(f"port: expected a port number from 1 to 65535, got {value!r}")
         return 0
     return int(value)
 
 
-def _check_type(value: str | None) -> None:
+def _check_type(value: str | None) -> str:
     kind = value or DISCOVERABLE
-    if kind == DISCOVERABLE:
-        return
+    if kind in (DISCOVERABLE, SSH):
+        return kind
     if kind == "TentacleActive":
         raise bad_request(
             "type: a polling agent (TentacleActive) cannot be discovered, it dials the hub: "
             "register it from the agent (tentacle register-worker --comms-style TentacleActive)"
         )
-    raise bad_request(f"type: only {DISCOVERABLE} can be discovered, got {kind!r}")
+    raise bad_request(f"type: only {DISCOVERABLE} or {SSH} can be discovered, got {kind!r}")
+
+
+def ssh_resource(host: str, port: int, fingerprint: str) -> dict[str, Any]:
+    """A WorkerResource-shaped body for an SSH server not added yet: its host key's
+    fingerprint, for a person to confirm before pinning it."""
+    uri = ssh_uri(host, port)
+    address = uri[len("ssh://") : -1]
+    return {
+        "Id": None,
+        "Name": host,
+        "Thumbprint": None,
+        "Uri": uri,
+        "IsDisabled": False,
+        "HealthStatus": "Unknown",
+        "Endpoint": {
+            "CommunicationStyle": SSH,
+            "Host": host,
+            "Port": port,
+            "Fingerprint": fingerprint,
+            "AccountId": None,
+            "Uri": uri,
+            "Thumbprint": None,
+            "Id": None,
+        },
+        "Fingerprint": fingerprint,
+        "DiscoveryMessage": (
+            f"the SSH server at {address} presented the host key {fingerprint}: "
+            "compare it with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on that "
+            "machine before pinning it"
+        ),
+    }
+
+
+async def _discover_ssh(host: str, port: int) -> web.Response:
+    try:
+        fingerprint = await host_fingerprint(host, port, timeout=SSH_TIMEOUT)
+    except ConnectionLost as error:
+        raise bad_request(f"cannot read the SSH host key of {host}:{port}: {error}") from None
+    return web.json_response(ssh_resource(host, port, fingerprint))
 
 
 def discovered_resource(found: Discovered, host: str) -> dict[str, Any]:
@@ -97,12 +131,18 @@ async def discover_worker(request: web.Request) -> web.Response:
         raise forbidden(
             "discovering dials an address of the caller's choosing: it needs a ConfigureServer key"
         )
+    kind = _check_type(request.query.get("type"))
     errors: list[str] = []
-    host = _host(request.query.get("host"), errors)
-    port = _port(request.query.get("port"), errors)
+    if kind == SSH:
+        host = _host(request.query.get("host"), errors, "the SSH server's host name")
+        port = _port(request.query.get("port"), errors, SSH_PORT)
+    else:
+        host = _host(request.query.get("host"), errors, "the agent's host name")
+        port = _port(request.query.get("port"), errors, DEFAULT_PORT)
     if errors:
         raise invalid(errors)
-    _check_type(request.query.get("type"))
+    if kind == SSH:
+        return await _discover_ssh(host, port)
     context = context_of(request)
     if context.channel is None:
         raise ApiError(503, "this hub node cannot dial agents (it has no channel settings)")

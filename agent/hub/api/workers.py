@@ -32,6 +32,14 @@ from agent.hub.api.paging import Page
 from agent.hub.api.pools import pool_resource, pools_of
 from agent.hub.api.routes import Routes, collection_path, space_of, space_path
 from agent.hub.rules.filters import BadFilter
+from agent.hub.rules.ssh import (
+    SSH_PORT,
+    fingerprint_problem,
+    host_of,
+    port_problem,
+    ssh_uri,
+)
+from agent.hub.rules.ssh import STYLE as SSH
 from agent.hub.rules.uris import listening_uri_problem
 from agent.hub.rules.workers import (
     HEALTH_STATUSES,
@@ -77,16 +85,31 @@ def worker_resource(row: Row, pools: list[int], running: int) -> dict[str, Any]:
         "LastCheckedOn": iso(row["last_checked"]),
         "RunningSteps": running,
         "HasCertificate": bool(row["certificate"]),
-        "Endpoint": {
-            "CommunicationStyle": row["communication_style"],
-            "Uri": row["uri"],
-            "Thumbprint": row["thumbprint"],
-            "Id": None,
-        },
+        "Endpoint": _endpoint(row),
         "LastModifiedOn": iso(row["modified_on"]),
         "LastModifiedBy": row["modified_by"],
         "Links": {"Self": base, "Connection": f"{base}/connection"},
     }
+
+
+def _endpoint(row: Row) -> dict[str, Any]:
+    """The worker's endpoint: an agent's Uri and Thumbprint, or an SSH worker's Host,
+    Port, pinned Fingerprint and AccountId (Octopus's SshEndpointResource)."""
+    endpoint = {
+        "CommunicationStyle": row["communication_style"],
+        "Uri": row["uri"],
+        "Thumbprint": row["thumbprint"],
+        "Id": None,
+    }
+    if row["communication_style"] == SSH:
+        account = row["account_id"]
+        endpoint |= {
+            "Host": row["ssh_host"],
+            "Port": row["ssh_port"],
+            "Fingerprint": row["ssh_fingerprint"],
+            "AccountId": None if account is None else ids.format_id(ids.ACCOUNT, account),
+        }
+    return endpoint
 
 
 LIST_TEMPLATE = (
@@ -257,15 +280,9 @@ def _certificate(fields: Fields) -> tuple[str | None, str | None]:
 
 
 def _style(ends: Fields, current: Row | None) -> str | None:
-    """The endpoint's ``CommunicationStyle``: one the hub can reach (an SSH worker would
-    be stored but never checked, so it is refused until SSH workers exist)."""
+    """The endpoint's ``CommunicationStyle``: one the hub can reach."""
     given = ends.body.get("CommunicationStyle")
     expected = f"one of {', '.join(SUPPORTED_STYLES)}"
-    if isinstance(given, str) and given.strip().lower() == "ssh":
-        ends.errors.append(
-            f"CommunicationStyle must be {expected}: SSH workers are not supported yet"
-        )
-        return None
     before = len(ends.errors)
     style = ends.choice("CommunicationStyle", SUPPORTED_STYLES, None)
     if style is None and current is not None and given is None:  # a PUT may leave it out
@@ -273,6 +290,67 @@ def _style(ends: Fields, current: Row | None) -> str | None:
     if style is None and len(ends.errors) == before:
         ends.errors.append(f"CommunicationStyle is required: {expected}")
     return style
+
+
+async def _account_id(
+    conn: AsyncConnection, space: int, ends: Fields, current: Row | None
+) -> int | None:
+    """``Endpoint.AccountId``: an account of this space (kept from ``current`` if left out)."""
+    given = ends.body.get("AccountId")
+    if given is None and current is not None and current["account_id"] is not None:
+        return int(current["account_id"])
+    if not isinstance(given, str) or not given.strip():
+        ends.errors.append(
+            "AccountId is required for an SSH worker: the id of an account (Accounts-N, "
+            "see /api/accounts) it logs in with"
+        )
+        return None
+    number = ids.try_parse_id(ids.ACCOUNT, given)
+    table = t.accounts
+    row = (
+        None
+        if number is None
+        else await fetch_one(
+            conn, sa.select(table.c.id).where(table.c.space_id == space, table.c.id == number)
+        )
+    )
+    if row is None:
+        ends.errors.append(f"AccountId: there is no account {given!r} in this space")
+        return None
+    return int(row["id"])
+
+
+async def _ssh_values(
+    conn: AsyncConnection, space: int, ends: Fields, current: Row | None
+) -> dict[str, Any]:
+    """The columns of an SSH endpoint (``Host``, ``Port``, ``Fingerprint``,
+    ``AccountId``), each kept from ``current`` (an SSH worker) when left out."""
+    was_ssh = current is not None and current["communication_style"] == SSH
+    body = ends.body
+    given_host = body.get("Host", current["ssh_host"] if was_ssh and current else None)
+    host, problem = host_of(given_host, "Host", "the SSH server's host name")
+    if problem:
+        ends.errors.append(problem)
+    port = body.get("Port")
+    if port is None:
+        port = current["ssh_port"] if was_ssh and current else SSH_PORT
+    if problem := port_problem(port, "Port"):
+        ends.errors.append(problem)
+    fingerprint = body.get("Fingerprint")
+    if fingerprint is None and was_ssh and current:
+        fingerprint = current["ssh_fingerprint"]
+    if problem := fingerprint_problem(fingerprint, "Fingerprint"):
+        ends.errors.append(problem)
+    account = await _account_id(conn, space, ends, current if was_ssh else None)
+    return {
+        "uri": ssh_uri(host, port) if isinstance(port, int) else "",
+        "thumbprint": None,
+        "certificate": None,
+        "ssh_host": host,
+        "ssh_port": port,
+        "ssh_fingerprint": fingerprint.strip() if isinstance(fingerprint, str) else None,
+        "account_id": account,
+    }
 
 
 async def _worker_values(
@@ -286,6 +364,32 @@ async def _worker_values(
         fields.errors.append("Endpoint must be an object")
     ends = Fields(endpoint)
     style = _style(ends, current)
+    if style == SSH:
+        values = await _ssh_values(conn, space, ends, current)
+    else:
+        values = _agent_values(fields, ends, style, current)
+    values |= {
+        "name": fields.name(),
+        "communication_style": style,
+        "is_disabled": fields.boolean("IsDisabled", current["is_disabled"] if current else False),
+    }
+    pools = await _pool_ids(conn, space, fields.strings("WorkerPoolIds", required=True), fields)
+    policy_given = fields.text("MachinePolicyId")
+    values["machine_policy_id"] = (
+        await _policy_id(conn, space, policy_given, fields)
+        if (policy_given or current is None)
+        else current["machine_policy_id"]
+    )
+    ends.errors = [f"Endpoint.{error}" for error in ends.errors]
+    if fields.errors or ends.errors:
+        raise invalid(fields.errors + ends.errors)
+    return values, pools
+
+
+def _agent_values(
+    fields: Fields, ends: Fields, style: str | None, current: Row | None
+) -> dict[str, Any]:
+    """The columns of an agent's endpoint: its Uri, thumbprint and certificate."""
     uri = ends.text("Uri") or fields.text("Uri") or (current["uri"] if current else None)
     if uri is None:
         fields.errors.append("Endpoint.Uri is required (https://HOST:PORT/ or poll://ID/)")
@@ -316,45 +420,48 @@ async def _worker_values(
             "the hub's polling port trusts certificates, not thumbprints"
         )
     values: dict[str, Any] = {
-        "name": fields.name(),
-        "communication_style": style,
         "uri": uri,
         "thumbprint": thumbprint,
-        "is_disabled": fields.boolean("IsDisabled", current["is_disabled"] if current else False),
+        "ssh_host": None,
+        "ssh_port": None,
+        "ssh_fingerprint": None,
+        "account_id": None,
     }
     if pem is not None:
         values["certificate"] = pem
-    pools = await _pool_ids(conn, space, fields.strings("WorkerPoolIds", required=True), fields)
-    policy_given = fields.text("MachinePolicyId")
-    values["machine_policy_id"] = (
-        await _policy_id(conn, space, policy_given, fields)
-        if (policy_given or current is None)
-        else current["machine_policy_id"]
-    )
-    ends.errors = [f"Endpoint.{error}" for error in ends.errors]
-    if fields.errors or ends.errors:
-        raise invalid(fields.errors + ends.errors)
-    return values, pools
+    return values
 
 
 async def _duplicate(
     conn: AsyncConnection, space: int, values: dict[str, Any], exclude: int | None
 ) -> str | None:
     table = t.workers
-    query = sa.select(table.c.id, table.c.name, table.c.thumbprint).where(
-        table.c.space_id == space,
-        sa.or_(
-            # names are one whatever their case, as in Octopus (and the index on lower(name))
-            LowerText(table.c.name) == values["name"].lower(),
-            table.c.thumbprint == values["thumbprint"],
-        ),
+    # names are one whatever their case, as in Octopus (and the index on lower(name))
+    same = [LowerText(table.c.name) == values["name"].lower()]
+    if values["thumbprint"] is not None:
+        same.append(table.c.thumbprint == values["thumbprint"])
+    if values["account_id"] is not None:  # one SSH worker per login on a server
+        same.append(
+            sa.and_(
+                table.c.ssh_host == values["ssh_host"],
+                table.c.ssh_port == values["ssh_port"],
+                table.c.account_id == values["account_id"],
+            )
+        )
+    query = sa.select(table.c.id, table.c.name, table.c.thumbprint, table.c.account_id).where(
+        table.c.space_id == space, sa.or_(*same)
     )
     for row in await fetch_all(conn, query):
         if row["id"] == exclude:
             continue
         other = ids.format_id(ids.WORKER, row["id"])
-        if row["thumbprint"] == values["thumbprint"]:
+        if values["thumbprint"] is not None and row["thumbprint"] == values["thumbprint"]:
             return f"the worker {other} ({row['name']}) has the thumbprint {values['thumbprint']}"
+        if row["name"].lower() != values["name"].lower():
+            return (
+                f"the worker {other} ({row['name']}) logs in to {values['uri']} with the "
+                f"account {ids.format_id(ids.ACCOUNT, values['account_id'])} already"
+            )
         return f"a worker named {row['name']!r} exists already ({other})"
     return None
 

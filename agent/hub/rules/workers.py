@@ -12,8 +12,8 @@ from agent.hub.rules.filters import choices, flag, id_values
 
 HEALTH_STATUSES = ("Healthy", "HasWarnings", "Unhealthy", "Unavailable", "Unknown")
 COMMUNICATION_STYLES = ("TentaclePassive", "TentacleActive", "Ssh")  # Octopus's, to filter by
-# what a worker may be registered as: nothing reaches an SSH worker yet (issue 15)
-SUPPORTED_STYLES = ("TentaclePassive", "TentacleActive")
+# what a worker may be registered as
+SUPPORTED_STYLES = COMMUNICATION_STYLES
 
 
 def legacy_status(health: str, is_disabled: bool) -> str:

@@ -92,13 +92,32 @@ machine_policies = sa.Table(
     **DOCUMENT,
 )
 
+# Credentials the hub logs in to SSH workers with (Octopus's accounts): the secret
+# (private key, passphrase, password) is one JSON document sealed with the hub's key
+# (agent.hub.secrets.HubKey, AES-256-GCM, the account's id as associated data).
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("space_id", sa.ForeignKey("spaces.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("account_type", sa.String(40), nullable=False),  # SshKeyPair | UsernamePassword
+    sa.Column("username", sa.String(200), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("sealed_secret", sa.Text, nullable=False),
+    sa.Column("modified_on", Timestamp, nullable=False),
+    sa.Column("modified_by", sa.String(200), nullable=False),
+    **DOCUMENT,
+)
+
 workers = sa.Table(
     "workers",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("space_id", sa.ForeignKey("spaces.id"), nullable=False),
     sa.Column("name", sa.String(200), nullable=False),
-    sa.Column("thumbprint", sa.String(64), nullable=False),  # SHA-1, upper-case hex
+    # SHA-1, upper-case hex, of an agent's certificate; NULL for an SSH worker (r0005)
+    sa.Column("thumbprint", sa.String(64), nullable=True),
     sa.Column("certificate", sa.Text, nullable=True),  # PEM, once known (registration)
     sa.Column("communication_style", sa.String(40), nullable=False),
     sa.Column("uri", sa.String(1000), nullable=False),  # https://host:port/ or poll://id/
@@ -112,6 +131,12 @@ workers = sa.Table(
     sa.Column("connection_log", sa.JSON, nullable=False),  # the last check's log elements
     sa.Column("modified_on", Timestamp, nullable=False),
     sa.Column("modified_by", sa.String(200), nullable=False),
+    # an SSH worker's endpoint (r0005; NULL for agents): where, the pinned host key's
+    # SHA256 fingerprint, and the account it logs in with
+    sa.Column("ssh_host", sa.String(255), nullable=True),
+    sa.Column("ssh_port", sa.Integer, nullable=True),
+    sa.Column("ssh_fingerprint", sa.String(100), nullable=True),
+    sa.Column("account_id", sa.ForeignKey("accounts.id"), nullable=True),
     sa.UniqueConstraint("thumbprint", name="uq_workers_thumbprint"),
     **DOCUMENT,
 )
@@ -130,6 +155,7 @@ def unique_name(table: sa.Table, *scope: str) -> sa.Index:
 unique_name(worker_pools, "space_id")
 unique_name(machine_policies, "space_id")
 unique_name(workers, "space_id")
+unique_name(accounts, "space_id")
 
 worker_pool_members = sa.Table(
     "worker_pool_members",

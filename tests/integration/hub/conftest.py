@@ -13,6 +13,7 @@ from agent.hub.store import open_store
 from agent.hub.store.records import initialise
 from tests.helpers.hub import RunningHub, running_hub
 from tests.helpers.postgres import PostgresServer, fresh_database
+from tests.helpers.sshd import SshServer
 
 MIGRATED = "hub_migrated"  # a template database at the newest schema, made once
 
@@ -65,3 +66,11 @@ async def hub(tmp_path: Path, database_url: str) -> AsyncIterator[RunningHub]:
     """A hub serving its API over real TLS on loopback, on a SQLite file and on PostgreSQL."""
     async with running_hub(tmp_path, database_url) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def sshd() -> Iterator[SshServer]:
+    """One OpenSSH server on loopback (and its user) for the session's SSH worker tests."""
+    server = SshServer().start()
+    yield server
+    server.close()

@@ -83,7 +83,11 @@ async def test_bad_parameters_are_named(hub: RunningHub) -> None:
         _discover(0): (422, "port: expected a port number from 1 to 65535, got '0'"),
         _discover(1, port="many"): (422, "port: expected a port number"),
         _discover(10933, type="TentacleActive"): (400, "type: a polling agent"),
-        _discover(10933, type="Ssh"): (400, "type: only TentaclePassive can be discovered"),
+        _discover(10933, type="Kubernetes"): (
+            400,
+            "type: only TentaclePassive or Ssh can be discovered, got 'Kubernetes'",
+        ),
+        "/api/workers/discover?type=Ssh&host=a%20b": (422, "host: expected a host name"),
     }
     for path, (status, message) in cases.items():
         code, body = await hub.api.request("GET", path)

@@ -27,10 +27,11 @@ NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 DOCUMENT_TABLES = {
     "spaces", "worker_pools", "machine_policies", "workers", "api_keys", "events",
     "server_tasks", "task_activities", "task_log", "task_steps", "packages", "artifacts",
+    "accounts",
 }  # fmt: skip
 LOWER_NAME_INDEXES = {
     "ix_workers_lower_name", "ix_worker_pools_lower_name", "ix_machine_policies_lower_name",
-    "ix_api_keys_lower_name", "ix_hub_nodes_lower_name",
+    "ix_api_keys_lower_name", "ix_hub_nodes_lower_name", "ix_accounts_lower_name",
 }  # fmt: skip
 
 
@@ -224,8 +225,11 @@ async def _fill_at_r0001(store: Store) -> None:
         )
 
 
-ADDED_AFTER_R0001_TO_ITS_TABLES = {"server_token", "queued_by"}  # r0002's, r0004's
-ADDED_AFTER_R0001 = {"hub_nodes", "task_steps", "packages", "artifacts"}
+# r0002's, r0004's, r0005's
+ADDED_AFTER_R0001_TO_ITS_TABLES = {
+    "server_token", "queued_by", "ssh_host", "ssh_port", "ssh_fingerprint", "account_id"
+}  # fmt: skip
+ADDED_AFTER_R0001 = {"hub_nodes", "task_steps", "packages", "artifacts", "accounts"}
 
 
 async def _every_row(store: Store) -> dict[str, list[Row]]:

@@ -41,30 +41,42 @@ def named(answer: dict[str, Any], *parts: str) -> bool:
     return any(all(part in line for part in parts) for line in lines)
 
 
-# --- workers that nothing can reach yet ------------------------------------------------------
+# --- SSH endpoints: what each field must be -------------------------------------------------
 
 
 @pytest.mark.parametrize("style", ["Ssh", "ssh"])
-async def test_an_ssh_worker_is_refused_naming_the_accepted_styles(
+async def test_an_ssh_worker_without_its_endpoint_is_refused_naming_each_field(
     hub: RunningHub, style: str
 ) -> None:
-    status, answer = await hub.api.request("POST", "/api/workers", json=worker("s", style))
+    body = {**worker("s"), "Endpoint": {"CommunicationStyle": style}}
+    status, answer = await hub.api.request("POST", "/api/workers", json=body)
     assert status == 422, answer
-    assert named(answer, "Endpoint.CommunicationStyle", "TentaclePassive", "TentacleActive")
-    assert named(answer, "SSH workers are not supported yet")
+    if style == "ssh":  # the style is spelled as Octopus spells it
+        assert named(answer, "Endpoint.CommunicationStyle", "Ssh", "'ssh'")
+    else:
+        assert named(answer, "Endpoint.Host is required")
+        assert named(answer, "Endpoint.Fingerprint", "SHA256: followed by 43 base64")
+        assert named(answer, "Endpoint.AccountId is required", "Accounts-N")
     assert (await hub.api.get("/api/workers"))["TotalResults"] == 0
 
 
-async def test_a_worker_cannot_be_changed_into_an_ssh_worker(hub: RunningHub) -> None:
+async def test_a_worker_changed_into_an_ssh_worker_needs_the_ssh_fields(hub: RunningHub) -> None:
     status, created = await hub.api.request("POST", "/api/workers", json=worker("w"))
     assert status == 201, created
-    changed = {**created, "Endpoint": {**created["Endpoint"], "CommunicationStyle": "Ssh"}}
+    changed = {
+        **created,
+        "Endpoint": {"CommunicationStyle": "Ssh", "Host": "no such", "Port": 0,
+                     "Fingerprint": "SHA256:short", "AccountId": "Accounts-99"},
+    }  # fmt: skip
     status, answer = await hub.api.request("PUT", f"/api/workers/{created['Id']}", json=changed)
     assert status == 422, answer
-    assert named(answer, "Endpoint.CommunicationStyle", "SSH workers are not supported yet")
+    assert named(answer, "Endpoint.Host: expected a host name or an IP address", "'no such'")
+    assert named(answer, "Endpoint.Port must be a port number from 1 to 65535, not 0")
+    assert named(answer, "Endpoint.Fingerprint", "'SHA256:short'")
+    assert named(answer, "Endpoint.AccountId: there is no account 'Accounts-99'")
     status, answer = await hub.api.request("POST", "/api/workers", json=worker("x", "Kubernetes"))
     assert status == 422, answer
-    assert named(answer, "Endpoint.CommunicationStyle", "TentaclePassive", "'Kubernetes'")
+    assert named(answer, "Endpoint.CommunicationStyle", "TentaclePassive", "Ssh", "'Kubernetes'")
 
 
 # --- filters the hub does not know -----------------------------------------------------------
