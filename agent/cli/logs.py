@@ -85,3 +85,6 @@ def configure_logging(log_format: str, level: int = logging.INFO) -> None:
     handler.setFormatter(KeyMaskingFormatter(inner))
     handler.addFilter(MalformedRequestFilter())
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    # asyncssh logs every channel of an SSH worker at INFO, with its whole command line
+    # (a step's arguments among them): a hub's log is its own lines and asyncssh's warnings
+    logging.getLogger("asyncssh").setLevel(max(level, logging.WARNING))

@@ -24,6 +24,7 @@ def test_a_hub_is_created_once_and_its_key_printed_once(
     home = tmp_path / "hub"
     created = tentacle.ok("hub", "create", "--home", str(home))
     assert f"Created a hub in {home}" in created.out
+    assert "Warning" not in created.err, created.err  # a library's warnings are not for people
     for name in ("hub.yaml", "identity.pem", "hub.db"):
         assert (home / name).stat().st_mode & 0o077 == 0, name  # nothing for others to read
     again = tentacle.fails("hub", "create", "--home", str(home))

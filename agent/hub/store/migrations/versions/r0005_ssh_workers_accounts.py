@@ -26,6 +26,10 @@ Create Date: 2026-12-01
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -33,6 +37,18 @@ revision = "0005"
 down_revision = "0004"
 branch_labels = None
 depends_on = None
+
+
+@contextlib.contextmanager
+def _quiet_reflection() -> Iterator[None]:
+    """SQLAlchemy warns that it skips the lower(name) indexes when it reflects the
+    tables the rebuild refers to; they are made again here, so `hub create` need
+    not print that to a person."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", "Skipped unsupported reflection of expression-based index", sa.exc.SAWarning
+        )
+        yield
 
 
 def upgrade() -> None:
@@ -58,7 +74,10 @@ def upgrade() -> None:
     sequence = _workers_sequence() if sqlite else None
     if sqlite:
         op.drop_index("ix_workers_lower_name", table_name="workers")
-    with op.batch_alter_table("workers", table_kwargs={"sqlite_autoincrement": True}) as batch:
+    with (
+        _quiet_reflection(),
+        op.batch_alter_table("workers", table_kwargs={"sqlite_autoincrement": True}) as batch,
+    ):
         batch.alter_column("thumbprint", existing_type=sa.String(length=64), nullable=True)
         batch.add_column(sa.Column("ssh_host", sa.String(length=255), nullable=True))
         batch.add_column(sa.Column("ssh_port", sa.Integer(), nullable=True))
