@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -59,14 +58,16 @@ def test_ssh_workers_are_added_with_a_password_and_a_key_and_turn_healthy(
     page: Page, bare_hub: WebHub, sshd: SshServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    assert sshd.encrypted_key is not None and sshd.encrypted_key.passphrase is not None
+    assert sshd.encrypted_key is not None
+    assert sshd.encrypted_key.passphrase is not None
     open_form(page, bare_hub)
     fill_target(page, "ssh-password", "127.0.0.1", sshd.port, sshd.user)
     page.locator("[data-test=fetch-fingerprint]").click()
     expect(page.locator("[data-test=field-Fingerprint]")).to_have_value(sshd.fingerprint)
     page.locator("[data-test=field-Password]").fill(sshd.password)
     page.locator("[data-test=form-submit]").click()  # not confirmed yet: refused by the page
-    expect(page.locator("[data-test=form-error]")).to_contain_text("I have checked this fingerprint")
+    refused = page.locator("[data-test=form-error]")
+    expect(refused).to_contain_text("I have checked this fingerprint")
     assert bare_hub.get("/api/accounts/all") == []
     page.locator("[data-test=field-FingerprintChecked]").check()
     page.locator("[data-test=form-submit]").click()
@@ -106,7 +107,7 @@ def test_ssh_workers_are_added_with_a_password_and_a_key_and_turn_healthy(
 
 
 def test_the_hubs_errors_show_beside_the_form_and_nothing_is_half_added(
-    page: Page, bare_hub: WebHub, sshd: SshServer, tmp_path: Path
+    page: Page, bare_hub: WebHub, sshd: SshServer
 ) -> None:
     open_form(page, bare_hub)
     fill_target(page, "ssh-wrong", "127.0.0.1", 1, sshd.user)
