@@ -2,12 +2,15 @@
 
 Starts a hub with two real agents (one listening, one polling, in two pools) and
 a finished task, signs in with Debian's headless Chromium and saves dashboard,
-workers, pools, policies, the tasks list, a task with its log, the run form and a
-refused policy form at 1280x800, and workers at a phone's width.
+workers, pools, policies, the tasks list, a task with its log, the run form, a
+refused policy form and (as root, with a throwaway sshd: tests/helpers/sshd.py) the
+SSH worker form with its fetched fingerprint at 1280x800, and workers at a phone's
+width.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -17,6 +20,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 from agent.certs import generate_identity
 from tests.browser.webhub import WebHub, launch, sign_in
 from tests.helpers.eventually import eventually
+from tests.helpers.sshd import SshServer
 from tests.integration.hub.tasks_helpers import finished
 
 OUT = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -84,6 +88,29 @@ def refused_form(page: Page, hub: WebHub) -> None:
     print(f"saved {OUT / 'policy-form.png'}")
 
 
+def ssh_form(page: Page, hub: WebHub) -> None:
+    """The SSH worker form, the fingerprint fetched from a throwaway sshd (root only)."""
+    if os.geteuid() != 0:
+        print("ssh-worker-form.png not made again: the throwaway sshd needs root")
+        return
+    sshd = SshServer().start()
+    try:
+        page.goto(f"{hub.url}/app/#/workers/new-ssh")
+        page.locator("[data-test=field-Name]").fill("db-backup-01")
+        page.locator("[data-test=field-Host]").fill(sshd.host)
+        page.locator("[data-test=field-Port]").fill(str(sshd.port))
+        page.locator("[data-test=field-Username]").fill("deploy")
+        page.locator("[data-test=fetch-fingerprint]").click()
+        expect(page.locator("[data-test=fingerprint-message]")).to_be_visible()
+        page.locator("[data-test=login-key]").check()
+        page.mouse.move(0, 0)
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=str(OUT / "ssh-worker-form.png"), full_page=True)
+        print(f"saved {OUT / 'ssh-worker-form.png'}")
+    finally:
+        sshd.close()
+
+
 def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     identity = generate_identity("Tentacle Hub")
@@ -104,6 +131,7 @@ def main() -> int:
                 shoot(wide, hub, f"#/tasks/{task}", "[data-test=log-line]", "task.png")
                 shoot(wide, hub, "#/run", "[data-test=run-body]", "run.png")
                 refused_form(wide, hub)
+                ssh_form(wide, hub)
                 phone = browser.new_page(viewport={"width": 390, "height": 844})
                 sign_in(phone, hub)
                 shoot(phone, hub, "#/workers", "[data-test=worker-row]", "workers-phone.png")

@@ -7,19 +7,24 @@ import {
   clear, confirmDialog, empty, h, hashQuery, hashWith, heading, megabytes, since, statusBadge, table,
 } from "./dom.js";
 import { HEALTH } from "./counts.js";
+import { routes as sshRoutes } from "./sshform.js";
 
-export const routes = [{ pattern: /^#\/workers(\?.*)?$/, title: "Workers", render }];
+export const routes = [...sshRoutes, { pattern: /^#\/workers(\?.*)?$/, title: "Workers", render }];
 
 const REFRESH_MS = 4000;
 const SHOWN_AT_MOST = 1000; // workers in one look; the filters narrow a bigger fleet
-const STYLES = { TentaclePassive: "Listening", TentacleActive: "Polling" };
+const STYLES = { TentaclePassive: "Listening", TentacleActive: "Polling", Ssh: "SSH" };
 const HEALTH_WORDS = { HasWarnings: "Has warnings" };
 
 async function render(ctx) {
   const pools = await ctx.api.get("/api/workerpools/all");
   const filters = readFilters();
   const list = h("div", { class: "worker-groups", "data-test": "worker-groups" });
-  ctx.main.append(heading("Workers"), filterForm(pools, filters, () => show(ctx, pools, list)), list);
+  const addSsh = ctx.canChange
+    ? h("a", { class: "button primary action", href: "#/workers/new-ssh", "data-test": "action-new-ssh",
+      text: "Add an SSH worker" })
+    : null;
+  ctx.main.append(heading("Workers", addSsh), filterForm(pools, filters, () => show(ctx, pools, list)), list);
   await show(ctx, pools, list);
   const timer = setInterval(() => show(ctx, pools, list).catch(() => {}), REFRESH_MS);
   ctx.onLeave(() => clearInterval(timer));
@@ -83,7 +88,7 @@ function groups(ctx, pools, workers, filters, changed) {
   const filtering = filters.pool || filters.status || filters.name;
   if (!workers.length) {
     return [empty(filtering ? "No worker matches these filters." : "No worker is registered yet. "
-      + "Register one with `tentacle register-worker`, or add it with POST /api/workers.")];
+      + "Register one with `tentacle register-worker`, add an SSH worker, or add it with POST /api/workers.")];
   }
   const known = new Set(pools.map((p) => p.Id));
   const shownPools = filters.pool ? pools.filter((p) => p.Id === filters.pool) : pools;
