@@ -357,6 +357,9 @@ def throwaway_user() -> Iterator[pwd.struct_passwd]:
     try:
         yield pwd.getpwnam(name)
     finally:
+        # what its steps left running (a script polling for a file the test's cleanup
+        # removed polls on forever), else userdel refuses and both outlive the test
+        subprocess.run(["pkill", "-KILL", "-u", name], check=False)
         subprocess.run(["userdel", "--remove", name], check=False, capture_output=True)
 
 
