@@ -25,6 +25,10 @@ export function errorText(body, fallback) {
 
 // a proxy in front of the hub answers these when the hub itself is down
 const GONE = new Set([502, 503, 504]);
+// a request unanswered this long is given up: on a frozen connection (a laptop's sleep,
+// a NAT that forgot it) it would wait forever and hold one of the browser's few
+// connections to the hub, which the page's other requests then queue behind
+export const REQUEST_TIMEOUT_MS = 20_000;
 
 /**
  * Api(key, reach): get/post/put/del(path, body?) → the parsed JSON (null when
@@ -42,7 +46,9 @@ export class Api {
   }
 
   async request(method, path, body) {
-    const init = { method, headers: this.headers(), cache: "no-store" };
+    const init = {
+      method, headers: this.headers(), cache: "no-store", signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+    };
     if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
@@ -52,7 +58,9 @@ export class Api {
       response = await fetch(path, init);
     } catch (error) {
       this.reach.down?.(error);
-      throw new ApiError(0, `cannot reach the hub (${error.message || error})`);
+      const why = error.name === "TimeoutError"
+        ? `no answer within ${REQUEST_TIMEOUT_MS / 1000} s` : error.message || error;
+      throw new ApiError(0, `cannot reach the hub (${why})`);
     }
     if (GONE.has(response.status)) {
       this.reach.down?.(new Error(`HTTP ${response.status}`));
@@ -88,7 +96,9 @@ async function parse(response) {
 
 /** The open root document (/api): the hub's version; no key needed. */
 export async function hubRoot() {
-  const response = await fetch("/api", { headers: { Accept: "application/json" }, cache: "no-store" });
+  const response = await fetch("/api", {
+    headers: { Accept: "application/json" }, cache: "no-store", signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+  });
   if (!response.ok) throw new ApiError(response.status, `GET /api answered ${response.status}`);
   return response.json();
 }
