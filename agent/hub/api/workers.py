@@ -252,18 +252,23 @@ async def _policy_id(conn: AsyncConnection, space: int, given: str | None, field
         )
         assert row is not None
         return int(row["id"])
-    number = ids.try_parse_id(ids.MACHINE_POLICY, given)
-    row = (
-        None
-        if number is None
-        else await fetch_one(
-            conn, sa.select(table.c.id).where(table.c.space_id == space, table.c.id == number)
-        )
-    )
-    if row is None:
+    found = await _id_in_space(conn, table, ids.MACHINE_POLICY, space, given)
+    if found is None:
         fields.errors.append(f"MachinePolicyId: there is no machine policy {given!r}")
         return 0
-    return int(row["id"])
+    return found
+
+
+async def _id_in_space(
+    conn: AsyncConnection, table: sa.Table, kind: str, space: int, given: str
+) -> int | None:
+    """The row number of ``given`` (an id of ``kind``) if ``table`` has it in ``space``."""
+    number = ids.try_parse_id(kind, given)
+    if number is None:
+        return None
+    query = sa.select(table.c.id).where(table.c.space_id == space, table.c.id == number)
+    row = await fetch_one(conn, query)
+    return None if row is None else int(row["id"])
 
 
 def _certificate(fields: Fields) -> tuple[str | None, str | None]:
@@ -305,19 +310,10 @@ async def _account_id(
             "see /api/accounts) it logs in with"
         )
         return None
-    number = ids.try_parse_id(ids.ACCOUNT, given)
-    table = t.accounts
-    row = (
-        None
-        if number is None
-        else await fetch_one(
-            conn, sa.select(table.c.id).where(table.c.space_id == space, table.c.id == number)
-        )
-    )
-    if row is None:
+    found = await _id_in_space(conn, t.accounts, ids.ACCOUNT, space, given)
+    if found is None:
         ends.errors.append(f"AccountId: there is no account {given!r} in this space")
-        return None
-    return int(row["id"])
+    return found
 
 
 async def _ssh_values(
