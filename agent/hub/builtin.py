@@ -342,6 +342,7 @@ class BuiltinWorker:
             mutex_timeout=start.mutex_timeout,
             task_id=start.task_id,
             grace=start.grace,
+            isolation_group=start.isolation_group,
         )
 
         async def write_files(workspace: Path) -> None:

@@ -72,6 +72,13 @@ class Isolation(enum.StrEnum):
     NONE = "none"
 
 
+class ScriptIsolation(enum.StrEnum):
+    """Capabilities' ScriptIsolation: whether scripts run as their isolation group's uid."""
+
+    USERS = "users"
+    NONE = "none"
+
+
 class LogSource(enum.StrEnum):
     STDOUT = "stdout"
     STDERR = "stderr"
@@ -443,6 +450,9 @@ class Capabilities(WireType):
     free_disk_bytes: int = wire("FreeDiskBytes", INT)
     cpus: int = wire("Cpus", INT)
     memory_bytes: int = wire("MemoryBytes", INT)
+    script_isolation: ScriptIsolation = wire(
+        "ScriptIsolation", _OneOf(ScriptIsolation), default=ScriptIsolation.NONE
+    )
 
 
 @dataclass(frozen=True)
@@ -539,6 +549,8 @@ class StartScriptRequest(WireType):
     mutex_name: str = wire("IsolationMutexName", TEXT, default=DEFAULT_MUTEX, blank_is_default=True)
     mutex_timeout: float | None = wire("IsolationMutexTimeout", SECONDS, default=None)
     task_id: str = wire("TaskId", TEXT, default="")
+    # Whose uid the script runs as (agent.scripts.users); absent: the shared default group
+    isolation_group: str | None = wire("IsolationGroup", TEXT, default=None)
     grace: float = wire("Grace", SECONDS, default=DEFAULT_GRACE)
     wait: float = wire("DurationToWaitForScriptToFinish", SECONDS, default=0.0)
     # In the script's process environment only: never written to disk, nor echoed

@@ -11,12 +11,21 @@ from typing import Any
 import psutil
 
 from agent.protocol.calls import IncomingCall, Reply
-from agent.protocol.services import Capabilities, CapabilitiesRequest, PingRequest, Pong
+from agent.protocol.services import (
+    Capabilities,
+    CapabilitiesRequest,
+    PingRequest,
+    Pong,
+    ScriptIsolation,
+)
 from agent.scripts.runner import PROGRAMS
 
 
 def capabilities(
-    home: Path, services: Callable[[], tuple[str, ...]], version: str
+    home: Path,
+    services: Callable[[], tuple[str, ...]],
+    version: str,
+    isolation: ScriptIsolation = ScriptIsolation.NONE,
 ) -> dict[str, Any]:
     """Build the capabilities document (cheap: no subprocess, no lock)."""
     return Capabilities(
@@ -30,15 +39,19 @@ def capabilities(
         free_disk_bytes=shutil.disk_usage(home).free,
         cpus=psutil.cpu_count() or 1,
         memory_bytes=psutil.virtual_memory().total,
+        script_isolation=isolation,  # whether scripts run as their isolation groups' uids
     ).to_wire()
 
 
 def capabilities_methods(
-    home: Path, services: Callable[[], tuple[str, ...]], version: str
+    home: Path,
+    services: Callable[[], tuple[str, ...]],
+    version: str,
+    isolation: ScriptIsolation = ScriptIsolation.NONE,
 ) -> dict[str, Callable[[IncomingCall], Any]]:
     async def get(call: IncomingCall) -> Reply:
         CapabilitiesRequest.parse(call.params)
-        return Reply(capabilities(home, services, version))
+        return Reply(capabilities(home, services, version, isolation))
 
     async def ping(call: IncomingCall) -> Reply:
         """The cheapest round trip: for liveness checks and latency measurement."""

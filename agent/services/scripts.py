@@ -104,6 +104,7 @@ def _spec(request: StartScriptRequest) -> ScriptSpec:
         mutex_timeout=request.mutex_timeout,
         task_id=request.task_id,
         grace=request.grace,
+        isolation_group=request.isolation_group,
     )
 
 
