@@ -115,18 +115,24 @@ def build_router(
         1,
         capabilities_methods(config.home, lambda: router.advertised, __version__, isolation),
     )
-    router.add("files", 1, file_service(config, config_path).methods())
+    router.add("files", 1, file_service(config, config_path, scripts.settings).methods())
     router.add("scripts", SCRIPTS_VERSION, ScriptService(scripts).methods())
     return router
 
 
-def file_service(config: InstanceConfig, config_path: Path | None) -> FileService:
-    """The file service, kept from the instance's own files and the scripts' Work folder."""
+def file_service(
+    config: InstanceConfig, config_path: Path | None, scripts: ScriptSettings | None = None
+) -> FileService:
+    """The file service, kept from the instance's own files and the scripts' Work folder;
+    uploads for an isolation group follow the scripts' policy (``scripts``)."""
     private = {config.identity_path: "identity (private key and certificate)"}
     if config_path is not None:
         private[config_path] = "configuration"
     private[config.home / LOCK_FILE_NAME] = "lock (the running agent's pid)"
-    return FileService(config.home, config.file_roots, private, (config.home / "Work",))
+    users = None if scripts is None else scripts.users
+    refuse = None if scripts is None else scripts.refuse_groups
+    return FileService(config.home, config.file_roots, private, (config.home / "Work",),
+                       users, refuse)  # fmt: skip
 
 
 def listen_urls(addresses: list[tuple[str, int]]) -> list[str]:

@@ -229,7 +229,11 @@ class BuiltinWorker:
         }
 
     async def upload(
-        self, local: Path, remote: str, progress: Progress | None = None
+        self,
+        local: Path,
+        remote: str,
+        progress: Progress | None = None,
+        isolation_group: str | None = None,
     ) -> dict[str, Any]:
         """Copy ``local`` to ``remote`` (relative to the worker's folder), whole or not
         at all; RemoteError refused for a path outside the folder, in ``Work/``, the

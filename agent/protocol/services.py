@@ -479,6 +479,8 @@ class UploadRequest(WireType):
 
     path: str = wire("Path", TEXT)
     length: int = wire("Length", _Count("{name} must be 0 or more bytes, got {value}"))
+    # A relative Path is then in that group's folder, the file its uid's (agent.scripts.users)
+    isolation_group: str | None = wire("IsolationGroup", TEXT, default=None)
 
 
 @dataclass(frozen=True)

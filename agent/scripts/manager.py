@@ -514,6 +514,7 @@ class ScriptManager:
             # the group's own folders: one project's deployments, journal and temporary
             # files (the executor's private variables folders) are not another's
             own.update(
+                TentacleHome=str(group.folder),  # files.upload's folder for the group
                 HOME=str(group.folder),
                 TMPDIR=str(group.temp),
                 TentacleApplications=str(group.applications),

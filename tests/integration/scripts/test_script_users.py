@@ -187,6 +187,33 @@ env | cut -d= -f1 | sort | tr '\\n' ' '
     assert users["Groups"] == {"default": int(uid)}
 
 
+@needs_root
+async def test_a_groups_package_cache_is_its_own(isolated: AgentProcess, tmp_path: Path) -> None:
+    package = tmp_path / "App.1.0.zip"
+    package.write_bytes(b"the package of project one")
+    read = 'cat "$TentacleHome/Files/packages/App.zip" 2>/dev/null || echo unreadable'
+    async with isolated.client() as client:
+        sent = await client.upload(package, "Files/packages/App.zip", None, "Projects-1")
+        scripts = Scripts(client)
+        own = await run(scripts, read, "Projects-1")
+        other = await run(scripts, f"cat {sent['FullPath']} 2>/dev/null || echo unreadable",
+                          "Projects-2")  # fmt: skip
+        elsewhere = await run(scripts, read, "Projects-2")
+        with pytest.raises(RemoteError) as refused:  # a link out of the group's folder
+            await client.upload(package, "../../identity.pem", None, "Projects-1")
+    assert own == (0, "the package of project one")
+    assert other == (0, "unreadable")
+    assert elsewhere == (0, "unreadable")
+    assert refused.value.kind == "refused"
+    assert Path(sent["FullPath"]).parent.parent.parent == isolated.home / "Groups" / own_uid(
+        isolated, "Projects-1"
+    )
+
+
+def own_uid(agent: AgentProcess, group: str) -> str:
+    return str(json.loads((agent.home / "script-users.json").read_text())["Groups"][group])
+
+
 LONG = """\
 echo "started as $(id -u)"
 while [ ! -e "$HOME/release-$1" ]; do sleep 0.05; done
@@ -320,6 +347,12 @@ async def test_an_agent_that_cannot_switch_refuses_groups_unless_told_one_user_i
             assert "cannot run scripts as other users" in message
             assert "--script-users off" in message
             assert await run(scripts, "id -u", None) == (0, str(user.pw_uid))
+            package = reachable / "package.zip"
+            package.write_bytes(b"zip")
+            with pytest.raises(RemoteError) as upload_refused:
+                await client.upload(package, "Files/packages/p.zip", None, "Projects-1")
+            assert upload_refused.value.kind == "refused"
+            assert "--script-users off" in str(upload_refused.value)
         agent.stop()
         agent.env["TENTACLE_SCRIPT_USERS"] = "off"  # the operator accepts one user for all
         agent.start()
