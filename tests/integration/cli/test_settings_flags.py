@@ -16,6 +16,8 @@ TYPED = {
     "--max-running-scripts": ("4", 4),
     "--workspace-retention": ("60", 60.0),
     "--workspace-sweep-interval": ("5", 5.0),
+    "--script-users": ("off", False),  # the default is on
+    "--script-uid-range": ("70000-70009", "70000-70009"),
 }
 FLAGGED = [row for row in INSTANCE_SETTINGS if row.flag]
 
@@ -25,6 +27,7 @@ def test_every_flag_of_the_table_has_an_example_here() -> None:
 
 
 def test_every_flag_sets_its_setting_and_is_listed_in_the_help(tentacle: TentacleCli) -> None:
+    del tentacle.env["TENTACLE_SCRIPT_USERS"]  # the tests' own (tests/helpers/cli.py) hides it
     tentacle.ok("create-instance", "--instance", "a")
     args = [part for flag, (typed, _) in TYPED.items() for part in (flag, typed)]
     tentacle.ok("configure", "--instance", "a", *args)

@@ -42,6 +42,8 @@ EXAMPLES: dict[str, tuple[Any, str | None, Any]] = {
     "max_running_scripts": (4, "4", -1),
     "workspace_retention": (60.0, "60", "soon"),
     "workspace_sweep_interval": (5.0, "5", -5),
+    "script_users": (False, "off", "perhaps"),
+    "script_uid_range": ("70000-70009", "70000-70009", "9-1"),
     "subscription_id": ("poll://abcdefghijklmnopqrst/", None, "poll://short/"),
     "polling_servers": ([SERVER], None, [{"address": "nowhere"}]),
     "polling_proxy_host": ("proxy.example", None, 42),
