@@ -29,10 +29,11 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.scripts.cgroups import ScriptGroup
 from agent.scripts.procstat import PROC, read_stat
 
 PID_FILE = "wrapper.pid"
@@ -58,8 +59,14 @@ OWN_FILES = frozenset({*SCRIPT_FILES.values(), RC_FILE, PID_FILE})
 # be written (a full disk). If it cannot record its pid, it does not run the
 # script at all (exit NOT_RECORDED): a restarted agent would take a workspace
 # without ``wrapper.pid`` for a script that never started and start it again.
+#
+# It starts nothing before the agent says so: its stdin is a pipe from the agent,
+# which first moves it into the script's cgroup (``join``), then writes "go". So
+# every process the script starts is born in that cgroup; and a wrapper whose
+# agent died before the word (the pipe closed empty) exits without running anything.
 NOT_RECORDED = 125
 WRAPPER = (
+    "read -r go || exit {not_recorded}\n"
     "read -ra stat </proc/$$/stat; echo $$ ${{stat[21]}} >wrapper.pid || exit {not_recorded}\n"
     "{job} </dev/null >>stdout.raw 2>>stderr.raw\n"
     "code=$?; echo $code >>wrapper.pid; exit $code\n"
@@ -111,13 +118,60 @@ def launch(
     arguments: Sequence[str],
     environment: Mapping[str, str],
     account: Account | None = None,
+    join: Callable[[int], None] | None = None,
 ) -> Launched:
     """Start the wrapper for the script in ``workspace``. Raises OSError if it cannot start.
 
     The arguments reach the script as separate argv entries, never re-parsed by a shell.
     The wrapper's own output (bash's job notices) is discarded. With ``account``
-    the workspace becomes that account's and the script runs as it.
+    the workspace becomes that account's and the script runs as it. ``join`` is
+    called with the wrapper's pid before the wrapper starts the script (to put it
+    into the script's cgroup); if it raises OSError, the wrapper ends unstarted
+    and the error is raised.
     """
+    gate, go = os.pipe()
+    try:
+        launched = _spawn(workspace, syntax, arguments, environment, account, gate)
+    except BaseException:
+        os.close(go)
+        raise
+    finally:
+        os.close(gate)
+    try:
+        if join is not None:
+            join(launched.pid)
+    except OSError:
+        os.close(go)  # the wrapper reads no word and exits without running the script
+        _reap_now(launched.pid)
+        raise
+    try:
+        os.write(go, b"go\n")
+    finally:
+        os.close(go)
+    return launched
+
+
+def _to_null(null: int) -> list[tuple[int, int, int]]:
+    """posix_spawn's file actions: stdout and stderr to ``null``."""
+    return [(os.POSIX_SPAWN_DUP2, null, fd) for fd in (1, 2)]
+
+
+def _reap_now(pid: int) -> None:
+    """Wait for our child ``pid``, which is ending at once (its gate closed)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+    _SPAWNED.pop(pid, None)
+
+
+def _spawn(
+    workspace: Path,
+    syntax: str,
+    arguments: Sequence[str],
+    environment: Mapping[str, str],
+    account: Account | None,
+    gate: int,
+) -> Launched:
+    """The wrapper started, its stdin ``gate``, waiting for the word to go on."""
     if syntax == "bash":
         job, command = BASH_JOB, list(arguments)
     else:
@@ -127,14 +181,14 @@ def launch(
     )
     argv = ["bash", "-c", wrapper, SCRIPT_FILES[syntax], *command]
     if account is not None:
-        return _launch_as(account, workspace, argv, environment)
+        return _launch_as(account, workspace, argv, environment, gate)
     null = os.open(os.devnull, os.O_RDWR)
     try:
         pid = os.posix_spawn(
             _bash(environment.get("PATH")),
             argv,
             dict(environment),
-            file_actions=[(os.POSIX_SPAWN_DUP2, null, fd) for fd in (0, 1, 2)],
+            file_actions=[(os.POSIX_SPAWN_DUP2, gate, 0), *_to_null(null)],
             setsid=True,
             # Python ignores these and an ignored signal survives exec; a script gets a
             # shell's defaults (as subprocess's restore_signals gives), so that a pipe's
@@ -147,17 +201,22 @@ def launch(
 
 
 def _launch_as(
-    account: Account, workspace: Path, argv: list[str], environment: Mapping[str, str]
+    account: Account,
+    workspace: Path,
+    argv: list[str],
+    environment: Mapping[str, str],
+    gate: int,
 ) -> Launched:
     """``launch`` as ``account``: posix_spawn cannot change users, subprocess can (in the
     child, before exec: groups, then gid, then uid), with what posix_spawn gets above:
-    a session of its own, the default signals restored, /dev/null for 0, 1 and 2."""
+    a session of its own, the default signals restored, the gate for 0, /dev/null for
+    1 and 2."""
     hand_over(workspace, account)
     process = subprocess.Popen(  # argv, not a shell string
         argv,
         executable=_bash(environment.get("PATH")),
         env=dict(environment),
-        stdin=subprocess.DEVNULL,
+        stdin=gate,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -339,3 +398,35 @@ async def stop(launched: Launched, grace: float) -> int | None:
     # the script is gone; so must be any descendant that ignored SIGTERM
     signal_script(launched, signal.SIGKILL)
     return status
+
+
+async def stop_tree(launched: Launched, group: ScriptGroup, grace: float) -> int | None:
+    """``stop`` for a script in a cgroup of its own: SIGTERM to every process in it but
+    the wrapper, SIGKILL to them after ``grace`` seconds (frozen, so that none forks
+    away meanwhile), then the whole cgroup killed: daemons that left the session
+    (``setsid``, a double fork) are still in it. The wrapper is spared until it has
+    recorded the script's status. Returns the wrapper's wait status, as ``stop``."""
+    group.signal(signal.SIGTERM, but=launched.pid)
+    try:
+        async with asyncio.timeout(grace):
+            status = await wait_for_exit(launched)
+    except TimeoutError:
+        group.kill_all_but(launched.pid)
+        status = await wait_for_exit(launched)
+    group.kill()
+    await emptied(group)
+    return status
+
+
+EMPTIED_WITHIN = 5.0  # seconds: killed processes are gone long before
+_EMPTIED_POLL = 0.01
+
+
+async def emptied(group: ScriptGroup) -> None:
+    """Return once the killed cgroup holds no process, or after EMPTIED_WITHIN seconds
+    (it is then left for the next sweep). The kernel announces it through
+    cgroup.events, which is not worth an inotify watch for one short wait."""
+    for _ in range(int(EMPTIED_WITHIN / _EMPTIED_POLL)):
+        if not group.populated():
+            return
+        await asyncio.sleep(_EMPTIED_POLL)

@@ -11,12 +11,21 @@ from typing import Any
 import psutil
 
 from agent.protocol.calls import IncomingCall, Reply
-from agent.protocol.services import Capabilities, CapabilitiesRequest, PingRequest, Pong
+from agent.protocol.services import (
+    Capabilities,
+    CapabilitiesRequest,
+    PingRequest,
+    Pong,
+    ProcessTree,
+)
 from agent.scripts.runner import PROGRAMS
 
 
 def capabilities(
-    home: Path, services: Callable[[], tuple[str, ...]], version: str
+    home: Path,
+    services: Callable[[], tuple[str, ...]],
+    version: str,
+    process_tree: ProcessTree = ProcessTree.SESSION,
 ) -> dict[str, Any]:
     """Build the capabilities document (cheap: no subprocess, no lock)."""
     return Capabilities(
@@ -30,15 +39,19 @@ def capabilities(
         free_disk_bytes=shutil.disk_usage(home).free,
         cpus=psutil.cpu_count() or 1,
         memory_bytes=psutil.virtual_memory().total,
+        process_tree=process_tree,
     ).to_wire()
 
 
 def capabilities_methods(
-    home: Path, services: Callable[[], tuple[str, ...]], version: str
+    home: Path,
+    services: Callable[[], tuple[str, ...]],
+    version: str,
+    process_tree: ProcessTree = ProcessTree.SESSION,
 ) -> dict[str, Callable[[IncomingCall], Any]]:
     async def get(call: IncomingCall) -> Reply:
         CapabilitiesRequest.parse(call.params)
-        return Reply(capabilities(home, services, version))
+        return Reply(capabilities(home, services, version, process_tree))
 
     async def ping(call: IncomingCall) -> Reply:
         """The cheapest round trip: for liveness checks and latency measurement."""
