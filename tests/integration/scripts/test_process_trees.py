@@ -25,9 +25,11 @@ from tests.integration.scripts.conftest import Scripts
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="cgroups need root (CI runs as root)")
 
 # Starts a daemon that leaves the script's session (setsid) and its parent (a double
-# fork: the middle shell exits at once), records the daemon's pid, and waits.
+# fork: the middle shell exits at once), records the daemon's pid, and waits. With a
+# second argument the daemon ignores SIGTERM (only the SIGKILL after the grace ends it).
 DAEMON = """
 pidfile=$1
+[ -n "$2" ] && trap '' TERM  # an ignored signal stays ignored across exec
 ( setsid sh -c 'echo $$ >"$1.tmp"; mv "$1.tmp" "$1"; exec sleep 3600' _ "$pidfile" & )
 while [ ! -e "$pidfile" ]; do sleep 0.01; done
 echo "daemon started"
@@ -71,9 +73,12 @@ class Daemon:
 
 
 async def started_daemon(
-    client: AgentClient, agent: AgentProcess, ticket: str, pidfile: Path
+    client: AgentClient, agent: AgentProcess, ticket: str, pidfile: Path, *, stubborn: bool = False
 ) -> Daemon:
-    await Scripts(client).start(DAEMON, ticket=ticket, Arguments=[str(pidfile)])
+    """``stubborn``: the daemon ignores SIGTERM (and the script has a grace of 0.5 s)."""
+    arguments = [str(pidfile), "stubborn"] if stubborn else [str(pidfile)]
+    await Scripts(client).start(DAEMON, ticket=ticket, Arguments=arguments,
+                                Grace=0.5 if stubborn else 10.0)  # fmt: skip
     await eventually(pidfile.exists, "the script's daemon to record its pid")
     daemon = Daemon(pidfile)
     wrapper = runner.recorded_wrapper(agent.home / "Work" / ticket)
@@ -248,7 +253,7 @@ async def test_after_a_kill_9_the_restarted_agent_cancels_the_whole_tree(
     agent: AgentProcess, tmp_path: Path, daemons: list[Daemon]
 ) -> None:
     async with client_for(agent) as client:
-        daemon = await started_daemon(client, agent, "daemon", tmp_path / "d.pid")
+        daemon = await started_daemon(client, agent, "daemon", tmp_path / "d.pid", stubborn=True)
         daemons.append(daemon)
     agent.signal(signal.SIGKILL)
     assert agent.process is not None
@@ -259,7 +264,7 @@ async def test_after_a_kill_9_the_restarted_agent_cancels_the_whole_tree(
         scripts = Scripts(client)
         await scripts.cancel("daemon")
         status = await scripts.wait_complete("daemon")
-    assert status["ExitCode"] == 128 + signal.SIGTERM
+    assert status["ExitCode"] == 128 + signal.SIGKILL  # it ignored SIGTERM too
     await eventually(lambda: not daemon.alive(), "the daemon to die with its script")
 
 
