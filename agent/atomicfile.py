@@ -90,7 +90,8 @@ def append_record(path: Path, record: bytes, mode: int = PRIVATE) -> None:
     a failed or short write (a full disk) is cut off again before OSError is
     raised. Not fsynced: the record survives the process's death, not a power cut.
     """
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
+    # never through a link: a script run as another uid may put one in its workspace
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, mode)
     try:
         size = os.fstat(fd).st_size
         try:

@@ -21,8 +21,8 @@ from agent.certs import Identity
 from agent.config.instances import HOME_MODE
 from agent.config.model import InstanceConfig
 from agent.errors import ConfigError, InstanceError
-from agent.protocol.services import SCRIPTS_VERSION
-from agent.scripts import cgroups
+from agent.protocol.services import SCRIPTS_VERSION, ScriptIsolation
+from agent.scripts import cgroups, users
 from agent.scripts.cgroups import ProcessTrees
 from agent.scripts.manager import ScriptManager, ScriptSettings
 from agent.services.capabilities import capabilities_methods
@@ -54,9 +54,13 @@ class AgentRun:
     config_path: Path | None = None  # the instance's config file, kept from the file service
 
 
-def script_environment(run: AgentRun) -> dict[str, str]:
-    """The environment scripts get: the agent's, less SSH's, plus the Tentacle variables."""
+def script_environment(run: AgentRun, isolated: bool = False) -> dict[str, str]:
+    """The environment scripts get: the agent's, less SSH's (``isolated``, scripts run as
+    their groups' uids: only agent.scripts.users.PASSED_VARIABLES of it), plus the
+    Tentacle variables (the manager adds each group's own)."""
     environment = {k: v for k, v in run.environment.items() if k not in HIDDEN_VARIABLES}
+    if isolated:
+        environment = users.passed_environment(environment)
     environment.update(
         TentacleHome=str(run.config.home),
         TentacleApplications=str(run.config.applications),
@@ -78,15 +82,26 @@ def polling_proxy(run: AgentRun, address: str) -> Proxy | None:
 
 
 def script_manager(run: AgentRun) -> ScriptManager:
+    """The script service's manager, scripts run as the instance's policy says (ConfigError
+    when it cannot be followed: see agent.scripts.users.policy)."""
     config = run.config
+    policy = users.policy(config.home, config.script_users, config.script_uid_range, run.name)
+    if policy.refuse_groups is not None:
+        log.warning("scripts run as the agent's own user, and calls that name an isolation "
+                    "group are refused: %s", policy.refuse_groups)  # fmt: skip
+    elif policy.users is None:
+        log.info("scripts run as the agent's own user for every isolation group "
+                 "(ScriptUsers is off)")  # fmt: skip
     work = config.home / "Work"
     return ScriptManager(
         ScriptSettings(
             work=work,
-            environment=script_environment(run),
+            environment=script_environment(run, policy.users is not None),
             max_running=config.max_running_scripts or None,
             retention=config.workspace_retention,
             sweep_interval=config.workspace_sweep_interval,
+            users=policy.users,
+            refuse_groups=policy.refuse_groups,
             trees=process_trees(config.script_cgroups, work),
             limits=configured_limits(config),
         )
@@ -119,22 +134,29 @@ def build_router(
 ) -> Router:
     """Every service this agent serves, by name and version."""
     router = Router()
+    isolation = ScriptIsolation.USERS if scripts.settings.users else ScriptIsolation.NONE
     router.add(
         "capabilities", 1, capabilities_methods(config.home, lambda: router.advertised, __version__,
-                                                scripts.process_tree),
+                                                scripts.process_tree, isolation),
     )  # fmt: skip
-    router.add("files", 1, file_service(config, config_path).methods())
+    router.add("files", 1, file_service(config, config_path, scripts.settings).methods())
     router.add("scripts", SCRIPTS_VERSION, ScriptService(scripts).methods())
     return router
 
 
-def file_service(config: InstanceConfig, config_path: Path | None) -> FileService:
-    """The file service, kept from the instance's own files and the scripts' Work folder."""
+def file_service(
+    config: InstanceConfig, config_path: Path | None, scripts: ScriptSettings | None = None
+) -> FileService:
+    """The file service, kept from the instance's own files and the scripts' Work folder;
+    uploads for an isolation group follow the scripts' policy (``scripts``)."""
     private = {config.identity_path: "identity (private key and certificate)"}
     if config_path is not None:
         private[config_path] = "configuration"
     private[config.home / LOCK_FILE_NAME] = "lock (the running agent's pid)"
-    return FileService(config.home, config.file_roots, private, (config.home / "Work",))
+    users = None if scripts is None else scripts.users
+    refuse = None if scripts is None else scripts.refuse_groups
+    return FileService(config.home, config.file_roots, private, (config.home / "Work",),
+                       users, refuse)  # fmt: skip
 
 
 def listen_urls(addresses: list[tuple[str, int]]) -> list[str]:

@@ -183,13 +183,19 @@ class AgentClient:
         return value
 
     async def upload(
-        self, local: Path, remote: str, progress: Progress | None = None
+        self,
+        local: Path,
+        remote: str,
+        progress: Progress | None = None,
+        isolation_group: str | None = None,
     ) -> dict[str, Any]:
-        """Send ``local`` to ``remote``; returns ``{FullPath, Length, Sha256}``."""
+        """Send ``local`` to ``remote``; returns ``{FullPath, Length, Sha256}``. With
+        ``isolation_group`` a relative ``remote`` is in that group's folder on an agent
+        that runs scripts as their groups' uids (its scripts' TentacleHome)."""
 
         async def attempt() -> dict[str, Any]:
             channel = await self.connect()
-            request = UploadRequest(remote, local.stat().st_size)
+            request = UploadRequest(remote, local.stat().st_size, isolation_group)
             result = await channel.call(
                 "files", "upload", request.to_wire(), upload=_read_file(local, progress)
             )

@@ -58,6 +58,7 @@ class ScriptRequest:
     mutex_timeout: float | None = None
     grace: float | None = None
     task_id: str = ""
+    isolation_group: str | None = None  # whose uid it runs as; None: the default group
     ticket: str = field(default_factory=lambda: secrets.token_hex(16))
     wait: float = 1.0
     # Variables for the script's process only (a deployment's one-time password, say):
@@ -79,6 +80,7 @@ class ScriptRequest:
             mutex_name=self.mutex_name or DEFAULT_MUTEX,
             mutex_timeout=self.mutex_timeout,
             task_id=self.task_id,
+            isolation_group=self.isolation_group,
             grace=DEFAULT_GRACE if self.grace is None else self.grace,
             wait=self.wait,
             environment=tuple(sorted(dict(self.environment).items())),

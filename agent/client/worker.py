@@ -33,10 +33,15 @@ class Worker(Protocol):
         ...
 
     async def upload(
-        self, local: Path, remote: str, progress: Progress | None = None
+        self,
+        local: Path,
+        remote: str,
+        progress: Progress | None = None,
+        isolation_group: str | None = None,
     ) -> dict[str, Any]:
-        """Send the file ``local`` to ``remote`` (relative to the worker's home), replacing
-        it whole or not at all; returns ``{FullPath, Length, Sha256}``."""
+        """Send the file ``local`` to ``remote`` (relative to the worker's home: with
+        ``isolation_group``, that group's scripts' ``TentacleHome``), replacing it whole or
+        not at all; returns ``{FullPath, Length, Sha256}``."""
         ...
 
     async def download(

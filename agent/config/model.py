@@ -23,6 +23,7 @@ DEFAULT_PORT = 10933
 DEFAULT_POLLING_CONNECTION_COUNT = 2
 MAX_POLLING_CONNECTION_COUNT = 512
 MAX_PORT = 65535
+DEFAULT_SCRIPT_UID_RANGE = (61184, 65519)  # systemd's DynamicUser range
 DEFAULT_HEARTBEAT_INTERVAL = 30.0  # as agent.protocol.connection's (config may not import it)
 
 _TRUE = {"true", "yes", "on", "1"}
@@ -156,6 +157,24 @@ def coerce_optional_text(value: Any) -> str | None:
     return value
 
 
+def coerce_uid_range(value: Any) -> tuple[int, int]:
+    """``A-B``: the uids scripts may be given, A to B inclusive, above 0 and below 2^31."""
+    if isinstance(value, list | tuple) and len(value) == 2:
+        value = f"{value[0]}-{value[1]}"
+    first, _, last = str(value).strip().partition("-")
+    low, high = _integer(first), _integer(last)
+    if low is None or high is None or not 0 < low <= high < 2**31 - 1:
+        raise ValueError(
+            f"expected a range of uids A-B with 0 < A <= B < 2147483647 (e.g. 61184-65519, "
+            f"systemd's DynamicUser range), got {value!r}"
+        )
+    return low, high
+
+
+def _uid_range_text(value: tuple[int, int]) -> str:
+    return f"{value[0]}-{value[1]}"
+
+
 def coerce_optional_port(value: Any) -> int | None:
     return None if value is None or value == "" else coerce_port(value)
 
@@ -254,6 +273,17 @@ class InstanceConfig:
         flag=Flag("--script-cpu-weight", "int", 0, 10000, metavar="W"),
         help="a script's CPU weight, 1 to 10000, 100 the default (cgroups; 0: not set)",
         shown_as="ScriptCpuWeight",
+    )  # fmt: skip
+    script_users: bool = setting(
+        True, coerce_bool, env="TENTACLE_SCRIPT_USERS", flag=Flag("--script-users", "bool"),
+        help="on: scripts run as their isolation group's uid (needs root); off: the operator "
+        "accepts one user (the agent's) for all scripts", shown_as="ScriptUsers",
+    )  # fmt: skip
+    script_uid_range: tuple[int, int] = setting(
+        DEFAULT_SCRIPT_UID_RANGE, coerce_uid_range, env="TENTACLE_SCRIPT_UID_RANGE",
+        flag=Flag("--script-uid-range", metavar="A-B"), dump=_uid_range_text,
+        help="the uids scripts' isolation groups are given, A to B (no account may use them)",
+        shown_as="ScriptUidRange",
     )  # fmt: skip
     # Set by server-comms and polling-proxy, shown by show-configuration in their own form.
     subscription_id: str | None = setting(None, coerce_subscription_id)

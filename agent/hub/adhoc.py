@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from agent.client import Backoff, LogChunk, ScriptOutcome, ScriptRequest, Worker
 from agent.hub import ids
 from agent.hub.reach import WorkerReach
-from agent.hub.rules.adhoc import script_syntax
+from agent.hub.rules.adhoc import isolation_group, script_syntax
 from agent.hub.rules.dispatch import DEFAULT_MAX_PARALLELISM, Member, select
 from agent.hub.runner import Outcome, TaskLog
 from agent.hub.steps import (
@@ -60,6 +60,7 @@ class AdHocWork:
             arguments=[str(a) for a in arguments.get("ScriptArguments") or []],
             isolation="none",
             task_id=ids.format_id(ids.SERVER_TASK, self.task["id"]),
+            isolation_group=task_isolation_group(self.task),
             ticket=ticket,
         )
 
@@ -219,6 +220,12 @@ class StepWorkers:
                 return await fetch_one(conn, query) is not None
 
         return Watched(client, chosen.name, exists)
+
+
+def task_isolation_group(task: Row) -> str:
+    """The isolation group a task's scripts run in on a worker (its uid there): the task's
+    ``ProjectId``, else its space's id."""
+    return isolation_group(task["arguments"], ids.format_id(ids.SPACE, task["space_id"]))
 
 
 def remaining(task: Row, now: datetime) -> float | None:

@@ -229,7 +229,11 @@ class BuiltinWorker:
         }
 
     async def upload(
-        self, local: Path, remote: str, progress: Progress | None = None
+        self,
+        local: Path,
+        remote: str,
+        progress: Progress | None = None,
+        isolation_group: str | None = None,
     ) -> dict[str, Any]:
         """Copy ``local`` to ``remote`` (relative to the worker's folder), whole or not
         at all; RemoteError refused for a path outside the folder, in ``Work/``, the
@@ -342,6 +346,7 @@ class BuiltinWorker:
             mutex_timeout=start.mutex_timeout,
             task_id=start.task_id,
             grace=start.grace,
+            isolation_group=start.isolation_group,
         )
 
         async def write_files(workspace: Path) -> None:

@@ -43,7 +43,7 @@ import sqlalchemy as sa
 from agent.client import ENVIRONMENT_SERVICE, LogChunk, ScriptRequest, Worker, takes_environment
 from agent.errors import TentacleError
 from agent.hub import ids
-from agent.hub.adhoc import StepWorkers, outcome_of, remaining
+from agent.hub.adhoc import StepWorkers, outcome_of, remaining, task_isolation_group
 from agent.hub.packages import ArtifactFiles, Repository
 from agent.hub.reach import WorkerReach
 from agent.hub.rules.dispatch import DEFAULT_MAX_PARALLELISM
@@ -219,7 +219,9 @@ class DeployWork:
         size = deployment.package["size"]
         await log.info(f"Sending {deployment.shown} ({size} bytes) to the package cache of {name}")
         try:
-            reply = await worker.upload(local, deployment.remote)
+            # into the cache of the task's isolation group: its scripts' TentacleHome
+            reply = await worker.upload(local, deployment.remote, None,
+                                        task_isolation_group(deployment.task))  # fmt: skip
         except Exception as error:
             raise DeployError(f"sending the package {deployment.shown} failed: {error}") from None
         if reply.get("Sha256") != sha:
@@ -241,6 +243,7 @@ class DeployWork:
             isolation="none",
             mutex_name=PROBE_MUTEX,
             task_id=ids.format_id(ids.SERVER_TASK, self.deployment.task["id"]),
+            isolation_group=task_isolation_group(self.deployment.task),
             ticket=f"{ticket[:100]}-cache{secrets.token_hex(4)}",
         )
         try:
@@ -284,6 +287,7 @@ class DeployWork:
             files=[(VARIABLES_FILE, variables)],
             isolation="full",
             task_id=ids.format_id(ids.SERVER_TASK, self.deployment.task["id"]),
+            isolation_group=task_isolation_group(self.deployment.task),
             ticket=ticket,
             environment={PASSWORD_VARIABLE: password},
         )

@@ -75,9 +75,13 @@ class SshWorkerOfRow:
         return await (await self._inner()).capabilities()
 
     async def upload(
-        self, local: Path, remote: str, progress: Progress | None = None
+        self,
+        local: Path,
+        remote: str,
+        progress: Progress | None = None,
+        isolation_group: str | None = None,
     ) -> dict[str, Any]:
-        return await (await self._inner()).upload(local, remote, progress)
+        return await (await self._inner()).upload(local, remote, progress, isolation_group)
 
     async def download(
         self, remote: str, local: Path, progress: Progress | None = None

@@ -79,6 +79,13 @@ class ProcessTree(enum.StrEnum):
     SESSION = "session"  # the wrapper's session: a setsid daemon escapes it
 
 
+class ScriptIsolation(enum.StrEnum):
+    """Capabilities' ScriptIsolation: whether scripts run as their isolation group's uid."""
+
+    USERS = "users"
+    NONE = "none"
+
+
 class LogSource(enum.StrEnum):
     STDOUT = "stdout"
     STDERR = "stderr"
@@ -488,6 +495,9 @@ class Capabilities(WireType):
     process_tree: ProcessTree = wire(
         "ProcessTree", _OneOf(ProcessTree), default=ProcessTree.SESSION
     )
+    script_isolation: ScriptIsolation = wire(
+        "ScriptIsolation", _OneOf(ScriptIsolation), default=ScriptIsolation.NONE
+    )
 
 
 @dataclass(frozen=True)
@@ -514,6 +524,8 @@ class UploadRequest(WireType):
 
     path: str = wire("Path", TEXT)
     length: int = wire("Length", _Count("{name} must be 0 or more bytes, got {value}"))
+    # A relative Path is then in that group's folder, the file its uid's (agent.scripts.users)
+    isolation_group: str | None = wire("IsolationGroup", TEXT, default=None)
 
 
 @dataclass(frozen=True)
@@ -597,6 +609,8 @@ class StartScriptRequest(WireType):
     mutex_name: str = wire("IsolationMutexName", TEXT, default=DEFAULT_MUTEX, blank_is_default=True)
     mutex_timeout: float | None = wire("IsolationMutexTimeout", SECONDS, default=None)
     task_id: str = wire("TaskId", TEXT, default="")
+    # Whose uid the script runs as (agent.scripts.users); absent: the shared default group
+    isolation_group: str | None = wire("IsolationGroup", TEXT, default=None)
     grace: float = wire("Grace", SECONDS, default=DEFAULT_GRACE)
     wait: float = wire("DurationToWaitForScriptToFinish", SECONDS, default=0.0)
     # In the script's process environment only: never written to disk, nor echoed

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import CallError
+from agent.protocol.messages import REFUSED
 from agent.protocol.services import ExitCode, ProcessTree, State
 from agent.scripts import cleaner, runner, spread, tombstones
 from agent.scripts.cgroups import Limits, ProcessTrees, ScriptGroup
@@ -44,6 +45,13 @@ from agent.scripts.state import (
 )
 from agent.scripts.tickets import ticket_key
 from agent.scripts.tombstones import Tombstone
+from agent.scripts.users import (
+    DEFAULT_GROUP,
+    SEARCHABLE_MODE,
+    GroupAccount,
+    GroupUsers,
+    check_group,
+)
 
 log = logging.getLogger(__name__)
 WORKSPACE_MODE = 0o700
@@ -62,6 +70,11 @@ class ScriptSettings:
     retention: float = 24 * 3600.0
     sweep_interval: float = 2 * 3600.0
     account: runner.Account | None = None  # scripts run as this account, not as this process
+    # Scripts run as their isolation group's uid (agent.scripts.users), not as this process
+    users: GroupUsers | None = None
+    # Set when a call asking for an IsolationGroup is refused: why (this process cannot
+    # switch users, and the operator did not accept one user for all)
+    refuse_groups: str | None = None
     trees: ProcessTrees | None = None  # a cgroup per script; None: each in its session only
     limits: Limits = field(default_factory=Limits)  # the configured ones: a call's are within
 
@@ -117,6 +130,8 @@ class ScriptManager:
         """Recover every workspace, sweep old ones, and start the periodic sweep."""
         work = self.settings.work
         work.mkdir(mode=WORKSPACE_MODE, parents=True, exist_ok=True)
+        if self.settings.users is not None:
+            work.chmod(SEARCHABLE_MODE)  # each group's script passes through to its own
         spread.spread_subfolders(work)  # fewer inodes to search past per new file (ext4)
         self._completed = tombstones.load_all(work)
         for adopted in adopt_all(work, self._completed):
@@ -167,6 +182,7 @@ class ScriptManager:
         if the workspace cannot be written.
         """
         key = ticket_key(spec.ticket)
+        self._check_group(spec.isolation_group)
         self._flush()
         async with self._starting.setdefault(key, asyncio.Lock()):
             if (stone := self._completed.get(key)) is not None:
@@ -180,6 +196,15 @@ class ScriptManager:
                 async with asyncio.timeout(wait):
                     await script.done.wait()
         return self.status(spec.ticket, 0)
+
+    def _check_group(self, group: str | None) -> None:
+        """CallError(bad_params) for a malformed group, CallError(refused) for any group
+        when groups are refused (see ScriptSettings.refuse_groups)."""
+        if group is None:
+            return
+        check_group(group)
+        if self.settings.refuse_groups is not None:
+            raise CallError(REFUSED, f"IsolationGroup {group!r}: {self.settings.refuse_groups}")
 
     def status(self, ticket: str, last_sequence: int, *, raw_logs: bool = False) -> Status:
         """State, exit code and the log lines after ``last_sequence``.
@@ -305,6 +330,7 @@ class ScriptManager:
             script_file.write_text(body.replace("\r\n", "\n"), encoding="utf-8")
             if write_files is not None:
                 await write_files(workspace)
+            self._hand_over(workspace, spec)  # before the agent's own files: they stay its
             output = OutputLog(workspace)
             state = ScriptState(spec)
             create_state(workspace, state)
@@ -325,6 +351,25 @@ class ScriptManager:
         else:
             self._spawn_run(script)
         return script
+
+    def _group_account(self, spec: ScriptSpec) -> GroupAccount | None:
+        """The script's isolation group's account, when scripts run as their groups'."""
+        if self.settings.users is None:
+            return None
+        return self.settings.users.account(spec.isolation_group or DEFAULT_GROUP)
+
+    def _account(self, spec: ScriptSpec) -> runner.Account | None:
+        """Whom the script runs as: its group's uid (gid the same, no other groups), the
+        configured account, or None (this process's user)."""
+        if (group := self._group_account(spec)) is not None:
+            return runner.Account(group.uid, group.gid, ())
+        return self.settings.account
+
+    def _hand_over(self, workspace: Path, spec: ScriptSpec) -> None:
+        """The new workspace and what the call put in it become the script's account's
+        (0700): no other account's script can read, list or write it."""
+        if (account := self._account(spec)) is not None:
+            runner.hand_over(workspace, account)
 
     def _spawn_run(self, script: _Script) -> None:
         """Start ``_run`` for ``script``, finishing it as Cancelled if it is cancelled unstarted.
@@ -388,7 +433,7 @@ class ScriptManager:
             return
         try:
             launched = runner.launch(script.workspace, spec.syntax, spec.arguments,
-                                     self._environment(script), self.settings.account,
+                                     self._environment(script), self._account(spec),
                                      None if group is None else group.join)  # fmt: skip
         except OSError as error:
             script.log.note(f"Could not launch the script: {error}")
@@ -536,9 +581,20 @@ class ScriptManager:
     def _environment(self, script: _Script) -> dict[str, str]:
         # The request's variables replace the agent's own of the same name (PATH, say);
         # the Tentacle* ones it sets itself are refused in a request (RESERVED_VARIABLES)
-        return {**self.settings.environment, **script.environment,
-                "TentacleScriptTicket": script.state.spec.ticket,
-                "TentacleWorkspace": str(script.workspace)}  # fmt: skip
+        own = {"TentacleScriptTicket": script.state.spec.ticket,
+               "TentacleWorkspace": str(script.workspace)}  # fmt: skip
+        if (group := self._group_account(script.state.spec)) is not None:
+            # the group's own folders: one project's deployments, journal and temporary
+            # files (the executor's private variables folders) are not another's
+            own.update(
+                TentacleHome=str(group.folder),  # files.upload's folder for the group
+                HOME=str(group.folder),
+                TMPDIR=str(group.temp),
+                TentacleApplications=str(group.applications),
+                TentacleJournal=str(group.journal),
+                TentacleIsolationGroup=group.group,
+            )
+        return {**self.settings.environment, **script.environment, **own}
 
     # -- recovery (decided in agent.scripts.recovery) ------------------------
 

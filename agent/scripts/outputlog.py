@@ -27,7 +27,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from agent.atomicfile import append_record
 
@@ -41,6 +41,15 @@ BATCH_BYTES = 512 * 1024  # small batches: serving from the middle of one rescan
 # Raw bytes per read. Encoding can grow a byte to at most 6 (a control
 # character as \u00XX), so a read always fits a 4 MiB message.
 READ_BUDGET = 512 * 1024
+# A script run as another uid owns its workspace and may put links there: the agent
+# never follows one (it would read, or append to, a file of the agent's choosing)
+NOTE_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _read(path: Path) -> BinaryIO:
+    """``path`` opened for reading, a link refused (OSError ELOOP), never followed."""
+    return os.fdopen(os.open(path, READ_FLAGS), "rb")
 
 
 @dataclass(frozen=True)
@@ -115,7 +124,8 @@ class OutputLog:
         Never raises: on a full disk the note goes to the agent's log instead."""
         line = text.replace("\n", " ").encode("utf-8") + b"\n"
         try:
-            with self.raw_path("debug").open("ab") as file:
+            fd = os.open(self.raw_path("debug"), NOTE_FLAGS, 0o600)
+            with os.fdopen(fd, "ab") as file:
                 file.write(line)
         except OSError as error:
             log.warning("%s: cannot write the note %r (%s)", self.directory.name, text, error)
@@ -157,7 +167,7 @@ class OutputLog:
         limit = min(size, self.offsets[source] + budget)
         if limit <= self.offsets[source]:
             return True
-        with self.raw_path(source).open("rb") as file:
+        with _read(self.raw_path(source)) as file:
             while (start := self.offsets[source]) < limit:
                 end = min(limit, start + BATCH_BYTES)
                 file.seek(start)
@@ -239,7 +249,7 @@ class OutputLog:
     def _data(self, batch: Batch) -> bytes:
         if (recent := self._recent.get(batch)) is not None:
             return recent
-        with self.raw_path(batch.source).open("rb") as file:
+        with _read(self.raw_path(batch.source)) as file:
             file.seek(batch.start)
             return file.read(batch.end - batch.start)
 

@@ -2,16 +2,18 @@
 
 The agent starts a small bash *wrapper* in a session of its own. The wrapper
 starts the script as a job (so in a process group of its own), with stdout and
-stderr appended straight to the workspace's raw files, waits for it, appends
+stderr appended straight to the workspace's raw files (opened by the agent and
+inherited as descriptors), waits for it, appends
 its exit status to ``wrapper.pid`` (a second line) and exits with it. Nothing depends on the agent:
 kill -9 the agent and the script runs on, its output reaches disk and its exit
 code is recorded. The agent (this one or a restarted one) watches the wrapper
 through a pidfd, which works for any process, child or not.
 
 A script may run as another (unprivileged) account than the agent's
-(``Account``: the hub's built-in worker with a user of its own): the workspace is
-handed to that account first and the wrapper starts with its uid, gid and groups,
-set by subprocess in the child before exec, never through a shell's ``su``.
+(``Account``: its isolation group's uid, agent.scripts.users, or the hub's built-in
+worker's user): the workspace is handed to that account first (by the manager) and
+the wrapper starts with its uid, gid and groups, set by subprocess in the child
+before exec, never through a shell's ``su``.
 
 Stopping: SIGTERM to every process in the wrapper's session except the wrapper,
 then SIGKILL after a grace period. Output goes to files, not pipes, so a
@@ -65,12 +67,20 @@ OWN_FILES = frozenset({*SCRIPT_FILES.values(), RC_FILE, PID_FILE})
 # every process the script starts is born in that cgroup; and a wrapper whose
 # agent died before the word (the pipe closed empty) exits without running anything.
 NOT_RECORDED = 125
+#
+# The raw output files are opened by the agent (appending, its own, 0600) before the
+# wrapper starts, and handed to it as descriptors {out} and {err}: the script writes
+# only to what it inherits, so a script run as another uid can neither open its raw
+# files by name nor reach another script's (docs/architecture.md, "Who runs a script").
 WRAPPER = (
     "read -r go || exit {not_recorded}\n"
     "read -ra stat </proc/$$/stat; echo $$ ${{stat[21]}} >wrapper.pid || exit {not_recorded}\n"
-    "{job} </dev/null >>stdout.raw 2>>stderr.raw\n"
+    "{job} </dev/null >&{out} 2>&{err} {out}>&- {err}>&-\n"
     "code=$?; echo $code >>wrapper.pid; exit $code\n"
 )
+RAW_OUTPUT = ("stdout.raw", "stderr.raw")  # agent.scripts.outputlog's RAW_FILES
+RAW_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+SPAWNED_OUTPUT = (3, 4)  # where posix_spawn puts them in the wrapper
 BASH_JOB = '(. ./script.sh "$@")'
 EXEC_JOB = '"$@"'
 
@@ -123,15 +133,16 @@ def launch(
     """Start the wrapper for the script in ``workspace``. Raises OSError if it cannot start.
 
     The arguments reach the script as separate argv entries, never re-parsed by a shell.
-    The wrapper's own output (bash's job notices) is discarded. With ``account``
-    the workspace becomes that account's and the script runs as it. ``join`` is
-    called with the wrapper's pid before the wrapper starts the script (to put it
-    into the script's cgroup); if it raises OSError, the wrapper ends unstarted
+    The wrapper's own output (bash's job notices) is discarded; the script's goes to
+    the raw files, opened here (see WRAPPER). With ``account`` the script runs as it
+    (its workspace must be the account's already: agent.scripts.manager hands it over).
+    ``join`` is called with the wrapper's pid before the wrapper starts the script (to
+    put it into the script's cgroup); if it raises OSError, the wrapper ends unstarted
     and the error is raised.
     """
     gate, go = os.pipe()
     try:
-        launched = _spawn(workspace, syntax, arguments, environment, account, gate)
+        launched = _start(workspace, syntax, arguments, environment, account, gate)
     except BaseException:
         os.close(go)
         raise
@@ -151,11 +162,6 @@ def launch(
     return launched
 
 
-def _to_null(null: int) -> list[tuple[int, int, int]]:
-    """posix_spawn's file actions: stdout and stderr to ``null``."""
-    return [(os.POSIX_SPAWN_DUP2, null, fd) for fd in (1, 2)]
-
-
 def _reap_now(pid: int) -> None:
     """Wait for our child ``pid``, which is ending at once (its gate closed)."""
     with contextlib.suppress(ChildProcessError):
@@ -163,7 +169,7 @@ def _reap_now(pid: int) -> None:
     _SPAWNED.pop(pid, None)
 
 
-def _spawn(
+def _start(
     workspace: Path,
     syntax: str,
     arguments: Sequence[str],
@@ -176,19 +182,36 @@ def _spawn(
         job, command = BASH_JOB, list(arguments)
     else:
         job, command = EXEC_JOB, [*INTERPRETERS[syntax], SCRIPT_FILES[syntax], *arguments]
-    wrapper = f"cd {shlex.quote(str(workspace))} || exit 127\n" + WRAPPER.format(
-        job=job, not_recorded=NOT_RECORDED
-    )
-    argv = ["bash", "-c", wrapper, SCRIPT_FILES[syntax], *command]
-    if account is not None:
-        return _launch_as(account, workspace, argv, environment, gate)
+    opened: list[int] = []
+    try:
+        for name in RAW_OUTPUT:
+            opened.append(os.open(workspace / name, RAW_FLAGS, 0o600))
+        out, err = opened if account is not None else SPAWNED_OUTPUT
+        wrapper = f"cd {shlex.quote(str(workspace))} || exit 127\n" + WRAPPER.format(
+            job=job, not_recorded=NOT_RECORDED, out=out, err=err
+        )
+        argv = ["bash", "-c", wrapper, SCRIPT_FILES[syntax], *command]
+        if account is not None:
+            return _launch_as(account, argv, environment, tuple(opened), gate)
+        return _spawn(argv, environment, tuple(opened), gate)
+    finally:
+        for fd in opened:
+            os.close(fd)
+
+
+def _spawn(
+    argv: list[str], environment: Mapping[str, str], output: tuple[int, ...], gate: int
+) -> Launched:
     null = os.open(os.devnull, os.O_RDWR)
     try:
+        to_null = [(os.POSIX_SPAWN_DUP2, null, fd) for fd in (1, 2)]
+        pairs = zip(output, SPAWNED_OUTPUT, strict=True)
+        to_output = [(os.POSIX_SPAWN_DUP2, fd, at) for fd, at in pairs]
         pid = os.posix_spawn(
             _bash(environment.get("PATH")),
             argv,
             dict(environment),
-            file_actions=[(os.POSIX_SPAWN_DUP2, gate, 0), *_to_null(null)],
+            file_actions=[(os.POSIX_SPAWN_DUP2, gate, 0), *to_null, *to_output],
             setsid=True,
             # Python ignores these and an ignored signal survives exec; a script gets a
             # shell's defaults (as subprocess's restore_signals gives), so that a pipe's
@@ -202,16 +225,16 @@ def _spawn(
 
 def _launch_as(
     account: Account,
-    workspace: Path,
     argv: list[str],
     environment: Mapping[str, str],
+    output: tuple[int, ...],
     gate: int,
 ) -> Launched:
     """``launch`` as ``account``: posix_spawn cannot change users, subprocess can (in the
     child, before exec: groups, then gid, then uid), with what posix_spawn gets above:
     a session of its own, the default signals restored, the gate for 0, /dev/null for
-    1 and 2."""
-    hand_over(workspace, account)
+    1 and 2, and the raw output files at the numbers they have here (``output``, named
+    in argv)."""
     process = subprocess.Popen(  # argv, not a shell string
         argv,
         executable=_bash(environment.get("PATH")),
@@ -219,11 +242,12 @@ def _launch_as(
         stdin=gate,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        pass_fds=output,
         start_new_session=True,
         restore_signals=True,
         user=account.uid,
         group=account.gid,
-        extra_groups=list(account.groups),
+        extra_groups=list(account.groups),  # none: setgroups(0), the agent's are dropped
     )
     _SPAWNED[process.pid] = process
     return Launched(process.pid, 0)

@@ -47,6 +47,7 @@ class ScriptSpec:
     mutex_timeout: float | None = None
     task_id: str = ""
     grace: float = DEFAULT_GRACE
+    isolation_group: str | None = None  # whose uid it runs as (agent.scripts.users)
     # Whether the request had an Environment. Its names and values are never saved
     # (they may be secrets): a restart before the launch cannot run the script as asked.
     with_environment: bool = False

@@ -17,6 +17,7 @@ from agent.protocol.services import (
     PingRequest,
     Pong,
     ProcessTree,
+    ScriptIsolation,
 )
 from agent.scripts.runner import PROGRAMS
 
@@ -26,6 +27,7 @@ def capabilities(
     services: Callable[[], tuple[str, ...]],
     version: str,
     process_tree: ProcessTree = ProcessTree.SESSION,
+    isolation: ScriptIsolation = ScriptIsolation.NONE,
 ) -> dict[str, Any]:
     """Build the capabilities document (cheap: no subprocess, no lock)."""
     return Capabilities(
@@ -40,6 +42,7 @@ def capabilities(
         cpus=psutil.cpu_count() or 1,
         memory_bytes=psutil.virtual_memory().total,
         process_tree=process_tree,
+        script_isolation=isolation,  # whether scripts run as their isolation groups' uids
     ).to_wire()
 
 
@@ -48,10 +51,11 @@ def capabilities_methods(
     services: Callable[[], tuple[str, ...]],
     version: str,
     process_tree: ProcessTree = ProcessTree.SESSION,
+    isolation: ScriptIsolation = ScriptIsolation.NONE,
 ) -> dict[str, Callable[[IncomingCall], Any]]:
     async def get(call: IncomingCall) -> Reply:
         CapabilitiesRequest.parse(call.params)
-        return Reply(capabilities(home, services, version, process_tree))
+        return Reply(capabilities(home, services, version, process_tree, isolation))
 
     async def ping(call: IncomingCall) -> Reply:
         """The cheapest round trip: for liveness checks and latency measurement."""

@@ -29,6 +29,7 @@ from agent.protocol.calls import IncomingCall, Reply
 from agent.protocol.messages import BAD_PARAMS, REFUSED
 from agent.protocol.services import Download, DownloadRequest, Uploaded, UploadRequest
 from agent.scripts.paths import resolve_within
+from agent.scripts.users import GroupAccount, GroupUsers, check_group
 from agent.services.fileio import (
     INSUFFICIENT_SPACE,
     NO_SPACE_ERRNOS,
@@ -69,12 +70,16 @@ class FileService:
         roots: Sequence[Path] = (),
         private: Mapping[Path, str] | None = None,
         script_folders: Sequence[Path] = (),
+        users: GroupUsers | None = None,
+        refuse_groups: str | None = None,
     ) -> None:
         self.home = home
         self.roots = tuple(roots)
         self.private = {path.resolve(): what for path, what in (private or {}).items()}
         self.script_folders = tuple(folder.resolve() for folder in script_folders)
         self._ledger = SpaceLedger()
+        self.users = users  # scripts run as their groups' uids: an upload may be a group's
+        self.refuse_groups = refuse_groups  # why an upload naming a group is refused
 
     def methods(self) -> dict[str, Callable[[IncomingCall], Any]]:
         return {"upload": self.upload, "download": self.download}
@@ -90,7 +95,11 @@ class FileService:
         negative length, or a length that does not match what arrived).
         """
         request = UploadRequest.parse(call.params)
-        target = resolve_within(request.path, self.home, self.roots)
+        group = self._group(request.isolation_group)
+        if group is None:
+            target = resolve_within(request.path, self.home, self.roots)
+        else:  # the group's own folder only: its scripts' TentacleHome (the package cache)
+            target = resolve_within(request.path, group.folder, ())
         length = request.length
         if call.stream is None:
             raise CallError(BAD_PARAMS, "files.upload needs the file's bytes on a stream")
@@ -103,8 +112,20 @@ class FileService:
             target.parent.mkdir(parents=True, exist_ok=True)
             with temporary_beside(target) as temporary:
                 digest = await _receive(call, temporary, target, length, reservation)
+                if group is not None:
+                    os.chown(temporary, group.uid, group.gid)
                 await in_thread(_put_in_place, temporary, target)
         return Reply(Uploaded(str(target), length, digest).to_wire())
+
+    def _group(self, group: str | None) -> GroupAccount | None:
+        """The account of an upload's IsolationGroup (None without one, or when scripts all
+        run as the agent's user by the operator's choice); CallError as scripts.start's."""
+        if group is None:
+            return None
+        check_group(group)
+        if self.refuse_groups is not None:
+            raise CallError(REFUSED, f"IsolationGroup {group!r}: {self.refuse_groups}")
+        return None if self.users is None else self.users.account(group)
 
     async def download(self, call: IncomingCall) -> Reply:
         """Param ``Path``. Returns ``{FullPath, Length}`` and the bytes on a stream.

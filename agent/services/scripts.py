@@ -107,6 +107,7 @@ def _spec(request: StartScriptRequest) -> ScriptSpec:
         task_id=request.task_id,
         grace=request.grace,
         limits=_limits(request.limits),
+        isolation_group=request.isolation_group,
     )
 
 

@@ -35,8 +35,13 @@ class AgentProcess:
         verb: str = "agent",
         args: tuple[str, ...] = (),
         caller: Identity | None = None,
+        user: tuple[int, int] | None = None,
+        python: str = sys.executable,
     ) -> None:
-        """``caller``: the hub's identity, to share one among several agents (default: new)."""
+        """``caller``: the hub's identity, to share one among several agents (default: new);
+        ``user``: the (uid, gid) the agent runs as, not the test's (root only)."""
+        self.user = user
+        self.python = python
         self.cli = cli
         self.verb = verb
         self.args = args
@@ -112,8 +117,10 @@ class AgentProcess:
     def start(self) -> AgentProcess:
         """Start the agent and wait for its readiness line."""
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "agent", self.verb, "--instance", "agent", *self.args],
+            [self.python, "-m", "agent", self.verb, "--instance", "agent", *self.args],
             env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            **({} if self.user is None else
+               {"user": self.user[0], "group": self.user[1], "extra_groups": []}),
         )  # fmt: skip
         self._log = _Lines(self.process.stderr)
         self._out = _Lines(self.process.stdout)

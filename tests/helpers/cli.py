@@ -31,6 +31,10 @@ class TentacleCli:
             key: value for key, value in os.environ.items() if not key.startswith("TENTACLE_")
         }
         self.env["TENTACLE_CONFIG_HOME"] = str(self.config_home)
+        # pytest's folders are root's alone (0700): a script run as its isolation group's
+        # uid could not reach a workspace there. Tests of that set it on, in a folder
+        # others may search (tests/integration/scripts/test_script_users.py).
+        self.env["TENTACLE_SCRIPT_USERS"] = "off"
 
     def run(self, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Result:
         completed = subprocess.run(

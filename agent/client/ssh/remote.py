@@ -310,15 +310,18 @@ def parse_capabilities(text: str, services: Sequence[str] = ()) -> dict[str, Any
         architecture=facts.get("architecture") or "Unknown",
         shells=tuple(SHELL_FOR[p] for p in programs if p in SHELL_FOR),
         process_tree=ProcessTree.SESSION,  # an SSH worker's scripts: no cgroups
-        **{
-            name: int(text) * unit if text.isdigit() else 0
-            for name, (text, unit) in numbers.items()
-        },
+        free_disk_bytes=_number(*numbers["free_disk_bytes"]),
+        cpus=_number(*numbers["cpus"]),
+        memory_bytes=_number(*numbers["memory_bytes"]),
     ).to_wire()
     for attribute, field in wire_fields(Capabilities):
         if attribute == "agent_version" or not numbers.get(attribute, ("0",))[0].isdigit():
             found[field.name] = None  # not an agent; not told
     return {**found, "Python": facts.get("python") or None}
+
+
+def _number(text: str, unit: int) -> int:
+    return int(text) * unit if text.isdigit() else 0
 
 
 def safe_ticket(ticket: str) -> str:

@@ -69,11 +69,16 @@ class SshWorker:
     # -- files -----------------------------------------------------------------
 
     async def upload(
-        self, local: Path, remote: str, progress: Progress | None = None
+        self,
+        local: Path,
+        remote: str,
+        progress: Progress | None = None,
+        isolation_group: str | None = None,
     ) -> dict[str, Any]:
         """Send ``local`` to ``remote`` (relative to the root) by SFTP through a
         temporary beside it, renamed over it once complete: whole or not at all.
-        RemoteError refused for a path outside the root."""
+        RemoteError refused for a path outside the root. ``isolation_group`` is not
+        used: a target's steps all run as its SSH login."""
         root = await self._root()
         target = self._inside(root, remote)
         with local.open("rb") as source:  # a missing local file fails before anything is sent

@@ -40,7 +40,7 @@ from agent.hub.api.context import caller_of, context_of
 from agent.hub.api.errors import bad_request, conflict, invalid, not_found
 from agent.hub.api.routes import Routes, collection_path, space_of, space_path
 from agent.hub.changes import RECHECK
-from agent.hub.rules.adhoc import adhoc_errors, is_seconds
+from agent.hub.rules.adhoc import adhoc_errors, is_seconds, project_errors
 from agent.hub.rules.filters import BadFilter, choices
 from agent.hub.secrets import shown_arguments
 from agent.hub.store import steps as store_steps
@@ -487,6 +487,8 @@ async def _scope_errors(
     ids are 422s, as for a worker's ``WorkerPoolIds``: the body names them, the route does
     not (a 404 would say the route /api/tasks is missing)."""
     own = adhoc_errors(arguments) if name == "AdHocScript" else []
+    if name in ("AdHocScript", "Deploy"):
+        own += project_errors(arguments)  # the isolation group its scripts run in
     return (
         own
         + await _pool_errors(conn, space, arguments)

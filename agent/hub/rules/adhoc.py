@@ -2,7 +2,8 @@
 
 ``ScriptBody`` (required text), ``Syntax`` (Bash, Python, sh, any case; Bash when
 absent), ``ScriptArguments`` (a list of strings), ``TargetAllWorkers`` (a bool),
-``MaxParallelism`` (an integer >= 1), ``Timeout`` (seconds > 0). The pool and the
+``MaxParallelism`` (an integer >= 1), ``Timeout`` (seconds > 0), ``ProjectId``
+(the isolation group its scripts run in on a worker; else the task's space). The pool and the
 workers (``WorkerPoolId``, ``MachineIds``) are checked against the store by the API.
 """
 
@@ -57,6 +58,35 @@ def target_errors(arguments: dict[str, Any]) -> list[str]:
             "(TargetAllWorkers: every worker of the pool; MachineIds: those workers)"
         ]
     return []
+
+
+MAX_PROJECT_ID = 200  # as the agent's IsolationGroup (agent.scripts.users)
+
+
+def project_errors(arguments: dict[str, Any]) -> list[str]:
+    """What is wrong with ``ProjectId`` (AdHocScript and Deploy): absent or null, or the
+    project's id, whose scripts run apart from every other project's on a worker."""
+    project = arguments.get("ProjectId")
+    if project is None:
+        return []
+    if (
+        not isinstance(project, str)
+        or not project.strip()
+        or len(project) > MAX_PROJECT_ID
+        or not project.isprintable()
+    ):
+        return [
+            f'Arguments.ProjectId must be a project\'s id (e.g. "Projects-1", 1 to '
+            f"{MAX_PROJECT_ID} printable characters) or null, not {_shown(project)}"
+        ]
+    return []
+
+
+def isolation_group(arguments: dict[str, Any], space: str) -> str:
+    """The isolation group a task's scripts run in on a worker: its ``ProjectId``,
+    else its space (``space``, e.g. "Spaces-1"): never another project's uid."""
+    project = arguments.get("ProjectId")
+    return project if isinstance(project, str) and project else space
 
 
 def adhoc_errors(arguments: dict[str, Any]) -> list[str]:

@@ -20,6 +20,8 @@ TYPED = {
     "--script-memory-max": ("512M", 512 * 1024 * 1024),
     "--script-pids-max": ("64", 64),
     "--script-cpu-weight": ("50", 50),
+    "--script-users": ("false", False),  # the users branch's
+    "--script-uid-range": ("70000-70100", "70000-70100"),
 }
 FLAGGED = [row for row in INSTANCE_SETTINGS if row.flag]
 
