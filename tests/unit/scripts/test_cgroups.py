@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from agent.config.model import coerce_cpu_weight, coerce_size
-from agent.scripts import cgroups
+from agent.scripts import cgroups, runner
 from agent.scripts.cgroups import Limits, ScriptGroup
 from tests.helpers.eventually import eventually
 
@@ -170,3 +170,20 @@ def test_a_cgroup_with_a_process_left_is_not_removed(real_group: ScriptGroup) ->
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_a_failed_join_ends_the_wrapper_before_the_script_runs(tmp_path: Path) -> None:
+    """The wrapper waits on its gate: a join that fails leaves nothing run, nothing recorded."""
+    (tmp_path / "script.sh").write_text("touch ran\n")
+    joined: list[int] = []
+
+    def refuse(pid: int) -> None:
+        joined.append(pid)
+        raise PermissionError(13, "refused by the test")
+
+    with pytest.raises(PermissionError, match="refused by the test"):
+        runner.launch(tmp_path, "bash", [], {"PATH": os.environ["PATH"]}, join=refuse)
+    assert len(joined) == 1
+    assert runner.is_zombie(joined[0]), "reaped by launch: gone"
+    assert not (tmp_path / "ran").exists()
+    assert not (tmp_path / runner.PID_FILE).exists()
