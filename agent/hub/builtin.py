@@ -41,6 +41,7 @@ from agent.atomicfile import temporary_beside
 from agent.client import LogChunk, Progress, ScriptOutcome, ScriptRequest
 from agent.errors import CallError, ConfigError, RemoteError
 from agent.hub.home import HomeLock
+from agent.scripts import users
 from agent.scripts.manager import ScriptManager, ScriptSettings, Status
 from agent.scripts.paths import resolve_within, workspace_file_name
 from agent.scripts.runner import PROGRAMS, Account, hand_over, installed_executable
@@ -151,8 +152,15 @@ class BuiltinWorker:
         version: str = "",
         environment: Mapping[str, str] | None = None,
         executable: str | None = None,
+        script_users: bool = False,
+        uid_range: tuple[int, int] = (60928, 61183),
     ) -> None:
+        """``script_users``: steps run as their isolation group's uid (from ``uid_range``)
+        when no ``user`` is given, by an agent's rule (agent.scripts.users)."""
         self.hub_home = hub_home
+        self.script_users = script_users
+        self.uid_range = uid_range
+        self.policy = users.Policy()
         self.folder = hub_home / FOLDER
         self.user = user
         self.version = version
@@ -175,18 +183,30 @@ class BuiltinWorker:
         self._lock.acquire()
         try:
             self._lay_out()
+            if self.user is None and self.script_users:
+                self._isolate()
             self._environment = step_environment(
                 self._base_environment, self.folder, self.version, self.executable, entry
             )
-            manager = ScriptManager(
-                ScriptSettings(self.folder / WORK, self._environment, account=self.account)
+            if self.policy.users is not None:  # the hub's account is no step's
+                for name in ACCOUNT_VARIABLES:
+                    self._environment.pop(name, None)
+            settings = ScriptSettings(
+                self.folder / WORK,
+                self._environment,
+                account=self.account,
+                users=self.policy.users,
+                refuse_groups=self.policy.refuse_groups,
             )
+            manager = ScriptManager(settings)
             await manager.open()
         except BaseException:
             self._lock.release()
             raise
         self._manager = manager
         as_whom = f"as {self.user}" if self.user else "as the hub's own user"
+        if self.policy.users is not None:
+            as_whom = "as their isolation group's uid"
         log.info("built-in worker ready in %s (steps run %s)", self.folder, as_whom)
 
     async def stop(self) -> None:
@@ -195,6 +215,17 @@ class BuiltinWorker:
             await self._manager.close()
             self._manager = None
         self._lock.release()
+
+    def _isolate(self) -> None:
+        """Steps as their groups' uids (agent.scripts.users.policy): the hub's home is made
+        searchable for them; without the privilege, groups are refused (warned here)."""
+        off = "`tentacle hub configure --builtin-worker-script-users false`"
+        self.hub_home.chmod(SEARCHABLE_MODE)
+        self.policy = users.policy(self.folder, True, self.uid_range, NAME, off)
+        if self.policy.users is None:
+            self.hub_home.chmod(PRIVATE_MODE)
+            log.warning("the built-in worker runs steps as the hub's own user, and steps of an "
+                        "isolation group are refused: %s", self.policy.refuse_groups)  # fmt: skip
 
     def _lay_out(self) -> None:
         """The folders and their modes: private to the hub without a user; with one,
@@ -226,6 +257,7 @@ class BuiltinWorker:
             "FreeDiskBytes": shutil.disk_usage(self.folder).free,
             "Cpus": psutil.cpu_count() or 1,
             "MemoryBytes": psutil.virtual_memory().total,
+            "ScriptIsolation": self.policy.isolation,
         }
 
     async def upload(
@@ -239,6 +271,15 @@ class BuiltinWorker:
         at all; RemoteError refused for a path outside the folder, in ``Work/``, the
         folder's lock, or that is not a regular file."""
         with _remote_errors():
+            group = self._group(isolation_group)
+            if group is not None:  # the group's own folder (its steps' TentacleHome)
+                root = group.folder.resolve()
+                target = resolve_within(remote, root, (), REMEDY)
+                owner = Account(group.uid, group.gid, ())
+                length, digest = await asyncio.to_thread(_copy_in, local, target, root, owner)
+                if progress is not None:
+                    progress(length)
+                return {"FullPath": str(target), "Length": length, "Sha256": digest}
             target = self._resolve(remote)
             self._refuse_private(target, "write")
             work = (self.folder / WORK).resolve()
@@ -324,6 +365,15 @@ class BuiltinWorker:
         if self._manager is None:
             raise RemoteError("refused", "the built-in worker is not started")
         return self._manager
+
+    def _group(self, group: str | None) -> users.GroupAccount | None:
+        """An upload's isolation group's account, as an agent's file service has it."""
+        if group is None:
+            return None
+        users.check_group(group)
+        if self.policy.refuse_groups is not None:
+            raise CallError("refused", f"IsolationGroup {group!r}: {self.policy.refuse_groups}")
+        return None if self.policy.users is None else self.policy.users.account(group)
 
     def _resolve(self, path: str) -> Path:
         return resolve_within(path, self.folder, (), REMEDY)

@@ -23,7 +23,13 @@ import yaml
 from agent.atomicfile import PRIVATE, write_atomic
 from agent.certs import Identity, generate_identity, load_identity, save_identity
 from agent.config import document
-from agent.config.model import MAX_PORT, coerce_bool, coerce_optional_path, coerce_port
+from agent.config.model import (
+    MAX_PORT,
+    coerce_bool,
+    coerce_optional_path,
+    coerce_port,
+    coerce_uid_range,
+)
 from agent.config.settings import (
     Flag,
     apply_environment,
@@ -241,6 +247,23 @@ class HubSettings:
         flag=Flag("--builtin-worker-user", metavar="USER"),
         help="run the built-in worker's steps as this unprivileged user (the hub runs as"
         " root); '' for none",
+    )  # fmt: skip
+
+    # The built-in worker's steps run as their isolation group's uid (agent.scripts.users)
+    # when the hub may switch users and no BuiltinWorkerUser is set, as an agent's do.
+    builtin_worker_script_users: bool = setting(
+        False, coerce_bool, key="BuiltinWorkerScriptUsers", shown_as="BuiltinWorkerScriptUsers",
+        env="TENTACLE_HUB_BUILTIN_WORKER_SCRIPT_USERS",
+        flag=Flag("--builtin-worker-script-users", "bool"),
+        help="run the built-in worker's steps as their project's own uid (the hub runs as root"
+        " and its home is reachable by other users)",
+    )  # fmt: skip
+    builtin_worker_uid_range: tuple[int, int] = setting(
+        (60928, 61183), coerce_uid_range, key="BuiltinWorkerUidRange",
+        shown_as="BuiltinWorkerUidRange", env="TENTACLE_HUB_BUILTIN_WORKER_UID_RANGE",
+        flag=Flag("--builtin-worker-uid-range", metavar="A-B"), dump=lambda r: f"{r[0]}-{r[1]}",
+        help="the uids of the built-in worker's isolation groups (apart from every agent's"
+        " range on this machine)",
     )  # fmt: skip
 
     # Where SSH workers keep the hub's files on each target: each step's working folder

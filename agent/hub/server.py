@@ -271,6 +271,8 @@ class HubServer:
             version=self.version,
             environment=self.environment,
             executable=self.executable,
+            script_users=settings.builtin_worker_script_users,
+            uid_range=settings.builtin_worker_uid_range,
         )
         await builtin.start()
         self.builtin = builtin

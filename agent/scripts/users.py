@@ -228,11 +228,14 @@ class Policy:
         return USERS if self.users is not None else NONE
 
 
-def policy(home: Path, enabled: bool, uid_range: tuple[int, int], instance: str) -> Policy:
+def policy(
+    home: Path, enabled: bool, uid_range: tuple[int, int], instance: str, off: str = ""
+) -> Policy:
     """The policy for the instance at ``home`` (see Policy). With ``enabled`` and the
     privileges, the home is laid out for it (see ``open_home``); ConfigError when a
     folder above the home would keep every script out of its workspace, or the
     record of uids is damaged."""
+    off = off or f"`tentacle configure --instance {instance} --script-users off`"
     if not enabled:
         return Policy()
     missing = missing_capabilities()
@@ -241,17 +244,16 @@ def policy(home: Path, enabled: bool, uid_range: tuple[int, int], instance: str)
             refuse_groups=(
                 f"this agent cannot run scripts as other users (it runs as uid {os.geteuid()} "
                 f"without {', '.join(missing)}), so every script runs as its own user; run it "
-                "as root to isolate projects, or accept one user for all scripts with "
-                f"`tentacle configure --instance {instance} --script-users off`"
+                f"as root to isolate projects, or accept one user for all scripts with {off}"
             )
         )
-    check_reachable(home, instance)
+    check_reachable(home, off)
     users = GroupUsers(home, uid_range)
     open_home(home)
     return Policy(users=users)
 
 
-def check_reachable(home: Path, instance: str) -> None:
+def check_reachable(home: Path, off: str) -> None:
     """ConfigError unless every folder above ``home`` may be searched by any user: the
     scripts' uids have no groups, so they need the others' x bit to reach their own."""
     for folder in reversed(home.parents):
@@ -261,7 +263,7 @@ def check_reachable(home: Path, instance: str) -> None:
                 f"scripts cannot run as their isolation groups' users: {folder} (above the "
                 f"instance home {home}, mode {stat.S_IMODE(mode):04o}) is not searchable by "
                 f"other users; allow it (chmod o+x {folder}), move the home, or accept one user "
-                f"for all scripts (`tentacle configure --instance {instance} --script-users off`)"
+                f"for all scripts ({off})"
             )
 
 

@@ -58,6 +58,8 @@ def test_show_configuration_defaults(pair: TentacleCli) -> None:
         "MaxRunningScripts": 0,
         "WorkspaceRetention": 86400.0,
         "WorkspaceSweepInterval": 7200.0,
+        "ScriptUsers": False,  # the tests' TENTACLE_SCRIPT_USERS=off (tests/helpers/cli.py)
+        "ScriptUidRange": "61184-65519",
         "Thumbprint": thumbprint(pair, "a"),
         "TrustedThumbprints": [],
         "PollingProxy": None,
