@@ -22,7 +22,8 @@ from agent.config.instances import HOME_MODE
 from agent.config.model import InstanceConfig
 from agent.errors import ConfigError, InstanceError
 from agent.protocol.services import SCRIPTS_VERSION, ScriptIsolation
-from agent.scripts import users
+from agent.scripts import cgroups, users
+from agent.scripts.cgroups import ProcessTrees
 from agent.scripts.manager import ScriptManager, ScriptSettings
 from agent.services.capabilities import capabilities_methods
 from agent.services.files import FileService
@@ -91,17 +92,41 @@ def script_manager(run: AgentRun) -> ScriptManager:
     elif policy.users is None:
         log.info("scripts run as the agent's own user for every isolation group "
                  "(ScriptUsers is off)")  # fmt: skip
+    work = config.home / "Work"
     return ScriptManager(
         ScriptSettings(
-            work=config.home / "Work",
+            work=work,
             environment=script_environment(run, policy.users is not None),
             max_running=config.max_running_scripts or None,
             retention=config.workspace_retention,
             sweep_interval=config.workspace_sweep_interval,
             users=policy.users,
             refuse_groups=policy.refuse_groups,
+            trees=process_trees(config.script_cgroups, work),
+            limits=configured_limits(config),
         )
     )
+
+
+def process_trees(enabled: bool, work: Path) -> ProcessTrees | None:
+    """A cgroup per script where this agent may have them (said in the log either way)."""
+    if not enabled:
+        log.info("scripts run without cgroups (configure --script-cgroups false): a cancel "
+                 "signals each script's session only")  # fmt: skip
+        return None
+    try:
+        layout = cgroups.detect(cgroups.instance_id(work))
+    except cgroups.Unavailable as why:
+        log.warning("scripts run without cgroups (%s): a cancel signals each script's session "
+                    "only, and script limits are not enforced", why)  # fmt: skip
+        return None
+    log.info("process trees: %s", layout.describe())
+    return ProcessTrees(layout)
+
+
+def configured_limits(config: InstanceConfig) -> cgroups.Limits:
+    return cgroups.Limits(config.script_memory_max or None, config.script_pids_max or None,
+                          config.script_cpu_weight or None)  # fmt: skip
 
 
 def build_router(
@@ -111,10 +136,9 @@ def build_router(
     router = Router()
     isolation = ScriptIsolation.USERS if scripts.settings.users else ScriptIsolation.NONE
     router.add(
-        "capabilities",
-        1,
-        capabilities_methods(config.home, lambda: router.advertised, __version__, isolation),
-    )
+        "capabilities", 1, capabilities_methods(config.home, lambda: router.advertised, __version__,
+                                                scripts.process_tree, isolation),
+    )  # fmt: skip
     router.add("files", 1, file_service(config, config_path, scripts.settings).methods())
     router.add("scripts", SCRIPTS_VERSION, ScriptService(scripts).methods())
     return router

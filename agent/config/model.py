@@ -116,6 +116,29 @@ def coerce_count(value: Any) -> int:
     return number
 
 
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def coerce_size(value: Any) -> int:
+    """A number of bytes, with an optional K, M, G or T (powers of 1024); 0: no limit."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    text = value.strip().lower().removesuffix("b") if isinstance(value, str) else ""
+    unit = text[-1:] if text[-1:] in _SIZE_UNITS else ""
+    number = text[: len(text) - len(unit)].strip()
+    if not number.isdecimal():
+        raise ValueError(f"expected bytes (e.g. 536870912 or 512M), 0 for no limit, got {value!r}")
+    return int(number) * _SIZE_UNITS[unit]
+
+
+def coerce_cpu_weight(value: Any) -> int:
+    """A cgroup CPU weight, 1 to 10000 (100 is a process's default); 0: not set."""
+    number = _integer(value)
+    if number is None or not 0 <= number <= 10000:
+        raise ValueError(f"expected a CPU weight from 1 to 10000, 0 for none, got {value!r}")
+    return number
+
+
 def coerce_seconds(value: Any) -> float:
     try:
         seconds = float(value)
@@ -227,6 +250,29 @@ class InstanceConfig:
         2 * 3600.0, coerce_seconds, env="TENTACLE_WORKSPACE_CLEANER_DELAY",
         flag=Flag("--workspace-sweep-interval", "float", 0.001, metavar="SECONDS"),
         help="how often old workspaces are looked for", shown_as="WorkspaceSweepInterval",
+    )  # fmt: skip
+    script_cgroups: bool = setting(
+        True, coerce_bool, env="TENTACLE_SCRIPT_CGROUPS", flag=Flag("--script-cgroups", "bool"),
+        help="false: no cgroup per script even where possible (a cancel reaches its session only)",
+        shown_as="ScriptCgroups",
+    )  # fmt: skip
+    script_memory_max: int = setting(
+        0, coerce_size, env="TENTACLE_SCRIPT_MEMORY_MAX",
+        flag=Flag("--script-memory-max", metavar="BYTES"),
+        help="memory a script may use, e.g. 512M (cgroups; 0: no limit; a call asks for less)",
+        shown_as="ScriptMemoryMax",
+    )  # fmt: skip
+    script_pids_max: int = setting(
+        0, coerce_count, env="TENTACLE_SCRIPT_PIDS_MAX",
+        flag=Flag("--script-pids-max", "int", 0, metavar="N"),
+        help="processes a script may have at once (cgroups; 0: no limit; a call asks for fewer)",
+        shown_as="ScriptPidsMax",
+    )  # fmt: skip
+    script_cpu_weight: int = setting(
+        0, coerce_cpu_weight, env="TENTACLE_SCRIPT_CPU_WEIGHT",
+        flag=Flag("--script-cpu-weight", "int", 0, 10000, metavar="W"),
+        help="a script's CPU weight, 1 to 10000, 100 the default (cgroups; 0: not set)",
+        shown_as="ScriptCpuWeight",
     )  # fmt: skip
     script_users: bool = setting(
         True, coerce_bool, env="TENTACLE_SCRIPT_USERS", flag=Flag("--script-users", "bool"),

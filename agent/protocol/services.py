@@ -72,6 +72,13 @@ class Isolation(enum.StrEnum):
     NONE = "none"
 
 
+class ProcessTree(enum.StrEnum):
+    """How a script's processes are kept together (and so killed on a cancel)."""
+
+    CGROUP = "cgroup"  # a cgroup per script: every descendant, daemons included
+    SESSION = "session"  # the wrapper's session: a setsid daemon escapes it
+
+
 class ScriptIsolation(enum.StrEnum):
     """Capabilities' ScriptIsolation: whether scripts run as their isolation group's uid."""
 
@@ -94,6 +101,7 @@ class ExitCode(enum.IntEnum):
     TIMEOUT = -44
     UNKNOWN_SCRIPT = -45
     UNKNOWN_RESULT = -46
+    OUT_OF_MEMORY = -47  # not Tentacle's: killed by the kernel at its cgroup's memory limit
 
 
 EXIT_CODE_MEANINGS: Mapping[ExitCode, str] = {
@@ -103,6 +111,7 @@ EXIT_CODE_MEANINGS: Mapping[ExitCode, str] = {
     ExitCode.TIMEOUT: "timed out waiting for the isolation mutex",
     ExitCode.UNKNOWN_SCRIPT: "unknown script ticket",
     ExitCode.UNKNOWN_RESULT: "the script's result is unknown",
+    ExitCode.OUT_OF_MEMORY: "killed for exceeding its memory limit",
 }
 
 
@@ -228,6 +237,39 @@ class _Records(Kind):
 
     def dump(self, value: Any) -> Any:
         return [item.to_wire() for item in value]
+
+
+class _Record(Kind):
+    """One record of a wire type (an object inside the call)."""
+
+    def __init__(self, kind: type[WireType]) -> None:
+        self.kind = kind
+        self.doc = kind.__name__
+
+    def load(self, value: Any, name: str, where: str) -> Any:
+        if not isinstance(value, dict):
+            raise self.bad(value, name, where)
+        return self.kind.parse(value, f"{where} {name}")
+
+    def dump(self, value: Any) -> Any:
+        return value.to_wire()
+
+
+class _Positive(_Plain):
+    """A whole number from ``low`` to ``high``."""
+
+    def __init__(self, low: int, high: int) -> None:
+        super().__init__(int, "int")
+        self.low, self.high = low, high
+
+    def load(self, value: Any, name: str, where: str) -> Any:
+        number = super().load(value, name, where)
+        if not self.low <= number <= self.high:
+            raise CallError(
+                BAD_PARAMS,
+                f"{where} needs {name!r} from {self.low} to {self.high}, got {number}",
+            )
+        return number
 
 
 class _Nullable(Kind):
@@ -450,6 +492,9 @@ class Capabilities(WireType):
     free_disk_bytes: int = wire("FreeDiskBytes", INT)
     cpus: int = wire("Cpus", INT)
     memory_bytes: int = wire("MemoryBytes", INT)
+    process_tree: ProcessTree = wire(
+        "ProcessTree", _OneOf(ProcessTree), default=ProcessTree.SESSION
+    )
     script_isolation: ScriptIsolation = wire(
         "ScriptIsolation", _OneOf(ScriptIsolation), default=ScriptIsolation.NONE
     )
@@ -532,6 +577,19 @@ class ScriptFile(WireType):
     length: int = wire("Length", _Count("{name} must be 0 or more bytes, got {value}"))
 
 
+MAX_LIMIT = 2**62  # bytes or processes: more than any machine has
+MAX_CPU_WEIGHT = 10000  # cgroup v2's cpu.weight range is 1 to 10000 (100: the default)
+
+
+@dataclass(frozen=True)
+class ScriptLimits(WireType):
+    """What one script (with everything it starts) may use, where the agent has cgroups."""
+
+    memory_bytes: int | None = wire("MemoryBytes", _Positive(1, MAX_LIMIT), default=None)
+    pids: int | None = wire("Pids", _Positive(1, MAX_LIMIT), default=None)
+    cpu_weight: int | None = wire("CpuWeight", _Positive(1, MAX_CPU_WEIGHT), default=None)
+
+
 @dataclass(frozen=True)
 class StartScriptRequest(WireType):
     METHOD = "scripts.start"
@@ -557,6 +615,7 @@ class StartScriptRequest(WireType):
     wait: float = wire("DurationToWaitForScriptToFinish", SECONDS, default=0.0)
     # In the script's process environment only: never written to disk, nor echoed
     environment: tuple[tuple[str, str], ...] = wire("Environment", ENVIRONMENT, default=())
+    limits: ScriptLimits | None = wire("Limits", _Record(ScriptLimits), default=None)
 
     def __repr__(self) -> str:
         """Without the Environment's values (they may be secrets)."""

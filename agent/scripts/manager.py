@@ -28,8 +28,9 @@ from typing import Any
 
 from agent.errors import CallError
 from agent.protocol.messages import REFUSED
-from agent.protocol.services import ExitCode, State
+from agent.protocol.services import ExitCode, ProcessTree, State
 from agent.scripts import cleaner, runner, spread, tombstones
+from agent.scripts.cgroups import Limits, ProcessTrees, ScriptGroup
 from agent.scripts.mutex import Holder, IsolationMutex
 from agent.scripts.outputlog import OutputLog
 from agent.scripts.recovery import Adopted, Fate, adopt_all
@@ -74,6 +75,8 @@ class ScriptSettings:
     # Set when a call asking for an IsolationGroup is refused: why (this process cannot
     # switch users, and the operator did not accept one user for all)
     refuse_groups: str | None = None
+    trees: ProcessTrees | None = None  # a cgroup per script; None: each in its session only
+    limits: Limits = field(default_factory=Limits)  # the configured ones: a call's are within
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ class _Script:
     cancel_requested: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     launched: runner.Launched | None = None
+    group: ScriptGroup | None = None  # its cgroup, if it has one
     # The request's Environment, in memory only and only until the launch
     environment: Mapping[str, str] = field(default_factory=dict)
 
@@ -132,6 +136,8 @@ class ScriptManager:
         self._completed = tombstones.load_all(work)
         for adopted in adopt_all(work, self._completed):
             self._recover(adopted)
+        if self.settings.trees is not None:
+            self.settings.trees.sweep()  # the empty cgroups of scripts that ended meanwhile
         self.sweep()
         self._sweeper = asyncio.create_task(self._sweep_periodically(), name="script-sweeper")
 
@@ -144,6 +150,13 @@ class ScriptManager:
             if task is not None:
                 task.cancel()
         await asyncio.gather(*(t for t in tasks if t is not None), return_exceptions=True)
+        if self.settings.trees is not None:
+            self.settings.trees.close()
+
+    @property
+    def process_tree(self) -> ProcessTree:
+        """What keeps a script's processes together here (capabilities' ProcessTree)."""
+        return ProcessTree.SESSION if self.settings.trees is None else ProcessTree.CGROUP
 
     # -- the service -------------------------------------------------------
 
@@ -412,15 +425,25 @@ class ScriptManager:
         # first thing, and recovery looks for that record (see _recover).
         spec = script.state.spec
         try:
+            group = self._new_group(script)
+        except OSError as error:
+            script.environment = {}
+            script.log.note(f"Could not create the script's cgroup: {error}")
+            self._finish(script, ExitCode.LAUNCH_FAILED)
+            return
+        try:
             launched = runner.launch(script.workspace, spec.syntax, spec.arguments,
-                                     self._environment(script), self._account(spec))  # fmt: skip
+                                     self._environment(script), self._account(spec),
+                                     None if group is None else group.join)  # fmt: skip
         except OSError as error:
             script.log.note(f"Could not launch the script: {error}")
+            if group is not None:
+                group.remove()
             self._finish(script, ExitCode.LAUNCH_FAILED)
             return
         finally:
             script.environment = {}  # the process has it now; keep no secret longer
-        script.launched = launched
+        script.launched, script.group = launched, group
         # Kept in memory only: after a restart, wrapper.pid says it was launched.
         script.state = script.state.moved_to(RUNNING, started=now(), pid=launched.pid)
         await self._watch(script)
@@ -436,15 +459,65 @@ class ScriptManager:
             cancelled.cancel()
             if not exited.done():
                 exited.cancel()
+        grace, group = script.state.spec.grace, script.group
         if not exited.done() or exited.cancelled():
-            script.log.note(f"Cancelling: SIGTERM, then SIGKILL after {script.state.spec.grace} s")
-            status = await runner.stop(script.launched, script.state.spec.grace)
+            whom = "its session" if group is None else f"every process in its cgroup {group.path}"
+            script.log.note(f"Cancelling: SIGTERM, then SIGKILL after {grace} s, to {whom}")
+            if group is None:
+                status = await runner.stop(script.launched, grace)
+            else:
+                status = await runner.stop_tree(script.launched, group, grace)
         else:
             status = exited.result()
         if (code := runner.exit_code(script.workspace)) is not None:
-            self._finish(script, code, recorded=True)
+            self._finish_tree(script, code, recorded=True)
         else:
-            self._finish(script, self._outcome(script, status))
+            self._finish_tree(script, self._outcome(script, status))
+
+    def _new_group(self, script: _Script) -> ScriptGroup | None:
+        """The script's cgroup with its limits (the call's within the configured ones),
+        or None without cgroups. Says in the script's log which limits hold. Raises OSError."""
+        asked = script.state.spec.limits
+        trees = self.settings.trees
+        if trees is None:
+            if asked:
+                script.log.note(f"Limits asked for ({asked.describe()}) are not enforced: "
+                                "this agent runs scripts without cgroups")  # fmt: skip
+            return None
+        limits = asked.within(self.settings.limits)
+        if limits:
+            script.log.note(f"Limits: {limits.describe()}")
+        if missing := trees.missing(limits):
+            script.log.note(f"Not enforced here (no such cgroup controller): {', '.join(missing)}")
+        return trees.create(script.key, limits)
+
+    def _finish_tree(self, script: _Script, code: int, *, recorded: bool = False) -> None:
+        """``_finish``, after reading what the script's cgroup says about its end (the
+        limits it hit) and removing the cgroup if nothing of the script is left in it."""
+        if (group := script.group) is not None:
+            code, recorded = self._limits_hit(script, group, code, recorded)
+            if not group.remove():
+                left = len(group.members())
+                script.log.note(f"{left} process(es) the script started still run in its "
+                                f"cgroup {group.path}")  # fmt: skip
+        self._finish(script, code, recorded=recorded)
+
+    def _limits_hit(
+        self, script: _Script, group: ScriptGroup, code: int, recorded: bool
+    ) -> tuple[int, bool]:
+        """Name in the log the limits the script hit; an OOM kill that ended it with
+        an error is its exit code (-47, OUT_OF_MEMORY)."""
+        hits = group.hits()
+        if hits.pids_refused:
+            script.log.note(f"The process limit refused {hits.pids_refused} fork(s) "
+                            "(pids.max): the script could not start more processes")  # fmt: skip
+        if not hits.oom_kills:
+            return code, recorded
+        script.log.note(f"Out of memory: the kernel killed {hits.oom_kills} process(es) of "
+                        f"the script at its memory limit (its exit code was {code})")  # fmt: skip
+        if code == 0:
+            return code, recorded
+        return ExitCode.OUT_OF_MEMORY, False
 
     def _outcome(self, script: _Script, status: int | None) -> int:
         """The exit code when the wrapper recorded none: from the wrapper's own
@@ -544,23 +617,60 @@ class ScriptManager:
             self._spawn_run(script)
         elif adopted.fate is Fate.RECORDED:
             assert adopted.exit_code is not None
-            self._finish(script, adopted.exit_code)  # written: a restart is rare
+            script.group = self._found_group(adopted.key)
+            self._finish_tree(script, adopted.exit_code)  # written: a restart is rare
         elif adopted.fate is Fate.LOST:
             script.log.note("The script ended while the agent was down, without an exit code")
-            self._finish(script, ExitCode.UNKNOWN_RESULT)
+            script.group = self._found_group(adopted.key)
+            self._finish_tree(script, ExitCode.UNKNOWN_RESULT)
+        elif not self._in_its_group(adopted):
+            script.log.note("The wrapper.pid found after the restart names a process that is "
+                            "not in the script's cgroup: not followed, and the processes in "
+                            "that cgroup (the script's own) were killed")  # fmt: skip
+            script.group = self._found_group(adopted.key)
+            if script.group is None:
+                self._finish(script, ExitCode.UNKNOWN_RESULT)
+            else:  # its outcome is given up on: nothing of it runs on
+                script.task = asyncio.create_task(
+                    self._given_up(script), name=f"script-{adopted.key}"
+                )
         elif not self._runs_as_its_owner(adopted):
             script.log.note("The wrapper.pid found after the restart names a process that does "
                             "not run as the workspace's owner: not followed")  # fmt: skip
             self._finish(script, ExitCode.UNKNOWN_RESULT)
         else:
             assert adopted.launched is not None
-            log.info("re-attached to script %s (pid %d)", state.spec.ticket, adopted.launched.pid)
+            script.group = self._found_group(adopted.key)
+            log.info("re-attached to script %s (pid %d%s)", state.spec.ticket, adopted.launched.pid,
+                     "" if script.group is None else f", cgroup {script.group.path}")  # fmt: skip
             script.launched = adopted.launched
             holder = Holder(state.spec.ticket, state.spec.task_id, state.started or now(),
                             state.spec.isolation == "full")  # fmt: skip
             self._mutex.hold(state.spec.mutex_name, holder)
             name = f"script-{adopted.key}"
             script.task = asyncio.create_task(self._reattached(script), name=name)
+
+    async def _given_up(self, script: _Script) -> None:
+        """Kill what runs in the cgroup of a script not followed; then complete it."""
+        assert script.group is not None
+        script.group.kill()
+        await runner.emptied(script.group)
+        self._finish_tree(script, ExitCode.UNKNOWN_RESULT)
+
+    def _found_group(self, key: str) -> ScriptGroup | None:
+        """The cgroup a previous agent made for the script ``key``, if there is one (a
+        script launched without cgroups, or by an older agent, has none)."""
+        trees = self.settings.trees
+        return None if trees is None else trees.find(key)
+
+    def _in_its_group(self, adopted: Adopted) -> bool:
+        """Whether the wrapper to re-attach is in the script's cgroup, where it put
+        itself before it ran anything: a wrapper.pid the script rewrote cannot make
+        this agent follow (and kill on a cancel) another process."""
+        group = self._found_group(adopted.key)
+        if group is None or adopted.launched is None:
+            return True  # launched without a cgroup: the owner check below still holds
+        return adopted.launched.pid in group.members()
 
     def _runs_as_its_owner(self, adopted: Adopted) -> bool:
         """Whether the wrapper to re-attach runs as its workspace's owner. A script run

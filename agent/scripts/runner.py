@@ -31,10 +31,11 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.scripts.cgroups import ScriptGroup
 from agent.scripts.procstat import PROC, read_stat
 
 PID_FILE = "wrapper.pid"
@@ -60,6 +61,11 @@ OWN_FILES = frozenset({*SCRIPT_FILES.values(), RC_FILE, PID_FILE})
 # be written (a full disk). If it cannot record its pid, it does not run the
 # script at all (exit NOT_RECORDED): a restarted agent would take a workspace
 # without ``wrapper.pid`` for a script that never started and start it again.
+#
+# It starts nothing before the agent says so: its stdin is a pipe from the agent,
+# which first moves it into the script's cgroup (``join``), then writes "go". So
+# every process the script starts is born in that cgroup; and a wrapper whose
+# agent died before the word (the pipe closed empty) exits without running anything.
 NOT_RECORDED = 125
 #
 # The raw output files are opened by the agent (appending, its own, 0600) before the
@@ -67,6 +73,7 @@ NOT_RECORDED = 125
 # only to what it inherits, so a script run as another uid can neither open its raw
 # files by name nor reach another script's (docs/architecture.md, "Who runs a script").
 WRAPPER = (
+    "read -r go || exit {not_recorded}\n"
     "read -ra stat </proc/$$/stat; echo $$ ${{stat[21]}} >wrapper.pid || exit {not_recorded}\n"
     "{job} </dev/null >&{out} 2>&{err} {out}>&- {err}>&-\n"
     "code=$?; echo $code >>wrapper.pid; exit $code\n"
@@ -121,6 +128,7 @@ def launch(
     arguments: Sequence[str],
     environment: Mapping[str, str],
     account: Account | None = None,
+    join: Callable[[int], None] | None = None,
 ) -> Launched:
     """Start the wrapper for the script in ``workspace``. Raises OSError if it cannot start.
 
@@ -128,7 +136,48 @@ def launch(
     The wrapper's own output (bash's job notices) is discarded; the script's goes to
     the raw files, opened here (see WRAPPER). With ``account`` the script runs as it
     (its workspace must be the account's already: agent.scripts.manager hands it over).
+    ``join`` is called with the wrapper's pid before the wrapper starts the script (to
+    put it into the script's cgroup); if it raises OSError, the wrapper ends unstarted
+    and the error is raised.
     """
+    gate, go = os.pipe()
+    try:
+        launched = _start(workspace, syntax, arguments, environment, account, gate)
+    except BaseException:
+        os.close(go)
+        raise
+    finally:
+        os.close(gate)
+    try:
+        if join is not None:
+            join(launched.pid)
+    except OSError:
+        os.close(go)  # the wrapper reads no word and exits without running the script
+        _reap_now(launched.pid)
+        raise
+    try:
+        os.write(go, b"go\n")
+    finally:
+        os.close(go)
+    return launched
+
+
+def _reap_now(pid: int) -> None:
+    """Wait for our child ``pid``, which is ending at once (its gate closed)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+    _SPAWNED.pop(pid, None)
+
+
+def _start(
+    workspace: Path,
+    syntax: str,
+    arguments: Sequence[str],
+    environment: Mapping[str, str],
+    account: Account | None,
+    gate: int,
+) -> Launched:
+    """The wrapper started, its stdin ``gate``, waiting for the word to go on."""
     if syntax == "bash":
         job, command = BASH_JOB, list(arguments)
     else:
@@ -143,24 +192,26 @@ def launch(
         )
         argv = ["bash", "-c", wrapper, SCRIPT_FILES[syntax], *command]
         if account is not None:
-            return _launch_as(account, argv, environment, tuple(opened))
-        return _spawn(argv, environment, tuple(opened))
+            return _launch_as(account, argv, environment, tuple(opened), gate)
+        return _spawn(argv, environment, tuple(opened), gate)
     finally:
         for fd in opened:
             os.close(fd)
 
 
-def _spawn(argv: list[str], environment: Mapping[str, str], output: tuple[int, ...]) -> Launched:
+def _spawn(
+    argv: list[str], environment: Mapping[str, str], output: tuple[int, ...], gate: int
+) -> Launched:
     null = os.open(os.devnull, os.O_RDWR)
     try:
-        to_null = [(os.POSIX_SPAWN_DUP2, null, fd) for fd in (0, 1, 2)]
+        to_null = [(os.POSIX_SPAWN_DUP2, null, fd) for fd in (1, 2)]
         pairs = zip(output, SPAWNED_OUTPUT, strict=True)
         to_output = [(os.POSIX_SPAWN_DUP2, fd, at) for fd, at in pairs]
         pid = os.posix_spawn(
             _bash(environment.get("PATH")),
             argv,
             dict(environment),
-            file_actions=to_null + to_output,
+            file_actions=[(os.POSIX_SPAWN_DUP2, gate, 0), *to_null, *to_output],
             setsid=True,
             # Python ignores these and an ignored signal survives exec; a script gets a
             # shell's defaults (as subprocess's restore_signals gives), so that a pipe's
@@ -173,17 +224,22 @@ def _spawn(argv: list[str], environment: Mapping[str, str], output: tuple[int, .
 
 
 def _launch_as(
-    account: Account, argv: list[str], environment: Mapping[str, str], output: tuple[int, ...]
+    account: Account,
+    argv: list[str],
+    environment: Mapping[str, str],
+    output: tuple[int, ...],
+    gate: int,
 ) -> Launched:
     """``launch`` as ``account``: posix_spawn cannot change users, subprocess can (in the
     child, before exec: groups, then gid, then uid), with what posix_spawn gets above:
-    a session of its own, the default signals restored, /dev/null for 0, 1 and 2, and
-    the raw output files at the numbers they have here (``output``, named in argv)."""
+    a session of its own, the default signals restored, the gate for 0, /dev/null for
+    1 and 2, and the raw output files at the numbers they have here (``output``, named
+    in argv)."""
     process = subprocess.Popen(  # argv, not a shell string
         argv,
         executable=_bash(environment.get("PATH")),
         env=dict(environment),
-        stdin=subprocess.DEVNULL,
+        stdin=gate,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         pass_fds=output,
@@ -366,3 +422,35 @@ async def stop(launched: Launched, grace: float) -> int | None:
     # the script is gone; so must be any descendant that ignored SIGTERM
     signal_script(launched, signal.SIGKILL)
     return status
+
+
+async def stop_tree(launched: Launched, group: ScriptGroup, grace: float) -> int | None:
+    """``stop`` for a script in a cgroup of its own: SIGTERM to every process in it but
+    the wrapper, SIGKILL to them after ``grace`` seconds (frozen, so that none forks
+    away meanwhile), then the whole cgroup killed: daemons that left the session
+    (``setsid``, a double fork) are still in it. The wrapper is spared until it has
+    recorded the script's status. Returns the wrapper's wait status, as ``stop``."""
+    group.signal(signal.SIGTERM, but=launched.pid)
+    try:
+        async with asyncio.timeout(grace):
+            status = await wait_for_exit(launched)
+    except TimeoutError:
+        group.kill_all_but(launched.pid)
+        status = await wait_for_exit(launched)
+    group.kill()
+    await emptied(group)
+    return status
+
+
+EMPTIED_WITHIN = 5.0  # seconds: killed processes are gone long before
+_EMPTIED_POLL = 0.01
+
+
+async def emptied(group: ScriptGroup) -> None:
+    """Return once the killed cgroup holds no process, or after EMPTIED_WITHIN seconds
+    (it is then left for the next sweep). The kernel announces it through
+    cgroup.events, which is not worth an inotify watch for one short wait."""
+    for _ in range(int(EMPTIED_WITHIN / _EMPTIED_POLL)):
+        if not group.populated():
+            return
+        await asyncio.sleep(_EMPTIED_POLL)

@@ -24,6 +24,7 @@ from agent.protocol.services import (
     Syntax,
     check_transition,
 )
+from agent.scripts.cgroups import Limits
 
 STATE_FILE = "state.json"
 PENDING, RUNNING, COMPLETE = State.PENDING, State.RUNNING, State.COMPLETE
@@ -50,6 +51,8 @@ class ScriptSpec:
     # Whether the request had an Environment. Its names and values are never saved
     # (they may be secrets): a restart before the launch cannot run the script as asked.
     with_environment: bool = False
+    # The call's own (StartScript Limits), before the configured ones cap them
+    limits: Limits = field(default_factory=Limits)
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,7 @@ def load_state(directory: Path) -> ScriptState | None:
         spec = data.pop("spec")
         spec["arguments"] = tuple(spec["arguments"])
         spec["syntax"], spec["isolation"] = Syntax(spec["syntax"]), Isolation(spec["isolation"])
+        spec["limits"] = Limits(**spec.get("limits") or {})  # none in a state of older agents
         data["state"] = State(data["state"])
         return ScriptState(spec=ScriptSpec(**spec), **data)
     except (OSError, ValueError, TypeError, KeyError, AttributeError):

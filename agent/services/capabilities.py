@@ -16,6 +16,7 @@ from agent.protocol.services import (
     CapabilitiesRequest,
     PingRequest,
     Pong,
+    ProcessTree,
     ScriptIsolation,
 )
 from agent.scripts.runner import PROGRAMS
@@ -25,6 +26,7 @@ def capabilities(
     home: Path,
     services: Callable[[], tuple[str, ...]],
     version: str,
+    process_tree: ProcessTree = ProcessTree.SESSION,
     isolation: ScriptIsolation = ScriptIsolation.NONE,
 ) -> dict[str, Any]:
     """Build the capabilities document (cheap: no subprocess, no lock)."""
@@ -39,6 +41,7 @@ def capabilities(
         free_disk_bytes=shutil.disk_usage(home).free,
         cpus=psutil.cpu_count() or 1,
         memory_bytes=psutil.virtual_memory().total,
+        process_tree=process_tree,
         script_isolation=isolation,  # whether scripts run as their isolation groups' uids
     ).to_wire()
 
@@ -47,11 +50,12 @@ def capabilities_methods(
     home: Path,
     services: Callable[[], tuple[str, ...]],
     version: str,
+    process_tree: ProcessTree = ProcessTree.SESSION,
     isolation: ScriptIsolation = ScriptIsolation.NONE,
 ) -> dict[str, Callable[[IncomingCall], Any]]:
     async def get(call: IncomingCall) -> Reply:
         CapabilitiesRequest.parse(call.params)
-        return Reply(capabilities(home, services, version, isolation))
+        return Reply(capabilities(home, services, version, process_tree, isolation))
 
     async def ping(call: IncomingCall) -> Reply:
         """The cheapest round trip: for liveness checks and latency measurement."""

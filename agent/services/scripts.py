@@ -23,10 +23,12 @@ from agent.protocol.services import (
     CancelScriptRequest,
     CompleteScriptRequest,
     LogRun,
+    ScriptLimits,
     ScriptStatus,
     ScriptStatusRequest,
     StartScriptRequest,
 )
+from agent.scripts.cgroups import Limits
 from agent.scripts.manager import ScriptManager, Status
 from agent.scripts.paths import resolve_within, workspace_file_name
 from agent.scripts.state import ScriptSpec
@@ -104,8 +106,15 @@ def _spec(request: StartScriptRequest) -> ScriptSpec:
         mutex_timeout=request.mutex_timeout,
         task_id=request.task_id,
         grace=request.grace,
+        limits=_limits(request.limits),
         isolation_group=request.isolation_group,
     )
+
+
+def _limits(limits: ScriptLimits | None) -> Limits:
+    if limits is None:
+        return Limits()
+    return Limits(limits.memory_bytes, limits.pids, limits.cpu_weight)
 
 
 async def _write_files(

@@ -12,7 +12,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from agent.protocol.services import Capabilities, wire_fields
+from agent.protocol.services import Capabilities, ProcessTree, wire_fields
 
 STATUS_PREFIX = "tentacle-ssh "  # the wrapper's first line on stdout, before the script's
 WORK, LOCKS, BIN, BUNDLES, FILES = "Work", "Locks", "bin", "calamari", "Files"
@@ -309,6 +309,7 @@ def parse_capabilities(text: str, services: Sequence[str] = ()) -> dict[str, Any
         os_version=facts.get("os_version") or "",
         architecture=facts.get("architecture") or "Unknown",
         shells=tuple(SHELL_FOR[p] for p in programs if p in SHELL_FOR),
+        process_tree=ProcessTree.SESSION,  # an SSH worker's scripts: no cgroups
         free_disk_bytes=_number(*numbers["free_disk_bytes"]),
         cpus=_number(*numbers["cpus"]),
         memory_bytes=_number(*numbers["memory_bytes"]),

@@ -16,6 +16,10 @@ TYPED = {
     "--max-running-scripts": ("4", 4),
     "--workspace-retention": ("60", 60.0),
     "--workspace-sweep-interval": ("5", 5.0),
+    "--script-cgroups": ("false", False),
+    "--script-memory-max": ("512M", 512 * 1024 * 1024),
+    "--script-pids-max": ("64", 64),
+    "--script-cpu-weight": ("50", 50),
     "--script-users": ("off", False),  # the default is on
     "--script-uid-range": ("70000-70009", "70000-70009"),
 }

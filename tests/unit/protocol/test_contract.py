@@ -18,6 +18,7 @@ from agent.protocol.services import (
     Isolation,
     LogRun,
     ScriptFile,
+    ScriptLimits,
     ScriptStatus,
     ScriptStatusRequest,
     StartScriptRequest,
@@ -59,7 +60,7 @@ def documented_types() -> list[type[WireType]]:
     found: list[type[WireType]] = []
     for request, reply in CALLS:
         found += [t for t in (request, reply) if t is not None and t not in found]
-    records = [ScriptFile, LogRun]  # the records inside the calls
+    records = [ScriptFile, ScriptLimits, LogRun]  # the records inside the calls
     return found + records
 
 
@@ -229,7 +230,8 @@ def test_a_complete_script_state_cannot_run_again() -> None:
 
 
 def test_reserved_exit_codes_keep_tentacles_values() -> None:
-    assert [int(code) for code in ExitCode] == [-41, -42, -43, -44, -45, -46]
+    assert [int(code) for code in ExitCode][:6] == [-41, -42, -43, -44, -45, -46]
+    assert [int(code) for code in ExitCode][6:] == [-47]  # this agent's own: out of memory
     assert describe_exit_code(-45) == "unknown script ticket"
     assert describe_exit_code(3) == "exit code 3"
 
@@ -245,7 +247,8 @@ def test_the_wire_vocabulary_is_written_only_in_the_contract() -> None:
     """No module of the agent or client side spells a call's field names but the contract."""
     names = {f.name for kind in documented_types() for _, f in wire_fields(kind)}
     # too common to search for ("Files": also a folder of an SSH worker's root)
-    names -= {"Length", "Path", "Text", "Count", "OS", "Name", "Files"}
+    # ("Limits": also agent.protocol.limits's class, exported by the client)
+    names -= {"Length", "Path", "Text", "Count", "OS", "Name", "Files", "Limits"}
     package = Path(services.__file__).parents[1]
     offenders = []
     for side in SIDES:
