@@ -60,6 +60,10 @@ def test_show_configuration_defaults(pair: TentacleCli) -> None:
         "WorkspaceSweepInterval": 7200.0,
         "ScriptUsers": False,  # the tests' TENTACLE_SCRIPT_USERS=off (tests/helpers/cli.py)
         "ScriptUidRange": "61184-65519",
+        "ScriptCgroups": True,
+        "ScriptMemoryMax": 0,
+        "ScriptPidsMax": 0,
+        "ScriptCpuWeight": 0,
         "Thumbprint": thumbprint(pair, "a"),
         "TrustedThumbprints": [],
         "PollingProxy": None,
