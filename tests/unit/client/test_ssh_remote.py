@@ -73,6 +73,7 @@ def test_the_bundle_is_deterministic_and_carries_the_executor() -> None:
     assert "agent/calamari/helpers/octopus.sh" in names
     assert "click/__init__.py" in names
     assert "yaml/__init__.py" in names
+    assert "ruamel/yaml/main.py" in names
     assert not [n for n in names if n.endswith((".so", ".pyc"))]
     executor_bundle.cache_clear()
     assert executor_bundle().sha256 == bundle.sha256
