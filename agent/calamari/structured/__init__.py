@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.calamari import textfiles
-from agent.calamari.structured import json_format
+from agent.calamari.structured import json_format, properties_format
 from agent.calamari.structured.common import ParseError, Values, Warn, replacements
 
 __all__ = ["FORMATS", "ParseError", "StructuredError", "formats_for", "replacements", "update_file"]
@@ -47,6 +47,7 @@ def _yaml(text: str, values: Values, warn: Warn) -> str:
 FORMATS = (
     Format("JSON", (".json",), _json),
     Format("YAML", (".yml", ".yaml"), _yaml),
+    Format("Properties", (".properties",), properties_format.replace),
 )
 JSON = FORMATS[0]
 

@@ -73,6 +73,13 @@ CASES = [
     Case("root-sequence", "yaml", {"1:value": "20"}, format="YAML"),
     # DocumentEnd resets the keys: every document of the file is replaced alike.
     Case("documents", "yaml", {"a": "9"}, format="YAML"),
+    # PropertiesFormatVariableReplacer: only replaced values change (comments, blank lines,
+    # keys and separators as written); keys match unescaped, in any case; "Octopus…" never;
+    # a key alone gets ":"; the value is escaped; a continued value is replaced whole.
+    Case("app", "properties", {
+        "NAME": "new", "port": "8080", "indented key": " lead\\and\ttab ☃", "alone": "v",
+        "long": "one line", "OctopusKeep": "changed", "last": "é",
+    }, format="Properties"),
 ]  # fmt: skip
 
 
@@ -127,7 +134,8 @@ def test_strings_are_escaped_as_newtonsoft_escapes_them() -> None:
         ("a.json", False, ["JSON"]),
         ("a.YAML", False, ["JSON", "YAML"]),
         ("a.yml", False, ["JSON", "YAML"]),
-        ("a.config", False, ["JSON", "YAML"]),
+        ("a.config", False, ["JSON", "YAML", "Properties"]),
+        ("a.properties", False, ["JSON", "Properties"]),
         ("a.yaml", True, ["JSON"]),
     ],
 )
