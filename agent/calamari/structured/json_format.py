@@ -53,7 +53,7 @@ def replace(text: str, values: Mapping[str, tuple[str, str | None]], warn: Warn)
     """
     try:
         document = json.loads(text) if text.strip() else {}
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:  # too deeply nested: not readable either
         raise ParseError(str(error)) from None
     if isinstance(document, dict):
         document = {name: _walk(child, str(name), values, warn) for name, child in document.items()}
@@ -98,7 +98,7 @@ def _parsed(value: str | None, name: str, warn: Warn, node: Any) -> tuple[Any, b
         return node, False
     try:
         return json.loads(value), True
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:
         warn(f"Unable to set value for {name}: the value is not valid JSON ({error})")
         return node, False
 

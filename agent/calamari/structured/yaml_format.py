@@ -16,6 +16,7 @@ every alias of it.
 from __future__ import annotations
 
 import io
+import warnings
 from collections import Counter
 from typing import Any
 
@@ -95,9 +96,14 @@ def replace(text: str, values: Values, warn: Warn) -> str:
         return text
     yaml = _yaml()
     try:
-        documents = list(yaml.load_all(text))
-    except YAMLError as error:
-        raise ParseError(str(error).replace("\n", " ")) from None
+        with warnings.catch_warnings(record=True) as caught:  # the step's log, not stderr
+            warnings.simplefilter("always")
+            documents = list(yaml.load_all(text))
+        for warning in caught:
+            warn(" ".join(str(warning.message).split()))
+    except (YAMLError, AssertionError, RecursionError, ValueError) as error:
+        # ruamel asserts on some bad directives (%YAML 1.11): still just "not YAML"
+        raise ParseError(str(error).replace("\n", " ") or type(error).__name__) from None
     indent, offset = guess_indent(text)
     yaml.indent(mapping=indent, sequence=max(indent, offset + 2), offset=offset)
     for document in documents:

@@ -190,6 +190,42 @@ def test_a_file_no_format_reads_fails_naming_the_last_format(tmp_path: Path) -> 
     assert target.read_text() == "a: [1\n"
 
 
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("bad.yaml", "%YAML 1.11\n---\na: 1\n", "could not be parsed as YAML"),
+        ("deep.json", "[" * 100_000 + "]" * 100_000, "could not be parsed as JSON"),
+    ],
+)
+def test_unreadable_files_fail_clearly_not_with_a_traceback(
+    tmp_path: Path, name: str, text: str, message: str
+) -> None:
+    target = tmp_path / name
+    target.write_text(text)
+    with pytest.raises(structured.StructuredError, match=message):
+        structured.update_file(target, {"a": "2"}, print)
+    assert target.read_text() == text
+
+
+def test_duplicate_yaml_keys_fail_clearly_and_leave_the_file(tmp_path: Path) -> None:
+    # a difference (docs/structured-variables.md): ruamel would drop the second key
+    target = tmp_path / "dup.yaml"
+    target.write_text("a: 1\na: 2\nb: 3\n")
+    with pytest.raises(structured.StructuredError, match='found duplicate key "a"'):
+        structured.update_file(target, {"b": "4"}, print)
+    assert target.read_text() == "a: 1\na: 2\nb: 3\n"
+
+
+def test_yaml_parser_warnings_go_to_the_steps_warnings(tmp_path: Path) -> None:
+    target = tmp_path / "anchors.yaml"
+    target.write_text("a: &x 1\nb: &x 2\n")
+    warnings: list[str] = []
+    structured.update_file(target, {"b": "3"}, warnings.append)
+    assert target.read_text() == "a: &x 1\nb: &x 3\n"
+    assert len(warnings) == 1
+    assert warnings[0].startswith("found duplicate anchor 'x'")
+
+
 def test_an_empty_json_file_is_an_empty_object(tmp_path: Path) -> None:
     # JsonFormatVariableReplacer.LoadJson: an empty file is {}
     target = tmp_path / "empty.json"
