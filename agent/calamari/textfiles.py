@@ -102,6 +102,17 @@ def encode(text: str, encoding: Encoding, warn: Warn) -> bytes:
     return text.encode("utf-8", errors="surrogatepass")
 
 
+def fits(text: str, encoding: Encoding) -> bool:
+    """Whether every character of ``text`` can be written in ``encoding``."""
+    if encoding.codec == "cp1252":
+        return all(ord(char) in _CP1252_ENCODE for char in text)
+    try:
+        text.encode(encoding.codec, errors="strict")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def write(path: Path, text: str, encoding: Encoding, warn: Warn) -> None:
     path.write_bytes(encode(text, encoding, warn))
 

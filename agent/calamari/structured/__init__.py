@@ -17,13 +17,13 @@ from pathlib import Path
 
 from agent.calamari import textfiles
 from agent.calamari.structured import json_format, properties_format
-from agent.calamari.structured.common import ParseError, Values, Warn, replacements
+from agent.calamari.structured.common import ParseError, Refused, Values, Warn, replacements
 
 __all__ = ["FORMATS", "ParseError", "StructuredError", "formats_for", "replacements", "update_file"]
 
 
 class StructuredError(Exception):
-    """A target file parses as none of the formats tried; the message says why."""
+    """A target file parses as none of the formats tried, or is refused; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,8 @@ class Format:
     name: str
     suffixes: tuple[str, ...]
     replace: Callable[[str, Values, Warn], str | None]  # None: leave the file as it is
+    # formats that read the bytes themselves (XML: its declaration names an encoding)
+    rewrite: Callable[[bytes, Mapping[str, str | None], Warn], bytes] | None = None
 
 
 def _json(text: str, values: Values, warn: Warn) -> str:
@@ -44,19 +46,20 @@ def _yaml(text: str, values: Values, warn: Warn) -> str:
     return yaml_format.replace(text, values, warn)
 
 
-def _xml(text: str, values: Values, warn: Warn) -> str | None:
-    """Calamari's XML replacer is not written yet: an XML document is left as it is, with
-    a warning, rather than read as YAML or properties after it (docs/structured-variables.md)."""
-    del values
-    if not text.lstrip("\ufeff \t\r\n").startswith("<"):
-        raise ParseError("the document does not begin with an XML element or declaration")
-    warn("XML files are not replaced by tentacle yet; the file is left as it is")
-    return None
+def _not_xml(text: str, values: Values, warn: Warn) -> str | None:
+    """XML is read from the file's bytes (Format.rewrite); never called."""
+    raise AssertionError("XML is rewritten from bytes")
+
+
+def _xml(raw: bytes, variables: Mapping[str, str | None], warn: Warn) -> bytes:
+    from agent.calamari.structured import xml_format  # noqa: PLC0415
+
+    return xml_format.rewrite(raw, variables, warn)
 
 
 FORMATS = (
     Format("JSON", (".json",), _json),
-    Format("XML", (".xml",), _xml),
+    Format("XML", (".xml",), _not_xml, _xml),
     Format("YAML", (".yml", ".yaml"), _yaml),
     Format("Properties", (".properties",), properties_format.replace),
 )
@@ -81,21 +84,40 @@ def update_file(
     Raises StructuredError when the last format tried does not parse it either.
     """
     values = replacements(variables)
-    source = textfiles.read(path)
+    raw = path.read_bytes()
+    source = textfiles.decode(raw)
     newline = textfiles.line_ending(source.text)
     text = source.text.replace("\r\n", "\n")
     tried = formats_for(path, fallback)
     for position, candidate in enumerate(tried):
         try:
+            if candidate.rewrite is not None:
+                path.write_bytes(candidate.rewrite(raw, variables, warn))
+                return candidate.name
             output = candidate.replace(text, values, warn)
+        except Refused as error:
+            raise StructuredError(
+                f"Structured variable replacement refused file {path}: {error}"
+            ) from None
         except ParseError as error:
             if position == len(tried) - 1:
                 raise StructuredError(
                     f"Structured variable replacement failed on file {path}. The file could "
                     f"not be parsed as {candidate.name}: {error}"
                 ) from None
+            if candidate.rewrite is not None and _looks_xml(text):
+                warn(
+                    f"{path} begins as XML but is not well-formed ({error}); "
+                    "the file is left as it is"
+                )
+                return candidate.name
             continue
         if output is not None:
             textfiles.write(path, output.replace("\n", newline), source.encoding, warn)
         return candidate.name
     raise AssertionError("no format to try")  # formats_for never returns none
+
+
+def _looks_xml(text: str) -> bool:
+    """A document that begins with "<" is never read as YAML or properties after XML."""
+    return text.lstrip("\ufeff \t\r\n").startswith("<")

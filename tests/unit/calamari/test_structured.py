@@ -29,6 +29,32 @@ class Case:
     format: str = "JSON"
 
 
+XML_VARIABLES: dict[str, str | None] = {
+    "/configuration/comment()": "New comment",
+    "/configuration/add[@key='Port']/@value": 'a"b<c>&\nd',
+    "/configuration/add[@key='Name']": "new<&>",
+    "/configuration/add[@key='Secret']": "new]]>secret",
+    "//db:connection/text()": "Server=new",
+    "/configuration/node": "no-namespace only",
+    "//more": "<x/><y a='1'>t</y>",
+    "//children": "<db:x/>",
+    "//bad": "<<<<",
+    "/configuration/app:only": "app-new",
+    "/configuration/processing-instruction('render')": 'mode="slow"',
+    "/configuration/empty": "",
+    "/configuration/self": "filled",
+    "/configuration/mixed": "<i>new</i>",
+    "//env:unknown": "x",
+    "/configuration/missing": "nothing",
+    "/configuration/blank": None,
+    "Octopus.Action.Name": "ignored",
+    "Logging:Level": "not an xpath key",
+}
+XML_WARNINGS = (
+    "The namespace 'urn:db-two' could not be mapped to the 'db' prefix",
+    "Could not set the value of the XML element at XPath '//bad' to '<<<<'",
+)
+
 CASES = [
     # JsonUpdateMap: every node has a key (":"-joined, array indexes); strings replaced as
     # strings, a null node becomes a string, numbers and booleans keep their kind, an array
@@ -76,6 +102,17 @@ CASES = [
     # PropertiesFormatVariableReplacer: only replaced values change (comments, blank lines,
     # keys and separators as written); keys match unescaped, in any case; "Octopus…" never;
     # a key alone gets ":"; the value is escaped; a continued value is replaced whole.
+    # XmlFormatVariableReplacer: keys are XPath with the document's prefixes (the first of
+    # a prefix declared twice kept, warned; an unknown prefix or a name that is no XPath
+    # selects nothing); text, CDATA, comments, processing instructions and attributes take
+    # the value; an element with child elements takes it as inner XML (a warning when it
+    # is not XML), a lone CDATA keeps it, others take it as text; a null value sets
+    # nothing. Written by XmlWriter { Indent = true }: insignificant whitespace dropped, two
+    # spaces, "<a />", mixed content not indented, the declaration written again with the
+    # encoding's name (the declared UTF-8 read as Encoding.UTF8, which writes a BOM), the
+    # most common line ending, no final newline.
+    Case("web", "xml", XML_VARIABLES, format="XML", warnings=XML_WARNINGS),
+    Case("web-crlf", "xml", XML_VARIABLES, format="XML", warnings=XML_WARNINGS),
     Case("app", "properties", {
         "NAME": "new", "port": "8080", "indented key": " lead\\and\ttab ☃", "alone": "v",
         "long": "one line", "OctopusKeep": "changed", "last": "é",
@@ -157,20 +194,141 @@ def test_the_format_comes_from_the_content_json_first(tmp_path: Path) -> None:
     assert no_suffix.read_text() == "a: 2 # yaml\n"
 
 
-def test_an_xml_document_is_left_as_it_is_with_a_warning(tmp_path: Path) -> None:
-    # not yet replaced (docs/structured-variables.md), but never read as YAML after JSON
-    raw = b'\xef\xbb\xbf<?xml version="1.0"?>\r\n<a k="1">b</a>'
-    for name in ("app.config", "app.xml"):
+def test_xml_keys_are_xpath_and_everything_else_is_no_key(tmp_path: Path) -> None:
+    # XmlFormatVariableReplacer.TryGetXPathFromVariableKey: only names with "/" or ":" that
+    # compile as XPath (with the document's prefixes); Octopus… names select nothing
+    target = tmp_path / "app.config"
+    target.write_bytes(b"<Octopus.Release.Id />\n<!-- after -->")
+    assert structured.update_file(target, {"Octopus.Release.Id": "9", "a:b:c": "1"}, print) == "XML"
+    assert target.read_bytes() == b"<Octopus.Release.Id />\n<!-- after -->"
+
+
+@pytest.mark.parametrize(
+    ("raw", "variables", "expected", "warned"),
+    [
+        # CalamariPhysicalFileSystem: the byte order mark and the line ending are kept
+        (
+            codecs.BOM_UTF16_LE + "<doc>\r\n    <a>é</a>\r\n</doc>\r\n".encode("utf-16-le"),
+            {"/doc/a": "☃"},
+            codecs.BOM_UTF16_LE + "<doc>\r\n  <a>☃</a>\r\n</doc>".encode("utf-16-le"),
+            (),
+        ),
+        (
+            codecs.BOM_UTF8 + b"<doc>\r\n<a>x</a></doc>",
+            {"/doc/a": "y"},
+            codecs.BOM_UTF8 + b"<doc>\r\n  <a>y</a>\r\n</doc>",
+            (),
+        ),
+        # no declaration, not UTF-8: Windows-1252, kept (ShouldPreserveEncodingWindows1252DosNoBom)
+        (
+            b"<doc>\r\n  <dagger>\x86</dagger>\r\n  <euro>\x80</euro>\r\n</doc>",
+            {"/doc/euro": "\u20ac\u2020"},
+            b"<doc>\r\n  <dagger>\x86</dagger>\r\n  <euro>\x80\x86</euro>\r\n</doc>",
+            (),
+        ),
+        # ShouldUpgradeEncodingIfNecessaryToAccomodateVariables: UTF-8 without a mark
+        (
+            b"<doc>\n  <dagger>\x86</dagger>\n</doc>",
+            {"/doc/dagger": "\uffe6"},
+            "<doc>\n  <dagger>\uffe6</dagger>\n</doc>".encode(),
+            ("Unable to represent the output with encoding windows-1252",),
+        ),
+        # TryGetDeclaredEncoding: the declared encoding is read first and kept; the
+        # declaration is written again with .NET's name (ShouldPreserveEncodingIso88592…)
+        (
+            '<?xml version="1.0" encoding="ISO-8859-2" ?>\n<n><m>Michał</m><m/></n>'.encode(
+                "iso-8859-2"
+            ),
+            {"//m[.='Michał']": "Michał+", "//m[2]": "Mikołaj"},
+            '<?xml version="1.0" encoding="iso-8859-2"?>\n<n>\n  <m>Michał+</m>\n'
+            "  <m>Mikołaj</m>\n</n>".encode("iso-8859-2"),
+            (),
+        ),
+        # ShouldAdaptDeclaredEncodingWhenNecessary: written in UTF-8, the declaration too
+        (
+            '<?xml version="1.0" encoding="iso-8859-2"?>\n<n><m>ł</m></n>'.encode("iso-8859-2"),
+            {"//m": "张伟"},
+            '<?xml version="1.0" encoding="utf-8"?>\n<n>\n  <m>张伟</m>\n</n>'.encode(),
+            ("Unable to represent the output with encoding iso-8859-2",),
+        ),
+        # Encoding.GetEncoding("utf-8") is .NET's Encoding.UTF8, which writes a byte order
+        # mark: a file declared UTF-8 gains one (docs/structured-variables.md)
+        (
+            b'<?xml version="1.0" encoding="utf-8"?><a/>',
+            {"/a": "1"},
+            codecs.BOM_UTF8 + b'<?xml version="1.0" encoding="utf-8"?>\n<a>1</a>',
+            (),
+        ),
+    ],
+    ids=["utf16-crlf-bom", "utf8-bom-crlf", "cp1252", "cp1252-to-utf8", "declared", "adapted",
+         "declared-utf8"],
+)  # fmt: skip
+def test_xml_encodings_are_read_and_kept_as_calamari_does(
+    tmp_path: Path,
+    raw: bytes,
+    variables: dict[str, str | None],
+    expected: bytes,
+    warned: tuple[str, ...],
+) -> None:
+    target = tmp_path / "doc.xml"
+    target.write_bytes(raw)
+    warnings: list[str] = []
+    assert structured.update_file(target, variables, warnings.append) == "XML"
+    assert target.read_bytes() == expected, target.read_bytes()
+    assert len(warnings) == len(warned), warnings
+    for text, warning in zip(warned, warnings, strict=True):
+        assert text in warning
+
+
+def test_malformed_xml_fails_an_xml_file_and_is_left_in_any_other(tmp_path: Path) -> None:
+    # StructuredConfigVariablesService: ".xml" is JSON then XML, the last one failing fails
+    # the step; another name would go on to YAML, but a document that begins with "<" is
+    # left as it is with a warning (docs/structured-variables.md: a difference)
+    raw = b"<a>\n  <b>unclosed\n</a>\n"
+    named = tmp_path / "web.xml"
+    named.write_bytes(raw)
+    with pytest.raises(structured.StructuredError, match=r"web.xml. The file could not be "
+                       r"parsed as XML: mismatched tag: line 3"):  # fmt: skip
+        structured.update_file(named, {"/a/b": "x"}, print)
+    assert named.read_bytes() == raw
+    other = tmp_path / "web.config"
+    other.write_bytes(raw)
+    warnings: list[str] = []
+    assert structured.update_file(other, {"/a/b": "x"}, warnings.append) == "XML"
+    assert other.read_bytes() == raw
+    assert len(warnings) == 1
+    assert "web.config begins as XML but is not well-formed (mismatched tag" in warnings[0]
+    assert warnings[0].endswith("the file is left as it is")
+
+
+LAUGHS = (
+    b'<?xml version="1.0"?>\n<!DOCTYPE lolz [\n <!ENTITY lol "lol">\n'
+    b' <!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">\n'
+    b' <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">\n'
+    b"]>\n<lolz>&lol3;</lolz>"
+)
+EXTERNAL = (
+    b'<?xml version="1.0"?>\n<!DOCTYPE a [<!ENTITY secret SYSTEM "file:///etc/passwd">]>\n'
+    b"<a>&secret;</a>"
+)
+
+
+@pytest.mark.parametrize("raw", [LAUGHS, EXTERNAL], ids=["billion-laughs", "external-entity"])
+def test_xml_entity_declarations_are_refused_naming_the_file(tmp_path: Path, raw: bytes) -> None:
+    for name in ("lolz.xml", "lolz.config"):
         target = tmp_path / name
         target.write_bytes(raw)
-        warnings: list[str] = []
-        assert structured.update_file(target, {"//a/@k": "2", "a": "3"}, warnings.append) == "XML"
+        with pytest.raises(structured.StructuredError, match=rf"refused file .*{name}: the "
+                           r"document declares the entity 'lol|secret'"):  # fmt: skip
+            structured.update_file(target, {"/lolz": "x", "/a": "x"}, print)
         assert target.read_bytes() == raw
-        assert warnings == ["XML files are not replaced by tentacle yet; the file is left as it is"]
-    not_xml = tmp_path / "b.xml"
-    not_xml.write_text("a: 1\n")
-    with pytest.raises(structured.StructuredError, match="could not be parsed as XML"):
-        structured.update_file(not_xml, {"a": "2"}, print)
+
+
+def test_a_doctype_without_entities_is_kept(tmp_path: Path) -> None:
+    target = tmp_path / "d.xml"
+    target.write_bytes(b'<!DOCTYPE a SYSTEM "a.dtd">\n<a><b>1</b></a>')
+    structured.update_file(target, {"/a/b": "2"}, print)
+    assert target.read_bytes() == b'<!DOCTYPE a SYSTEM "a.dtd">\n<a>\n  <b>2</b>\n</a>'
 
 
 def test_the_fallback_flag_reads_every_file_as_json(tmp_path: Path) -> None:
