@@ -137,15 +137,18 @@ def rewrite(raw: bytes, variables: Mapping[str, str | None], warn: Warn) -> byte
     text = source.text
     newline = textfiles.line_ending(text)
     document = xml_tree.parse(text.replace("\r\n", "\n"))
-    replace_document(document, variables, warn)
-    encoding = source.encoding
-    output = xml_tree.write(document, encoding.name).replace("\n", newline)
-    if not textfiles.fits(output, encoding):
-        # Calamari writes the document again in UTF-8, and the declaration says so
-        warn(
-            f"Unable to represent the output with encoding {encoding.name}. "
-            "Trying next the alternative: utf-8."
-        )
-        encoding = textfiles.UTF8
+    try:
+        replace_document(document, variables, warn)
+        encoding = source.encoding
         output = xml_tree.write(document, encoding.name).replace("\n", newline)
+        if not textfiles.fits(output, encoding):
+            # Calamari writes the document again in UTF-8, and the declaration says so
+            warn(
+                f"Unable to represent the output with encoding {encoding.name}. "
+                "Trying next the alternative: utf-8."
+            )
+            encoding = textfiles.UTF8
+            output = xml_tree.write(document, encoding.name).replace("\n", newline)
+    except RecursionError:
+        raise ParseError("the document is nested too deeply") from None
     return textfiles.encode(output, encoding, warn)

@@ -164,6 +164,8 @@ class _Parser:
             current: list[Item] = [_root(item)] if absolute else [item]
             for step in steps:
                 current = _unique(found for node in current for found in step(node))
+                if len(current) > 1:
+                    current = _document_order(current)
             return current
 
         return evaluate
@@ -337,6 +339,17 @@ def _unique(items: object) -> list[Item]:
     return kept
 
 
+def _document_order(items: list[Item]) -> list[Item]:
+    """The items as they stand in the document (a path's result is in document order)."""
+    root = _root(items[0])
+    order: dict[int, int] = {}
+    for node in _descendants_or_self(root):
+        order[id(node)] = len(order)
+        for attribute in _attributes(node):
+            order[id(attribute)] = len(order)
+    return sorted(items, key=lambda item: order.get(id(item), len(order)))
+
+
 def _union(paths: Sequence[Eval]) -> Eval:
     def evaluate(item: Item, pos: int, size: int) -> list[Item]:
         found: list[Item] = []
@@ -345,7 +358,8 @@ def _union(paths: Sequence[Eval]) -> Eval:
             if not isinstance(result, list):
                 raise XPathError("a union of values that are not nodes")
             found.extend(result)
-        return _unique(found)
+        unique = _unique(found)
+        return _document_order(unique) if len(unique) > 1 else unique
 
     return evaluate
 

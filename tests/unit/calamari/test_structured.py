@@ -353,6 +353,11 @@ def test_a_file_no_format_reads_fails_naming_the_last_format(tmp_path: Path) -> 
     [
         ("bad.yaml", "%YAML 1.11\n---\na: 1\n", "could not be parsed as YAML"),
         ("deep.json", "[" * 100_000 + "]" * 100_000, "could not be parsed as JSON"),
+        (
+            "deep.xml",
+            "<a>" * 5_000 + "</a>" * 5_000,
+            "could not be parsed as XML: the document is nested too deeply",
+        ),
     ],
 )
 def test_unreadable_files_fail_clearly_not_with_a_traceback(
