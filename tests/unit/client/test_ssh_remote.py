@@ -99,3 +99,22 @@ def test_the_bundle_round_trips_yaml_with_its_own_ruamel(tmp_path: Path) -> None
     )  # fmt: skip
     assert (done.returncode, done.stdout, done.stderr) == (0, "YAML\n", "")
     assert target.read_text() == "port: 8080 # kept\n"  # the comment's column where it fits
+
+
+def test_the_bundle_replaces_xml_with_the_standard_library_only(tmp_path: Path) -> None:
+    # XML needs nothing but expat: the zipapp replaces it on a bare python3 (-S)
+    archive = tmp_path / "tentacle-calamari.pyz"
+    archive.write_bytes(executor_bundle().data)
+    target = tmp_path / "web.config"
+    target.write_bytes(b'<a>\r\n    <b k="1"/>\r\n</a>\r\n')
+    program = (
+        "import sys, pathlib; sys.path.insert(0, sys.argv[1]);"
+        "from agent.calamari.structured import update_file;"
+        "print(update_file(pathlib.Path(sys.argv[2]), {'/a/b/@k': '2'}, print))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", program, str(archive), str(target)],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout, done.stderr) == (0, "XML\n", "")
+    assert target.read_bytes() == b'<a>\r\n  <b k="2" />\r\n</a>'
