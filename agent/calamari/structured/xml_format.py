@@ -103,6 +103,12 @@ def replace_document(
 
 
 def _set(node: xpath.Item, key: str, value: str, warn: Warn) -> None:
+    invalid = xml_tree.invalid_character(value)
+    if invalid is not None:
+        # .NET's writer throws on it (CheckCharacters) and the step fails; so does ours
+        raise xml_tree.Refused(
+            f"the value of {key} holds U+{ord(invalid):04X}, a character XML cannot hold"
+        )
     if isinstance(node, Text | xml_tree.Comment | Instruction):
         node.data = value
     elif isinstance(node, Attribute):

@@ -16,6 +16,7 @@ newline. Line breaks are ``\\n``; the caller turns them into the file's own.
 from __future__ import annotations
 
 import pyexpat
+import re
 from dataclasses import dataclass, field
 
 from agent.calamari.structured.common import ParseError, Refused
@@ -241,6 +242,22 @@ def escape_attribute(value: str) -> str:
     return escaped.replace("\t", "&#x9;").replace("\n", "&#xA;").replace("\r", "&#xD;")
 
 
+def comment_text(data: str) -> str:
+    """A comment's text as .NET's character-checking writer makes it legal: a space
+    between two dashes, and after a final one."""
+    text = re.sub(r"-(?=-)", "- ", data)
+    return text + " " if text.endswith("-") else text
+
+
+def invalid_character(text: str) -> str | None:
+    """The first character XML 1.0 cannot hold, if any."""
+    found = _INVALID.search(text)
+    return None if found is None else found.group()
+
+
+_INVALID = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
 def inner_text(node: Node) -> str:
     """XPath's string value: an element's text, every descendant's, in order."""
     if isinstance(node, Element):
@@ -284,9 +301,9 @@ class _Writer:
         if not mixed:
             self.indent()
         if isinstance(node, Comment):
-            self.write(f"<!--{node.data}-->")
+            self.write(f"<!--{comment_text(node.data)}-->")
         elif isinstance(node, Instruction):
-            data = f" {node.data}" if node.data else ""
+            data = f" {node.data.replace('?>', '? >')}" if node.data else ""
             self.write(f"<?{node.target}{data}?>")
         elif isinstance(node, Doctype):
             self.write(node.source)

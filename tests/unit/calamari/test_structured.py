@@ -414,3 +414,17 @@ def test_the_yaml_indent_guess() -> None:
     assert yaml_format.guess_indent("a:\n    b: 1\n    c:\n      - 1\n") == (4, 2)
     assert yaml_format.guess_indent("a: 1\n") == (2, 0)
     assert yaml_format.guess_indent("a:\n- 1\n") == (2, 0)
+
+
+def test_xml_values_are_written_legally_or_refused(tmp_path: Path) -> None:
+    # .NET's character-checking writer: "--" in a comment gets a space, a final "-" too,
+    # "?>" in an instruction as well; a character XML cannot hold fails the step
+    target = tmp_path / "c.xml"
+    target.write_bytes(b"<a><!--x--><?p d?><b/></a>")
+    structured.update_file(target, {"/a/comment()": "no--dash-", "/a/processing-instruction()":
+                                    "x?>y"}, print)  # fmt: skip
+    assert target.read_bytes() == b"<a>\n  <!--no- -dash- -->\n  <?p x? >y?>\n  <b />\n</a>"
+    with pytest.raises(structured.StructuredError, match=r"c.xml: the value of /a/b holds "
+                       r"U\+0001, a character XML cannot hold"):  # fmt: skip
+        structured.update_file(target, {"/a/b": "bad\x01"}, print)
+    assert target.read_bytes() == b"<a>\n  <!--no- -dash- -->\n  <?p x? >y?>\n  <b />\n</a>"
