@@ -282,3 +282,29 @@ def test_the_fallback_flag_and_the_output_encoding_reach_the_files(tmp_path: Pat
     folder = tmp_path / "apps" / "A" / "1.0.0"
     assert (folder / "a.conf").read_bytes() == b"\xff\xfe" + "n=Zoë\n".encode("utf-16-le")
     assert (folder / "a.yaml").read_text() == "Port: 3\n"
+
+
+def test_a_package_step_replaces_xml_by_xpath_and_refuses_entities(tmp_path: Path) -> None:
+    files = {
+        "Web.config": '<configuration>\n  <appSettings>\n    <add key="Port" value="80"/>\n'
+        "  </appSettings>\n</configuration>\n",
+        "lolz.xml": '<!DOCTYPE a [<!ENTITY x "xx">]><a>&x;</a>',
+    }
+    variables = VariableSet([
+        FEATURES,
+        Variable("Port", "9090"),
+        Variable("Octopus.Action.Package.JsonConfigurationVariablesTargets", "*.config"),
+        Variable("//appSettings/add[@key='Port']/@value", "#{Port}"),  # values are evaluated
+    ])  # fmt: skip
+    run = deploy(tmp_path, package(tmp_path, "A.1.0.0.zip", files), variables)
+    assert (run.installed.folder / "Web.config").read_bytes() == (
+        b'<configuration>\n  <appSettings>\n    <add key="Port" value="9090" />\n'
+        b"  </appSettings>\n</configuration>"
+    )
+    assert "succeeded on file Web.config with format XML" in run.out
+    refused = VariableSet([
+        *variables, Variable("Octopus.Action.StructuredConfigurationVariables.Targets", "*.xml")
+    ])  # fmt: skip
+    with pytest.raises(DeploymentError, match=r"refused file .*lolz.xml: the document declares "
+                       r"the entity 'x'"):  # fmt: skip
+        deploy(tmp_path, package(tmp_path, "B.1.0.0.zip", files), refused)
