@@ -101,14 +101,14 @@ Parent = Element | Document
 def parse(text: str) -> Document:
     """The document in ``text``; ParseError when it is not well-formed XML."""
     document = Document()
-    _Builder(document, None).run(text)
+    _Builder(document).run(text)
     return document
 
 
 def parse_fragment(text: str, into: Element) -> list[Node]:
     """The nodes of ``text`` as content of ``into`` (``InnerXml``); ParseError if malformed."""
     holder = Document()
-    _Builder(holder, into).run(f"<fragment>{text}</fragment>")
+    _Builder(holder).run(f"<fragment>{text}</fragment>")
     wrapper = holder.children[0]
     assert isinstance(wrapper, Element)
     nodes = wrapper.children
@@ -118,8 +118,7 @@ def parse_fragment(text: str, into: Element) -> list[Node]:
 
 
 class _Builder:
-    def __init__(self, root: Parent, fragment_of: Element | None) -> None:
-        self.fragment = fragment_of is not None
+    def __init__(self, root: Parent) -> None:
         self.stack: list[Parent] = [root]
         self.root = root
         self.source = b""
