@@ -26,13 +26,18 @@ def hub_metrics(task_cap: int) -> HubMetrics:
     return HubMetrics(store_tasks.STATES, task_cap)
 
 
-def refresher(metrics: HubMetrics, store: Callable[[], Store | None]) -> BeforeScrape:
+def refresher(
+    metrics: HubMetrics, store: Callable[[], Store | None], ready: Readiness
+) -> BeforeScrape:
     """Set the store-read gauges of ``metrics`` (workers by health status, tasks by
-    state, the queue); ``store()`` is the hub's store, None while it is stopped."""
+    state, the queue) and its ``ready`` gauge; ``store()`` is the hub's store, None
+    while it is stopped. Without a store the figures keep their last values."""
 
     async def refresh() -> None:
+        not_ready = await ready()
+        metrics.ready.set(0 if not_ready else 1)
         current = store()
-        if current is None:
+        if current is None or not_ready:
             return
         workers = t.workers
         by_status = (

@@ -272,11 +272,9 @@ class HubServer:
             return
         beat = Heartbeat(gauge=self.metrics.heartbeat_seconds)
         self.heartbeat = beat_in_background(beat)
-        probes = Probes(
-            beat,
-            observed.readiness(lambda: self.runner is not None, lambda: self.store),
-            before_scrape=observed.refresher(self.metrics, lambda: self.store),
-        )
+        ready = observed.readiness(lambda: self.runner is not None, lambda: self.store)
+        refresh = observed.refresher(self.metrics, lambda: self.store, ready)
+        probes = Probes(beat, ready, before_scrape=refresh)
         self.endpoint = Endpoint(self.metrics.registry, probes)
         await self.endpoint.start(*self.metrics_at)
 
