@@ -5,6 +5,7 @@ gone; bad --metrics values."""
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -18,6 +19,7 @@ from agent import __version__
 from agent.hub.home import create_home
 from agent.hub.keys import Permission
 from agent.hub.server import HubServer
+from agent.observability.endpoint import EndpointError
 from tests.helpers.cli import TentacleCli
 from tests.helpers.eventually import eventually
 from tests.helpers.hub import HubApi, RunningHub, new_key, pinned
@@ -118,6 +120,21 @@ async def test_readyz_fails_while_the_store_is_gone(
 
 async def _ready(url: str) -> bool:
     return (await get(url + "readyz"))[0] == 200
+
+
+async def test_a_taken_metrics_port_stops_the_start_with_a_clear_error(tmp_path: Path) -> None:
+    home = create_home(tmp_path / "hub").with_settings(builtin_worker=False)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = HubServer(home, __version__, metrics_at=("127.0.0.1", port))
+        with pytest.raises(EndpointError, match=f"cannot serve metrics on 127.0.0.1:{port}"):
+            await server.start("127.0.0.1:0", polling_port=0)
+    assert server.store is None  # everything it had started was stopped
+    again = HubServer(home, __version__)  # the home's lock was let go
+    await again.start("127.0.0.1:0", polling_port=0)
+    await again.stop()
 
 
 @pytest.mark.parametrize("address", ["0.0.0.0", "127.0.0.1:70000", ":9100"])

@@ -16,6 +16,7 @@ import pytest
 
 from agent.client import PollingListener
 from agent.client.scripts import ScriptRequest, execute_script
+from agent.errors import RemoteError
 from tests.helpers.agent import AgentProcess
 from tests.helpers.cli import TentacleCli
 from tests.helpers.eventually import eventually
@@ -78,6 +79,8 @@ async def test_a_running_script_is_counted_while_it_runs(
         ticket = secrets.token_hex(8)
         params = {"ScriptTicket": ticket, "ScriptBody": body}
         await client.call("scripts", "start", params)
+        # its workspace is on disk from the start's answer on: the first scrape sees it
+        assert value(await scrape(url), "tentacle_agent_workspace_bytes") > len(body)
 
         async def running() -> bool:
             return value(await scrape(url), "tentacle_agent_scripts_running") == 1
@@ -140,8 +143,16 @@ async def test_bytes_uploaded_and_downloaded_are_counted(
                    service="files", method="upload")  # fmt: skip
     assert upload == 1
     assert value(samples, "tentacle_agent_disk_free_bytes") > 0
-    # the Work folder holds nothing yet (the upload went to the home): 0, not truncated
     assert value(samples, "tentacle_agent_workspace_scan_truncated") == 0
+
+
+async def test_the_heartbeat_file_is_one_of_the_instances_own(
+    observed: tuple[AgentProcess, str], tmp_path: Path
+) -> None:
+    agent, _ = observed
+    async with agent.client() as client:
+        with pytest.raises(RemoteError, match="heartbeat"):
+            await client.download(str(agent.home / "tentacle.heartbeat"), tmp_path / "x")
 
 
 async def test_livez_and_readyz_of_a_listening_agent(observed: tuple[AgentProcess, str]) -> None:
