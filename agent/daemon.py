@@ -21,6 +21,8 @@ from agent.certs import Identity
 from agent.config.instances import HOME_MODE
 from agent.config.model import InstanceConfig
 from agent.errors import ConfigError, InstanceError
+from agent.observability.heartbeat import HEARTBEAT_FILE, Heartbeat, beat_in_background
+from agent.observability.metrics import AgentMetrics
 from agent.protocol.services import SCRIPTS_VERSION
 from agent.scripts.manager import ScriptManager, ScriptSettings
 from agent.services.capabilities import capabilities_methods
@@ -75,7 +77,7 @@ def polling_proxy(run: AgentRun, address: str) -> Proxy | None:
     return proxy_from_environment(address, run.environment)
 
 
-def script_manager(run: AgentRun) -> ScriptManager:
+def script_manager(run: AgentRun, metrics: AgentMetrics | None = None) -> ScriptManager:
     config = run.config
     return ScriptManager(
         ScriptSettings(
@@ -84,30 +86,37 @@ def script_manager(run: AgentRun) -> ScriptManager:
             max_running=config.max_running_scripts or None,
             retention=config.workspace_retention,
             sweep_interval=config.workspace_sweep_interval,
-        )
+        ),
+        metrics,
     )
 
 
 def build_router(
-    config: InstanceConfig, scripts: ScriptManager, config_path: Path | None = None
+    config: InstanceConfig,
+    scripts: ScriptManager,
+    config_path: Path | None = None,
+    metrics: AgentMetrics | None = None,
 ) -> Router:
     """Every service this agent serves, by name and version."""
-    router = Router()
+    router = Router(metrics)
     router.add(
         "capabilities", 1, capabilities_methods(config.home, lambda: router.advertised, __version__)
     )
-    router.add("files", 1, file_service(config, config_path).methods())
+    router.add("files", 1, file_service(config, config_path, metrics).methods())
     router.add("scripts", SCRIPTS_VERSION, ScriptService(scripts).methods())
     return router
 
 
-def file_service(config: InstanceConfig, config_path: Path | None) -> FileService:
+def file_service(
+    config: InstanceConfig, config_path: Path | None, metrics: AgentMetrics | None = None
+) -> FileService:
     """The file service, kept from the instance's own files and the scripts' Work folder."""
     private = {config.identity_path: "identity (private key and certificate)"}
     if config_path is not None:
         private[config_path] = "configuration"
     private[config.home / LOCK_FILE_NAME] = "lock (the running agent's pid)"
-    return FileService(config.home, config.file_roots, private, (config.home / "Work",))
+    private[config.home / HEARTBEAT_FILE] = "heartbeat (what `tentacle livez` reads)"
+    return FileService(config.home, config.file_roots, private, (config.home / "Work",), metrics)
 
 
 def listen_urls(addresses: list[tuple[str, int]]) -> list[str]:
@@ -193,18 +202,20 @@ async def run_agent(
     stop: asyncio.Event,
     on_ready: Callable[[list[str]], None],
     hurry: asyncio.Event | None = None,
+    metrics: AgentMetrics | None = None,
 ) -> bool:
     """Serve until ``stop`` is set, then drain calls in flight for ``run.grace`` seconds,
     or less if ``hurry`` is set (then calls still in flight are cut off).
 
     Returns whether every call in flight finished. Raises ConfigError if the
-    instance would neither listen nor poll."""
+    instance would neither listen nor poll. ``metrics`` counts what the agent does
+    (None: nothing is counted); the heartbeat file in the home is touched either way."""
     config = run.config
     check_runnable(config)
     hurry = hurry or asyncio.Event()
-    scripts = script_manager(run)
+    scripts = script_manager(run, metrics)
     await scripts.open()
-    router = build_router(config, scripts, run.config_path)
+    router = build_router(config, scripts, run.config_path, metrics)
     settings = ChannelSettings(
         run.identity, run.name, __version__, router.advertised, config.heartbeat_interval
     )
@@ -224,6 +235,7 @@ async def run_agent(
                 grace=run.grace,
                 hurry=hurry,
                 dialer=dialer,
+                metrics=metrics,
             )
         )
         for server in config.polling_servers
@@ -231,14 +243,22 @@ async def run_agent(
     ]
     listener: Listener | None = None
     drained = True
+    heartbeat = metrics.heartbeat if metrics else Heartbeat(config.home / HEARTBEAT_FILE)
+    beating = beat_in_background(heartbeat)  # stopped with the agent (finally, below)
     try:
+        if metrics is not None:
+            metrics.polls = bool(pollers)
         if config.no_listen:
             on_ready([])
         else:
-            listener = Listener(settings, trusted, router)
+            listener = Listener(settings, trusted, router, metrics=metrics)
             addresses = await listener.start(config.listen_ip, config.port)
+            if metrics is not None:
+                metrics.listening = True
             on_ready(listen_urls(addresses))
         await stop.wait()
+        if metrics is not None:
+            metrics.stopping = True
         log.info("stopping: no new connections; up to %.0f s for calls in flight", run.grace)
         if listener is not None:
             drained = await listener.stop(run.grace, hurry)
@@ -246,4 +266,5 @@ async def run_agent(
         polled = await asyncio.gather(*pollers, return_exceptions=True)
         await dialer.close()
         await scripts.close()  # running scripts carry on; the next start re-attaches
+        beating.cancel()
     return drained and all(result is True for result in polled)

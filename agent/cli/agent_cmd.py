@@ -32,6 +32,7 @@ from agent.certs import (
 from agent.cli.context import current
 from agent.cli.logs import configure_logging
 from agent.cli.loop import run as run_on_loop
+from agent.cli.metrics_cmd import metrics_option, serving_metrics
 from agent.cli.options import instance_option
 from agent.config.instances import HOME_MODE
 from agent.errors import CertificateError, ConfigError
@@ -63,7 +64,10 @@ log = logging.getLogger("agent")
     show_default=True,
     help="seconds calls in flight may take to finish after SIGTERM",
 )
-def agent_command(instance_name: str | None, log_format: str, grace: float) -> None:
+@metrics_option
+def agent_command(
+    instance_name: str | None, log_format: str, grace: float, metrics: tuple[str, int] | None
+) -> None:
     """Run the agent in the foreground until SIGTERM or Ctrl-C.
 
     The first signal stops it gracefully (exit 0), a second one at once (exit 128 + its
@@ -73,6 +77,7 @@ def agent_command(instance_name: str | None, log_format: str, grace: float) -> N
     context = current()
     from agent.daemon import AgentRun, check_runnable, instance_lock
     from agent.errors import InstanceError
+    from agent.observability.endpoint import EndpointError
 
     try:
         instance = context.open(instance_name)
@@ -86,10 +91,10 @@ def agent_command(instance_name: str | None, log_format: str, grace: float) -> N
             executable = own_executable()
             run = AgentRun(instance.name, config, identity, grace, context.environ, executable,
                            config_path=instance.config_path)  # fmt: skip
-            run_on_loop(_serve(run, signals), context.environ, announce=True)
+            run_on_loop(_serve(run, signals, metrics), context.environ, announce=True)
     except ConfigError as error:
         raise _ConfigurationError(str(error)) from None
-    except InstanceError as error:  # another agent holds the instance: it may stop
+    except (InstanceError, EndpointError) as error:  # held by another, port taken: may pass
         raise _CannotStart(str(error)) from None
     if signals.cut_off_by is not None:
         raise click.exceptions.Exit(128 + signals.cut_off_by)
@@ -181,7 +186,7 @@ class _Signals:
             self._hurry.set()
 
 
-async def _serve(run: AgentRun, signals: _Signals) -> None:
+async def _serve(run: AgentRun, signals: _Signals, metrics_at: tuple[str, int] | None) -> None:
     from agent.daemon import run_agent
 
     stop, hurry = signals.attach()
@@ -194,7 +199,8 @@ async def _serve(run: AgentRun, signals: _Signals) -> None:
 
     drained = False
     try:
-        drained = await run_agent(run, stop, ready, hurry)
+        async with serving_metrics(run.config.home, metrics_at) as metrics:
+            drained = await run_agent(run, stop, ready, hurry, metrics=metrics)
     finally:
         signals.detach(drained)
     log.info("agent stopped at once" if signals.cut_off_by else "agent stopped")

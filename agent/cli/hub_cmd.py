@@ -18,6 +18,7 @@ from agent.cli.hub_ssh_cmd import COMMANDS as SSH_COMMANDS
 from agent.cli.hub_tasks_cmd import COMMANDS as TASK_COMMANDS
 from agent.cli.hub_views import COMMANDS as VIEW_COMMANDS
 from agent.cli.logs import configure_logging
+from agent.cli.metrics_cmd import metrics_option
 from agent.cli.options import VerbGroup
 from agent.cli.output import emit_fields, emit_json, format_option
 from agent.cli.signals import Interrupted, until_signalled
@@ -161,6 +162,7 @@ async def _hub_in(store: Any) -> str | None:
     help="run the built-in worker's steps as this unprivileged user (over the home's"
     " BuiltinWorkerUser; the hub must run as root)",
 )
+@metrics_option
 def serve_command(
     home: Path,
     listen: str | None,
@@ -169,6 +171,7 @@ def serve_command(
     node_name: str | None,
     no_builtin_worker: bool,
     builtin_worker_user: str | None,
+    metrics: tuple[str, int] | None,
 ) -> None:
     """Run the hub in the foreground until SIGTERM or Ctrl-C (exit 0 after a clean stop).
 
@@ -188,7 +191,7 @@ def serve_command(
                 hub = hub.with_settings(**{name: value})
             except ValueError as error:
                 raise click.BadParameter(str(error), param_hint=hint) from None
-    server = HubServer(hub, __version__, environment=current().environ)
+    server = HubServer(hub, __version__, environment=current().environ, metrics_at=metrics)
     try:
         asyncio.run(until_signalled(_serve(server, listen, polling_port)))
     except Interrupted:
@@ -200,6 +203,8 @@ async def _serve(server: HubServer, listen: str | None, polling_port: int | None
         url = await server.start(listen, polling_port)
         click.echo(f"Hub listening on: {url}")
         click.echo(f"Hub polling port: {server.polling_port}")
+        if server.endpoint is not None:
+            click.echo(f"Metrics on: {server.endpoint.url}metrics")
         log.info("hub listening on %s", url)
         await server.until_lease_lost()  # or until a signal cancels it
     finally:

@@ -31,6 +31,7 @@ from agent.cli.instances import (
     delete_instance_command,
     list_instances_command,
 )
+from agent.cli.metrics_cmd import livez_command
 from agent.cli.options import VerbGroup
 from agent.cli.output import emit_fields, emit_json, format_option
 from agent.cli.polling import polling_proxy_command, server_comms_command
@@ -106,6 +107,7 @@ for command in (
     register_worker_command,
     deregister_worker_command,
     poll_server_command,
+    livez_command,
 ):
     cli.add_command(command)
 hub_group.add_command(hub_configure_command)

@@ -21,12 +21,14 @@ import errno
 import logging
 import os
 import shutil
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.errors import CallError
+from agent.observability.metrics import exit_class
 from agent.protocol.services import ExitCode, State
 from agent.scripts import cleaner, runner, spread, tombstones
 from agent.scripts.mutex import Holder, IsolationMutex
@@ -43,6 +45,9 @@ from agent.scripts.state import (
 )
 from agent.scripts.tickets import ticket_key
 from agent.scripts.tombstones import Tombstone
+
+if TYPE_CHECKING:
+    from agent.observability.metrics import AgentMetrics
 
 log = logging.getLogger(__name__)
 WORKSPACE_MODE = 0o700
@@ -94,8 +99,11 @@ class _Script:
 
 
 class ScriptManager:
-    def __init__(self, settings: ScriptSettings) -> None:
+    def __init__(self, settings: ScriptSettings, metrics: AgentMetrics | None = None) -> None:
+        """``metrics``: where scripts started, running, finished and mutex waits are
+        counted (None: not counted)."""
         self.settings = settings
+        self.metrics = metrics
         self._scripts: dict[str, _Script] = {}
         self._starting: dict[str, asyncio.Lock] = {}
         self._releasing: set[str] = set()  # keys a complete waits to release while they start
@@ -338,10 +346,9 @@ class ScriptManager:
         try:
             async with _maybe(self._slots):
                 try:
-                    await self._mutex.acquire(
-                        spec.mutex_name, holder, spec.mutex_timeout or None,
-                        on_wait=lambda holders: _note_wait(script, holders),
-                    )  # fmt: skip
+                    with _MutexWait(self.metrics, script) as waiting:
+                        timeout = spec.mutex_timeout or None
+                        await self._mutex.acquire(spec.mutex_name, holder, timeout, waiting.began)
                     acquired = True
                 except TimeoutError:
                     script.log.note(f"Timed out after {spec.mutex_timeout} s waiting for the "
@@ -378,10 +385,22 @@ class ScriptManager:
         script.launched = launched
         # Kept in memory only: after a restart, wrapper.pid says it was launched.
         script.state = script.state.moved_to(RUNNING, started=now(), pid=launched.pid)
+        if self.metrics is not None:
+            self.metrics.scripts_started.inc()
         await self._watch(script)
 
     async def _watch(self, script: _Script) -> None:
         """Wait for the wrapper to end (or stop it on cancel), then record the outcome."""
+        assert script.launched is not None
+        if self.metrics is not None:
+            self.metrics.scripts_running.inc()
+        try:
+            await self._follow(script)
+        finally:
+            if self.metrics is not None:
+                self.metrics.scripts_running.dec()
+
+    async def _follow(self, script: _Script) -> None:
         assert script.launched is not None
         exited = asyncio.ensure_future(runner.wait_for_exit(script.launched))
         cancelled = asyncio.ensure_future(script.cancel_requested.wait())
@@ -425,6 +444,8 @@ class ScriptManager:
         # The log is numbered as it is read (see status), not here: a script
         # that printed a gigabyte must not stall the agent when it ends.
         state = script.state.moved_to(COMPLETE, exit_code=code, completed=now())
+        if self.metrics is not None:
+            self.metrics.scripts_finished.labels(exit_class(code)).inc()
         if recorded:
             script.state = state
         else:
@@ -546,6 +567,33 @@ def _remove_folder(folder: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
     finally:
         os.close(held)
+
+
+class _MutexWait:
+    """Counts one acquisition's wait for the isolation mutex, if it has to wait:
+    ``began`` when it starts waiting; the wait ends with the block, however it ends
+    (granted, timed out, cancelled)."""
+
+    def __init__(self, metrics: AgentMetrics | None, script: _Script) -> None:
+        self.metrics = metrics
+        self.script = script
+        self.since: float | None = None
+
+    def began(self, holders: list[Holder]) -> None:
+        """The script has to wait for ``holders``: noted in its log, and counted."""
+        _note_wait(self.script, holders)
+        if self.metrics is not None:
+            self.since = time.monotonic()
+            self.metrics.mutex_waits.inc()
+            self.metrics.mutex_waiting.inc()
+
+    def __enter__(self) -> _MutexWait:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.metrics is not None and self.since is not None:
+            self.metrics.mutex_waiting.dec()
+            self.metrics.mutex_wait_seconds.observe(time.monotonic() - self.since)
 
 
 def _note_wait(script: _Script, holders: list[Holder]) -> None:

@@ -20,7 +20,7 @@ import os
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from agent.atomicfile import temporary_beside
 from agent.errors import CallError
@@ -41,6 +41,9 @@ from agent.services.fileio import (
     refuse_unless_regular,
     write_all,
 )
+
+if TYPE_CHECKING:
+    from agent.observability.metrics import AgentMetrics
 
 __all__ = ["INSUFFICIENT_SPACE", "FileService", "required_free_space"]
 
@@ -69,7 +72,11 @@ class FileService:
         roots: Sequence[Path] = (),
         private: Mapping[Path, str] | None = None,
         script_folders: Sequence[Path] = (),
+        metrics: AgentMetrics | None = None,
     ) -> None:
+        """``metrics``: where the bytes uploaded (once whole) and downloaded (as sent)
+        are counted (None: not counted)."""
+        self.metrics = metrics
         self.home = home
         self.roots = tuple(roots)
         self.private = {path.resolve(): what for path, what in (private or {}).items()}
@@ -104,6 +111,8 @@ class FileService:
             with temporary_beside(target) as temporary:
                 digest = await _receive(call, temporary, target, length, reservation)
                 await in_thread(_put_in_place, temporary, target)
+        if self.metrics is not None:
+            self.metrics.transfer_bytes.labels("upload").inc(length)
         return Reply(Uploaded(str(target), length, digest).to_wire())
 
     async def download(self, call: IncomingCall) -> Reply:
@@ -117,7 +126,7 @@ class FileService:
         self._refuse_private(target, "read")
         fd, size = await in_thread(open_regular, target)
         file = os.fdopen(fd, "rb", buffering=0)  # closed by the stream, or when dropped
-        return Reply(Download(str(target), size).to_wire(), _read_chunks(file, size))
+        return Reply(Download(str(target), size).to_wire(), _read_chunks(file, size, self.metrics))
 
     def _refuse_private(self, target: Path, verb: str) -> None:
         for path, what in self.private.items():
@@ -254,9 +263,14 @@ def _put_in_place(temporary: Path, target: Path) -> None:
         raise
 
 
-async def _read_chunks(file: BinaryIO, size: int) -> AsyncIterator[bytes]:
-    """Up to ``size`` bytes of ``file`` (the Length announced), read in a worker thread."""
+async def _read_chunks(
+    file: BinaryIO, size: int, metrics: AgentMetrics | None = None
+) -> AsyncIterator[bytes]:
+    """Up to ``size`` bytes of ``file`` (the Length announced), read in a worker thread;
+    each chunk counted in ``metrics`` as it is handed to the stream."""
     with file:
         chunks = read_chunks(file, DOWNLOAD_CHUNK, size)
         while chunk := await in_thread(next, chunks, b""):
+            if metrics is not None:
+                metrics.transfer_bytes.labels("download").inc(len(chunk))
             yield chunk
