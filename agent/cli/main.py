@@ -39,6 +39,7 @@ from agent.cli.registration import (
     poll_server_command,
     register_worker_command,
 )
+from agent.cli.service_cmd import service_command
 from agent.cli.signals import Interrupted
 from agent.errors import TentacleError
 
@@ -106,6 +107,7 @@ for command in (
     register_worker_command,
     deregister_worker_command,
     poll_server_command,
+    service_command,
 ):
     cli.add_command(command)
 hub_group.add_command(hub_configure_command)
