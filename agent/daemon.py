@@ -193,9 +193,11 @@ async def run_agent(
     stop: asyncio.Event,
     on_ready: Callable[[list[str]], None],
     hurry: asyncio.Event | None = None,
+    on_stopping: Callable[[], None] | None = None,
 ) -> bool:
     """Serve until ``stop`` is set, then drain calls in flight for ``run.grace`` seconds,
     or less if ``hurry`` is set (then calls still in flight are cut off).
+    ``on_stopping`` is called once, when the stop begins (systemd's STOPPING=1).
 
     Returns whether every call in flight finished. Raises ConfigError if the
     instance would neither listen nor poll."""
@@ -239,6 +241,8 @@ async def run_agent(
             addresses = await listener.start(config.listen_ip, config.port)
             on_ready(listen_urls(addresses))
         await stop.wait()
+        if on_stopping is not None:
+            on_stopping()
         log.info("stopping: no new connections; up to %.0f s for calls in flight", run.grace)
         if listener is not None:
             drained = await listener.stop(run.grace, hurry)

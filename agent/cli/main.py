@@ -40,6 +40,7 @@ from agent.cli.registration import (
     poll_server_command,
     register_worker_command,
 )
+from agent.cli.service_cmd import service_command
 from agent.cli.signals import Interrupted
 from agent.errors import TentacleError
 
@@ -108,6 +109,7 @@ for command in (
     deregister_worker_command,
     poll_server_command,
     container_start_command,
+    service_command,
 ):
     cli.add_command(command)
 hub_group.add_command(hub_configure_command)
