@@ -94,8 +94,13 @@ class Asked:
     help="the instance in the volume",
 )
 def container_start_command(instance_name: str) -> None:
-    """The container's entrypoint: register once from Tentacle's container variables
-    (ServerUrl, ServerApiKey, TargetWorkerPool, ...), then run the agent in its place."""
+    """The container's entrypoint: register once from Tentacle's container variables,
+    then run the agent in its place.
+
+    The variables: ServerUrl, ServerApiKey, ServerThumbprint, TargetWorkerPool,
+    TargetName, MachinePolicy, Space; ServerCommsAddress or ServerPort (polling), else
+    ListeningPort, PublicHostNameConfiguration and CustomPublicHostName (listening).
+    A missing or malformed one exits 3, a hub that cannot be reached exits 1."""
     context = current()
     try:
         settings = settings_from(context.environ, socket.gethostname, socket.getfqdn)
