@@ -203,9 +203,11 @@ async def run_agent(
     on_ready: Callable[[list[str]], None],
     hurry: asyncio.Event | None = None,
     metrics: AgentMetrics | None = None,
+    on_stopping: Callable[[], None] | None = None,
 ) -> bool:
     """Serve until ``stop`` is set, then drain calls in flight for ``run.grace`` seconds,
     or less if ``hurry`` is set (then calls still in flight are cut off).
+    ``on_stopping`` is called once, when the stop begins (systemd's STOPPING=1).
 
     Returns whether every call in flight finished. Raises ConfigError if the
     instance would neither listen nor poll. ``metrics`` counts what the agent does
@@ -259,6 +261,8 @@ async def run_agent(
         await stop.wait()
         if metrics is not None:
             metrics.stopping = True
+        if on_stopping is not None:
+            on_stopping()
         log.info("stopping: no new connections; up to %.0f s for calls in flight", run.grace)
         if listener is not None:
             drained = await listener.stop(run.grace, hurry)

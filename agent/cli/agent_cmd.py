@@ -33,6 +33,7 @@ from agent.cli.context import current
 from agent.cli.logs import configure_logging
 from agent.cli.loop import run as run_on_loop
 from agent.cli.metrics_cmd import metrics_option, serving_metrics
+from agent.cli.notify import Notifier, on_journal, without_service_variables
 from agent.cli.options import instance_option
 from agent.config.instances import HOME_MODE
 from agent.errors import CertificateError, ConfigError
@@ -73,13 +74,14 @@ def agent_command(
     The first signal stops it gracefully (exit 0), a second one at once (exit 128 + its
     number: 143 for SIGTERM, 130 for Ctrl-C). A configuration that cannot run exits 3."""
     signals = _Signals()  # before anything else: no signal may meet the default handler
-    configure_logging(log_format)
     context = current()
+    configure_logging(log_format, journal=on_journal(context.environ, sys.stderr.fileno()))
     from agent.daemon import AgentRun, check_runnable, instance_lock
     from agent.errors import InstanceError
     from agent.observability.endpoint import EndpointError
 
     try:
+        notifier = Notifier.from_environment(context.environ)
         instance = context.open(instance_name)
         config = instance.effective(context.environ)
         check_runnable(config)
@@ -89,9 +91,11 @@ def agent_command(
         with instance_lock(config.home):
             identity = _identity(instance.name, config.identity_path, config.home)
             executable = own_executable()
-            run = AgentRun(instance.name, config, identity, grace, context.environ, executable,
+            environment = without_service_variables(context.environ)
+            run = AgentRun(instance.name, config, identity, grace, environment, executable,
                            config_path=instance.config_path)  # fmt: skip
-            run_on_loop(_serve(run, signals, metrics), context.environ, announce=True)
+            serving = _serve(run, signals, metrics, notifier)
+            run_on_loop(serving, context.environ, announce=True)
     except ConfigError as error:
         raise _ConfigurationError(str(error)) from None
     except (InstanceError, EndpointError) as error:  # held by another, port taken: may pass
@@ -186,7 +190,9 @@ class _Signals:
             self._hurry.set()
 
 
-async def _serve(run: AgentRun, signals: _Signals, metrics_at: tuple[str, int] | None) -> None:
+async def _serve(
+    run: AgentRun, signals: _Signals, metrics_at: tuple[str, int] | None, notifier: Notifier
+) -> None:
     from agent.daemon import run_agent
 
     stop, hurry = signals.attach()
@@ -196,11 +202,28 @@ async def _serve(run: AgentRun, signals: _Signals, metrics_at: tuple[str, int] |
             click.echo("Agent will not listen", color=False)
         for url in urls:
             click.echo(f"Agent listening on: {url}")
+        notifier.ready(serving_status(urls, len(run.config.polling_servers)))
+
+    def stopping() -> None:
+        notifier.stopping(f"stopping: up to {run.grace:.0f} s for calls in flight")
 
     drained = False
+    watchdog = asyncio.create_task(notifier.keep_alive())
     try:
         async with serving_metrics(run.config.home, metrics_at) as metrics:
-            drained = await run_agent(run, stop, ready, hurry, metrics=metrics)
+            drained = await run_agent(
+                run, stop, ready, hurry, metrics=metrics, on_stopping=stopping
+            )
     finally:
+        watchdog.cancel()
         signals.detach(drained)
+        notifier.close()
     log.info("agent stopped at once" if signals.cut_off_by else "agent stopped")
+
+
+def serving_status(urls: list[str], polled: int) -> str:
+    """systemd's STATUS= line once the agent serves: where it listens, whom it polls."""
+    parts = [f"listening on {', '.join(urls)}"] if urls else []
+    if polled:
+        parts.append(f"polling {polled} server{'' if polled == 1 else 's'}")
+    return "; ".join(parts) or "serving"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from agent.cli.hub_tasks_cmd import COMMANDS as TASK_COMMANDS
 from agent.cli.hub_views import COMMANDS as VIEW_COMMANDS
 from agent.cli.logs import configure_logging
 from agent.cli.metrics_cmd import metrics_option
+from agent.cli.notify import Notifier, on_journal, without_service_variables
 from agent.cli.options import VerbGroup
 from agent.cli.output import emit_fields, emit_json, format_option
 from agent.cli.signals import Interrupted, until_signalled
@@ -179,8 +181,10 @@ def serve_command(
     NodeName on the same database (its lease, renewed while it runs)."""
     from agent.hub.server import HubServer
 
-    configure_logging(log_format)
-    hub = load_home(home, current().environ)
+    environ = current().environ
+    configure_logging(log_format, journal=on_journal(environ, sys.stderr.fileno()))
+    notifier = Notifier.from_environment(environ)
+    hub = load_home(home, environ)
     for name, value, hint in (
         ("node_name", node_name, "--node-name"),
         ("builtin_worker_user", builtin_worker_user, "--builtin-worker-user"),
@@ -191,14 +195,20 @@ def serve_command(
                 hub = hub.with_settings(**{name: value})
             except ValueError as error:
                 raise click.BadParameter(str(error), param_hint=hint) from None
-    server = HubServer(hub, __version__, environment=current().environ, metrics_at=metrics)
+    environment = without_service_variables(environ)
+    server = HubServer(hub, __version__, environment=environment, metrics_at=metrics)
     try:
-        asyncio.run(until_signalled(_serve(server, listen, polling_port)))
+        asyncio.run(until_signalled(_serve(server, listen, polling_port, notifier)))
     except Interrupted:
         log.info("hub stopped")
+    finally:
+        notifier.close()
 
 
-async def _serve(server: HubServer, listen: str | None, polling_port: int | None) -> None:
+async def _serve(
+    server: HubServer, listen: str | None, polling_port: int | None, notifier: Notifier
+) -> None:
+    watchdog = asyncio.create_task(notifier.keep_alive())
     try:
         url = await server.start(listen, polling_port)
         click.echo(f"Hub listening on: {url}")
@@ -206,8 +216,11 @@ async def _serve(server: HubServer, listen: str | None, polling_port: int | None
         if server.endpoint is not None:
             click.echo(f"Metrics on: {server.endpoint.url}metrics")
         log.info("hub listening on %s", url)
+        notifier.ready(f"listening on {url}; polling port {server.polling_port}")
         await server.until_lease_lost()  # or until a signal cancels it
     finally:
+        notifier.stopping("stopping")
+        watchdog.cancel()
         await server.stop()
 
 

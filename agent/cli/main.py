@@ -23,6 +23,7 @@ from agent.cli.certificates import (
 )
 from agent.cli.client_cmd import client_group
 from agent.cli.configuration import configure_command, show_configuration_command
+from agent.cli.container_cmd import container_start_command
 from agent.cli.hub_cmd import hub_group
 from agent.cli.hub_settings import configure_command as hub_configure_command
 from agent.cli.hub_settings import show_configuration_command as hub_show_configuration_command
@@ -40,6 +41,7 @@ from agent.cli.registration import (
     poll_server_command,
     register_worker_command,
 )
+from agent.cli.service_cmd import service_command
 from agent.cli.signals import Interrupted
 from agent.errors import TentacleError
 
@@ -108,6 +110,8 @@ for command in (
     deregister_worker_command,
     poll_server_command,
     livez_command,
+    container_start_command,
+    service_command,
 ):
     cli.add_command(command)
 hub_group.add_command(hub_configure_command)
