@@ -20,9 +20,6 @@ from tests.helpers.cli import Result, TentacleCli
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="needs root (chown, useradd)")
-needs_analyze = pytest.mark.skipif(
-    shutil.which("systemd-analyze") is None, reason="systemd-analyze missing (.ci/system-deps)"
-)
 UNIT = "tentacle@agent-one.service"
 
 # a shell script, not Python: it starts in a millisecond. Each call is one line of
@@ -94,6 +91,7 @@ def throwaway_user() -> Iterator[pwd.struct_passwd]:
 def verify(unit: Path) -> None:
     """systemd-analyze verify, for real: exit 0 and not one complaint about the unit
     (an unknown directive is only a warning, so the output must be empty too)."""
+    assert shutil.which("systemd-analyze"), "systemd-analyze is missing: run .ci/system-deps"
     result = subprocess.run(
         ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False,
         env={**os.environ, "SYSTEMD_UNIT_PATH": f"{unit.parent}:"}, timeout=60,
@@ -106,7 +104,6 @@ def directives(text: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in lines)
 
 
-@needs_analyze
 def test_install_writes_a_unit_that_verifies_then_reloads_and_enables(service: Service) -> None:
     result = service.run("--install")
     assert result.code == 0, result
@@ -129,7 +126,6 @@ def test_install_writes_a_unit_that_verifies_then_reloads_and_enables(service: S
     assert int(values["TimeoutStopSec"].removesuffix("s")) > 30
 
 
-@needs_analyze
 @needs_root
 def test_a_non_root_user_gets_its_home_and_a_tighter_unit_that_verifies(
     service: Service, throwaway_user: pwd.struct_passwd
@@ -149,7 +145,6 @@ def test_a_non_root_user_gets_its_home_and_a_tighter_unit_that_verifies(
     assert f"{home} now belongs to {throwaway_user.pw_name}" in result.out
 
 
-@needs_analyze
 def test_paths_with_blanks_and_percent_signs_stay_literal(
     tentacle: TentacleCli, tmp_path: Path
 ) -> None:
@@ -161,7 +156,6 @@ def test_paths_with_blanks_and_percent_signs_stay_literal(
     assert directives(service.unit())["ReadWritePaths"].startswith(f'"{tmp_path}/odd 100%% home"')
 
 
-@needs_analyze
 def test_the_hub_unit_verifies(tmp_path: Path) -> None:
     unit = tmp_path / "tentacle-hub.service"
     unit.write_text(hub_unit_text(installed_executable(), tmp_path / "hub", "root"))
@@ -172,7 +166,6 @@ def test_the_hub_unit_verifies(tmp_path: Path) -> None:
     assert values["Type"] == "notify"
 
 
-@needs_analyze
 def test_verify_does_catch_a_unit_that_cannot_run(tmp_path: Path) -> None:
     """The check above is not a rubber stamp: a missing program fails it."""
     unit = tmp_path / "tentacle-hub.service"
