@@ -87,3 +87,15 @@ def check_unit_value(what: str, value: str) -> None:
     """Raises ConfigError if ``value`` (a path going into a unit) has a line break."""
     if "\n" in value or "\r" in value:
         raise ConfigError(f"{what} cannot go into a unit file: it holds a line break ({value!r})")
+
+
+def hub_unit_text(executable: str, home: Path, user: str) -> str:
+    """The hub's unit for a hub home at ``home`` run by ``user``, from its template."""
+    for what, value in (("the program", executable), ("the hub's home", str(home))):
+        check_unit_value(what, value)
+    values = {
+        "ExecStart": command_line([executable, "hub", "serve", "--home", str(home)]),
+        "User": user,
+        "ReadWritePaths": path_list([str(home)]),
+    }
+    return render(read_template(HUB_TEMPLATE), values)
