@@ -29,15 +29,16 @@ ALLOWED: dict[str, set[str]] = {
     "transport": {"errors", "protocol", "certs"},
     "scripts": {"errors", "atomicfile", "protocol"},
     "services": {"errors", "atomicfile", "filechunks", "protocol", "scripts", "certs"},
+    "drain": {"errors", "atomicfile"},  # the drain request file (tentacle drain)
     "daemon": {"errors", "atomicfile", "protocol", "certs", "config", "transport", "scripts",
-               "services"},
+               "services", "drain"},
     "client": {"errors", "atomicfile", "filechunks", "protocol", "certs", "transport"},
     "calamari": set(),
     # calamari: the hub masks and reads service messages as the executor does, and
     # reads package names as it does
     "hub": {"errors", "atomicfile", "certs", "config", "client", "scripts", "calamari"},
     "cli": {"errors", "atomicfile", "protocol", "certs", "config", "transport", "scripts",
-            "services", "daemon", "client", "calamari", "hub"},
+            "services", "daemon", "client", "calamari", "hub", "drain"},
 }  # fmt: skip
 
 # Process-wide effects that belong to the command line alone.

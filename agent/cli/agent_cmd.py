@@ -30,6 +30,7 @@ from agent.certs import (
     save_identity,
 )
 from agent.cli.context import current
+from agent.cli.drain_cmd import DrainSignal
 from agent.cli.logs import configure_logging
 from agent.cli.loop import run as run_on_loop
 from agent.cli.options import instance_option
@@ -69,6 +70,7 @@ def agent_command(instance_name: str | None, log_format: str, grace: float) -> N
     The first signal stops it gracefully (exit 0), a second one at once (exit 128 + its
     number: 143 for SIGTERM, 130 for Ctrl-C). A configuration that cannot run exits 3."""
     signals = _Signals()  # before anything else: no signal may meet the default handler
+    drain_signal = DrainSignal()
     configure_logging(log_format)
     context = current()
     from agent.daemon import AgentRun, check_runnable, instance_lock
@@ -86,7 +88,7 @@ def agent_command(instance_name: str | None, log_format: str, grace: float) -> N
             executable = own_executable()
             run = AgentRun(instance.name, config, identity, grace, context.environ, executable,
                            config_path=instance.config_path)  # fmt: skip
-            run_on_loop(_serve(run, signals), context.environ, announce=True)
+            run_on_loop(_serve(run, signals, drain_signal), context.environ, announce=True)
     except ConfigError as error:
         raise _ConfigurationError(str(error)) from None
     except InstanceError as error:  # another agent holds the instance: it may stop
@@ -181,10 +183,11 @@ class _Signals:
             self._hurry.set()
 
 
-async def _serve(run: AgentRun, signals: _Signals) -> None:
+async def _serve(run: AgentRun, signals: _Signals, drain_signal: DrainSignal) -> None:
     from agent.daemon import run_agent
 
     stop, hurry = signals.attach()
+    drain_wakeup = drain_signal.attach()
 
     def ready(urls: list[str]) -> None:
         if not urls:
@@ -194,7 +197,8 @@ async def _serve(run: AgentRun, signals: _Signals) -> None:
 
     drained = False
     try:
-        drained = await run_agent(run, stop, ready, hurry)
+        drained = await run_agent(run, stop, ready, hurry, drain_wakeup=drain_wakeup)
     finally:
         signals.detach(drained)
+        drain_signal.detach()
     log.info("agent stopped at once" if signals.cut_off_by else "agent stopped")
