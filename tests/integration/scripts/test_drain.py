@@ -172,3 +172,27 @@ async def test_a_malformed_request_sent_to_a_running_agent_changes_nothing(
     agent.wait_for_log("drain request ignored")
     async with agent.client() as client:
         assert (await client.capabilities())["Draining"] is True
+
+
+async def test_the_first_sigterm_refuses_new_scripts_while_calls_in_flight_finish(
+    listening_agent: AgentProcess, tmp_path: Path
+) -> None:
+    agent = listening_agent
+    release = tmp_path / "release"
+    async with agent.client() as client:
+        scripts = Scripts(client)
+        # a call in flight that keeps the stop's grace going: a start waiting for its end
+        waiting = asyncio.create_task(
+            scripts.start(WAITING, ticket="in-flight", Isolation="none",
+                          Arguments=[str(release)], DurationToWaitForScriptToFinish=60)
+        )  # fmt: skip
+        await scripts.wait_for_output("in-flight")
+        agent.signal(signal.SIGTERM)
+        agent.wait_for_log("stopping: no new connections")
+        error = await refused(scripts, "after-sigterm")
+        assert error.kind == "draining"
+        assert (await client.capabilities())["Draining"] is True
+        release.touch()
+        status = await waiting
+        assert (status["State"], status["ExitCode"]) == ("Complete", 7)
+    assert agent.wait_exit() == 0
