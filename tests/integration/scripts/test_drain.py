@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -196,3 +198,36 @@ async def test_the_first_sigterm_refuses_new_scripts_while_calls_in_flight_finis
         status = await waiting
         assert (status["State"], status["ExitCode"]) == ("Complete", 7)
     assert agent.wait_exit() == 0
+
+
+HOLDER = """
+import fcntl, os, signal, sys
+signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # an agent that never answers
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.ftruncate(fd, 0)
+os.write(fd, f"{os.getpid()}\\n".encode())
+print("holding", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_an_agent_that_does_not_answer_is_an_error_and_the_request_is_kept(
+    listening_agent: AgentProcess,
+) -> None:
+    agent = listening_agent
+    agent.stop()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(agent.home / "tentacle.lock")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "holding"
+        result = agent.cli.fails("drain", "--instance", "agent", "--timeout", "0.2")
+        assert f"(pid {holder.pid}) did not acknowledge within 0.2 s" in result.err
+        assert "drain.json and takes effect" in result.err
+    finally:
+        holder.communicate("")
+    agent.start()  # the kept request applies at the next start
+    agent.wait_for_log("draining since")
