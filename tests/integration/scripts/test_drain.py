@@ -63,6 +63,10 @@ async def test_a_drained_agent_refuses_new_scripts_and_serves_the_running_one(
     local.write_text("payload")
     uploaded = await scripts.client.upload(local, "uploaded.txt")
     assert uploaded["Length"] == len("payload")
+    for own in ("drain.json", "drain.ack.json"):  # the instance's own: a caller cannot undo it
+        with pytest.raises(RemoteError) as caught:
+            await scripts.client.upload(local, own)
+        assert caught.value.kind == "refused"
     release.touch()
     status = await scripts.wait_complete("running")
     assert status["ExitCode"] == 7
