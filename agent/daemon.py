@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent import __version__
+from agent import __version__, drain
 from agent.certs import Identity
 from agent.config.instances import HOME_MODE
 from agent.config.model import InstanceConfig
@@ -99,9 +99,8 @@ def build_router(
 ) -> Router:
     """Every service this agent serves, by name and version."""
     router = Router(metrics)
-    router.add(
-        "capabilities", 1, capabilities_methods(config.home, lambda: router.advertised, __version__)
-    )
+    advertised, since = (lambda: router.advertised), (lambda: scripts.draining_since)
+    router.add("capabilities", 1, capabilities_methods(config.home, advertised, __version__, since))
     router.add("files", 1, file_service(config, config_path, metrics).methods())
     router.add("scripts", SCRIPTS_VERSION, ScriptService(scripts).methods())
     return router
@@ -116,6 +115,8 @@ def file_service(
         private[config_path] = "configuration"
     private[config.home / LOCK_FILE_NAME] = "lock (the running agent's pid)"
     private[config.home / HEARTBEAT_FILE] = "heartbeat (what `tentacle livez` reads)"
+    private[config.home / drain.REQUEST_FILE] = "drain request (`tentacle drain`)"
+    private[config.home / drain.ACK_FILE] = "drain acknowledgement"
     return FileService(config.home, config.file_roots, private, (config.home / "Work",), metrics)
 
 
@@ -204,18 +205,23 @@ async def run_agent(
     hurry: asyncio.Event | None = None,
     metrics: AgentMetrics | None = None,
     on_stopping: Callable[[], None] | None = None,
+    drain_wakeup: asyncio.Event | None = None,
 ) -> bool:
     """Serve until ``stop`` is set, then drain calls in flight for ``run.grace`` seconds,
     or less if ``hurry`` is set (then calls still in flight are cut off).
     ``on_stopping`` is called once, when the stop begins (systemd's STOPPING=1).
 
+    New scripts are refused from ``stop`` on, and while the instance's drain request
+    (agent.drain) says so: read at the start and each time ``drain_wakeup`` is set.
     Returns whether every call in flight finished. Raises ConfigError if the
-    instance would neither listen nor poll. ``metrics`` counts what the agent does
-    (None: nothing is counted); the heartbeat file in the home is touched either way."""
+    instance would neither listen nor poll, or its drain request is malformed.
+    ``metrics`` counts what the agent does (None: nothing is counted); the heartbeat
+    file in the home is touched either way."""
     config = run.config
     check_runnable(config)
     hurry = hurry or asyncio.Event()
     scripts = script_manager(run, metrics)
+    drain.apply_at_start(config.home, scripts)
     await scripts.open()
     router = build_router(config, scripts, run.config_path, metrics)
     settings = ChannelSettings(
@@ -243,6 +249,8 @@ async def run_agent(
         for server in config.polling_servers
         for _ in range(config.polling_connection_count)
     ]
+    wakeup = drain_wakeup or asyncio.Event()
+    follower = asyncio.create_task(drain.follow(config.home, scripts, wakeup), name="drain")
     listener: Listener | None = None
     drained = True
     heartbeat = metrics.heartbeat if metrics else Heartbeat(config.home / HEARTBEAT_FILE)
@@ -259,6 +267,7 @@ async def run_agent(
                 metrics.listening = True
             on_ready(listen_urls(addresses))
         await stop.wait()
+        scripts.set_draining(True)  # calls in flight finish; no new script starts
         if metrics is not None:
             metrics.stopping = True
         if on_stopping is not None:
@@ -267,6 +276,7 @@ async def run_agent(
         if listener is not None:
             drained = await listener.stop(run.grace, hurry)
     finally:
+        follower.cancel()
         polled = await asyncio.gather(*pollers, return_exceptions=True)
         await dialer.close()
         await scripts.close()  # running scripts carry on; the next start re-attaches

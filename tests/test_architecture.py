@@ -28,12 +28,13 @@ ALLOWED: dict[str, set[str]] = {
     "config": {"errors", "atomicfile", "certs"},
     # observability: the metric objects and their endpoint, handed to what they count
     "observability": {"errors", "protocol"},
+    "drain": {"errors", "atomicfile"},  # the drain request file (tentacle drain)
     "transport": {"errors", "protocol", "certs", "observability"},
     "scripts": {"errors", "atomicfile", "protocol", "observability"},
     "services": {"errors", "atomicfile", "filechunks", "protocol", "scripts", "certs",
                  "observability"},
     "daemon": {"errors", "atomicfile", "protocol", "certs", "config", "transport", "scripts",
-               "services", "observability"},
+               "services", "observability", "drain"},
     "client": {"errors", "atomicfile", "filechunks", "protocol", "certs", "transport"},
     "calamari": set(),
     # calamari: the hub masks and reads service messages as the executor does, and
@@ -41,7 +42,7 @@ ALLOWED: dict[str, set[str]] = {
     "hub": {"errors", "atomicfile", "certs", "config", "client", "scripts", "calamari",
             "observability"},
     "cli": {"errors", "atomicfile", "protocol", "certs", "config", "transport", "scripts",
-            "services", "daemon", "client", "calamari", "hub", "observability"},
+            "services", "daemon", "client", "calamari", "hub", "observability", "drain"},
 }  # fmt: skip
 
 # Process-wide effects that belong to the command line alone.

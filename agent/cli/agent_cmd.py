@@ -30,6 +30,7 @@ from agent.certs import (
     save_identity,
 )
 from agent.cli.context import current
+from agent.cli.drain_cmd import DrainSignal
 from agent.cli.logs import configure_logging
 from agent.cli.loop import run as run_on_loop
 from agent.cli.metrics_cmd import metrics_option, serving_metrics
@@ -74,6 +75,7 @@ def agent_command(
     The first signal stops it gracefully (exit 0), a second one at once (exit 128 + its
     number: 143 for SIGTERM, 130 for Ctrl-C). A configuration that cannot run exits 3."""
     signals = _Signals()  # before anything else: no signal may meet the default handler
+    drain_signal = DrainSignal()
     context = current()
     configure_logging(log_format, journal=on_journal(context.environ, sys.stderr.fileno()))
     from agent.daemon import AgentRun, check_runnable, instance_lock
@@ -94,7 +96,7 @@ def agent_command(
             environment = without_service_variables(context.environ)
             run = AgentRun(instance.name, config, identity, grace, environment, executable,
                            config_path=instance.config_path)  # fmt: skip
-            serving = _serve(run, signals, metrics, notifier)
+            serving = _serve(run, signals, metrics, notifier, drain_signal)
             run_on_loop(serving, context.environ, announce=True)
     except ConfigError as error:
         raise _ConfigurationError(str(error)) from None
@@ -191,11 +193,16 @@ class _Signals:
 
 
 async def _serve(
-    run: AgentRun, signals: _Signals, metrics_at: tuple[str, int] | None, notifier: Notifier
+    run: AgentRun,
+    signals: _Signals,
+    metrics_at: tuple[str, int] | None,
+    notifier: Notifier,
+    drain_signal: DrainSignal,
 ) -> None:
     from agent.daemon import run_agent
 
     stop, hurry = signals.attach()
+    drain_wakeup = drain_signal.attach()
 
     def ready(urls: list[str]) -> None:
         if not urls:
@@ -212,12 +219,19 @@ async def _serve(
     try:
         async with serving_metrics(run.config.home, metrics_at) as metrics:
             drained = await run_agent(
-                run, stop, ready, hurry, metrics=metrics, on_stopping=stopping
+                run,
+                stop,
+                ready,
+                hurry,
+                metrics=metrics,
+                on_stopping=stopping,
+                drain_wakeup=drain_wakeup,
             )
     finally:
         watchdog.cancel()
         signals.detach(drained)
         notifier.close()
+        drain_signal.detach()
     log.info("agent stopped at once" if signals.cut_off_by else "agent stopped")
 
 

@@ -24,6 +24,7 @@ from agent.cli.certificates import (
 from agent.cli.client_cmd import client_group
 from agent.cli.configuration import configure_command, show_configuration_command
 from agent.cli.container_cmd import container_start_command
+from agent.cli.drain_cmd import drain_command
 from agent.cli.hub_cmd import hub_group
 from agent.cli.hub_settings import configure_command as hub_configure_command
 from agent.cli.hub_settings import show_configuration_command as hub_show_configuration_command
@@ -101,6 +102,7 @@ for command in (
     configure_command,
     show_configuration_command,
     agent_command,
+    drain_command,
     client_group,
     server_comms_command,
     polling_proxy_command,

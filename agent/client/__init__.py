@@ -40,6 +40,7 @@ from agent.errors import (
     UnsupportedFeature,
 )
 from agent.protocol.limits import Limits
+from agent.protocol.messages import DRAINING
 from agent.protocol.retry import CLIENT, Backoff
 from agent.protocol.services import ENVIRONMENT_SERVICE
 from agent.transport.dialer import Proxy
@@ -50,6 +51,7 @@ CLIENT_RETRY = CLIENT
 __all__ = [
     "CLIENT_RETRY",
     "DEFAULT_QUEUE_TIMEOUT",
+    "DRAINING",
     "ENVIRONMENT_SERVICE",
     "IDLE_TIMEOUT",
     "AgentClient",

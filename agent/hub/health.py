@@ -73,6 +73,9 @@ def facts_of(capabilities: dict[str, Any]) -> dict[str, Any]:
         # an SSH worker's: "Ssh", and its python3 (None: steps needing the executor fail)
         "CommunicationStyle": capabilities.get("CommunicationStyle"),
         "Python": capabilities.get("Python"),
+        # `tentacle drain`: it starts no new scripts, so it is no candidate for steps
+        "Draining": capabilities.get("Draining") is True,
+        "DrainingSince": capabilities.get("DrainingSince"),
     }
 
 
@@ -141,6 +144,10 @@ async def _check(
         capabilities = await client.capabilities()
         facts = facts_of(capabilities)
         lines.add("Info", answered(worker["name"], facts))
+        if facts["Draining"]:  # its agent would refuse the health script
+            lines.add("Info", f"{worker['name']} is draining since {facts['DrainingSince']}: "
+                              "it runs no new steps, and its health script is not run")  # fmt: skip
+            return CheckOutcome(reachable=True, facts=facts)
         if connectivity_only(settings):
             return CheckOutcome(reachable=True, facts=facts)
         warnings: list[str] = []

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.errors import CallError
 from agent.observability.metrics import exit_class
+from agent.protocol.messages import DRAINING
 from agent.protocol.services import ExitCode, State
 from agent.scripts import cleaner, runner, spread, tombstones
 from agent.scripts.mutex import Holder, IsolationMutex
@@ -114,6 +115,7 @@ class ScriptManager:
         self._completed: dict[str, Tombstone] = {}
         self._unsaved: set[str] = set()  # keys whose state or tombstone is in memory only
         self._saver: asyncio.Task[None] | None = None
+        self._draining_since: str | None = None  # when set_draining(True) began it
 
     # -- life cycle --------------------------------------------------------
 
@@ -138,6 +140,45 @@ class ScriptManager:
                 task.cancel()
         await asyncio.gather(*(t for t in tasks if t is not None), return_exceptions=True)
 
+    # -- draining ------------------------------------------------------------
+
+    @property
+    def draining(self) -> bool:
+        """Whether new scripts are refused (see set_draining)."""
+        return self._draining_since is not None
+
+    @property
+    def draining_since(self) -> str | None:
+        """When draining began (the time format of the protocol), None if not draining."""
+        return self._draining_since
+
+    def set_draining(self, draining: bool, since: str | None = None) -> None:
+        """Refuse (True) or accept again (False) the start of new tickets.
+
+        While draining, ``start`` of a ticket this agent does not hold raises
+        CallError(draining); everything else carries on: running scripts run to
+        their end, and status, cancel, complete and a repeated start of a ticket
+        it holds answer as usual. ``since`` (default now) is kept from the first
+        call that began draining: draining again changes nothing.
+        """
+        if not draining:
+            self._draining_since = None
+        elif self._draining_since is None:
+            self._draining_since = since or now()
+
+    def running(self) -> int:
+        """How many scripts this agent holds that are not complete yet."""
+        return sum(not script.done.is_set() for script in self._scripts.values())
+
+    def _refuse_if_draining(self, ticket: str) -> None:
+        if self._draining_since is not None:
+            raise CallError(
+                DRAINING,
+                f"the agent is draining since {self._draining_since}: it starts no new "
+                f"scripts ({ticket!r} was not started); run it on another worker, or "
+                "undo with `tentacle drain --resume`",
+            )
+
     # -- the service -------------------------------------------------------
 
     async def start(
@@ -159,7 +200,8 @@ class ScriptManager:
         and at most once: a ticket completed within the retention answers its
         remembered outcome (no logs) and runs nothing. Waits up to ``wait``
         seconds for a short script to finish. Raises CallError(insufficient_space)
-        if the workspace cannot be written.
+        if the workspace cannot be written, CallError(draining) for a ticket it does
+        not hold while draining (see set_draining).
         """
         key = ticket_key(spec.ticket)
         self._flush()
@@ -168,6 +210,7 @@ class ScriptManager:
                 return Status(stone.ticket, COMPLETE, stone.exit_code, [], stone.next_sequence)
             script = self._scripts.get(key)
             if script is None:
+                self._refuse_if_draining(spec.ticket)
                 spec = dataclasses.replace(spec, with_environment=bool(environment))
                 script = await self._create(key, spec, body, write_files, environment or {})
         if wait > 0:

@@ -14,11 +14,17 @@ from agent.protocol.calls import IncomingCall, Reply
 from agent.protocol.services import Capabilities, CapabilitiesRequest, PingRequest, Pong
 from agent.scripts.runner import PROGRAMS
 
+Draining = Callable[[], str | None]  # since when the agent drains, None if it does not
+
 
 def capabilities(
-    home: Path, services: Callable[[], tuple[str, ...]], version: str
+    home: Path,
+    services: Callable[[], tuple[str, ...]],
+    version: str,
+    draining: Draining | None = None,
 ) -> dict[str, Any]:
     """Build the capabilities document (cheap: no subprocess, no lock)."""
+    since = draining() if draining is not None else None
     return Capabilities(
         supported_capabilities=tuple(services()),
         agent_version=version,
@@ -30,15 +36,20 @@ def capabilities(
         free_disk_bytes=shutil.disk_usage(home).free,
         cpus=psutil.cpu_count() or 1,
         memory_bytes=psutil.virtual_memory().total,
+        draining=since is not None,
+        draining_since=since,
     ).to_wire()
 
 
 def capabilities_methods(
-    home: Path, services: Callable[[], tuple[str, ...]], version: str
+    home: Path,
+    services: Callable[[], tuple[str, ...]],
+    version: str,
+    draining: Draining | None = None,
 ) -> dict[str, Callable[[IncomingCall], Any]]:
     async def get(call: IncomingCall) -> Reply:
         CapabilitiesRequest.parse(call.params)
-        return Reply(capabilities(home, services, version))
+        return Reply(capabilities(home, services, version, draining))
 
     async def ping(call: IncomingCall) -> Reply:
         """The cheapest round trip: for liveness checks and latency measurement."""

@@ -302,6 +302,9 @@ def parse_capabilities(text: str, services: Sequence[str] = ()) -> dict[str, Any
         "cpus": (facts.get("cpus", ""), 1),
         "memory_bytes": (facts.get("memory_kilobytes", ""), 1024),
     }
+    sizes: dict[str, Any] = {
+        name: int(text) * unit if text.isdigit() else 0 for name, (text, unit) in numbers.items()
+    }
     found = Capabilities(
         supported_capabilities=tuple(services),
         agent_version="",
@@ -309,10 +312,7 @@ def parse_capabilities(text: str, services: Sequence[str] = ()) -> dict[str, Any
         os_version=facts.get("os_version") or "",
         architecture=facts.get("architecture") or "Unknown",
         shells=tuple(SHELL_FOR[p] for p in programs if p in SHELL_FOR),
-        **{
-            name: int(text) * unit if text.isdigit() else 0
-            for name, (text, unit) in numbers.items()
-        },
+        **sizes,
     ).to_wire()
     for attribute, field in wire_fields(Capabilities):
         if attribute == "agent_version" or not numbers.get(attribute, ("0",))[0].isdigit():
