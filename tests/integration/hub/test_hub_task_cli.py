@@ -63,8 +63,8 @@ async def workers(
             await healthy(hub, name)
         yield [one, two]
     finally:
-        one.stop()
-        two.stop()
+        await one.stopped()
+        await two.stopped()
 
 
 async def healthy(hub: RunningHub, name: str) -> None:
