@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import re
@@ -151,12 +150,6 @@ class AgentProcess:
         """Block until a stdout line containing ``text`` appears; returns it (fails as
         :meth:`wait_for_log` does)."""
         return self._out.wait_for(text, timeout=timeout)
-
-    async def stopped(self) -> int:
-        """:meth:`stop` from a test's event loop, on a thread: a hub or client on that
-        loop can then answer the agent's close of their connection at once, where a
-        blocked loop left the agent waiting out its close timeout (2 s) each time."""
-        return await asyncio.to_thread(self.stop)
 
     def stop(self) -> int:
         if self.process is None or self.process.poll() is not None:

@@ -99,7 +99,7 @@ async def test_a_script_runs_on_a_worker_and_its_log_is_served_by_cursor(
         assert rerun["Id"] != task["Id"]
         assert (await finished(hub.api, rerun))["State"] == "Success"
     finally:
-        await agent.stopped()
+        agent.stop()
 
 
 async def test_a_failing_step_fails_the_task_with_its_message(
@@ -119,7 +119,7 @@ async def test_a_failing_step_fails_the_task_with_its_message(
         texts = [e["MessageText"] for e in step["LogElements"]]
         assert texts == ["before", "web-1: the script exited with code 3"]
     finally:
-        await agent.stopped()
+        agent.stop()
 
 
 async def test_the_task_cap_holds_health_runs_beside_it_and_the_queue_keeps_its_order(
@@ -152,7 +152,7 @@ async def test_the_task_cap_holds_health_runs_beside_it_and_the_queue_keeps_its_
             assert (await finished(hub.api, task))["State"] == "Success"
         assert most_at_once(shared) == 5
     finally:
-        await agent.stopped()
+        agent.stop()
 
 
 async def test_max_parallelism_holds_across_every_worker_of_a_pool(
@@ -185,7 +185,7 @@ async def test_max_parallelism_holds_across_every_worker_of_a_pool(
         assert workers == ["web-1", "web-2", "web-3"]
     finally:
         for agent in agents:
-            await agent.stopped()
+            agent.stop()
 
 
 async def test_cancel_in_each_state(hub: RunningHub, tmp_path: Path) -> None:
@@ -220,7 +220,7 @@ async def test_cancel_in_each_state(hub: RunningHub, tmp_path: Path) -> None:
         status, answer = await hub.api.request("POST", f"/api/tasks/{running[1]['Id']}/cancel")
         assert (status, answer["State"]) == (200, "Success")
     finally:
-        await agent.stopped()
+        agent.stop()
 
 
 async def test_a_task_past_its_timeout_is_timed_out_and_its_scripts_cancelled(
@@ -241,7 +241,7 @@ async def test_a_task_past_its_timeout_is_timed_out_and_its_scripts_cancelled(
         (shared / "release-all").touch()
         assert not (shared / "done-slow").exists()
     finally:
-        await agent.stopped()
+        agent.stop()
 
 
 async def test_an_empty_pool_without_a_built_in_worker_fails_saying_so(
@@ -262,7 +262,7 @@ async def test_a_pool_of_unavailable_workers_fails_naming_them(
     hub: RunningHub, tmp_path: Path
 ) -> None:
     agent = await _worker(hub, tmp_path, "web-1")
-    await agent.stopped()
+    agent.stop()
     status, health = await hub.api.request("POST", "/api/tasks", json={"Name": "Health"})
     assert status == 201
     await finished(hub.api, health)
@@ -404,7 +404,7 @@ async def test_cancel_with_steps_running_and_waiting_for_their_turn(
         assert not (shared / "done-c").exists()
     finally:
         for agent in agents:
-            await agent.stopped()
+            agent.stop()
 
 
 async def test_a_running_task_is_not_rerun_and_a_finished_one_not_cancelled(
@@ -427,7 +427,7 @@ i=0; until [ -e {shared}/go ]; do i=$((i+1)); [ $i -gt 3000 ] && exit 9; sleep 0
         (shared / "go").touch()
         assert (await finished(hub.api, task))["State"] == "Success"
     finally:
-        await agent.stopped()
+        agent.stop()
 
     def cancels(events: dict[str, Any]) -> list[str]:
         return [e["Message"] for e in events["Items"] if "cancel requested" in e["Message"]]
@@ -464,7 +464,7 @@ i=0; while [ $i -lt 3000 ]; do i=$((i+1)); sleep 0.05; done
         # a listening worker is still dialled to cancel its script
         assert (shared / "termed").exists()
     finally:
-        await agent.stopped()
+        agent.stop()
 
 
 async def test_a_cancel_of_a_task_being_cancelled_changes_nothing(hub: RunningHub) -> None:

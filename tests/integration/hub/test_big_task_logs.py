@@ -26,7 +26,7 @@ async def _big_task(hub: RunningHub, tmp_path: Path) -> tuple[dict[str, Any], li
         task = await submit(hub.api, ScriptBody="echo small")
         assert (await finished(hub.api, task))["State"] == "Success"
     finally:
-        await agent.stopped()
+        agent.stop()
     number = int(task["Id"].removeprefix("ServerTasks-"))
     texts = [f"big-{i} " + "x" * 90 for i in range(BIG)]
     store = await open_store(hub.home.settings.database)

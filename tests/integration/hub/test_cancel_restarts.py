@@ -77,7 +77,7 @@ async def test_a_cancel_sent_before_a_restart_ends_the_task_with_its_script(
         finally:
             await restarted.stop()
     finally:
-        await agent.stopped()
+        agent.stop()
 
 
 async def test_a_cancel_written_while_the_hub_was_stopped_reaches_the_script(
@@ -103,4 +103,4 @@ async def test_a_cancel_written_while_the_hub_was_stopped_reaches_the_script(
         finally:
             await restarted.stop()
     finally:
-        await agent.stopped()
+        agent.stop()

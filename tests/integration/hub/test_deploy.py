@@ -274,8 +274,8 @@ async def test_a_package_is_deployed_to_two_workers_sent_once_and_its_secrets_ke
             ).hexdigest()
         assert SECRET not in await answers_of(hub, rerun)
     finally:
-        await web1.stopped()
-        await web2.stopped()
+        web1.stop()
+        web2.stop()
 
 
 async def test_a_failing_deploy_script_fails_the_task_with_its_message(
@@ -299,7 +299,7 @@ async def test_a_failing_deploy_script_fails_the_task_with_its_message(
         assert SECRET not in await answers_of(hub, task)
         assert files_holding(agent.home, SECRET.encode()) == []
     finally:
-        await agent.stopped()
+        agent.stop()
 
 
 async def test_bad_deploy_arguments_are_refused_naming_each(hub: RunningHub) -> None:
@@ -388,7 +388,7 @@ async def test_a_connection_cut_during_the_upload_is_ridden_out(
         ]
     finally:
         await forwarder.stop()
-        await agent.stopped()
+        agent.stop()
 
 
 async def test_a_polling_workers_connection_cut_during_the_upload_is_ridden_out(
@@ -412,7 +412,7 @@ async def test_a_polling_workers_connection_cut_during_the_upload_is_ridden_out(
         assert [p.name for p in cached.parent.iterdir()] == [cached.name]
     finally:
         await forwarder.stop()
-        await agent.stopped()
+        agent.stop()
 
 
 async def test_artifacts_and_packages_answer_404_and_400(hub: RunningHub) -> None:
@@ -460,7 +460,7 @@ async def test_a_deployment_goes_on_across_a_hub_restart(hub: RunningHub, tmp_pa
     finally:
         if again is not None:
             await again.stop()
-        await agent.stopped()
+        agent.stop()
 
 
 async def test_an_executor_killed_mid_step_fails_the_step_clearly(
@@ -484,7 +484,7 @@ async def test_an_executor_killed_mid_step_fails_the_step_clearly(
         assert files_holding(agent.home, SECRET.encode()) == []
     finally:
         (tmp_path / "started.release").touch()  # the orphaned Deploy.sh ends too
-        await agent.stopped()
+        agent.stop()
 
 
 def executors_of(agent: AgentProcess) -> list[psutil.Process]:
@@ -518,7 +518,7 @@ async def test_a_canceled_deployment_stops_its_executor(hub: RunningHub, tmp_pat
         assert (await hub.api.get(f"/api/artifacts?regarding={task['Id']}"))["TotalResults"] == 0
     finally:
         (tmp_path / "started.release").touch()
-        await agent.stopped()
+        agent.stop()
 
 
 async def test_a_package_whose_content_is_gone_fails_the_task_saying_so(
@@ -537,7 +537,7 @@ async def test_a_package_whose_content_is_gone_fails_the_task_saying_so(
         )
         assert not cache_file(agent, package).exists()
     finally:
-        await agent.stopped()
+        agent.stop()
 
 
 @pytest.mark.parametrize("polling", [False, True], ids=["listening", "polling"])
@@ -574,7 +574,7 @@ async def test_the_one_time_password_travels_only_in_the_scripts_environment(
         assert password not in await answers_of(hub, task)
     finally:
         (tmp_path / "started.release").touch()
-        await agent.stopped()
+        agent.stop()
 
 
 async def test_a_deployment_to_a_pool_without_workers_runs_on_the_builtin_worker(

@@ -128,12 +128,12 @@ async def test_a_new_worker_is_checked_at_once_and_turns_healthy(
         )
         assert "Check web-1" in await raw.text()
     finally:
-        await agent.stopped()
+        agent.stop()
 
 
 async def test_a_stopped_agent_is_unavailable(hub: RunningHub, tentacle: TentacleCli) -> None:
     agent = await listening_worker(hub, tentacle)
-    await agent.stopped()
+    agent.stop()
     task = await run_health_check(hub, WorkerpoolId="WorkerPools-1")
     assert task["State"] == "Failed"
     assert "1 Unavailable" in task["ErrorMessage"]
@@ -172,7 +172,7 @@ async def test_a_failing_health_script_makes_the_worker_unhealthy(
         [worker] = await hub.api.get("/api/workers/all")
         assert "the disk is on fire" in worker["StatusSummary"]
     finally:
-        await agent.stopped()
+        agent.stop()
 
 
 async def test_low_disk_space_or_a_warning_gives_has_warnings(
@@ -187,7 +187,7 @@ async def test_low_disk_space_or_a_warning_gives_has_warnings(
         assert worker["HealthStatus"] == "HasWarnings"
         assert "under the policy's" in worker["StatusSummary"]
     finally:
-        await agent.stopped()
+        agent.stop()
 
 
 async def test_an_unavailable_worker_is_deleted_when_its_policy_says_so(
@@ -202,7 +202,7 @@ async def test_an_unavailable_worker_is_deleted_when_its_policy_says_so(
         },
     )
     agent = await listening_worker(hub, tentacle, "--policy", tidy, name="gone")
-    await agent.stopped()
+    agent.stop()
     await run_health_check(hub)
     assert await hub.api.get("/api/workers/all") == []
     events = (await hub.api.get("/api/events"))["Items"]
@@ -232,12 +232,12 @@ async def test_a_health_check_is_not_blocked_by_a_full_isolation_script(
             release.touch()
             assert (await deploying).exit_code == 0
     finally:
-        await agent.stopped()
+        agent.stop()
 
 
 async def test_a_hub_restart_keeps_every_record(hub: RunningHub, tentacle: TentacleCli) -> None:
     agent = await listening_worker(hub, tentacle)
-    await agent.stopped()
+    agent.stop()
     await run_health_check(hub)
     before = {
         path: await hub.api.get(path)
@@ -328,7 +328,7 @@ async def test_a_polling_worker_connects_without_a_restart_and_is_cut_off_when_d
         await asyncio.to_thread(agent.wait_for_log, "does not trust")
         assert subscription not in listener.connected()
     finally:
-        await agent.stopped()
+        agent.stop()
 
 
 async def test_a_disabled_polling_worker_is_cut_off_and_back_when_enabled(
@@ -352,7 +352,7 @@ async def test_a_disabled_polling_worker_is_cut_off_and_back_when_enabled(
         assert status == 200
         await eventually(lambda: subscription in listener.connected(), "the agent came back")
     finally:
-        await agent.stopped()
+        agent.stop()
 
 
 async def test_tasks_are_filtered_by_state_and_paged(hub: RunningHub) -> None:
@@ -403,7 +403,7 @@ async def test_cancelling_a_check_cancels_its_script_on_the_worker(
             "the script was cancelled on the worker",
         )
     finally:
-        await agent.stopped()
+        agent.stop()
 
 
 async def test_a_check_keeps_a_bounded_log(hub: RunningHub, tentacle: TentacleCli) -> None:
@@ -424,4 +424,4 @@ async def test_a_check_keeps_a_bounded_log(hub: RunningHub, tentacle: TentacleCl
         assert len(logs) <= 1002
         assert any("were not kept" in entry["MessageText"] for entry in logs)
     finally:
-        await agent.stopped()
+        agent.stop()

@@ -111,7 +111,7 @@ async def test_workers_pools_and_policies_as_tables_and_json(
         policies_json = (await hub_ok(tentacle, hub, "policies", "--format", "json")).json()
         assert policies_json == await hub.api.get("/api/machinepolicies/all")
     finally:
-        await agent.stopped()
+        agent.stop()
 
 
 async def test_the_hub_options_come_from_the_environment_too(
@@ -134,7 +134,7 @@ async def test_workers_filter_by_pool_health_and_name(
     up = await listening_worker(hub, tentacle, "--workerpool", "Builders", name="up-1")
     other = TentacleCli(tmp_path / "other")
     down = await listening_worker(hub, other, name="down-1")
-    await down.stopped()
+    down.stop()
     try:
         await healthy(hub, "up-1")
         await hub_fails(tentacle, hub, "health-check", "--worker", "down-1")
@@ -155,7 +155,7 @@ async def test_workers_filter_by_pool_health_and_name(
         assert "'Builders'" in unknown
         assert "'Default Worker Pool'" in unknown
     finally:
-        await up.stopped()
+        up.stop()
 
 
 async def test_a_health_check_follows_each_worker_and_succeeds(
@@ -184,8 +184,8 @@ async def test_a_health_check_follows_each_worker_and_succeeds(
         assert "  web-2: Healthy" in just_one.out
         assert "web-1" not in just_one.out
     finally:
-        await one.stopped()
-        await two.stopped()
+        one.stop()
+        two.stop()
 
 
 async def test_a_failed_health_check_names_the_unavailable_and_unhealthy_workers(
@@ -197,7 +197,7 @@ async def test_a_failed_health_check_names_the_unavailable_and_unhealthy_workers
     )
     sick = await listening_worker(hub, tentacle, "--policy", failing, name="sick")
     gone = await listening_worker(hub, TentacleCli(tmp_path / "gone"), name="gone")
-    await gone.stopped()
+    gone.stop()
     try:
         result = await hub_fails(tentacle, hub, "health-check")
         assert "  sick: Unhealthy: " in result.out
@@ -208,7 +208,7 @@ async def test_a_failed_health_check_names_the_unavailable_and_unhealthy_workers
         assert "gone (Unavailable)" in line
         assert "sick (Unhealthy)" in line
     finally:
-        await sick.stopped()
+        sick.stop()
 
 
 async def test_no_wait_prints_the_task_id(hub: RunningHub, tentacle: TentacleCli) -> None:
@@ -249,7 +249,7 @@ async def test_ctrl_c_stops_following_and_the_check_goes_on(
         if follower.poll() is None:
             follower.kill()
             follower.wait()
-        await agent.stopped()
+        agent.stop()
 
 
 async def test_unknown_names_are_refused_naming_what_the_hub_has(
@@ -304,8 +304,8 @@ async def test_the_all_routes_filter_by_name_as_the_pages_do(
         pools = await hub.api.get("/api/workerpools/all?name=nope")
         assert pools == []
     finally:
-        await first.stopped()
-        await second.stopped()
+        first.stop()
+        second.stop()
 
 
 async def test_a_key_read_from_a_file_with_windows_line_ends_works(

@@ -63,8 +63,8 @@ async def workers(
             await healthy(hub, name)
         yield [one, two]
     finally:
-        await one.stopped()
-        await two.stopped()
+        one.stop()
+        two.stop()
 
 
 async def healthy(hub: RunningHub, name: str) -> None:

@@ -78,7 +78,7 @@ async def test_a_second_serve_on_the_same_home_is_refused_while_the_first_task_r
 
             assert await eventually(finished, "the first hub's check finished") == "Success"
         finally:
-            await agent.stopped()
+            agent.stop()
 
 
 def _second_home(folder: Path, first: HubHome) -> HubHome:

@@ -112,7 +112,7 @@ async def test_a_running_task_s_lines_are_pushed_as_they_come_and_counted_everyw
         assert counts["Success"] == sum(task["State"] == "Success" for task in every) >= 2
     finally:
         release.touch()
-        await agent.stopped()
+        agent.stop()
 
 
 async def test_a_finished_task_s_stream_is_its_whole_log_then_its_end(
@@ -133,7 +133,7 @@ async def test_a_finished_task_s_stream_is_its_whole_log_then_its_end(
         checks = await hub.api.get("/api/tasks/all?name=Health")  # add_worker may ask again
         assert {check["QueuedBy"] for check in checks} == {"admin"}  # running_hub's key
     finally:
-        await agent.stopped()
+        agent.stop()
 
 
 async def test_a_stream_of_an_unknown_task_or_with_a_bad_cursor_is_a_clear_error(

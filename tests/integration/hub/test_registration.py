@@ -463,7 +463,7 @@ async def test_deregistering_says_a_running_agent_keeps_the_hub_until_restarted(
             tentacle, "deregister-worker", "--instance", "agent", *hub_args(hub)
         )
     finally:
-        await agent.stopped()
+        agent.stop()
     assert (
         f"The agent of this instance (pid {agent.process.pid}) still trusts and polls "  # type: ignore[union-attr]
         "the hub as it did when it started: stop or restart it"

@@ -112,4 +112,4 @@ async def test_sensitive_values_are_masked_before_they_are_stored(
         assert not [m for m in stored if SECRET in m or b64(SECRET) in m]
         assert SECRET not in str([dict(row) for row in steps])
     finally:
-        await agent.stopped()
+        agent.stop()

@@ -74,7 +74,7 @@ async def test_a_one_step_task_commits_five_times(hub: RunningHub, tmp_path: Pat
             ["hi"],
         )
     finally:
-        await agent.stopped()
+        agent.stop()
 
 
 async def test_a_look_at_the_unfinished_tasks_reads_only_them(hub: RunningHub) -> None:
@@ -129,7 +129,7 @@ async def test_a_one_step_task_makes_no_needless_reads(hub: RunningHub, tmp_path
         done = await finished(hub.api, task)
     finally:
         sa.event.remove(engine, "before_cursor_execute", executed)
-        await agent.stopped()
+        agent.stop()
     assert done["State"] == "Success"
     assert [s for s in seen if ORPHANS.search(s)] == []
     assert [s for s in seen if WORKER_EXISTS.match(s)] == []

@@ -124,7 +124,7 @@ async def test_a_hub_killed_mid_task_re_attaches_on_its_next_start(
             await server.stop()
     finally:
         for agent in agents:
-            await agent.stopped()
+            agent.stop()
 
 
 async def _polling_port(api: HubApi) -> int:
@@ -175,7 +175,7 @@ async def test_a_clean_stop_leaves_the_task_running_for_the_next_start(
         finally:
             await restarted.stop()
     finally:
-        await agent.stopped()
+        agent.stop()
 
 
 async def test_a_connection_cut_mid_step_loses_and_repeats_nothing(
@@ -215,7 +215,7 @@ async def test_a_connection_cut_mid_step_loses_and_repeats_nothing(
         assert (await _lines_of(hub.api, task))["web-1"] == EXPECTED
     finally:
         await forwarder.stop()
-        await agent.stopped()
+        agent.stop()
 
 
 async def test_an_agent_killed_mid_step_and_started_again_loses_and_repeats_nothing(
@@ -242,7 +242,7 @@ async def test_an_agent_killed_mid_step_and_started_again_loses_and_repeats_noth
         assert starts(shared) == ["s"]
         assert (await _lines_of(hub.api, task))["web-1"] == EXPECTED
     finally:
-        await agent.stopped()
+        agent.stop()
 
 
 async def test_a_dead_nodes_task_is_taken_over_by_another_node(
@@ -296,7 +296,7 @@ async def test_a_dead_nodes_task_is_taken_over_by_another_node(
             await server.stop()
     finally:
         if agent is not None:
-            await agent.stopped()
+            agent.stop()
 
 
 def _peak_rss(pid: int) -> int:
@@ -344,7 +344,7 @@ async def test_a_step_printing_200_mib_keeps_the_hubs_memory_bounded(
             print(f"hub peak RSS grew {grown / MIB:.1f} MiB for a 200 MiB step")
             assert grown < 120 * MIB, f"the hub's peak RSS grew {grown / MIB:.0f} MiB"
         finally:
-            await agent.stopped()
+            agent.stop()
     assert os.path.exists(home_path)
 
 
@@ -382,4 +382,4 @@ async def test_a_task_cancelled_while_its_hub_was_stopped_is_cancelled_on_the_ne
         finally:
             await restarted.stop()
     finally:
-        await agent.stopped()
+        agent.stop()

@@ -43,7 +43,7 @@ async def test_a_waiting_state_request_answers_when_the_task_ends(
         assert again["State"] == "Success"
     finally:
         (shared / "release-all").touch()
-        await agent.stopped()
+        agent.stop()
 
 
 @pytest.mark.parametrize("wait", ["soon", "-1", "61", "nan"])
