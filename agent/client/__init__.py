@@ -7,6 +7,9 @@ polling listener, SSH workers (agent.client.ssh), the retry policy and the error
 caller must catch.
 """
 
+import importlib
+from typing import TYPE_CHECKING
+
 from agent.client.agent_client import AgentClient, Endpoint, TransferError
 from agent.client.connections import IDLE_TIMEOUT, Connections
 from agent.client.discovery import Discovered, discover
@@ -21,15 +24,6 @@ from agent.client.scripts import (
     ScriptRequest,
     execute_script,
     takes_environment,
-)
-from agent.client.ssh import (
-    HostKeyMismatch,
-    SshConnections,
-    SshCredentials,
-    SshLoginFailed,
-    SshTarget,
-    SshWorker,
-    host_fingerprint,
 )
 from agent.client.worker import Progress, Worker
 from agent.errors import (
@@ -47,6 +41,30 @@ from agent.transport.dialer import Proxy
 from agent.transport.settings import ChannelSettings
 
 CLIENT_RETRY = CLIENT
+
+# SSH workers load asyncssh, which most callers (register-worker, `tentacle client`, an
+# agent) never use: its names are imported on first use, and seen whole by mypy
+_SSH_NAMES = frozenset(
+    {"HostKeyMismatch", "SshConnections", "SshCredentials", "SshLoginFailed", "SshTarget",
+     "SshWorker", "host_fingerprint"}
+)  # fmt: skip
+if TYPE_CHECKING:
+    from agent.client.ssh import (
+        HostKeyMismatch,
+        SshConnections,
+        SshCredentials,
+        SshLoginFailed,
+        SshTarget,
+        SshWorker,
+        host_fingerprint,
+    )
+else:
+
+    def __getattr__(name: str) -> object:
+        if name in _SSH_NAMES:
+            return getattr(importlib.import_module("agent.client.ssh"), name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CLIENT_RETRY",
