@@ -17,6 +17,7 @@ from agent.hub.store.engine import head_revision
 from agent.hub.store.records import fact, fetch_all
 from tests.helpers.agent import AgentProcess
 from tests.helpers.hub import copy_migrated_sqlite, running_hub
+from tests.helpers.sshd import SshServer
 
 
 def test_waiting_for_a_log_line_that_never_comes_fails_with_the_log_so_far(
@@ -59,3 +60,15 @@ async def test_a_copied_migrated_sqlite_is_at_the_newest_schema_and_each_hub_ini
             assert await fact(conn, "InstallationId") is None
     finally:
         await template.close()
+
+
+def test_two_ssh_servers_of_one_process_have_users_of_their_own() -> None:
+    """The SSH tests' server and the hub's both ran in one xdist worker as
+    tentacle-ssh-<pid>: the second's start deleted the first's user, whose teardown
+    then failed (KeyError from getpwnam) and whose sessions lost their account."""
+    first, second = SshServer(), SshServer()
+    try:
+        assert first.user != second.user
+    finally:
+        first.close()
+        second.close()
