@@ -4,13 +4,16 @@
 # make bench-loops - the uvloop/asyncio A/B behind the default loop (long)
 # make bench-hub - set up, then only P8 (a health-check round of 2,000 polling workers)
 # make screenshots - set up, then the web page's main views saved under docs/screenshots/
+# make wheel - the project's wheel in dist/
+# make deb   - dist/tentacle_<version>_<arch>.deb (dpkg-deb; packaging/deb/build.sh)
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system-deps test lint typecheck pytest demo bench bench-hub bench-loops screenshots clean
+.PHONY: setup system-deps test lint typecheck pytest demo bench bench-hub bench-loops screenshots \
+	wheel deb clean
 
 setup: $(STAMP)
 
@@ -55,6 +58,17 @@ bench-hub: $(STAMP)
 # a hub with two real agents and a task, shown in Debian's headless chromium (1280x800, and a phone)
 screenshots: $(STAMP) system-deps
 	$(BIN)/python -m tests.browser.screenshots
+
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' agent/__init__.py)
+WHEEL := dist/tentacle-$(VERSION)-py3-none-any.whl
+
+wheel: $(STAMP)
+	rm -f $(WHEEL)
+	$(BIN)/python -m pip wheel --quiet --disable-pip-version-check --no-deps --wheel-dir dist .
+
+# the application in /opt/tentacle with its own virtual environment of Debian's python3
+deb: wheel
+	bash packaging/deb/build.sh $(WHEEL) dist
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -16,11 +16,13 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent import __version__
+from agent import __version__, drain
 from agent.certs import Identity
 from agent.config.instances import HOME_MODE
 from agent.config.model import InstanceConfig
 from agent.errors import ConfigError, InstanceError
+from agent.observability.heartbeat import HEARTBEAT_FILE, Heartbeat, beat_in_background
+from agent.observability.metrics import AgentMetrics
 from agent.protocol.services import SCRIPTS_VERSION, ScriptIsolation
 from agent.scripts import cgroups, users
 from agent.scripts.cgroups import ProcessTrees
@@ -81,7 +83,7 @@ def polling_proxy(run: AgentRun, address: str) -> Proxy | None:
     return proxy_from_environment(address, run.environment)
 
 
-def script_manager(run: AgentRun) -> ScriptManager:
+def script_manager(run: AgentRun, metrics: AgentMetrics | None = None) -> ScriptManager:
     """The script service's manager, scripts run as the instance's policy says (ConfigError
     when it cannot be followed: see agent.scripts.users.policy)."""
     config = run.config
@@ -104,7 +106,8 @@ def script_manager(run: AgentRun) -> ScriptManager:
             refuse_groups=policy.refuse_groups,
             trees=process_trees(config.script_cgroups, work),
             limits=configured_limits(config),
-        )
+        ),
+        metrics,
     )
 
 
@@ -130,22 +133,29 @@ def configured_limits(config: InstanceConfig) -> cgroups.Limits:
 
 
 def build_router(
-    config: InstanceConfig, scripts: ScriptManager, config_path: Path | None = None
+    config: InstanceConfig,
+    scripts: ScriptManager,
+    config_path: Path | None = None,
+    metrics: AgentMetrics | None = None,
 ) -> Router:
     """Every service this agent serves, by name and version."""
-    router = Router()
+    router = Router(metrics)
     isolation = ScriptIsolation.USERS if scripts.settings.users else ScriptIsolation.NONE
+    advertised, since = (lambda: router.advertised), (lambda: scripts.draining_since)
     router.add(
-        "capabilities", 1, capabilities_methods(config.home, lambda: router.advertised, __version__,
+        "capabilities", 1, capabilities_methods(config.home, advertised, __version__, since,
                                                 scripts.process_tree, isolation),
     )  # fmt: skip
-    router.add("files", 1, file_service(config, config_path, scripts.settings).methods())
+    router.add("files", 1, file_service(config, config_path, scripts.settings, metrics).methods())
     router.add("scripts", SCRIPTS_VERSION, ScriptService(scripts).methods())
     return router
 
 
 def file_service(
-    config: InstanceConfig, config_path: Path | None, scripts: ScriptSettings | None = None
+    config: InstanceConfig,
+    config_path: Path | None,
+    scripts: ScriptSettings | None = None,
+    metrics: AgentMetrics | None = None,
 ) -> FileService:
     """The file service, kept from the instance's own files and the scripts' Work folder;
     uploads for an isolation group follow the scripts' policy (``scripts``)."""
@@ -153,10 +163,13 @@ def file_service(
     if config_path is not None:
         private[config_path] = "configuration"
     private[config.home / LOCK_FILE_NAME] = "lock (the running agent's pid)"
+    private[config.home / HEARTBEAT_FILE] = "heartbeat (what `tentacle livez` reads)"
+    private[config.home / drain.REQUEST_FILE] = "drain request (`tentacle drain`)"
+    private[config.home / drain.ACK_FILE] = "drain acknowledgement"
     users = None if scripts is None else scripts.users
     refuse = None if scripts is None else scripts.refuse_groups
     return FileService(config.home, config.file_roots, private, (config.home / "Work",),
-                       users, refuse)  # fmt: skip
+                       users, refuse, metrics)  # fmt: skip
 
 
 def listen_urls(addresses: list[tuple[str, int]]) -> list[str]:
@@ -242,18 +255,27 @@ async def run_agent(
     stop: asyncio.Event,
     on_ready: Callable[[list[str]], None],
     hurry: asyncio.Event | None = None,
+    metrics: AgentMetrics | None = None,
+    on_stopping: Callable[[], None] | None = None,
+    drain_wakeup: asyncio.Event | None = None,
 ) -> bool:
     """Serve until ``stop`` is set, then drain calls in flight for ``run.grace`` seconds,
     or less if ``hurry`` is set (then calls still in flight are cut off).
+    ``on_stopping`` is called once, when the stop begins (systemd's STOPPING=1).
 
+    New scripts are refused from ``stop`` on, and while the instance's drain request
+    (agent.drain) says so: read at the start and each time ``drain_wakeup`` is set.
     Returns whether every call in flight finished. Raises ConfigError if the
-    instance would neither listen nor poll."""
+    instance would neither listen nor poll, or its drain request is malformed.
+    ``metrics`` counts what the agent does (None: nothing is counted); the heartbeat
+    file in the home is touched either way."""
     config = run.config
     check_runnable(config)
     hurry = hurry or asyncio.Event()
-    scripts = script_manager(run)
+    scripts = script_manager(run, metrics)
+    drain.apply_at_start(config.home, scripts)
     await scripts.open()
-    router = build_router(config, scripts, run.config_path)
+    router = build_router(config, scripts, run.config_path, metrics)
     settings = ChannelSettings(
         run.identity, run.name, __version__, router.advertised, config.heartbeat_interval
     )
@@ -273,26 +295,42 @@ async def run_agent(
                 grace=run.grace,
                 hurry=hurry,
                 dialer=dialer,
+                metrics=metrics,
             )
         )
         for server in config.polling_servers
         for _ in range(config.polling_connection_count)
     ]
+    wakeup = drain_wakeup or asyncio.Event()
+    follower = asyncio.create_task(drain.follow(config.home, scripts, wakeup), name="drain")
     listener: Listener | None = None
     drained = True
+    heartbeat = metrics.heartbeat if metrics else Heartbeat(config.home / HEARTBEAT_FILE)
+    beating = beat_in_background(heartbeat)  # stopped with the agent (finally, below)
     try:
+        if metrics is not None:
+            metrics.polls = bool(pollers)
         if config.no_listen:
             on_ready([])
         else:
-            listener = Listener(settings, trusted, router)
+            listener = Listener(settings, trusted, router, metrics=metrics)
             addresses = await listener.start(config.listen_ip, config.port)
+            if metrics is not None:
+                metrics.listening = True
             on_ready(listen_urls(addresses))
         await stop.wait()
+        scripts.set_draining(True)  # calls in flight finish; no new script starts
+        if metrics is not None:
+            metrics.stopping = True
+        if on_stopping is not None:
+            on_stopping()
         log.info("stopping: no new connections; up to %.0f s for calls in flight", run.grace)
         if listener is not None:
             drained = await listener.stop(run.grace, hurry)
     finally:
+        follower.cancel()
         polled = await asyncio.gather(*pollers, return_exceptions=True)
         await dialer.close()
         await scripts.close()  # running scripts carry on; the next start re-attaches
+        beating.cancel()
     return drained and all(result is True for result in polled)

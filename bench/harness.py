@@ -76,10 +76,13 @@ def _identities(work: Path, polled_from: int | None) -> tuple[Identity, Identity
 
 
 @contextlib.asynccontextmanager
-async def harness(*, polling: bool = False, on_disk: bool = False) -> AsyncIterator[Harness]:
+async def harness(
+    *, polling: bool = False, on_disk: bool = False, agent_args: tuple[str, ...] = ()
+) -> AsyncIterator[Harness]:
     """The agent and the raw server; with ``polling`` the agent polls the bench.
 
-    With ``on_disk`` the agent's home is on the disk rather than on tmpfs.
+    With ``on_disk`` the agent's home is on the disk rather than on tmpfs;
+    ``agent_args`` are added to the agent's command line (``--metrics H:P``).
     """
     where = disk_folder() if on_disk else memory_folder()
     with tempfile.TemporaryDirectory(prefix="tentacle-bench-", dir=where) as directory:
@@ -87,15 +90,15 @@ async def harness(*, polling: bool = False, on_disk: bool = False) -> AsyncItera
         env = {**os.environ, "TENTACLE_CONFIG_HOME": str(work / "config"), "PYTHONPATH": str(ROOT)}
         for variable in ("SSH_CLIENT", "SSH_CONNECTION"):
             env.pop(variable, None)
-        port = _free_port() if polling else None
+        port = free_port() if polling else None
         agent_identity, hub_identity, home, subscription = _identities(work, port)
         settings = ChannelSettings(hub_identity, "bench", __version__)
         listener = PollingListener(settings, [agent_identity.certificate_pem.decode()])
         if port is not None:
             await listener.start("127.0.0.1", port)
         ready = "Agent will not listen" if polling else "Agent listening on"
-        agent, line = _start([sys.executable, "-m", "agent", "agent", "--instance", "agent"],
-                             env, ready)  # fmt: skip
+        agent, line = _start([sys.executable, "-m", "agent", "agent", "--instance", "agent",
+                              *agent_args], env, ready)  # fmt: skip
         raw, raw_line = _start(
             [sys.executable, "bench/raw_server.py", str(work / "agent.pem"),
              str(work / "hub-cert.pem"), str(work)], env, "PORT",
@@ -146,7 +149,7 @@ def _filesystem(path: str) -> str:
     return kind
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])

@@ -26,18 +26,23 @@ ALLOWED: dict[str, set[str]] = {
     "protocol": {"errors"},
     "certs": {"errors", "atomicfile"},
     "config": {"errors", "atomicfile", "certs"},
-    "transport": {"errors", "protocol", "certs"},
-    "scripts": {"errors", "atomicfile", "protocol"},
-    "services": {"errors", "atomicfile", "filechunks", "protocol", "scripts", "certs"},
+    # observability: the metric objects and their endpoint, handed to what they count
+    "observability": {"errors", "protocol"},
+    "drain": {"errors", "atomicfile"},  # the drain request file (tentacle drain)
+    "transport": {"errors", "protocol", "certs", "observability"},
+    "scripts": {"errors", "atomicfile", "protocol", "observability"},
+    "services": {"errors", "atomicfile", "filechunks", "protocol", "scripts", "certs",
+                 "observability"},
     "daemon": {"errors", "atomicfile", "protocol", "certs", "config", "transport", "scripts",
-               "services"},
+               "services", "observability", "drain"},
     "client": {"errors", "atomicfile", "filechunks", "protocol", "certs", "transport"},
     "calamari": set(),
     # calamari: the hub masks and reads service messages as the executor does, and
     # reads package names as it does
-    "hub": {"errors", "atomicfile", "certs", "config", "client", "scripts", "calamari"},
+    "hub": {"errors", "atomicfile", "certs", "config", "client", "scripts", "calamari",
+            "observability"},
     "cli": {"errors", "atomicfile", "protocol", "certs", "config", "transport", "scripts",
-            "services", "daemon", "client", "calamari", "hub"},
+            "services", "daemon", "client", "calamari", "hub", "observability", "drain"},
 }  # fmt: skip
 
 # Process-wide effects that belong to the command line alone.

@@ -15,22 +15,28 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.calamari import structured
+from agent.calamari.globs import GLOB_CHARACTERS, matching_files, target_lines
 from agent.calamari.journal import Deployment, Journal
 from agent.calamari.packages import TAR_SUFFIXES, ZIP_SUFFIXES, PackageError, extract
 from agent.calamari.scripting import ScriptError, run_script
 from agent.calamari.service_messages import format_message
-from agent.calamari.substitution import matching_files, substitute_file
+from agent.calamari.substitution import OUTPUT_ENCODING, substitute_file
 from agent.calamari.templates import TemplateError
 from agent.calamari.variables import VariableSet
 
 Write = Callable[[str], None]
 STAGES = ("PreDeploy", "Deploy", "PostDeploy")
 SCRIPT_PREFERENCE = (".sh", ".py")  # Linux's order, as Calamari's
+ENABLED_FEATURES = "Octopus.Action.EnabledFeatures"
+SUBSTITUTE_FEATURE = "Octopus.Features.SubstituteInFiles"
+STRUCTURED_FEATURE = "Octopus.Features.JsonConfigurationVariables"
 SUBSTITUTE_TARGETS = "Octopus.Action.SubstituteInFiles.TargetFiles"
+NO_MATCH_WARNING = "Octopus.Action.SubstituteInFiles.EnableNoMatchWarning"
 STRUCTURED_TARGETS = (
-    "Octopus.Action.StructuredConfigurationVariables.Targets",
-    "Octopus.Action.Package.JsonConfigurationVariablesTargets",
+    "Octopus.Action.Package.JsonConfigurationVariablesTargets",  # Octopus's
+    "Octopus.Action.StructuredConfigurationVariables.Targets",  # our alias (docs)
 )
+STRUCTURED_FALLBACK = "Octopus.Action.StructuredConfigurationFallbackFlag"
 _LEGACY_NAME = re.compile(
     r"(?P<id>.+?)\.(?P<version>\d+(?:\.\d+)*(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?)"
 )
@@ -170,30 +176,61 @@ class Deployer:
             detail = f": {result.result_message}" if result.result_message else ""
             raise DeploymentError(f"{script.name} returned exit code {result.exit_code}{detail}")
 
+    def enabled(self, feature: str) -> bool:
+        """Whether ``Octopus.Action.EnabledFeatures`` (comma-separated) lists ``feature``."""
+        listed = (self.variables.get(ENABLED_FEATURES) or "").split(",")
+        return feature in (name.strip() for name in listed)
+
+    def _warn(self, text: str) -> None:
+        self.err(f"warning: {text}\n")
+
     def _substitute(self, folder: Path) -> None:
-        targets = self.variables.get(SUBSTITUTE_TARGETS)
-        if not targets:
+        if not self.enabled(SUBSTITUTE_FEATURE):
             return
-        files = list(matching_files(folder, targets))
-        if not files:
-            self.err(f"warning: no files match {SUBSTITUTE_TARGETS}: {targets!r}\n")
-        for path in files:
-            self.out(f"Substituting variables in {path.relative_to(folder)}\n")
-            error = substitute_file(path, self.variables.as_mapping())
-            if error:
-                self.out(f"  {error}\n")
+        encoding = self.variables.get(OUTPUT_ENCODING)
+        for target in target_lines(self.variables.get(SUBSTITUTE_TARGETS) or ""):
+            files = list(matching_files(folder, [target]))
+            if not files and self.variables.flag(NO_MATCH_WARNING, True):
+                self._warn(
+                    f"No files were found in {folder} that match the substitution target "
+                    f"pattern '{target}'"
+                )
+            for path in files:
+                self.out(f"Substituting variables in {path.relative_to(folder)}\n")
+                error = substitute_file(path, self.variables.as_mapping(), self._warn, encoding)
+                if error:
+                    self.out(f"  {error}\n")
 
     def _structured(self, folder: Path) -> None:
-        targets = "\n".join(filter(None, (self.variables.get(name) for name in STRUCTURED_TARGETS)))
-        if not targets:
+        if not self.enabled(STRUCTURED_FEATURE):
             return
         values = self.variables.evaluated()
-        for path in matching_files(folder, targets):
-            self.out(f"Applying structured variables to {path.relative_to(folder)}\n")
+        fallback = self.variables.flag(STRUCTURED_FALLBACK)
+        for name in STRUCTURED_TARGETS:
+            for target in target_lines(self.variables.get(name) or "", ";"):
+                self._structured_target(folder, target, values, fallback)
+
+    def _structured_target(
+        self, folder: Path, target: str, values: Mapping[str, str | None], fallback: bool
+    ) -> None:
+        literal = not GLOB_CHARACTERS & set(target)
+        if literal and (folder / target.replace("\\", "/")).is_dir():
+            self._warn(
+                f"Skipping structured variable replacement on '{target}' because it is a directory."
+            )
+            return
+        files = list(matching_files(folder, [target]))
+        if not files:
+            self._warn(f"No files were found that match the replacement target pattern '{target}'")
+        for path in files:
             try:
-                structured.update_file(path, values, lambda text: self.err(f"warning: {text}\n"))
+                kind = structured.update_file(path, values, self._warn, fallback=fallback)
             except structured.StructuredError as error:
                 raise DeploymentError(str(error)) from None
+            self.out(
+                f"Structured variable replacement succeeded on file {path.relative_to(folder)} "
+                f"with format {kind}\n"
+            )
 
 
 def _stage_script(folder: Path, stage: str) -> Path | None:

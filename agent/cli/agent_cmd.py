@@ -30,8 +30,11 @@ from agent.certs import (
     save_identity,
 )
 from agent.cli.context import current
+from agent.cli.drain_cmd import DrainSignal
 from agent.cli.logs import configure_logging
 from agent.cli.loop import run as run_on_loop
+from agent.cli.metrics_cmd import metrics_option, serving_metrics
+from agent.cli.notify import Notifier, on_journal, without_service_variables
 from agent.cli.options import instance_option
 from agent.config.instances import HOME_MODE
 from agent.errors import CertificateError, ConfigError
@@ -63,18 +66,24 @@ log = logging.getLogger("agent")
     show_default=True,
     help="seconds calls in flight may take to finish after SIGTERM",
 )
-def agent_command(instance_name: str | None, log_format: str, grace: float) -> None:
+@metrics_option
+def agent_command(
+    instance_name: str | None, log_format: str, grace: float, metrics: tuple[str, int] | None
+) -> None:
     """Run the agent in the foreground until SIGTERM or Ctrl-C.
 
     The first signal stops it gracefully (exit 0), a second one at once (exit 128 + its
     number: 143 for SIGTERM, 130 for Ctrl-C). A configuration that cannot run exits 3."""
     signals = _Signals()  # before anything else: no signal may meet the default handler
-    configure_logging(log_format)
+    drain_signal = DrainSignal()
     context = current()
+    configure_logging(log_format, journal=on_journal(context.environ, sys.stderr.fileno()))
     from agent.daemon import AgentRun, check_runnable, instance_lock
     from agent.errors import InstanceError
+    from agent.observability.endpoint import EndpointError
 
     try:
+        notifier = Notifier.from_environment(context.environ)
         instance = context.open(instance_name)
         config = instance.effective(context.environ)
         check_runnable(config)
@@ -84,12 +93,14 @@ def agent_command(instance_name: str | None, log_format: str, grace: float) -> N
         with instance_lock(config.home):
             identity = _identity(instance.name, config.identity_path, config.home)
             executable = own_executable()
-            run = AgentRun(instance.name, config, identity, grace, context.environ, executable,
+            environment = without_service_variables(context.environ)
+            run = AgentRun(instance.name, config, identity, grace, environment, executable,
                            config_path=instance.config_path)  # fmt: skip
-            run_on_loop(_serve(run, signals), context.environ, announce=True)
+            serving = _serve(run, signals, metrics, notifier, drain_signal)
+            run_on_loop(serving, context.environ, announce=True)
     except ConfigError as error:
         raise _ConfigurationError(str(error)) from None
-    except InstanceError as error:  # another agent holds the instance: it may stop
+    except (InstanceError, EndpointError) as error:  # held by another, port taken: may pass
         raise _CannotStart(str(error)) from None
     if signals.cut_off_by is not None:
         raise click.exceptions.Exit(128 + signals.cut_off_by)
@@ -181,20 +192,52 @@ class _Signals:
             self._hurry.set()
 
 
-async def _serve(run: AgentRun, signals: _Signals) -> None:
+async def _serve(
+    run: AgentRun,
+    signals: _Signals,
+    metrics_at: tuple[str, int] | None,
+    notifier: Notifier,
+    drain_signal: DrainSignal,
+) -> None:
     from agent.daemon import run_agent
 
     stop, hurry = signals.attach()
+    drain_wakeup = drain_signal.attach()
 
     def ready(urls: list[str]) -> None:
         if not urls:
             click.echo("Agent will not listen", color=False)
         for url in urls:
             click.echo(f"Agent listening on: {url}")
+        notifier.ready(serving_status(urls, len(run.config.polling_servers)))
+
+    def stopping() -> None:
+        notifier.stopping(f"stopping: up to {run.grace:.0f} s for calls in flight")
 
     drained = False
+    watchdog = asyncio.create_task(notifier.keep_alive())
     try:
-        drained = await run_agent(run, stop, ready, hurry)
+        async with serving_metrics(run.config.home, metrics_at) as metrics:
+            drained = await run_agent(
+                run,
+                stop,
+                ready,
+                hurry,
+                metrics=metrics,
+                on_stopping=stopping,
+                drain_wakeup=drain_wakeup,
+            )
     finally:
+        watchdog.cancel()
         signals.detach(drained)
+        notifier.close()
+        drain_signal.detach()
     log.info("agent stopped at once" if signals.cut_off_by else "agent stopped")
+
+
+def serving_status(urls: list[str], polled: int) -> str:
+    """systemd's STATUS= line once the agent serves: where it listens, whom it polls."""
+    parts = [f"listening on {', '.join(urls)}"] if urls else []
+    if polled:
+        parts.append(f"polling {polled} server{'' if polled == 1 else 's'}")
+    return "; ".join(parts) or "serving"

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from agent import drain
 from agent.certs import load_certificate, load_identity
 from agent.cli.context import current
 from agent.cli.options import absolute_path, instance_option
@@ -231,7 +232,19 @@ def configuration_document(instance: Instance, config: InstanceConfig) -> dict[s
             {"Thumbprint": peer.thumbprint, "Sha256": peer.sha256, "Pending": peer.is_pending}
             for peer in config.trusted
         ],
+        **drain_document(config.home),
     }
+
+
+def drain_document(home: Path) -> dict[str, Any]:
+    """Whether `tentacle drain` left the instance draining (the running agent and the
+    next one refuse new scripts), and since when."""
+    try:
+        state = drain.read_request(home)
+    except ConfigError as error:
+        return {"Draining": None, "DrainingSince": None, "DrainingProblem": str(error)}
+    draining = state is not None and state.draining
+    return {"Draining": draining, "DrainingSince": state.since if state and draining else None}
 
 
 _SETTING_OF_KEY = setting_of_shown(InstanceConfig)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +19,8 @@ from agent.cli.hub_ssh_cmd import COMMANDS as SSH_COMMANDS
 from agent.cli.hub_tasks_cmd import COMMANDS as TASK_COMMANDS
 from agent.cli.hub_views import COMMANDS as VIEW_COMMANDS
 from agent.cli.logs import configure_logging
+from agent.cli.metrics_cmd import metrics_option
+from agent.cli.notify import Notifier, on_journal, without_service_variables
 from agent.cli.options import VerbGroup
 from agent.cli.output import emit_fields, emit_json, format_option
 from agent.cli.signals import Interrupted, until_signalled
@@ -161,6 +164,7 @@ async def _hub_in(store: Any) -> str | None:
     help="run the built-in worker's steps as this unprivileged user (over the home's"
     " BuiltinWorkerUser; the hub must run as root)",
 )
+@metrics_option
 def serve_command(
     home: Path,
     listen: str | None,
@@ -169,6 +173,7 @@ def serve_command(
     node_name: str | None,
     no_builtin_worker: bool,
     builtin_worker_user: str | None,
+    metrics: tuple[str, int] | None,
 ) -> None:
     """Run the hub in the foreground until SIGTERM or Ctrl-C (exit 0 after a clean stop).
 
@@ -176,8 +181,10 @@ def serve_command(
     NodeName on the same database (its lease, renewed while it runs)."""
     from agent.hub.server import HubServer
 
-    configure_logging(log_format)
-    hub = load_home(home, current().environ)
+    environ = current().environ
+    configure_logging(log_format, journal=on_journal(environ, sys.stderr.fileno()))
+    notifier = Notifier.from_environment(environ)
+    hub = load_home(home, environ)
     for name, value, hint in (
         ("node_name", node_name, "--node-name"),
         ("builtin_worker_user", builtin_worker_user, "--builtin-worker-user"),
@@ -188,21 +195,32 @@ def serve_command(
                 hub = hub.with_settings(**{name: value})
             except ValueError as error:
                 raise click.BadParameter(str(error), param_hint=hint) from None
-    server = HubServer(hub, __version__, environment=current().environ)
+    environment = without_service_variables(environ)
+    server = HubServer(hub, __version__, environment=environment, metrics_at=metrics)
     try:
-        asyncio.run(until_signalled(_serve(server, listen, polling_port)))
+        asyncio.run(until_signalled(_serve(server, listen, polling_port, notifier)))
     except Interrupted:
         log.info("hub stopped")
+    finally:
+        notifier.close()
 
 
-async def _serve(server: HubServer, listen: str | None, polling_port: int | None) -> None:
+async def _serve(
+    server: HubServer, listen: str | None, polling_port: int | None, notifier: Notifier
+) -> None:
+    watchdog = asyncio.create_task(notifier.keep_alive())
     try:
         url = await server.start(listen, polling_port)
         click.echo(f"Hub listening on: {url}")
         click.echo(f"Hub polling port: {server.polling_port}")
+        if server.endpoint is not None:
+            click.echo(f"Metrics on: {server.endpoint.url}metrics")
         log.info("hub listening on %s", url)
+        notifier.ready(f"listening on {url}; polling port {server.polling_port}")
         await server.until_lease_lost()  # or until a signal cancels it
     finally:
+        notifier.stopping("stopping")
+        watchdog.cancel()
         await server.stop()
 
 

@@ -9,7 +9,7 @@ import click
 
 from agent.certs import load_identity
 from agent.cli.context import current
-from agent.cli.hub_cmd import home_option
+from agent.cli.hub_cmd import home_option, hub_group
 from agent.cli.options import absolute_path
 from agent.cli.output import emit_fields, emit_json, format_option
 from agent.cli.settings_options import flag_values, setting_options
@@ -108,3 +108,8 @@ def _without_password(url: str) -> str:
     credentials, at, place = rest.rpartition("@")
     user, colon, _ = credentials.partition(":")
     return f"{scheme}{sep}{user}:***@{place}" if at and colon else url
+
+
+# `hub configure` and `hub show-configuration` live here, beside the settings they show
+hub_group.add_command(configure_command)
+hub_group.add_command(show_configuration_command)

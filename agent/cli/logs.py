@@ -10,6 +10,13 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from agent.hub.api.redact import mask_keys
 
+# logging's levels as syslog's priorities, highest first; below INFO is 7 (debug)
+SYSLOG_PRIORITIES = (
+    (logging.CRITICAL, 2),
+    (logging.ERROR, 3),
+    (logging.WARNING, 4),
+    (logging.INFO, 6),
+)
 MALFORMED_SHOWN = 300  # characters of what was wrong kept in the line, after masking
 
 
@@ -75,13 +82,30 @@ def malformed_summary(message: str) -> str:
     return line if len(line) <= MALFORMED_SHOWN else line[: MALFORMED_SHOWN - 3] + "..."
 
 
-def configure_logging(log_format: str, level: int = logging.INFO) -> None:
+class JournalFormatter(logging.Formatter):
+    """A line for journald: no time (the journal stamps each line itself), and the
+    level as a syslog priority prefix ("<4>"), which journald reads into PRIORITY
+    (``journalctl -p warning``) and strips from the message."""
+
+    def __init__(self) -> None:
+        super().__init__("%(levelname)-7s %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = next((p for level, p in SYSLOG_PRIORITIES if record.levelno >= level), 7)
+        return f"<{priority}>{super().format(record)}"
+
+
+def configure_logging(log_format: str, level: int = logging.INFO, journal: bool = False) -> None:
+    """Log to stderr: ``text`` lines (without their time when ``journal``: stderr is
+    the journal, see agent.cli.notify.on_journal) or ``json`` lines."""
     handler = logging.StreamHandler(sys.stderr)
-    inner = (
-        JsonFormatter()
-        if log_format == "json"
-        else logging.Formatter("%(asctime)s %(levelname)-7s %(message)s")
-    )
+    inner: logging.Formatter
+    if log_format == "json":
+        inner = JsonFormatter()
+    elif journal:
+        inner = JournalFormatter()
+    else:
+        inner = logging.Formatter("%(asctime)s %(levelname)-7s %(message)s")
     handler.setFormatter(KeyMaskingFormatter(inner))
     handler.addFilter(MalformedRequestFilter())
     logging.basicConfig(level=level, handlers=[handler], force=True)

@@ -14,33 +14,36 @@ from collections.abc import Sequence
 import click
 
 from agent import __version__
-from agent.cli.agent_cmd import agent_command
-from agent.cli.calamari_cmd import calamari_group
-from agent.cli.certificates import (
-    export_certificate_command,
-    new_certificate_command,
-    show_thumbprint_command,
-)
-from agent.cli.client_cmd import client_group
-from agent.cli.configuration import configure_command, show_configuration_command
-from agent.cli.hub_cmd import hub_group
-from agent.cli.hub_settings import configure_command as hub_configure_command
-from agent.cli.hub_settings import show_configuration_command as hub_show_configuration_command
-from agent.cli.instances import (
-    create_instance_command,
-    delete_instance_command,
-    list_instances_command,
-)
-from agent.cli.options import VerbGroup
+from agent.cli.options import LazyVerbGroup
 from agent.cli.output import emit_fields, emit_json, format_option
-from agent.cli.polling import polling_proxy_command, server_comms_command
-from agent.cli.registration import (
-    deregister_worker_command,
-    poll_server_command,
-    register_worker_command,
-)
 from agent.cli.signals import Interrupted
 from agent.errors import TentacleError
+
+# Each verb and where it lives, imported when it is used (see LazyVerbGroup)
+VERBS = {
+    "create-instance": "agent.cli.instances:create_instance_command",
+    "delete-instance": "agent.cli.instances:delete_instance_command",
+    "list-instances": "agent.cli.instances:list_instances_command",
+    "new-certificate": "agent.cli.certificates:new_certificate_command",
+    "show-thumbprint": "agent.cli.certificates:show_thumbprint_command",
+    "export-certificate": "agent.cli.certificates:export_certificate_command",
+    "configure": "agent.cli.configuration:configure_command",
+    "show-configuration": "agent.cli.configuration:show_configuration_command",
+    "agent": "agent.cli.agent_cmd:agent_command",
+    "run": "agent.cli.agent_cmd:agent_command",
+    "drain": "agent.cli.drain_cmd:drain_command",
+    "client": "agent.cli.client_cmd:client_group",
+    "server-comms": "agent.cli.polling:server_comms_command",
+    "polling-proxy": "agent.cli.polling:polling_proxy_command",
+    "calamari": "agent.cli.calamari_cmd:calamari_group",
+    "hub": "agent.cli.hub_settings:hub_group",
+    "register-worker": "agent.cli.registration:register_worker_command",
+    "deregister-worker": "agent.cli.registration:deregister_worker_command",
+    "poll-server": "agent.cli.registration:poll_server_command",
+    "livez": "agent.cli.metrics_cmd:livez_command",
+    "container-start": "agent.cli.container_cmd:container_start_command",
+    "service": "agent.cli.service_cmd:service_command",
+}
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -48,7 +51,8 @@ EXIT_INTERRUPTED = 130
 
 
 @click.group(
-    cls=VerbGroup,
+    cls=LazyVerbGroup,
+    lazy=VERBS,
     context_settings={"max_content_width": 100, "help_option_names": ["-h", "--help"]},
 )
 @click.version_option(
@@ -88,29 +92,6 @@ def version_command(output_format: str) -> None:
         emit_fields([("Version", __version__), ("Python", platform.python_version())])
 
 
-for command in (
-    create_instance_command,
-    delete_instance_command,
-    list_instances_command,
-    new_certificate_command,
-    show_thumbprint_command,
-    export_certificate_command,
-    configure_command,
-    show_configuration_command,
-    agent_command,
-    client_group,
-    server_comms_command,
-    polling_proxy_command,
-    calamari_group,
-    hub_group,
-    register_worker_command,
-    deregister_worker_command,
-    poll_server_command,
-):
-    cli.add_command(command)
-hub_group.add_command(hub_configure_command)
-hub_group.add_command(hub_show_configuration_command)
-cli.add_command(agent_command, "run")
 cli.aliases["run"] = "agent"
 
 

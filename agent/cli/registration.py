@@ -134,9 +134,9 @@ def displaced(existing: Existing, force: bool) -> str | None:
     return None
 
 
-async def _find(hub: HubApi, identity: Identity, name: str) -> Existing:
-    by_certificate = await hub.get("/api/workers/all", thumbprint=identity.thumbprint)
-    by_name = await hub.get("/api/workers/all", name=name)
+async def _find(hub: HubApi, identity: Identity, name: str, space: str = "/api") -> Existing:
+    by_certificate = await hub.get(f"{space}/workers/all", thumbprint=identity.thumbprint)
+    by_name = await hub.get(f"{space}/workers/all", name=name)
     return Existing(by_certificate[0] if by_certificate else None, by_name[0] if by_name else None)
 
 
@@ -147,8 +147,8 @@ def _named(resources: list[dict[str, Any]], wanted: str) -> list[dict[str, Any]]
     return [r for r in resources if wanted == r["Id"] or folded == str(r["Name"]).casefold()]
 
 
-async def _pool_ids(hub: HubApi, wanted: tuple[str, ...]) -> list[str]:
-    pools = await hub.get("/api/workerpools/all")
+async def _pool_ids(hub: HubApi, wanted: tuple[str, ...], space: str = "/api") -> list[str]:
+    pools = await hub.get(f"{space}/workerpools/all")
     found = []
     for text in wanted:
         match = _named(pools, text)
@@ -159,10 +159,10 @@ async def _pool_ids(hub: HubApi, wanted: tuple[str, ...]) -> list[str]:
     return found
 
 
-async def _policy_id(hub: HubApi, wanted: str | None) -> str | None:
+async def _policy_id(hub: HubApi, wanted: str | None, space: str = "/api") -> str | None:
     if wanted is None:
         return None
-    policies = await hub.get("/api/machinepolicies/all")
+    policies = await hub.get(f"{space}/machinepolicies/all")
     match = _named(policies, wanted)
     if not match:
         known = ", ".join(repr(p["Name"]) for p in policies)
@@ -274,6 +274,72 @@ def hub_certificate_thumbprint(pem: str) -> str:
     return sha1_thumbprint(load_certificate(pem.encode(), "the hub's certificate"))
 
 
+@dataclass(frozen=True)
+class Wanted:
+    """What a registration asks for, checked before the hub is contacted: the hub's
+    names (pools, policy) are resolved by :func:`register_with`. ``polling_port`` None
+    takes the one the hub reports; ``space`` is a path prefix (``/api`` or
+    ``/api/Spaces-N``) for the space-scoped collections."""
+
+    style: str
+    name: str
+    pools: tuple[str, ...]
+    policy: str | None
+    host: str
+    port: int | None
+    hub_host: str
+    polling_port: int | None
+    force: bool
+    space: str = "/api"
+
+
+@dataclass(frozen=True)
+class Registered:
+    """The hub's answer (the worker resource), the plan applied, whether the worker
+    is new, and the id of another machine's worker deleted for its name, if any."""
+
+    worker: dict[str, Any]
+    plan: Plan
+    created: bool
+    displaced: str | None
+
+
+async def register_with(
+    hub: HubApi, config: InstanceConfig, identity: Identity, wanted: Wanted
+) -> Registered:
+    """Create or update this agent's worker on ``hub`` (found by certificate, so that
+    registering again never duplicates it). Nothing local is saved: the caller saves
+    ``plan.config`` once the hub has answered. HubApiError or RegistrationError."""
+    root = await hub.root()
+    reported = root.get("PollingPort")
+    hub_pem = (await hub.get("/api/certificates/certificate-global"))["CertificatePem"]
+    chosen = plan(
+        config,
+        identity,
+        hub_pem,
+        style=wanted.style,
+        name=wanted.name,
+        pools=await _pool_ids(hub, wanted.pools, wanted.space),
+        policy=await _policy_id(hub, wanted.policy, wanted.space),
+        host=wanted.host,
+        port=wanted.port,
+        hub_host=wanted.hub_host,
+        polling_port=wanted.polling_port
+        or (reported if isinstance(reported, int) else DEFAULT_POLLING_PORT),
+    )
+    existing = await _find(hub, identity, wanted.name, wanted.space)
+    target = registration_target(existing, wanted.name, wanted.force)
+    if (other := displaced(existing, wanted.force)) is not None:
+        await hub.request("DELETE", f"{wanted.space}/workers/{other}")
+    if target is None:
+        worker = await hub.request("POST", f"{wanted.space}/workers", chosen.body)
+        return Registered(worker, chosen, True, other)
+    current_worker = await hub.get(f"{wanted.space}/workers/{target}")
+    body = {**current_worker, **chosen.body}
+    worker = await hub.request("PUT", f"{wanted.space}/workers/{target}", body)
+    return Registered(worker, chosen, False, other)
+
+
 @click.command("register-worker")
 @instance_option
 @hub_options
@@ -344,38 +410,28 @@ def register_worker_command(
             "(--comms-style TentacleActive), or --force"
         )
     identity = instance_identity(instance.name, instance.config.identity_path)
+    wanted = Wanted(
+        style=comms_style,
+        name=worker_name,
+        pools=pools,
+        policy=policy,
+        host=host,
+        port=tentacle_comms_port,
+        hub_host=hub_host,
+        polling_port=server_comms_port,
+        force=force,
+    )
 
-    async def register() -> tuple[dict[str, Any], Plan, bool]:
+    async def register() -> Registered:
         async with HubApi(server, api_key, server_thumbprint) as hub:
-            root = await hub.root()
-            reported = root.get("PollingPort")
-            hub_pem = (await hub.get("/api/certificates/certificate-global"))["CertificatePem"]
-            chosen = plan(
-                instance.config,
-                identity,
-                hub_pem,
-                style=comms_style,
-                name=worker_name,
-                pools=await _pool_ids(hub, pools),
-                policy=await _policy_id(hub, policy),
-                host=host,
-                port=tentacle_comms_port,
-                hub_host=hub_host,
-                polling_port=server_comms_port
-                or (reported if isinstance(reported, int) else DEFAULT_POLLING_PORT),
-            )
-            existing = await _find(hub, identity, worker_name)
-            target = registration_target(existing, worker_name, force)
-            if (other := displaced(existing, force)) is not None:
-                await hub.request("DELETE", f"/api/workers/{other}")
-                click.echo(f"Deleted {other}, another machine's worker, whose name --force takes")
-            if target is None:
-                return await hub.request("POST", "/api/workers", chosen.body), chosen, True
-            current_worker = await hub.get(f"/api/workers/{target}")
-            body = {**current_worker, **chosen.body}
-            return await hub.request("PUT", f"/api/workers/{target}", body), chosen, False
+            return await register_with(hub, instance.config, identity, wanted)
 
-    worker, chosen, created = asyncio.run(register())
+    registered = asyncio.run(register())
+    if registered.displaced is not None:
+        click.echo(
+            f"Deleted {registered.displaced}, another machine's worker, whose name --force takes"
+        )
+    worker, chosen, created = registered.worker, registered.plan, registered.created
     instance.save(chosen.config)
     verb = "Registered" if created else "Updated the registration of"
     click.echo(f"{verb} {worker['Name']} as {worker['Id']} on {server} ({chosen.description})")

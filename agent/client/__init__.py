@@ -7,6 +7,9 @@ polling listener, SSH workers (agent.client.ssh), the retry policy and the error
 caller must catch.
 """
 
+import importlib
+from typing import TYPE_CHECKING
+
 from agent.client.agent_client import AgentClient, Endpoint, TransferError
 from agent.client.connections import IDLE_TIMEOUT, Connections
 from agent.client.discovery import Discovered, discover
@@ -22,15 +25,6 @@ from agent.client.scripts import (
     execute_script,
     takes_environment,
 )
-from agent.client.ssh import (
-    HostKeyMismatch,
-    SshConnections,
-    SshCredentials,
-    SshLoginFailed,
-    SshTarget,
-    SshWorker,
-    host_fingerprint,
-)
 from agent.client.worker import Progress, Worker
 from agent.errors import (
     ConnectionLost,
@@ -40,6 +34,7 @@ from agent.errors import (
     UnsupportedFeature,
 )
 from agent.protocol.limits import Limits
+from agent.protocol.messages import DRAINING
 from agent.protocol.retry import CLIENT, Backoff
 from agent.protocol.services import ENVIRONMENT_SERVICE
 from agent.transport.dialer import Proxy
@@ -47,9 +42,34 @@ from agent.transport.settings import ChannelSettings
 
 CLIENT_RETRY = CLIENT
 
+# SSH workers load asyncssh, which most callers (register-worker, `tentacle client`, an
+# agent) never use: its names are imported on first use, and seen whole by mypy
+_SSH_NAMES = frozenset(
+    {"HostKeyMismatch", "SshConnections", "SshCredentials", "SshLoginFailed", "SshTarget",
+     "SshWorker", "host_fingerprint"}
+)  # fmt: skip
+if TYPE_CHECKING:
+    from agent.client.ssh import (
+        HostKeyMismatch,
+        SshConnections,
+        SshCredentials,
+        SshLoginFailed,
+        SshTarget,
+        SshWorker,
+        host_fingerprint,
+    )
+else:
+
+    def __getattr__(name: str) -> object:
+        if name in _SSH_NAMES:
+            return getattr(importlib.import_module("agent.client.ssh"), name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "CLIENT_RETRY",
     "DEFAULT_QUEUE_TIMEOUT",
+    "DRAINING",
     "ENVIRONMENT_SERVICE",
     "IDLE_TIMEOUT",
     "AgentClient",

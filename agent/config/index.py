@@ -110,6 +110,10 @@ class InstanceIndex:
         self._path(name).unlink()
         return entry
 
+    def entry_path(self, name: str) -> Path:
+        """The file holding ``name``'s entry (whether or not it exists)."""
+        return self._path(name)
+
     def _path(self, name: str) -> Path:
         return self.directory / f"{instance_slug(name)}.json"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -21,7 +22,7 @@ from agent.client import Backoff, LogChunk, ScriptOutcome, ScriptRequest, Worker
 from agent.hub import ids
 from agent.hub.reach import WorkerReach
 from agent.hub.rules.adhoc import isolation_group, script_syntax
-from agent.hub.rules.dispatch import DEFAULT_MAX_PARALLELISM, Member, select
+from agent.hub.rules.dispatch import DEFAULT_MAX_PARALLELISM, Member, reroute, select
 from agent.hub.runner import Outcome, TaskLog
 from agent.hub.steps import (
     CANCELED,
@@ -39,6 +40,7 @@ from agent.hub.store import tables as t
 from agent.hub.store.records import Row, fetch_all, fetch_one
 
 BUILTIN_NAME = "built-in worker"
+_SINCE = re.compile(r"draining since (\S+): ")
 # a step's calls ride out a dropped connection or a restarting agent for this long
 STEP_RETRY = Backoff(first=0.5, cap=5.0, deadline=120.0)
 POLLING_WAIT = 60.0  # seconds a polling worker may take to connect for a step
@@ -160,22 +162,11 @@ class StepWorkers:
     async def choose(self, task: Row) -> list[ChosenWorker]:
         """The workers of the task's pool that run it; Refused saying why if none."""
         arguments = task["arguments"]
-        async with self.store.connect() as conn:
-            pool = await self._pool(conn, task["space_id"], arguments)
-            members = await fetch_all(
-                conn,
-                sa.select(t.workers)
-                .join(t.worker_pool_members, t.worker_pool_members.c.worker_id == t.workers.c.id)
-                .where(t.worker_pool_members.c.pool_id == pool["id"]),
-            )
-            busy = await store_steps.busy(conn, [m["id"] for m in members])
+        pool, members = await self._members(task)
         machines = [ids.parse_id(ids.WORKER, m) for m in arguments.get("MachineIds") or []]
         selection = select(
             pool["name"],
-            [
-                Member(m["id"], m["name"], m["is_disabled"], m["health_status"], busy[m["id"]])
-                for m in members
-            ],
+            members,
             machines or None,
             bool(arguments.get("TargetAllWorkers")),
             self.builtin is not None,
@@ -186,6 +177,48 @@ class StepWorkers:
         if selection.builtin:
             return [ChosenWorker(BUILTIN_NAME, None, builtin=True)]
         return [ChosenWorker(m.name, m.id) for m in selection.workers]
+
+    async def reroute(self, task: Row, refused: ChosenWorker, message: str) -> ChosenWorker:
+        """Who runs the step ``refused`` would not start because its agent drains (it
+        said ``message``): the worker is recorded as draining (until its next health
+        check says otherwise), then rules.dispatch.reroute chooses; Refused saying why
+        if nobody can."""
+        if refused.worker_id is not None:
+            await self._mark_draining(refused.worker_id, message)
+        arguments = task["arguments"]
+        pool, members = await self._members(task)
+        machines = [ids.parse_id(ids.WORKER, m) for m in arguments.get("MachineIds") or []]
+        who = Member(refused.worker_id or 0, refused.name, False, "Healthy", draining=True)
+        selection = reroute(
+            pool["name"], members, who, machines or None, bool(arguments.get("TargetAllWorkers"))
+        )
+        if selection.error is not None:
+            raise Refused(selection.error)
+        return ChosenWorker(selection.workers[0].name, selection.workers[0].id)
+
+    async def _members(self, task: Row) -> tuple[Row, list[Member]]:
+        async with self.store.connect() as conn:
+            pool = await self._pool(conn, task["space_id"], task["arguments"])
+            members = await fetch_all(
+                conn,
+                sa.select(t.workers)
+                .join(t.worker_pool_members, t.worker_pool_members.c.worker_id == t.workers.c.id)
+                .where(t.worker_pool_members.c.pool_id == pool["id"]),
+            )
+            busy = await store_steps.busy(conn, [m["id"] for m in members])
+        return pool, [_member(m, busy[m["id"]]) for m in members]
+
+    async def _mark_draining(self, worker_id: int, message: str) -> None:
+        """Record what the worker's refusal said until its next health check: it drains."""
+        since = draining_since(message)
+        async with self.store.transaction() as conn:
+            row = await fetch_one(conn, sa.select(t.workers).where(t.workers.c.id == worker_id))
+            if row is None:
+                return
+            facts = {**(row["facts"] or {}), "Draining": True, "DrainingSince": since}
+            await conn.execute(
+                sa.update(t.workers).where(t.workers.c.id == worker_id).values(facts=facts)
+            )
 
     @staticmethod
     async def _pool(conn: Any, space: int, arguments: dict[str, Any]) -> Row:
@@ -220,6 +253,17 @@ class StepWorkers:
                 return await fetch_one(conn, query) is not None
 
         return Watched(client, chosen.name, exists)
+
+
+def _member(row: Row, busy: int) -> Member:
+    draining = (row["facts"] or {}).get("Draining") is True  # rules.health's facts
+    return Member(row["id"], row["name"], row["is_disabled"], row["health_status"], busy, draining)
+
+
+def draining_since(message: str) -> str | None:
+    """The time in a draining agent's refusal (docs/protocol.md §8), None if it has none."""
+    found = _SINCE.search(message)
+    return found.group(1) if found else None
 
 
 def task_isolation_group(task: Row) -> str:
@@ -265,6 +309,9 @@ class AdHocScripts:
         async def choose() -> list[ChosenWorker]:
             return await self.workers.choose(task)
 
+        async def moved(refused: ChosenWorker, message: str) -> ChosenWorker:
+            return await self.workers.reroute(task, refused, message)
+
         try:
             results = await run_steps(
                 task_log,
@@ -274,6 +321,7 @@ class AdHocScripts:
                 parallelism,
                 remaining(task, self.now()),
                 task_log.cancel,
+                moved,
             )
         except Refused as refused:
             await task_log.write(None, [("Error", str(refused))])

@@ -372,6 +372,9 @@ class Deployments:
         async def choose() -> list[ChosenWorker]:
             return await self.workers.choose(task)
 
+        async def moved(refused: ChosenWorker, message: str) -> ChosenWorker:
+            return await self.workers.reroute(task, refused, message)
+
         try:
             results = await run_steps(
                 task_log,
@@ -381,6 +384,7 @@ class Deployments:
                 parallelism,
                 remaining(task, self.now()),
                 task_log.cancel,
+                moved,
             )
         except Refused as refused:
             await task_log.write(None, [("Error", str(refused))])

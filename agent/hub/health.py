@@ -18,11 +18,12 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -36,6 +37,9 @@ from agent.hub.runner import FinishedActivity, Outcome, TaskLog
 from agent.hub.store import Store
 from agent.hub.store import tables as t
 from agent.hub.store.records import Row, fetch_all, record_event
+
+if TYPE_CHECKING:
+    from agent.observability.metrics import HubMetrics
 
 log = logging.getLogger("agent.hub.health")
 
@@ -69,6 +73,9 @@ def facts_of(capabilities: dict[str, Any]) -> dict[str, Any]:
         # an SSH worker's: "Ssh", and its python3 (None: steps needing the executor fail)
         "CommunicationStyle": capabilities.get("CommunicationStyle"),
         "Python": capabilities.get("Python"),
+        # `tentacle drain`: it starts no new scripts, so it is no candidate for steps
+        "Draining": capabilities.get("Draining") is True,
+        "DrainingSince": capabilities.get("DrainingSince"),
     }
 
 
@@ -137,6 +144,10 @@ async def _check(
         capabilities = await client.capabilities()
         facts = facts_of(capabilities)
         lines.add("Info", answered(worker["name"], facts))
+        if facts["Draining"]:  # its agent would refuse the health script
+            lines.add("Info", f"{worker['name']} is draining since {facts['DrainingSince']}: "
+                              "it runs no new steps, and its health script is not run")  # fmt: skip
+            return CheckOutcome(reachable=True, facts=facts)
         if connectivity_only(settings):
             return CheckOutcome(reachable=True, facts=facts)
         warnings: list[str] = []
@@ -177,12 +188,29 @@ async def _check(
 class HealthChecks:
     """The executor of ``Health`` tasks."""
 
-    def __init__(self, store: Store, reach: WorkerReach, now: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        reach: WorkerReach,
+        now: Callable[[], datetime],
+        metrics: HubMetrics | None = None,
+    ) -> None:
+        """``metrics``: where each check's duration is counted (None: not counted)."""
         self.store = store
         self.reach = reach
         self.now = now
+        self.metrics = metrics
 
     async def __call__(self, task: Row, task_log: TaskLog) -> Outcome:
+        if self.metrics is None:
+            return await self._check_all(task, task_log)
+        started = time.monotonic()
+        try:
+            return await self._check_all(task, task_log)
+        finally:
+            self.metrics.health_check_seconds.observe(time.monotonic() - started)
+
+    async def _check_all(self, task: Row, task_log: TaskLog) -> Outcome:
         workers, policies = await self._scope(task["arguments"])
         arguments = task["arguments"]
         timeout = float(arguments.get("MachineTimeout") or MACHINE_TIMEOUT)

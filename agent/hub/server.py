@@ -6,6 +6,7 @@ operator configured a certificate and key of their own (CA-signed setups).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import ssl
@@ -19,6 +20,7 @@ from aiohttp.abc import AbstractAccessLogger
 from agent.certs import Identity
 from agent.client import ChannelSettings, PollingListener
 from agent.errors import ConfigError
+from agent.hub import observed
 from agent.hub.adhoc import AdHocScripts
 from agent.hub.api.app import build_app
 from agent.hub.api.context import HubContext, utc_now
@@ -39,6 +41,9 @@ from agent.hub.store import Store, open_store
 from agent.hub.store import tasks as store_tasks
 from agent.hub.store.records import fact, initialise
 from agent.hub.trust import PollingTrust
+from agent.observability.endpoint import Endpoint, Probes
+from agent.observability.heartbeat import Heartbeat, beat_in_background
+from agent.observability.metrics import HubMetrics
 
 log = logging.getLogger("agent.hub")
 
@@ -129,6 +134,11 @@ class HubServer:
     builtin: BuiltinWorker | None = None  # None when BuiltinWorker is off
     # news of the tasks' changes, from the runner to the API's long polls (?wait=)
     task_changes: TaskChanges = field(default_factory=TaskChanges)
+    # --metrics HOST:PORT: /metrics, /livez and /readyz served there (None: not served)
+    metrics_at: tuple[str, int] | None = None
+    metrics: HubMetrics | None = None
+    endpoint: Endpoint | None = None
+    heartbeat: asyncio.Task[None] | None = None
 
     async def start(self, listen: str | None = None, polling_port: int | None = None) -> str:
         """Lock the home, check its ports are free, migrate, take the node's lease (before
@@ -164,6 +174,8 @@ class HubServer:
         identity: Identity,
     ) -> str:
         self.task_changes = TaskChanges()  # a new one per start: stop closes it
+        if self.metrics_at is not None:
+            self.metrics = observed.hub_metrics(self.home.settings.task_cap)
         self.store = store = await open_store(self.home.settings.database)
         await store.migrate()
         self.lease = NodeLease(
@@ -204,7 +216,7 @@ class HubServer:
             store_tasks.Owner(self.home.settings.node_name, self.lease.token),
             self.home.settings.task_cap,
             {
-                "Health": HealthChecks(store, reach, utc_now),
+                "Health": HealthChecks(store, reach, utc_now, self.metrics),
                 # the built-in worker (None when off) runs the steps of pools without workers
                 "AdHocScript": AdHocScripts(store, reach, self.builtin, utc_now),
                 "Deploy": Deployments(
@@ -251,7 +263,20 @@ class HubServer:
         bound_host, bound_port = self.runner.addresses[0][:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         self.url = f"https://{shown}:{bound_port}/"
+        await self._serve_metrics()
         return self.url
+
+    async def _serve_metrics(self) -> None:
+        """The metrics endpoint at ``metrics_at`` (EndpointError when it cannot listen)."""
+        if self.metrics is None or self.metrics_at is None:
+            return
+        beat = Heartbeat(gauge=self.metrics.heartbeat_seconds)
+        self.heartbeat = beat_in_background(beat)
+        ready = observed.readiness(lambda: self.runner is not None, lambda: self.store)
+        refresh = observed.refresher(self.metrics, lambda: self.store, ready)
+        probes = Probes(beat, ready, before_scrape=refresh)
+        self.endpoint = Endpoint(self.metrics.registry, probes)
+        await self.endpoint.start(*self.metrics_at)
 
     def _check_builtin(self) -> None:
         """ConfigError when the built-in worker is on with a user it cannot run steps as."""
@@ -290,6 +315,12 @@ class HubServer:
 
     async def stop(self) -> None:
         self.task_changes.close()  # the API's long polls answer now, not at their end
+        if self.endpoint is not None:
+            await self.endpoint.stop()
+            self.endpoint = None
+        if self.heartbeat is not None:
+            self.heartbeat.cancel()
+            self.heartbeat = None
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None

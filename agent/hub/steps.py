@@ -32,13 +32,14 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agent.calamari.masking import Masker
 from agent.calamari.service_messages import LEVEL_SWITCHES, parse_line
-from agent.client import LogChunk, ScriptOutcome, ScriptRequest, Worker
+from agent.client import DRAINING, LogChunk, ScriptOutcome, ScriptRequest, Worker
+from agent.errors import RemoteError
 from agent.hub.runner import TaskLog
 from agent.hub.store import steps as store_steps
 from agent.hub.store import tasks as store_tasks
@@ -125,6 +126,18 @@ class StepWork(Protocol):
 
 Choose = Callable[[], Awaitable[Sequence[ChosenWorker]]]
 Connect = Callable[[ChosenWorker], Awaitable[Worker]]
+# Who runs a step instead of a worker whose agent drains (it said the message); Refused
+# if nobody can
+Reroute = Callable[[ChosenWorker, str], Awaitable[ChosenWorker]]
+MAX_MOVES = 50  # a step moved from a draining worker this many times fails instead
+
+
+class _Drained(Exception):
+    """The step's worker refused its script because its agent drains: nothing ran."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 class Refused(Exception):
@@ -139,15 +152,19 @@ async def run_steps(
     max_parallelism: int,
     timeout: float | None,
     cancel: asyncio.Event,
+    reroute: Reroute | None = None,
 ) -> list[StepResult]:
     """Run (or re-attach to) the task's steps; returns each one's result, in lease order.
 
     ``choose`` is called only when the task has no steps yet (it may raise Refused);
     ``connect`` gives the ``Worker`` of a step (closed after the step); ``timeout``:
-    seconds from now for the steps still to end (None: none). store_tasks.TakenOver
-    if the task is no longer this process's."""
+    seconds from now for the steps still to end (None: none). A step whose worker
+    refuses it because its agent drains (error kind ``draining``: nothing ran) is
+    given to the worker ``reroute`` names and run there from the start; if
+    ``reroute`` is None or refuses, it fails with that message (never as the
+    script's failure). store_tasks.TakenOver if the task is no longer this process's."""
     steps, works = await _leased(task_log, choose, work, max_parallelism)
-    engine = _Engine(task_log, connect, work, max_parallelism, works)
+    engine = _Engine(task_log, connect, work, max_parallelism, works, reroute)
     return await engine.run(steps, timeout, cancel)
 
 
@@ -213,8 +230,10 @@ class _Engine:
         work: Callable[[ChosenWorker], StepWork],
         max_parallelism: int,
         works: dict[str, StepWork] | None = None,
+        reroute: Reroute | None = None,
     ) -> None:
         self.task_log = task_log
+        self.reroute = reroute
         self.connect = connect
         self.work = work
         self.gate = asyncio.Semaphore(max(1, max_parallelism))
@@ -267,6 +286,44 @@ class _Engine:
             return await self._run(step)
 
     async def _run(self, step: Row) -> StepResult:
+        """The step on its worker; on another if that one drains (see run_steps)."""
+        for _ in range(MAX_MOVES):
+            try:
+                return await self._run_on_worker(step)
+            except _Drained as drained:
+                moved = await self._moved(step, drained.message)
+                if isinstance(moved, StepResult):
+                    return moved
+                step = moved
+        result = StepResult(FAILED, None, f"{step['worker_name']}: moved {MAX_MOVES} times "
+                                          "from draining workers; not run")  # fmt: skip
+        await self._end(step, result)
+        return result
+
+    async def _moved(self, step: Row, message: str) -> Row | StepResult:
+        """The step given to another worker (its row as it now is), or its failed end."""
+        chosen = chosen_of(step)
+        self.works.pop(step["ticket"], None)  # the work was made for the refusing worker
+        try:
+            if self.reroute is None:
+                raise Refused(f"{chosen.name} is draining (it starts no new scripts)")
+            other = await self.reroute(chosen, message)
+        except Refused as refused:
+            await self._log(step, "Warning", f"{chosen.name} refused the step: {message}")
+            result = StepResult(FAILED, None, str(refused))
+            await self._end(step, result)
+            return result
+        async with self.task_log.store.transaction() as conn:
+            await store_tasks.ensure_owned(conn, self.task_log.task_id, self.task_log.owner)
+            await store_tasks.log(conn, self.task_log.task_id, step["activity_id"], "Info",
+                                  f"{chosen.name} refused the step ({message}); it runs on "
+                                  f"{other.name} instead", self.task_log.now())  # fmt: skip
+            return await store_steps.move(conn, step, other.worker_id, other.name, other.builtin)
+
+    async def _log(self, step: Row, category: str, message: str) -> None:
+        await self.task_log.write(step["activity_id"], [(category, message)])
+
+    async def _run_on_worker(self, step: Row) -> StepResult:
         chosen = chosen_of(step)
         work = self.works.get(step["ticket"]) or self.work(chosen)
         masker = Masker(set(work.masked()))
@@ -304,6 +361,8 @@ class _Engine:
         except (asyncio.CancelledError, store_tasks.TakenOver):
             raise  # the hub stops (or lost the task): the step stays as stored
         except Exception as error:
+            if _is_draining(error) and self.stopping is None:
+                raise _Drained(error.remote_message) from None  # nothing ran: another worker
             with contextlib.suppress(Exception):
                 await follower.drained()
             log.warning("step %s of ServerTasks-%d failed: %s", name, step["task_id"], error)
@@ -476,6 +535,11 @@ def _stored_result(step: Row) -> StepResult:
     return StepResult(
         step["state"], step["exit_code"], step["error"], list(step["output_variables"] or [])
     )
+
+
+def _is_draining(error: Exception) -> TypeGuard[RemoteError]:
+    """Whether ``error`` is a worker's refusal to start a script because its agent drains."""
+    return isinstance(error, RemoteError) and error.kind == DRAINING
 
 
 def _said(error: BaseException) -> str:

@@ -24,6 +24,7 @@ INTERNAL = "internal"
 CANCELLED = "cancelled"
 NOT_FOUND = "not_found"
 REFUSED = "refused"
+DRAINING = "draining"  # scripts.start of a new ticket while the agent drains
 UNSUPPORTED_VERSION = "unsupported_version"
 PROTOCOL_ERROR = "protocol_error"  # id 0: the peer broke a rule; the connection ends
 

@@ -492,6 +492,8 @@ class Capabilities(WireType):
     free_disk_bytes: int = wire("FreeDiskBytes", INT)
     cpus: int = wire("Cpus", INT)
     memory_bytes: int = wire("MemoryBytes", INT)
+    draining: bool = wire("Draining", BOOL, default=False)  # new scripts refused (drain)
+    draining_since: str | None = wire("DrainingSince", TEXT, default=None)  # when it began
     process_tree: ProcessTree = wire(
         "ProcessTree", _OneOf(ProcessTree), default=ProcessTree.SESSION
     )

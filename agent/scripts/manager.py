@@ -21,13 +21,15 @@ import errno
 import logging
 import os
 import shutil
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.errors import CallError
-from agent.protocol.messages import REFUSED
+from agent.observability.metrics import exit_class
+from agent.protocol.messages import DRAINING, REFUSED
 from agent.protocol.services import ExitCode, ProcessTree, State
 from agent.scripts import cleaner, runner, spread, tombstones
 from agent.scripts.cgroups import Limits, ProcessTrees, ScriptGroup
@@ -52,6 +54,9 @@ from agent.scripts.users import (
     GroupUsers,
     check_group,
 )
+
+if TYPE_CHECKING:
+    from agent.observability.metrics import AgentMetrics
 
 log = logging.getLogger(__name__)
 WORKSPACE_MODE = 0o700
@@ -111,8 +116,11 @@ class _Script:
 
 
 class ScriptManager:
-    def __init__(self, settings: ScriptSettings) -> None:
+    def __init__(self, settings: ScriptSettings, metrics: AgentMetrics | None = None) -> None:
+        """``metrics``: where scripts started, running, finished and mutex waits are
+        counted (None: not counted)."""
         self.settings = settings
+        self.metrics = metrics
         self._scripts: dict[str, _Script] = {}
         self._starting: dict[str, asyncio.Lock] = {}
         self._releasing: set[str] = set()  # keys a complete waits to release while they start
@@ -123,6 +131,7 @@ class ScriptManager:
         self._completed: dict[str, Tombstone] = {}
         self._unsaved: set[str] = set()  # keys whose state or tombstone is in memory only
         self._saver: asyncio.Task[None] | None = None
+        self._draining_since: str | None = None  # when set_draining(True) began it
 
     # -- life cycle --------------------------------------------------------
 
@@ -158,6 +167,45 @@ class ScriptManager:
         """What keeps a script's processes together here (capabilities' ProcessTree)."""
         return ProcessTree.SESSION if self.settings.trees is None else ProcessTree.CGROUP
 
+    # -- draining ------------------------------------------------------------
+
+    @property
+    def draining(self) -> bool:
+        """Whether new scripts are refused (see set_draining)."""
+        return self._draining_since is not None
+
+    @property
+    def draining_since(self) -> str | None:
+        """When draining began (the time format of the protocol), None if not draining."""
+        return self._draining_since
+
+    def set_draining(self, draining: bool, since: str | None = None) -> None:
+        """Refuse (True) or accept again (False) the start of new tickets.
+
+        While draining, ``start`` of a ticket this agent does not hold raises
+        CallError(draining); everything else carries on: running scripts run to
+        their end, and status, cancel, complete and a repeated start of a ticket
+        it holds answer as usual. ``since`` (default now) is kept from the first
+        call that began draining: draining again changes nothing.
+        """
+        if not draining:
+            self._draining_since = None
+        elif self._draining_since is None:
+            self._draining_since = since or now()
+
+    def running(self) -> int:
+        """How many scripts this agent holds that are not complete yet."""
+        return sum(not script.done.is_set() for script in self._scripts.values())
+
+    def _refuse_if_draining(self, ticket: str) -> None:
+        if self._draining_since is not None:
+            raise CallError(
+                DRAINING,
+                f"the agent is draining since {self._draining_since}: it starts no new "
+                f"scripts ({ticket!r} was not started); run it on another worker, or "
+                "undo with `tentacle drain --resume`",
+            )
+
     # -- the service -------------------------------------------------------
 
     async def start(
@@ -179,7 +227,8 @@ class ScriptManager:
         and at most once: a ticket completed within the retention answers its
         remembered outcome (no logs) and runs nothing. Waits up to ``wait``
         seconds for a short script to finish. Raises CallError(insufficient_space)
-        if the workspace cannot be written.
+        if the workspace cannot be written, CallError(draining) for a ticket it does
+        not hold while draining (see set_draining).
         """
         key = ticket_key(spec.ticket)
         self._check_group(spec.isolation_group)
@@ -189,6 +238,7 @@ class ScriptManager:
                 return Status(stone.ticket, COMPLETE, stone.exit_code, [], stone.next_sequence)
             script = self._scripts.get(key)
             if script is None:
+                self._refuse_if_draining(spec.ticket)
                 spec = dataclasses.replace(spec, with_environment=bool(environment))
                 script = await self._create(key, spec, body, write_files, environment or {})
         if wait > 0:
@@ -396,10 +446,9 @@ class ScriptManager:
         try:
             async with _maybe(self._slots):
                 try:
-                    await self._mutex.acquire(
-                        spec.mutex_name, holder, spec.mutex_timeout or None,
-                        on_wait=lambda holders: _note_wait(script, holders),
-                    )  # fmt: skip
+                    with _MutexWait(self.metrics, script) as waiting:
+                        timeout = spec.mutex_timeout or None
+                        await self._mutex.acquire(spec.mutex_name, holder, timeout, waiting.began)
                     acquired = True
                 except TimeoutError:
                     script.log.note(f"Timed out after {spec.mutex_timeout} s waiting for the "
@@ -446,10 +495,22 @@ class ScriptManager:
         script.launched, script.group = launched, group
         # Kept in memory only: after a restart, wrapper.pid says it was launched.
         script.state = script.state.moved_to(RUNNING, started=now(), pid=launched.pid)
+        if self.metrics is not None:
+            self.metrics.scripts_started.inc()
         await self._watch(script)
 
     async def _watch(self, script: _Script) -> None:
         """Wait for the wrapper to end (or stop it on cancel), then record the outcome."""
+        assert script.launched is not None
+        if self.metrics is not None:
+            self.metrics.scripts_running.inc()
+        try:
+            await self._follow(script)
+        finally:
+            if self.metrics is not None:
+                self.metrics.scripts_running.dec()
+
+    async def _follow(self, script: _Script) -> None:
         assert script.launched is not None
         exited = asyncio.ensure_future(runner.wait_for_exit(script.launched))
         cancelled = asyncio.ensure_future(script.cancel_requested.wait())
@@ -543,6 +604,8 @@ class ScriptManager:
         # The log is numbered as it is read (see status), not here: a script
         # that printed a gigabyte must not stall the agent when it ends.
         state = script.state.moved_to(COMPLETE, exit_code=code, completed=now())
+        if self.metrics is not None:
+            self.metrics.scripts_finished.labels(exit_class(code)).inc()
         if recorded:
             script.state = state
         else:
@@ -712,6 +775,33 @@ def _remove_folder(folder: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
     finally:
         os.close(held)
+
+
+class _MutexWait:
+    """Counts one acquisition's wait for the isolation mutex, if it has to wait:
+    ``began`` when it starts waiting; the wait ends with the block, however it ends
+    (granted, timed out, cancelled)."""
+
+    def __init__(self, metrics: AgentMetrics | None, script: _Script) -> None:
+        self.metrics = metrics
+        self.script = script
+        self.since: float | None = None
+
+    def began(self, holders: list[Holder]) -> None:
+        """The script has to wait for ``holders``: noted in its log, and counted."""
+        _note_wait(self.script, holders)
+        if self.metrics is not None:
+            self.since = time.monotonic()
+            self.metrics.mutex_waits.inc()
+            self.metrics.mutex_waiting.inc()
+
+    def __enter__(self) -> _MutexWait:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.metrics is not None and self.since is not None:
+            self.metrics.mutex_waiting.dec()
+            self.metrics.mutex_wait_seconds.observe(time.monotonic() - self.since)
 
 
 def _note_wait(script: _Script, holders: list[Holder]) -> None:

@@ -21,15 +21,19 @@ from agent.protocol.services import (
 )
 from agent.scripts.runner import PROGRAMS
 
+Draining = Callable[[], str | None]  # since when the agent drains, None if it does not
+
 
 def capabilities(
     home: Path,
     services: Callable[[], tuple[str, ...]],
     version: str,
+    draining: Draining | None = None,
     process_tree: ProcessTree = ProcessTree.SESSION,
     isolation: ScriptIsolation = ScriptIsolation.NONE,
 ) -> dict[str, Any]:
     """Build the capabilities document (cheap: no subprocess, no lock)."""
+    since = draining() if draining is not None else None
     return Capabilities(
         supported_capabilities=tuple(services()),
         agent_version=version,
@@ -41,6 +45,8 @@ def capabilities(
         free_disk_bytes=shutil.disk_usage(home).free,
         cpus=psutil.cpu_count() or 1,
         memory_bytes=psutil.virtual_memory().total,
+        draining=since is not None,
+        draining_since=since,
         process_tree=process_tree,
         script_isolation=isolation,  # whether scripts run as their isolation groups' uids
     ).to_wire()
@@ -50,12 +56,13 @@ def capabilities_methods(
     home: Path,
     services: Callable[[], tuple[str, ...]],
     version: str,
+    draining: Draining | None = None,
     process_tree: ProcessTree = ProcessTree.SESSION,
     isolation: ScriptIsolation = ScriptIsolation.NONE,
 ) -> dict[str, Callable[[IncomingCall], Any]]:
     async def get(call: IncomingCall) -> Reply:
         CapabilitiesRequest.parse(call.params)
-        return Reply(capabilities(home, services, version, process_tree, isolation))
+        return Reply(capabilities(home, services, version, draining, process_tree, isolation))
 
     async def ping(call: IncomingCall) -> Reply:
         """The cheapest round trip: for liveness checks and latency measurement."""

@@ -20,7 +20,7 @@ import os
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from agent.atomicfile import temporary_beside
 from agent.errors import CallError
@@ -42,6 +42,9 @@ from agent.services.fileio import (
     refuse_unless_regular,
     write_all,
 )
+
+if TYPE_CHECKING:
+    from agent.observability.metrics import AgentMetrics
 
 __all__ = ["INSUFFICIENT_SPACE", "FileService", "required_free_space"]
 
@@ -72,7 +75,11 @@ class FileService:
         script_folders: Sequence[Path] = (),
         users: GroupUsers | None = None,
         refuse_groups: str | None = None,
+        metrics: AgentMetrics | None = None,
     ) -> None:
+        """``metrics``: where the bytes uploaded (once whole) and downloaded (as sent)
+        are counted (None: not counted)."""
+        self.metrics = metrics
         self.home = home
         self.roots = tuple(roots)
         self.private = {path.resolve(): what for path, what in (private or {}).items()}
@@ -115,6 +122,8 @@ class FileService:
                 if group is not None:
                     os.chown(temporary, group.uid, group.gid)
                 await in_thread(_put_in_place, temporary, target)
+        if self.metrics is not None:
+            self.metrics.transfer_bytes.labels("upload").inc(length)
         return Reply(Uploaded(str(target), length, digest).to_wire())
 
     def _group(self, group: str | None) -> GroupAccount | None:
@@ -138,7 +147,7 @@ class FileService:
         self._refuse_private(target, "read")
         fd, size = await in_thread(open_regular, target)
         file = os.fdopen(fd, "rb", buffering=0)  # closed by the stream, or when dropped
-        return Reply(Download(str(target), size).to_wire(), _read_chunks(file, size))
+        return Reply(Download(str(target), size).to_wire(), _read_chunks(file, size, self.metrics))
 
     def _refuse_private(self, target: Path, verb: str) -> None:
         for path, what in self.private.items():
@@ -275,9 +284,14 @@ def _put_in_place(temporary: Path, target: Path) -> None:
         raise
 
 
-async def _read_chunks(file: BinaryIO, size: int) -> AsyncIterator[bytes]:
-    """Up to ``size`` bytes of ``file`` (the Length announced), read in a worker thread."""
+async def _read_chunks(
+    file: BinaryIO, size: int, metrics: AgentMetrics | None = None
+) -> AsyncIterator[bytes]:
+    """Up to ``size`` bytes of ``file`` (the Length announced), read in a worker thread;
+    each chunk counted in ``metrics`` as it is handed to the stream."""
     with file:
         chunks = read_chunks(file, DOWNLOAD_CHUNK, size)
         while chunk := await in_thread(next, chunks, b""):
+            if metrics is not None:
+                metrics.transfer_bytes.labels("download").inc(len(chunk))
             yield chunk

@@ -6,17 +6,25 @@ agent.protocol.services.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from agent.errors import CallError
 from agent.protocol.calls import IncomingCall, Reply
 from agent.protocol.messages import UNKNOWN_METHOD, UNKNOWN_SERVICE
 
+if TYPE_CHECKING:
+    from agent.observability.metrics import AgentMetrics
+
 Method = Callable[[IncomingCall], Awaitable[Reply]]
 
 
 class Router:
-    def __init__(self) -> None:
+    def __init__(self, metrics: AgentMetrics | None = None) -> None:
+        """``metrics``: where each call's latency is counted, by service and method
+        (None: not counted)."""
+        self.metrics = metrics
         self._services: dict[str, dict[str, Method]] = {}
         self._versions: dict[str, int] = {}
 
@@ -37,6 +45,17 @@ class Router:
         )
 
     async def __call__(self, call: IncomingCall) -> Reply:
+        if self.metrics is None:
+            return await self._route(call)
+        known = call.method in self._services.get(call.service, {})
+        labels = self.metrics.call_labels(call.service, call.method, known)
+        started = time.perf_counter()
+        try:
+            return await self._route(call)
+        finally:  # failed calls too: a refusal's latency is a latency
+            self.metrics.call_seconds.labels(*labels).observe(time.perf_counter() - started)
+
+    async def _route(self, call: IncomingCall) -> Reply:
         methods = self._services.get(call.service)
         if methods is None:
             known = ", ".join(self._services) or "none"

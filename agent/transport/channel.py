@@ -114,6 +114,7 @@ class Channel:
         self.closed = asyncio.Event()
         self._closed_fully = asyncio.Event()
         self.close_reason: str | None = None
+        self.went_silent = False  # closed because the peer sent no heartbeat (metrics count it)
         self._broken = False  # the peer broke the protocol: close as a protocol error
 
     # -- life cycle --------------------------------------------------------
@@ -420,6 +421,7 @@ class Channel:
                     log.warning(
                         "peer %s silent for %.1f s; closing", self.peer_thumbprint, event.seconds
                     )
+                    self.went_silent = True
                     self._close_soon(f"no heartbeat for {event.seconds:.1f} s")
                     return
             self._flush()

@@ -13,15 +13,19 @@ import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from agent.protocol.calls import Handler
 from agent.transport.channel import Channel
+from agent.transport.metered import counted_connection
 from agent.transport.settings import ChannelSettings
 from agent.transport.tls import LiveTrust, peer_certificate, server_context, thumbprints_of
 from agent.transport.tls_server import HeapTrimmer, TLSSite
+
+if TYPE_CHECKING:
+    from agent.observability.metrics import AgentMetrics
 
 log = logging.getLogger(__name__)
 
@@ -95,14 +99,17 @@ class Listener:
         handler: Handler | None,
         on_channel: Callable[[Channel, Mapping[str, str]], Awaitable[None]] | None = None,
         on_refusal: Callable[[str], None] | None = None,
+        metrics: AgentMetrics | None = None,
     ) -> None:
         """``handler`` answers the peers' calls (None: this side only calls).
         ``on_channel`` is awaited for each open channel with the upgrade request's
         headers; the channel closes when it returns or raises. ``on_refusal`` is
         told the thumbprint of each client refused for an untrusted certificate.
         ``trusted_pems`` is fixed for the listener's life, or a LiveTrust (which
-        then tells its own ``on_refusal``) whose changes apply to the next handshake."""
+        then tells its own ``on_refusal``) whose changes apply to the next handshake.
+        ``metrics``: where connections and heartbeat misses are counted (None: not)."""
         self._settings = settings
+        self._metrics = metrics
         self._handler = handler
         self._on_channel = on_channel
         self._live: LiveTrust | None = None
@@ -185,9 +192,10 @@ class Listener:
                 await channel.close("the agent is stopping")
             await channel.open()
             log.info("connection from %s (%s)", channel.peer_name, thumbprint)
-            if self._on_channel is not None:
-                await self._on_channel(channel, request.headers)
-            await channel.wait_closed()
+            with counted_connection(self._metrics, "listening", channel):
+                if self._on_channel is not None:
+                    await self._on_channel(channel, request.headers)
+                await channel.wait_closed()
             log.info("connection from %s closed: %s", thumbprint, channel.close_reason)
         except Exception as error:
             log.warning("connection from %s failed: %s", thumbprint, error)

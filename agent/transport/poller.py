@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from agent.errors import TentacleError
@@ -22,7 +23,11 @@ from agent.protocol.calls import Handler
 from agent.protocol.retry import POLLING, Retry
 from agent.transport.dialer import DISTRUST_EVIDENCE, Dialer, DroppedAfterHandshake, Proxy
 from agent.transport.listener import drain
+from agent.transport.metered import counted_connection
 from agent.transport.settings import ChannelSettings
+
+if TYPE_CHECKING:
+    from agent.observability.metrics import AgentMetrics
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +71,18 @@ async def poll(
     grace: float = 30.0,
     hurry: asyncio.Event | None = None,
     dialer: Dialer | None = None,
+    metrics: AgentMetrics | None = None,
 ) -> bool:
     """Keep one connection to ``address`` (through ``proxy``) until ``stop`` is set;
     then give its calls in flight ``grace`` seconds (less if ``hurry`` is set).
     Returns whether they all finished. Every redial goes through ``dialer`` (one
-    TLS context for all of an agent's connections), by default one of its own."""
+    TLS context for all of an agent's connections), by default one of its own.
+    ``metrics``: where the connection, its redials and heartbeat misses are counted."""
     own = dialer is None
     through = Dialer(settings.identity) if dialer is None else dialer
     try:
         return await _poll(address, thumbprint, subscription, settings, handler, stop, proxy,
-                           grace, hurry, through)  # fmt: skip
+                           grace, hurry, through, metrics)  # fmt: skip
     finally:
         if own:
             await through.close()
@@ -92,12 +99,17 @@ async def _poll(
     grace: float,
     hurry: asyncio.Event | None,
     dialer: Dialer,
+    metrics: AgentMetrics | None = None,
 ) -> bool:
     loop = asyncio.get_running_loop()
     retry = Retry(POLLING)  # reset by a hello, unlike the complaints
     complaints = Complaints()
     dropped = 0
+    first = True
     while not stop.is_set():
+        if metrics is not None and not first:
+            metrics.reconnects.inc()
+        first = False
         try:
             channel = await dialer.dial(
                 address,
@@ -129,7 +141,8 @@ async def _poll(
         log.info("polling %s as %s", address, subscription)
         closed = asyncio.ensure_future(channel.wait_closed())
         stopping = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({closed, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        with counted_connection(metrics, "polling", channel):
+            await asyncio.wait({closed, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
         if not closed.done():
             closed.cancel()

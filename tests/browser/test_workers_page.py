@@ -10,6 +10,7 @@ from playwright.sync_api import Dialog, Locator, Page, expect
 
 from agent.hub.keys import Permission
 from tests.browser.webhub import WebHub, sign_in
+from tests.integration.hub.tasks_helpers import finished
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 
@@ -88,6 +89,36 @@ def test_disable_then_enable_a_worker(page: Page, web_hub: WebHub) -> None:
     expect(row(page, "web-polling").locator("[data-test=action-disable]")).to_be_visible()
     expect(row(page, "web-polling").locator("[data-status=Disabled]")).to_have_count(0)
     assert web_hub.get(f"/api/workers/{worker_id}")["IsDisabled"] is False
+
+
+def _checked(hub: WebHub, worker_id: str) -> None:
+    status, task = hub.call(
+        "POST", "/api/tasks", json={"Name": "Health", "Arguments": {"MachineIds": [worker_id]}}
+    )
+    assert status == 201, task
+    hub.run(finished(hub.api, task))  # type: ignore[arg-type]
+
+
+def test_a_drained_worker_shows_a_draining_badge_until_it_resumes(
+    page: Page, web_hub: WebHub
+) -> None:
+    [agent] = [a for a in web_hub.agents if a.cli.root.name == "web-listening"]
+    worker_id = web_hub.workers["web-listening"]
+    agent.cli.ok("drain", "--instance", "agent")
+    try:
+        _checked(web_hub, worker_id)
+        sign_in(page, web_hub, path="#/workers")
+        expect(row(page, "web-listening").locator("[data-status=Draining]")).to_be_visible()
+        expect(row(page, "web-listening").locator("[data-test=status-summary]")).to_contain_text(
+            "draining since"
+        )
+        expect(row(page, "web-polling").locator("[data-status=Draining]")).to_have_count(0)
+    finally:
+        agent.cli.ok("drain", "--instance", "agent", "--resume")
+        _checked(web_hub, worker_id)
+    page.reload()
+    expect(row(page, "web-listening").locator("[data-status=Healthy]")).to_be_visible()
+    expect(row(page, "web-listening").locator("[data-status=Draining]")).to_have_count(0)
 
 
 def test_a_hostile_name_is_text_and_delete_asks_first(page: Page, web_hub: WebHub) -> None:

@@ -3,8 +3,15 @@ TLS and a real database), with a client that pins its certificate and sends a ke
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import functools
+import shutil
+import sqlite3
+import tempfile
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,7 +19,7 @@ from typing import Any
 import aiohttp
 
 from agent import __version__
-from agent.hub.home import HubHome, create_home
+from agent.hub.home import DATABASE_FILE, HubHome, create_home
 from agent.hub.keys import Permission
 from agent.hub.server import HubServer
 from agent.hub.store import open_store
@@ -29,6 +36,40 @@ async def new_key(home: HubHome, name: str, permission: Permission) -> str:
             return await create_api_key(conn, name, permission, datetime.now(UTC))
     finally:
         await store.close()
+
+
+@functools.cache
+def _migrated_sqlite_template() -> Path:
+    """A SQLite database at the newest schema, made once per test process: migrating
+    from empty costs seconds of CPU (alembic rebuilding tables), and most tests need
+    a hub, not a migration (those of migrations start from an empty database)."""
+    folder = Path(tempfile.mkdtemp(prefix="tentacle-sqlite-template-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    template = folder / "migrated.db"
+
+    async def migrate() -> None:
+        store = await open_store(f"sqlite:///{template}")
+        try:
+            await store.migrate()
+        finally:
+            await store.close()
+
+    # asked for inside a test's running loop: migrate on a loop of its own
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, migrate()).result()
+    return template
+
+
+def copy_migrated_sqlite(database: Path) -> str:
+    """Fill ``database`` (made if missing, its mode kept if not) with a migrated, not
+    yet initialised schema, as the hub would leave it after its first migration; the
+    hub still migrates (nothing to do) and initialises it on start. Its URL."""
+    with (
+        closing(sqlite3.connect(_migrated_sqlite_template())) as source,
+        closing(sqlite3.connect(database)) as target,
+    ):
+        source.backup(target)
+    return f"sqlite:///{database}"
 
 
 class HubApi:
@@ -99,6 +140,8 @@ async def running_hub(
     home = create_home(folder / "hub", database).with_settings(
         builtin_worker=builtin_worker, **settings
     )
+    if database is None:  # the home's own SQLite file, made by create_home
+        copy_migrated_sqlite(home.path / DATABASE_FILE)
     server = HubServer(home, __version__)
     url = await server.start("127.0.0.1:0", polling_port=0)
     try:

@@ -18,6 +18,7 @@ root, the tests that ask for it fail saying so.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import pwd
 import re
@@ -34,6 +35,7 @@ import psutil
 
 SSHD = "/usr/sbin/sshd"
 USER_PREFIX = "tentacle-ssh-"
+_SERVERS = itertools.count(1)  # numbers the servers of this process
 READY_TIMEOUT = 30.0
 PASSWORD = "Correct-Horse-7-battery"  # a throwaway account's, on loopback
 PASSPHRASE = "open sesame 42"  # the encrypted key's
@@ -58,7 +60,7 @@ def _remove_stale_users() -> None:
     """Accounts an earlier session (killed before its cleanup) left behind."""
     for entry in pwd.getpwall():
         name = entry.pw_name
-        pid = name.removeprefix(USER_PREFIX)
+        pid = name.removeprefix(USER_PREFIX).split("-")[0]
         if name.startswith(USER_PREFIX) and pid.isdigit() and not psutil.pid_exists(int(pid)):
             subprocess.run(["userdel", "-r", "-f", name], capture_output=True, check=False)
 
@@ -96,7 +98,9 @@ class SshServer:
         self.port_without_python = _free_port()
         self.port_without_bash = _free_port()  # neither bash nor python3 on its PATH
         self.host = "127.0.0.1"
-        self.user = f"{USER_PREFIX}{os.getpid()}"
+        # one user per server: two servers of one test process (the SSH tests' and the
+        # hub's) shared tentacle-ssh-<pid>, and the second's start deleted the first's
+        self.user = f"{USER_PREFIX}{os.getpid()}-{next(_SERVERS)}"
         self.password = PASSWORD
         self.log = self.folder / "sshd.log"
         self.host_key = self.folder / "ssh_host_ed25519_key"
@@ -236,7 +240,10 @@ Match LocalPort {self.port_without_bash}
 
     def user_processes(self) -> list[psutil.Process]:
         """The processes running as the test user (its steps, their children)."""
-        uid = pwd.getpwnam(self.user).pw_uid
+        try:
+            uid = pwd.getpwnam(self.user).pw_uid
+        except KeyError:  # never made (a server not started), or already removed
+            return []
         found = []
         for process in psutil.process_iter(["uids"]):
             with contextlib.suppress(psutil.Error):

@@ -98,14 +98,17 @@ FILTERS["jsonescape"] = _replacing(
     {'"': '\\"', "\\": "\\\\", "\r": "\\r", "\n": "\\n", "\t": "\\t"}
 )
 
-_NEWLINE_RUN = re.compile(r"((\r\n|\n|\r)(?:\r\n|\n|\r)*)")
+# Octostache: a run of line breaks (LF or CRLF; a lone CR is not one) gets one more in
+# front, CRLF when the run begins with CR: YAML folds one break of a quoted scalar.
+_NEWLINE_RUN = re.compile(r"(?:\r?\n)+")
 
 
 @_filter("YamlSingleQuoteEscape")
 def _yaml_single(value: str | None, options: list[str]) -> str | None:
     if value is None or options:
         return None
-    return _NEWLINE_RUN.sub(lambda m: m.group(1) + m.group(2), value.replace("'", "''"))
+    doubled = _NEWLINE_RUN.sub(lambda m: ("\r\n" if m[0][0] == "\r" else "\n") + m[0], value)
+    return doubled.replace("'", "''")
 
 
 def _unicode_escape(char: str) -> str:
@@ -309,8 +312,14 @@ for _name in ("md5", "sha1", "sha256", "sha384", "sha512"):
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ftp": 21, "ws": 80, "wss": 443, "ssh": 22, "file": -1}
 
 
+_RELATIVE = "This operation is not supported for a relative URI."
+
+
 @_filter("UriPart")
 def _uri_part(value: str | None, options: list[str]) -> str | None:
+    """Octostache's UriPart: a value .NET cannot read as a URI at all comes back as it is;
+    one that is not absolute gives the same .NET message for every part (IsAbsoluteUri
+    answers false)."""
     if value is None:
         return None
     if not options:
@@ -318,15 +327,16 @@ def _uri_part(value: str | None, options: list[str]) -> str | None:
     part = options[0]
     try:
         parts = urlsplit(value)
-        if not parts.scheme or (not parts.netloc and parts.scheme != "file"):
-            raise ValueError("Invalid URI: The format of the URI could not be determined.")
-        port = parts.port if parts.port is not None else _DEFAULT_PORTS.get(parts.scheme, -1)
-        answer = _uri_parts(parts, port).get(part.lower())
-    except ValueError as error:
-        return f"[UriPart {part} error: {error}]"
-    if answer is None:
+        port = parts.port
+    except ValueError:
+        return value  # Uri.TryCreate fails: Octostache echoes the value
+    if part.lower() not in _URI_PARTS:
         return f"[UriPart {part} error: argument '{part}' not supported]"
-    return answer
+    if not parts.scheme or (not parts.netloc and parts.scheme != "file"):
+        relative = f"[UriPart {part} error: {_RELATIVE}]"
+        return "false" if part.lower() == "isabsoluteuri" else relative
+    port = port if port is not None else _DEFAULT_PORTS.get(parts.scheme, -1)
+    return _uri_parts(parts, port)[part.lower()]
 
 
 def _uri_parts(parts: SplitResult, port: int) -> dict[str, str]:
@@ -369,30 +379,43 @@ def _uri_parts(parts: SplitResult, port: int) -> dict[str, str]:
     }
 
 
+_URI_PARTS = frozenset(_uri_parts(urlsplit("http://h/"), 80))
+
+
 # -- versions ----------------------------------------------------------------
 
+# Octopus.Versioning's lenient parser (OctopusVersionParser), which the Version* filters
+# use: an optional v/V, one to four numbers (spaces around them tolerated), then an
+# optional separator (. - _ \\) and a pre-release whose prefix ends at the first
+# separator, then +metadata. A number too big for an int, or anything else, reads
+# as 0.0.0.0 with the other parts empty.
 _VERSION = re.compile(
-    r"[vV]?(?P<major>\d+)(?:\.(?P<minor>\d+))?(?:\.(?P<patch>\d+))?(?:\.(?P<revision>\d+))?"
-    r"(?:-(?P<pre>[0-9A-Za-z.-]+))?(?:\+(?P<meta>[0-9A-Za-z.-]+))?"
+    r"\s*(?:\s*[vV]?\s*(?P<major>\d+)\b\s*(?:\.\s*(?P<minor>\d+)\b\s*)?"
+    r"(?:\.\s*(?P<patch>\d+)\b\s*)?(?:\.\s*(?P<revision>\d+)\b\s*)?)?"
+    r"[.\-_\\]?(?P<pre>(?P<prefix>[A-Za-z0-9]*?)(?:[.\-_\\](?P<counter>[A-Za-z0-9.\-_\\]*?))?)?"
+    r"(?:\+(?P<meta>[A-Za-z0-9_\-.\\+]*?))?\s*"
 )
+_INT_MAX = 2**31 - 1
+_NO_VERSION = {"major": "0", "minor": "0", "patch": "0", "revision": "0", "prerelease": "",
+               "prereleaseprefix": "", "prereleasecounter": "", "metadata": ""}  # fmt: skip
 
 
 def version_parts(text: str) -> dict[str, str]:
-    """Octopus.Versioning's reading of a version; anything else is all pre-release."""
-    match = _VERSION.fullmatch(text.strip())
+    """Octopus.Versioning's reading of a version (SemVer, Maven, Docker, Debian forms)."""
+    match = _VERSION.fullmatch(text) if text.strip() else None
     if match is None:
-        return {"major": "0", "minor": "0", "patch": "0", "revision": "0", "prerelease": text,
-                "prereleaseprefix": text, "prereleasecounter": "", "metadata": ""}  # fmt: skip
-    pre = match["pre"] or ""
-    prefix, _, counter = pre.partition(".")
+        return dict(_NO_VERSION)
+    numbers = [int(match[name] or 0) for name in ("major", "minor", "patch", "revision")]
+    if max(numbers) > _INT_MAX:
+        return dict(_NO_VERSION)
     return {
-        "major": match["major"],
-        "minor": match["minor"] or "0",
-        "patch": match["patch"] or "0",
-        "revision": match["revision"] or "0",
-        "prerelease": pre,
-        "prereleaseprefix": prefix,
-        "prereleasecounter": counter,
+        "major": str(numbers[0]),
+        "minor": str(numbers[1]),
+        "patch": str(numbers[2]),
+        "revision": str(numbers[3]),
+        "prerelease": match["pre"] or "",
+        "prereleaseprefix": match["prefix"] or "",
+        "prereleasecounter": match["counter"] or "",
         "metadata": match["meta"] or "",
     }
 

@@ -88,7 +88,7 @@ def _block(lines: list[str], at: int, out: list[str]) -> int:
         and re.fullmatch(r"\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?", lines[at + 1].strip())
     ):
         end = _run(lines, at + 2, lambda item: "|" in item and bool(item.strip()))
-        out.append(_table(lines[at], lines[at + 2 : end]))
+        out.append(_table(lines[at], lines[at + 1], lines[at + 2 : end]))
         return end
     end = _run(lines, at, lambda item: bool(item.strip()) and not _starts_block(item))
     end = max(end, at + 1)
@@ -112,10 +112,26 @@ def _cells(row: str) -> list[str]:
     return [cell.strip() for cell in row.strip().strip("|").split("|")]
 
 
-def _table(header: str, rows: list[str]) -> str:
-    head = "".join(f"<th>{inline(cell)}</th>" for cell in _cells(header))
-    body = "".join(
-        "<tr>\n" + "".join(f"<td>{inline(cell)}</td>\n" for cell in _cells(row)) + "</tr>\n"
-        for row in rows
-    )
-    return f"<table>\n<thead>\n<tr>\n{head}\n</tr>\n</thead>\n<tbody>\n{body}</tbody>\n</table>"
+def _alignment(delimiter: str) -> str:
+    left, right = delimiter.startswith(":"), delimiter.endswith(":")
+    kind = "center" if left and right else "left" if left else "right" if right else ""
+    return f' style="text-align: {kind};"' if kind else ""
+
+
+def _table(header: str, delimiters: str, rows: list[str]) -> str:
+    """A pipe table as Markdig (and GitHub's renderer) writes it: one element a line,
+    the delimiter row's alignment on every cell of its column, as many cells in a row
+    as in the header (missing ones empty), no body when there are no rows."""
+    aligns = [_alignment(cell) for cell in _cells(delimiters)]
+    width = len(_cells(header))
+    aligns = (aligns + [""] * width)[:width]
+
+    def row(cells: list[str], tag: str) -> str:
+        cells = (cells + [""] * width)[:width]
+        pairs = zip(cells, aligns, strict=True)
+        inner = "".join(f"<{tag}{align}>{inline(cell)}</{tag}>\n" for cell, align in pairs)
+        return f"<tr>\n{inner}</tr>\n"
+
+    body = "".join(row(_cells(line), "td") for line in rows)
+    tbody = f"<tbody>\n{body}</tbody>\n" if rows else ""
+    return f"<table>\n<thead>\n{row(_cells(header), 'th')}</thead>\n{tbody}</table>"

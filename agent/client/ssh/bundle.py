@@ -2,8 +2,8 @@
 
 ``tentacle calamari ...`` on an SSH worker runs this file with the target's
 ``python3``: the executor's package, the ``calamari`` verbs of the CLI
-(agent/cli/calamari_cmd.py and the two modules it uses) and pure-Python click
-and PyYAML. It is read from the installed files, never imported (the client does
+(agent/cli/calamari_cmd.py and the two modules it uses) and pure-Python click,
+PyYAML and ruamel.yaml. It is read from the installed files, never imported (the client does
 not import the executor or the CLI: tests/test_architecture.py), built once per
 process, deterministic (fixed timestamps, sorted entries), and named by its
 content's SHA-256 so a target keeps one copy per version.
@@ -47,6 +47,11 @@ CLI_INIT = '"""The executor\'s part of the tentacle command line."""\n'
 CLI_MODULES = ("calamari_cmd.py", "options.py", "output.py")
 AGENT_MODULES = ("__init__.py", "atomicfile.py")
 SKIPPED_SUFFIXES = (".pyc", ".so", ".pyd")
+# pure Python, so the zipapp runs on any target's python3 (ruamel is a namespace
+# package: ruamel/yaml/ alone is carried)
+LIBRARIES = ("click", "yaml", "ruamel.yaml")
+# zipimport finds no implicit namespace package: the zipapp's ruamel is a plain one
+NAMESPACE_INIT = '__path__ = __import__("pkgutil").extend_path(__path__, __name__)\n'
 
 
 @dataclass(frozen=True)
@@ -86,8 +91,9 @@ def _entries() -> Iterator[tuple[str, bytes]]:
         yield f"agent/cli/{name}", (package / "cli" / name).read_bytes()
     for name, path in _tree(package / "calamari", "agent/calamari"):
         yield name, path.read_bytes()
-    for library in ("click", "yaml"):
-        for name, path in _tree(_package_folder(library), library):
+    yield "ruamel/__init__.py", NAMESPACE_INIT.encode()
+    for library in LIBRARIES:
+        for name, path in _tree(_package_folder(library), library.replace(".", "/")):
             yield name, path.read_bytes()
 
 

@@ -302,6 +302,9 @@ def parse_capabilities(text: str, services: Sequence[str] = ()) -> dict[str, Any
         "cpus": (facts.get("cpus", ""), 1),
         "memory_bytes": (facts.get("memory_kilobytes", ""), 1024),
     }
+    sizes: dict[str, Any] = {
+        name: int(text) * unit if text.isdigit() else 0 for name, (text, unit) in numbers.items()
+    }
     found = Capabilities(
         supported_capabilities=tuple(services),
         agent_version="",
@@ -310,18 +313,12 @@ def parse_capabilities(text: str, services: Sequence[str] = ()) -> dict[str, Any
         architecture=facts.get("architecture") or "Unknown",
         shells=tuple(SHELL_FOR[p] for p in programs if p in SHELL_FOR),
         process_tree=ProcessTree.SESSION,  # an SSH worker's scripts: no cgroups
-        free_disk_bytes=_number(*numbers["free_disk_bytes"]),
-        cpus=_number(*numbers["cpus"]),
-        memory_bytes=_number(*numbers["memory_bytes"]),
+        **sizes,
     ).to_wire()
     for attribute, field in wire_fields(Capabilities):
         if attribute == "agent_version" or not numbers.get(attribute, ("0",))[0].isdigit():
             found[field.name] = None  # not an agent; not told
     return {**found, "Python": facts.get("python") or None}
-
-
-def _number(text: str, unit: int) -> int:
-    return int(text) * unit if text.isdigit() else 0
 
 
 def safe_ticket(ticket: str) -> str:

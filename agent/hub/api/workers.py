@@ -74,6 +74,9 @@ def worker_resource(row: Row, pools: list[int], running: int) -> dict[str, Any]:
         "HealthStatus": row["health_status"],
         "Status": legacy_status(row["health_status"], row["is_disabled"]),
         "StatusSummary": row["status_summary"],
+        # `tentacle drain` on the worker: it starts no new scripts, so it gets no steps
+        "IsDraining": facts.get("Draining") is True,
+        "DrainingSince": facts.get("DrainingSince") if facts.get("Draining") is True else None,
         "HasLatestCalamari": True,
         "IsInProcess": False,
         "OperatingSystem": facts.get("OperatingSystem", "Unknown"),

@@ -5,7 +5,8 @@ the queue in order (oldest first). Health tasks count against neither the cap
 nor the queue order: they start at once, so that a full queue never delays a
 health check. Within a task, at most MaxParallelism (default 10) steps run at once.
 
-Workers: the members of the task's pool that are enabled and Healthy (or
+Workers: the members of the task's pool that are enabled, not draining
+(``tentacle drain``: the worker starts no new scripts) and Healthy (or
 HasWarnings) are its candidates. ``MachineIds`` names the workers to run on
 (each must be a candidate, else the task fails saying which and why);
 ``TargetAllWorkers`` takes every candidate; otherwise the one with the fewest
@@ -43,6 +44,7 @@ class Member:
     disabled: bool
     health: str
     busy: int = 0
+    draining: bool = False  # its agent refuses new scripts (its last capabilities said)
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ class Selection:
 def _why_not(member: Member) -> str | None:
     if member.disabled:
         return "disabled"
+    if member.draining:
+        return "draining"
     if member.health not in RUNNABLE:
         return member.health
     return None
@@ -98,4 +102,32 @@ def select(
         return Selection(error=f"no healthy worker in {pool} ({states})")
     if target_all:
         return Selection(workers=tuple(candidates))
+    return Selection(workers=(min(candidates, key=lambda m: (m.busy, m.id)),))
+
+
+def reroute(
+    pool: str,
+    members: Sequence[Member],
+    refused: Member,
+    machine_ids: Sequence[int] | None,
+    target_all: bool,
+) -> Selection:
+    """Who runs a step instead of ``refused``, whose agent drains (it refused the start).
+
+    A step of a task that named its workers (``MachineIds``) or runs on every worker
+    (``TargetAllWorkers``) is not moved: another worker runs it already, or was not
+    asked for; ``error`` says so. Otherwise the least busy candidate but ``refused``
+    (which counts as draining whatever ``members`` says), or ``error`` naming each
+    member's state if there is none; never the built-in worker."""
+    drained = f"{refused.name} is draining (it starts no new scripts)"
+    if machine_ids:
+        return Selection(error=f"{drained}, and the task asked for it by name")
+    if target_all:
+        return Selection(error=f"{drained}; the task runs on every worker, so it is not moved")
+    others = [m for m in members if m.id != refused.id]
+    candidates = [m for m in others if _why_not(m) is None]
+    if not candidates:
+        states = ", ".join(f"{m.name} {_why_not(m)}" for m in sorted(others, key=lambda m: m.id))
+        return Selection(error=f"{drained}, and no other worker in {pool} can run it"
+                               + (f" ({states})" if states else ""))  # fmt: skip
     return Selection(workers=(min(candidates, key=lambda m: (m.busy, m.id)),))

@@ -3,7 +3,9 @@
 Unavailable: the worker could not be reached. Unhealthy: the health script
 failed (a non-zero exit, or ``fail_healthcheck``). HasWarnings: the script
 warned (``echo_warning``, a line on stderr) or free disk space is under the
-policy's threshold. Healthy otherwise.
+policy's threshold. Healthy otherwise. A draining worker (``tentacle drain``) keeps
+its health (its health script is not run: it would be refused) and its summary says
+since when it drains; dispatch leaves it out (rules.dispatch).
 """
 
 from __future__ import annotations
@@ -58,9 +60,12 @@ def judge(outcome: CheckOutcome, free_disk_threshold_mb: int) -> Verdict:
         notes.insert(
             0, f"free disk space is {free:.0f} MB, under the policy's {free_disk_threshold_mb} MB"
         )
+    draining = ""
+    if outcome.facts.get("Draining"):
+        draining = f"; draining since {outcome.facts.get('DrainingSince')} (runs no new steps)"
     if notes:
-        return Verdict(HAS_WARNINGS, f"Has warnings: {notes[0]}")
-    return Verdict(HEALTHY, "Healthy")
+        return Verdict(HAS_WARNINGS, f"Has warnings: {notes[0]}{draining}")
+    return Verdict(HEALTHY, f"Healthy{draining}")
 
 
 def task_status(verdicts: Sequence[str], skippable_unavailable: bool) -> tuple[bool, bool]:

@@ -93,6 +93,26 @@ async def mark_running(conn: AsyncConnection, step_id: int, now: datetime) -> No
     )
 
 
+async def move(
+    conn: AsyncConnection, step: Row, worker_id: int | None, name: str, builtin: bool
+) -> Row:
+    """Give a step whose worker refused it before anything ran (its agent drains) to
+    another worker: Pending again (the next one prepares it afresh), its activity
+    named after the new worker, its ticket kept (no agent holds it). Returns the row
+    as it now is."""
+    values = {"worker_id": worker_id, "worker_name": name, "builtin": builtin,
+              "state": PENDING, "started": None}  # fmt: skip
+    await conn.execute(
+        sa.update(t.task_steps).where(t.task_steps.c.id == step["id"]).values(**values)
+    )
+    await conn.execute(
+        sa.update(t.task_activities)
+        .where(t.task_activities.c.id == step["activity_id"])
+        .values(name=name, status="Pending")
+    )
+    return {**step, **values}
+
+
 async def store_lines(
     conn: AsyncConnection,
     task_id: int,

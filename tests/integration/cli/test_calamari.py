@@ -95,6 +95,7 @@ def test_deploy_package(tentacle: TentacleCli, tmp_path: Path) -> None:
     variables.write_text(json.dumps([
         {"name": "Port", "value": "9000"},
         {"name": "Octopus.Action.SubstituteInFiles.TargetFiles", "value": "*.conf"},
+        {"name": "Octopus.Action.EnabledFeatures", "value": "Octopus.Features.SubstituteInFiles"},
     ]))  # fmt: skip
     apps = tmp_path / "apps"
     result = tentacle.ok("calamari", "deploy-package", "--package", str(package),
@@ -114,6 +115,27 @@ def test_deploy_package(tentacle: TentacleCli, tmp_path: Path) -> None:
         in result.err
     )
     assert "hunter2" not in result.out + result.err
+
+
+def test_deploy_package_with_the_features_off_leaves_the_files_as_they_are(
+    tentacle: TentacleCli, tmp_path: Path
+) -> None:
+    import json
+
+    files = {"app.conf": b"port=#{Port}\r\n", "app.json": b'{"Port": 1}'}
+    package = make_zip(tmp_path / "Acme.Web.3.0.0.zip", files)
+    variables = tmp_path / "variables.json"
+    variables.write_text(json.dumps([
+        {"name": "Port", "value": "9000"},
+        {"name": "Octopus.Action.SubstituteInFiles.TargetFiles", "value": "*.conf"},
+        {"name": "Octopus.Action.Package.JsonConfigurationVariablesTargets", "value": "*.json"},
+        {"name": "Octopus.Action.EnabledFeatures", "value": "Octopus.Features.CustomScripts"},
+    ]))  # fmt: skip
+    apps = tmp_path / "apps"
+    tentacle.ok("calamari", "deploy-package", "--package", str(package),
+                "--variables", str(variables), "--install-dir", str(apps))  # fmt: skip
+    folder = apps / "Acme.Web" / "3.0.0"
+    assert {name: (folder / name).read_bytes() for name in files} == files
 
 
 def test_an_encrypted_variables_file_takes_its_password_from_the_environment(

@@ -69,6 +69,8 @@ def test_show_configuration_defaults(pair: TentacleCli) -> None:
         "PollingProxy": None,
         "PollingServers": [],
         "Trust": [],
+        "Draining": False,
+        "DrainingSince": None,
     }
     assert shown(pair, "b")["Port"] == 10934
 

@@ -11,7 +11,7 @@ import pytest
 
 from agent.hub.store import open_store
 from agent.hub.store.records import initialise
-from tests.helpers.hub import RunningHub, running_hub
+from tests.helpers.hub import RunningHub, copy_migrated_sqlite, running_hub
 from tests.helpers.postgres import PostgresServer, fresh_database
 from tests.helpers.sshd import SshServer
 
@@ -53,10 +53,11 @@ async def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A database for a hub: a new SQLite file, or on PostgreSQL a copy of one
-    migrated once (the hub migrates on start either way)."""
+    """A database for a hub: a copy of one migrated once, as a new SQLite file or a
+    new database on PostgreSQL (the hub migrates on start either way; the tests of
+    migrating from empty use ``empty_database_url``)."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'hub.db'}"
+        return copy_migrated_sqlite(tmp_path / "hub.db")
     server: PostgresServer = request.getfixturevalue("postgres")
     return await fresh_database(server, _database_name(request), template=MIGRATED)
 

@@ -85,6 +85,7 @@ def variables(**extra: str) -> list[dict[str, Any]]:
         {"Name": "Port", "Value": "8080", "IsSensitive": False},
         {"Name": "DbPassword", "Value": SECRET, "IsSensitive": True},
         {"Name": "Octopus.Action.SubstituteInFiles.TargetFiles", "Value": "app.config"},
+        {"Name": "Octopus.Action.EnabledFeatures", "Value": "Octopus.Features.SubstituteInFiles"},
     ]
     return listed + [{"Name": k, "Value": v, "IsSensitive": False} for k, v in extra.items()]
 
@@ -613,6 +614,7 @@ async def test_variable_keys_in_any_case_are_the_known_ones_and_others_are_refus
         {"Name": "Port", "VALUE": "8080"},
         {"Name": "DbPassword", "value": SECRET, "isSensitive": True},
         {"Name": "Octopus.Action.SubstituteInFiles.TargetFiles", "Value": "app.config"},
+        {"Name": "Octopus.Action.EnabledFeatures", "Value": "Octopus.Features.SubstituteInFiles"},
     ]
     task = await deploy(hub, WorkerPoolId=pool["Id"], TargetAllWorkers=False, Variables=spelled)
     assert SECRET not in json.dumps(task)

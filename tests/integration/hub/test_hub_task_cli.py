@@ -549,6 +549,8 @@ async def test_deploy_uploads_the_package_once_and_shows_the_output_variables(
     variables.write_text(
         '[{"name": "Web.Port", "value": "8080"},'
         ' {"name": "Octopus.Action.SubstituteInFiles.TargetFiles", "value": "config/*.conf"},'
+        ' {"name": "Octopus.Action.EnabledFeatures",'
+        '  "value": "Octopus.Features.SubstituteInFiles"},'
         ' {"name": "Db.Password", "value": "correct horse", "sensitive": true}]'
     )
     args = ["--pool", POOL, "--all-workers", "--package", str(first), "--variables", str(variables)]

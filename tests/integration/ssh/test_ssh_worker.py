@@ -225,6 +225,7 @@ async def test_the_executor_deploys_a_package_with_secrets_kept_off_the_targets_
         DeployVariable("Greeting", "hello from ssh"),
         DeployVariable("Token", secret, sensitive=True),
         DeployVariable("Octopus.Action.SubstituteInFiles.TargetFiles", "app.config"),
+        DeployVariable("Octopus.Action.EnabledFeatures", "Octopus.Features.SubstituteInFiles"),
     ]
     variables_file = tmp_path / "variables.enc"
     variables_file.write_bytes(encrypted_variables_file(variables, password))

@@ -3,8 +3,11 @@ names, fingerprints, masked credentials, the executor bundle's determinism."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import zipfile
 from io import BytesIO
+from pathlib import Path
 
 import pytest
 
@@ -73,6 +76,45 @@ def test_the_bundle_is_deterministic_and_carries_the_executor() -> None:
     assert "agent/calamari/helpers/octopus.sh" in names
     assert "click/__init__.py" in names
     assert "yaml/__init__.py" in names
+    assert "ruamel/yaml/main.py" in names
     assert not [n for n in names if n.endswith((".so", ".pyc"))]
     executor_bundle.cache_clear()
     assert executor_bundle().sha256 == bundle.sha256
+
+
+def test_the_bundle_round_trips_yaml_with_its_own_ruamel(tmp_path: Path) -> None:
+    # the target has only python3 (-S: no site-packages): the zipapp's ruamel must import
+    archive = tmp_path / "tentacle-calamari.pyz"
+    archive.write_bytes(executor_bundle().data)
+    target = tmp_path / "settings.yaml"
+    target.write_text("port: 80  # kept\n")
+    program = (
+        "import sys, pathlib; sys.path.insert(0, sys.argv[1]);"
+        "from agent.calamari.structured import update_file;"
+        "print(update_file(pathlib.Path(sys.argv[2]), {'port': '8080'}, print))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", program, str(archive), str(target)],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout, done.stderr) == (0, "YAML\n", "")
+    assert target.read_text() == "port: 8080 # kept\n"  # the comment's column where it fits
+
+
+def test_the_bundle_replaces_xml_with_the_standard_library_only(tmp_path: Path) -> None:
+    # XML needs nothing but expat: the zipapp replaces it on a bare python3 (-S)
+    archive = tmp_path / "tentacle-calamari.pyz"
+    archive.write_bytes(executor_bundle().data)
+    target = tmp_path / "web.config"
+    target.write_bytes(b'<a>\r\n    <b k="1"/>\r\n</a>\r\n')
+    program = (
+        "import sys, pathlib; sys.path.insert(0, sys.argv[1]);"
+        "from agent.calamari.structured import update_file;"
+        "print(update_file(pathlib.Path(sys.argv[2]), {'/a/b/@k': '2'}, print))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", program, str(archive), str(target)],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout, done.stderr) == (0, "XML\n", "")
+    assert target.read_bytes() == b'<a>\r\n  <b k="2" />\r\n</a>'

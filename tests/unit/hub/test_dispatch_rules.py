@@ -7,6 +7,7 @@ from agent.hub.rules.dispatch import (
     Selection,
     counts_against_cap,
     free_slots,
+    reroute,
     select,
 )
 
@@ -100,3 +101,94 @@ def test_workers_are_selected_as_the_contract_says(
 ) -> None:
     shown = {n: f"Workers-{n}" for n in range(1, 10)}
     assert select("Web", members, machines, target_all, builtin, shown) == expected
+
+
+DRAINING = Member(7, "drained", False, "Healthy", busy=0, draining=True)
+
+
+@pytest.mark.parametrize(
+    ("members", "machines", "target_all", "expected"),
+    [
+        # the least busy worker would be the draining one: the next one instead
+        ([WEB1, DRAINING, WEB3], None, False, Selection(workers=(WEB3,))),
+        # every worker: the draining one left out
+        ([DRAINING, WEB1, WEB3], None, True, Selection(workers=(WEB1, WEB3))),
+        # only a draining one: the task fails saying so, never the built-in worker
+        ([DRAINING], None, False, Selection(error="no healthy worker in Web (drained draining)")),
+        # asked for by name: refused naming why
+        (
+            [WEB1, DRAINING],
+            [7],
+            False,
+            Selection(error="cannot run on the workers asked for: drained (Workers-7) is draining"),
+        ),
+    ],
+)
+def test_a_draining_worker_is_no_candidate(
+    members: list[Member], machines: list[int] | None, target_all: bool, expected: Selection
+) -> None:
+    shown = {n: f"Workers-{n}" for n in range(1, 10)}
+    assert select("Web", members, machines, target_all, True, shown) == expected
+
+
+def test_draining_comes_after_disabled_in_the_reason() -> None:
+    both = Member(8, "both", True, "Healthy", draining=True)
+    assert (
+        select("Web", [both], None, False, True).error == "no healthy worker in Web (both disabled)"
+    )
+
+
+# the worker that refused, as the store still saw it when the step was leased
+REFUSED = Member(1, "web-1", False, "Healthy", busy=2)
+
+
+@pytest.mark.parametrize(
+    ("members", "machines", "target_all", "expected"),
+    [
+        # the least busy other candidate, even if the refused one looks idle
+        ([REFUSED, WEB2, WEB3], None, False, Selection(workers=(WEB2,))),
+        ([REFUSED, DOWN, WEB3], None, False, Selection(workers=(WEB3,))),
+        # nobody else: an error naming the refusal and every other member's state
+        (
+            [REFUSED, DOWN, DRAINING],
+            None,
+            False,
+            Selection(
+                error="web-1 is draining (it starts no new scripts), and no other worker in "
+                "Web can run it (down Unavailable, drained draining)"
+            ),
+        ),
+        (
+            [REFUSED],
+            None,
+            False,
+            Selection(
+                error="web-1 is draining (it starts no new scripts), and no other worker in Web "
+                "can run it"
+            ),
+        ),
+        # a step of a task that named its workers, or runs on all, is not moved
+        (
+            [REFUSED, WEB2],
+            [1],
+            False,
+            Selection(
+                error="web-1 is draining (it starts no new scripts), and the task asked for it "
+                "by name"
+            ),
+        ),
+        (
+            [REFUSED, WEB2],
+            None,
+            True,
+            Selection(
+                error="web-1 is draining (it starts no new scripts); the task runs on every "
+                "worker, so it is not moved"
+            ),
+        ),
+    ],
+)
+def test_a_step_refused_for_draining_goes_to_another_candidate(
+    members: list[Member], machines: list[int] | None, target_all: bool, expected: Selection
+) -> None:
+    assert reroute("Web", members, REFUSED, machines, target_all) == expected

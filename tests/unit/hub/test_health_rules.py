@@ -60,3 +60,24 @@ def test_a_health_task_fails_as_octopus_fails_it(
     statuses: list[str], skippable: bool, expected: tuple[bool, bool]
 ) -> None:
     assert task_status(statuses, skippable) == expected
+
+
+DRAINING = {"Draining": True, "DrainingSince": "2026-12-01T09:48:18.123+00:00"}
+
+
+@pytest.mark.parametrize(
+    ("facts", "status", "summary"),
+    [
+        (DRAINING, "Healthy",
+         "Healthy; draining since 2026-12-01T09:48:18.123+00:00 (runs no new steps)"),
+        ({**DRAINING, "FreeDiskSpaceMegabytes": 100}, "HasWarnings",
+         "Has warnings: free disk space is 100 MB, under the policy's 500 MB; draining since "
+         "2026-12-01T09:48:18.123+00:00 (runs no new steps)"),
+        ({"Draining": False}, "Healthy", "Healthy"),
+    ],
+)  # fmt: skip
+def test_a_draining_worker_keeps_its_health_and_says_it_drains(
+    facts: dict[str, object], status: str, summary: str
+) -> None:
+    verdict = judge(CheckOutcome(reachable=True, facts=facts), 500)
+    assert (verdict.status, verdict.summary) == (status, summary)

@@ -87,7 +87,7 @@ export function refreshAgo(root = document) {
 
 const TONES = {
   Healthy: "good", Success: "good",
-  HasWarnings: "warn", Cancelling: "warn", TimedOut: "warn", Queued: "info",
+  HasWarnings: "warn", Cancelling: "warn", TimedOut: "warn", Queued: "info", Draining: "warn",
   Unhealthy: "bad", Failed: "bad",
   Unavailable: "off", Canceled: "off", Unknown: "off", Disabled: "off",
   Executing: "run",

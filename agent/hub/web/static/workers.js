@@ -145,7 +145,8 @@ function nameCell(worker) {
 function healthCell(worker) {
   return [
     h("div", { class: "badges" }, statusBadge(worker.HealthStatus),
-      worker.IsDisabled ? [" ", statusBadge("Disabled")] : null),
+      worker.IsDisabled ? [" ", statusBadge("Disabled")] : null,
+      worker.IsDraining ? [" ", statusBadge("Draining")] : null),
     h("span", { class: "sub", "data-test": "last-checked" }, "checked ", since(worker.LastCheckedOn)),
     worker.StatusSummary && worker.StatusSummary !== worker.HealthStatus
       ? h("span", { class: "sub summary", "data-test": "status-summary", text: worker.StatusSummary }) : null,

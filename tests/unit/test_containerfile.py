@@ -1,0 +1,50 @@
+"""packaging/container/Containerfile: no container engine runs here, so its promises
+are read from the file: a non-root user, the volume where the entrypoint keeps the
+instance, SIGTERM, and commands that the `tentacle` command really has."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from agent.cli.container_cmd import DEFAULT_INSTANCE
+from agent.cli.main import cli
+
+CONTAINERFILE = Path(__file__).resolve().parents[2] / "packaging" / "container" / "Containerfile"
+
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the final stage, continuation lines joined."""
+    text = re.sub(r"\\\n", " ", CONTAINERFILE.read_text())
+    lines = [line.strip() for line in text.splitlines()]
+    pairs = [tuple(line.split(None, 1)) for line in lines if line and not line.startswith("#")]
+    stages = [i for i, pair in enumerate(pairs) if pair[0] == "FROM"]
+    return [(pair[0], pair[1]) for pair in pairs[stages[-1] :]]
+
+
+def one(name: str) -> str:
+    [value] = [arguments for instruction, arguments in instructions() if instruction == name]
+    return value
+
+
+def test_the_entrypoint_is_a_tentacle_verb() -> None:
+    entrypoint = json.loads(one("ENTRYPOINT"))
+    assert entrypoint == ["tentacle", "container-start"]
+    assert "container-start" in cli.commands
+
+
+def test_a_non_root_user_a_volume_for_the_instance_and_sigterm() -> None:
+    assert one("USER") not in ("root", "0")
+    assert one("STOPSIGNAL") == "SIGTERM"
+    volume = one("VOLUME")
+    assert f"TENTACLE_CONFIG_HOME={volume}" in one("ENV")
+
+
+def test_the_health_check_is_tentacle_livez() -> None:
+    command = one("HEALTHCHECK").split("CMD", 1)[1].strip()
+    assert json.loads(command)[:4] == ["tentacle", "livez", "--instance", DEFAULT_INSTANCE]
+    if "livez" not in cli.commands:
+        pytest.skip("`tentacle livez` comes with the metrics branch, not merged here yet")
