@@ -56,10 +56,13 @@ class AgentRun:
     config_path: Path | None = None  # the instance's config file, kept from the file service
 
 
-def script_environment(run: AgentRun, isolated: bool = False) -> dict[str, str]:
+def script_environment(
+    run: AgentRun, isolated: bool = False, executable: str | None = None
+) -> dict[str, str]:
     """The environment scripts get: the agent's, less SSH's (``isolated``, scripts run as
     their groups' uids: only agent.scripts.users.PASSED_VARIABLES of it), plus the
-    Tentacle variables (the manager adds each group's own)."""
+    Tentacle variables (the manager adds each group's own); ``executable`` is the
+    `tentacle` they call when not the agent's own (agent.scripts.users.policy)."""
     environment = {k: v for k, v in run.environment.items() if k not in HIDDEN_VARIABLES}
     if isolated:
         environment = users.passed_environment(environment)
@@ -68,7 +71,7 @@ def script_environment(run: AgentRun, isolated: bool = False) -> dict[str, str]:
         TentacleApplications=str(run.config.applications),
         TentacleInstanceName=run.name,
         TentacleVersion=__version__,
-        TentacleExecutablePath=run.executable,
+        TentacleExecutablePath=executable or run.executable,
         TentacleJournal=str(run.config.home / "DeploymentJournal.json"),
     )
     return environment
@@ -87,7 +90,8 @@ def script_manager(run: AgentRun, metrics: AgentMetrics | None = None) -> Script
     """The script service's manager, scripts run as the instance's policy says (ConfigError
     when it cannot be followed: see agent.scripts.users.policy)."""
     config = run.config
-    policy = users.policy(config.home, config.script_users, config.script_uid_range, run.name)
+    policy = users.policy(config.home, config.script_users, config.script_uid_range, run.name,
+                          executable=run.executable)  # fmt: skip
     if policy.refuse_groups is not None:
         log.warning("scripts run as the agent's own user, and calls that name an isolation "
                     "group are refused: %s", policy.refuse_groups)  # fmt: skip
@@ -98,7 +102,7 @@ def script_manager(run: AgentRun, metrics: AgentMetrics | None = None) -> Script
     return ScriptManager(
         ScriptSettings(
             work=work,
-            environment=script_environment(run, policy.users is not None),
+            environment=script_environment(run, policy.users is not None, policy.executable),
             max_running=config.max_running_scripts or None,
             retention=config.workspace_retention,
             sweep_interval=config.workspace_sweep_interval,

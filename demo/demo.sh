@@ -4,6 +4,9 @@
 set -euo pipefail
 
 workdir=$(mktemp -d "${TMPDIR:-/tmp}/tentacle-demo.XXXXXX")
+# mktemp's folder is 0700: run as root, the agent runs scripts as unprivileged uids,
+# which must pass through it to reach their workspaces (it refuses to start otherwise)
+chmod 711 "$workdir"
 pids=()  # every background process started below, stopped on any exit
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done

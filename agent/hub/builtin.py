@@ -221,7 +221,9 @@ class BuiltinWorker:
         searchable for them; without the privilege, groups are refused (warned here)."""
         off = "`tentacle hub configure --builtin-worker-script-users false`"
         self.hub_home.chmod(SEARCHABLE_MODE)
-        self.policy = users.policy(self.folder, True, self.uid_range, NAME, off)
+        self.policy = users.policy(self.folder, True, self.uid_range, NAME, off, self.executable)
+        if self.policy.executable is not None:
+            self.executable = self.policy.executable
         if self.policy.users is None:
             self.hub_home.chmod(PRIVATE_MODE)
             log.warning("the built-in worker runs steps as the hub's own user, and steps of an "

@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import pwd
 import stat
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,9 @@ from pathlib import Path
 from agent.atomicfile import write_atomic
 from agent.errors import CallError, ConfigError
 from agent.protocol.messages import BAD_PARAMS, REFUSED
+from agent.scripts import reach
+
+log = logging.getLogger(__name__)
 
 DEFAULT_GROUP = "default"
 DEFAULT_UID_RANGE = (61184, 65519)  # systemd's DynamicUser range: no account uses it
@@ -222,6 +227,7 @@ class Policy:
 
     users: GroupUsers | None = None
     refuse_groups: str | None = None
+    executable: str | None = None  # the `tentacle` scripts call, when not the agent's own
 
     @property
     def isolation(self) -> str:
@@ -229,12 +235,19 @@ class Policy:
 
 
 def policy(
-    home: Path, enabled: bool, uid_range: tuple[int, int], instance: str, off: str = ""
+    home: Path,
+    enabled: bool,
+    uid_range: tuple[int, int],
+    instance: str,
+    off: str = "",
+    executable: str | None = None,
 ) -> Policy:
     """The policy for the instance at ``home`` (see Policy). With ``enabled`` and the
     privileges, the home is laid out for it (see ``open_home``); ConfigError when a
-    folder above the home would keep every script out of its workspace, or the
-    record of uids is damaged."""
+    folder above the home would keep every script out of its workspace, when the
+    scripts' uids could not run ``executable`` (the `tentacle` they call) nor the
+    system's Python of this version (see ``scripts_executable``), or the record of
+    uids is damaged."""
     off = off or f"`tentacle configure --instance {instance} --script-users off`"
     if not enabled:
         return Policy()
@@ -250,7 +263,30 @@ def policy(
     check_reachable(home, off)
     users = GroupUsers(home, uid_range)
     open_home(home)
-    return Policy(users=users)
+    launcher = None if executable is None else scripts_executable(home, executable, off)
+    return Policy(users=users, executable=launcher)
+
+
+def scripts_executable(home: Path, executable: str, off: str) -> str | None:
+    """None when the scripts' uids can run ``executable`` themselves; else the path of a
+    launcher of this installation through the system's Python (reach.system_launcher);
+    else ConfigError naming what is closed and the fixes."""
+    why = reach.unreachable(executable)
+    if why is None:
+        return None
+    launcher = reach.system_launcher(home)
+    if launcher is not None:
+        log.warning("scripts' uids cannot run %s (%s): they call this installation through "
+                    "the system's Python instead (%s)", executable, why, launcher)  # fmt: skip
+        return str(launcher)
+    raise ConfigError(
+        f"scripts run as their isolation groups' users could not run {executable} (the "
+        f"`tentacle` of every deployment step): {why}, and no system python"
+        f"{sys.version_info[0]}.{sys.version_info[1]} open to them can run this installation "
+        "instead; install tentacle where other users can run it (the Debian package, or a "
+        "venv of /usr/bin/python3 outside a private home), open the folder (chmod o+x), or "
+        f"accept one user for all scripts ({off})"
+    )
 
 
 def check_reachable(home: Path, off: str) -> None:
@@ -273,7 +309,7 @@ def open_home(home: Path) -> None:
     the identity, the state and anything an older version made readable."""
     home.chmod(SEARCHABLE_MODE)
     for entry in os.scandir(home):
-        if entry.name in ("Work", GROUPS_FOLDER) or entry.is_symlink():
+        if entry.name in ("Work", GROUPS_FOLDER, reach.LAUNCHER_NAME) or entry.is_symlink():
             continue
         info = entry.stat(follow_symlinks=False)
         if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) & 0o077:

@@ -29,7 +29,7 @@ from agent.protocol.calls import IncomingCall, Reply
 from agent.protocol.messages import BAD_PARAMS, REFUSED
 from agent.protocol.services import Download, DownloadRequest, Uploaded, UploadRequest
 from agent.scripts.paths import resolve_within
-from agent.scripts.users import GroupAccount, GroupUsers, check_group
+from agent.scripts.users import DEFAULT_GROUP, GroupAccount, GroupUsers, check_group
 from agent.services.fileio import (
     INSUFFICIENT_SPACE,
     NO_SPACE_ERRNOS,
@@ -102,7 +102,7 @@ class FileService:
         negative length, or a length that does not match what arrived).
         """
         request = UploadRequest.parse(call.params)
-        group = self._group(request.isolation_group)
+        group = self._group(request.isolation_group) or self._default_group(request.path)
         if group is None:
             target = resolve_within(request.path, self.home, self.roots)
         else:  # the group's own folder only: its scripts' TentacleHome (the package cache)
@@ -136,6 +136,15 @@ class FileService:
             raise CallError(REFUSED, f"IsolationGroup {group!r}: {self.refuse_groups}")
         return None if self.users is None else self.users.account(group)
 
+    def _default_group(self, path: str) -> GroupAccount | None:
+        """The default group's account for a relative path sent without a group while
+        scripts run as their groups' uids: such a path means what a script without a
+        group sees as ``$TentacleHome`` (its group folder), not the agent's home, which
+        no script may read. None otherwise (an absolute path keeps its meaning)."""
+        if self.users is None or os.path.isabs(path.replace("\\", "/")):
+            return None
+        return self.users.account(DEFAULT_GROUP)
+
     async def download(self, call: IncomingCall) -> Reply:
         """Param ``Path``. Returns ``{FullPath, Length}`` and the bytes on a stream.
 
@@ -143,7 +152,12 @@ class FileService:
         is outside the roots, is one of the instance's own files, or is not a
         regular file (a FIFO is refused at once, without waiting for a writer).
         """
-        target = resolve_within(DownloadRequest.parse(call.params).path, self.home, self.roots)
+        path = DownloadRequest.parse(call.params).path
+        group = self._default_group(path)
+        if group is None:
+            target = resolve_within(path, self.home, self.roots)
+        else:  # as upload's: the default group's folder, its scripts' TentacleHome
+            target = resolve_within(path, group.folder, ())
         self._refuse_private(target, "read")
         fd, size = await in_thread(open_regular, target)
         file = os.fdopen(fd, "rb", buffering=0)  # closed by the stream, or when dropped

@@ -7,10 +7,13 @@ import hashlib
 import http.client
 import os
 import re
+import shutil
 import signal
 import ssl
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,15 +21,30 @@ import pytest
 ROOT = Path(__file__).resolve().parents[3]
 
 
+@pytest.fixture
+def open_tmp() -> Iterator[Path]:
+    """The demo's TMPDIR: a folder others may search, as /tmp is on a person's machine
+    (pytest's are root's alone, and as root the demo's scripts run as other uids)."""
+    folder = Path(tempfile.mkdtemp(prefix="demo-", dir="/tmp"))
+    folder.chmod(0o711)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.mark.timeout(300)  # the demo's own bound (240 s) is the one that matters
-def test_the_demo_runs_to_the_end_with_both_workers_healthy(tmp_path: Path) -> None:
+def test_the_demo_runs_to_the_end_with_both_workers_healthy(tmp_path: Path, open_tmp: Path) -> None:
     """Run as ``DEMO_KEEP=1 make demo``: it stops at the web page's address, the page
-    is served there, and a Ctrl-C (SIGINT) lets it go on to stop everything cleanly."""
+    is served there, and a Ctrl-C (SIGINT) lets it go on to stop everything cleanly.
+    As root its scripts run as their isolation groups' uids (TENTACLE_ variables are
+    not passed: ScriptUsers is on)."""
+    errors = tmp_path / "demo.stderr"
+    tmp_path = open_tmp
     env = {key: value for key, value in os.environ.items() if not key.startswith("TENTACLE_")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["TMPDIR"] = str(tmp_path)
     env["DEMO_KEEP"] = "1"
-    errors = tmp_path.parent / f"{tmp_path.name}.stderr"
     with (
         errors.open("w") as stderr,
         subprocess.Popen(

@@ -210,6 +210,42 @@ async def test_a_groups_package_cache_is_its_own(isolated: AgentProcess, tmp_pat
     )
 
 
+@needs_root
+async def test_an_upload_without_a_group_lands_where_a_script_without_one_finds_it(
+    isolated: AgentProcess, tmp_path: Path
+) -> None:
+    """A relative path sent without a group is the default group's TentacleHome, as a
+    script of no group sees it (the demo's upload, then its deploy script)."""
+    package = tmp_path / "App.zip"
+    package.write_bytes(b"the package of no project")
+    async with isolated.client() as client:
+        sent = await client.upload(package, "Files/App.zip")
+        seen = await run(Scripts(client), 'cat "$TentacleHome/Files/App.zip"', None)
+        back = await client.download("Files/App.zip", tmp_path / "back.zip")
+    uid = own_uid(isolated, "default")
+    assert seen == (0, "the package of no project")
+    assert Path(sent["FullPath"]) == isolated.home / "Groups" / uid / "Files" / "App.zip"
+    assert Path(sent["FullPath"]).stat().st_uid == int(uid)
+    assert back["FullPath"] == sent["FullPath"]
+    assert (tmp_path / "back.zip").read_bytes() == b"the package of no project"
+
+
+@needs_root
+async def test_scripts_can_run_the_tentacle_they_are_given(isolated: AgentProcess) -> None:
+    """A group's uid runs ``$TentacleExecutablePath`` (each deployment step's `tentacle
+    calamari`), also when this installation's Python is under a folder only root may
+    enter (pyenv under /root): the agent then gives its scripts a launcher through the
+    system's Python of this version, and says so in its log."""
+    body = '"$TentacleExecutablePath" version; echo "exit $?"'
+    async with isolated.client() as client:
+        code, out = await run(Scripts(client), body, "Projects-1")
+    assert (code, out.splitlines()[0], out.splitlines()[-1]) == (
+        0,
+        f"Version: {agent_package.__version__}",
+        "exit 0",
+    ), out
+
+
 def own_uid(agent: AgentProcess, group: str) -> str:
     return str(json.loads((agent.home / "script-users.json").read_text())["Groups"][group])
 

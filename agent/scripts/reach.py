@@ -1,0 +1,141 @@
+"""Whether scripts run as other uids can run the `tentacle` they are given.
+
+Scripts run as their isolation group's uid (agent.scripts.users) call
+``$TentacleExecutablePath`` for every deployment step (``tentacle calamari ...``).
+That uid has no groups and owns nothing of the installation, so the executable,
+each link on the way to it, its interpreter (a ``#!`` line, followed again) and
+every folder above them must be open to *other* users. A Python installed under a
+private home (pyenv under /root, mode 0700) is not: the step then fails with
+"bad interpreter: Permission denied", far from the cause.
+
+At start the agent checks the chain (``unreachable``). When it is closed, the same
+installation is offered through the system's Python of the same version
+(``system_launcher``: a small script in the instance's home that runs this
+installation's packages with ``/usr/bin/python3.X``), if that Python and every
+folder of those packages are open to others; otherwise the agent refuses to
+start, naming the folder and the fixes (docs/decisions.md).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import stat
+import sys
+from pathlib import Path
+
+MAX_INTERPRETERS = 4  # #! lines followed before giving up (a loop, or an odd setup)
+LAUNCHER_NAME = "tentacle-for-scripts"  # in the instance's home, 0755, the agent's
+LAUNCHER_MODE = 0o755
+
+
+def unreachable(executable: str) -> str | None:
+    """Why a uid that is neither the owner nor in the group of any file cannot execute
+    ``executable`` (found on the PATH if bare), following links and ``#!``
+    interpreters; None when it can."""
+    path = shutil.which(executable) if os.sep not in executable else executable
+    if path is None:
+        return f"{executable!r} is not found on the PATH"
+    for _ in range(MAX_INTERPRETERS):
+        why = _closed_on_the_way(Path(path))
+        if why is not None:
+            return why
+        interpreter = _interpreter(Path(path))
+        if interpreter is None:
+            return None
+        path = interpreter
+    return None
+
+
+def _closed_on_the_way(path: Path) -> str | None:
+    """The first folder or file others may not pass or run, on ``path`` as written and
+    on the links it goes through (each link's folders are searched too)."""
+    seen: set[Path] = set()
+    for step in _link_chain(path):
+        for folder in [*reversed(step.parents)]:
+            if folder in seen:
+                continue
+            seen.add(folder)
+            why = _needs(folder, stat.S_IXOTH, "searchable")
+            if why is not None:
+                return why
+    final = path.resolve()
+    why = _needs(final, stat.S_IXOTH, "executable")
+    if why is None and _interpreter(final) is not None:
+        why = _needs(final, stat.S_IROTH, "readable")  # a #! script is read by its interpreter
+    return why
+
+
+def _link_chain(path: Path) -> list[Path]:
+    """``path`` and every link target it leads to, absolute (bounded)."""
+    chain = [Path(os.path.abspath(path))]
+    for _ in range(40):  # the kernel's own limit on links in a lookup
+        current = chain[-1]
+        if not current.is_symlink():
+            break
+        chain.append(Path(os.path.abspath(current.parent / os.readlink(current))))
+    return chain
+
+
+def _needs(path: Path, bit: int, what: str) -> str | None:
+    try:
+        mode = path.stat().st_mode
+    except OSError as error:
+        return f"{path} cannot be read ({error.strerror})"
+    if mode & bit:
+        return None
+    return f"{path} (mode {stat.S_IMODE(mode):04o}) is not {what} by other users"
+
+
+def _interpreter(path: Path) -> str | None:
+    """The program of a ``#!`` line, None for a binary (or anything unreadable)."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(256)
+    except OSError:
+        return None
+    if not head.startswith(b"#!"):
+        return None
+    words = head[2:].split(b"\n", 1)[0].split()
+    return os.fsdecode(words[0]) if words else None
+
+
+def system_launcher(home: Path) -> Path | None:
+    """A launcher of this installation through the system's Python of this version,
+    written to ``<home>/LAUNCHER_NAME``, when others can run that Python and read every
+    folder this process imports from outside its standard library; else None."""
+    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    python = shutil.which(version, path="/usr/local/bin:/usr/bin:/bin")
+    if python is None or unreachable(python) is not None:
+        return None
+    standard = {sys.base_prefix, sys.base_exec_prefix}
+    folders = [
+        entry
+        for entry in sys.path
+        if entry and Path(entry).is_dir() and not any(entry.startswith(s) for s in standard)
+    ]
+    if any(_closed_folder(Path(folder)) for folder in folders):
+        return None
+    launcher = home / LAUNCHER_NAME
+    text = (
+        "#!/bin/sh\n"
+        "# Written by the tentacle agent at each start: this installation's Python is not\n"
+        "# open to the scripts' uids, so they run it with the system's (agent/scripts/reach.py)\n"
+        f"PYTHONPATH={shlex.quote(os.pathsep.join(folders))}\n"
+        "export PYTHONPATH\n"
+        f'exec {shlex.quote(python)} -m agent "$@"\n'
+    )
+    temporary = launcher.with_name(LAUNCHER_NAME + ".new")
+    temporary.write_text(text)
+    temporary.chmod(LAUNCHER_MODE)
+    temporary.replace(launcher)
+    return launcher
+
+
+def _closed_folder(folder: Path) -> bool:
+    """Whether others cannot search ``folder`` or a folder above it, or list it."""
+    chain = [*reversed(folder.resolve().parents), folder.resolve()]
+    if any(_needs(f, stat.S_IXOTH, "searchable") for f in chain):
+        return True
+    return _needs(folder.resolve(), stat.S_IROTH, "readable") is not None
