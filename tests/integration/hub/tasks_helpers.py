@@ -24,11 +24,19 @@ async def add_worker(
     pool: str = "WorkerPools-1",
     port: int = 0,
     also_trusts: Identity | None = None,
+    script_uids: tuple[int, int] | None = None,
 ) -> AgentProcess:
     """A real agent (listening, on ``port`` if given, or polling the hub at
     ``polling_port``) trusting the hub, added to ``pool`` through the API and checked
-    until Healthy."""
-    agent = AgentProcess(TentacleCli(folder / name), caller=identity)
+    until Healthy. ``script_uids``: its scripts run as their groups' uids from that
+    range (root, and ``folder`` open to other users), not as the agent's user."""
+    cli = TentacleCli(folder / name)
+    if script_uids is not None:
+        cli.env["TENTACLE_SCRIPT_USERS"] = "on"
+        cli.env["TENTACLE_SCRIPT_UID_RANGE"] = f"{script_uids[0]}-{script_uids[1]}"
+    agent = AgentProcess(cli, caller=identity)
+    if script_uids is not None:
+        cli.config_home.chmod(0o711)  # the instance's home is below it
     if also_trusts is not None:  # another hub node
         config = agent.instance.config
         extra = TrustedPeer.from_certificate(also_trusts.certificate)
