@@ -252,11 +252,11 @@ class HubSettings:
     # The built-in worker's steps run as their isolation group's uid (agent.scripts.users)
     # when the hub may switch users and no BuiltinWorkerUser is set, as an agent's do.
     builtin_worker_script_users: bool = setting(
-        False, coerce_bool, key="BuiltinWorkerScriptUsers", shown_as="BuiltinWorkerScriptUsers",
+        True, coerce_bool, key="BuiltinWorkerScriptUsers", shown_as="BuiltinWorkerScriptUsers",
         env="TENTACLE_HUB_BUILTIN_WORKER_SCRIPT_USERS",
         flag=Flag("--builtin-worker-script-users", "bool"),
-        help="run the built-in worker's steps as their project's own uid (the hub runs as root"
-        " and its home is reachable by other users)",
+        help="run the built-in worker's steps as their project's own uid (default true; needs"
+        " root and a home other users can reach, else steps of a project are refused)",
     )  # fmt: skip
     builtin_worker_uid_range: tuple[int, int] = setting(
         (60928, 61183), coerce_uid_range, key="BuiltinWorkerUidRange",

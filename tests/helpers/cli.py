@@ -21,6 +21,11 @@ class Result:
         return json.loads(self.out)
 
 
+# Hubs of the tests: the built-in worker's steps as the hub's user (pytest's folders are
+# root's alone); tests/integration/hub/test_builtin_script_users.py turns it on
+HUB_TEST_ENV = {"TENTACLE_HUB_BUILTIN_WORKER_SCRIPT_USERS": "off"}
+
+
 class TentacleCli:
     """`tentacle` with TENTACLE_CONFIG_HOME pointing into a test's folder."""
 
@@ -35,6 +40,7 @@ class TentacleCli:
         # uid could not reach a workspace there. Tests of that set it on, in a folder
         # others may search (tests/integration/scripts/test_script_users.py).
         self.env["TENTACLE_SCRIPT_USERS"] = "off"
+        self.env.update(HUB_TEST_ENV)  # and the hub's built-in worker's steps likewise
 
     def run(self, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Result:
         completed = subprocess.run(

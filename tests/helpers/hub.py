@@ -137,6 +137,7 @@ async def running_hub(
     """A hub created in ``folder`` and serving on a free loopback port, with an admin key
     (and its built-in worker unless ``builtin_worker`` is false); ``settings``: more of
     hub.yaml's (``ssh_worker_root="steps"``)."""
+    settings.setdefault("builtin_worker_script_users", False)  # as TentacleCli's hubs
     home = create_home(folder / "hub", database).with_settings(
         builtin_worker=builtin_worker, **settings
     )

@@ -35,7 +35,7 @@ from agent.hub.builtin import FOLDER, BuiltinWorker, _copy_in, _copy_out
 from agent.hub.home import HomeInUse, create_home, load_home
 from agent.hub.server import HubServer
 from agent.scripts.runner import process_start_time
-from tests.helpers.cli import TentacleCli
+from tests.helpers.cli import HUB_TEST_ENV, TentacleCli
 from tests.helpers.eventually import eventually
 from tests.helpers.hub import HubApi, RunningHub, pinned, running_hub
 from tests.integration.hub.tasks_helpers import finished, submit
@@ -550,7 +550,7 @@ async def test_the_builtin_worker_is_on_by_default_and_turned_off_by_flag_settin
     logged = await _serve_briefly(tentacle, home, "--no-builtin-worker")
     assert "the built-in worker is off" in logged
     assert not (home / FOLDER).exists()
-    server = HubServer(load_home(home), __version__)
+    server = HubServer(load_home(home, HUB_TEST_ENV), __version__)
     await server.start("127.0.0.1:0", polling_port=0)
     try:
         assert isinstance(server.builtin, BuiltinWorker)
@@ -564,7 +564,7 @@ async def test_the_builtin_worker_is_on_by_default_and_turned_off_by_flag_settin
     changed = tentacle.ok("hub", "configure", "--home", str(home), "--builtin-worker", "false")
     assert "BuiltinWorker: True -> False" in changed.out
     assert "BuiltinWorker: false\n" in (home / "hub.yaml").read_text()
-    server = HubServer(load_home(home), __version__)
+    server = HubServer(load_home(home, HUB_TEST_ENV), __version__)
     await server.start("127.0.0.1:0", polling_port=0)
     try:
         assert (await _root(server))["BuiltinWorkerEnabled"] is False

@@ -20,7 +20,7 @@ from agent.hub.keys import Permission
 from agent.hub.server import HubServer
 from tests.helpers.agent import AgentProcess
 from tests.helpers.ca import ThrowawayCa
-from tests.helpers.cli import TentacleCli
+from tests.helpers.cli import HUB_TEST_ENV, TentacleCli
 from tests.helpers.hub import new_key
 
 
@@ -38,7 +38,7 @@ def home(tentacle: TentacleCli, tmp_path: Path) -> Path:
 @asynccontextmanager
 async def served(home: Path) -> AsyncIterator[HubServer]:
     """The hub in ``home`` as hub.yaml says, serving on a free loopback port."""
-    server = HubServer(load_home(home), __version__)
+    server = HubServer(load_home(home, HUB_TEST_ENV), __version__)
     await server.start("127.0.0.1:0", polling_port=0)
     try:
         yield server

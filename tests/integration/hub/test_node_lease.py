@@ -83,7 +83,9 @@ async def test_a_second_serve_on_the_same_home_is_refused_while_the_first_task_r
 
 def _second_home(folder: Path, first: HubHome) -> HubHome:
     """Another home on the first one's database (as a second machine would be)."""
-    return create_home(folder / "second", first.settings.database)
+    return create_home(folder / "second", first.settings.database).with_settings(
+        builtin_worker_script_users=False
+    )
 
 
 async def test_a_second_process_with_the_same_node_name_on_one_postgresql_is_refused(
@@ -340,7 +342,7 @@ async def test_a_node_frozen_past_its_lease_does_not_write_over_the_end_the_next
     env = {**tentacle.env, "TENTACLE_HUB_NODE_LEASE_SECONDS": "2"}
     h1_home = load_home(h1_path, env)
     h2_home = create_home(tmp_path / "h2", h1_home.settings.database).with_settings(
-        node_lease_seconds=2
+        node_lease_seconds=2, builtin_worker_script_users=False
     )
     async with _black_hole() as port, _serving(h1_path, env) as (h1, api):
         task = await _a_silent_workers_check(api, port)
@@ -387,7 +389,7 @@ async def test_a_live_node_fails_the_tasks_of_a_dead_node_of_another_name(
     env = {**tentacle.env, "TENTACLE_HUB_NODE_LEASE_SECONDS": "2"}
     a_home = load_home(a_path, env)
     b_home = create_home(tmp_path / "b", a_home.settings.database).with_settings(
-        node_name="b", node_lease_seconds=2
+        node_name="b", node_lease_seconds=2, builtin_worker_script_users=False
     )
     async with _black_hole() as port, _serving(a_path, env, "--node-name", "a") as (process, api):
         task = await _a_silent_workers_check(api, port)

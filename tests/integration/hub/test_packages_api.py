@@ -21,7 +21,7 @@ from agent.hub.home import load_home
 from agent.hub.keys import Permission
 from agent.hub.packages import Repository
 from agent.hub.server import HubServer
-from tests.helpers.cli import TentacleCli
+from tests.helpers.cli import HUB_TEST_ENV, TentacleCli
 from tests.helpers.hub import HubApi, RunningHub, new_key, pinned
 
 
@@ -193,7 +193,7 @@ async def test_the_limit_is_the_hubs_max_package_bytes_setting(tmp_path: Path) -
     tentacle.ok("hub", "create", "--home", str(home))
     tentacle.ok("hub", "configure", "--home", str(home), "--max-package-bytes", "5000")
     assert "MaxPackageBytes: 5000" in (home / "hub.yaml").read_text()
-    server = HubServer(load_home(home), __version__)
+    server = HubServer(load_home(home, HUB_TEST_ENV), __version__)
     url = await server.start("127.0.0.1:0", polling_port=0)
     try:
         assert server.repository is not None
