@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from harness import UNISOLATED
 
 from agent.certs import generate_identity, save_identity
 from agent.client.hub_api import HubApi
@@ -93,7 +94,8 @@ def agents(work: Path) -> list[dict[str, Any]]:
 
 @contextlib.contextmanager
 def hub_process(home: Path, log: Path) -> Iterator[tuple[subprocess.Popen[str], str, int]]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # its temporary folder is 0700: the built-in worker's steps as the hub's user
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **UNISOLATED}
     # P8_PROFILE=FILE: the hub runs under cProfile during the round (bench/profiled.py)
     profile = os.environ.get("P8_PROFILE")
     command = [

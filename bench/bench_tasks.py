@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from harness import disk_folder, memory_folder
+from harness import UNISOLATED, disk_folder, memory_folder
 
 from agent import __version__
 from agent.certs import Identity, generate_identity, save_identity
@@ -119,7 +119,8 @@ def _ready_line(process: subprocess.Popen[str], ready: str, what: str) -> str:
 
 @contextlib.contextmanager
 def hub_process(home: Path, log: Path) -> Iterator[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TENTACLE_HUB_TASK_CAP": str(TASK_CAP)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TENTACLE_HUB_TASK_CAP": str(TASK_CAP),
+           **UNISOLATED}  # fmt: skip
     # P9_PROFILE=FILE: the hub runs under cProfile during P9's and P10's hub parts
     # (bench/profiled.py), its statistics written to FILE
     program = [str(HERE / "profiled.py"), PROFILE] if PROFILE else ["-m", "agent"]
@@ -143,7 +144,12 @@ def agent_processes(work: Path, hub: Identity) -> Iterator[list[Agent]]:
     """AGENTS listening agents trusting the hub, each an instance of one config home."""
     config = work / "config"
     index = InstanceIndex(config / "instances")
-    env = {**os.environ, "TENTACLE_CONFIG_HOME": str(config), "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "TENTACLE_CONFIG_HOME": str(config),
+        "PYTHONPATH": str(ROOT),
+        **UNISOLATED,
+    }  # fmt: skip (its temporary folder is 0700: scripts as this user)
     started: list[Agent] = []
     try:
         for number in range(AGENTS):
