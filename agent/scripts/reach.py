@@ -34,18 +34,26 @@ def unreachable(executable: str) -> str | None:
     """Why a uid that is neither the owner nor in the group of any file cannot execute
     ``executable`` (found on the PATH if bare), following links and ``#!``
     interpreters; None when it can."""
-    path = shutil.which(executable) if os.sep not in executable else executable
-    if path is None:
-        return f"{executable!r} is not found on the PATH"
+    program = executable
     for _ in range(MAX_INTERPRETERS):
+        path = shutil.which(program) if os.sep not in program else program
+        if path is None:
+            return f"{program!r} is not found on the PATH"
         why = _closed_on_the_way(Path(path))
         if why is not None:
             return why
         interpreter = _interpreter(Path(path))
         if interpreter is None:
             return None
-        path = interpreter
+        program = interpreter
     return None
+
+
+def _program_of(words: list[str]) -> str | None:
+    """The program a ``#!`` line runs: ``/usr/bin/env python3``'s is the PATH's python3."""
+    if len(words) > 1 and os.path.basename(words[0]) == "env" and not words[1].startswith("-"):
+        return words[1]  # found on the PATH by the caller, as env does
+    return words[0] if words else None
 
 
 def _closed_on_the_way(path: Path) -> str | None:
@@ -98,7 +106,7 @@ def _interpreter(path: Path) -> str | None:
     if not head.startswith(b"#!"):
         return None
     words = head[2:].split(b"\n", 1)[0].split()
-    return os.fsdecode(words[0]) if words else None
+    return _program_of([os.fsdecode(word) for word in words])
 
 
 def system_launcher(home: Path) -> Path | None:

@@ -82,3 +82,19 @@ def test_the_systems_python_launcher_runs_this_installation(tmp_path: Path) -> N
     assert launcher.stat().st_mode & 0o777 == 0o755
     assert f"exec {system} -m agent" in text
     assert str(Path(reach.__file__).parents[2]) in text  # where `agent` is imported from
+
+
+def test_an_env_line_is_followed_to_the_paths_program(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    private = tmp_path / "home" / "bin"
+    _program(private / "mypython", "\x7fELF binary")
+    (tmp_path / "home").chmod(0o700)
+    script = _program(tmp_path / "tentacle", "#!/usr/bin/env mypython\nimport agent\n")
+    monkeypatch.setenv("PATH", f"{private}:/usr/bin:/bin")
+
+    assert reach.unreachable(str(script)) == (
+        f"{tmp_path / 'home'} (mode 0700) is not searchable by other users"
+    )
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert reach.unreachable(str(script)) == "'mypython' is not found on the PATH"
