@@ -14,7 +14,7 @@ from agent.scripts import reach
 
 
 @pytest.fixture
-def tmp_path() -> Iterator[Path]:
+def open_dir() -> Iterator[Path]:
     """A folder others may search, as every folder above it (pytest's are root's alone)."""
     folder = Path(tempfile.mkdtemp(prefix="reach-", dir="/tmp"))
     folder.chmod(0o711)
@@ -31,26 +31,26 @@ def _program(path: Path, text: str, mode: int = 0o755) -> Path:
     return path
 
 
-def test_an_interpreter_behind_a_link_into_a_private_folder_is_named(tmp_path: Path) -> None:
-    private = tmp_path / "root" / ".pyenv" / "bin"
+def test_an_interpreter_behind_a_link_into_a_private_folder_is_named(open_dir: Path) -> None:
+    private = open_dir / "root" / ".pyenv" / "bin"
     python = _program(private / "python3.11", "\x7fELF binary")
-    venv = tmp_path / "opt" / "venv" / "bin"
+    venv = open_dir / "opt" / "venv" / "bin"
     venv.mkdir(parents=True)
     (venv / "python").symlink_to(python)
     tentacle = _program(venv / "tentacle", f"#!{venv / 'python'}\nimport agent\n")
-    (tmp_path / "root").chmod(0o700)  # pyenv's home: root's alone
+    (open_dir / "root").chmod(0o700)  # pyenv's home: root's alone
 
     assert reach.unreachable(str(tentacle)) == (
-        f"{tmp_path / 'root'} (mode 0700) is not searchable by other users"
+        f"{open_dir / 'root'} (mode 0700) is not searchable by other users"
     )
-    (tmp_path / "root").chmod(0o711)
+    (open_dir / "root").chmod(0o711)
     assert reach.unreachable(str(tentacle)) is None
 
 
 def test_a_script_others_cannot_read_or_a_file_they_cannot_execute_is_named(
-    tmp_path: Path,
+    open_dir: Path,
 ) -> None:
-    folder = tmp_path / "bin"
+    folder = open_dir / "bin"
     folder.mkdir(mode=0o755)
     script = _program(folder / "tentacle", "#!/bin/sh\necho hi\n", 0o711)
     binary = _program(folder / "program", "\x7fELF", 0o750)
@@ -64,10 +64,10 @@ def test_a_script_others_cannot_read_or_a_file_they_cannot_execute_is_named(
     )
 
 
-def test_the_systems_python_launcher_runs_this_installation(tmp_path: Path) -> None:
+def test_the_systems_python_launcher_runs_this_installation(open_dir: Path) -> None:
     """Where /usr/bin has this Python's version open to others, the launcher names it
     and every folder this process imports from (written 0755 in the home)."""
-    home = tmp_path / "home"
+    home = open_dir / "home"
     home.mkdir()
     version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
     system = shutil.which(version, path="/usr/local/bin:/usr/bin:/bin")
@@ -85,16 +85,16 @@ def test_the_systems_python_launcher_runs_this_installation(tmp_path: Path) -> N
 
 
 def test_an_env_line_is_followed_to_the_paths_program(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    open_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    private = tmp_path / "home" / "bin"
+    private = open_dir / "home" / "bin"
     _program(private / "mypython", "\x7fELF binary")
-    (tmp_path / "home").chmod(0o700)
-    script = _program(tmp_path / "tentacle", "#!/usr/bin/env mypython\nimport agent\n")
+    (open_dir / "home").chmod(0o700)
+    script = _program(open_dir / "tentacle", "#!/usr/bin/env mypython\nimport agent\n")
     monkeypatch.setenv("PATH", f"{private}:/usr/bin:/bin")
 
     assert reach.unreachable(str(script)) == (
-        f"{tmp_path / 'home'} (mode 0700) is not searchable by other users"
+        f"{open_dir / 'home'} (mode 0700) is not searchable by other users"
     )
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     assert reach.unreachable(str(script)) == "'mypython' is not found on the PATH"
