@@ -11,23 +11,27 @@ private home (pyenv under /root, mode 0700) is not: the step then fails with
 At start the agent checks the chain (``unreachable``). When it is closed, the same
 installation is offered through the system's Python of the same version
 (``system_launcher``: a small script in the instance's home that runs this
-installation's packages with ``/usr/bin/python3.X``), if that Python and every
-folder of those packages are open to others; otherwise the agent refuses to
-start, naming the folder and the fixes (docs/decisions.md).
+installation's packages with ``/usr/bin/python3.X``), if that Python is open to
+others and the launcher, tried as ``nobody``, works; otherwise the agent refuses
+to start, naming the folder and the fixes (docs/decisions.md).
 """
 
 from __future__ import annotations
 
 import os
+import pwd
 import shlex
 import shutil
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
 MAX_INTERPRETERS = 4  # #! lines followed before giving up (a loop, or an odd setup)
 LAUNCHER_NAME = "tentacle-for-scripts"  # in the instance's home, 0755, the agent's
 LAUNCHER_MODE = 0o755
+NOBODY = 65534  # the launcher is tried as the account that owns no file
+TRY_TIMEOUT = 60.0
 
 
 def unreachable(executable: str) -> str | None:
@@ -109,22 +113,27 @@ def _interpreter(path: Path) -> str | None:
     return _program_of([os.fsdecode(word) for word in words])
 
 
-def system_launcher(home: Path) -> Path | None:
+def system_launcher(home: Path) -> tuple[Path | None, str]:
     """A launcher of this installation through the system's Python of this version,
-    written to ``<home>/LAUNCHER_NAME``, when others can run that Python and read every
-    folder this process imports from outside its standard library; else None."""
+    written to ``<home>/LAUNCHER_NAME`` and tried as ``nobody`` (``tentacle version``),
+    with the folders this process imports from outside its standard library that
+    others may read; (None, why) when there is no such Python or the try failed."""
     version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
     python = shutil.which(version, path="/usr/local/bin:/usr/bin:/bin")
-    if python is None or unreachable(python) is not None:
-        return None
-    standard = {sys.base_prefix, sys.base_exec_prefix}
+    if python is None:
+        return None, f"there is no system {version}"
+    why = unreachable(python)
+    if why is not None:
+        return None, f"the system's {version} is closed too ({why})"
+    standard = (sys.base_prefix, sys.base_exec_prefix)
     folders = [
         entry
         for entry in sys.path
-        if entry and Path(entry).is_dir() and not any(entry.startswith(s) for s in standard)
+        if entry
+        and Path(entry).is_dir()
+        and not entry.startswith(standard)
+        and not _closed_folder(Path(entry))  # what is needed from it the try tells
     ]
-    if any(_closed_folder(Path(folder)) for folder in folders):
-        return None
     launcher = home / LAUNCHER_NAME
     text = (
         "#!/bin/sh\n"
@@ -138,7 +147,31 @@ def system_launcher(home: Path) -> Path | None:
     temporary.write_text(text)
     temporary.chmod(LAUNCHER_MODE)
     temporary.replace(launcher)
-    return launcher
+    failed = _try_as_nobody(launcher)
+    if failed is not None:
+        return None, f"this installation does not run with the system's {version}: {failed}"
+    return launcher, ""
+
+
+def _try_as_nobody(launcher: Path) -> str | None:
+    """Why ``launcher version`` fails as uid NOBODY, no groups (None when it works, or
+    when the machine has no such account: the first deployment step will tell)."""
+    try:
+        pwd.getpwuid(NOBODY)
+    except KeyError:
+        return None
+    try:
+        done = subprocess.run(
+            [str(launcher), "version"], user=NOBODY, group=NOBODY, extra_groups=[],
+            env={"PATH": "/usr/local/bin:/usr/bin:/bin"}, cwd="/", capture_output=True,
+            timeout=TRY_TIMEOUT, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError) as error:
+        return str(error)
+    if done.returncode == 0:
+        return None
+    said = (done.stderr or done.stdout).decode(errors="replace").strip().splitlines()
+    return f"`{launcher} version` exited {done.returncode}: {said[-1] if said else ''}"
 
 
 def _closed_folder(folder: Path) -> bool:

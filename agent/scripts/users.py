@@ -29,7 +29,6 @@ import logging
 import os
 import pwd
 import stat
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -274,16 +273,15 @@ def scripts_executable(home: Path, executable: str, off: str) -> str | None:
     why = reach.unreachable(executable)
     if why is None:
         return None
-    launcher = reach.system_launcher(home)
+    launcher, fallback = reach.system_launcher(home)
     if launcher is not None:
         log.warning("scripts' uids cannot run %s (%s): they call this installation through "
                     "the system's Python instead (%s)", executable, why, launcher)  # fmt: skip
         return str(launcher)
     raise ConfigError(
         f"scripts run as their isolation groups' users could not run {executable} (the "
-        f"`tentacle` of every deployment step): {why}, and no system python"
-        f"{sys.version_info[0]}.{sys.version_info[1]} open to them can run this installation "
-        "instead; install tentacle where other users can run it (the Debian package, or a "
+        f"`tentacle` of every deployment step): {why}, and {fallback}; install tentacle "
+        "where other users can run it (the Debian package, or a "
         "venv of /usr/bin/python3 outside a private home), open the folder (chmod o+x), or "
         f"accept one user for all scripts ({off})"
     )

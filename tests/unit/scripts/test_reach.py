@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -64,24 +66,27 @@ def test_a_script_others_cannot_read_or_a_file_they_cannot_execute_is_named(
     )
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="the launcher is tried as nobody: root only")
 def test_the_systems_python_launcher_runs_this_installation(open_dir: Path) -> None:
-    """Where /usr/bin has this Python's version open to others, the launcher names it
-    and every folder this process imports from (written 0755 in the home)."""
+    """Where the system has this Python's version open to others, the launcher names it
+    and the folder this process imports ``agent`` from (0755 in the home), and works
+    as ``nobody`` (tried before it is given)."""
     home = open_dir / "home"
     home.mkdir()
     version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
     system = shutil.which(version, path="/usr/local/bin:/usr/bin:/bin")
-    launcher = reach.system_launcher(home)
+    launcher, why = reach.system_launcher(home)
     if system is None:
-        assert launcher is None
+        assert (launcher, why) == (None, f"there is no system {version}")
         return
-    if launcher is None:  # this installation's packages are closed to others: fine
-        return
-    text = launcher.read_text()
-    assert launcher == home / reach.LAUNCHER_NAME
+    assert launcher == home / reach.LAUNCHER_NAME, why
     assert launcher.stat().st_mode & 0o777 == 0o755
+    text = launcher.read_text()
     assert f"exec {system} -m agent" in text
     assert str(Path(reach.__file__).parents[2]) in text  # where `agent` is imported from
+    ran = subprocess.run([str(launcher), "version"], user=reach.NOBODY, capture_output=True,
+                         text=True, check=False)  # fmt: skip
+    assert ran.stdout.startswith("Version: "), ran
 
 
 def test_an_env_line_is_followed_to_the_paths_program(
