@@ -99,8 +99,9 @@ call upload "$workdir/Acme.Web.1.0.0.zip" Files/Acme.Web.1.0.0.zip
 call upload "$workdir/variables.json" Files/variables.json
 cat > "$workdir/deploy.sh" <<'SCRIPT'
 set -e
-# the agent tells its scripts where its home and its applications folder are
-tentacle calamari deploy-package --package "$TentacleHome/Files/Acme.Web.1.0.0.zip" \
+# the agent tells its scripts where its home and its applications folder are, and
+# which tentacle to call (as root, scripts run as uids that may not reach the PATH's)
+"$TentacleExecutablePath" calamari deploy-package --package "$TentacleHome/Files/Acme.Web.1.0.0.zip" \
     --variables "$TentacleHome/Files/variables.json"
 cat "$TentacleApplications"/Acme.Web/1.0.0/config/app.conf "$TentacleApplications"/Acme.Web/1.0.0/config/appsettings.json
 SCRIPT
