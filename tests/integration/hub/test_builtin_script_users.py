@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from agent import __version__
 from agent.client import RemoteError
 from agent.hub.builtin import BuiltinWorker
 from agent.hub.home import create_home
+from agent.hub.server import HubServer
 from tests.integration.hub.test_builtin_worker import run
 
 ROOT = os.geteuid() == 0
@@ -117,3 +119,25 @@ async def test_a_builtin_worker_whose_home_others_cannot_reach_refuses_to_start(
         async with isolating(hub.path, uid_range):
             pass
     assert "--builtin-worker-script-users false" in str(refused.value)
+
+
+@needs_root
+async def test_a_hub_runs_its_builtin_steps_as_their_projects_uid_by_default(
+    reachable: Path, uid_range: tuple[int, int]
+) -> None:
+    """No setting: BuiltinWorkerScriptUsers is on (the agents' rule), and the steps can run
+    the `tentacle` they are given (each deployment step's executor)."""
+    home = create_home(reachable / "hub").with_settings(builtin_worker_uid_range=uid_range)
+    assert "BuiltinWorkerScriptUsers: true" in home.settings_path.read_text()  # a new hub's
+    server = HubServer(home, __version__)
+    await server.start("127.0.0.1:0", polling_port=0)
+    try:
+        assert isinstance(server.builtin, BuiltinWorker)
+        assert (await server.builtin.capabilities())["ScriptIsolation"] == "users"
+        body = 'id -u; "$TentacleExecutablePath" version | head -1'
+        _o, out = await run(server.builtin, body, isolation_group="Projects-1")
+    finally:
+        await server.stop()
+    uid, version = out.of("stdout")
+    assert uid_range[0] <= int(uid) <= uid_range[1]
+    assert version == f"Version: {__version__}"
