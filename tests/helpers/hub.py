@@ -132,18 +132,19 @@ async def running_hub(
     database: str | None = None,
     *,
     builtin_worker: bool = True,
+    metrics_at: tuple[str, int] | None = None,
     **settings: Any,
 ) -> AsyncIterator[RunningHub]:
     """A hub created in ``folder`` and serving on a free loopback port, with an admin key
-    (and its built-in worker unless ``builtin_worker`` is false); ``settings``: more of
-    hub.yaml's (``ssh_worker_root="steps"``)."""
+    (and its built-in worker unless ``builtin_worker`` is false; its metrics where
+    ``metrics_at`` says); ``settings``: more of hub.yaml's (``ssh_worker_root="steps"``)."""
     settings.setdefault("builtin_worker_script_users", False)  # as TentacleCli's hubs
     home = create_home(folder / "hub", database).with_settings(
         builtin_worker=builtin_worker, **settings
     )
     if database is None:  # the home's own SQLite file, made by create_home
         copy_migrated_sqlite(home.path / DATABASE_FILE)
-    server = HubServer(home, __version__)
+    server = HubServer(home, __version__, metrics_at=metrics_at)
     url = await server.start("127.0.0.1:0", polling_port=0)
     try:
         admin = await new_key(home, "admin", Permission.CONFIGURE_SERVER)

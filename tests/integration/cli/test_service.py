@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import secrets
 import shutil
 import stat
 import subprocess
@@ -16,6 +15,7 @@ import pytest
 
 from agent.cli.units import hub_unit_text
 from agent.scripts.runner import installed_executable
+from tests.helpers import users
 from tests.helpers.cli import Result, TentacleCli
 
 ROOT = os.geteuid() == 0
@@ -80,12 +80,8 @@ def throwaway_user() -> Iterator[pwd.struct_passwd]:
     as it here: the unit is only written and verified)."""
     if not ROOT:
         pytest.skip("creating a user needs root")
-    name = f"ts{secrets.token_hex(4)}"
-    subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", name], check=True)
-    try:
-        yield pwd.getpwnam(name)
-    finally:
-        subprocess.run(["userdel", "--remove", name], check=False, capture_output=True)
+    with users.throwaway_user("ts") as user:
+        yield user
 
 
 def verify(unit: Path) -> None:

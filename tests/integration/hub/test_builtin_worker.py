@@ -35,6 +35,7 @@ from agent.hub.builtin import FOLDER, BuiltinWorker, _copy_in, _copy_out
 from agent.hub.home import HomeInUse, create_home, load_home
 from agent.hub.server import HubServer
 from agent.scripts.runner import process_start_time
+from tests.helpers import users
 from tests.helpers.cli import HUB_TEST_ENV, TentacleCli
 from tests.helpers.eventually import eventually
 from tests.helpers.hub import HubApi, RunningHub, pinned, running_hub
@@ -352,15 +353,8 @@ def throwaway_user() -> Iterator[pwd.struct_passwd]:
     """An unprivileged user with a home of its own, removed afterwards."""
     if not ROOT:
         pytest.skip("creating a user needs root")
-    name = f"tt{secrets.token_hex(4)}"
-    subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", name], check=True)
-    try:
-        yield pwd.getpwnam(name)
-    finally:
-        # what its steps left running (a script polling for a file the test's cleanup
-        # removed polls on forever), else userdel refuses and both outlive the test
-        subprocess.run(["pkill", "-KILL", "-u", name], check=False)
-        subprocess.run(["userdel", "--remove", name], check=False, capture_output=True)
+    with users.throwaway_user("tt") as user:
+        yield user
 
 
 @pytest.fixture

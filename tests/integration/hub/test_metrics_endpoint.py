@@ -8,8 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import aiohttp
@@ -17,30 +16,23 @@ import pytest
 
 from agent import __version__
 from agent.hub.home import create_home
-from agent.hub.keys import Permission
 from agent.hub.server import HubServer
 from agent.observability.endpoint import EndpointError
 from tests.helpers.cli import TentacleCli
 from tests.helpers.eventually import eventually
-from tests.helpers.hub import HubApi, RunningHub, new_key, pinned
+from tests.helpers.hub import RunningHub, running_hub
 from tests.helpers.postgres import PostgresServer, fresh_database
 from tests.helpers.scrape import METRICS_LINE, get, scrape, value
 from tests.integration.hub.tasks_helpers import add_worker, finished
 
 
-@asynccontextmanager
-async def observed_hub(folder: Path, database: str | None = None) -> AsyncIterator[RunningHub]:
+def observed_hub(
+    folder: Path, database: str | None = None
+) -> AbstractAsyncContextManager[RunningHub]:
     """A hub (no built-in worker) serving its metrics on a free loopback port."""
-    home = create_home(folder / "hub", database).with_settings(builtin_worker=False, task_cap=3)
-    server = HubServer(home, __version__, metrics_at=("127.0.0.1", 0))
-    url = await server.start("127.0.0.1:0", polling_port=0)
-    try:
-        admin = await new_key(home, "admin", Permission.CONFIGURE_SERVER)
-        connector = aiohttp.TCPConnector(ssl=pinned(home))
-        async with aiohttp.ClientSession(connector=connector) as session:
-            yield RunningHub(home, server, HubApi(url, session, admin))
-    finally:
-        await server.stop()
+    return running_hub(
+        folder, database, builtin_worker=False, task_cap=3, metrics_at=("127.0.0.1", 0)
+    )
 
 
 def metrics_of(hub: RunningHub) -> str:
