@@ -29,13 +29,16 @@ ALLOWED: dict[str, set[str]] = {
     # observability: the metric objects and their endpoint, handed to what they count
     "observability": {"errors", "protocol"},
     "drain": {"errors", "atomicfile"},  # the drain request file (tentacle drain)
+    # the executor as one zipapp: for SSH targets, and scripts' uids shut out of the install
+    "executor_bundle": set(),
     "transport": {"errors", "protocol", "certs", "observability"},
-    "scripts": {"errors", "atomicfile", "protocol", "observability"},
+    "scripts": {"errors", "atomicfile", "protocol", "observability", "executor_bundle"},
     "services": {"errors", "atomicfile", "filechunks", "protocol", "scripts", "certs",
                  "observability"},
     "daemon": {"errors", "atomicfile", "protocol", "certs", "config", "transport", "scripts",
                "services", "observability", "drain"},
-    "client": {"errors", "atomicfile", "filechunks", "protocol", "certs", "transport"},
+    "client": {"errors", "atomicfile", "filechunks", "protocol", "certs", "transport",
+               "executor_bundle"},
     "calamari": set(),
     # calamari: the hub masks and reads service messages as the executor does, and
     # reads package names as it does

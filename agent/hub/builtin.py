@@ -184,7 +184,8 @@ class BuiltinWorker:
         try:
             self._lay_out()
             if self.user is None and self.script_users:
-                self._isolate()
+                # its launcher is tried as nobody, a process or two: not on the loop
+                await asyncio.to_thread(self._isolate)
             self._environment = step_environment(
                 self._base_environment, self.folder, self.version, self.executable, entry
             )

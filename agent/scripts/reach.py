@@ -12,20 +12,25 @@ At start the agent checks the chain (``unreachable``). When it is closed, the sa
 installation is offered through the system's Python of the same version
 (``system_launcher``: a small script in the instance's home that runs this
 installation's packages with ``/usr/bin/python3.X``), if that Python is open to
-others and the launcher, tried as ``nobody``, works; otherwise the agent refuses
-to start, naming the folder and the fixes (docs/decisions.md).
+others and the launcher, tried as ``nobody``, works; when the installation's own
+folders are closed too, the executor alone (its zipapp, as SSH targets run it);
+otherwise the agent refuses to start, naming the folder and the fixes
+(docs/decisions.md).
 """
 
 from __future__ import annotations
 
 import os
 import pwd
-import shlex
 import shutil
 import stat
 import subprocess
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
+from agent.executor_bundle import executor_bundle
 
 MAX_INTERPRETERS = 4  # #! lines followed before giving up (a loop, or an odd setup)
 LAUNCHER_NAME = "tentacle-for-scripts"  # in the instance's home, 0755, the agent's
@@ -113,48 +118,83 @@ def _interpreter(path: Path) -> str | None:
     return _program_of([os.fsdecode(word) for word in words])
 
 
-def system_launcher(home: Path) -> tuple[Path | None, str]:
-    """A launcher of this installation through the system's Python of this version,
-    written to ``<home>/LAUNCHER_NAME`` and tried as ``nobody`` (``tentacle version``),
-    with the folders this process imports from outside its standard library that
-    others may read; (None, why) when there is no such Python or the try failed."""
+@dataclass(frozen=True)
+class Launcher:
+    """What scripts' uids run as ``tentacle``: ``path``, and what it carries (``kind``:
+    "this installation" or "the executor alone", for the log)."""
+
+    path: Path
+    kind: str
+
+
+def system_launcher(home: Path, import_folders: Sequence[str] | None = None) -> Launcher | str:
+    """A launcher through the system's Python of this version, written to
+    ``<home>/LAUNCHER_NAME`` and tried as ``nobody`` before it is given: this
+    installation (the folders of this process's ``sys.path`` outside its standard
+    library that others may read, or ``import_folders``), else the executor alone
+    (agent.executor_bundle, which scripts call as ``tentacle calamari ...``), so a
+    closed installation still deploys. Both run in isolated mode (``-I``), so no
+    ``PYTHONPATH`` reaches the Python a step runs itself. The reason as a string when
+    there is no such Python or neither works."""
     version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
     python = shutil.which(version, path="/usr/local/bin:/usr/bin:/bin")
     if python is None:
-        return None, f"there is no system {version}"
+        return f"there is no system {version}"
     why = unreachable(python)
     if why is not None:
-        return None, f"the system's {version} is closed too ({why})"
+        return f"the system's {version} is closed too ({why})"
+    launcher = home / LAUNCHER_NAME
+    folders = _open_import_folders() if import_folders is None else list(import_folders)
+    _write_launcher(launcher, _installation_launcher(python, folders))
+    failed = _try_as_nobody(launcher, "version")
+    if failed is None:
+        return Launcher(launcher, "this installation")
+    _write_launcher(launcher, f"#!{python} -I\n".encode() + executor_bundle().data)
+    failed_alone = _try_as_nobody(launcher, "calamari", "--help")
+    if failed_alone is None:
+        return Launcher(launcher, "the executor alone")
+    launcher.unlink()
+    return (
+        f"this installation does not run with the system's {version} ({failed}), nor its "
+        f"executor alone ({failed_alone})"
+    )
+
+
+def _open_import_folders() -> list[str]:
+    """The folders this process imports from outside its standard library that others
+    may read (what is needed from them the try tells)."""
     standard = (sys.base_prefix, sys.base_exec_prefix)
-    folders = [
+    return [
         entry
         for entry in sys.path
         if entry
         and Path(entry).is_dir()
         and not entry.startswith(standard)
-        and not _closed_folder(Path(entry))  # what is needed from it the try tells
+        and not _closed_folder(Path(entry))
     ]
-    launcher = home / LAUNCHER_NAME
-    text = (
-        "#!/bin/sh\n"
+
+
+def _installation_launcher(python: str, folders: list[str]) -> bytes:
+    return (
+        f"#!{python} -I\n"
         "# Written by the tentacle agent at each start: this installation's Python is not\n"
         "# open to the scripts' uids, so they run it with the system's (agent/scripts/reach.py)\n"
-        f"PYTHONPATH={shlex.quote(os.pathsep.join(folders))}\n"
-        "export PYTHONPATH\n"
-        f'exec {shlex.quote(python)} -m agent "$@"\n'
-    )
+        "import runpy\n"
+        "import sys\n\n"
+        f"sys.path[:0] = {folders!r}\n"
+        'runpy.run_module("agent", run_name="__main__", alter_sys=True)\n'
+    ).encode()
+
+
+def _write_launcher(launcher: Path, data: bytes) -> None:
     temporary = launcher.with_name(LAUNCHER_NAME + ".new")
-    temporary.write_text(text)
+    temporary.write_bytes(data)
     temporary.chmod(LAUNCHER_MODE)
     temporary.replace(launcher)
-    failed = _try_as_nobody(launcher)
-    if failed is not None:
-        return None, f"this installation does not run with the system's {version}: {failed}"
-    return launcher, ""
 
 
-def _try_as_nobody(launcher: Path) -> str | None:
-    """Why ``launcher version`` fails as uid NOBODY, no groups (None when it works, or
+def _try_as_nobody(launcher: Path, *arguments: str) -> str | None:
+    """Why ``launcher arguments`` fails as uid NOBODY, no groups (None when it works, or
     when the machine has no such account: the first deployment step will tell)."""
     try:
         pwd.getpwuid(NOBODY)
@@ -162,7 +202,7 @@ def _try_as_nobody(launcher: Path) -> str | None:
         return None
     try:
         done = subprocess.run(
-            [str(launcher), "version"], user=NOBODY, group=NOBODY, extra_groups=[],
+            [str(launcher), *arguments], user=NOBODY, group=NOBODY, extra_groups=[],
             env={"PATH": "/usr/local/bin:/usr/bin:/bin"}, cwd="/", capture_output=True,
             timeout=TRY_TIMEOUT, check=False,
         )  # fmt: skip
@@ -171,7 +211,8 @@ def _try_as_nobody(launcher: Path) -> str | None:
     if done.returncode == 0:
         return None
     said = (done.stderr or done.stdout).decode(errors="replace").strip().splitlines()
-    return f"`{launcher} version` exited {done.returncode}: {said[-1] if said else ''}"
+    command = " ".join([str(launcher), *arguments])
+    return f"`{command}` exited {done.returncode}: {said[-1] if said else ''}"
 
 
 def _closed_folder(folder: Path) -> bool:

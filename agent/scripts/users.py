@@ -268,19 +268,20 @@ def policy(
 
 def scripts_executable(home: Path, executable: str, off: str) -> str | None:
     """None when the scripts' uids can run ``executable`` themselves; else the path of a
-    launcher of this installation through the system's Python (reach.system_launcher);
-    else ConfigError naming what is closed and the fixes."""
+    launcher through the system's Python (reach.system_launcher: this installation, or
+    the executor alone); else ConfigError naming what is closed and the fixes."""
     why = reach.unreachable(executable)
     if why is None:
         return None
-    launcher, fallback = reach.system_launcher(home)
-    if launcher is not None:
-        log.warning("scripts' uids cannot run %s (%s): they call this installation through "
-                    "the system's Python instead (%s)", executable, why, launcher)  # fmt: skip
-        return str(launcher)
+    launcher = reach.system_launcher(home)
+    if isinstance(launcher, reach.Launcher):
+        log.warning("scripts' uids cannot run %s (%s): they call %s through the system's "
+                    "Python instead (%s)", executable, why, launcher.kind,
+                    launcher.path)  # fmt: skip
+        return str(launcher.path)
     raise ConfigError(
         f"scripts run as their isolation groups' users could not run {executable} (the "
-        f"`tentacle` of every deployment step): {why}, and {fallback}; install tentacle "
+        f"`tentacle` of every deployment step): {why}, and {launcher}; install tentacle "
         "where other users can run it (the Debian package, or a "
         "venv of /usr/bin/python3 outside a private home), open the folder (chmod o+x), or "
         f"accept one user for all scripts ({off})"

@@ -35,10 +35,10 @@ import asyncssh
 import agent
 from agent.client.scripts import LogChunk, ScriptOutcome, ScriptRequest
 from agent.client.ssh import remote as sh
-from agent.client.ssh.bundle import executor_bundle
 from agent.client.ssh.connections import Link
 from agent.client.worker import Progress
 from agent.errors import ConnectionLost, RemoteError, TentacleError
+from agent.executor_bundle import executor_bundle
 from agent.protocol.services import DEFAULT_GRACE, DEFAULT_MUTEX, Uploaded
 
 log = logging.getLogger("agent.client.ssh")

@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from agent.client import RemoteError, ScriptRequest, SshConnections, SshWorker
-from agent.client.ssh.bundle import executor_bundle
+from agent.executor_bundle import executor_bundle
 from agent.hub.secrets import DeployVariable, encrypted_variables_file, one_time_password
 from tests.helpers.eventually import eventually
 from tests.helpers.sshd import SshServer

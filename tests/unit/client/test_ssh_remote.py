@@ -13,8 +13,8 @@ import pytest
 
 from agent.client import SshCredentials
 from agent.client.ssh import remote
-from agent.client.ssh.bundle import executor_bundle
 from agent.client.ssh.types import check_fingerprint
+from agent.executor_bundle import executor_bundle
 
 
 def test_the_wrappers_status_line() -> None:

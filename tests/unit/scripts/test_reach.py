@@ -9,9 +9,11 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from agent.executor_bundle import Bundle
 from agent.scripts import reach
 
 
@@ -66,27 +68,89 @@ def test_a_script_others_cannot_read_or_a_file_they_cannot_execute_is_named(
     )
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the launcher is tried as nobody: root only")
-def test_the_systems_python_launcher_runs_this_installation(open_dir: Path) -> None:
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the launcher is tried as nobody")
+
+
+def _system_python() -> str | None:
+    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    return shutil.which(version, path="/usr/local/bin:/usr/bin:/bin")
+
+
+def _as_nobody(*command: str, **options: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(command), user=reach.NOBODY, group=reach.NOBODY, extra_groups=[],
+                          capture_output=True, text=True, check=False, **options)  # fmt: skip
+
+
+@pytest.fixture
+def home(open_dir: Path) -> Path:
+    if _system_python() is None:
+        pytest.fail("this machine has no system Python of this version to launch with")
+    home = open_dir / "home"
+    home.mkdir()
+    return home
+
+
+@needs_root
+def test_the_systems_python_launcher_runs_this_installation(home: Path) -> None:
     """Where the system has this Python's version open to others, the launcher names it
     and the folder this process imports ``agent`` from (0755 in the home), and works
     as ``nobody`` (tried before it is given)."""
-    home = open_dir / "home"
-    home.mkdir()
-    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
-    system = shutil.which(version, path="/usr/local/bin:/usr/bin:/bin")
-    launcher, why = reach.system_launcher(home)
-    if system is None:
-        assert (launcher, why) == (None, f"there is no system {version}")
-        return
-    assert launcher == home / reach.LAUNCHER_NAME, why
-    assert launcher.stat().st_mode & 0o777 == 0o755
-    text = launcher.read_text()
-    assert f"exec {system} -m agent" in text
-    assert str(Path(reach.__file__).parents[2]) in text  # where `agent` is imported from
-    ran = subprocess.run([str(launcher), "version"], user=reach.NOBODY, capture_output=True,
-                         text=True, check=False)  # fmt: skip
+    launcher = reach.system_launcher(home)
+    assert launcher == reach.Launcher(home / reach.LAUNCHER_NAME, "this installation")
+    assert launcher.path.stat().st_mode & 0o777 == 0o755
+    text = launcher.path.read_text()
+    assert text.startswith(f"#!{_system_python()} -I\n")
+    assert repr(str(Path(reach.__file__).parents[2])) in text  # where `agent` is imported from
+    ran = _as_nobody(str(launcher.path), "version")
     assert ran.stdout.startswith("Version: "), ran
+
+
+@needs_root
+def test_a_closed_installation_gives_scripts_the_executor_alone(home: Path) -> None:
+    """When none of this installation's folders is open to others, the launcher is the
+    executor's zipapp run by the system's Python: `tentacle calamari ...` works as
+    nobody, the rest of the command line is not there."""
+    launcher = reach.system_launcher(home, import_folders=[])
+    assert launcher == reach.Launcher(home / reach.LAUNCHER_NAME, "the executor alone")
+    script = home / "step.sh"
+    script.write_text('echo "deployed as $(id -u)"\n')
+    script.chmod(0o644)
+    ran = _as_nobody(str(launcher.path), "calamari", "run-script", "--script", str(script),
+                     cwd=home)  # fmt: skip
+    assert ran.stdout.splitlines()[0] == f"deployed as {reach.NOBODY}", ran
+    assert _as_nobody(str(launcher.path), "version").returncode == 2  # no such verb here
+
+
+@needs_root
+def test_a_step_run_through_the_launcher_sees_no_pythonpath_of_the_agents(home: Path) -> None:
+    """The launcher's own imports stay its own: a step's Python finds no PYTHONPATH and
+    cannot import the agent's packages (nor would a step's own PYTHONPATH steer it)."""
+    launcher = reach.system_launcher(home)
+    assert isinstance(launcher, reach.Launcher)
+    script = home / "step.py"
+    script.write_text(
+        "import importlib.util, os\n"
+        "print(os.environ.get('PYTHONPATH', 'none'))\n"
+        "print(importlib.util.find_spec('agent') is not None)\n"
+    )
+    script.chmod(0o644)
+    ran = _as_nobody(str(launcher.path), "calamari", "run-script", "--script", str(script),
+                     cwd=home, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": "/nowhere"})  # fmt: skip
+    assert ran.stdout.splitlines()[:2] == ["/nowhere", "False"], ran
+
+
+@needs_root
+def test_neither_launcher_working_is_said_and_leaves_none(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broken bundle stands for a system Python that cannot run it either."""
+    monkeypatch.setattr(reach, "executor_bundle", lambda: Bundle(b"not a zip", "0" * 64))
+    why = reach.system_launcher(home, import_folders=[])
+    assert isinstance(why, str)
+    assert why.startswith("this installation does not run with the system's python3."), why
+    assert "nor its executor alone (`" in why, why
+    assert "calamari --help` exited" in why, why
+    assert not (home / reach.LAUNCHER_NAME).exists()
 
 
 def test_an_env_line_is_followed_to_the_paths_program(

@@ -1,7 +1,8 @@
 """The executor bundle: one zipapp of agent/calamari and what its CLI needs.
 
 ``tentacle calamari ...`` on an SSH worker runs this file with the target's
-``python3``: the executor's package, the ``calamari`` verbs of the CLI
+``python3``, and so do scripts whose uid cannot reach the agent's own installation
+(agent/scripts/reach.py): the executor's package, the ``calamari`` verbs of the CLI
 (agent/cli/calamari_cmd.py and the two modules it uses) and pure-Python click,
 PyYAML and ruamel.yaml. It is read from the installed files, never imported (the client does
 not import the executor or the CLI: tests/test_architecture.py), built once per
