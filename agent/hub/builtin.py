@@ -334,7 +334,8 @@ class BuiltinWorker:
         last, delay, cancel_sent = 0, FIRST_POLL, False
         while True:
             delivered = _deliver(status, last, on_output)
-            if delivered > last:
+            flowing = delivered > last
+            if flowing:
                 await _drained(on_output)
             last = delivered
             if status.state == COMPLETE and not status.more_logs:
@@ -342,8 +343,11 @@ class BuiltinWorker:
             if cancel.is_set() and not cancel_sent:
                 await manager.cancel(ticket, last)
                 cancel_sent = True
-            if status.logs or status.more_logs:
+            # Only new lines ask again at once: more_logs alone is also a last line
+            # without its newline yet, which only the script's end (seen by this loop) numbers
+            if flowing:
                 delay = FIRST_POLL
+                await asyncio.sleep(0)  # a step printing without pause still lets the hub run
             else:
                 await self._pause(manager, ticket, delay, cancel, cancel_sent)
                 delay = min(delay * POLL_GROWTH, MAX_POLL)

@@ -5,24 +5,12 @@ instance, SIGTERM, and commands that the `tentacle` command really has."""
 from __future__ import annotations
 
 import json
-import re
-from pathlib import Path
 
 import click
 
 from agent.cli.container_cmd import DEFAULT_INSTANCE
 from agent.cli.main import cli
-
-CONTAINERFILE = Path(__file__).resolve().parents[2] / "packaging" / "container" / "Containerfile"
-
-
-def instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) of the final stage, continuation lines joined."""
-    text = re.sub(r"\\\n", " ", CONTAINERFILE.read_text())
-    lines = [line.strip() for line in text.splitlines()]
-    pairs = [tuple(line.split(None, 1)) for line in lines if line and not line.startswith("#")]
-    stages = [i for i, pair in enumerate(pairs) if pair[0] == "FROM"]
-    return [(pair[0], pair[1]) for pair in pairs[stages[-1] :]]
+from tests.helpers.containerfile import image_environment, instructions
 
 
 def verbs() -> list[str]:
@@ -46,13 +34,13 @@ def test_a_non_root_user_a_volume_for_the_instance_and_sigterm() -> None:
     assert one("USER") not in ("root", "0")
     assert one("STOPSIGNAL") == "SIGTERM"
     volume = one("VOLUME")
-    assert f"TENTACLE_CONFIG_HOME={volume}" in one("ENV")
+    assert image_environment()["TENTACLE_CONFIG_HOME"] == volume
 
 
 def test_its_unprivileged_agent_accepts_one_user_for_all_scripts() -> None:
     """A user without CAP_SETUID cannot switch: with script users on, every hub task
     (each names an isolation group) would be refused."""
-    assert "TENTACLE_SCRIPT_USERS=off" in one("ENV").split()
+    assert image_environment()["TENTACLE_SCRIPT_USERS"] == "off"
 
 
 def test_the_health_check_is_tentacle_livez() -> None:

@@ -1,6 +1,7 @@
 """The container's entrypoint (`tentacle container-start`) as a plain process against a
 real hub: no container engine runs here, so the "container" is a process whose
-environment holds Tentacle's container variables and whose volume is a folder."""
+environment holds the image's (the Containerfile's ENV) and Tentacle's container
+variables, and whose volume is a folder."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from agent.config.instances import open_instance
 from agent.config.model import InstanceConfig
 from agent.hub.keys import Permission
 from tests.helpers.agent import _Lines
+from tests.helpers.containerfile import image_environment
 from tests.helpers.eventually import eventually
 from tests.helpers.hub import HubApi, RunningHub, running_hub
 
@@ -48,7 +50,8 @@ class Container:
     def __init__(self, volume: Path, variables: dict[str, str]) -> None:
         self.volume = volume
         base = {k: v for k, v in os.environ.items() if not k.startswith("TENTACLE_")}
-        self.env = {**base, "TENTACLE_CONFIG_HOME": str(volume), **variables}
+        image = {**image_environment(), "TENTACLE_CONFIG_HOME": str(volume)}
+        self.env = {**base, **image, **variables}
         self.process: subprocess.Popen[str] | None = None
 
     def start(self) -> Container:

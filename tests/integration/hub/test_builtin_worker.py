@@ -90,6 +90,28 @@ async def run(
     return outcome, collected
 
 
+async def test_a_last_line_without_a_newline_does_not_keep_the_hubs_loop_from_turning(
+    tmp_path: Path,
+) -> None:
+    """While a step's last line has no newline yet, its status says more output is to
+    come: the worker's poll loop once took that as lines flowing and asked again at
+    once, never yielding, so the loop never saw the script end (nor ran anything
+    else of the hub's). Here the script ends only when a task on the same loop lets it."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    body = f'printf partial; touch {marks}/printed; until [ -e {marks}/go ]; do sleep 0.01; done'
+
+    async def let_it_end() -> None:
+        await eventually(lambda: (marks / "printed").exists() or None, "the partial line")
+        (marks / "go").touch()
+
+    async with builtin(tmp_path / "hub") as worker:
+        releaser = asyncio.ensure_future(let_it_end())
+        outcome, out = await run(worker, body)
+        await releaser
+    assert (outcome.exit_code, out.of("stdout")) == (0, ["partial"])
+
+
 async def test_a_script_runs_with_its_output_its_files_and_its_exit_code(tmp_path: Path) -> None:
     local = tmp_path / "data.txt"
     local.write_text("from the hub\n")
