@@ -99,7 +99,7 @@ async def test_a_last_line_without_a_newline_does_not_keep_the_hubs_loop_from_tu
     else of the hub's). Here the script ends only when a task on the same loop lets it."""
     marks = tmp_path / "marks"
     marks.mkdir()
-    body = f'printf partial; touch {marks}/printed; until [ -e {marks}/go ]; do sleep 0.01; done'
+    body = f"printf partial; touch {marks}/printed; until [ -e {marks}/go ]; do sleep 0.01; done"
 
     async def let_it_end() -> None:
         await eventually(lambda: (marks / "printed").exists() or None, "the partial line")
