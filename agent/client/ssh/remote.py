@@ -46,9 +46,11 @@ printf '%s' "$2" > "$1.partial" && chmod 700 "$1.partial" && mv -f "$1.partial" 
 
 # The step's wrapper, run by bash where there is bash (else by sh, slower: a few
 # more processes). The ticket's folder was made (0700) by SFTP, no process. stdin
-# brings the environment's exports, the end marker ($8), then the script's body:
-# the exports are eval'd (they live in this shell's memory and its children's
-# environment, never on disk). The first line on stdout says whether the script
+# brings the environment's exports, the marker ($8), the script's body and the
+# marker again, up to its end of file: input cut short (the connection dropped
+# while it came, and sshd ended the wrapper's stdin) lacks the last marker and
+# runs nothing. The exports are eval'd (they live in this shell's memory and its
+# children's environment, never on disk). The first line on stdout says whether the script
 # started now, or had finished or was running from an earlier execute of the
 # ticket: .started is created with noclobber (once) and is the ticket's one
 # bookkeeping file, a line per fact (grace, wrapper, pgid, exit), each appended by
@@ -82,9 +84,14 @@ else
   all=$(cat; echo .)
   all=${{all%.}}
 fi
+case $all in
+  *"$marker") ;;
+  *) kill $lock 2>/dev/null; echo "the step's input was cut short: nothing ran" >&2; exit 125 ;;
+esac
 cd "$root/{WORK}/$ticket" || {{ kill $lock 2>/dev/null; exit 125; }}
 environment=${{all%%"$marker"*}}
 body=${{all#*"$marker"}}
+body=${{body%"$marker"}}
 unset all
 eval "$environment"
 unset environment
@@ -274,8 +281,10 @@ def exports(environment: Mapping[str, str]) -> bytes:
 
 def wrapper_input(environment: Mapping[str, str], body: str, marker: str) -> bytes:
     """The wrapper's stdin: the exports, ``marker`` (absent from both: a random
-    token), the body (without NUL: a shell variable cannot hold one)."""
-    return exports(environment) + marker.encode() + body.replace("\0", "").encode()
+    token), the body, ``marker`` again (the input came whole); without NUL (a shell
+    variable cannot hold one)."""
+    data = exports(environment) + marker.encode() + body.encode() + marker.encode()
+    return data.replace(b"\0", b"")
 
 
 def parse_status(line: str) -> tuple[str, int | None]:

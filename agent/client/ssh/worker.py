@@ -145,7 +145,7 @@ class SshWorker:
         root = await self._root()
         if request.files:
             await self._send_files(root, ticket, request)
-        marker = f"__tentacle_body_{secrets.token_hex(16)}__"  # ends the exports on stdin
+        marker = f"__tentacle_body_{secrets.token_hex(16)}__"  # ends the exports, the body
         arguments = (
             root,
             ticket,

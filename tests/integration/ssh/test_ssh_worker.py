@@ -9,6 +9,7 @@ import secrets
 import shutil
 import signal
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -265,3 +266,39 @@ async def test_a_root_removed_under_an_open_connection_is_made_again(
     output = Output()
     assert (await worker.execute(ScriptRequest(body="echo back"), output)).exit_code == 0
     assert output.lines() == ["back"]
+
+
+@pytest.fixture(scope="module")
+def bash_sshd() -> Iterator[SshServer]:
+    """A server whose user logs in with bash (deployment accounts often do): the
+    steps' wrapper runs in the login shell itself."""
+    server = SshServer(shell="/bin/bash").start()
+    yield server
+    server.close()
+
+
+async def test_under_a_bash_login_shell_steps_stream_record_and_cancel(
+    bash_sshd: SshServer, connections: SshConnections
+) -> None:
+    worker = connections.worker(target_of(bash_sshd), key_login(bash_sshd))
+    output = Output()
+    body = 'echo "caf\u00e9 $1 $SECRET"; echo oops >&2; exit 4'
+    environment = {"SECRET": "\u00e9t\u00e9 it's"}
+    request = ScriptRequest(body=body, arguments=["x y"], environment=environment)
+    outcome = await worker.execute(request, output)
+    assert (outcome.exit_code, output.lines(), output.lines("stderr")) == (
+        4,
+        ["caf\u00e9 x y \u00e9t\u00e9 it's"],
+        ["oops"],
+    )
+    again = await worker.execute(request, Output())
+    assert (again.already_finished, again.exit_code) == (True, 4)
+    cancel = asyncio.Event()
+    output = Output()
+    running = asyncio.ensure_future(
+        worker.execute(ScriptRequest(body="echo started; sleep 3006"), output, cancel)
+    )
+    await output.wait_for("started")
+    cancel.set()
+    assert (await running).exit_code == 128 + signal.SIGTERM
+    await eventually(lambda: not _processes_of(bash_sshd.user, "sleep 3006"), "the group is gone")

@@ -58,7 +58,7 @@ def test_credentials_never_show_their_secrets() -> None:
 
 def test_the_environment_and_body_go_in_order_and_quoted() -> None:
     data = remote.wrapper_input({"B": "it's\nmulti", "A": "x"}, "echo hi", "__end__")
-    assert data == b"export A=x\nexport B='it'\"'\"'s\nmulti'\n__end__echo hi"
+    assert data == b"export A=x\nexport B='it'\"'\"'s\nmulti'\n__end__echo hi__end__"
     facts = remote.parse_capabilities(
         "os=Linux\nshells= bash sh python3\nfree_kilobytes=10\npython=\ncpus=2\n"
     )
@@ -118,3 +118,37 @@ def test_the_bundle_replaces_xml_with_the_standard_library_only(tmp_path: Path) 
     )  # fmt: skip
     assert (done.returncode, done.stdout, done.stderr) == (0, "XML\n", "")
     assert target.read_bytes() == b'<a>\r\n  <b k="2" />\r\n</a>'
+
+
+def _wrapper(root: Path, shell: str) -> subprocess.Popen[bytes]:
+    """The step wrapper run here as sshd would run it, for the ticket ``t1`` in
+    ``root``."""
+    (root / "Work" / "t1").mkdir(parents=True, exist_ok=True)
+    (root / "Locks").mkdir(exist_ok=True)
+    arguments = [str(root), "t1", "full", "RunningScript", "", "10", shell, "__m__"]
+    return subprocess.Popen(
+        [shell, "-c", remote.WRAPPER, "tentacle", *arguments],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("shell", ["bash", "sh"])
+def test_the_wrapper_runs_its_whole_input(tmp_path: Path, shell: str) -> None:
+    data = remote.wrapper_input({"X": "\u00e9t\u00e9\0"}, 'echo "ran $X \u00e0"', "__m__")
+    wrapper = _wrapper(tmp_path, shell)
+    out, err = wrapper.communicate(data, timeout=30)
+    assert (wrapper.returncode, err) == (0, b"")
+    assert out.decode().splitlines() == ["tentacle-ssh started", "ran \u00e9t\u00e9 \u00e0"]
+
+
+@pytest.mark.parametrize("shell", ["bash", "sh"])
+def test_a_wrapper_whose_input_was_cut_short_runs_nothing(tmp_path: Path, shell: str) -> None:
+    # the connection dropped while the input came: sshd ends the wrapper's stdin
+    data = remote.wrapper_input({}, "touch ran; echo 'ran half'", "__m__")
+    wrapper = _wrapper(tmp_path, shell)
+    out, err = wrapper.communicate(data[: data.index(b"echo")], timeout=30)
+    assert wrapper.returncode == 125
+    assert out == b""
+    assert b"input was cut short: nothing ran" in err
+    assert list((tmp_path / "Work" / "t1").iterdir()) == []  # not started, nothing recorded
