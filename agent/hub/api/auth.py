@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from agent.hub.api.context import CALLER, SPACE, context_of
+from agent.hub.api.context import CALLER, context_of
 from agent.hub.api.errors import Handler, forbidden, unauthorized
 from agent.hub.api.redact import is_key_parameter
 from agent.hub.keys import looks_like_key
 from agent.hub.store.apikeys import caller_for
-from agent.hub.store.records import default_space
 
 HEADER = "X-Octopus-ApiKey"
 OPEN_PATHS = {"/api", "/api/"}  # the root document: clients read it to find the server
@@ -47,12 +46,6 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         raise unauthorized("that is not an API key (expected API- and at least 26 letters/digits)")
     async with context_of(request).store.connect() as conn:
         caller = await caller_for(conn, key)
-        if caller is not None and "space_id" not in request.match_info:
-            # the default space read on the key's connection (routes.space_of takes it):
-            # one connection a request fewer, for a read of a few microseconds
-            space = await default_space(conn)
-            if space is not None:
-                request[SPACE] = space
     if caller is None:
         raise unauthorized("the API key is not valid for this hub")
     if request.method not in READ_METHODS and not caller.permission.allows_changes():

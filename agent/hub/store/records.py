@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -36,14 +36,6 @@ async def fetch_one(
     """The first row of ``query`` (with ``params``), None if it has none."""
     row = (await conn.execute(query, params)).mappings().first()
     return dict(row) if row is not None else None
-
-
-def one_of(column: sa.ColumnElement[Any], values: Collection[Any]) -> sa.ColumnElement[bool]:
-    """``column IN values`` as ``=`` comparisons: a literal IN list is an expanding
-    parameter, rendered into the SQL again on every run of a cached statement."""
-    if not values:
-        return sa.false()
-    return sa.or_(*(column == value for value in sorted(values)))
 
 
 async def same_name(
@@ -143,15 +135,9 @@ _EVENT = sa.insert(t.events)
 
 
 async def default_space_id(conn: AsyncConnection) -> int:
-    space = await default_space(conn)
-    assert space is not None, "the hub was not initialised"
-    return space
-
-
-async def default_space(conn: AsyncConnection) -> int | None:
-    """The default space's id, None before the hub is initialised."""
     row = await fetch_one(conn, _DEFAULT_SPACE)
-    return None if row is None else int(row["id"])
+    assert row is not None, "the hub was not initialised"
+    return int(row["id"])
 
 
 async def record_event(

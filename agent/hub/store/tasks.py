@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agent.hub.store import tables as t
-from agent.hub.store.records import Row, fetch_all, fetch_one, insert, one_of
+from agent.hub.store.records import Row, fetch_all, fetch_one, insert
 
 QUEUED, EXECUTING, CANCELLING = "Queued", "Executing", "Cancelling"
 SUCCESS, FAILED, CANCELED, TIMED_OUT = "Success", "Failed", "Canceled", "TimedOut"
@@ -91,7 +91,7 @@ async def counts_by_state(conn: AsyncConnection, space_id: int) -> dict[str, int
 _tasks = t.server_tasks
 _TASK = sa.select(_tasks).where(_tasks.c.id == sa.bindparam("task"))
 _OWNED = (
-    one_of(_tasks.c.state, RUNNING),
+    _tasks.c.state.in_(RUNNING),
     _tasks.c.server_node == sa.bindparam("owner_node"),
     _tasks.c.server_token == sa.bindparam("owner_token"),
 )
@@ -143,12 +143,12 @@ def _oldest_of(
     named in ``first`` before the others; built once per filter."""
     query = sa.select(_tasks.c.id).where(_tasks.c.state == QUEUED)
     if names is not None:
-        query = query.where(one_of(_tasks.c.name, names))
+        query = query.where(_tasks.c.name.in_(sorted(names)))
     if excluding is not None:
         query = query.where(_tasks.c.name.not_in(sorted(excluding)))
     order: list[Any] = [_tasks.c.queue_time, _tasks.c.id]
     if first:
-        order.insert(0, sa.case((one_of(_tasks.c.name, first), 0), else_=1))
+        order.insert(0, sa.case((_tasks.c.name.in_(sorted(first)), 0), else_=1))
     return query.order_by(*order).limit(count)
 
 

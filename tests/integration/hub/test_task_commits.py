@@ -229,25 +229,3 @@ async def test_a_one_step_task_takes_few_connections(hub: RunningHub, tmp_path: 
         assert len(statements) <= 18, statements
     finally:
         agent.stop()
-
-
-async def test_a_look_at_a_task_takes_two_connections(hub: RunningHub) -> None:
-    """GET /api/tasks/{id}/state: the caller's key and the default space on one
-    connection, the task on another (before: a connection for each of the three)."""
-    task = await submit(hub.api, ScriptBody="echo hi", Syntax="bash")
-    await finished(hub.api, task)
-    assert hub.server.store is not None
-    engine = hub.server.store.engine.sync_engine
-    taken: list[int] = []
-
-    def checkout(*_: Any) -> None:
-        if not _outside_requests():
-            taken.append(1)
-
-    sa.event.listen(engine, "engine_connect", checkout)
-    try:
-        state = await hub.api.get(f"/api/tasks/{task['Id']}/state")
-    finally:
-        sa.event.remove(engine, "engine_connect", checkout)
-    assert state["State"] == "Success"
-    assert len(taken) == 2
