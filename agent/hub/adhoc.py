@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agent.client import Backoff, LogChunk, ScriptOutcome, ScriptRequest, Worker
 from agent.hub import ids
@@ -96,6 +97,22 @@ class Shared:
         return None
 
 
+# Built once, their values given as they run (agent.hub.store.tasks says why)
+_POOL = sa.select(t.worker_pools).where(
+    t.worker_pools.c.space_id == sa.bindparam("space"),
+    t.worker_pools.c.id == sa.bindparam("pool"),
+)
+_DEFAULT_POOL = sa.select(t.worker_pools).where(
+    t.worker_pools.c.space_id == sa.bindparam("space"), t.worker_pools.c.is_default.is_(True)
+)
+_MEMBERS = (
+    sa.select(t.workers)
+    .join(t.worker_pool_members, t.worker_pool_members.c.worker_id == t.workers.c.id)
+    .where(t.worker_pool_members.c.pool_id == sa.bindparam("pool"))
+)
+_WORKER = sa.select(t.workers).where(t.workers.c.id == sa.bindparam("worker"))
+_EXISTS = sa.select(t.workers.c.id).where(t.workers.c.id == sa.bindparam("worker"))
+
 DELETED_LOOK = 2.0  # seconds between looks whether a step's worker was deleted
 DELETED_PATIENCE = 10.0  # seconds the cancel of a deleted worker's script is given
 
@@ -159,10 +176,15 @@ class StepWorkers:
         self.reach = reach
         self.builtin = builtin
 
-    async def choose(self, task: Row) -> list[ChosenWorker]:
-        """The workers of the task's pool that run it; Refused saying why if none."""
+    async def choose(self, task: Row, conn: AsyncConnection | None = None) -> list[ChosenWorker]:
+        """The workers of the task's pool that run it (read on ``conn``, if given: the
+        lease's); Refused saying why if none."""
         arguments = task["arguments"]
-        pool, members = await self._members(task)
+        if conn is None:
+            async with self.store.connect() as own:
+                pool, members, rows = await self._members(own, task)
+        else:
+            pool, members, rows = await self._members(conn, task)
         machines = [ids.parse_id(ids.WORKER, m) for m in arguments.get("MachineIds") or []]
         selection = select(
             pool["name"],
@@ -176,7 +198,7 @@ class StepWorkers:
             raise Refused(selection.error)
         if selection.builtin:
             return [ChosenWorker(BUILTIN_NAME, None, builtin=True)]
-        return [ChosenWorker(m.name, m.id) for m in selection.workers]
+        return [ChosenWorker(m.name, m.id, row=rows[m.id]) for m in selection.workers]
 
     async def reroute(self, task: Row, refused: ChosenWorker, message: str) -> ChosenWorker:
         """Who runs the step ``refused`` would not start because its agent drains (it
@@ -186,7 +208,8 @@ class StepWorkers:
         if refused.worker_id is not None:
             await self._mark_draining(refused.worker_id, message)
         arguments = task["arguments"]
-        pool, members = await self._members(task)
+        async with self.store.connect() as conn:
+            pool, members, _ = await self._members(conn, task)
         machines = [ids.parse_id(ids.WORKER, m) for m in arguments.get("MachineIds") or []]
         who = Member(refused.worker_id or 0, refused.name, False, "Healthy", draining=True)
         selection = reroute(
@@ -196,17 +219,16 @@ class StepWorkers:
             raise Refused(selection.error)
         return ChosenWorker(selection.workers[0].name, selection.workers[0].id)
 
-    async def _members(self, task: Row) -> tuple[Row, list[Member]]:
-        async with self.store.connect() as conn:
-            pool = await self._pool(conn, task["space_id"], task["arguments"])
-            members = await fetch_all(
-                conn,
-                sa.select(t.workers)
-                .join(t.worker_pool_members, t.worker_pool_members.c.worker_id == t.workers.c.id)
-                .where(t.worker_pool_members.c.pool_id == pool["id"]),
-            )
-            busy = await store_steps.busy(conn, [m["id"] for m in members])
-        return pool, [_member(m, busy[m["id"]]) for m in members]
+    @staticmethod
+    async def _members(
+        conn: AsyncConnection, task: Row
+    ) -> tuple[Row, list[Member], dict[int, Row]]:
+        """The task's pool, its members as selection sees them, and their rows by id."""
+        pool = await StepWorkers._pool(conn, task["space_id"], task["arguments"])
+        members = await fetch_all(conn, _MEMBERS, {"pool": pool["id"]})
+        busy = await store_steps.busy(conn, [m["id"] for m in members])
+        rows = {m["id"]: m for m in members}
+        return pool, [_member(m, busy[m["id"]]) for m in members], rows
 
     async def _mark_draining(self, worker_id: int, message: str) -> None:
         """Record what the worker's refusal said until its next health check: it drains."""
@@ -222,14 +244,12 @@ class StepWorkers:
 
     @staticmethod
     async def _pool(conn: Any, space: int, arguments: dict[str, Any]) -> Row:
-        pools = t.worker_pools
         wanted = arguments.get("WorkerPoolId") or arguments.get("WorkerpoolId")
-        query = sa.select(pools).where(pools.c.space_id == space)
         if wanted:
-            query = query.where(pools.c.id == ids.parse_id(ids.WORKER_POOL, wanted))
+            params = {"space": space, "pool": ids.parse_id(ids.WORKER_POOL, wanted)}
+            pool = await fetch_one(conn, _POOL, params)
         else:
-            query = query.where(pools.c.is_default.is_(True))
-        pool = await fetch_one(conn, query)
+            pool = await fetch_one(conn, _DEFAULT_POOL, {"space": space})
         if pool is None:
             raise Refused(f"there is no worker pool {wanted or '(the default)'} any more")
         return pool
@@ -239,18 +259,17 @@ class StepWorkers:
             if self.builtin is None:
                 raise Refused("the built-in worker is disabled on this hub node")
             return Shared(self.builtin)
-        async with self.store.connect() as conn:
-            row = await fetch_one(
-                conn, sa.select(t.workers).where(t.workers.c.id == chosen.worker_id)
-            )
+        row = chosen.row  # read by the choice just before, for a step starting at once
+        if row is None:
+            async with self.store.connect() as conn:
+                row = await fetch_one(conn, _WORKER, {"worker": chosen.worker_id})
         if row is None:
             raise Refused(f"the worker {chosen.name} was deleted")
         client = self.reach.client(row, wait=POLLING_WAIT, retry=STEP_RETRY)
 
         async def exists() -> bool:
             async with self.store.connect() as conn:
-                query = sa.select(t.workers.c.id).where(t.workers.c.id == chosen.worker_id)
-                return await fetch_one(conn, query) is not None
+                return await fetch_one(conn, _EXISTS, {"worker": chosen.worker_id}) is not None
 
         return Watched(client, chosen.name, exists)
 
@@ -306,8 +325,8 @@ class AdHocScripts:
         arguments = task["arguments"]
         parallelism = int(arguments.get("MaxParallelism") or DEFAULT_MAX_PARALLELISM)
 
-        async def choose() -> list[ChosenWorker]:
-            return await self.workers.choose(task)
+        async def choose(conn: AsyncConnection) -> list[ChosenWorker]:
+            return await self.workers.choose(task, conn)
 
         async def moved(refused: ChosenWorker, message: str) -> ChosenWorker:
             return await self.workers.reroute(task, refused, message)

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agent.client import ENVIRONMENT_SERVICE, LogChunk, ScriptRequest, Worker, takes_environment
 from agent.errors import TentacleError
@@ -369,8 +370,8 @@ class Deployments:
             return Outcome(False, error=str(error))
         parallelism = int(arguments.get("MaxParallelism") or DEFAULT_MAX_PARALLELISM)
 
-        async def choose() -> list[ChosenWorker]:
-            return await self.workers.choose(task)
+        async def choose(conn: AsyncConnection) -> list[ChosenWorker]:
+            return await self.workers.choose(task, conn)
 
         async def moved(refused: ChosenWorker, message: str) -> ChosenWorker:
             return await self.workers.reroute(task, refused, message)

@@ -55,12 +55,20 @@ class TaskLog:
     tasks)."""
 
     def __init__(
-        self, store: Store, task_id: int, now: Callable[[], datetime], owner: store_tasks.Owner
+        self,
+        store: Store,
+        task_id: int,
+        now: Callable[[], datetime],
+        owner: store_tasks.Owner,
+        fresh: bool = False,
     ) -> None:
         self.store = store
         self.task_id = task_id
         self.now = now
         self.owner = owner
+        # claimed from the queue by this process: nothing of it is stored yet (no steps,
+        # no activities), so an executor need not read them back (a taken-over task's are)
+        self.fresh = fresh
         self.cancel = asyncio.Event()
         self.end_writes: list[Callable[[AsyncConnection], Awaitable[None]]] = []
 
@@ -268,30 +276,42 @@ class TaskRunner:
                     await self._wake.wait()
 
     async def _claim_what_fits(self) -> None:
-        """Health tasks at once, whatever the queue holds; then the oldest others
-        while the cap has room (rules.dispatch)."""
-        while await self._claim_one(names=OUTSIDE_CAP):
-            pass
-        while free_slots(self._names.values(), self.cap) > 0:
-            if not await self._claim_one(excluding=OUTSIDE_CAP):
+        """Health tasks at once, whatever the queue holds, before any other; then the
+        oldest others while the cap has room (rules.dispatch). One look at the queue
+        for every kind (before: one for health tasks, one for the others, each time);
+        none after a claim that saw no other task behind it: a task queued since then
+        wakes the runner, whose next turn looks again."""
+        before: frozenset[str] | None = OUTSIDE_CAP
+        more = False  # whether the last claim saw another task of its filter behind it
+        while True:
+            names = None if free_slots(self._names.values(), self.cap) > 0 else OUTSIDE_CAP
+            claimed, more = await self._claim_one(names, look=not (more and names == before))
+            if not claimed or not more:
                 return
+            before = names
 
     async def _claim_one(
-        self, names: frozenset[str] | None = None, excluding: frozenset[str] | None = None
-    ) -> bool:
-        async with self.store.connect() as conn:  # a read first: most looks find none
-            if not await store_tasks.any_queued(conn, names, excluding):
-                return False
+        self, names: frozenset[str] | None, look: bool = True
+    ) -> tuple[bool, bool]:
+        """The oldest queued task (of ``names`` only, if given; health tasks first)
+        claimed and begun: whether one was, and whether another waited behind it.
+        ``look``: a read first, so that an empty queue takes no write lock."""
+        if look:
+            async with self.store.connect() as conn:  # a read first: most looks find none
+                if not await store_tasks.next_queued(conn, names, OUTSIDE_CAP):
+                    return False, False
         async with self.store.transaction() as conn:
-            row = await store_tasks.claim(conn, self.owner, self.now(), names, excluding)
+            row, more = await store_tasks.claim_next(
+                conn, self.owner, self.now(), names, OUTSIDE_CAP
+            )
         if row is None:
-            return False
+            return False, more
         self.changes.changed(row["id"])
-        self._begin(row)
-        return True
+        self._begin(row, fresh=True)
+        return True, more
 
-    def _begin(self, row: Row) -> None:
-        task_log = TaskLog(self.store, row["id"], self.now, self.owner)
+    def _begin(self, row: Row, fresh: bool = False) -> None:
+        task_log = TaskLog(self.store, row["id"], self.now, self.owner, fresh)
         if row["cancel_requested"]:
             task_log.cancel.set()
         self._names[row["id"]] = row["name"]

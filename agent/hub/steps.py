@@ -69,11 +69,14 @@ class StepResult:
 
 @dataclass(frozen=True)
 class ChosenWorker:
-    """A worker a step runs on: its row id (None for the hub's built-in worker) and name."""
+    """A worker a step runs on: its row id (None for the hub's built-in worker) and name.
+    ``row``: the worker's row as the choice read it, for a step that starts at once
+    (``Connect`` need not read it again); None: read it when connecting."""
 
     name: str
     worker_id: int | None
     builtin: bool = False
+    row: Row | None = field(default=None, compare=False, repr=False)
 
 
 class StepLog:
@@ -124,7 +127,9 @@ class StepWork(Protocol):
         ...
 
 
-Choose = Callable[[], Awaitable[Sequence[ChosenWorker]]]
+# The workers of a new task's steps, read on the connection of the transaction that
+# leases them (no other lease falls between the choice and its own)
+Choose = Callable[[AsyncConnection], Awaitable[Sequence[ChosenWorker]]]
 Connect = Callable[[ChosenWorker], Awaitable[Worker]]
 # Who runs a step instead of a worker whose agent drains (it said the message); Refused
 # if nobody can
@@ -163,8 +168,8 @@ async def run_steps(
     given to the worker ``reroute`` names and run there from the start; if
     ``reroute`` is None or refuses, it fails with that message (never as the
     script's failure). store_tasks.TakenOver if the task is no longer this process's."""
-    steps, works = await _leased(task_log, choose, work, max_parallelism)
-    engine = _Engine(task_log, connect, work, max_parallelism, works, reroute)
+    steps, works, chosen = await _leased(task_log, choose, work, max_parallelism)
+    engine = _Engine(task_log, connect, work, max_parallelism, works, reroute, chosen)
     return await engine.run(steps, timeout, cancel)
 
 
@@ -176,32 +181,37 @@ def instant(work: StepWork) -> bool:
 
 async def _leased(
     task_log: TaskLog, choose: Choose, work: Callable[[ChosenWorker], StepWork], parallelism: int
-) -> tuple[list[Row], dict[str, StepWork]]:
-    """The task's steps, leased now if it has none; and the work of those leased here,
-    by ticket (made once per step: ``work`` is called for them here). Steps of instant
-    work that start at once (the first ``parallelism``) are leased Running, their
-    activity too, in the lease's transaction: what would be written next, before the
-    start is sent, anyway; re-attaching to such a step follows its ticket, which the
-    worker starts at most once, with the same request."""
-    async with task_log.store.connect() as conn:
-        steps = await store_steps.steps_of(conn, task_log.task_id)
-    if steps:
-        return steps, {}
-    chosen = list(await choose())
-    now = task_log.now()
-    works = [work(one) for one in chosen]
-    leases = [
-        store_steps.Lease(
-            one.worker_id,
-            one.name,
-            one.builtin,
-            _ticket(task_log.task_id),
-            started=now if position < max(1, parallelism) and instant(its) else None,
-        )
-        for position, (one, its) in enumerate(zip(chosen, works, strict=True))
-    ]
+) -> tuple[list[Row], dict[str, StepWork], dict[str, ChosenWorker]]:
+    """The task's steps, leased now if it has none; the work of those leased here, by
+    ticket (made once per step: ``work`` is called for them here); and the workers
+    chosen for those that start at once, by ticket (their rows read by the choice).
+    Steps of instant work that start at once (the first ``parallelism``) are leased
+    Running, their activity too, in the lease's transaction: what would be written
+    next, before the start is sent, anyway; re-attaching to such a step follows its
+    ticket, which the worker starts at most once, with the same request. A task this
+    process has just claimed (``TaskLog.fresh``) has no steps: none are read back."""
+    if not task_log.fresh:
+        async with task_log.store.connect() as conn:
+            steps = await store_steps.steps_of(conn, task_log.task_id)
+        if steps:
+            return steps, {}, {}
     async with task_log.store.transaction() as conn:
         await store_tasks.ensure_owned(conn, task_log.task_id, task_log.owner)
+        # the choice on the lease's connection: one fewer, and the busy counts it reads
+        # include every lease committed before this one
+        chosen = list(await choose(conn))
+        now = task_log.now()
+        works = [work(one) for one in chosen]
+        leases = [
+            store_steps.Lease(
+                one.worker_id,
+                one.name,
+                one.builtin,
+                _ticket(task_log.task_id),
+                started=now if position < max(1, parallelism) and instant(its) else None,
+            )
+            for position, (one, its) in enumerate(zip(chosen, works, strict=True))
+        ]
         activities = [
             await store_tasks.start_activity(conn, task_log.task_id, one.name, now)
             for one in chosen
@@ -209,9 +219,15 @@ async def _leased(
         for activity, one in zip(activities, leases, strict=True):
             if one.started is None:  # shown Pending until the step runs
                 await store_steps.activity_status(conn, activity, "Pending")
-        await store_steps.lease(conn, task_log.task_id, leases, activities, task_log.owner.node)
-        steps = await store_steps.steps_of(conn, task_log.task_id)
-    return steps, {lease.ticket: its for lease, its in zip(leases, works, strict=True)}
+        steps = await store_steps.lease(
+            conn, task_log.task_id, leases, activities, task_log.owner.node
+        )
+    at_once = {
+        lease.ticket: one
+        for lease, one in zip(leases, chosen, strict=True)
+        if lease.started is not None
+    }
+    return steps, {lease.ticket: its for lease, its in zip(leases, works, strict=True)}, at_once
 
 
 def _ticket(task_id: int) -> str:
@@ -231,8 +247,12 @@ class _Engine:
         max_parallelism: int,
         works: dict[str, StepWork] | None = None,
         reroute: Reroute | None = None,
+        chosen: dict[str, ChosenWorker] | None = None,
     ) -> None:
         self.task_log = task_log
+        # the workers chosen for the steps leased Running by this call, by ticket: their
+        # rows were just read (Connect need not read them again); taken once
+        self.chosen = chosen or {}
         self.reroute = reroute
         self.connect = connect
         self.work = work
@@ -304,6 +324,7 @@ class _Engine:
         """The step given to another worker (its row as it now is), or its failed end."""
         chosen = chosen_of(step)
         self.works.pop(step["ticket"], None)  # the work was made for the refusing worker
+        self.chosen.pop(step["ticket"], None)
         try:
             if self.reroute is None:
                 raise Refused(f"{chosen.name} is draining (it starts no new scripts)")
@@ -324,7 +345,7 @@ class _Engine:
         await self.task_log.write(step["activity_id"], [(category, message)])
 
     async def _run_on_worker(self, step: Row) -> StepResult:
-        chosen = chosen_of(step)
+        chosen = self.chosen.pop(step["ticket"], None) or chosen_of(step)
         work = self.works.get(step["ticket"]) or self.work(chosen)
         masker = Masker(set(work.masked()))
         step_log = StepLog(self.task_log, step["activity_id"], masker)

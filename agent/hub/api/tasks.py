@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 from collections.abc import Sequence
 from datetime import datetime
@@ -411,8 +412,22 @@ async def get_raw(request: web.Request) -> web.StreamResponse:
 
 
 async def _exists(conn: AsyncConnection, table: sa.Table, number: int, space: int) -> bool:
-    query = sa.select(table.c.id).where(table.c.id == number, table.c.space_id == space)
-    return await fetch_one(conn, query) is not None
+    return await fetch_one(conn, _in_space(table), {"row": number, "space": space}) is not None
+
+
+@functools.cache
+def _in_space(table: sa.Table) -> sa.Select[Any]:
+    # built once per table (each POST makes it): agent.hub.store.tasks says why
+    return sa.select(table.c.id).where(
+        table.c.id == sa.bindparam("row"), table.c.space_id == sa.bindparam("space")
+    )
+
+
+@functools.cache
+def _named(table: sa.Table) -> sa.Select[Any]:
+    return sa.select(table.c.id, table.c.name).where(
+        table.c.id.in_(sa.bindparam("rows", expanding=True))
+    )
 
 
 async def _pool_errors(conn: AsyncConnection, space: int, arguments: dict[str, Any]) -> list[str]:
@@ -566,8 +581,8 @@ async def _describe(conn: AsyncConnection, name: str, arguments: dict[str, Any])
 async def _names(conn: AsyncConnection, table: sa.Table, wanted: list[str], kind: str) -> list[str]:
     """The names of the rows of ``table`` with the ids ``wanted``, in that order."""
     numbers = [ids.try_parse_id(kind, one) for one in wanted]
-    query = sa.select(table.c.id, table.c.name).where(table.c.id.in_(numbers))
-    names = {row["id"]: row["name"] for row in await fetch_all(conn, query)}
+    rows = await fetch_all(conn, _named(table), {"rows": numbers})
+    names = {row["id"]: row["name"] for row in rows}
     return [names.get(number, one) for number, one in zip(numbers, wanted, strict=True)]
 
 

@@ -13,6 +13,11 @@ from agent.hub.keys import Permission, key_hash, new_api_key
 from agent.hub.store import tables as t
 from agent.hub.store.records import fetch_one, same_name
 
+# built once (every request looks its key up): agent.hub.store.tasks says why
+_CALLER = sa.select(t.api_keys.c.id, t.api_keys.c.name, t.api_keys.c.permission).where(
+    t.api_keys.c.key_hash == sa.bindparam("hash")
+)
+
 
 class DuplicateKeyName(TentacleError):
     pass
@@ -56,12 +61,7 @@ def _taken(name: str) -> str:
 
 async def caller_for(conn: AsyncConnection, key: str) -> Caller | None:
     """The caller whose key this is, or None. Looked up by hash: the key is never stored."""
-    row = await fetch_one(
-        conn,
-        sa.select(t.api_keys.c.id, t.api_keys.c.name, t.api_keys.c.permission).where(
-            t.api_keys.c.key_hash == key_hash(key)
-        ),
-    )
+    row = await fetch_one(conn, _CALLER, {"hash": key_hash(key)})
     if row is None:
         return None
     return Caller(row["name"], Permission(row["permission"]), row["id"])

@@ -7,8 +7,9 @@ the API formats them.
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -22,12 +23,18 @@ from agent.hub.store.text import LowerText
 Row = dict[str, Any]
 
 
-async def fetch_all(conn: AsyncConnection, query: sa.Select[Any]) -> list[Row]:
-    return [dict(row) for row in (await conn.execute(query)).mappings()]
+async def fetch_all(
+    conn: AsyncConnection, query: sa.Executable, params: Mapping[str, Any] | None = None
+) -> list[Row]:
+    """The rows of ``query`` (with ``params``: the values of its bindparams)."""
+    return [dict(row) for row in (await conn.execute(query, params)).mappings()]
 
 
-async def fetch_one(conn: AsyncConnection, query: sa.Select[Any]) -> Row | None:
-    row = (await conn.execute(query)).mappings().first()
+async def fetch_one(
+    conn: AsyncConnection, query: sa.Executable, params: Mapping[str, Any] | None = None
+) -> Row | None:
+    """The first row of ``query`` (with ``params``), None if it has none."""
+    row = (await conn.execute(query, params)).mappings().first()
     return dict(row) if row is not None else None
 
 
@@ -51,9 +58,21 @@ async def same_name(
     return await fetch_one(conn, query.order_by(table.c.id).limit(1))
 
 
+@functools.cache
+def _inserting(table: sa.Table) -> sa.Insert:
+    # one statement per table, its values given when it runs: built once, its cache key
+    # computed once (building and keying a statement cost the hub's loop several times
+    # SQLite's run of it: docs/decisions.md, "The hub's hot statements are built once")
+    return sa.insert(table).returning(table.c.id)
+
+
 async def insert(conn: AsyncConnection, table: sa.Table, values: Row) -> int:
     """Insert one row and return its id."""
-    result = await conn.execute(sa.insert(table).values(**values).returning(table.c.id))
+    if any(isinstance(value, sa.ClauseElement) for value in values.values()):
+        statement = sa.insert(table).values(**values).returning(table.c.id)  # SQL values
+        result = await conn.execute(statement)
+    else:
+        result = await conn.execute(_inserting(table), values)
     return int(result.scalar_one())
 
 
@@ -111,8 +130,12 @@ async def fact(conn: AsyncConnection, name: str) -> str | None:
     return None if row is None else str(row["value"])
 
 
+_DEFAULT_SPACE = sa.select(t.spaces.c.id).where(t.spaces.c.is_default)
+_EVENT = sa.insert(t.events)
+
+
 async def default_space_id(conn: AsyncConnection) -> int:
-    row = await fetch_one(conn, sa.select(t.spaces.c.id).where(t.spaces.c.is_default))
+    row = await fetch_one(conn, _DEFAULT_SPACE)
     assert row is not None, "the hub was not initialised"
     return int(row["id"])
 
@@ -126,15 +149,9 @@ async def record_event(
     related: Sequence[str] = (),
 ) -> None:
     """Note a change in the audit log that /api/events shows."""
-    await conn.execute(
-        sa.insert(t.events).values(
-            occurred=now,
-            username=who,
-            category=category,
-            message=message,
-            related_document_ids=list(related),
-        )
-    )
+    values = {"occurred": now, "username": who, "category": category, "message": message,
+              "related_document_ids": list(related)}  # fmt: skip
+    await conn.execute(_EVENT, values)
 
 
 async def polling_certificates(conn: AsyncConnection) -> dict[str, str]:

@@ -21,12 +21,27 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agent.hub.store import tables as t
-from agent.hub.store.records import Row, fetch_all
+from agent.hub.store.records import Row, fetch_all, fetch_one
 from agent.hub.store.worker_queries import chunks
 
 PENDING, RUNNING = "Pending", "Running"
 ACTIVE = (PENDING, RUNNING)
 ENDED = ("Success", "Failed", "Canceled", "TimedOut")
+
+
+# Built once, their values given as they run (agent.hub.store.tasks says why)
+_steps = t.task_steps
+_LEASE = sa.insert(_steps).returning(*_steps.c)
+_STEPS_OF = sa.select(_steps).where(_steps.c.task_id == sa.bindparam("task")).order_by(_steps.c.id)
+_STEP = sa.update(_steps).where(_steps.c.id == sa.bindparam("step"))
+_ACTIVITY = sa.update(t.task_activities).where(t.task_activities.c.id == sa.bindparam("activity"))
+_LINES = sa.insert(t.task_log)
+_BUSY = (
+    sa.select(_steps.c.worker_id, sa.func.count())
+    .where(_steps.c.worker_id.in_(sa.bindparam("workers", expanding=True)))
+    .where(_steps.c.state.in_(ACTIVE))
+    .group_by(_steps.c.worker_id)
+)
 
 
 @dataclass(frozen=True)
@@ -46,31 +61,27 @@ async def lease(
     leases: Sequence[Lease],
     activities: Sequence[int],
     node: str,
-) -> None:
+) -> list[Row]:
     """Insert the steps of a task, each with its activity (same order): Pending, or
-    Running from ``started`` for a lease that has it."""
+    Running from ``started`` for a lease that has it. Returns their rows as
+    ``steps_of`` would read them, in the same order."""
+    rows = []
     for step, activity in zip(leases, activities, strict=True):
-        await conn.execute(
-            sa.insert(t.task_steps).values(
-                task_id=task_id,
-                activity_id=activity,
-                worker_id=step.worker_id,
-                worker_name=step.name,
-                builtin=step.builtin,
-                ticket=step.ticket,
-                state=PENDING if step.started is None else RUNNING,
-                started=step.started,
-                next_log_sequence=0,
-                output_variables=[],
-                server_node=node,
-            )
-        )
+        values: dict[str, Any] = {
+            "task_id": task_id, "activity_id": activity, "worker_id": step.worker_id,
+            "worker_name": step.name, "builtin": step.builtin, "ticket": step.ticket,
+            "state": PENDING if step.started is None else RUNNING, "started": step.started,
+            "next_log_sequence": 0, "output_variables": [], "server_node": node,
+        }  # fmt: skip
+        row = await fetch_one(conn, _LEASE, values)
+        assert row is not None  # RETURNING of an INSERT: its row
+        rows.append(row)
+    return rows
 
 
 async def steps_of(conn: AsyncConnection, task_id: int) -> list[Row]:
     """The task's steps, in the order they were leased."""
-    query = sa.select(t.task_steps).where(t.task_steps.c.task_id == task_id)
-    return await fetch_all(conn, query.order_by(t.task_steps.c.id))
+    return await fetch_all(conn, _STEPS_OF, {"task": task_id})
 
 
 async def activity_status(
@@ -80,17 +91,11 @@ async def activity_status(
     values: dict[str, Any] = {"status": status, "ended": None}
     if started is not None:
         values["started"] = started
-    await conn.execute(
-        sa.update(t.task_activities).where(t.task_activities.c.id == activity_id).values(**values)
-    )
+    await conn.execute(_ACTIVITY, {"activity": activity_id, **values})
 
 
 async def mark_running(conn: AsyncConnection, step_id: int, now: datetime) -> None:
-    await conn.execute(
-        sa.update(t.task_steps)
-        .where(t.task_steps.c.id == step_id)
-        .values(state=RUNNING, started=now)
-    )
+    await conn.execute(_STEP, {"step": step_id, "state": RUNNING, "started": now})
 
 
 async def move(
@@ -125,7 +130,7 @@ async def store_lines(
     to ``next_sequence``: called in one transaction, so a restart sees both or neither."""
     if lines:
         await conn.execute(
-            sa.insert(t.task_log),
+            _LINES,
             [
                 {
                     "task_id": task_id,
@@ -137,11 +142,7 @@ async def store_lines(
                 for category, message in lines
             ],
         )
-    await conn.execute(
-        sa.update(t.task_steps)
-        .where(t.task_steps.c.id == step["id"])
-        .values(next_log_sequence=next_sequence)
-    )
+    await conn.execute(_STEP, {"step": step["id"], "next_log_sequence": next_sequence})
 
 
 async def end(
@@ -153,30 +154,17 @@ async def end(
     output_variables: list[dict[str, Any]],
     now: datetime,
 ) -> None:
-    await conn.execute(
-        sa.update(t.task_steps)
-        .where(t.task_steps.c.id == step_id)
-        .values(
-            state=state,
-            exit_code=exit_code,
-            error=error,
-            output_variables=output_variables,
-            ended=now,
-        )
-    )
+    values = {"state": state, "exit_code": exit_code, "error": error,
+              "output_variables": output_variables, "ended": now}  # fmt: skip
+    await conn.execute(_STEP, {"step": step_id, **values})
 
 
 async def busy(conn: AsyncConnection, worker_ids: Sequence[int]) -> dict[int, int]:
     """How many active (Pending or Running) steps each of ``worker_ids`` has, in any task."""
     if not worker_ids:
         return {}
-    steps = t.task_steps
-    query = (
-        sa.select(steps.c.worker_id, sa.func.count())
-        .where(steps.c.worker_id.in_(list(worker_ids)), steps.c.state.in_(ACTIVE))
-        .group_by(steps.c.worker_id)
-    )
-    counts = {row[0]: int(row[1]) for row in (await conn.execute(query)).all()}
+    rows = (await conn.execute(_BUSY, {"workers": list(worker_ids)})).all()
+    counts = {row[0]: int(row[1]) for row in rows}
     return {worker: counts.get(worker, 0) for worker in worker_ids}
 
 

@@ -11,6 +11,7 @@ failed the task) cannot write its end over the one written since.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
@@ -83,20 +84,72 @@ async def counts_by_state(conn: AsyncConnection, space_id: int) -> dict[str, int
     return {state: int(found.get(state, 0)) for state in STATES}
 
 
+# The statements of a task's every step are built once, here, their values given as
+# they run (bindparams): building a statement and computing its cache key cost the
+# hub's event loop several times SQLite's run of it (docs/decisions.md, "The hub's
+# hot statements are built once").
+_tasks = t.server_tasks
+_TASK = sa.select(_tasks).where(_tasks.c.id == sa.bindparam("task"))
+_OWNED = (
+    _tasks.c.state.in_(RUNNING),
+    _tasks.c.server_node == sa.bindparam("owner_node"),
+    _tasks.c.server_token == sa.bindparam("owner_token"),
+)
+_ENSURE_OWNED = (
+    sa.select(_tasks.c.id).where(_tasks.c.id == sa.bindparam("task"), *_OWNED).with_for_update()
+)
+_FINISH_OWNED = sa.update(_tasks).where(_tasks.c.id == sa.bindparam("task"), *_OWNED)
+_CLAIM = (
+    sa.update(_tasks)
+    .where(_tasks.c.id == sa.bindparam("task"), _tasks.c.state == QUEUED)
+    .returning(*_tasks.c)
+)
+_CANCELS = sa.select(_tasks.c.id).where(
+    _tasks.c.id.in_(sa.bindparam("tasks", expanding=True)), _tasks.c.cancel_requested.is_(True)
+)
+_START_ACTIVITY = sa.insert(t.task_activities).returning(t.task_activities.c.id)
+_END_ACTIVITY = sa.update(t.task_activities).where(
+    t.task_activities.c.id == sa.bindparam("activity")
+)
+_LOG = sa.insert(t.task_log)
+
+
+def _owner(owner: Owner) -> dict[str, str]:
+    return {"owner_node": owner.node, "owner_token": owner.token}
+
+
 async def task(conn: AsyncConnection, task_id: int) -> Row | None:
-    return await fetch_one(conn, sa.select(t.server_tasks).where(t.server_tasks.c.id == task_id))
+    return await fetch_one(conn, _TASK, {"task": task_id})
 
 
 def _oldest_queued(
     names: Collection[str] | None, excluding: Collection[str] | None
 ) -> sa.Select[Any]:
-    tasks = t.server_tasks
-    query = sa.select(tasks.c.id).where(tasks.c.state == QUEUED)
+    return _oldest_of(_frozen(names), _frozen(excluding), frozenset(), 1)
+
+
+def _frozen(names: Collection[str] | None) -> frozenset[str] | None:
+    return None if names is None else frozenset(names)
+
+
+@functools.cache
+def _oldest_of(
+    names: frozenset[str] | None,
+    excluding: frozenset[str] | None,
+    first: frozenset[str],
+    count: int,
+) -> sa.Select[Any]:
+    """The ``count`` oldest queued tasks (of ``names``, not of ``excluding``), those
+    named in ``first`` before the others; built once per filter."""
+    query = sa.select(_tasks.c.id).where(_tasks.c.state == QUEUED)
     if names is not None:
-        query = query.where(tasks.c.name.in_(list(names)))
+        query = query.where(_tasks.c.name.in_(sorted(names)))
     if excluding is not None:
-        query = query.where(tasks.c.name.not_in(list(excluding)))
-    return query.order_by(tasks.c.queue_time, tasks.c.id).limit(1)
+        query = query.where(_tasks.c.name.not_in(sorted(excluding)))
+    order: list[Any] = [_tasks.c.queue_time, _tasks.c.id]
+    if first:
+        order.insert(0, sa.case((_tasks.c.name.in_(sorted(first)), 0), else_=1))
+    return query.order_by(*order).limit(count)
 
 
 async def any_queued(
@@ -109,15 +162,21 @@ async def any_queued(
     return await fetch_one(conn, _oldest_queued(names, excluding)) is not None
 
 
+async def next_queued(
+    conn: AsyncConnection, names: frozenset[str] | None = None, first: frozenset[str] = frozenset()
+) -> bool:
+    """Whether ``claim_next`` with the same filters would find a task now (a read: the
+    runner's looks at an empty queue then take no write lock). One look for every
+    kind: ``names`` None is any task."""
+    return await fetch_one(conn, _oldest_of(names, None, first, 1)) is not None
+
+
 async def cancels_requested(conn: AsyncConnection, task_ids: Collection[int]) -> set[int]:
     """Which of ``task_ids`` have a cancel requested (one read for all of them)."""
     if not task_ids:
         return set()
-    tasks = t.server_tasks
-    query = sa.select(tasks.c.id).where(
-        tasks.c.id.in_(list(task_ids)), tasks.c.cancel_requested.is_(True)
-    )
-    return {row["id"] for row in await fetch_all(conn, query)}
+    rows = await fetch_all(conn, _CANCELS, {"tasks": list(task_ids)})
+    return {row["id"] for row in rows}
 
 
 async def claim(
@@ -129,25 +188,34 @@ async def claim(
 ) -> Row | None:
     """Take the oldest queued task for ``owner`` (of ``names`` only, or not of
     ``excluding``, when given); None if there is none (or another node took it first)."""
-    tasks = t.server_tasks
     oldest = await fetch_one(conn, _oldest_queued(names, excluding))
     if oldest is None:
         return None
-    taken = await conn.execute(
-        sa.update(tasks)
-        .where(tasks.c.id == oldest["id"], tasks.c.state == QUEUED)
-        .values(state=EXECUTING, start_time=now, server_node=owner.node, server_token=owner.token)
-    )
-    return await task(conn, oldest["id"]) if taken.rowcount == 1 else None
+    return await _take(conn, oldest["id"], owner, now)
 
 
-def _owned_by(owner: Owner) -> list[sa.ColumnElement[bool]]:
-    tasks = t.server_tasks
-    return [
-        tasks.c.state.in_(RUNNING),
-        tasks.c.server_node == owner.node,
-        tasks.c.server_token == owner.token,
-    ]
+async def claim_next(
+    conn: AsyncConnection,
+    owner: Owner,
+    now: datetime,
+    names: frozenset[str] | None = None,
+    first: frozenset[str] = frozenset(),
+) -> tuple[Row | None, bool]:
+    """Take the oldest queued task (of ``names`` only, when given; those named in
+    ``first`` before any other) for ``owner``: its row (None if there is none, or
+    another node took it first) and whether another such task was queued behind it
+    then (the caller's next look may be spared if not)."""
+    oldest = await fetch_all(conn, _oldest_of(names, None, first, 2))
+    if not oldest:
+        return None, False
+    return await _take(conn, oldest[0]["id"], owner, now), len(oldest) > 1
+
+
+async def _take(conn: AsyncConnection, task_id: int, owner: Owner, now: datetime) -> Row | None:
+    """The queued task made ``owner``'s, its row as it now is; None if it was not queued."""
+    values = {"state": EXECUTING, "start_time": now, "server_node": owner.node,
+              "server_token": owner.token}  # fmt: skip
+    return await fetch_one(conn, _CLAIM, {"task": task_id, **values})
 
 
 async def finish(
@@ -162,19 +230,18 @@ async def finish(
 ) -> bool:
     """Write the task's end if it is still in one of ``states`` (and still ``owner``'s,
     when given). False if it matched nothing: another wrote its end first."""
-    tasks = t.server_tasks
-    conditions = _owned_by(owner) if owner is not None else [tasks.c.state.in_(states)]
-    ended = await conn.execute(
-        sa.update(tasks)
-        .where(tasks.c.id == task_id, *conditions)
-        .values(
-            state=state,
-            completed_time=now,
-            error_message=error,
-            has_warnings_or_errors=warnings or state != SUCCESS,
-        )
-    )
+    values = {"state": state, "completed_time": now, "error_message": error,
+              "has_warnings_or_errors": warnings or state != SUCCESS}  # fmt: skip
+    if owner is not None:
+        ended = await conn.execute(_FINISH_OWNED, {"task": task_id, **_owner(owner), **values})
+    else:
+        ended = await conn.execute(_finishing(states), {"task": task_id, **values})
     return ended.rowcount == 1
+
+
+@functools.cache
+def _finishing(states: tuple[str, ...]) -> sa.Update:
+    return sa.update(_tasks).where(_tasks.c.id == sa.bindparam("task"), _tasks.c.state.in_(states))
 
 
 async def ensure_owned(conn: AsyncConnection, task_id: int, owner: Owner) -> None:
@@ -183,11 +250,7 @@ async def ensure_owned(conn: AsyncConnection, task_id: int, owner: Owner) -> Non
     workers' health): on PostgreSQL the row is locked until the commit, so no
     take-over falls between this check and those writes; SQLite runs one writing
     transaction at a time."""
-    tasks = t.server_tasks
-    row = await fetch_one(
-        conn,
-        sa.select(tasks.c.id).where(tasks.c.id == task_id, *_owned_by(owner)).with_for_update(),
-    )
+    row = await fetch_one(conn, _ENSURE_OWNED, {"task": task_id, **_owner(owner)})
     if row is None:
         raise TakenOver(f"ServerTasks-{task_id} was taken over by another node")
 
@@ -302,19 +365,12 @@ async def adopt(conn: AsyncConnection, dead: str, node: str, names: Collection[s
 
 
 async def start_activity(conn: AsyncConnection, task_id: int, name: str, now: datetime) -> int:
-    return await insert(
-        conn,
-        t.task_activities,
-        {"task_id": task_id, "name": name, "status": "Running", "started": now},
-    )
+    values = {"task_id": task_id, "name": name, "status": "Running", "started": now}
+    return int((await conn.execute(_START_ACTIVITY, values)).scalar_one())
 
 
 async def end_activity(conn: AsyncConnection, activity_id: int, status: str, now: datetime) -> None:
-    await conn.execute(
-        sa.update(t.task_activities)
-        .where(t.task_activities.c.id == activity_id)
-        .values(status=status, ended=now)
-    )
+    await conn.execute(_END_ACTIVITY, {"activity": activity_id, "status": status, "ended": now})
 
 
 async def log(
@@ -325,15 +381,9 @@ async def log(
     message: str,
     now: datetime,
 ) -> None:
-    await conn.execute(
-        sa.insert(t.task_log).values(
-            task_id=task_id,
-            activity_id=activity_id,
-            category=category,
-            message=message,
-            occurred=now,
-        )
-    )
+    values = {"task_id": task_id, "activity_id": activity_id, "category": category,
+              "message": message, "occurred": now}  # fmt: skip
+    await conn.execute(_LOG, values)
 
 
 async def activities(conn: AsyncConnection, task_id: int) -> list[Row]:

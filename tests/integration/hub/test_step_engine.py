@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agent.calamari.service_messages import format_message
 from agent.client import ScriptRequest, Worker
@@ -75,8 +76,8 @@ async def test_sensitive_values_are_masked_before_they_are_stored(
     workers = StepWorkers(hub.server.store, hub.server.reach, None)
 
     async def executor(task: Row, task_log: TaskLog) -> Outcome:
-        async def choose() -> list[ChosenWorker]:
-            return await workers.choose(task)
+        async def choose(conn: AsyncConnection) -> list[ChosenWorker]:
+            return await workers.choose(task, conn)
 
         def work(chosen: ChosenWorker) -> SecretWork:
             works.append(SecretWork(task))

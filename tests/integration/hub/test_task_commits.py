@@ -4,6 +4,7 @@ engine as they commit."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from agent.hub.api import tasks as api_tasks
+from tests.helpers.eventually import eventually
 from tests.helpers.hub import RunningHub
 from tests.integration.hub.tasks_helpers import add_worker, finished, submit
 
@@ -158,3 +160,72 @@ async def test_a_page_of_tasks_makes_only_its_tasks_resources(
     made.clear()
     page = await hub.api.get("/api/tasks", params={"skip": "1", "ids": tasks[0]["Id"]})
     assert (page["TotalResults"], page["Items"], made) == (1, [], [])
+
+
+def _outside_requests() -> bool:
+    """Whether the running asyncio task is not one of aiohttp's request handlers."""
+    task = asyncio.current_task()
+    coroutine = task.get_coro() if task is not None else None
+    return getattr(coroutine, "__qualname__", "") not in REQUEST_TASKS
+
+
+UNFINISHED = "Queued,Executing,Cancelling"
+REQUEST_TASKS = {"RequestHandler.start", "RequestHandler._handle_request"}
+
+
+@contextmanager
+def runner_work(engine: sa.Engine) -> Iterator[tuple[list[str], list[str]]]:
+    """The connections taken (the statement each began with) and the statements run,
+    while the block runs, outside the API's request handlers: the runner's and the
+    step engine's."""
+    connections: list[str] = []
+    statements: list[str] = []
+    opened: set[int] = set()
+
+    def executed(conn: sa.Connection, _cursor: Any, statement: str, *_: Any) -> None:
+        if not _outside_requests() or statement.startswith("BEGIN"):
+            return
+        statements.append(statement)
+        if id(conn) not in opened:
+            opened.add(id(conn))
+            connections.append(statement)
+
+    def released(conn: sa.Connection) -> None:
+        opened.discard(id(conn))
+
+    sa.event.listen(engine, "before_cursor_execute", executed)
+    sa.event.listen(engine, "commit", released)
+    sa.event.listen(engine, "rollback", released)
+    try:
+        yield connections, statements
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", executed)
+        sa.event.remove(engine, "commit", released)
+        sa.event.remove(engine, "rollback", released)
+
+
+async def test_a_one_step_task_takes_few_connections(hub: RunningHub, tmp_path: Path) -> None:
+    """The runner and the step engine, for a one-step task: one look at the queue for
+    every kind (before: one for health tasks, one for the others, at each wake), none
+    after a claim that saw no other task queued; a claimed task's steps not read back
+    before its lease, nor after it (the INSERT returns them); the worker chosen on the
+    lease's connection and not read again to connect. Before: 12 connections; now 6
+    and 16 statements (the look after the task's end included)."""
+    agent = await add_worker(hub.api, hub.home.identity(), tmp_path, "web-1")
+    assert hub.server.store is not None
+
+    async def idle() -> bool:  # the worker's first health check ended
+        page = await hub.api.get("/api/tasks", params={"states": UNFINISHED, "take": "1"})
+        return page["TotalResults"] == 0
+
+    await eventually(idle, "no task queued or running")
+    try:
+        with runner_work(hub.server.store.engine.sync_engine) as (connections, statements):
+            task = await submit(hub.api, ScriptBody="echo hi", Syntax="bash")
+            done = await finished(hub.api, task)
+        assert done["State"] == "Success"
+        # a margin of one look for a stray wake (the health check's end, say)
+        assert len(connections) <= 7, connections
+        assert len(statements) <= 18, statements
+    finally:
+        agent.stop()
