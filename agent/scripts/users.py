@@ -24,6 +24,7 @@ group is then refused unless the operator said one user for all is accepted
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -187,16 +188,29 @@ def _lay_out(account: GroupAccount) -> None:
     for folder in (account.folder, account.applications, account.temp):
         with contextlib.suppress(FileExistsError):
             folder.mkdir(mode=GROUP_MODE)
-        info = folder.lstat()
-        if not stat.S_ISDIR(info.st_mode):
-            # the group's scripts own the folder above: a link put there must never
-            # make this process hand the link's target over to them
-            folder.unlink()
-            folder.mkdir(mode=GROUP_MODE)
-            info = folder.lstat()
-        if info.st_uid != account.uid or stat.S_IMODE(info.st_mode) != GROUP_MODE:
-            os.lchown(folder, account.uid, account.gid)
-            folder.chmod(GROUP_MODE)
+        descriptor = _open_folder(folder)
+        try:  # through the descriptor: a link swapped in meanwhile is never followed
+            info = os.fstat(descriptor)
+            if info.st_uid != account.uid or stat.S_IMODE(info.st_mode) != GROUP_MODE:
+                os.fchown(descriptor, account.uid, account.gid)
+                os.fchmod(descriptor, GROUP_MODE)
+        finally:
+            os.close(descriptor)
+
+
+def _open_folder(folder: Path) -> int:
+    """``folder`` opened without following a link: the group's scripts own the folder
+    above, and a link (or file) they put there is removed and the folder made again,
+    so this process never hands the link's target over to them."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(folder, flags)
+    except OSError as error:
+        if error.errno not in (errno.ELOOP, errno.ENOTDIR):
+            raise
+    folder.unlink()
+    folder.mkdir(mode=GROUP_MODE)
+    return os.open(folder, flags)
 
 
 # The only variables of the agent's environment a script run as its group's uid gets
