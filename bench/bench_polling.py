@@ -59,6 +59,7 @@ class Listener:
             [sys.executable, str(HERE / "polling_listener.py"), str(work), str(port), str(TOTAL)],
             stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True, env=env,
         )  # fmt: skip
+        self.milestones: list[tuple[int, float]] = []
         _, port_text, rss_text, self.loop = self._next("ready").split()
         self.port, self.idle_rss = int(port_text), int(rss_text)
 
@@ -70,9 +71,11 @@ class Listener:
         raise SystemExit(f"the listener exited before printing {prefix!r}")
 
     def reached(self, count: int) -> float:
-        """Wait until ``count`` connections are live; returns when (monotonic)."""
+        """Wait until ``count`` connections are live; returns when (monotonic).
+        Each milestone passed on the way is kept in ``milestones`` (count, when)."""
         while True:
             _, reached, at = self._next("connections").split()
+            self.milestones.append((int(reached), float(at)))
             if int(reached) >= count:
                 return float(at)
 
@@ -106,6 +109,8 @@ class Figures:
     listener_cpu: float
     fleets_cpu: float
     restarted: float  # seconds from the kill until the new listener listens
+    # (connections, seconds since the kill) at each tenth, 99% and all, after the restart
+    timeline: list[tuple[int, float]]
 
 
 def identities(work: Path) -> None:
@@ -170,6 +175,7 @@ def measure(loop: str) -> Figures:
             listener_cpu = _cpu([listener.process])
             fleets_cpu = _cpu(fleets) - fleets_before
             back_all = listener.reached(TOTAL) - killed
+            timeline = [(count, at - killed) for count, at in listener.milestones]
         finally:
             for fleet in fleets:
                 fleet.kill()
@@ -178,7 +184,7 @@ def measure(loop: str) -> Figures:
     per_connection = (rss - listener.idle_rss) / TOTAL
     return Figures(listener.loop, first_connect, per_connection, rss, busy, answered, failed,
                    call_seconds, back_99, back_all, listener_cpu, fleets_cpu,
-                   restarted)  # fmt: skip
+                   restarted, timeline)  # fmt: skip
 
 
 def _cpu(processes: list[subprocess.Popen[bytes]] | list[subprocess.Popen[str]]) -> float:
@@ -198,6 +204,8 @@ def report(f: Figures) -> None:
           f"kill): 99% back in {f.back_99:.1f} s, "
           f"all in {f.back_all:.1f} s; CPU meanwhile: listener {f.listener_cpu:.1f} s "
           f"({f.listener_cpu / f.back_99:.0%} of a core), fleets {f.fleets_cpu:.1f} s")  # fmt: skip
+    print(f"{name} back after the restart (connections at seconds): "
+          + ", ".join(f"{count} at {at:.1f}" for count, at in f.timeline))  # fmt: skip
     print(f"RATIO {name} listener RSS per connection, KiB: {f.per_connection / KIB:.0f} "
           "(target <= 64)")  # fmt: skip
     print(f"RATIO {name} listener CPU with {TOTAL} idle connections, share of a core: "
