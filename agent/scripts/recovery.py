@@ -3,7 +3,8 @@
 Everything needed to answer for a script is on disk, so after a restart each
 workspace is read and classified: finished scripts report their real exit
 codes, scripts whose wrapper still runs are re-attached, scripts that never
-launched start again, scripts that vanished without an exit code report -46.
+launched start again, scripts that vanished without an exit code report -46,
+and so do scripts that replaced the agent's files in their workspace (Fate.TAMPERED).
 This module decides; agent.scripts.manager applies the decision.
 """
 
@@ -95,7 +96,10 @@ def adopt(workspace: Path, owner_of: OwnerOf | None = None) -> Adopted | None:
     if state is None:
         return None
     if owner_of is not None and (expected := owner_of(state.spec)) is not None:
-        info = os.lstat(workspace)
+        try:
+            info = os.lstat(workspace)
+        except OSError:
+            return None  # gone meanwhile: nothing to answer for
         if not stat.S_ISDIR(info.st_mode) or info.st_uid != expected:
             group = state.spec.isolation_group
             return _tampered(workspace, state, f"the folder's owner (uid {info.st_uid}) is not "
