@@ -143,7 +143,7 @@ class ScriptManager:
             work.chmod(SEARCHABLE_MODE)  # each group's script passes through to its own
         spread.spread_subfolders(work)  # fewer inodes to search past per new file (ext4)
         self._completed = tombstones.load_all(work)
-        for adopted in adopt_all(work, self._completed):
+        for adopted in adopt_all(work, self._completed, self._owner_of):
             self._recover(adopted)
         if self.settings.trees is not None:
             self.settings.trees.sweep()  # the empty cgroups of scripts that ended meanwhile
@@ -408,6 +408,14 @@ class ScriptManager:
             return None
         return self.settings.users.account(spec.isolation_group or DEFAULT_GROUP)
 
+    def _owner_of(self, spec: ScriptSpec) -> int | None:
+        """The uid a recovered workspace of ``spec`` must be owned by: its group's, as
+        recorded (never allocated for a group a state names), -1 for a group without
+        one; None when scripts do not run as their groups' uids (nothing to check)."""
+        if self.settings.users is None:
+            return None
+        return self.settings.users.uids.get(spec.isolation_group or DEFAULT_GROUP, -1)
+
     def _account(self, spec: ScriptSpec) -> runner.Account | None:
         """Whom the script runs as: its group's uid (gid the same, no other groups), the
         configured account, or None (this process's user)."""
@@ -667,6 +675,16 @@ class ScriptManager:
         self._scripts[adopted.key] = script
         if adopted.fate is Fate.FINISHED:
             script.done.set()
+        elif adopted.fate is Fate.TAMPERED:
+            script.log.note(f"Tampered workspace found after the restart: {adopted.tampered}; "
+                            "its state is not followed and the script is not run again (its "
+                            "result is unknown)")  # fmt: skip
+            script.group = self._found_group(adopted.key)
+            if script.group is None:
+                self._finish(script, ExitCode.UNKNOWN_RESULT)
+            else:  # whatever still runs in its cgroup is given up on and killed
+                name = f"script-{adopted.key}"
+                script.task = asyncio.create_task(self._given_up(script), name=name)
         elif adopted.fate is Fate.RESTART and state.spec.with_environment:
             # Its Environment was in the previous agent's memory only: running it
             # without would run something else than was asked (a deployment without

@@ -20,10 +20,12 @@ unnumbered (and unserved) until space returns; a record is never left torn.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import logging
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +47,7 @@ READ_BUDGET = 512 * 1024
 # never follows one (it would read, or append to, a file of the agent's choosing)
 NOTE_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
 READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+INDEX_FLAGS = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # see _load_index
 
 
 def _read(path: Path) -> BinaryIO:
@@ -255,21 +258,45 @@ class OutputLog:
 
     def _load_index(self) -> None:
         """Read the index; a torn last record (the agent died mid-write) is cut off,
-        so that the next record starts on a line of its own."""
+        so that the next record starts on a line of its own.
+
+        The index is opened once, never through a link (nor blocking on a fifo), and
+        believed only if it is a regular file of the agent's with one link: the
+        script owns its workspace and may have put something else there, which
+        must not make the agent read or cut a file of the script's choosing. Anything
+        else is removed and the log numbered again from the raw files, with a note."""
         path = self.directory / INDEX_FILE
-        if not path.exists():
+        try:
+            fd = os.open(path, INDEX_FLAGS)
+        except FileNotFoundError:
             return
-        content = path.read_bytes()
-        good = 0
-        for line in content.splitlines(keepends=True):
-            batch = _parse_record(line) if line.endswith(b"\n") else None
-            if batch is None or batch.first != self.next_sequence:
-                break
-            self.batches.append(batch)
-            self.offsets[batch.source] = batch.end
-            good += len(line)
-        if good < len(content):
-            os.truncate(path, good)
+        except OSError as error:  # a link (ELOOP), a folder (EISDIR)...
+            self._renumber(f"it cannot be opened as a file ({error.strerror})")
+            return
+        with os.fdopen(fd, "r+b") as file:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_nlink != 1:
+                self._renumber(f"it is not a regular file of the agent's (mode {info.st_mode:o}, "
+                               f"owner uid {info.st_uid}, {info.st_nlink} links)")  # fmt: skip
+                return
+            content = file.read()
+            good = 0
+            for line in content.splitlines(keepends=True):
+                batch = _parse_record(line) if line.endswith(b"\n") else None
+                if batch is None or batch.first != self.next_sequence:
+                    break
+                self.batches.append(batch)
+                self.offsets[batch.source] = batch.end
+                good += len(line)
+            if good < len(content):
+                os.ftruncate(fd, good)
+
+    def _renumber(self, found: str) -> None:
+        """Drop a log.index that is not the agent's: the lines are numbered again."""
+        with contextlib.suppress(OSError):  # a folder stays; appends to it then fail
+            os.unlink(self.directory / INDEX_FILE)  # the entry itself, never a link's target
+        self.note(f"The log's index ({INDEX_FILE}) was not followed, {found}: the output "
+                  "is numbered again from its raw files")  # fmt: skip
 
 
 def _parse_record(line: bytes) -> Batch | None:

@@ -11,6 +11,7 @@ import dataclasses
 import datetime
 import json
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,10 +102,44 @@ def create_state(directory: Path, state: ScriptState) -> None:
         os.close(fd)
 
 
-def load_state(directory: Path) -> ScriptState | None:
-    """The saved state, or None if there is none or it cannot be read."""
+class TamperedError(Exception):
+    """A workspace file of the agent's is not the agent's: a script replaced it."""
+
+
+# A script owns its workspace: what it put there in place of the agent's state (a
+# link, a fifo, a file of its own or a hard link to another) is never read as the state
+_NO_FOLLOW = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def read_own_file(path: Path) -> bytes:
+    """The content of ``path`` if it is a regular file of this process's user with
+    one link; FileNotFoundError if there is none; TamperedError (saying what it is
+    instead) if it is something else, which is then never followed nor read."""
     try:
-        data = json.loads((directory / STATE_FILE).read_text())
+        fd = os.open(path, _NO_FOLLOW)
+    except FileNotFoundError:
+        raise
+    except OSError as error:  # ELOOP: a link
+        raise TamperedError(f"{path.name} cannot be opened as a file ({error.strerror})") from None
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise TamperedError(f"{path.name} is not a regular file")
+        if info.st_uid != os.geteuid() or info.st_nlink != 1:
+            raise TamperedError(
+                f"{path.name} is not the agent's own (owner uid {info.st_uid}, "
+                f"{info.st_nlink} links; expected uid {os.geteuid()}, one link)"
+            )
+        return file.read()
+
+
+def load_state(directory: Path) -> ScriptState | None:
+    """The saved state, or None if there is none or it cannot be read.
+
+    Raises TamperedError if ``state.json`` is not a regular file of the agent's
+    (see read_own_file): a script put it there, and nothing in it is believed."""
+    try:
+        data = json.loads(read_own_file(directory / STATE_FILE))
         spec = data.pop("spec")
         spec["arguments"] = tuple(spec["arguments"])
         spec["syntax"], spec["isolation"] = Syntax(spec["syntax"]), Isolation(spec["isolation"])

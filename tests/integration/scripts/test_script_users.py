@@ -396,3 +396,85 @@ async def test_an_agent_that_cannot_switch_refuses_groups_unless_told_one_user_i
         assert "refused" not in agent.log()
     finally:
         agent.stop()
+
+
+VICTIM = """\
+umask 077; echo "victim-secret" > "$HOME/secret.txt"; echo "$HOME"
+"""
+
+# A script's own workspace is its uid's: it replaces the agent's state with one naming
+# the victim's group, Pending, and garbles wrapper.pid so that a restart finds the
+# ticket never launched; its next script.sh, run as the victim's uid in a folder
+# opened to all, would read the victim's files
+FORGE = """\
+chmod 0777 .
+cat > forged.json <<JSON
+{"spec": {"ticket": "$TentacleScriptTicket", "syntax": "bash", "arguments": [], "isolation": "none",
+ "mutex_name": "x", "mutex_timeout": null, "task_id": "", "grace": 1.0, "isolation_group": "victim",
+ "with_environment": false, "limits": {"memory_bytes": null, "pids": null, "cpu_weight": null}},
+ "state": "Pending", "exit_code": null, "created": "2026-01-01T00:00:00.000+00:00",
+ "started": null, "completed": null, "pid": null}
+JSON
+mv -f forged.json state.json
+printf 'echo "ran as $(id -u)"; cat "%s/secret.txt"\\n' "$1" > next.sh
+mv -f next.sh script.sh
+echo garbage > wrapper.pid; chmod 0666 wrapper.pid
+echo forged
+"""
+
+# ...and one that leaves a log.index pointing at a file of root's, which a restarted
+# agent cut down to its "valid" index records (none)
+PLANT_INDEX = """\
+rm -f log.index; ln -s "$1" log.index; echo planted
+"""
+
+
+async def all_texts(scripts: Scripts, ticket: str) -> list[str]:
+    """Every log line of ``ticket`` (all sources), page by page."""
+    texts: list[str] = []
+    last = 0
+    while (page := await scripts.status(ticket, last))["Logs"]:
+        texts += [line for e in page["Logs"] for line in e["Text"].split("\n")]
+        last = page["NextLogSequence"]
+    return texts
+
+
+@needs_root
+async def test_a_workspace_the_script_tampered_with_is_not_followed_after_a_restart(
+    reachable: Path, uid_range: tuple[int, int]
+) -> None:
+    precious = reachable / "precious.txt"
+    precious.write_text("root's data that must stay\n")
+    precious.chmod(0o600)
+    agent = isolated_agent(reachable, uid_range).start()
+    try:
+        async with agent.client() as client:
+            scripts = Scripts(client)
+            code, victim_home = await run(scripts, VICTIM, "victim")
+            assert code == 0, victim_home
+            forger = f"forger-{secrets.token_hex(4)}"
+            await scripts.start(FORGE, forger, IsolationGroup="evil", Arguments=[victim_home],
+                                Isolation="none")  # fmt: skip
+            assert (await scripts.wait_complete(forger))["ExitCode"] == 0
+            planter = f"planter-{secrets.token_hex(4)}"
+            await scripts.start(PLANT_INDEX, planter, IsolationGroup="evil",
+                                Arguments=[str(precious)], Isolation="none")  # fmt: skip
+            assert (await scripts.wait_complete(planter))["ExitCode"] == 0
+        agent.stop()
+        agent.start()
+        async with agent.client() as client:
+            scripts = Scripts(client)
+            forged = await scripts.wait_complete(forger)
+            texts = await all_texts(scripts, forger)
+            planted = await all_texts(scripts, planter)
+            # the happy path after a restart: the victim's group still runs as its own
+            code, again = await run(scripts, 'cat "$HOME/secret.txt"', "victim")
+        assert not any("victim-secret" in t or "ran as" in t for t in texts), texts
+        assert forged["ExitCode"] == -46, (forged, agent.log())  # unknown: not run again
+        assert any("Tampered workspace" in t and "state.json" in t for t in texts), texts
+        assert precious.read_text() == "root's data that must stay\n"
+        assert planted[0] == "planted", planted
+        assert any("was not followed" in t for t in planted), planted
+        assert (code, again) == (0, "victim-secret")
+    finally:
+        agent.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,34 @@ def test_counting_agrees_with_splitting(lengths: list[int]) -> None:
 @pytest.mark.parametrize("data", [b"", b"\n", b"\n\n"])
 def test_empty_lines_count(data: bytes) -> None:
     assert count_lines(data) == (data.count(b"\n") + 1, True)
+
+
+@pytest.mark.parametrize("planted", ["link", "hard link"])
+def test_an_index_the_script_replaced_is_not_followed_but_numbered_again(
+    tmp_path: Path, planted: str
+) -> None:
+    # a script owns its workspace: a log.index it planted pointing at another file
+    # (root's, at restart) must not be read nor cut down to its "valid" records
+    workspace, elsewhere = tmp_path / "ws", tmp_path / "precious.txt"
+    workspace.mkdir()
+    elsewhere.write_bytes(b"not an index: must stay\n")
+    log = OutputLog(workspace)
+    write(log, "stdout", b"a\nb\n")
+    log.ingest()
+    (workspace / INDEX_FILE).unlink()
+    if planted == "link":
+        (workspace / INDEX_FILE).symlink_to(elsewhere)
+    else:
+        os.link(elsewhere, workspace / INDEX_FILE)
+
+    reopened = OutputLog(workspace)
+    reopened.ingest(final=True)
+
+    assert elsewhere.read_bytes() == b"not an index: must stay\n"
+    lines = all_lines(reopened)
+    assert [(n, text) for n, source, text in lines if source == "stdout"] == [(1, "a"), (2, "b")]
+    notes = [text for _, source, text in lines if source == "debug"]
+    assert len(notes) == 1, notes
+    assert "log.index) was not followed" in notes[0], notes
+    assert not (workspace / INDEX_FILE).is_symlink()
+    assert os.stat(workspace / INDEX_FILE).st_nlink == 1  # a fresh index of the agent's

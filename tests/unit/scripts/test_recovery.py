@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from agent.protocol.services import State
 from agent.scripts import cleaner, runner, tombstones
 from agent.scripts.recovery import Fate, adopt_all
@@ -84,3 +86,49 @@ def test_the_cleaner_picks_only_complete_scripts_past_the_retention(tmp_path: Pa
 
 def cleaner_now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+
+
+def test_a_state_the_script_replaced_is_not_believed(tmp_path: Path) -> None:
+    # a script owns its workspace: a state.json of its own (or a link to another
+    # file) naming another isolation group and Pending is not followed
+    forged = ScriptState(ScriptSpec("Forged", isolation_group="victim"))
+    elsewhere = workspace(tmp_path / "elsewhere", "real", forged)
+    linked = workspace(tmp_path / "work", "linked", forged)
+    (linked / "state.json").unlink()
+    (linked / "state.json").symlink_to(elsewhere / "state.json")
+    copied = workspace(tmp_path / "work", "copied", forged)
+    os.link(copied / "state.json", copied / "second-link")  # not the agent's file alone
+
+    adopted = {a.key: a for a in adopt_all(tmp_path / "work", {})}
+
+    assert {key: a.fate for key, a in adopted.items()} == {
+        "copied": Fate.TAMPERED,
+        "linked": Fate.TAMPERED,
+    }
+    assert "2 links" in adopted["copied"].tampered
+    assert "cannot be opened" in adopted["linked"].tampered
+    # nothing of the file is believed: not even its group
+    assert adopted["linked"].state.spec == ScriptSpec("linked")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a folder to another uid needs root")
+def test_a_workspace_not_owned_by_its_states_group_is_not_followed(tmp_path: Path) -> None:
+    pending = ScriptState(ScriptSpec("Mine", isolation_group="evil"))
+    own = workspace(tmp_path, "own", pending)
+    other = workspace(
+        tmp_path, "other", pending.but(spec=ScriptSpec("Other", isolation_group="victim"))
+    )
+    done = workspace(tmp_path, "done", pending.moved_to(State.COMPLETE, exit_code=0))
+    for folder in (own, other, done):
+        os.chown(folder, 64001, 64001)  # the folder is evil's (uid 64001)
+    uids = {"evil": 64001, "victim": 64002}
+
+    adopted = {a.key: a for a in adopt_all(tmp_path, {}, lambda s: uids[s.isolation_group])}
+
+    assert {key: (a.fate, a.state.state) for key, a in adopted.items()} == {
+        "done": (Fate.FINISHED, State.COMPLETE),
+        "other": (Fate.TAMPERED, State.PENDING),
+        "own": (Fate.RESTART, State.PENDING),
+    }
+    assert "(uid 64001)" in adopted["other"].tampered
+    assert "'victim'" in adopted["other"].tampered
