@@ -16,11 +16,44 @@ import contextlib
 import errno
 import os
 import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 PRIVATE = 0o600
 TEMPORARY_SUFFIX = ".partial"
+# Added to every open of a file someone else may have planted something at (a
+# script run as another uid owns its workspace): never through a link, and never
+# waiting for a FIFO's other end (that would stop the agent's whole event loop)
+GUARD_FLAGS = os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class NotRegularFile(OSError):
+    """A FIFO, socket or device where a regular file was expected."""
+
+
+def open_regular(path: Path, flags: int, mode: int = PRIVATE) -> int:
+    """``os.open(path, flags, mode)`` that only ever yields a regular file's descriptor.
+
+    Never blocks and never follows a link: a link raises OSError (ELOOP), anything
+    else that is not a regular file raises :class:`NotRegularFile` (a FIFO without
+    a reader may already refuse a write open with ENXIO). The caller treats both as
+    the file being absent or damaged.
+    """
+    fd = os.open(path, flags | GUARD_FLAGS, mode)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegularFile(errno.EINVAL, "not a regular file", str(path))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_regular(path: Path) -> bytes:
+    """The content of the regular file ``path`` (OSError as :func:`open_regular`)."""
+    with os.fdopen(open_regular(path, os.O_RDONLY), "rb") as file:
+        return file.read()
 
 
 @contextlib.contextmanager
@@ -90,8 +123,8 @@ def append_record(path: Path, record: bytes, mode: int = PRIVATE) -> None:
     a failed or short write (a full disk) is cut off again before OSError is
     raised. Not fsynced: the record survives the process's death, not a power cut.
     """
-    # never through a link: a script run as another uid may put one in its workspace
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, mode)
+    # a script run as another uid may put a link or a FIFO in its workspace
+    fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
     try:
         size = os.fstat(fd).st_size
         try:
@@ -113,10 +146,12 @@ def whole_records(path: Path) -> list[bytes]:
     starts on a line of its own.
     """
     try:
-        content = path.read_bytes()
+        fd = open_regular(path, os.O_RDWR)
     except FileNotFoundError:
         return []
-    good = content.rfind(b"\n") + 1
-    if good < len(content):
-        os.truncate(path, good)
+    with os.fdopen(fd, "r+b") as file:
+        content = file.read()
+        good = content.rfind(b"\n") + 1
+        if good < len(content):
+            os.ftruncate(fd, good)  # the file read, not whatever is at its name now
     return content[:good].splitlines()

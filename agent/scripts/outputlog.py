@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import json
 import logging
 import os
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from agent.atomicfile import append_record
+from agent.atomicfile import NotRegularFile, append_record, open_regular
 
 log = logging.getLogger(__name__)
 SOURCES = ("stdout", "stderr", "debug")
@@ -43,16 +44,16 @@ BATCH_BYTES = 512 * 1024  # small batches: serving from the middle of one rescan
 # Raw bytes per read. Encoding can grow a byte to at most 6 (a control
 # character as \u00XX), so a read always fits a 4 MiB message.
 READ_BUDGET = 512 * 1024
-# A script run as another uid owns its workspace and may put links there: the agent
-# never follows one (it would read, or append to, a file of the agent's choosing)
-NOTE_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+# A script run as another uid owns its workspace and may put links or FIFOs there:
+# the agent opens its files there with open_regular only (never following a link
+# to a file of its choosing, never blocking on a FIFO)
+NOTE_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT
 INDEX_FLAGS = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # see _load_index
 
 
 def _read(path: Path) -> BinaryIO:
-    """``path`` opened for reading, a link refused (OSError ELOOP), never followed."""
-    return os.fdopen(os.open(path, READ_FLAGS), "rb")
+    """``path`` opened for reading; a link or a non-regular file raises OSError."""
+    return os.fdopen(open_regular(path, os.O_RDONLY), "rb")
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ class OutputLog:
         self.batches: list[Batch] = []
         self.offsets = dict.fromkeys(SOURCES, 0)
         self._recent: dict[Batch, bytes] = {}  # what the last ingest read
+        self._refused: set[str] = set()  # sources whose file was replaced by a script
         self._load_index()
 
     @property
@@ -127,7 +129,7 @@ class OutputLog:
         Never raises: on a full disk the note goes to the agent's log instead."""
         line = text.replace("\n", " ").encode("utf-8") + b"\n"
         try:
-            fd = os.open(self.raw_path("debug"), NOTE_FLAGS, 0o600)
+            fd = open_regular(self.raw_path("debug"), NOTE_FLAGS, 0o600)
             with os.fdopen(fd, "ab") as file:
                 file.write(line)
         except OSError as error:
@@ -156,21 +158,26 @@ class OutputLog:
         """True if some output has not been numbered yet."""
         for source in SOURCES:
             try:
-                if os.stat(self.raw_path(source)).st_size > self.offsets[source]:
-                    return True
+                found = os.lstat(self.raw_path(source))  # a link's target is not output
             except FileNotFoundError:
                 continue
+            if stat.S_ISREG(found.st_mode) and found.st_size > self.offsets[source]:
+                return True
         return False
 
     def _ingest_source(self, source: str, final: bool, budget: int) -> bool:
         try:
-            size = os.stat(self.raw_path(source)).st_size
+            file = _read(self.raw_path(source))
         except FileNotFoundError:
             return True
-        limit = min(size, self.offsets[source] + budget)
-        if limit <= self.offsets[source]:
+        except OSError as error:
+            if not _planted(error):
+                raise
+            self._refuse(source, error)  # as if absent: nothing more of it is served
             return True
-        with _read(self.raw_path(source)) as file:
+        with file:
+            size = os.fstat(file.fileno()).st_size
+            limit = min(size, self.offsets[source] + budget)
             while (start := self.offsets[source]) < limit:
                 end = min(limit, start + BATCH_BYTES)
                 file.seek(start)
@@ -183,6 +190,13 @@ class OutputLog:
                 self._append(batch)
                 self._recent[batch] = data[:cut]  # about to be served: spare a re-read
         return self.offsets[source] == size
+
+    def _refuse(self, source: str, error: OSError) -> None:
+        """Say once in the script's log that ``source``'s file was replaced."""
+        if source not in self._refused:
+            self._refused.add(source)
+            self.note(f"{RAW_FILES[source]} was replaced by a link or a non-regular file; "
+                      f"its further output is ignored ({error.strerror})")  # fmt: skip
 
     def _append(self, batch: Batch) -> None:
         record = {"s": batch.first, "src": batch.source, "a": batch.start, "b": batch.end,
@@ -297,6 +311,11 @@ class OutputLog:
             os.unlink(self.directory / INDEX_FILE)  # the entry itself, never a link's target
         self.note(f"The log's index ({INDEX_FILE}) was not followed, {found}: the output "
                   "is numbered again from its raw files")  # fmt: skip
+
+
+def _planted(error: OSError) -> bool:
+    """True if ``error`` is :func:`open_regular` refusing a link or a non-regular file."""
+    return isinstance(error, NotRegularFile) or error.errno in (errno.ELOOP, errno.ENXIO)
 
 
 def _parse_record(line: bytes) -> Batch | None:

@@ -35,6 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.atomicfile import open_regular, read_regular
 from agent.scripts.cgroups import ScriptGroup
 from agent.scripts.procstat import PROC, read_stat
 
@@ -79,7 +80,7 @@ WRAPPER = (
     "code=$?; echo $code >>wrapper.pid; exit $code\n"
 )
 RAW_OUTPUT = ("stdout.raw", "stderr.raw")  # agent.scripts.outputlog's RAW_FILES
-RAW_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+RAW_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT  # through open_regular: no link, no FIFO
 SPAWNED_OUTPUT = (3, 4)  # where posix_spawn puts them in the wrapper
 BASH_JOB = '(. ./script.sh "$@")'
 EXEC_JOB = '"$@"'
@@ -185,7 +186,8 @@ def _start(
     opened: list[int] = []
     try:
         for name in RAW_OUTPUT:
-            opened.append(os.open(workspace / name, RAW_FLAGS, 0o600))
+            opened.append(open_regular(workspace / name, RAW_FLAGS, 0o600))
+            os.set_blocking(opened[-1], True)  # the script gets an ordinary file
         out, err = opened if account is not None else SPAWNED_OUTPUT
         wrapper = f"cd {shlex.quote(str(workspace))} || exit 127\n" + WRAPPER.format(
             job=job, not_recorded=NOT_RECORDED, out=out, err=err
@@ -300,14 +302,15 @@ def exit_code(workspace: Path) -> int | None:
     try:
         if len(records) > 1:
             return int(records[1])
-        return int((workspace / RC_FILE).read_text().strip())
+        return int(read_regular(workspace / RC_FILE).strip())
     except (OSError, ValueError):
         return None
 
 
 def _records(workspace: Path) -> list[str]:
     """The complete lines of ``wrapper.pid``: the wrapper itself, then its exit status."""
-    text = (workspace / PID_FILE).read_text()
+    # the script owns its workspace: a link or a FIFO there is an unreadable record
+    text = read_regular(workspace / PID_FILE).decode("utf-8", "replace")
     return text.split("\n")[: text.count("\n")]
 
 
