@@ -298,15 +298,22 @@ class BuiltinWorker:
         return {"FullPath": str(target), "Length": length, "Sha256": digest}
 
     async def download(
-        self, remote: str, local: Path, progress: Progress | None = None
+        self,
+        remote: str,
+        local: Path,
+        progress: Progress | None = None,
+        isolation_group: str | None = None,
     ) -> dict[str, Any]:
         """Copy ``remote`` (inside the worker's folder) to ``local``, replaced only when
-        complete; RemoteError not_found, or refused as ``upload`` says."""
+        complete; RemoteError not_found, or refused as ``upload`` says. With
+        ``isolation_group`` while steps run as their groups' uids: refused unless that
+        group's uid owns the file (an artifact naming another project's file)."""
         with _remote_errors():
+            group = self._group(isolation_group)
             source = self._resolve(remote)
             self._refuse_private(source, "read")
             root = self.folder.resolve()
-            length, digest = await asyncio.to_thread(_copy_out, source, root, local)
+            length, digest = await asyncio.to_thread(_copy_out, source, root, local, group)
         if progress is not None:
             progress(length)
         return {"FullPath": str(local), "Length": length, "Sha256": digest}
@@ -536,9 +543,12 @@ def _write_from(
     return length, digest.hexdigest()
 
 
-def _copy_out(source: Path, root: Path, local: Path) -> tuple[int, str]:
+def _copy_out(
+    source: Path, root: Path, local: Path, group: users.GroupAccount | None = None
+) -> tuple[int, str]:
     """Copy the regular file ``source`` (inside ``root``, reached without following links)
-    to ``local``, through a temporary beside it."""
+    to ``local``, through a temporary beside it; with ``group``, only a file its uid owns
+    (its script cannot make one another uid's, nor reach another group's folders)."""
     *parents, name = parts_below(source, root)
     folder = _open_folder(root, parents, None, create=False)
     try:
@@ -553,7 +563,15 @@ def _copy_out(source: Path, root: Path, local: Path) -> tuple[int, str]:
     digest = hashlib.sha256()
     length = 0
     with os.fdopen(fd, "rb") as file, temporary_beside(local) as temporary:
-        _refuse_unless_regular(source, os.fstat(file.fileno()))
+        opened = os.fstat(file.fileno())
+        _refuse_unless_regular(source, opened)
+        if group is not None and opened.st_uid != group.uid:
+            raise CallError(
+                "refused",
+                f"{source} is not group {group.group!r}'s file (owned by uid {opened.st_uid}, "
+                f"not {group.uid}): a download naming an IsolationGroup serves only that "
+                "group's files",
+            )
         with temporary.open("xb") as copy:
             while chunk := file.read(CHUNK):
                 digest.update(chunk)

@@ -155,14 +155,18 @@ class FileService:
         is outside the roots, is one of the instance's own files, or is not a
         regular file (a FIFO is refused at once, without waiting for a writer).
         """
-        path = DownloadRequest.parse(call.params).path
-        group = self._default_group(path)
-        if group is None:
+        request = DownloadRequest.parse(call.params)
+        path = request.path
+        owner = self._group(request.isolation_group)
+        group = owner if owner is not None else self._default_group(path)
+        if group is None or os.path.isabs(path.replace("\\", "/")):
             target = resolve_within(path, self.home, self.roots)
-        else:  # as upload's: the default group's folder, its scripts' TentacleHome
+        else:  # as upload's: the group's folder, its scripts' TentacleHome
             target = resolve_within(path, group.folder, ())
         self._refuse_private(target, "read")
         fd, size = await in_thread(open_regular, target)
+        if owner is not None:
+            _refuse_unless_owned(fd, target, owner)
         file = os.fdopen(fd, "rb", buffering=0)  # closed by the stream, or when dropped
         return Reply(Download(str(target), size).to_wire(), _read_chunks(file, size, self.metrics))
 
@@ -201,6 +205,21 @@ class FileService:
             )
 
         return self._ledger.reserve(device, length, free, needed, describe)
+
+
+def _refuse_unless_owned(fd: int, target: Path, group: GroupAccount) -> None:
+    """Close ``fd`` and refuse unless the group's uid owns the file it opened (not
+    through a link: open_regular's O_NOFOLLOW): a group's script names only its own
+    files, as it cannot make a file another uid's nor reach another group's 0700
+    folders to link one (an artifact naming another project's file is refused)."""
+    owner = os.fstat(fd).st_uid
+    if owner != group.uid:
+        os.close(fd)
+        raise CallError(
+            REFUSED,
+            f"{target} is not group {group.group!r}'s file (owned by uid {owner}, not "
+            f"{group.uid}): a download naming an IsolationGroup serves only that group's files",
+        )
 
 
 def _same_file(one: Path, other: Path) -> bool:
