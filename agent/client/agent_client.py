@@ -206,9 +206,15 @@ class AgentClient:
         return await self._retrying(attempt)
 
     async def download(
-        self, remote: str, local: Path, progress: Progress | None = None
+        self,
+        remote: str,
+        local: Path,
+        progress: Progress | None = None,
+        isolation_group: str | None = None,
     ) -> dict[str, Any]:
-        """Fetch ``remote`` into ``local`` (replaced only when complete).
+        """Fetch ``remote`` into ``local`` (replaced only when complete). With
+        ``isolation_group`` (the group whose script named it: an artifact) an agent that
+        runs scripts as their groups' uids serves only a file that group's uid owns.
 
         Returns ``{FullPath, Length, Sha256}`` with the local hash. Raises
         RemoteError not_found if the agent has no such file.
@@ -216,7 +222,9 @@ class AgentClient:
 
         async def attempt() -> dict[str, Any]:
             channel = await self.connect()
-            result = await channel.call("files", "download", DownloadRequest(remote).to_wire())
+            result = await channel.call(
+                "files", "download", DownloadRequest(remote, isolation_group).to_wire()
+            )
             assert result.stream is not None
             expected = Download.parse_reply(result.value).length
             digest = await _write_file(result.stream, local, expected, progress)

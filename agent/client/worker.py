@@ -45,10 +45,16 @@ class Worker(Protocol):
         ...
 
     async def download(
-        self, remote: str, local: Path, progress: Progress | None = None
+        self,
+        remote: str,
+        local: Path,
+        progress: Progress | None = None,
+        isolation_group: str | None = None,
     ) -> dict[str, Any]:
         """Fetch ``remote`` into ``local``, replaced only when complete; returns
-        ``{FullPath, Length, Sha256}`` (the local hash)."""
+        ``{FullPath, Length, Sha256}`` (the local hash). ``isolation_group``: the group
+        whose script named ``remote`` (an artifact); a worker that runs scripts as their
+        groups' uids serves only that group's own file."""
         ...
 
     async def execute(

@@ -43,7 +43,7 @@ from agent.errors import CallError, ConfigError, RemoteError
 from agent.hub.home import HomeLock
 from agent.scripts import users
 from agent.scripts.manager import ScriptManager, ScriptSettings, Status
-from agent.scripts.paths import resolve_within, workspace_file_name
+from agent.scripts.paths import open_folder, parts_below, resolve_within, workspace_file_name
 from agent.scripts.runner import PROGRAMS, Account, hand_over, installed_executable
 from agent.scripts.state import COMPLETE, ScriptSpec
 
@@ -61,7 +61,6 @@ MAX_POLL = 0.5  # ...growing to this; its end is waited for, not polled
 POLL_GROWTH = 1.5
 REMEDY = "the built-in worker's files stay inside its folder"
 PRIVATE_MODE, SEARCHABLE_MODE = 0o700, 0o711
-FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 # The only variables of the hub's environment steps get (an allow-list: the hub's
 # may hold its API key, a database password, cloud credentials...); the account's
 # HOME, USER, LOGNAME and SHELL come from the step user's entry when there is one
@@ -299,15 +298,22 @@ class BuiltinWorker:
         return {"FullPath": str(target), "Length": length, "Sha256": digest}
 
     async def download(
-        self, remote: str, local: Path, progress: Progress | None = None
+        self,
+        remote: str,
+        local: Path,
+        progress: Progress | None = None,
+        isolation_group: str | None = None,
     ) -> dict[str, Any]:
         """Copy ``remote`` (inside the worker's folder) to ``local``, replaced only when
-        complete; RemoteError not_found, or refused as ``upload`` says."""
+        complete; RemoteError not_found, or refused as ``upload`` says. With
+        ``isolation_group`` while steps run as their groups' uids: refused unless that
+        group's uid owns the file (an artifact naming another project's file)."""
         with _remote_errors():
+            group = self._group(isolation_group)
             source = self._resolve(remote)
             self._refuse_private(source, "read")
             root = self.folder.resolve()
-            length, digest = await asyncio.to_thread(_copy_out, source, root, local)
+            length, digest = await asyncio.to_thread(_copy_out, source, root, local, group)
         if progress is not None:
             progress(length)
         return {"FullPath": str(local), "Length": length, "Sha256": digest}
@@ -497,7 +503,7 @@ def _copy_in(local: Path, target: Path, root: Path, account: Account | None) -> 
     it, the account's when there is one (so are the folders made for it); every folder
     on the way opened without following links (``_open_folder``). Returns length and
     SHA-256."""
-    *parents, name = _parts(target, root)
+    *parents, name = parts_below(target, root)
     folder = _open_folder(root, parents, account, create=True)
     try:
         with contextlib.suppress(FileNotFoundError):
@@ -537,10 +543,13 @@ def _write_from(
     return length, digest.hexdigest()
 
 
-def _copy_out(source: Path, root: Path, local: Path) -> tuple[int, str]:
+def _copy_out(
+    source: Path, root: Path, local: Path, group: users.GroupAccount | None = None
+) -> tuple[int, str]:
     """Copy the regular file ``source`` (inside ``root``, reached without following links)
-    to ``local``, through a temporary beside it."""
-    *parents, name = _parts(source, root)
+    to ``local``, through a temporary beside it; with ``group``, only a file its uid owns
+    (its script cannot make one another uid's, nor reach another group's folders)."""
+    *parents, name = parts_below(source, root)
     folder = _open_folder(root, parents, None, create=False)
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC,
@@ -554,7 +563,15 @@ def _copy_out(source: Path, root: Path, local: Path) -> tuple[int, str]:
     digest = hashlib.sha256()
     length = 0
     with os.fdopen(fd, "rb") as file, temporary_beside(local) as temporary:
-        _refuse_unless_regular(source, os.fstat(file.fileno()))
+        opened = os.fstat(file.fileno())
+        _refuse_unless_regular(source, opened)
+        if group is not None and opened.st_uid != group.uid:
+            raise CallError(
+                "refused",
+                f"{source} is not group {group.group!r}'s file (owned by uid {opened.st_uid}, "
+                f"not {group.uid}): a download naming an IsolationGroup serves only that "
+                "group's files",
+            )
         with temporary.open("xb") as copy:
             while chunk := file.read(CHUNK):
                 digest.update(chunk)
@@ -564,40 +581,10 @@ def _copy_out(source: Path, root: Path, local: Path) -> tuple[int, str]:
     return length, digest.hexdigest()
 
 
-def _parts(path: Path, root: Path) -> tuple[str, ...]:
-    """``path``'s parts below ``root`` (resolve_within checked it is inside)."""
-    parts = path.relative_to(root).parts
-    if not parts:
-        raise CallError("refused", f"{path} is the built-in worker's folder itself, not a file")
-    return parts
-
-
 def _open_folder(root: Path, parts: Sequence[str], account: Account | None, create: bool) -> int:
-    """A descriptor of ``root/parts...``, each part opened without following a link: a
-    folder swapped for a link after its path was checked (by a step's user, who owns
-    ``Files/``) is refused, never followed. With ``create`` missing parts are made (0700,
-    the account's). Raises CallError not_found or refused naming the part."""
-    fd = os.open(root, FOLDER_FLAGS)
-    try:
-        for index, part in enumerate(parts):
-            if create:
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(part, PRIVATE_MODE, dir_fd=fd)
-                    if account is not None:
-                        os.chown(part, account.uid, account.gid, dir_fd=fd, follow_symlinks=False)
-            where = root.joinpath(*parts[: index + 1])
-            try:
-                child = os.open(part, FOLDER_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
-            except FileNotFoundError:
-                raise CallError("not_found", f"no folder {where}") from None
-            except OSError as error:  # ELOOP (a link), ENOTDIR (a file)
-                raise CallError("refused", f"{where} is not a folder ({error.strerror})") from None
-            os.close(fd)
-            fd = child
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    """``open_folder`` (links refused, never followed), the parts made the account's."""
+    owner = None if account is None else (account.uid, account.gid)
+    return open_folder(root, parts, owner, create)
 
 
 def _refuse_unless_regular(path: Path, info: os.stat_result) -> None:

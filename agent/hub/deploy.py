@@ -301,7 +301,9 @@ class DeployWork:
         deployment = self.deployment
         local = deployment.artifacts.incoming()
         try:
-            reply = await worker.download(path, local)
+            # as the step's group: its script may name only that group's own files
+            group = task_isolation_group(deployment.task)
+            reply = await worker.download(path, local, None, group)
             async with deployment.store.transaction() as conn:
                 step = await fetch_one(
                     conn, sa.select(t.task_steps.c.id).where(t.task_steps.c.ticket == ticket)

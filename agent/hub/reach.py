@@ -84,9 +84,13 @@ class SshWorkerOfRow:
         return await (await self._inner()).upload(local, remote, progress, isolation_group)
 
     async def download(
-        self, remote: str, local: Path, progress: Progress | None = None
+        self,
+        remote: str,
+        local: Path,
+        progress: Progress | None = None,
+        isolation_group: str | None = None,
     ) -> dict[str, Any]:
-        return await (await self._inner()).download(remote, local, progress)
+        return await (await self._inner()).download(remote, local, progress, isolation_group)
 
     async def execute(
         self,

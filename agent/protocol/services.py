@@ -545,6 +545,8 @@ class DownloadRequest(WireType):
     METHOD = "files.download"
 
     path: str = wire("Path", TEXT)
+    # The group whose script named the file (an artifact): served only if its uid owns it
+    isolation_group: str | None = wire("IsolationGroup", TEXT, default=None)
 
 
 @dataclass(frozen=True)

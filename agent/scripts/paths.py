@@ -7,6 +7,7 @@ the same messages.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -74,3 +75,47 @@ def workspace_file_name(name: str) -> str:
             f"({', '.join(sorted(RESERVED_NAMES))}); put it in a subfolder",
         )
     return text
+
+
+FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+PRIVATE_FOLDER_MODE = 0o700
+
+
+def parts_below(path: Path, root: Path) -> tuple[str, ...]:
+    """``path``'s parts below ``root`` (resolve_within checked it is inside); CallError
+    refused for ``root`` itself, which is no file."""
+    parts = path.relative_to(root).parts
+    if not parts:
+        raise CallError(REFUSED, f"{path} is the folder {root} itself, not a file")
+    return parts
+
+
+def open_folder(
+    root: Path, parts: Sequence[str], owner: tuple[int, int] | None, create: bool
+) -> int:
+    """A descriptor of ``root/parts...``, each part opened relative to the one before
+    without following a link: a folder a script's uid swapped for a link after its path
+    was checked is refused, never followed. With ``create`` missing parts are made
+    (0700, ``owner``'s uid and gid when given). Raises CallError not_found or refused
+    naming the part. Shared by the file service and the hub's built-in worker."""
+    fd = os.open(root, FOLDER_FLAGS)
+    try:
+        for index, part in enumerate(parts):
+            if create:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, PRIVATE_FOLDER_MODE, dir_fd=fd)
+                    if owner is not None:
+                        os.chown(part, *owner, dir_fd=fd, follow_symlinks=False)
+            where = root.joinpath(*parts[: index + 1])
+            try:
+                child = os.open(part, FOLDER_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+            except FileNotFoundError:
+                raise CallError("not_found", f"no folder {where}") from None
+            except OSError as error:  # ELOOP (a link), ENOTDIR (a file)
+                raise CallError(REFUSED, f"{where} is not a folder ({error.strerror})") from None
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

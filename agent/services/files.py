@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import secrets
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
@@ -28,7 +29,7 @@ from agent.filechunks import read_chunks
 from agent.protocol.calls import IncomingCall, Reply
 from agent.protocol.messages import BAD_PARAMS, REFUSED
 from agent.protocol.services import Download, DownloadRequest, Uploaded, UploadRequest
-from agent.scripts.paths import resolve_within
+from agent.scripts.paths import open_folder, parts_below, resolve_within
 from agent.scripts.users import DEFAULT_GROUP, GroupAccount, GroupUsers, check_group
 from agent.services.fileio import (
     INSUFFICIENT_SPACE,
@@ -116,12 +117,14 @@ class FileService:
         # or device, and the temporary then exists as soon as the call is taken.
         _check_upload_target(target)
         with self._reserve(target, length) as reservation:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with temporary_beside(target) as temporary:
-                digest = await _receive(call, temporary, target, length, reservation)
-                if group is not None:
-                    os.chown(temporary, group.uid, group.gid)
-                await in_thread(_put_in_place, temporary, target)
+            if group is None:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with temporary_beside(target) as temporary:
+                    fd = _create(temporary)
+                    digest = await _receive(call, fd, target, length, reservation)
+                    await in_thread(_put_in_place, temporary, target)
+            else:
+                digest = await _receive_into_group(call, group, target, length, reservation)
         if self.metrics is not None:
             self.metrics.transfer_bytes.labels("upload").inc(length)
         return Reply(Uploaded(str(target), length, digest).to_wire())
@@ -152,14 +155,18 @@ class FileService:
         is outside the roots, is one of the instance's own files, or is not a
         regular file (a FIFO is refused at once, without waiting for a writer).
         """
-        path = DownloadRequest.parse(call.params).path
-        group = self._default_group(path)
-        if group is None:
+        request = DownloadRequest.parse(call.params)
+        path = request.path
+        owner = self._group(request.isolation_group)
+        group = owner if owner is not None else self._default_group(path)
+        if group is None or os.path.isabs(path.replace("\\", "/")):
             target = resolve_within(path, self.home, self.roots)
-        else:  # as upload's: the default group's folder, its scripts' TentacleHome
+        else:  # as upload's: the group's folder, its scripts' TentacleHome
             target = resolve_within(path, group.folder, ())
         self._refuse_private(target, "read")
         fd, size = await in_thread(open_regular, target)
+        if owner is not None:
+            _refuse_unless_owned(fd, target, owner)
         file = os.fdopen(fd, "rb", buffering=0)  # closed by the stream, or when dropped
         return Reply(Download(str(target), size).to_wire(), _read_chunks(file, size, self.metrics))
 
@@ -200,6 +207,21 @@ class FileService:
         return self._ledger.reserve(device, length, free, needed, describe)
 
 
+def _refuse_unless_owned(fd: int, target: Path, group: GroupAccount) -> None:
+    """Close ``fd`` and refuse unless the group's uid owns the file it opened (not
+    through a link: open_regular's O_NOFOLLOW): a group's script names only its own
+    files, as it cannot make a file another uid's nor reach another group's 0700
+    folders to link one (an artifact naming another project's file is refused)."""
+    owner = os.fstat(fd).st_uid
+    if owner != group.uid:
+        os.close(fd)
+        raise CallError(
+            REFUSED,
+            f"{target} is not group {group.group!r}'s file (owned by uid {owner}, not "
+            f"{group.uid}): a download naming an IsolationGroup serves only that group's files",
+        )
+
+
 def _same_file(one: Path, other: Path) -> bool:
     """True if both exist and are one file (a hard link counts)."""
     try:
@@ -222,21 +244,72 @@ def _check_upload_target(target: Path) -> None:
     refuse_unless_regular(target, mode, "upload to")
 
 
-async def _receive(
-    call: IncomingCall, temporary: Path, target: Path, length: int, reservation: Reservation
+TEMPORARY_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _create(temporary: Path | str, folder: int | None = None) -> int:
+    """A new temporary (never an existing file, never through a link), 0600.
+    Creating a new regular file does not block: on the loop, a cancel cannot lose the fd."""
+    return os.open(temporary, TEMPORARY_FLAGS, 0o600, dir_fd=folder)
+
+
+async def _receive_into_group(
+    call: IncomingCall, group: GroupAccount, target: Path, length: int, reservation: Reservation
 ) -> str:
-    """Store the call's stream in ``temporary``, synced to disk; returns its SHA-256.
+    """Receive an upload into ``target`` inside the group's folder, which the group's
+    scripts write: every folder is opened by descriptor without following links (made
+    the group's when missing), the temporary is created beside the target relative to
+    its folder's descriptor and given to the group by that descriptor (fchown), and
+    renamed relative to it; a folder or temporary swapped for a link meanwhile is never
+    followed, so no other file is ever given to the group's uid. Returns the SHA-256."""
+    root = group.folder.resolve()
+    *parents, name = parts_below(target, root)
+    folder = open_folder(root, parents, (group.uid, group.gid), create=True)
+    temporary = f".{name}.{secrets.token_hex(6)}.partial"
+    try:
+        fd = _create(temporary, folder)
+        try:
+            os.fchown(fd, group.uid, group.gid)
+        except BaseException:
+            os.close(fd)
+            raise
+        digest = await _receive(call, fd, target, length, reservation)
+        await in_thread(_replace_within, folder, temporary, name, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary, dir_fd=folder)
+        raise
+    finally:
+        os.close(folder)
+    return digest
+
+
+def _replace_within(folder: int, temporary: str, name: str, target: Path) -> None:
+    """Rename ``temporary`` over ``name``, both in the open ``folder``, and sync it."""
+    try:
+        os.replace(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
+        os.fsync(folder)
+    except OSError as error:
+        if error.errno in NO_SPACE_ERRNOS:
+            message = f"no space to put {target} in place: {error.strerror}"
+            raise CallError(INSUFFICIENT_SPACE, message) from None
+        raise
+
+
+async def _receive(
+    call: IncomingCall, fd: int, target: Path, length: int, reservation: Reservation
+) -> str:
+    """Store the call's stream in the new temporary ``fd`` (closed here), synced to
+    disk; returns its SHA-256.
 
     Every write is checked (a short write is continued); a full disk is
-    CallError(insufficient_space). The caller removes ``temporary`` on failure.
+    CallError(insufficient_space). The caller removes the temporary on failure.
     """
     assert call.stream is not None
     digest = hashlib.sha256()
     received = 0
     batch: list[bytes] = []
     batched = 0
-    # Creating a new regular file does not block; on the loop, a cancel cannot lose the fd.
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         async for chunk in call.stream:
             received += len(chunk)

@@ -106,10 +106,15 @@ class SshWorker:
         return Uploaded(target, length, digest).to_wire()
 
     async def download(
-        self, remote: str, local: Path, progress: Progress | None = None
+        self,
+        remote: str,
+        local: Path,
+        progress: Progress | None = None,
+        isolation_group: str | None = None,
     ) -> dict[str, Any]:
         """Fetch ``remote`` (inside the root) into ``local``, replaced only once
-        complete; RemoteError not_found, or refused for a path outside the root."""
+        complete; RemoteError not_found, or refused for a path outside the root.
+        ``isolation_group`` is not used: an SSH target's scripts all run as one user."""
         root = await self._root()
         source = self._inside(root, remote)
         async with self.link.using():

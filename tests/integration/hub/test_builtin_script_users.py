@@ -141,3 +141,26 @@ async def test_a_hub_runs_its_builtin_steps_as_their_projects_uid_by_default(
     uid, version = out.of("stdout")
     assert uid_range[0] <= int(uid) <= uid_range[1]
     assert version == f"Version: {__version__}"
+
+
+@needs_root
+async def test_a_builtin_download_naming_a_project_serves_only_that_projects_files(
+    reachable: Path, uid_range: tuple[int, int], tmp_path: Path
+) -> None:
+    """An artifact a step names is fetched as its project's group: another project's
+    file, or the hub's own, is refused (review finding 4); the step's own file comes."""
+    hub = create_home(reachable / "hub")
+    async with isolating(hub.path, uid_range) as worker:
+        _o, mine = await run(worker, PLANT, isolation_group="Projects-1")
+        _o, theirs = await run(worker, PLANT, isolation_group="Projects-2")
+        own, other = (f"{c.of('stdout')[0].split('|')[1]}/App/app.config" for c in (mine, theirs))
+        await worker.download(own, tmp_path / "own", None, "Projects-1")
+        refused = []
+        for path in (other, str(hub.identity_path)):
+            with pytest.raises(RemoteError) as error:
+                await worker.download(path, tmp_path / "stolen", None, "Projects-1")
+            refused.append(error.value)
+    assert (tmp_path / "own").read_text() == "deployed Projects-1\n"
+    assert not (tmp_path / "stolen").exists()
+    assert [error.kind for error in refused] == ["refused", "refused"]
+    assert "serves only that group's files" in str(refused[0])

@@ -478,3 +478,46 @@ async def test_a_workspace_the_script_tampered_with_is_not_followed_after_a_rest
         assert (code, again) == (0, "victim-secret")
     finally:
         agent.stop()
+
+
+OTHER_PROJECT = """\
+umask 077; mkdir -p "$TentacleApplications/App/1.0"
+echo "ConnectionString=victim-db-password" > "$TentacleApplications/App/1.0/app.config"
+echo "$TentacleApplications/App/1.0/app.config"
+"""
+ARTIFACTS = """\
+echo "my report" > report.txt; ln -s "$1" link.txt; echo "$TentacleWorkspace"
+"""
+
+
+@needs_root
+async def test_a_download_naming_a_group_serves_only_that_groups_files(
+    isolated: AgentProcess, tmp_path: Path
+) -> None:
+    """An artifact a script names (``##octopus[createArtifact path=...]``) is fetched as
+    the step's group: its own file comes; another project's file, the agent's own, or a
+    link to one is refused (review finding 4); without a group the operator's download
+    is as before."""
+    async with isolated.client() as client:
+        scripts = Scripts(client)
+        _, victim = await run(scripts, OTHER_PROJECT, "Projects-2")
+        _, workspace = await run(scripts, ARTIFACTS, "Projects-1", victim)
+        own = await client.download(f"{workspace}/report.txt", tmp_path / "r", None, "Projects-1")
+        refused: dict[str, RemoteError] = {}
+        others = {
+            "another project's": victim,
+            "a link": f"{workspace}/link.txt",
+            "the agent's": str(isolated.home / "script-users.json"),
+        }
+        for what, path in others.items():
+            with pytest.raises(RemoteError) as error:
+                await client.download(path, tmp_path / "stolen", None, "Projects-1")
+            refused[what] = error.value
+        await client.download(victim, tmp_path / "operator")
+    assert (tmp_path / "r").read_text() == "my report\n"
+    assert own["Length"] == len("my report\n")
+    assert not (tmp_path / "stolen").exists()
+    assert {what: error.kind for what, error in refused.items()} == dict.fromkeys(others, "refused")
+    assert "serves only that group's files" in str(refused["another project's"])
+    assert "serves only that group's files" in str(refused["the agent's"])
+    assert (tmp_path / "operator").read_text() == "ConnectionString=victim-db-password\n"
