@@ -96,6 +96,21 @@ def test_every_view_leaves_the_console_clean(page: Page, bare_hub: WebHub) -> No
     assert named or page.evaluate("fetch('/favicon.ico').then((r) => r.status)") == 200
 
 
+WIDER = """() => {
+  const width = document.documentElement.clientWidth;
+  return [...document.querySelectorAll("body *")]
+    .filter((e) => e.getBoundingClientRect().right > width + 1)
+    .slice(-4)
+    .map((e) => `${e.tagName}.${e.className} ${Math.round(e.getBoundingClientRect().right)}px: `
+         + (e.textContent || "").slice(0, 80));
+}"""
+
+
+def wider(page: Page) -> list[str]:
+    """The innermost elements reaching past the viewport's right edge (for the message)."""
+    return list(page.evaluate(WIDER))
+
+
 def test_an_output_variable_holding_a_path_fits_a_phone(phone: Page, web_hub: WebHub) -> None:
     path = "/tmp/tentacle-demo.YsnMY1/config/listening/Applications/Acme.Shop/1.0.0"
     line = f"##octopus[setVariable name='{b64('InstalledTo')}' value='{b64(path)}']"
@@ -106,7 +121,7 @@ def test_an_output_variable_holding_a_path_fits_a_phone(phone: Page, web_hub: We
     sizes = phone.evaluate(
         "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
     )
-    assert sizes[0] <= sizes[1], f"(scrollWidth, clientWidth) = {sizes}"
+    assert sizes[0] <= sizes[1], f"(scrollWidth, clientWidth) = {sizes}: {wider(phone)}"
 
 
 def test_a_frozen_stream_is_noticed_and_the_log_comes_back(
