@@ -22,3 +22,10 @@ def throwaway_user(prefix: str) -> Iterator[pwd.struct_passwd]:
         # removed polls on forever), else userdel refuses and both outlive the test
         subprocess.run(["pkill", "-KILL", "-u", name], check=False)
         subprocess.run(["userdel", "--remove", name], check=False, capture_output=True)
+
+
+def kill_uids(uids: tuple[int, int]) -> None:
+    """Kill whatever still runs as a uid of the range ``uids`` (first, last): the
+    scripts a test's agents ran as their groups' uids."""
+    for uid in range(uids[0], uids[1] + 1):
+        subprocess.run(["pkill", "-KILL", "-U", str(uid)], check=False)

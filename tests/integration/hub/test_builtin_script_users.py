@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -18,6 +17,7 @@ from agent.client import RemoteError
 from agent.hub.builtin import BuiltinWorker
 from agent.hub.home import create_home
 from agent.hub.server import HubServer
+from tests.helpers import users
 from tests.integration.hub.test_builtin_worker import run
 
 ROOT = os.geteuid() == 0
@@ -38,8 +38,7 @@ def reachable() -> Iterator[Path]:
 def uid_range() -> Iterator[tuple[int, int]]:
     first = random.randrange(60000, 61100)
     yield first, first + 7
-    for uid in range(first, first + 8):
-        subprocess.run(["pkill", "-KILL", "-U", str(uid)], check=False)
+    users.kill_uids((first, first + 7))
 
 
 @asynccontextmanager

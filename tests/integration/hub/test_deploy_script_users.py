@@ -10,7 +10,6 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import users
 from tests.helpers.hub import running_hub
 from tests.integration.hub.tasks_helpers import add_worker, finished
 from tests.integration.hub.test_deploy import (
@@ -62,8 +62,7 @@ async def test_a_deployment_runs_as_its_projects_uid_from_its_own_package_cache(
             finally:
                 agent.stop()
     finally:
-        for uid in range(uids[0], uids[1] + 1):
-            subprocess.run(["pkill", "-KILL", "-U", str(uid)], check=False)
+        users.kill_uids(uids)
     step = steps_of(details)["web-1"]
     assert (done["State"], done["ErrorMessage"]) == ("Success", ""), step["LogElements"]
     groups = json.loads((agent.home / "script-users.json").read_text())["Groups"]
@@ -116,8 +115,7 @@ async def test_an_artifact_is_fetched_as_its_steps_project_never_a_file_not_its_
             finally:
                 agent.stop()
     finally:
-        for uid in range(uids[0], uids[1] + 1):
-            subprocess.run(["pkill", "-KILL", "-U", str(uid)], check=False)
+        users.kill_uids(uids)
     step = steps_of(details)["web-1"]
     assert (done["State"], done["ErrorMessage"]) == ("Success", ""), step["LogElements"]
     assert [item["Filename"] for item in listed["Items"]] == ["report-web-1.txt"]

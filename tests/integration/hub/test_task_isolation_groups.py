@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import users
 from tests.helpers.hub import RunningHub, running_hub
 from tests.integration.hub.tasks_helpers import finished, submit
 
@@ -51,8 +51,7 @@ async def test_a_tasks_scripts_run_as_its_projects_uid_else_its_spaces(reachable
             again = await step_lines(hub, await submit(hub.api, ScriptBody=body,
                                                        ProjectId="Projects-7"))  # fmt: skip
     finally:
-        for uid in range(uids[0], uids[1] + 1):
-            subprocess.run(["pkill", "-KILL", "-U", str(uid)], check=False)
+        users.kill_uids(uids)
     [(group, uid)] = [tuple(line.split()) for line in project]
     [(other, other_uid)] = [tuple(line.split()) for line in space]
     assert (group, other) == ("Projects-7", "Spaces-1")

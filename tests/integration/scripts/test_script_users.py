@@ -26,6 +26,7 @@ import pytest
 
 import agent as agent_package
 from agent.errors import RemoteError
+from tests.helpers import users
 from tests.helpers.agent import AgentProcess
 from tests.helpers.cli import TentacleCli
 from tests.integration.scripts.conftest import Scripts
@@ -41,8 +42,7 @@ def uid_range() -> Iterator[tuple[int, int]]:
     first = random.randrange(61184, 65519 - RANGE_SIZE)
     last = first + RANGE_SIZE - 1
     yield first, last
-    for uid in range(first, last + 1):
-        subprocess.run(["pkill", "-KILL", "-U", str(uid)], check=False)
+    users.kill_uids((first, last))
 
 
 @pytest.fixture
@@ -183,8 +183,8 @@ env | cut -d= -f1 | sort | tr '\\n' ' '
         n for n in names.split() if n not in allowed and not n.startswith(("LC_", "Tentacle"))
     ]
     assert not unexpected, f"variables a script should not get: {unexpected}"
-    users = json.loads((isolated.home / "script-users.json").read_text())
-    assert users["Groups"] == {"default": int(uid)}
+    record = json.loads((isolated.home / "script-users.json").read_text())
+    assert record["Groups"] == {"default": int(uid)}
 
 
 @needs_root
@@ -330,13 +330,8 @@ def throwaway_user() -> Iterator[pwd.struct_passwd]:
     """An unprivileged user, removed afterwards (with what it left running)."""
     if not ROOT:
         pytest.skip("creating a user needs root")
-    name = f"tu{secrets.token_hex(4)}"
-    subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/sh", name], check=True)
-    try:
-        yield pwd.getpwnam(name)
-    finally:
-        subprocess.run(["pkill", "-KILL", "-u", name], check=False)
-        subprocess.run(["userdel", name], check=False, capture_output=True)
+    with users.throwaway_user("tu") as user:
+        yield user
 
 
 def python_for(user: pwd.struct_passwd) -> tuple[str, dict[str, str]]:
