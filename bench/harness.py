@@ -87,6 +87,9 @@ async def harness(
     where = disk_folder() if on_disk else memory_folder()
     with tempfile.TemporaryDirectory(prefix="tentacle-bench-", dir=where) as directory:
         work = Path(directory)
+        # searchable by scripts' users (the agent runs each as its group's uid when root,
+        # as a real installation's home under /var/lib is); the folders inside stay 0700
+        work.chmod(0o711)
         env = {**os.environ, "TENTACLE_CONFIG_HOME": str(work / "config"), "PYTHONPATH": str(ROOT)}
         for variable in ("SSH_CLIENT", "SSH_CONNECTION"):
             env.pop(variable, None)

@@ -12,8 +12,8 @@ through a pidfd, which works for any process, child or not.
 A script may run as another (unprivileged) account than the agent's
 (``Account``: its isolation group's uid, agent.scripts.users, or the hub's built-in
 worker's user): the workspace is handed to that account first (by the manager) and
-the wrapper starts with its uid, gid and groups, set by subprocess in the child
-before exec, never through a shell's ``su``.
+the wrapper starts with its uid, gid and groups, set by util-linux's ``setpriv`` (or
+subprocess in the child) before bash's exec, never through a shell's ``su``.
 
 Stopping: SIGTERM to every process in the wrapper's session except the wrapper,
 then SIGKILL after a grace period. Output goes to files, not pipes, so a
@@ -188,7 +188,7 @@ def _start(
         for name in RAW_OUTPUT:
             opened.append(open_regular(workspace / name, RAW_FLAGS, 0o600))
             os.set_blocking(opened[-1], True)  # the script gets an ordinary file
-        out, err = opened if account is not None else SPAWNED_OUTPUT
+        out, err = SPAWNED_OUTPUT if account is None or _setpriv() else opened
         wrapper = f"cd {shlex.quote(str(workspace))} || exit 127\n" + WRAPPER.format(
             job=job, not_recorded=NOT_RECORDED, out=out, err=err
         )
@@ -202,15 +202,21 @@ def _start(
 
 
 def _spawn(
-    argv: list[str], environment: Mapping[str, str], output: tuple[int, ...], gate: int
+    argv: list[str],
+    environment: Mapping[str, str],
+    output: tuple[int, ...],
+    gate: int,
+    executable: str | None = None,
 ) -> Launched:
+    """posix_spawn ``argv`` (``executable``, else bash) with the gate for 0, /dev/null for
+    1 and 2 and the raw output files at SPAWNED_OUTPUT, in a session of its own."""
     null = os.open(os.devnull, os.O_RDWR)
     try:
         to_null = [(os.POSIX_SPAWN_DUP2, null, fd) for fd in (1, 2)]
         pairs = zip(output, SPAWNED_OUTPUT, strict=True)
         to_output = [(os.POSIX_SPAWN_DUP2, fd, at) for fd, at in pairs]
         pid = os.posix_spawn(
-            _bash(environment.get("PATH")),
+            executable or _bash(environment.get("PATH")),
             argv,
             dict(environment),
             file_actions=[(os.POSIX_SPAWN_DUP2, gate, 0), *to_null, *to_output],
@@ -232,14 +238,30 @@ def _launch_as(
     output: tuple[int, ...],
     gate: int,
 ) -> Launched:
-    """``launch`` as ``account``: posix_spawn cannot change users, subprocess can (in the
-    child, before exec: groups, then gid, then uid), with what posix_spawn gets above:
-    a session of its own, the default signals restored, the gate for 0, /dev/null for
-    1 and 2, and the raw output files at the numbers they have here (``output``, named
-    in argv)."""
+    """``launch`` as ``account``, with what ``_spawn`` gives: a session of its own, the
+    default signals restored, the gate for 0, /dev/null for 1 and 2, the raw output
+    files ``output`` at the numbers argv names (SPAWNED_OUTPUT through setpriv, their
+    own numbers through subprocess).
+
+    Through util-linux's ``setpriv`` where there is one: posix_spawn (a vfork) of it,
+    which sets the groups, then the gid, then the uid (real, effective and saved) and
+    execs bash, failing without running it if any of them fails. subprocess could
+    change users itself, but then it forks the whole agent instead of a vfork: about
+    6 ms a script on a loaded agent, most of P1 (docs/decisions.md, "Scripts' users
+    through setpriv"). Without setpriv, subprocess does it."""
+    setpriv = _setpriv()
+    bash = _bash(environment.get("PATH"))
+    if setpriv is not None:
+        groups = ",".join(str(group) for group in account.groups)
+        change = [f"--groups={groups}"] if groups else ["--clear-groups"]
+        command = [
+            "setpriv", f"--reuid={account.uid}", f"--regid={account.gid}", *change,
+            "--", bash, *argv[1:],
+        ]  # fmt: skip
+        return _spawn(command, environment, output, gate, executable=setpriv)
     process = subprocess.Popen(  # argv, not a shell string
         argv,
-        executable=_bash(environment.get("PATH")),
+        executable=bash,
         env=dict(environment),
         stdin=gate,
         stdout=subprocess.DEVNULL,
@@ -253,6 +275,12 @@ def _launch_as(
     )
     _SPAWNED[process.pid] = process
     return Launched(process.pid, 0)
+
+
+@functools.lru_cache(maxsize=1)
+def _setpriv() -> str | None:
+    """util-linux's setpriv from the system's own folders (not a script's PATH)."""
+    return shutil.which("setpriv", path="/usr/bin:/bin:/usr/sbin:/sbin")
 
 
 def hand_over(workspace: Path, account: Account) -> None:

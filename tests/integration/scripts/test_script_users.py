@@ -166,6 +166,8 @@ async def test_a_script_without_a_group_runs_as_the_default_groups_uid_with_a_fr
 ) -> None:
     body = """\
 id -u; id -g; grep '^Groups:' /proc/self/status
+grep -E '^(Uid|Gid|CapPrm|CapEff|CapAmb):' /proc/self/status | tr -s '\t ' ' ' | tr '\n' ';'
+echo
 echo "secret=${AGENT_ONLY_SECRET:-none} home=$HOME group=$TentacleIsolationGroup"
 env | cut -d= -f1 | sort | tr '\\n' ' '
 """
@@ -173,8 +175,14 @@ env | cut -d= -f1 | sort | tr '\\n' ' '
         capabilities = await client.call("capabilities", "get", {})
         _code, out = await run(Scripts(client), body, None)
     assert capabilities["ScriptIsolation"] == "users"
-    uid, gid, groups, variables, names = out.split("\n")
+    uid, gid, groups, ids, variables, names = out.split("\n")
     assert uid == gid
+    # real, effective, saved and filesystem ids all the group's, no capability left:
+    # nothing lets the script become root again
+    assert ids.split(";")[:-1] == [
+        f"Uid: {uid} {uid} {uid} {uid}", f"Gid: {gid} {gid} {gid} {gid}",
+        "CapPrm: 0000000000000000", "CapEff: 0000000000000000", "CapAmb: 0000000000000000",
+    ]  # fmt: skip
     assert uid_range[0] <= int(uid) <= uid_range[1]
     assert groups.split() == ["Groups:"]  # the agent's supplementary groups were dropped
     assert variables == f"secret=none home={isolated.home}/Groups/{uid} group=default"

@@ -1,0 +1,88 @@
+"""runner.launch as another account, both ways it can change users: through
+util-linux's setpriv (the default: a vfork of it, not a fork of the agent) and
+through subprocess (where there is no setpriv). Real processes, real ids."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.scripts import runner
+from tests.helpers import users
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+
+IDS = "grep -E '^(Uid|Gid|Groups|CapPrm|CapEff|CapAmb):' /proc/self/status | tr -s '\\t ' ' '\n"
+
+
+@pytest.fixture
+def uid() -> Iterator[int]:
+    """A uid of no user (the agent's range), its processes killed after."""
+    chosen = random.randrange(61184, 65519)
+    yield chosen
+    users.kill_uids((chosen, chosen))
+
+
+@pytest.fixture
+def workspace(uid: int) -> Iterator[Path]:
+    """A script's workspace owned by ``uid``, in a folder other users may search."""
+    folder = Path(tempfile.mkdtemp(prefix="launch-as-", dir="/tmp"))
+    folder.chmod(0o711)
+    work = folder / "work"
+    work.mkdir(mode=0o700)
+    (work / "script.sh").write_text(IDS + 'echo "args: $*"\n')
+    runner.hand_over(work, runner.Account(uid, uid))
+    try:
+        yield work
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_as(workspace: Path, account: runner.Account) -> tuple[int, list[str]]:
+    """Launch the workspace's script as ``account`` and wait: its exit code and lines."""
+    environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    launched = runner.launch(workspace, "bash", ["one", "two words"], environment, account)
+    _, status = os.waitpid(launched.pid, 0)
+    runner._SPAWNED.pop(launched.pid, None)
+    return os.waitstatus_to_exitcode(status), (workspace / "stdout.raw").read_text().splitlines()
+
+
+@needs_root
+@pytest.mark.parametrize("way", ["setpriv", "subprocess"])
+def test_a_script_launched_as_an_account_has_its_ids_alone_and_no_capability(
+    way: str, uid: int, workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if way == "subprocess":
+        monkeypatch.setattr(runner, "_setpriv", lambda: None)
+    elif runner._setpriv() is None:
+        pytest.fail("util-linux's setpriv is missing: the agent would fork itself per script")
+    code, lines = run_as(workspace, runner.Account(uid, uid, (uid + 1,)))
+    assert code == 0, lines
+    assert lines == [
+        f"Uid: {uid} {uid} {uid} {uid}",
+        f"Gid: {uid} {uid} {uid} {uid}",
+        f"Groups: {uid + 1} ",
+        "CapPrm: 0000000000000000",
+        "CapEff: 0000000000000000",
+        "CapAmb: 0000000000000000",
+        "args: one two words",
+    ]
+    assert (workspace / runner.PID_FILE).read_text().split("\n")[1] == "0"
+
+
+@needs_root
+def test_without_supplementary_groups_setpriv_clears_the_agents(uid: int, workspace: Path) -> None:
+    before = os.getgroups()
+    os.setgroups([4, 24])  # as an agent in adm and cdrom would have
+    try:
+        code, lines = run_as(workspace, runner.Account(uid, uid))
+    finally:
+        os.setgroups(before)
+    assert code == 0, lines
+    assert "Groups: " in lines  # none: the agent's groups were not inherited
