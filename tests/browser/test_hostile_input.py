@@ -111,13 +111,33 @@ def wider(page: Page) -> list[str]:
     return list(page.evaluate(WIDER))
 
 
+# Notes every stylesheet put in the page after it was parsed. Scripts run only once
+# the parsed page's stylesheets have loaded, so those are applied before anything is
+# shown; one added later (by a view, as it renders) may load after its elements are
+# laid out: the output variable's long value was once laid out unwrapped, 581 px
+# wide on a 390 px phone, before tasks.css arrived (in ~1 of 6 runs)
+LATE_STYLESHEETS = """
+window.__lateStylesheets = [];
+new MutationObserver((records) => {
+  if (document.readyState === "loading") return;
+  for (const record of records)
+    for (const node of record.addedNodes)
+      if (node.nodeName === "LINK" && node.rel === "stylesheet")
+        window.__lateStylesheets.push(node.href);
+}).observe(document, { childList: true, subtree: true });
+"""
+
+
 def test_an_output_variable_holding_a_path_fits_a_phone(phone: Page, web_hub: WebHub) -> None:
     path = "/tmp/tentacle-demo.YsnMY1/config/listening/Applications/Acme.Shop/1.0.0"
     line = f"##octopus[setVariable name='{b64('InstalledTo')}' value='{b64(path)}']"
     task = done(web_hub, submit(web_hub, f'echo "{line}"'))
     assert task["State"] == "Success", task
+    phone.add_init_script(LATE_STYLESHEETS)
     sign_in(phone, web_hub, path=f"#/tasks/{task['Id']}")
     expect(phone.locator("[data-test=output-variable]")).to_have_count(1)
+    late = phone.evaluate("window.__lateStylesheets")
+    assert late == [], f"stylesheets added after the page was parsed, maybe applied late: {late}"
     sizes = phone.evaluate(
         "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
     )

@@ -16,13 +16,6 @@ const RETRY_MS = [500, 1000, 2000, 5000]; // before reconnecting a dropped strea
 const LIST_REFRESH_MS = 5000; // the list looks again while shown
 const TASK_ID = /^ServerTasks-\d+$/;
 
-// ---- styles of these views (a stylesheet of their own: the CSP allows no inline style)
-
-function ensureStyles() {
-  if (document.querySelector("link[data-tasks-css]")) return;
-  document.head.append(h("link", { rel: "stylesheet", href: "tasks.css", "data-tasks-css": "" }));
-}
-
 // ---- small helpers
 
 function taskLink(task) {
@@ -88,7 +81,6 @@ function pager(ctx, page, params) {
 }
 
 async function renderList(ctx) {
-  ensureStyles();
   const query = hashQuery();
   const state = STATES.includes(query.get("state")) ? query.get("state") : "";
   const skip = Math.max(0, Number.parseInt(query.get("skip") || "0", 10) || 0);
@@ -439,7 +431,6 @@ async function firstDetails(ctx, id) {
 }
 
 async function renderTask(ctx, match) {
-  ensureStyles();
   const id = decoded(match[1]);
   if (!TASK_ID.test(id)) {
     ctx.main.append(heading("Task"), pageError(`"${id}" is not a task id: a task's id looks like ServerTasks-12.`));
@@ -595,7 +586,6 @@ async function runScript(ctx, fields, errors, submit) {
 }
 
 async function renderRun(ctx) {
-  ensureStyles();
   ctx.main.append(heading("Run a script"));
   if (!ctx.canChange) {
     ctx.main.append(empty("This API key can look but not run scripts: sign in with a key that may change the hub."));
