@@ -269,10 +269,12 @@ class ScriptManager:
         if script is None:
             return Status(ticket, COMPLETE, ExitCode.UNKNOWN_SCRIPT, [], 0)
         state = script.state
-        if script.log.backlog(last_sequence) < RAW_READ_BUDGET:
+        if (backlog := script.log.backlog(last_sequence)) < RAW_READ_BUDGET:
             # Number more lines only when what is numbered would not fill this
-            # answer: work in proportion to what is read, never a gigabyte at once.
-            script.log.ingest(final=state.state == COMPLETE)
+            # answer, and only what fills it: work in proportion to what is read,
+            # never a gigabyte at once, and what is numbered is served from memory
+            # (the log keeps it for one read) rather than read again from disk.
+            script.log.ingest(final=state.state == COMPLETE, budget=RAW_READ_BUDGET - backlog)
         data = None
         if raw_logs:
             runs, last = script.log.read_raw(last_sequence, RAW_READ_BUDGET)
