@@ -235,16 +235,19 @@ class ProcessTrees:
 
         Limits the agent has no controller for are left out: ``missing`` names them."""
         group = self.group(key)
-        group.remove()  # debris of a launch that never finished
-        group.path.mkdir()
-        v1 = {c: base / group.path.name for c, base in self.layout.v1_bases.items()}
-        group = ScriptGroup(group.path, v1)
         try:
-            group.apply(limits, self.layout.v2_controllers)
+            group.path.mkdir()
+        except FileExistsError:
+            group.remove()  # debris of a launch that never finished
+            group.path.mkdir()
+        try:
+            used = group.apply(limits, self.layout.v2_controllers)
         except OSError:
             group.remove()
             raise
-        return group
+        # only the v1 cgroups made for a limit: a join, a look at the limits' counters
+        # and the removal then touch no other (a few syscalls fewer per script)
+        return ScriptGroup(group.path, {c: group.v1[c] for c in used})
 
     def group(self, key: str) -> ScriptGroup:
         """The script ``key``'s cgroup, whether it exists or not."""
@@ -304,9 +307,10 @@ class ScriptGroup:
     def exists(self) -> bool:
         return (self.path / "cgroup.procs").exists()
 
-    def apply(self, limits: Limits, v2_controllers: Iterable[str]) -> None:
-        """Write ``limits`` where each has its controller; v1 cgroups are made as needed."""
-        v2 = set(v2_controllers)
+    def apply(self, limits: Limits, v2_controllers: Iterable[str]) -> list[str]:
+        """Write ``limits`` where each has its controller; v1 cgroups are made as needed.
+        Returns the controllers whose v1 cgroup holds a limit."""
+        v2, used = set(v2_controllers), []
         for controller, v2_file, v1_file, value in (
             ("memory", "memory.max", "memory.limit_in_bytes", limits.memory_bytes),
             ("pids", "pids.max", "pids.max", limits.pids),
@@ -321,11 +325,13 @@ class ScriptGroup:
                         _write(self.path / "memory.swap.max", "0")
             elif (folder := self.v1.get(controller)) is not None:
                 folder.mkdir(exist_ok=True)
+                used.append(controller)
                 # cpu.shares: 1024 is v1's default as 100 is v2's
                 _write(folder / v1_file, str(value * 1024 // 100 if controller == "cpu" else value))
                 if controller == "memory":
                     with contextlib.suppress(OSError):
                         _write(folder / "memory.memsw.limit_in_bytes", str(value))
+        return used
 
     def join(self, pid: int) -> None:
         """Move ``pid`` (a wrapper that has not started its script yet) into this cgroup,

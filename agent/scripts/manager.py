@@ -269,10 +269,12 @@ class ScriptManager:
         if script is None:
             return Status(ticket, COMPLETE, ExitCode.UNKNOWN_SCRIPT, [], 0)
         state = script.state
-        if script.log.backlog(last_sequence) < RAW_READ_BUDGET:
+        if (backlog := script.log.backlog(last_sequence)) < RAW_READ_BUDGET:
             # Number more lines only when what is numbered would not fill this
-            # answer: work in proportion to what is read, never a gigabyte at once.
-            script.log.ingest(final=state.state == COMPLETE)
+            # answer, and only what fills it: work in proportion to what is read,
+            # never a gigabyte at once, and what is numbered is served from memory
+            # (the log keeps it for one read) rather than read again from disk.
+            script.log.ingest(final=state.state == COMPLETE, budget=RAW_READ_BUDGET - backlog)
         data = None
         if raw_logs:
             runs, last = script.log.read_raw(last_sequence, RAW_READ_BUDGET)
@@ -419,8 +421,9 @@ class ScriptManager:
     def _account(self, spec: ScriptSpec) -> runner.Account | None:
         """Whom the script runs as: its group's uid (gid the same, no other groups), the
         configured account, or None (this process's user)."""
-        if (group := self._group_account(spec)) is not None:
-            return runner.Account(group.uid, group.gid, ())
+        if self.settings.users is not None:
+            uid = self.settings.users.uid(spec.isolation_group or DEFAULT_GROUP)
+            return runner.Account(uid, uid, ())  # GroupAccount.gid: the same number
         return self.settings.account
 
     def _hand_over(self, workspace: Path, spec: ScriptSpec) -> None:
@@ -593,7 +596,12 @@ class ScriptManager:
         exit status (a full disk), else -46 (or -42 if the wrapper could not
         even record itself and so ran nothing)."""
         passed_on = runner.wrapper_exit_code(status)
-        if passed_on is not None and runner.recorded_wrapper(script.workspace) is None:
+        unrecorded = passed_on is not None and runner.recorded_wrapper(script.workspace) is None
+        if unrecorded and passed_on == runner.NOT_ISOLATED:
+            script.log.note("The script's user kept supplementary groups (its setgroups was "
+                            "refused), so the script was not run")  # fmt: skip
+            return ExitCode.LAUNCH_FAILED
+        if unrecorded:
             script.log.note("The script's wrapper could not record itself (is the disk full?), "
                             "so the script was not run")  # fmt: skip
             return ExitCode.LAUNCH_FAILED
@@ -655,8 +663,10 @@ class ScriptManager:
         own = {"TentacleScriptTicket": script.state.spec.ticket,
                "TentacleWorkspace": str(script.workspace)}  # fmt: skip
         if (group := self._group_account(script.state.spec)) is not None:
-            # the group's own folders: one project's deployments, journal and temporary
-            # files (the executor's private variables folders) are not another's
+            # laid out (repaired) once a launch, here: the account's ids come from the
+            # record alone (_account). The group's own folders: one project's
+            # deployments, journal and temporary files (the executor's private
+            # variables folders) are not another's
             own.update(
                 TentacleHome=str(group.folder),  # files.upload's folder for the group
                 HOME=str(group.folder),

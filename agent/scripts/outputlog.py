@@ -41,6 +41,7 @@ INDEX_FILE = "log.index"
 MAX_LINE = 16 * 1024
 INGEST_BUDGET = 4 * 1024 * 1024
 BATCH_BYTES = 512 * 1024  # small batches: serving from the middle of one rescans little
+RECENT_BYTES = INGEST_BUDGET + BATCH_BYTES  # per log: what ingests read, kept for one read
 # Raw bytes per read. Encoding can grow a byte to at most 6 (a control
 # character as \u00XX), so a read always fits a 4 MiB message.
 READ_BUDGET = 512 * 1024
@@ -112,7 +113,11 @@ class OutputLog:
         self.directory = directory
         self.batches: list[Batch] = []
         self.offsets = dict.fromkeys(SOURCES, 0)
-        self._recent: dict[Batch, bytes] = {}  # what the last ingest read
+        # What ingests read and no read has served to its end yet, oldest first, at most
+        # RECENT_BYTES: a reader behind the numbering (the streaming client asks for the
+        # next 4 MiB while the last ingest's are still unserved) is served from memory
+        self._recent: dict[Batch, bytes] = {}
+        self._recent_bytes = 0
         self._refused: set[str] = set()  # sources whose file was replaced by a script
         self._load_index()
 
@@ -141,7 +146,6 @@ class OutputLog:
         With ``final`` (the script has ended), a last line without a newline counts too.
         """
         complete = True
-        self._recent = {}
         try:
             for source in SOURCES:
                 complete &= self._ingest_source(source, final, budget)
@@ -188,7 +192,7 @@ class OutputLog:
                 count, plain = count_lines(data[:cut].removesuffix(b"\n"))
                 batch = Batch(self.next_sequence, source, start, start + cut, count, _now(), plain)
                 self._append(batch)
-                self._recent[batch] = data[:cut]  # about to be served: spare a re-read
+                self._remember(batch, data[:cut])  # about to be served: spare a re-read
         return self.offsets[source] == size
 
     def _refuse(self, source: str, error: OSError) -> None:
@@ -235,6 +239,8 @@ class OutputLog:
             runs.append((meta, raw))
             size += len(raw) + 1
             last = first + taken - 1
+            if complete:
+                self._forget(batch)  # served to its end: a reader asks for what follows
             if not complete or size >= max_bytes:
                 break
         return runs, last
@@ -262,6 +268,17 @@ class OutputLog:
             else:
                 high = middle
         yield from self.batches[low:]
+
+    def _remember(self, batch: Batch, data: bytes) -> None:
+        """Keep ``data`` for its first read, forgetting the oldest beyond RECENT_BYTES."""
+        self._recent[batch] = data
+        self._recent_bytes += len(data)
+        while self._recent_bytes > RECENT_BYTES:
+            self._forget(next(iter(self._recent)))
+
+    def _forget(self, batch: Batch) -> None:
+        if (data := self._recent.pop(batch, None)) is not None:
+            self._recent_bytes -= len(data)
 
     def _data(self, batch: Batch) -> bytes:
         if (recent := self._recent.get(batch)) is not None:

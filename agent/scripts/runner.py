@@ -68,13 +68,16 @@ OWN_FILES = frozenset({*SCRIPT_FILES.values(), RC_FILE, PID_FILE})
 # every process the script starts is born in that cgroup; and a wrapper whose
 # agent died before the word (the pipe closed empty) exits without running anything.
 NOT_RECORDED = 125
+# The wrapper ran as an account without supplementary groups found some (a setgroups
+# refused to nsenter): it exits with this before recording itself, running nothing.
+NOT_ISOLATED = 124
 #
 # The raw output files are opened by the agent (appending, its own, 0600) before the
 # wrapper starts, and handed to it as descriptors {out} and {err}: the script writes
 # only to what it inherits, so a script run as another uid can neither open its raw
 # files by name nor reach another script's (docs/architecture.md, "Who runs a script").
-WRAPPER = (
-    "read -r go || exit {not_recorded}\n"
+_GATE_LINE = "read -r go || exit {not_recorded}\n"
+WRAPPER = _GATE_LINE + (
     "read -ra stat </proc/$$/stat; echo $$ ${{stat[21]}} >wrapper.pid || exit {not_recorded}\n"
     "{job} </dev/null >&{out} 2>&{err} {out}>&- {err}>&-\n"
     "code=$?; echo $code >>wrapper.pid; exit $code\n"
@@ -188,10 +191,18 @@ def _start(
         for name in RAW_OUTPUT:
             opened.append(open_regular(workspace / name, RAW_FLAGS, 0o600))
             os.set_blocking(opened[-1], True)  # the script gets an ordinary file
-        out, err = SPAWNED_OUTPUT if account is None or _setpriv() else opened
+        out, err = SPAWNED_OUTPUT if account is None or _switcher(account) else opened
         wrapper = f"cd {shlex.quote(str(workspace))} || exit 127\n" + WRAPPER.format(
             job=job, not_recorded=NOT_RECORDED, out=out, err=err
         )
+        if account is not None and _switcher(account) == _nsenter():
+            # nsenter ignores a failed setgroups outside a user namespace: the word read,
+            # nothing runs with any group but the account's own (bash's GROUPS is
+            # getgroups() with the gid added when missing)
+            check = (f'[[ ${{#GROUPS[@]}} -eq 1 && ${{GROUPS[0]}} -eq {account.gid} ]] '
+                     f"|| exit {NOT_ISOLATED}\n")  # fmt: skip
+            gate_line = _GATE_LINE.format(not_recorded=NOT_RECORDED)
+            wrapper = wrapper.replace(gate_line, gate_line + check, 1)
         argv = ["bash", "-c", wrapper, SCRIPT_FILES[syntax], *command]
         if account is not None:
             return _launch_as(account, argv, environment, tuple(opened), gate)
@@ -243,22 +254,26 @@ def _launch_as(
     files ``output`` at the numbers argv names (SPAWNED_OUTPUT through setpriv, their
     own numbers through subprocess).
 
-    Through util-linux's ``setpriv`` where there is one: posix_spawn (a vfork) of it,
-    which sets the groups, then the gid, then the uid (real, effective and saved) and
-    execs bash, failing without running it if any of them fails. subprocess could
+    Through util-linux's ``nsenter`` (an account without supplementary groups) or
+    ``setpriv`` (with them) where there is one: posix_spawn (a vfork) of it, which sets
+    the groups, then the gid, then the uid (real, effective and saved) and execs bash,
+    failing without running it if any of them fails (see _switcher). subprocess could
     change users itself, but then it forks the whole agent instead of a vfork: about
     6 ms a script on a loaded agent, most of P1 (docs/decisions.md, "Scripts' users
-    through setpriv"). Without setpriv, subprocess does it."""
-    setpriv = _setpriv()
+    through setpriv"). Without either, subprocess does it."""
+    switcher = _switcher(account)
     bash = _bash(environment.get("PATH"))
-    if setpriv is not None:
+    if switcher is not None and switcher == _nsenter():
+        command = _nsenter_command(account, bash, argv[1:])
+        return _spawn(command, environment, output, gate, executable=switcher)
+    if switcher is not None:
         groups = ",".join(str(group) for group in account.groups)
         change = [f"--groups={groups}"] if groups else ["--clear-groups"]
         command = [
             "setpriv", f"--reuid={account.uid}", f"--regid={account.gid}", *change,
             "--", bash, *argv[1:],
         ]  # fmt: skip
-        return _spawn(command, environment, output, gate, executable=setpriv)
+        return _spawn(command, environment, output, gate, executable=switcher)
     process = subprocess.Popen(  # argv, not a shell string
         argv,
         executable=bash,
@@ -275,6 +290,32 @@ def _launch_as(
     )
     _SPAWNED[process.pid] = process
     return Launched(process.pid, 0)
+
+
+def _nsenter_command(account: Account, bash: str, arguments: Sequence[str]) -> list[str]:
+    """nsenter entering no namespace: setgroups(0), setgid, setuid (as root: real,
+    effective and saved ids), each by number, then bash's exec; a failed setgid or
+    setuid ends it unexec'd (the wrapper checks the groups itself: see _start)."""
+    return ["nsenter", f"--setuid={account.uid}", f"--setgid={account.gid}", "--",
+            bash, *arguments]  # fmt: skip
+
+
+def _switcher(account: Account) -> str | None:
+    """What changes users for ``account``: util-linux's nsenter for an account without
+    supplementary groups, else its setpriv; None: subprocess does it.
+
+    nsenter takes the ids as numbers; setpriv looks each up as a name first (an NSS
+    lookup: nsswitch.conf, /etc/passwd and /etc/group, libnss_systemd's userdb), about
+    0.4 ms a script (docs/decisions.md, "Scripts' users through nsenter")."""
+    if not account.groups and (nsenter := _nsenter()) is not None:
+        return nsenter
+    return _setpriv()
+
+
+@functools.lru_cache(maxsize=1)
+def _nsenter() -> str | None:
+    """util-linux's nsenter from the system's own folders (not a script's PATH)."""
+    return shutil.which("nsenter", path="/usr/bin:/bin:/usr/sbin:/sbin")
 
 
 @functools.lru_cache(maxsize=1)

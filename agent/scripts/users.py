@@ -123,12 +123,17 @@ class GroupUsers:
         """Group -> uid, every allocation ever made here."""
         return dict(self._uids)
 
+    def uid(self, group: str) -> int:
+        """The group's uid, allocated (and recorded) on first use; its folder is not
+        looked at (``account`` lays it out). CallError(refused) when the range has no
+        uid left."""
+        uid = self._uids.get(group)
+        return self._allocate(group) if uid is None else uid
+
     def account(self, group: str) -> GroupAccount:
         """The group's account, its uid allocated (and recorded) on first use and its
         folder laid out. CallError(refused) when the range has no uid left."""
-        uid = self._uids.get(group)
-        if uid is None:
-            uid = self._allocate(group)
+        uid = self.uid(group)
         account = GroupAccount(group, uid, self.home / GROUPS_FOLDER / str(uid))
         _lay_out(account)
         return account

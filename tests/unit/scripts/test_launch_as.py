@@ -13,7 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from agent.protocol.services import ExitCode
 from agent.scripts import runner
+from agent.scripts.manager import ScriptManager, ScriptSettings
+from agent.scripts.state import ScriptSpec
+from agent.scripts.users import GroupUsers
 from tests.helpers import users
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
@@ -86,3 +90,90 @@ def test_without_supplementary_groups_setpriv_clears_the_agents(uid: int, worksp
         os.setgroups(before)
     assert code == 0, lines
     assert "Groups: " in lines  # none: the agent's groups were not inherited
+
+
+@needs_root
+def test_an_account_without_groups_changes_through_nsenter_and_drops_the_agents(
+    uid: int, workspace: Path
+) -> None:
+    """nsenter takes the ids as numbers (setpriv looks each up as a name first)."""
+    if runner._nsenter() is None:
+        pytest.fail("util-linux's nsenter is missing: setpriv's name lookups would be paid")
+    assert runner._switcher(runner.Account(uid, uid)) == runner._nsenter()
+    before = os.getgroups()
+    os.setgroups([4, 24])  # as an agent in adm and cdrom would have
+    try:
+        code, lines = run_as(workspace, runner.Account(uid, uid))
+    finally:
+        os.setgroups(before)
+    assert code == 0, lines
+    assert lines == [
+        f"Uid: {uid} {uid} {uid} {uid}",
+        f"Gid: {uid} {uid} {uid} {uid}",
+        "Groups: ",
+        "CapPrm: 0000000000000000",
+        "CapEff: 0000000000000000",
+        "CapAmb: 0000000000000000",
+        "args: one two words",
+    ]
+
+
+@needs_root
+def test_groups_left_by_a_refused_setgroups_run_nothing(
+    uid: int, workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """nsenter goes on when setgroups fails (outside a user namespace): the wrapper
+    checks the groups itself and runs nothing with any but the account's gid."""
+    if runner._nsenter() is None:
+        pytest.fail("util-linux's nsenter is missing")
+
+    def keeping_groups(account: runner.Account, bash: str, arguments: list[str]) -> list[str]:
+        # without --setgid nsenter makes no setgroups: the agent's groups stay, as a
+        # refused one would leave them
+        return ["nsenter", f"--setuid={account.uid}", "--", bash, *arguments]
+
+    monkeypatch.setattr(runner, "_nsenter_command", keeping_groups)
+    before = os.getgroups()
+    os.setgroups([4, 24])
+    try:
+        code, lines = run_as(workspace, runner.Account(uid, uid))
+    finally:
+        os.setgroups(before)
+    assert code == runner.NOT_ISOLATED
+    assert lines == []
+    assert not (workspace / runner.PID_FILE).exists()
+
+
+@needs_root
+async def test_the_manager_reports_groups_left_by_a_refused_setgroups_as_a_launch_failure(
+    uid: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wrapper's refusal (NOT_ISOLATED) reaches the caller as LAUNCH_FAILED with a
+    note saying why, not as a full disk's."""
+    if runner._nsenter() is None:
+        pytest.fail("util-linux's nsenter is missing")
+
+    def keeping_groups(account: runner.Account, bash: str, arguments: list[str]) -> list[str]:
+        return ["nsenter", f"--setuid={account.uid}", "--", bash, *arguments]
+
+    monkeypatch.setattr(runner, "_nsenter_command", keeping_groups)
+    home = Path(tempfile.mkdtemp(prefix="launch-as-", dir="/tmp"))
+    home.chmod(0o711)
+    settings = ScriptSettings(home / "Work", {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+                              users=GroupUsers(home, (uid, uid)))  # fmt: skip
+    manager = ScriptManager(settings)
+    before = os.getgroups()
+    os.setgroups([4, 24])
+    try:
+        await manager.open()
+        status = await manager.start(ScriptSpec("refused-groups"), "touch ran", None, 30.0)
+    finally:
+        os.setgroups(before)
+        await manager.close()
+    try:
+        assert status.exit_code == ExitCode.LAUNCH_FAILED
+        notes = " ".join(entry["Text"] for entry in status.logs)
+        assert "kept supplementary groups" in notes, notes
+        assert not (home / "Work" / "refused-groups" / "ran").exists()
+    finally:
+        shutil.rmtree(home, ignore_errors=True)

@@ -9,7 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agent.scripts import outputlog
 from agent.scripts.outputlog import (
+    BATCH_BYTES,
     INDEX_FILE,
     MAX_LINE,
     OutputLog,
@@ -129,3 +131,40 @@ def test_an_index_the_script_replaced_is_not_followed_but_numbered_again(
     assert "log.index) was not followed" in notes[0], notes
     assert not (workspace / INDEX_FILE).is_symlink()
     assert os.stat(workspace / INDEX_FILE).st_nlink == 1  # a fresh index of the agent's
+
+
+def test_a_reader_behind_the_numbering_is_served_from_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lines an ingest read and no read served yet are not read again from disk after a
+    later ingest (a streaming client asks for more while the last ones are unserved)."""
+    line = b"x" * 63 + b"\n"
+    log = OutputLog(tmp_path)
+    write(log, "stdout", line * (2 * BATCH_BYTES // len(line)))
+    log.ingest()
+    runs, last = log.read_raw(0, BATCH_BYTES)
+    assert sum(len(raw) + 1 for _, raw in runs) == BATCH_BYTES  # one batch of two served
+    write(log, "stdout", line * (2 * BATCH_BYTES // len(line)))
+    log.ingest()
+    opened: list[Path] = []
+    real = outputlog._read
+
+    def counting(path: Path) -> object:
+        opened.append(path)
+        return real(path)
+
+    monkeypatch.setattr(outputlog, "_read", counting)
+    runs, last = log.read_raw(last, 4 * BATCH_BYTES)
+    assert sum(len(raw) + 1 for _, raw in runs) == 3 * BATCH_BYTES
+    assert all(bytes(raw) == (line * (BATCH_BYTES // len(line)))[:-1] for _, raw in runs)
+    assert opened == [], "served again from the disk"
+
+
+def test_what_the_log_keeps_for_its_reader_is_bounded(tmp_path: Path) -> None:
+    log = OutputLog(tmp_path)
+    for _ in range(4):  # ingests nobody reads
+        write(log, "stdout", (b"y" * 1023 + b"\n") * (2 * BATCH_BYTES // 1024))
+        log.ingest()
+    assert log._recent_bytes <= outputlog.RECENT_BYTES
+    entries, _ = log.read(0, 64)
+    assert entries[0]["Text"] == "y" * 1023  # the oldest, forgotten, read from the disk

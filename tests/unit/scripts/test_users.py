@@ -140,3 +140,13 @@ def test_the_environment_of_a_groups_script_is_an_allow_list() -> None:
     )
     assert passed == {"PATH": "/bin", "LC_ALL": "C", "TZ": "UTC"}
     assert users.passed_environment({})["PATH"] == users.DEFAULT_PATH
+
+
+def test_a_groups_uid_alone_is_recorded_without_laying_out_its_folder(tmp_path: Path) -> None:
+    """What a workspace's hand-over needs: the uid, allocated and recorded, no folder."""
+    first, last = free_range(2)
+    record = GroupUsers(tmp_path, (first, last))
+    uid = record.uid("g")
+    assert GroupUsers(tmp_path, (first, last)).uids == {"g": uid}
+    assert not (tmp_path / users.GROUPS_FOLDER).exists()
+    assert record.uid("g") == uid
