@@ -71,12 +71,30 @@ class TaskLog:
         self.fresh = fresh
         self.cancel = asyncio.Event()
         self.end_writes: list[Callable[[AsyncConnection], Awaitable[None]]] = []
+        self._closing: set[asyncio.Future[None]] = set()
 
     def at_end(self, write: Callable[[AsyncConnection], Awaitable[None]]) -> None:
         """``write`` made in the transaction that writes the task's end (and only if it
         does: not if the task was taken over, nor when the hub stops and leaves it
         running): one commit fewer for what is known by then (a last step's end)."""
         self.end_writes.append(write)
+
+    def close_later(self, closing: Awaitable[None]) -> None:
+        """Run ``closing`` (a step's worker closed) without holding the task's end up:
+        the runner awaits it after the end is written (``closed``). A listening
+        worker's client waits there for the answer to the script's ``complete`` (the
+        workspace released), a round trip to the agent that the task's caller need
+        not wait for: the script's lines are stored before its complete is sent, and
+        its end needs no answer to it (a complete that never lands leaves the
+        workspace to the agent's retention)."""
+        future = asyncio.ensure_future(closing)
+        self._closing.add(future)
+        future.add_done_callback(self._closing.discard)
+
+    async def closed(self) -> None:
+        """Every ``close_later`` done (their errors ignored: a close reports nothing)."""
+        while self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
     @contextlib.asynccontextmanager
     async def _writing(self) -> AsyncIterator[AsyncConnection]:
@@ -373,7 +391,9 @@ class TaskRunner:
                     )
             elif not left:
                 self._dropped(task_id)
-            self._wake.set()
+            self._wake.set()  # a slot is free: the next task need not wait for the closes
+            with contextlib.suppress(Exception):
+                await asyncio.shield(task_log.closed())
 
     def _dropped(self, task_id: int) -> None:
         log.warning(
