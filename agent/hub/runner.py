@@ -34,6 +34,7 @@ from agent.hub.store.records import Row
 log = logging.getLogger("agent.hub.tasks")
 
 IDLE_POLL = 5.0  # seconds between looks at the queue when nothing wakes the runner
+CANCEL_LOOK = 1.0  # seconds between reads of the running tasks' cancels, at the most
 FINISH_PATIENCE = 120.0  # seconds a task's end is retried while the database is away
 BATCH = 200  # finished activities written in one transaction at most
 
@@ -71,12 +72,30 @@ class TaskLog:
         self.fresh = fresh
         self.cancel = asyncio.Event()
         self.end_writes: list[Callable[[AsyncConnection], Awaitable[None]]] = []
+        self._closing: set[asyncio.Future[None]] = set()
 
     def at_end(self, write: Callable[[AsyncConnection], Awaitable[None]]) -> None:
         """``write`` made in the transaction that writes the task's end (and only if it
         does: not if the task was taken over, nor when the hub stops and leaves it
         running): one commit fewer for what is known by then (a last step's end)."""
         self.end_writes.append(write)
+
+    def close_later(self, closing: Awaitable[None]) -> None:
+        """Run ``closing`` (a step's worker closed) without holding the task's end up:
+        the runner awaits it after the end is written (``closed``). A listening
+        worker's client waits there for the answer to the script's ``complete`` (the
+        workspace released), a round trip to the agent that the task's caller need
+        not wait for: the script's lines are stored before its complete is sent, and
+        its end needs no answer to it (a complete that never lands leaves the
+        workspace to the agent's retention)."""
+        future = asyncio.ensure_future(closing)
+        self._closing.add(future)
+        future.add_done_callback(self._closing.discard)
+
+    async def closed(self) -> None:
+        """Every ``close_later`` done (their errors ignored: a close reports nothing)."""
+        while self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
     @contextlib.asynccontextmanager
     async def _writing(self) -> AsyncIterator[AsyncConnection]:
@@ -198,6 +217,12 @@ class TaskRunner:
         # whether tasks to take over may be waiting: after this start's look, only a
         # dead node's adopted here (``adopted``) makes more; no look on other wakes
         self._orphans = False
+        # whether the cancels asked of the running tasks are to be read on the next turn:
+        # after a wake that may be one (``wake``), and at least every CANCEL_LOOK s (a
+        # cancel asked through another node's API); not after a task's end or a queued
+        # task (``queued``), which ask no cancel
+        self._cancels_due = True
+        self._cancels_read = 0.0  # the loop's time of the last read of them
 
     async def start(self, abandoned_because: str = store_tasks.STOPPED) -> None:
         """Fail the tasks this node left unfinished when it last stopped (saying
@@ -233,7 +258,15 @@ class TaskRunner:
 
     def wake(self) -> None:
         """Something changed (a task queued or a cancel requested): look now."""
+        self._cancels_due = True
         self._wake.set()
+
+    def queued(self, capped: bool) -> None:
+        """A task was queued (``capped``: one that counts against the cap; no cancel
+        asked): look now, unless it is capped and the cap is full, when the end of a
+        running task (which looks at the queue) is the first moment it can start."""
+        if not capped or free_slots(self._names.values(), self.cap) > 0:
+            self._wake.set()
 
     def adopted(self) -> None:
         """A dead node's tasks were moved to this node (``NodeLease.on_adopted``): take
@@ -264,7 +297,7 @@ class TaskRunner:
                     except Exception:
                         self._orphans = True  # looked at again on the next turn
                         raise
-                await self._apply_cancels()
+                await self._cancels_if_due()
                 await self._claim_what_fits()
             except Exception as error:  # the database may be away: the queue waits for it
                 self.queue_errors += 1
@@ -275,40 +308,60 @@ class TaskRunner:
                 async with asyncio.timeout(IDLE_POLL):
                     await self._wake.wait()
 
+    async def _cancels_if_due(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if not self._cancels_due and now - self._cancels_read < CANCEL_LOOK:
+            return
+        self._cancels_due = False
+        try:
+            await self._apply_cancels()
+        except Exception:
+            self._cancels_due = True  # read again on the next turn
+            raise
+        self._cancels_read = now
+
     async def _claim_what_fits(self) -> None:
         """Health tasks at once, whatever the queue holds, before any other; then the
         oldest others while the cap has room (rules.dispatch). One look at the queue
         for every kind (before: one for health tasks, one for the others, each time);
-        none after a claim that saw no other task behind it: a task queued since then
-        wakes the runner, whose next turn looks again."""
+        none after a claim that saw what waits behind it: nothing (a task queued since
+        then wakes the runner, whose next turn looks again), a task it may claim (it
+        is claimed without a look), or, once the cap is full, only capped tasks (the
+        health tasks come first: none is queued, no look for one)."""
         before: frozenset[str] | None = OUTSIDE_CAP
-        more = False  # whether the last claim saw another task of its filter behind it
+        behind: str | None = None  # the name of the task the last claim saw behind it
+        look = True
         while True:
             names = None if free_slots(self._names.values(), self.cap) > 0 else OUTSIDE_CAP
-            claimed, more = await self._claim_one(names, look=not (more and names == before))
-            if not claimed or not more:
+            if not look:
+                if names is not None and before is None and behind not in names:
+                    return  # no health task waits (they come first): the rest wait for a slot
+                look = names != before and before is not None
+            claimed, behind = await self._claim_one(names, look=look)
+            if not claimed or behind is None:
                 return
-            before = names
+            before, look = names, False
 
     async def _claim_one(
         self, names: frozenset[str] | None, look: bool = True
-    ) -> tuple[bool, bool]:
+    ) -> tuple[bool, str | None]:
         """The oldest queued task (of ``names`` only, if given; health tasks first)
-        claimed and begun: whether one was, and whether another waited behind it.
-        ``look``: a read first, so that an empty queue takes no write lock."""
+        claimed and begun: whether one was, and the name of the task of the same filter
+        that waited behind it (None if none). ``look``: a read first, so that an empty
+        queue takes no write lock."""
         if look:
             async with self.store.connect() as conn:  # a read first: most looks find none
                 if not await store_tasks.next_queued(conn, names, OUTSIDE_CAP):
-                    return False, False
+                    return False, None
         async with self.store.transaction() as conn:
-            row, more = await store_tasks.claim_next(
+            row, behind = await store_tasks.claim_next(
                 conn, self.owner, self.now(), names, OUTSIDE_CAP
             )
         if row is None:
-            return False, more
+            return False, behind
         self.changes.changed(row["id"])
         self._begin(row, fresh=True)
-        return True, more
+        return True, behind
 
     def _begin(self, row: Row, fresh: bool = False) -> None:
         task_log = TaskLog(self.store, row["id"], self.now, self.owner, fresh)
@@ -373,7 +426,9 @@ class TaskRunner:
                     )
             elif not left:
                 self._dropped(task_id)
-            self._wake.set()
+            self._wake.set()  # a slot is free: the next task need not wait for the closes
+            with contextlib.suppress(Exception):
+                await asyncio.shield(task_log.closed())
 
     def _dropped(self, task_id: int) -> None:
         log.warning(

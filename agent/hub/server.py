@@ -306,6 +306,8 @@ class HubServer:
         """The API changed something the live parts act on (``HubContext.changed``)."""
         if what == "tasks" and self.tasks is not None:
             self.tasks.wake()
+        if what == "capped-task-queued" and self.tasks is not None:
+            self.tasks.queued(capped=True)
         if what in ("workers", "workers-added") and self.trust is not None:
             await self.trust.follow(worker_ids)
         if what == "workers" and self.scheduler is not None:

@@ -277,7 +277,10 @@ class _Engine:
             async def one(step: Row) -> None:
                 results[step["id"]] = await self._step(step)
 
-            await asyncio.gather(*(one(step) for step in order))
+            if len(order) == 1:  # in this task: no task of its own, no loop turn before it
+                await one(order[0])
+            else:
+                await asyncio.gather(*(one(step) for step in order))
         finally:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
@@ -358,8 +361,9 @@ class _Engine:
         try:
             return await self._on(worker, step, work, step_log, masker)
         finally:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(worker.close())
+            # not awaited here: the last step's end goes with the task's, which the
+            # close (the answer to the script's complete) would otherwise hold up
+            self.task_log.close_later(worker.close())
 
     async def _on(
         self, worker: Worker, step: Row, work: StepWork, step_log: StepLog, masker: Masker

@@ -43,7 +43,9 @@ class HubContext:
         ids of the workers changed or deleted (the polling port's trust follows them,
         the scheduler looks whether one is due for a check), ``"workers-added"`` with
         the ids of new workers (their first check is queued already), ``"policies"``,
-        ``"tasks"`` (queued or cancelled). Costs what the ids do, not the hub's size."""
+        ``"tasks"`` (queued or cancelled), ``"capped-task-queued"`` (a task that counts
+        against the task cap queued, nothing cancelled: the runner looks only if the cap
+        has room). Costs what the ids do, not the hub's size."""
         if self.on_change is not None:
             await self.on_change(what, ids)
 

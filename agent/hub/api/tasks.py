@@ -42,6 +42,7 @@ from agent.hub.api.errors import bad_request, conflict, invalid, not_found
 from agent.hub.api.routes import Routes, collection_path, space_of, space_path
 from agent.hub.changes import RECHECK
 from agent.hub.rules.adhoc import adhoc_errors, is_seconds, project_errors
+from agent.hub.rules.dispatch import counts_against_cap
 from agent.hub.rules.filters import BadFilter, choices
 from agent.hub.secrets import shown_arguments
 from agent.hub.store import steps as store_steps
@@ -543,15 +544,18 @@ async def create_task(request: web.Request) -> web.Response:
             raise invalid(errors)
         assert name is not None
         description = description or await _describe(conn, name, arguments)
-        number = await store_tasks.submit(
+        row = await store_tasks.queue(
             conn, space, name, description, arguments, context.now(), caller_of(request).name
         )
-        task_id = ids.format_id(ids.SERVER_TASK, number)
+        task_id = ids.format_id(ids.SERVER_TASK, row["id"])
         await note(conn, request, "TaskQueued", f"Task {description} queued", task_id)
-        row = await store_tasks.task(conn, number)
-    assert row is not None
-    await context.changed("tasks")
+    await context.changed(_queued(name))
     return web.json_response(task_resource(row, context.now()), status=201)
+
+
+def _queued(name: str) -> str:
+    """What ``HubContext.changed`` is told of a task of this name queued."""
+    return "capped-task-queued" if counts_against_cap(name) else "tasks"
 
 
 async def _describe(conn: AsyncConnection, name: str, arguments: dict[str, Any]) -> str:
@@ -599,17 +603,15 @@ async def rerun_task(request: web.Request) -> web.Response:
                 f"{shown} is {old['state']}: only a completed task can be rerun "
                 "(wait for its end, or cancel it first)"
             )
-        number = await store_tasks.submit(
+        row = await store_tasks.queue(
             conn, old["space_id"], old["name"], old["description"], old["arguments"],
             context.now(), caller_of(request).name,
         )  # fmt: skip
-        task_id = ids.format_id(ids.SERVER_TASK, number)
+        task_id = ids.format_id(ids.SERVER_TASK, row["id"])
         shown = ids.format_id(ids.SERVER_TASK, old["id"])
         await note(conn, request, "TaskQueued", f"Task {old['description']} queued again "
                    f"(a rerun of {shown})", task_id)  # fmt: skip
-        row = await store_tasks.task(conn, number)
-    assert row is not None
-    await context.changed("tasks")
+    await context.changed(_queued(old["name"]))
     return web.json_response(task_resource(row, context.now()), status=201)
 
 

@@ -110,6 +110,12 @@ class Store:
         self.url = url
         # SQLite has one writer at a time: this process's take turns here, in order
         self._writer: asyncio.Lock | None = asyncio.Lock() if self.dialect == "sqlite" else None
+        # the same pool, its connections marked for write transactions from the start
+        # (no execution_options call on each: a trip through SQLAlchemy's greenlet)
+        self._writing = engine.execution_options(**{_WRITE: True})
+        # sqlite_driver's connections never suspend the loop to close (a rollback on
+        # the loop's thread): closed in place, not in a task of their own (below)
+        self._inline = engine.dialect.driver == sqlite_driver.NAME
 
     @property
     def dialect(self) -> str:
@@ -144,18 +150,34 @@ class Store:
         async with self.engine.connect() as connection:
             return await connection.run_sync(_revision)
 
-    def connect(self) -> Any:
+    def connect(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
         """A connection without a transaction of its own (``async with``)."""
-        return self.engine.connect()
+        return self._connected(self.engine)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """A connection in a write transaction, committed on leaving (``async with``),
         rolled back if the block raises. On SQLite it holds the write lock throughout."""
-        async with self._turn(), self.engine.connect() as connection:
-            await connection.execution_options(**{_WRITE: True})
-            async with connection.begin():
-                yield connection
+        async with (
+            self._turn(),
+            self._connected(self._writing) as connection,
+            connection.begin(),
+        ):
+            yield connection
+
+    def _connected(
+        self, engine: AsyncEngine
+    ) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        """``engine.connect()``; on sqlite_driver's connections, closed in place.
+
+        SQLAlchemy closes a connection leaving ``async with`` in a task of its own,
+        shielded, so that a cancellation cannot abandon the close halfway (asyncpg's
+        rollback waits for the server): a task and a loop turn for each of the dozen
+        connections a task's run takes. sqlite_driver's close is a rollback on the
+        loop's thread that never suspends, so no cancellation can fall inside it."""
+        if not self._inline:
+            return engine.connect()
+        return _closed_in_place(engine)
 
     @contextlib.asynccontextmanager
     async def _turn(self) -> AsyncIterator[None]:
@@ -167,6 +189,15 @@ class Store:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def _closed_in_place(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    connection = await engine.connect()
+    try:
+        yield connection
+    finally:
+        await connection.close()
 
 
 async def _outside_transaction(connection: AsyncConnection, sql: str) -> None:

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agent.hub.store import tables as t
-from agent.hub.store.records import Row, fetch_all, fetch_one, insert
+from agent.hub.store.records import Row, fetch_all, fetch_one
 
 QUEUED, EXECUTING, CANCELLING = "Queued", "Executing", "Cancelling"
 SUCCESS, FAILED, CANCELED, TIMED_OUT = "Success", "Failed", "Canceled", "TimedOut"
@@ -54,21 +54,34 @@ async def submit(
 ) -> int:
     """Queue a task; ``queued_by`` is the API key's name that asked for it ("hub" when
     the hub queues it itself: the scheduler's health checks)."""
-    return await insert(
-        conn,
-        t.server_tasks,
-        {
-            "space_id": space_id,
-            "name": name,
-            "description": description,
-            "arguments": arguments,
-            "state": QUEUED,
-            "queue_time": now,
-            "has_warnings_or_errors": False,
-            "cancel_requested": False,
-            "queued_by": queued_by,
-        },
-    )
+    row = await queue(conn, space_id, name, description, arguments, now, queued_by)
+    return int(row["id"])
+
+
+async def queue(
+    conn: AsyncConnection,
+    space_id: int,
+    name: str,
+    description: str,
+    arguments: dict[str, Any],
+    now: datetime,
+    queued_by: str = "hub",
+) -> Row:
+    """``submit``, returning the queued task's row as ``task`` would read it (from the
+    insert itself: no read after it)."""
+    values = {
+        "space_id": space_id,
+        "name": name,
+        "description": description,
+        "arguments": arguments,
+        "state": QUEUED,
+        "queue_time": now,
+        "has_warnings_or_errors": False,
+        "cancel_requested": False,
+        "queued_by": queued_by,
+    }
+    row = (await conn.execute(_QUEUE, values)).mappings().one()
+    return dict(row)
 
 
 async def counts_by_state(conn: AsyncConnection, space_id: int) -> dict[str, int]:
@@ -107,6 +120,7 @@ _CLAIM = (
 _CANCELS = sa.select(_tasks.c.id).where(
     _tasks.c.id.in_(sa.bindparam("tasks", expanding=True)), _tasks.c.cancel_requested.is_(True)
 )
+_QUEUE = sa.insert(_tasks).returning(*_tasks.c)
 _START_ACTIVITY = sa.insert(t.task_activities).returning(t.task_activities.c.id)
 _END_ACTIVITY = sa.update(t.task_activities).where(
     t.task_activities.c.id == sa.bindparam("activity")
@@ -141,7 +155,7 @@ def _oldest_of(
 ) -> sa.Select[Any]:
     """The ``count`` oldest queued tasks (of ``names``, not of ``excluding``), those
     named in ``first`` before the others; built once per filter."""
-    query = sa.select(_tasks.c.id).where(_tasks.c.state == QUEUED)
+    query = sa.select(_tasks.c.id, _tasks.c.name).where(_tasks.c.state == QUEUED)
     if names is not None:
         query = query.where(_tasks.c.name.in_(sorted(names)))
     if excluding is not None:
@@ -200,15 +214,16 @@ async def claim_next(
     now: datetime,
     names: frozenset[str] | None = None,
     first: frozenset[str] = frozenset(),
-) -> tuple[Row | None, bool]:
+) -> tuple[Row | None, str | None]:
     """Take the oldest queued task (of ``names`` only, when given; those named in
     ``first`` before any other) for ``owner``: its row (None if there is none, or
     another node took it first) and whether another such task was queued behind it
-    then (the caller's next look may be spared if not)."""
+    then: its name, None if none (the caller's next look may be spared)."""
     oldest = await fetch_all(conn, _oldest_of(names, None, first, 2))
     if not oldest:
-        return None, False
-    return await _take(conn, oldest[0]["id"], owner, now), len(oldest) > 1
+        return None, None
+    behind = oldest[1]["name"] if len(oldest) > 1 else None
+    return await _take(conn, oldest[0]["id"], owner, now), behind
 
 
 async def _take(conn: AsyncConnection, task_id: int, owner: Owner, now: datetime) -> Row | None:

@@ -229,3 +229,51 @@ async def test_a_one_step_task_takes_few_connections(hub: RunningHub, tmp_path: 
         assert len(statements) <= 18, statements
     finally:
         agent.stop()
+
+
+QUEUE_LOOK = re.compile(
+    r"FROM server_tasks\s+WHERE server_tasks\.state = \S+( AND .*)? ORDER BY", re.I
+)
+CANCELS_READ = re.compile(r"server_tasks\.cancel_requested IS (1|true)", re.I)
+
+
+async def test_tasks_queued_behind_a_full_cap_cost_no_looks(
+    hub: RunningHub, tmp_path: Path
+) -> None:
+    """Twenty tasks queued behind the cap of 5 (the first five wait for a file): a task
+    queued while the cap is full wakes no look (its slot comes with a running task's
+    end, which looks); a claim that saw a capped task behind it, the cap then full,
+    looks for no health task (they come first: none is queued); the running tasks'
+    cancels are read on a wake that may ask one, or every CANCEL_LOOK s, not on each
+    end nor each task queued. Before: about 3.5 looks at the queue per task (its
+    claim's included) and a read of the cancels per task; now about 2 and none."""
+    agent = await add_worker(hub.api, hub.home.identity(), tmp_path, "web-1")
+    assert hub.server.store is not None
+
+    async def running(count: int) -> bool:
+        page = await hub.api.get("/api/tasks", params={"states": "Executing", "take": "1"})
+        return bool(page["TotalResults"] == count)
+
+    await eventually(lambda: running(0), "the worker's first health check ended")
+    go = tmp_path / "go"
+    body = f'while [ ! -e "{go}" ]; do sleep 0.05; done; echo hi'
+    count = 20
+    try:
+        clock = asyncio.get_running_loop().time
+        with runner_work(hub.server.store.engine.sync_engine) as (_, statements):
+            began = clock()
+            tasks = [await submit(hub.api, ScriptBody=body, Syntax="bash") for _ in range(count)]
+            await eventually(lambda: running(5), "the cap full")
+            go.touch()
+            done = [await finished(hub.api, task) for task in tasks]
+            took = clock() - began
+        assert {task["State"] for task in done} == {"Success"}
+        looks = [s for s in statements if QUEUE_LOOK.search(s)]
+        cancels = [s for s in statements if CANCELS_READ.search(s)]
+        # a look and a claim's read per task, and a margin for a stray wake
+        assert len(looks) <= 2 * count + 6, len(looks)
+        # a read each second at most while tasks run (runner.CANCEL_LOOK; before: one
+        # at each end and each task queued, about 30 here however fast)
+        assert len(cancels) <= took / 1.0 + 2, (len(cancels), took)
+    finally:
+        agent.stop()
