@@ -115,10 +115,18 @@ class StepHelper:
         except _FAILURES as error:
             self.steps.pop(number, None)
             raise HelperGone(_reason(error)) from None
-        state, code = await step.status
+        try:
+            state, code = await step.status
+        except asyncio.CancelledError:
+            self.steps.pop(number, None)  # given up on: its output goes nowhere
+            raise
 
         async def finished() -> int | None:
-            return await step.done
+            try:
+                return await step.done
+            except asyncio.CancelledError:
+                self.steps.pop(number, None)
+                raise
 
         return state, code, finished
 
