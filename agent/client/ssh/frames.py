@@ -220,10 +220,6 @@ def send(kind, step, data):
 def keep(request, status, out, err):
     """The keeper of one step (a forked child of the helper): the wrapper's work,
     without a shell. Returns when the script's outcome is recorded."""
-    null = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):  # the channel is the helper's alone
-        os.dup2(null, fd)
-    os.close(null)
     state = {"cancelled": False, "waiting": False}
 
     def on_term(number, frame):
@@ -435,6 +431,10 @@ def fork_keeper(selector):
     if pid == 0:
         status = pipes[STATUS][1]
         try:
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):  # the channel is the helper's alone
+                os.dup2(null, fd)
+            os.close(null)
             os.close(request_write)
             for read, _ in pipes:
                 os.close(read)
@@ -450,6 +450,8 @@ def fork_keeper(selector):
                 pass
         finally:
             os._exit(0)
+    if hasattr(gc, "unfreeze"):
+        gc.unfreeze()  # the helper's own garbage stays collectable
     os.close(request_read)
     for _, write in pipes:
         os.close(write)
