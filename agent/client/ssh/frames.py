@@ -107,7 +107,8 @@ class StepFields:
 
 def run_frame(step: int, fields: StepFields) -> bytes:
     """The ``R`` frame running ``fields`` as step ``step``. NULs are left out (no
-    argument or environment value can hold one, as on the wrapper's way)."""
+    argument or environment value can hold one, as on the wrapper's way).
+    FrameError for a request beyond LIMIT (the helper would refuse it, and end)."""
     document = {
         "root": fields.root,
         "ticket": fields.ticket,
@@ -120,7 +121,13 @@ def run_frame(step: int, fields: StepFields) -> bytes:
         "environment": {_clean(k): _clean(v) for k, v in fields.environment.items()},
         "body": _clean(fields.body),
     }
-    return frame(RUN, step, json.dumps(document).encode())
+    data = json.dumps(document).encode()
+    if len(data) > LIMIT:
+        raise FrameError(
+            f"the step's body, arguments and environment come to {len(data)} bytes; "
+            f"the step helper takes up to {LIMIT}"
+        )
+    return frame(RUN, step, data)
 
 
 def _clean(text: str) -> str:

@@ -106,12 +106,16 @@ class StepHelper:
         when the channel ends first, HelperRefused when the keeper could not run it."""
         if self.gone is not None:
             raise HelperGone(self.gone)
-        loop = asyncio.get_running_loop()
         number = next(self.numbers)
+        try:
+            request = frames.run_frame(number, fields)
+        except frames.FrameError as error:
+            raise HelperRefused(str(error)) from None
+        loop = asyncio.get_running_loop()
         step = _Step(deliver, loop.create_future(), loop.create_future())
         self.steps[number] = step
         try:
-            self.process.stdin.write(frames.run_frame(number, fields))
+            self.process.stdin.write(request)
         except _FAILURES as error:
             self.steps.pop(number, None)
             raise HelperGone(_reason(error)) from None

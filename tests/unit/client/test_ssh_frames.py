@@ -69,6 +69,8 @@ def test_a_step_request_carries_its_fields_without_nul() -> None:
     assert document["body"] == "echo ab"
     assert document["environment"] == {"K": "vw"}
     assert document["arguments"] == ["a b"]
+    with pytest.raises(FrameError, match="the step helper takes up to"):
+        frames.run_frame(1, _fields("/r", "t", body="x" * frames.LIMIT))
 
 
 def _fields(root: str, ticket: str, **changed: object) -> StepFields:
