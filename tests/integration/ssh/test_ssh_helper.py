@@ -51,6 +51,12 @@ async def test_one_helper_carries_the_steps_and_without_python3_the_wrapper_does
         assert len(_helpers(sshd)) == 1
         assert (await worker.execute(ScriptRequest(body="true"), Output())).exit_code == 0
         assert worker.link.state["helper"] is helper
+        # the body is no argument (ps shows those to every user), nor in the environment
+        output = Output()
+        body = 'echo "${TENTACLE_STEP_BODY-unset}"; tr "\\0" " " </proc/$$/cmdline; echo'
+        assert (await worker.execute(ScriptRequest(body=body), output)).exit_code == 0
+        assert output.lines()[0] == "unset"
+        assert "cmdline" not in output.lines()[1]
 
         bare = connections.worker(target_of(sshd, without_python=True), key_login(sshd))
         output = Output()
