@@ -112,3 +112,31 @@ async def test_a_helper_that_dies_loses_its_steps_not_their_mutex_and_starts_aga
         assert (await running).exit_code == 128 + signal.SIGTERM
     finally:
         await connections.close()
+
+
+async def test_more_steps_at_once_than_sshd_has_sessions_share_the_helper(
+    sshd: SshServer,
+) -> None:
+    connections = SshConnections()
+    try:
+        worker = connections.worker(target_of(sshd), key_login(sshd))
+        steps = 12  # beyond sshd's MaxSessions (10): on the wrapper's way they would queue
+        barrier = f"{sshd.home}/barrier-helper"
+        body = (
+            f'mkdir -p {barrier}; touch {barrier}/"$1"; '
+            f'while [ "$(ls {barrier} | wc -l)" -lt {steps} ]; do sleep 0.05; done; echo "$1"'
+        )
+        outputs = [Output() for _ in range(steps)]
+        outcomes = await asyncio.gather(
+            *(
+                worker.execute(
+                    ScriptRequest(body=body, arguments=[str(n)], isolation="none"), outputs[n]
+                )
+                for n in range(steps)
+            )
+        )
+        assert [o.exit_code for o in outcomes] == [0] * steps
+        assert [o.lines() for o in outputs] == [[str(n)] for n in range(steps)]
+        assert worker.link.opened == 1
+    finally:
+        await connections.close()
