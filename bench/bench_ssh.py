@@ -7,12 +7,18 @@ P7  `echo hi` through SshWorker.execute (the Worker the hub uses: working folder
     ``ssh host echo hi`` with a fresh connection each time (OpenSSH's client), what
     tools that connect per command pay.
 
+``--pause MS`` waits MS milliseconds before each operation: what one leaves
+behind on the target (the step helper's keeper ending, the next keeper's fork;
+sshd's end of a session) then falls in neither's time, which by turns on a
+loaded 2-core machine it otherwise does, in the next one's (README, P7).
+
 Needs root (the sshd helper makes a user: tests/helpers/sshd.py) and
 openssh-server; without them it says so and measures nothing.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import shutil
@@ -41,7 +47,7 @@ def _discard(_: LogChunk) -> None:
     pass
 
 
-async def measure(sshd: SshServer) -> tuple[float, float, float]:
+async def measure(sshd: SshServer, pause: float = 0.0) -> tuple[float, float, float]:
     assert sshd.key is not None
     target = SshTarget(sshd.host, sshd.port, sshd.fingerprint)
     connections = SshConnections()
@@ -68,7 +74,7 @@ async def measure(sshd: SshServer) -> tuple[float, float, float]:
             # alike; three rounds, the middle round's p50s
             worker_ms, raw_ms = [], []
             for _ in range(3):
-                step_round, raw_round = await interleaved_p50_ms(step, raw, ROUND_TRIPS // 3)
+                step_round, raw_round = await interleaved_p50_ms(step, raw, ROUND_TRIPS // 3, pause)
                 worker_ms.append(step_round)
                 raw_ms.append(raw_round)
         fresh_ms = float("nan")  # without OpenSSH's client, not measured
@@ -81,12 +87,18 @@ async def measure(sshd: SshServer) -> tuple[float, float, float]:
 
 
 async def interleaved_p50_ms(
-    first: Callable[[], Awaitable[object]], second: Callable[[], Awaitable[object]], count: int
+    first: Callable[[], Awaitable[object]],
+    second: Callable[[], Awaitable[object]],
+    count: int,
+    pause: float = 0.0,
 ) -> tuple[float, float]:
-    """The p50 of ``count`` runs of each, run by turns (the first tenth left out)."""
+    """The p50 of ``count`` runs of each, run by turns (the first tenth left out),
+    ``pause`` seconds before each."""
     samples: tuple[list[float], list[float]] = ([], [])
     for _ in range(count):
         for operation, times in zip((first, second), samples, strict=True):
+            if pause:
+                await asyncio.sleep(pause)
             started = time.perf_counter()
             await operation()
             times.append(time.perf_counter() - started)
@@ -111,6 +123,9 @@ def _fresh_ssh(sshd: SshServer) -> None:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pause", type=float, default=0.0, metavar="MS")
+    pause = parser.parse_args().pause / 1000
     if os.geteuid() != 0:
         print("P7 skipped: the throwaway sshd needs root (it makes a user)")
         return 0
@@ -118,7 +133,7 @@ def main() -> int:
     # starts bash for its wrapper: one exec more)
     sshd = SshServer(shell="/bin/bash").start()
     try:
-        worker_ms, raw_ms, fresh_ms = asyncio.run(measure(sshd))
+        worker_ms, raw_ms, fresh_ms = asyncio.run(measure(sshd, pause))
     finally:
         sshd.close()
     ratio = worker_ms / raw_ms

@@ -78,6 +78,7 @@ class Settings:
     keepalive: float = 30.0
     idle_timeout: float = IDLE_TIMEOUT
     max_sessions: int = MAX_SESSIONS
+    step_helper: bool = True  # steps through a helper where the target has python3
 
     @property
     def step_channels(self) -> int:
@@ -102,6 +103,7 @@ class Link:
     state: dict[str, Any] = field(default_factory=dict)  # per connection (root, bundle...)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     prepare_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    helper_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one helper starting
     steps: asyncio.Semaphore = field(init=False)
     control: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
 

@@ -14,7 +14,8 @@ class SshConnections:
     open between steps (idle ones closed after ``idle_timeout``), re-established after a
     failure. ``root`` is the workers' folder on the targets (relative to the login's
     home unless absolute). ``max_sessions`` is the targets' sshd MaxSessions (10 by
-    default): steps beyond what it leaves wait for a channel."""
+    default): steps beyond what it leaves wait for a channel. ``step_helper`` False
+    runs every step through the shell wrapper, as on a target without python3."""
 
     def __init__(
         self,
@@ -24,8 +25,11 @@ class SshConnections:
         keepalive: float = 30.0,
         idle_timeout: float = IDLE_TIMEOUT,
         max_sessions: int = MAX_SESSIONS,
+        step_helper: bool = True,
     ) -> None:
-        self.settings = Settings(root, connect_timeout, keepalive, idle_timeout, max_sessions)
+        self.settings = Settings(
+            root, connect_timeout, keepalive, idle_timeout, max_sessions, step_helper
+        )
         self._links: dict[tuple[str, int, str], Link] = {}
 
     def link(self, target: SshTarget, credentials: SshCredentials) -> Link:

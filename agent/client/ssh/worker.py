@@ -5,10 +5,17 @@ Every call is one or more channels on the target's shared connection (Link):
 - the first use of a connection prepares the root folder (``<root>/Work``,
   ``Locks``, ``bin``, ``calamari``, ``Files``, 0700), uploads the executor zipapp
   once per content hash (kept on the target) and writes the ``tentacle`` shim;
-- a step is ONE channel running the wrapper (agent.client.ssh.sh.WRAPPER):
-  its stdin brings the environment and the body, its stdout and stderr are the
-  script's, its exit status the script's exit code. Files sent with a step go by
-  SFTP into ``<root>/Work/<ticket>`` first;
+- where the target has python3, a step is a frame to the connection's step helper
+  (agent.client.ssh.frames.HELPER, one channel for all the steps of the
+  connection, started by the first step): it forks a keeper that takes the
+  isolation mutex, records the ticket and runs the script, and relays the
+  script's output and exit code, framed (agent.client.ssh.helper.StepHelper);
+- else (no python3, or the helper did not start) a step is ONE channel running the
+  wrapper (agent.client.ssh.remote.WRAPPER): its stdin brings the environment and
+  the body, its stdout and stderr are the script's, its exit status the script's
+  exit code. Either way files sent with a step go by SFTP into
+  ``<root>/Work/<ticket>`` first, and both keep the same facts in the ticket's
+  ``.started``;
 - cancel is another channel (SIGTERM to the recorded process group, SIGKILL after
   the step's grace); capabilities one more.
 
@@ -34,8 +41,10 @@ import asyncssh
 
 import agent
 from agent.client.scripts import LogChunk, ScriptOutcome, ScriptRequest
+from agent.client.ssh import frames
 from agent.client.ssh import remote as sh
 from agent.client.ssh.connections import Link
+from agent.client.ssh.helper import HelperGone, HelperRefused, StepHelper
 from agent.client.worker import Progress
 from agent.errors import ConnectionLost, RemoteError, TentacleError
 from agent.executor_bundle import executor_bundle
@@ -163,10 +172,19 @@ class SshWorker:
             *start.arguments,
         )
         environment = {**self._tentacle_variables(root), **dict(start.environment)}
-        stdin = sh.wrapper_input(environment, start.body, marker)
-        async with self.link.using(), self.link.steps:
-            made = None if request.files else self._make_workspace(root, ticket)
-            return await self._run_step(ticket, arguments, stdin, on_output, cancel, made)
+        async with self.link.using():
+            helper = await self._helper()
+            if helper is not None:
+                root, ticket, isolation, mutex, wait_for, grace, program = arguments[:7]
+                fields = frames.StepFields(
+                    root, ticket, isolation, mutex, wait_for, grace, program,
+                    start.arguments, environment, start.body,
+                )  # fmt: skip
+                return await self._run_on_helper(helper, fields, on_output, cancel)
+            stdin = sh.wrapper_input(environment, start.body, marker)
+            async with self.link.steps:
+                made = None if request.files else self._make_workspace(root, ticket)
+                return await self._run_step(ticket, arguments, stdin, on_output, cancel, made)
 
     async def cancel(self, ticket: str) -> None:
         """SIGTERM the script ``ticket``'s process group, SIGKILL after its grace (on the
@@ -182,7 +200,86 @@ class SshWorker:
     async def close(self) -> None:
         """Nothing per handle: the connection is SshConnections' (closed by its close)."""
 
-    # -- the step --------------------------------------------------------------
+    # -- the step on the helper ---------------------------------------------------
+
+    async def _helper(self) -> StepHelper | None:
+        """The connection's step helper, started if it is not running (again, after it
+        ended); None where it cannot start (remembered for the connection): the
+        wrapper runs the steps then."""
+        state = self.link.state
+        helper = state.get("helper")
+        if isinstance(helper, StepHelper) and helper.alive:
+            return helper
+        if state.get("no_helper") or not self.link.settings.step_helper:
+            return None
+        async with self.link.helper_lock:
+            state = self.link.state
+            helper = state.get("helper")
+            if isinstance(helper, StepHelper) and helper.alive:
+                return helper
+            if state.get("no_helper"):
+                return None
+            connection = await self.link.connect()
+            try:
+                helper = await StepHelper.start(connection, CONTROL_TIMEOUT)
+            except _FAILURES as error:  # the wrapper's way retries on a new connection
+                log.info("the step helper of %s did not start: %s", self.name, _reason(error))
+                return None
+            if connection is not self.link.connection:
+                if helper is not None:
+                    helper.close()
+                return None
+            if helper is None:
+                log.warning(
+                    "%s: the step helper did not start (no python3 3.6 or later?): steps "
+                    "run through the shell wrapper on this connection",
+                    self.name,
+                )
+                self.link.state["no_helper"] = True
+                return None
+            self.link.state["helper"] = helper
+            return helper
+
+    async def _run_on_helper(
+        self,
+        helper: StepHelper,
+        fields: frames.StepFields,
+        on_output: Callable[[LogChunk], None],
+        cancel: asyncio.Event,
+    ) -> ScriptOutcome:
+        ticket = fields.ticket
+        lines = _Lines(on_output)
+        canceller: asyncio.Task[None] | None = None
+        try:
+            state, code, finished = await helper.run(fields, lines.feed)
+            if state == "finished" and code is not None:
+                return ScriptOutcome(ticket, code, cancelled=False, already_finished=True)
+            if state == "running":
+                raise ConnectionLost(
+                    f"{self.name}: the script {ticket} was started before (over a connection "
+                    "that dropped) and is still running: its outcome is unknown until it ends"
+                )
+            canceller = asyncio.ensure_future(self._cancel_when(cancel, ticket))
+            exit_code = await finished()
+        except HelperGone as gone:
+            raise self._lost(ticket, gone.reason) from None
+        except HelperRefused as refused:
+            raise RemoteError(
+                "internal",
+                f"{self.name}: the step helper could not start the script {ticket}: "
+                f"{refused.message} (is the root folder {self.link.settings.root} writable?)",
+            ) from None
+        finally:
+            if canceller is not None:
+                canceller.cancel()
+        await lines.flush()
+        if exit_code is None:
+            raise RemoteError(
+                "internal", f"{self.name}: the keeper of {ticket} ended without an exit code"
+            )
+        return ScriptOutcome(ticket, exit_code, cancel.is_set())
+
+    # -- the step through the wrapper ---------------------------------------------
 
     async def _run_step(
         self,
@@ -274,8 +371,10 @@ class SshWorker:
         except ValueError as error:
             raise RemoteError("internal", f"{self.name}: {error}") from None
 
-    def _lost(self, ticket: str, error: BaseException | None) -> ConnectionLost:
-        why = f" ({_reason(error)})" if error is not None else ""
+    def _lost(self, ticket: str, error: BaseException | str | None) -> ConnectionLost:
+        why = ""
+        if error is not None:
+            why = f" ({error if isinstance(error, str) else _reason(error)})"
         return ConnectionLost(
             f"the SSH connection to {self.name} dropped while the script {ticket} ran{why}: "
             "the script's outcome is unknown (this is not a failure of the script); "
@@ -459,15 +558,25 @@ class _Lines:
         self.last = 0
         drained = getattr(on_output, "drained", None)
         self.drained: Callable[[], Awaitable[Any]] | None = drained
+        self.partial = {"stdout": b"", "stderr": b""}  # a line begun, by source
 
     async def read(self, stream: asyncssh.SSHReader[bytes], source: str) -> None:
-        partial = b""
         while chunk := await stream.read(CHUNK):
-            *lines, partial = (partial + chunk).split(b"\n")
-            if lines:
-                await self._deliver(source, lines)
-        if partial:
-            await self._deliver(source, [partial])
+            await self.feed(source, chunk)
+        await self.flush(source)
+
+    async def feed(self, source: str, chunk: bytes) -> None:
+        """``chunk`` of ``source``'s bytes: its whole lines delivered, the rest kept."""
+        *lines, self.partial[source] = (self.partial[source] + chunk).split(b"\n")
+        if lines:
+            await self._deliver(source, lines)
+
+    async def flush(self, *sources: str) -> None:
+        """The last line of each source (all by default), if it had no newline."""
+        for source in sources or tuple(self.partial):
+            if self.partial[source]:
+                line, self.partial[source] = self.partial[source], b""
+                await self._deliver(source, [line])
 
     async def _deliver(self, source: str, lines: list[bytes]) -> None:
         texts = [line.decode("utf-8", "replace").removesuffix("\r") for line in lines]

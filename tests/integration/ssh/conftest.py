@@ -17,10 +17,11 @@ def sshd() -> Iterator[SshServer]:
     server.close()
 
 
-@pytest.fixture
-async def connections() -> AsyncIterator[SshConnections]:
-    """The test's own SshConnections (closed at its end)."""
-    pool = SshConnections()
+@pytest.fixture(params=["helper", "wrapper"])
+async def connections(request: pytest.FixtureRequest) -> AsyncIterator[SshConnections]:
+    """The test's own SshConnections (closed at its end): steps through the step
+    helper where the target has python3, and again through the shell wrapper alone."""
+    pool = SshConnections(step_helper=request.param == "helper")
     yield pool
     await pool.close()
 
@@ -68,3 +69,14 @@ class Output:
             return
         async with asyncio.timeout(60):
             await self.seen.wait()
+
+
+def waits(sshd: SshServer, ticket: str, root: str = ".tentacle") -> bool:
+    """Whether the step ``ticket`` waits for its isolation mutex: recorded as started
+    (``.started``, on either way of running steps), its script not (no ``pgid``)."""
+    started = sshd.home / root / "Work" / ticket / ".started"
+    try:
+        facts = started.read_text()
+    except FileNotFoundError:
+        return False
+    return "lock " in facts and "pgid " not in facts

@@ -20,7 +20,7 @@ from agent.executor_bundle import executor_bundle
 from agent.hub.secrets import DeployVariable, encrypted_variables_file, one_time_password
 from tests.helpers.eventually import eventually
 from tests.helpers.sshd import SshServer
-from tests.integration.ssh.conftest import Output, key_login, target_of
+from tests.integration.ssh.conftest import Output, key_login, target_of, waits
 
 
 async def test_a_script_streams_its_output_and_keeps_its_exit_code(worker: SshWorker) -> None:
@@ -125,6 +125,7 @@ async def test_files_move_whole_inside_the_root_only(
             await worker.upload(local, escaping)
         with pytest.raises(RemoteError, match="outside the SSH worker's folder"):
             await worker.download(escaping, tmp_path / "escaped")
+    (root / "Files" / "link").unlink(missing_ok=True)  # the other way of running steps
     (root / "Files" / "link").symlink_to("/etc")
     with pytest.raises(RemoteError, match="leads to /etc"):
         await worker.download("Files/link/hostname", tmp_path / "escaped")
@@ -143,15 +144,15 @@ async def test_full_isolation_runs_steps_one_at_a_time(sshd: SshServer, worker: 
         )
     )
     await first_output.wait_for("holding")
-    second = asyncio.ensure_future(worker.execute(ScriptRequest(body=f"touch {ran}"), Output()))
-    await eventually(lambda: _processes_of(sshd.user, "flock"), "the second step waits")
+    second_request = ScriptRequest(body=f"touch {ran}")
+    second = asyncio.ensure_future(worker.execute(second_request, Output()))
+    await eventually(lambda: waits(sshd, second_request.ticket), "the second step waits")
     # a third, cancelled while it waits for the mutex, never runs
     third_output = Output()
     cancel = asyncio.Event()
-    third = asyncio.ensure_future(
-        worker.execute(ScriptRequest(body=f"touch {ran}-third"), third_output, cancel)
-    )
-    await eventually(lambda: len(_processes_of(sshd.user, "flock")) == 2, "the third waits")
+    third_request = ScriptRequest(body=f"touch {ran}-third")
+    third = asyncio.ensure_future(worker.execute(third_request, third_output, cancel))
+    await eventually(lambda: waits(sshd, third_request.ticket), "the third waits")
     cancel.set()
     cancelled = await third
     assert cancelled.cancelled
@@ -214,6 +215,8 @@ async def test_the_executor_deploys_a_package_with_secrets_kept_off_the_targets_
     sshd: SshServer, worker: SshWorker, tmp_path: Path
 ) -> None:
     secret = f"hunter-{secrets.token_hex(8)}"
+    # what the other way of running steps deployed (the same server) goes first
+    shutil.rmtree(sshd.home / ".tentacle" / "Files" / "Applications", ignore_errors=True)
     package = tmp_path / "Greeter.1.0.0.zip"
     with zipfile.ZipFile(package, "w") as archive:
         archive.writestr("app.config", "greeting=#{Greeting}\n")
