@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -157,6 +158,12 @@ class AgentProcess:
         """Block until a stdout line containing ``text`` appears; returns it (fails as
         :meth:`wait_for_log` does)."""
         return self._out.wait_for(text, timeout=timeout)
+
+    async def stopped(self) -> int:
+        """``stop`` off the event loop, for async tests: a polling agent says goodbye on
+        its connections as it stops, and a listener on the test's loop must be free to
+        answer (blocked by ``stop``, the agent waited 30 s for it)."""
+        return await asyncio.to_thread(self.stop)
 
     def stop(self) -> int:
         if self.process is None or self.process.poll() is not None:

@@ -32,6 +32,6 @@ async def any_agent(
         await process.poll_a_listener()
     process.start()
     yield process
-    process.stop()
+    await process.stopped()
     if process.listener is not None:
         await process.listener.stop()

@@ -59,7 +59,7 @@ async def test_a_polling_agent_is_ready_once_it_polls(
         ready = await asyncio.to_thread(manager.wait_for, "READY")
         assert ready["STATUS"] == "polling 1 server"
     finally:
-        agent.stop()
+        await agent.stopped()
         assert agent.listener is not None
         await agent.listener.stop()
 

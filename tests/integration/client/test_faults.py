@@ -116,7 +116,7 @@ async def network(
             for channel in network.channels:
                 await channel.close()
         finally:  # the agent is a process of its own: never leave it behind
-            agent.stop()
+            await agent.stopped()
             if listener is not None:
                 await listener.stop()
 
