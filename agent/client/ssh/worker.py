@@ -252,13 +252,9 @@ class SshWorker:
         canceller: asyncio.Task[None] | None = None
         try:
             state, code, finished = await helper.run(fields, lines.feed)
-            if state == "finished" and code is not None:
-                return ScriptOutcome(ticket, code, cancelled=False, already_finished=True)
-            if state == "running":
-                raise ConnectionLost(
-                    f"{self.name}: the script {ticket} was started before (over a connection "
-                    "that dropped) and is still running: its outcome is unknown until it ends"
-                )
+            earlier = self._earlier_outcome(ticket, state, code)
+            if earlier is not None:
+                return earlier
             canceller = asyncio.ensure_future(self._cancel_when(cancel, ticket))
             exit_code = await finished()
         except HelperGone as gone:
@@ -278,6 +274,19 @@ class SshWorker:
                 "internal", f"{self.name}: the keeper of {ticket} ended without an exit code"
             )
         return ScriptOutcome(ticket, exit_code, cancel.is_set())
+
+    def _earlier_outcome(self, ticket: str, state: str, code: int | None) -> ScriptOutcome | None:
+        """What a status other than "started" means: the recorded outcome of a ticket
+        that finished before; ConnectionLost for one still running from an earlier
+        execute; None when it started now."""
+        if state == "finished" and code is not None:
+            return ScriptOutcome(ticket, code, cancelled=False, already_finished=True)
+        if state == "running":
+            raise ConnectionLost(
+                f"{self.name}: the script {ticket} was started before (over a connection "
+                "that dropped) and is still running: its outcome is unknown until it ends"
+            )
+        return None
 
     # -- the step through the wrapper ---------------------------------------------
 
@@ -314,13 +323,9 @@ class SshWorker:
             if not status_line:  # the wrapper ended without a word: why, on its stderr
                 raise await self._wrapper_failed(process, ticket)
             state, code = self._status(status_line, ticket)
-            if state == "finished" and code is not None:
-                return ScriptOutcome(ticket, code, cancelled=False, already_finished=True)
-            if state == "running":
-                raise ConnectionLost(
-                    f"{self.name}: the script {ticket} was started before (over a connection "
-                    "that dropped) and is still running: its outcome is unknown until it ends"
-                )
+            earlier = self._earlier_outcome(ticket, state, code)
+            if earlier is not None:
+                return earlier
             canceller = asyncio.ensure_future(self._cancel_when(cancel, ticket))
             lines = _Lines(on_output)
             await asyncio.gather(
