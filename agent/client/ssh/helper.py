@@ -103,14 +103,12 @@ class StepHelper:
     ) -> tuple[str, int | None, Callable[[], Awaitable[int | None]]]:
         """Send the step; its status ("started", "finished", "running": remote's) and
         code, and what awaits its exit code (None: none was recorded). HelperGone
-        when the channel ends first, HelperRefused when the keeper could not run it."""
+        when the channel ends first, HelperRefused when the keeper could not run it,
+        FrameError (nothing sent) for a step larger than the helper takes."""
         if self.gone is not None:
             raise HelperGone(self.gone)
         number = next(self.numbers)
-        try:
-            request = frames.run_frame(number, fields)
-        except frames.FrameError as error:
-            raise HelperRefused(str(error)) from None
+        request = frames.run_frame(number, fields)
         loop = asyncio.get_running_loop()
         step = _Step(deliver, loop.create_future(), loop.create_future())
         self.steps[number] = step

@@ -259,6 +259,8 @@ class SshWorker:
             exit_code = await finished()
         except HelperGone as gone:
             raise self._lost(ticket, gone.reason) from None
+        except frames.FrameError as error:  # nothing was sent: the caller's step is too big
+            raise RemoteError("bad_params", f"{self.name}: {error}") from None
         except HelperRefused as refused:
             raise RemoteError(
                 "internal",

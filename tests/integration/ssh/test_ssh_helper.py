@@ -12,7 +12,9 @@ import psutil
 import pytest
 
 from agent.client import ConnectionLost, ScriptRequest, SshConnections
+from agent.client.ssh import frames
 from agent.client.ssh.helper import StepHelper
+from agent.errors import RemoteError
 from tests.helpers.eventually import eventually
 from tests.helpers.sshd import SshServer
 from tests.integration.ssh.conftest import Output, key_login, target_of, waits
@@ -138,5 +140,25 @@ async def test_more_steps_at_once_than_sshd_has_sessions_share_the_helper(
         assert [o.exit_code for o in outcomes] == [0] * steps
         assert [o.lines() for o in outputs] == [[str(n)] for n in range(steps)]
         assert worker.link.opened == 1
+    finally:
+        await connections.close()
+
+
+async def test_a_step_larger_than_the_helper_takes_is_the_callers_error_and_the_next_runs(
+    sshd: SshServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    connections = SshConnections()
+    try:
+        worker = connections.worker(target_of(sshd), key_login(sshd))
+        assert (await worker.execute(ScriptRequest(body="true"), Output())).exit_code == 0
+        monkeypatch.setattr(frames, "LIMIT", 4096)  # not 64 MiB of body in a test
+        with pytest.raises(RemoteError) as refused:
+            await worker.execute(ScriptRequest(body="echo " + "x" * 5000), Output())
+        assert refused.value.kind == "bad_params"
+        assert "the step helper takes up to 4096" in str(refused.value)
+        assert "writable" not in str(refused.value)  # not the target's folder's fault
+        output = Output()
+        assert (await worker.execute(ScriptRequest(body="echo next"), output)).exit_code == 0
+        assert output.lines() == ["next"]
     finally:
         await connections.close()
