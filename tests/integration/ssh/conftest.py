@@ -5,7 +5,14 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from agent.client import LogChunk, SshConnections, SshCredentials, SshTarget, SshWorker
+from agent.client import (
+    LogChunk,
+    ScriptRequest,
+    SshConnections,
+    SshCredentials,
+    SshTarget,
+    SshWorker,
+)
 from tests.helpers.sshd import SshServer
 
 
@@ -80,3 +87,24 @@ def waits(sshd: SshServer, ticket: str, root: str = ".tentacle") -> bool:
     except FileNotFoundError:
         return False
     return "lock " in facts and "pgid " not in facts
+
+
+async def all_at_once(worker: SshWorker, steps: int, barrier: str) -> list[Output]:
+    """Run ``steps`` steps on ``worker`` that each wait, in folder ``barrier`` on the
+    target, until all have started (so they can only end if they run at once); each
+    prints its number. Their outputs, after checking every one exited 0."""
+    body = (
+        f'mkdir -p {barrier}; touch {barrier}/"$1"; '
+        f'while [ "$(ls {barrier} | wc -l)" -lt {steps} ]; do sleep 0.05; done; echo "$1"'
+    )
+    outputs = [Output() for _ in range(steps)]
+    outcomes = await asyncio.gather(
+        *(
+            worker.execute(
+                ScriptRequest(body=body, arguments=[str(n)], isolation="none"), outputs[n]
+            )
+            for n in range(steps)
+        )
+    )
+    assert [o.exit_code for o in outcomes] == [0] * steps
+    return outputs

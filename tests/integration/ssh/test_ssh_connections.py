@@ -19,7 +19,7 @@ from agent.client import (
     host_fingerprint,
 )
 from tests.helpers.sshd import SshServer
-from tests.integration.ssh.conftest import Output, key_login, target_of
+from tests.integration.ssh.conftest import Output, all_at_once, key_login, target_of
 
 OTHER = "SHA256:" + "A" * 43
 
@@ -83,22 +83,7 @@ async def test_concurrent_steps_share_one_connection(
     await worker.capabilities()  # the connection is open
     logins = sshd.logins()
     steps = 6
-    # every step waits for all the others to have started: they run at once
-    barrier = f"{sshd.home}/barrier-{id(worker)}"
-    body = (
-        f'mkdir -p {barrier}; touch {barrier}/"$1"; '
-        f'while [ "$(ls {barrier} | wc -l)" -lt {steps} ]; do sleep 0.05; done; echo "$1"'
-    )
-    outputs = [Output() for _ in range(steps)]
-    outcomes = await asyncio.gather(
-        *(
-            worker.execute(
-                ScriptRequest(body=body, arguments=[str(n)], isolation="none"), outputs[n]
-            )
-            for n in range(steps)
-        )
-    )
-    assert [o.exit_code for o in outcomes] == [0] * steps
+    outputs = await all_at_once(worker, steps, f"{sshd.home}/barrier-{id(worker)}")
     assert [o.lines() for o in outputs] == [[str(n)] for n in range(steps)]
     assert sshd.logins() == logins  # no new connection: one carried them all
     assert worker.link.opened == 1

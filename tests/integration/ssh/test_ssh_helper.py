@@ -17,7 +17,7 @@ from agent.client.ssh.helper import StepHelper
 from agent.errors import RemoteError
 from tests.helpers.eventually import eventually
 from tests.helpers.sshd import SshServer
-from tests.integration.ssh.conftest import Output, key_login, target_of, waits
+from tests.integration.ssh.conftest import Output, all_at_once, key_login, target_of, waits
 
 
 def _helpers(sshd: SshServer) -> list[psutil.Process]:
@@ -123,21 +123,7 @@ async def test_more_steps_at_once_than_sshd_has_sessions_share_the_helper(
     try:
         worker = connections.worker(target_of(sshd), key_login(sshd))
         steps = 12  # beyond sshd's MaxSessions (10): on the wrapper's way they would queue
-        barrier = f"{sshd.home}/barrier-helper"
-        body = (
-            f'mkdir -p {barrier}; touch {barrier}/"$1"; '
-            f'while [ "$(ls {barrier} | wc -l)" -lt {steps} ]; do sleep 0.05; done; echo "$1"'
-        )
-        outputs = [Output() for _ in range(steps)]
-        outcomes = await asyncio.gather(
-            *(
-                worker.execute(
-                    ScriptRequest(body=body, arguments=[str(n)], isolation="none"), outputs[n]
-                )
-                for n in range(steps)
-            )
-        )
-        assert [o.exit_code for o in outcomes] == [0] * steps
+        outputs = await all_at_once(worker, steps, f"{sshd.home}/barrier-helper")
         assert [o.lines() for o in outputs] == [[str(n)] for n in range(steps)]
         assert worker.link.opened == 1
     finally:

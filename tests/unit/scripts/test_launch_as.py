@@ -9,6 +9,7 @@ import random
 import shutil
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,17 @@ def workspace(uid: int) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@contextmanager
+def agent_in_groups(*groups: int) -> Iterator[None]:
+    """This process (the agent) in supplementary ``groups`` for a while."""
+    before = os.getgroups()
+    os.setgroups(list(groups))
+    try:
+        yield
+    finally:
+        os.setgroups(before)
+
+
 def run_as(workspace: Path, account: runner.Account) -> tuple[int, list[str]]:
     """Launch the workspace's script as ``account`` and wait: its exit code and lines."""
     environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
@@ -81,13 +93,13 @@ def test_a_script_launched_as_an_account_has_its_ids_alone_and_no_capability(
 
 
 @needs_root
-def test_without_supplementary_groups_setpriv_clears_the_agents(uid: int, workspace: Path) -> None:
-    before = os.getgroups()
-    os.setgroups([4, 24])  # as an agent in adm and cdrom would have
-    try:
+def test_without_supplementary_groups_setpriv_clears_the_agents(
+    uid: int, workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner, "_nsenter", lambda: None)  # else nsenter takes such an account
+    assert runner._switcher(runner.Account(uid, uid)) == runner._setpriv()
+    with agent_in_groups(4, 24):  # as an agent in adm and cdrom would be
         code, lines = run_as(workspace, runner.Account(uid, uid))
-    finally:
-        os.setgroups(before)
     assert code == 0, lines
     assert "Groups: " in lines  # none: the agent's groups were not inherited
 
@@ -100,12 +112,8 @@ def test_an_account_without_groups_changes_through_nsenter_and_drops_the_agents(
     if runner._nsenter() is None:
         pytest.fail("util-linux's nsenter is missing: setpriv's name lookups would be paid")
     assert runner._switcher(runner.Account(uid, uid)) == runner._nsenter()
-    before = os.getgroups()
-    os.setgroups([4, 24])  # as an agent in adm and cdrom would have
-    try:
+    with agent_in_groups(4, 24):  # as an agent in adm and cdrom would be
         code, lines = run_as(workspace, runner.Account(uid, uid))
-    finally:
-        os.setgroups(before)
     assert code == 0, lines
     assert lines == [
         f"Uid: {uid} {uid} {uid} {uid}",
@@ -133,12 +141,8 @@ def test_groups_left_by_a_refused_setgroups_run_nothing(
         return ["nsenter", f"--setuid={account.uid}", "--", bash, *arguments]
 
     monkeypatch.setattr(runner, "_nsenter_command", keeping_groups)
-    before = os.getgroups()
-    os.setgroups([4, 24])
-    try:
+    with agent_in_groups(4, 24):  # as an agent in adm and cdrom would be
         code, lines = run_as(workspace, runner.Account(uid, uid))
-    finally:
-        os.setgroups(before)
     assert code == runner.NOT_ISOLATED
     assert lines == []
     assert not (workspace / runner.PID_FILE).exists()
@@ -162,13 +166,11 @@ async def test_the_manager_reports_groups_left_by_a_refused_setgroups_as_a_launc
     settings = ScriptSettings(home / "Work", {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
                               users=GroupUsers(home, (uid, uid)))  # fmt: skip
     manager = ScriptManager(settings)
-    before = os.getgroups()
-    os.setgroups([4, 24])
     try:
-        await manager.open()
-        status = await manager.start(ScriptSpec("refused-groups"), "touch ran", None, 30.0)
+        with agent_in_groups(4, 24):
+            await manager.open()
+            status = await manager.start(ScriptSpec("refused-groups"), "touch ran", None, 30.0)
     finally:
-        os.setgroups(before)
         await manager.close()
     try:
         assert status.exit_code == ExitCode.LAUNCH_FAILED
