@@ -1,4 +1,4 @@
-"""StepHelper: a connection's step helper (agent.client.ssh.frames.HELPER) and its steps.
+"""StepHelper: a connection's step helper (agent.client.ssh.helper_program) and its steps.
 
 One channel per connection runs the helper; every step is a frame on its stdin,
 its status, output and exit code frames on its stdout, read by one task that
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import asyncssh
 
 from agent.client.ssh import frames
+from agent.client.ssh.helper_program import PROGRAM
 
 log = logging.getLogger("agent.client.ssh")
 
@@ -75,7 +76,7 @@ class StepHelper:
         """The helper running on ``connection``, or None when it does not start there
         (no python3, too old, anything but its hello within ``timeout``: the wrapper
         runs the steps then). Connection failures propagate (the caller's to handle)."""
-        program = frames.HELPER.encode()
+        program = PROGRAM.encode()
         process = await connection.create_process(frames.boot_command(program), encoding=None)
         decoder = frames.FrameDecoder()
         try:

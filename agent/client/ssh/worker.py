@@ -6,7 +6,7 @@ Every call is one or more channels on the target's shared connection (Link):
   ``Locks``, ``bin``, ``calamari``, ``Files``, 0700), uploads the executor zipapp
   once per content hash (kept on the target) and writes the ``tentacle`` shim;
 - where the target has python3, a step is a frame to the connection's step helper
-  (agent.client.ssh.frames.HELPER, one channel for all the steps of the
+  (agent.client.ssh.helper_program, one channel for all the steps of the
   connection, started by the first step): it forks a keeper that takes the
   isolation mutex, records the ticket and runs the script, and relays the
   script's output and exit code, framed (agent.client.ssh.helper.StepHelper);

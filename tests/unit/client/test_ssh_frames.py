@@ -15,6 +15,7 @@ import pytest
 
 from agent.client.ssh import frames
 from agent.client.ssh.frames import Frame, FrameDecoder, FrameError, StepFields
+from agent.client.ssh.helper_program import PROGRAM
 from tests.helpers.eventually import eventually
 
 HELLO_FRAME = frames.frame(frames.HELLO_KIND, 0, b"tentacle-step-helper 1 3.11")
@@ -88,7 +89,7 @@ class Helper:
     on its stdin, frames both ways."""
 
     def __init__(self) -> None:
-        program = frames.HELPER.encode()
+        program = PROGRAM.encode()
         self.process = subprocess.Popen(
             ["sh", "-c", frames.boot_command(program)],
             stdin=subprocess.PIPE,
