@@ -3,8 +3,9 @@ its framing. No I/O here (agent.client.ssh.helper runs it).
 
 Where the target has python3, a connection's steps do not each open a channel
 running the shell wrapper (remote.WRAPPER): one channel runs the helper's program
-(agent.client.ssh.helper_program), and each step is a frame on its stdin. For each step the helper forks a keeper that does
-the wrapper's work without starting a process for it: it takes the isolation
+(agent.client.ssh.helper_program), and each step is a frame on its stdin. For
+each step the helper forks a keeper that does the wrapper's work without
+starting a process for it: it takes the isolation
 mutex with flock(2) in-process (exclusive for "full", shared for "none", bounded
 by the step's wait; the keeper holds it until the script ends, so a dropped
 connection does not release it early), creates the ticket's ``.started`` with
