@@ -39,7 +39,7 @@ from agent.hub.scheduler import Scheduler
 from agent.hub.secrets import HubKey
 from agent.hub.store import Store, open_store
 from agent.hub.store import tasks as store_tasks
-from agent.hub.store.records import fact, initialise
+from agent.hub.store.records import default_space_id, fact, initialise
 from agent.hub.trust import PollingTrust
 from agent.observability.endpoint import Endpoint, Probes
 from agent.observability.heartbeat import Heartbeat, beat_in_background
@@ -190,6 +190,7 @@ class HubServer:
         async with store.transaction() as conn:
             await initialise(conn, utc_now())
             installation = await fact(conn, "InstallationId")
+            default_space = await default_space_id(conn)
         settings = ChannelSettings(identity, self.home.settings.node_name, self.version)
         self.listener = PollingListener(settings, [])
         self.trust = PollingTrust(store, self.listener)
@@ -245,6 +246,7 @@ class HubServer:
             extras={"packages": self.repository, "secrets": key, "artifacts": artifact_files},
             builtin_worker=self.builtin is not None,
             task_changes=self.task_changes,
+            default_space=default_space,
         )
         self.runner = web.AppRunner(
             build_app(context),

@@ -2,6 +2,7 @@
 
 Reading needs any key; changing anything needs ConfigureServer. A key in the
 query string is refused (401) on every route, and masked in the logs (redact.py).
+A key found in the store is remembered a few seconds (agent.hub.api.callers).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from aiohttp import web
 from agent.hub.api.context import CALLER, context_of
 from agent.hub.api.errors import Handler, forbidden, unauthorized
 from agent.hub.api.redact import is_key_parameter
-from agent.hub.keys import looks_like_key
+from agent.hub.keys import key_hash, looks_like_key
 from agent.hub.store.apikeys import caller_for
 
 HEADER = "X-Octopus-ApiKey"
@@ -44,8 +45,14 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         raise unauthorized(f"no API key: send one in the {HEADER} header")
     if not looks_like_key(key):
         raise unauthorized("that is not an API key (expected API- and at least 26 letters/digits)")
-    async with context_of(request).store.connect() as conn:
-        caller = await caller_for(conn, key)
+    context = context_of(request)
+    hashed = key_hash(key)
+    caller = context.callers.get(hashed)
+    if caller is None:
+        async with context.store.connect() as conn:
+            caller = await caller_for(conn, key)
+        if caller is not None:
+            context.callers.put(hashed, caller)
     if caller is None:
         raise unauthorized("the API key is not valid for this hub")
     if request.method not in READ_METHODS and not caller.permission.allows_changes():

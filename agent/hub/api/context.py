@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from agent.client import ChannelSettings
+from agent.hub.api.callers import RecentCallers
 from agent.hub.changes import TaskChanges
 from agent.hub.store import Store
 from agent.hub.store.apikeys import Caller
@@ -36,6 +37,10 @@ class HubContext:
     builtin_worker: bool = False  # whether this node has its built-in worker on
     # news of this process's tasks' changes (the runner's), for ?wait= requests
     task_changes: TaskChanges = field(default_factory=TaskChanges)
+    # the space of routes without one (0: read it from the store each time); no request
+    # changes which space is the default, so the node reads it once, as it starts
+    default_space: int = 0
+    callers: RecentCallers = field(default_factory=RecentCallers)  # API keys found lately
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def changed(self, what: str, ids: Sequence[int] = ()) -> None:

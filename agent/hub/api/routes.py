@@ -48,9 +48,12 @@ async def space_of(request: web.Request) -> int:
     cached = request.get(SPACE)
     if isinstance(cached, int):
         return cached
-    store = context_of(request).store
-    async with store.connect() as conn:
-        text = request.match_info.get("space_id")
+    context = context_of(request)
+    text = request.match_info.get("space_id")
+    if text is None and context.default_space:
+        request[SPACE] = context.default_space
+        return context.default_space
+    async with context.store.connect() as conn:
         if text is None:
             space = await default_space_id(conn)
         else:
