@@ -223,6 +223,9 @@ class TaskRunner:
         # task (``queued``), which ask no cancel
         self._cancels_due = True
         self._cancels_read = 0.0  # the loop's time of the last read of them
+        # whether a task this node may start was queued here since the last look: the
+        # next claim then needs no read first (it finds one unless another node was quicker)
+        self._queued_here = False
 
     async def start(self, abandoned_because: str = store_tasks.STOPPED) -> None:
         """Fail the tasks this node left unfinished when it last stopped (saying
@@ -266,6 +269,7 @@ class TaskRunner:
         asked): look now, unless it is capped and the cap is full, when the end of a
         running task (which looks at the queue) is the first moment it can start."""
         if not capped or free_slots(self._names.values(), self.cap) > 0:
+            self._queued_here = True
             self._wake.set()
 
     def adopted(self) -> None:
@@ -327,13 +331,17 @@ class TaskRunner:
         none after a claim that saw what waits behind it: nothing (a task queued since
         then wakes the runner, whose next turn looks again), a task it may claim (it
         is claimed without a look), or, once the cap is full, only capped tasks (the
-        health tasks come first: none is queued, no look for one)."""
+        health tasks come first: none is queued, no look for one). No look first either
+        after a task queued through this node (``queued``): one is there to claim."""
         before: frozenset[str] | None = OUTSIDE_CAP
         behind: str | None = None  # the name of the task the last claim saw behind it
         look = True
+        queued_here, self._queued_here = self._queued_here, False
         while True:
             names = None if free_slots(self._names.values(), self.cap) > 0 else OUTSIDE_CAP
-            if not look:
+            if queued_here:
+                look = queued_here = False
+            elif not look:
                 if names is not None and before is None and behind not in names:
                     return  # no health task waits (they come first): the rest wait for a slot
                 look = names != before and before is not None

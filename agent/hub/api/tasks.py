@@ -48,7 +48,7 @@ from agent.hub.secrets import shown_arguments
 from agent.hub.store import steps as store_steps
 from agent.hub.store import tables as t
 from agent.hub.store import tasks as store_tasks
-from agent.hub.store.records import Row, fetch_all, fetch_one
+from agent.hub.store.records import Row, fetch_all
 
 TASK_NAMES = ("Health", "AdHocScript", "Deploy")
 MAX_WAIT = 60.0  # seconds a ?wait= request may ask to wait at most
@@ -412,15 +412,28 @@ async def get_raw(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def _exists(conn: AsyncConnection, table: sa.Table, number: int, space: int) -> bool:
-    return await fetch_one(conn, _in_space(table), {"row": number, "space": space}) is not None
+async def _in_space(
+    conn: AsyncConnection,
+    table: sa.Table,
+    kind: str,
+    numbers: list[int],
+    space: int,
+    known: dict[str, str],
+) -> None:
+    """Put the names of the rows of ``table`` numbered ``numbers`` that are in ``space``
+    into ``known``, by their ids (``Workers-1``): one query however many, whose
+    answer the description reuses (``_names``)."""
+    if numbers:
+        rows = await fetch_all(conn, _named_in_space(table), {"rows": numbers, "space": space})
+        known.update({ids.format_id(kind, row["id"]): row["name"] for row in rows})
 
 
 @functools.cache
-def _in_space(table: sa.Table) -> sa.Select[Any]:
+def _named_in_space(table: sa.Table) -> sa.Select[Any]:
     # built once per table (each POST makes it): agent.hub.store.tasks says why
-    return sa.select(table.c.id).where(
-        table.c.id == sa.bindparam("row"), table.c.space_id == sa.bindparam("space")
+    return sa.select(table.c.id, table.c.name).where(
+        table.c.id.in_(sa.bindparam("rows", expanding=True)),
+        table.c.space_id == sa.bindparam("space"),
     )
 
 
@@ -431,10 +444,12 @@ def _named(table: sa.Table) -> sa.Select[Any]:
     )
 
 
-async def _pool_errors(conn: AsyncConnection, space: int, arguments: dict[str, Any]) -> list[str]:
+async def _pool_errors(
+    conn: AsyncConnection, space: int, arguments: dict[str, Any], known: dict[str, str]
+) -> list[str]:
     """``WorkerpoolId`` (or ``WorkerPoolId``): absent, null or "" for every pool, else
-    the id of a pool of this space."""
-    errors = []
+    the id of a pool of this space (its name put into ``known``)."""
+    errors, given = [], []
     for key in ("WorkerpoolId", "WorkerPoolId"):  # Octopus's clients spell it both ways
         pool = arguments.get(key)
         if pool is None or pool == "":
@@ -444,30 +459,36 @@ async def _pool_errors(conn: AsyncConnection, space: int, arguments: dict[str, A
             errors.append(
                 f"Arguments.{key} must be a worker pool id (WorkerPools-N), not {_shown(pool)}"
             )
-        elif not await _exists(conn, t.worker_pools, number, space):
+        else:
+            given.append((key, pool, number))
+    await _in_space(conn, t.worker_pools, ids.WORKER_POOL, [n for *_, n in given], space, known)
+    for key, pool, _ in given:
+        if pool not in known:
             errors.append(f"Arguments.{key}: there is no worker pool {pool!r} in this space")
     return errors
 
 
 async def _machine_errors(
-    conn: AsyncConnection, space: int, arguments: dict[str, Any]
+    conn: AsyncConnection, space: int, arguments: dict[str, Any], known: dict[str, str]
 ) -> list[str]:
     """``MachineIds``: absent, null or [] for every worker, else a list of the ids of
-    workers of this space."""
+    workers of this space (their names put into ``known``)."""
     machines = arguments.get("MachineIds")
     if machines is None:
         return []
     expected = 'a list of worker ids (e.g. ["Workers-1"])'
     if not isinstance(machines, list) or not all(isinstance(m, str) for m in machines):
         return [f"Arguments.MachineIds must be {expected}, not {_shown(machines)}"]
+    numbers = {machine: exact_id(ids.WORKER, machine) for machine in machines}
+    wanted = [number for number in numbers.values() if number is not None]
+    await _in_space(conn, t.workers, ids.WORKER, wanted, space, known)
     errors = []
     for position, machine in enumerate(machines):
-        number = exact_id(ids.WORKER, machine)
-        if number is None:
+        if numbers[machine] is None:
             errors.append(f"Arguments.MachineIds: {machine!r} is not a worker id (Workers-N)")
         elif machine in machines[:position]:
             errors.append(f"Arguments.MachineIds: {machine!r} is given more than once")
-        elif not await _exists(conn, t.workers, number, space):
+        elif machine not in known:
             errors.append(f"Arguments.MachineIds: there is no worker {machine!r} in this space")
     return errors
 
@@ -497,18 +518,23 @@ def _shown(value: Any) -> str:
 
 
 async def _scope_errors(
-    conn: AsyncConnection, space: int, arguments: dict[str, Any], name: str | None = None
+    conn: AsyncConnection,
+    space: int,
+    arguments: dict[str, Any],
+    known: dict[str, str],
+    name: str | None = None,
 ) -> list[str]:
     """What is wrong with a task's ``Arguments``, each naming its field. Unknown
     ids are 422s, as for a worker's ``WorkerPoolIds``: the body names them, the route does
-    not (a 404 would say the route /api/tasks is missing)."""
+    not (a 404 would say the route /api/tasks is missing). The names of the pool and
+    workers named are put into ``known``, by id."""
     own = adhoc_errors(arguments) if name == "AdHocScript" else []
     if name in ("AdHocScript", "Deploy"):
         own += project_errors(arguments)  # the isolation group its scripts run in
     return (
         own
-        + await _pool_errors(conn, space, arguments)
-        + await _machine_errors(conn, space, arguments)
+        + await _pool_errors(conn, space, arguments, known)
+        + await _machine_errors(conn, space, arguments, known)
         + _timeout_errors(arguments)
     )
 
@@ -535,15 +561,16 @@ async def create_task(request: web.Request) -> web.Response:
             f"Description must be at most {MAX_DESCRIPTION} characters, not {len(description)}"
         )
     context = context_of(request)
+    known: dict[str, str] = {}  # the names of the pool and workers named, by id
     async with context.store.transaction() as conn:
-        errors = fields.errors + await _scope_errors(conn, space, arguments, name)
+        errors = fields.errors + await _scope_errors(conn, space, arguments, known, name)
         if name == "Deploy":  # the package exists; sensitive values sealed before stored
             more, arguments = await deployments.deploy_arguments(conn, space, arguments, request)
             errors += more
         if errors:
             raise invalid(errors)
         assert name is not None
-        description = description or await _describe(conn, name, arguments)
+        description = description or await _describe(conn, name, arguments, known)
         row = await store_tasks.queue(
             conn, space, name, description, arguments, context.now(), caller_of(request).name
         )
@@ -558,32 +585,41 @@ def _queued(name: str) -> str:
     return "capped-task-queued" if counts_against_cap(name) else "tasks"
 
 
-async def _describe(conn: AsyncConnection, name: str, arguments: dict[str, Any]) -> str:
+async def _describe(
+    conn: AsyncConnection, name: str, arguments: dict[str, Any], known: dict[str, str]
+) -> str:
     """A task's description, naming its pool or workers as people know them
-    (``arguments`` is valid: every id exists)."""
-    scope = arguments.get("WorkerpoolId") or arguments.get("WorkerPoolId")
+    (``arguments`` is valid: every id exists; ``known``: names already read, by id)."""
+    scope = str(arguments.get("WorkerpoolId") or arguments.get("WorkerPoolId") or "")
     machines = arguments.get("MachineIds") or []
+
+    async def workers() -> list[str]:
+        return await _names(conn, t.workers, machines, ids.WORKER, known) if machines else []
+
+    async def pool() -> str:
+        return (await _names(conn, t.worker_pools, [scope], ids.WORKER_POOL, known))[0]
+
     if name == "Deploy":
-        names = await _names(conn, t.workers, machines, ids.WORKER) if machines else []
-        pool = (await _names(conn, t.worker_pools, [scope], ids.WORKER_POOL))[0] if scope else ""
-        return deployments.describe(arguments, pool, names)
+        return deployments.describe(arguments, await pool() if scope else "", await workers())
     if name == "AdHocScript":
         if machines:
-            names = await _names(conn, t.workers, machines, ids.WORKER)
-            return f"Run a script on {', '.join(names)}"
-        pool = (await _names(conn, t.worker_pools, [scope], ids.WORKER_POOL))[0] if scope else ""
+            return f"Run a script on {', '.join(await workers())}"
         which = "every worker" if arguments.get("TargetAllWorkers") else "a worker"
-        return f"Run a script on {which} of {pool or 'the default pool'}"
+        return f"Run a script on {which} of {await pool() if scope else 'the default pool'}"
     if scope:
-        [pool] = await _names(conn, t.worker_pools, [scope], ids.WORKER_POOL)
-        return f"Check health of the workers in {pool}"
+        return f"Check health of the workers in {await pool()}"
     if machines:
-        return f"Check health of {', '.join(await _names(conn, t.workers, machines, ids.WORKER))}"
+        return f"Check health of {', '.join(await workers())}"
     return "Check health of every worker"
 
 
-async def _names(conn: AsyncConnection, table: sa.Table, wanted: list[str], kind: str) -> list[str]:
-    """The names of the rows of ``table`` with the ids ``wanted``, in that order."""
+async def _names(
+    conn: AsyncConnection, table: sa.Table, wanted: list[str], kind: str, known: dict[str, str]
+) -> list[str]:
+    """The names of the rows of ``table`` with the ids ``wanted``, in that order (from
+    ``known`` when it has them all: no query)."""
+    if all(one in known for one in wanted):
+        return [known[one] for one in wanted]
     numbers = [ids.try_parse_id(kind, one) for one in wanted]
     rows = await fetch_all(conn, _named(table), {"rows": numbers})
     names = {row["id"]: row["name"] for row in rows}

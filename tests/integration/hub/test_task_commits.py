@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from agent.hub.api import tasks as api_tasks
+from agent.hub.store import tasks as store_tasks
 from tests.helpers.eventually import eventually
 from tests.helpers.hub import RunningHub
 from tests.integration.hub.tasks_helpers import add_worker, finished, submit
@@ -209,8 +210,9 @@ async def test_a_one_step_task_takes_few_connections(hub: RunningHub, tmp_path: 
     every kind (before: one for health tasks, one for the others, at each wake), none
     after a claim that saw no other task queued; a claimed task's steps not read back
     before its lease, nor after it (the INSERT returns them); the worker chosen on the
-    lease's connection and not read again to connect. Before: 12 connections; now 6
-    and 16 statements (the look after the task's end included)."""
+    lease's connection and not read again to connect; no look before the claim of a
+    task queued through this node (one is there). Before: 12 connections, then 6 and
+    16 statements; now 5 and 15 (the look after the task's end included)."""
     agent = await add_worker(hub.api, hub.home.identity(), tmp_path, "web-1")
     assert hub.server.store is not None
 
@@ -225,10 +227,40 @@ async def test_a_one_step_task_takes_few_connections(hub: RunningHub, tmp_path: 
             done = await finished(hub.api, task)
         assert done["State"] == "Success"
         # a margin of one look for a stray wake (the health check's end, say)
-        assert len(connections) <= 7, connections
-        assert len(statements) <= 18, statements
+        assert len(connections) <= 6, connections
+        assert len(statements) <= 17, statements
     finally:
         agent.stop()
+
+
+async def test_a_task_queued_here_is_claimed_without_a_look_first(
+    hub: RunningHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tasks queued through this node's API wake its runner, which claims each in a
+    write transaction without reading the queue first: a look that finds a task is
+    a read for nothing when the runner was told one is there (before: one per task)."""
+    agent = await add_worker(hub.api, hub.home.identity(), tmp_path, "web-1")
+
+    async def idle() -> bool:  # the worker's first health check ended
+        page = await hub.api.get("/api/tasks", params={"states": UNFINISHED, "take": "1"})
+        return page["TotalResults"] == 0
+
+    await eventually(idle, "no task queued or running")
+    real, looks = store_tasks.next_queued, []
+
+    async def counted(*args: Any, **kwargs: Any) -> bool:
+        found = await real(*args, **kwargs)
+        looks.append(found)
+        return found
+
+    monkeypatch.setattr(store_tasks, "next_queued", counted)
+    try:
+        for _ in range(3):
+            task = await submit(hub.api, ScriptBody="echo hi", Syntax="bash")
+            assert (await finished(hub.api, task))["State"] == "Success"
+    finally:
+        agent.stop()
+    assert looks.count(True) == 0, looks
 
 
 QUEUE_LOOK = re.compile(
