@@ -78,3 +78,23 @@ async def test_a_wrong_key_is_refused_every_time(hub: RunningHub) -> None:
         headers = {"X-Octopus-ApiKey": wrong}
         async with hub.api.session.get(hub.api.url + "/api/tasks", headers=headers) as answer:
             assert answer.status == 401, await answer.text()
+
+
+WORKERS_LOOKUP = re.compile(r"\bFROM workers\b", re.IGNORECASE)
+
+
+async def test_a_tasks_workers_are_checked_in_one_query(hub: RunningHub) -> None:
+    """MachineIds of three workers, none of them there: each named in the 422, all
+    looked up at once (before: a query for each, and again for the description)."""
+    machines = ["Workers-901", "Workers-902", "Workers-903"]
+    seen, stop = _statements(hub)
+    try:
+        status, body = await hub.api.request(
+            "POST", "/api/tasks", json={"Name": "Health", "Arguments": {"MachineIds": machines}}
+        )
+    finally:
+        stop()
+    assert status == 422, body
+    for machine in machines:
+        assert f"there is no worker {machine!r} in this space" in str(body), body
+    assert len([s for s in seen if WORKERS_LOOKUP.search(s)]) == 1, seen
