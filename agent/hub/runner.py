@@ -266,8 +266,9 @@ class TaskRunner:
 
     def queued(self, capped: bool) -> None:
         """A task was queued (``capped``: one that counts against the cap; no cancel
-        asked): look now, unless it is capped and the cap is full, when the end of a
-        running task (which looks at the queue) is the first moment it can start."""
+        asked): claim now (without a look first while the cap has room: one is there),
+        unless it is capped and the cap is full, when the end of a running task (which
+        looks at the queue) is the first moment it can start."""
         if not capped or free_slots(self._names.values(), self.cap) > 0:
             self._queued_here = True
             self._wake.set()
@@ -339,7 +340,7 @@ class TaskRunner:
         queued_here, self._queued_here = self._queued_here, False
         while True:
             names = None if free_slots(self._names.values(), self.cap) > 0 else OUTSIDE_CAP
-            if queued_here:
+            if queued_here and names is None:  # the cap still has room: one to claim
                 look = queued_here = False
             elif not look:
                 if names is not None and before is None and behind not in names:

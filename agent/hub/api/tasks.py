@@ -51,6 +51,8 @@ from agent.hub.store import tasks as store_tasks
 from agent.hub.store.records import Row, fetch_all
 
 TASK_NAMES = ("Health", "AdHocScript", "Deploy")
+# ids a query's IN list holds at most: asyncpg takes 32767 arguments, SQLite 32766 or more
+IDS_PER_QUERY = 1000
 MAX_WAIT = 60.0  # seconds a ?wait= request may ask to wait at most
 # a task's description is a line in lists and events (Octopus's are a short sentence)
 MAX_DESCRIPTION = 1000
@@ -421,10 +423,11 @@ async def _in_space(
     known: dict[str, str],
 ) -> None:
     """Put the names of the rows of ``table`` numbered ``numbers`` that are in ``space``
-    into ``known``, by their ids (``Workers-1``): one query however many, whose
-    answer the description reuses (``_names``)."""
-    if numbers:
-        rows = await fetch_all(conn, _named_in_space(table), {"rows": numbers, "space": space})
+    into ``known``, by their ids (``Workers-1``): one query for up to IDS_PER_QUERY
+    of them, whose answer the description reuses (``_names``)."""
+    for start in range(0, len(numbers), IDS_PER_QUERY):
+        chunk = numbers[start : start + IDS_PER_QUERY]
+        rows = await fetch_all(conn, _named_in_space(table), {"rows": chunk, "space": space})
         known.update({ids.format_id(kind, row["id"]): row["name"] for row in rows})
 
 
@@ -482,14 +485,15 @@ async def _machine_errors(
     numbers = {machine: exact_id(ids.WORKER, machine) for machine in machines}
     wanted = [number for number in numbers.values() if number is not None]
     await _in_space(conn, t.workers, ids.WORKER, wanted, space, known)
-    errors = []
-    for position, machine in enumerate(machines):
+    errors, seen = [], set()
+    for machine in machines:
         if numbers[machine] is None:
             errors.append(f"Arguments.MachineIds: {machine!r} is not a worker id (Workers-N)")
-        elif machine in machines[:position]:
+        elif machine in seen:
             errors.append(f"Arguments.MachineIds: {machine!r} is given more than once")
         elif machine not in known:
             errors.append(f"Arguments.MachineIds: there is no worker {machine!r} in this space")
+        seen.add(machine)
     return errors
 
 
