@@ -9,14 +9,15 @@ import functools
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager, closing
+from contextlib import asynccontextmanager, closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import sqlalchemy as sa
 
 from agent import __version__
 from agent.hub.home import DATABASE_FILE, HubHome, create_home
@@ -106,6 +107,23 @@ class RunningHub:
 
     async def key(self, name: str, permission: Permission = Permission.CONFIGURE_SERVER) -> str:
         return await new_key(self.home, name, permission)
+
+
+@contextmanager
+def statements_run(hub: RunningHub) -> Iterator[list[str]]:
+    """The SQL statements the hub's engine runs while the block runs, in order."""
+    assert hub.server.store is not None
+    engine = hub.server.store.engine.sync_engine
+    seen: list[str] = []
+
+    def executed(_conn: sa.Connection, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", executed)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", executed)
 
 
 def hub_args(hub: RunningHub, key: str | None = None) -> list[str]:

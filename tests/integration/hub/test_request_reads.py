@@ -7,40 +7,24 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any
 
 import sqlalchemy as sa
 
 from agent.hub.keys import Permission, key_hash, new_api_key
 from agent.hub.store import tables as t
-from tests.helpers.hub import RunningHub
+from tests.helpers.hub import RunningHub, statements_run
 from tests.integration.hub.test_task_reads_at_once import status_of
 
 KEY_LOOKUP = re.compile(r"\bFROM api_keys\b", re.IGNORECASE)
 SPACE_LOOKUP = re.compile(r"\bFROM spaces\b", re.IGNORECASE)
 
 
-def _statements(hub: RunningHub) -> tuple[list[str], Any]:
-    assert hub.server.store is not None
-    engine = hub.server.store.engine.sync_engine
-    seen: list[str] = []
-
-    def executed(_conn: sa.Connection, _cursor: Any, statement: str, *_: Any) -> None:
-        seen.append(statement)
-
-    sa.event.listen(engine, "before_cursor_execute", executed)
-    return seen, lambda: sa.event.remove(engine, "before_cursor_execute", executed)
-
-
 async def test_requests_in_a_row_look_their_key_up_once(hub: RunningHub) -> None:
     """Five requests of one client: before, a lookup of its key and one of the default
     space for each (two read transactions before each request's own)."""
-    seen, stop = _statements(hub)
-    try:
+    with statements_run(hub) as seen:
         for _ in range(5):
             await hub.api.get("/api/tasks", params={"take": "1"})
-    finally:
-        stop()
     assert len([s for s in seen if KEY_LOOKUP.search(s)]) <= 1, seen
     assert [s for s in seen if SPACE_LOOKUP.search(s)] == [], seen
 
@@ -75,14 +59,11 @@ async def test_a_wrong_key_is_refused_every_time(hub: RunningHub) -> None:
     right = str(hub.api.key)
     assert (await status_of(hub, "GET", "/api/tasks"))[0] == 200
     wrong = right[:-1] + ("A" if right[-1] != "A" else "B")
-    seen, stop = _statements(hub)
-    try:
+    with statements_run(hub) as seen:
         for _ in range(2):
             headers = {"X-Octopus-ApiKey": wrong}
             async with hub.api.session.get(hub.api.url + "/api/tasks", headers=headers) as answer:
                 assert answer.status == 401, await answer.text()
-    finally:
-        stop()
     # looked up each time: a refusal is not remembered
     assert len([s for s in seen if KEY_LOOKUP.search(s)]) == 2, seen
 
@@ -94,13 +75,10 @@ async def test_a_tasks_workers_are_checked_in_one_query(hub: RunningHub) -> None
     """MachineIds of three workers, none of them there: each named in the 422, all
     looked up at once (before: a query for each, and again for the description)."""
     machines = ["Workers-901", "Workers-902", "Workers-903"]
-    seen, stop = _statements(hub)
-    try:
+    with statements_run(hub) as seen:
         status, body = await hub.api.request(
             "POST", "/api/tasks", json={"Name": "Health", "Arguments": {"MachineIds": machines}}
         )
-    finally:
-        stop()
     assert status == 422, body
     for machine in machines:
         assert f"there is no worker {machine!r} in this space" in str(body), body

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from agent.hub.api import tasks as api_tasks
 from agent.hub.store import tasks as store_tasks
 from tests.helpers.eventually import eventually
-from tests.helpers.hub import RunningHub
+from tests.helpers.hub import RunningHub, statements_run
 from tests.integration.hub.tasks_helpers import add_worker, finished, submit
 
 TABLES = r"\"?(server_tasks|task_steps|task_activities|task_log)\b"
@@ -84,20 +84,10 @@ async def test_a_look_at_the_unfinished_tasks_reads_only_them(hub: RunningHub) -
     """GET /api/tasks?states=... filters in the query: a caller waiting for the queue to
     drain reads the few unfinished tasks, not every task the hub ever ran (before: all
     of them, filtered in Python, on each look)."""
-    assert hub.server.store is not None
-    engine = hub.server.store.engine.sync_engine
-    seen: list[str] = []
-
-    def executed(_conn: sa.Connection, _cursor: Any, statement: str, *_: Any) -> None:
-        seen.append(statement)
-
-    sa.event.listen(engine, "before_cursor_execute", executed)
-    try:
+    with statements_run(hub) as seen:
         page = await hub.api.get(
             "/api/tasks", params={"states": "Queued,Executing", "name": "AdHocScript"}
         )
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", executed)
     assert page["TotalResults"] == 0
     # the envelope's TotalCounts: counted by the database, not rows read
     [counted] = [s for s in seen if READS.search(s) and "count(" in s.lower()]
@@ -119,19 +109,11 @@ async def test_a_one_step_task_makes_no_needless_reads(hub: RunningHub, tmp_path
     whether its worker was deleted every DELETED_LOOK s from its start, not at it
     (connect has just read the worker: before, once per step however short)."""
     agent = await add_worker(hub.api, hub.home.identity(), tmp_path, "web-1")
-    assert hub.server.store is not None
-    engine = hub.server.store.engine.sync_engine
-    seen: list[str] = []
-
-    def executed(_conn: sa.Connection, _cursor: Any, statement: str, *_: Any) -> None:
-        seen.append(statement)
-
-    sa.event.listen(engine, "before_cursor_execute", executed)
     try:
-        task = await submit(hub.api, ScriptBody="echo hi", Syntax="bash")
-        done = await finished(hub.api, task)
+        with statements_run(hub) as seen:
+            task = await submit(hub.api, ScriptBody="echo hi", Syntax="bash")
+            done = await finished(hub.api, task)
     finally:
-        sa.event.remove(engine, "before_cursor_execute", executed)
         agent.stop()
     assert done["State"] == "Success"
     assert [s for s in seen if ORPHANS.search(s)] == []
