@@ -26,6 +26,7 @@ from agent.hub.api.app import build_app
 from agent.hub.api.context import HubContext, utc_now
 from agent.hub.api.limits import PARSER_LIMIT
 from agent.hub.api.redact import loggable_target
+from agent.hub.api.stopping import Serving
 from agent.hub.builtin import BuiltinWorker, check_user
 from agent.hub.changes import TaskChanges
 from agent.hub.deploy import Deployments, sweep_scratch
@@ -134,6 +135,8 @@ class HubServer:
     builtin: BuiltinWorker | None = None  # None when BuiltinWorker is off
     # news of the tasks' changes, from the runner to the API's long polls (?wait=)
     task_changes: TaskChanges = field(default_factory=TaskChanges)
+    # whether the API takes new requests (closed first as the node stops)
+    serving: Serving = field(default_factory=Serving)
     # --metrics HOST:PORT: /metrics, /livez and /readyz served there (None: not served)
     metrics_at: tuple[str, int] | None = None
     metrics: HubMetrics | None = None
@@ -174,6 +177,7 @@ class HubServer:
         identity: Identity,
     ) -> str:
         self.task_changes = TaskChanges()  # a new one per start: stop closes it
+        self.serving = Serving()  # likewise
         if self.metrics_at is not None:
             self.metrics = observed.hub_metrics(self.home.settings.task_cap)
         self.store = store = await open_store(self.home.settings.database)
@@ -246,6 +250,7 @@ class HubServer:
             extras={"packages": self.repository, "secrets": key, "artifacts": artifact_files},
             builtin_worker=self.builtin is not None,
             task_changes=self.task_changes,
+            serving=self.serving,
             default_space=default_space,
         )
         self.runner = web.AppRunner(
@@ -318,6 +323,7 @@ class HubServer:
             self.scheduler.wake()
 
     async def stop(self) -> None:
+        self.serving.stop()  # no new request, not even on a connection aiohttp missed
         self.task_changes.close()  # the API's long polls answer now, not at their end
         if self.endpoint is not None:
             await self.endpoint.stop()

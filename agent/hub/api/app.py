@@ -1,4 +1,5 @@
-"""The hub's aiohttp application: middlewares (errors, limits, then auth) and every route."""
+"""The hub's aiohttp application: middlewares (stopping, errors, limits, then auth) and
+every route."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from agent.hub.api.context import CONTEXT, HubContext
 from agent.hub.api.errors import errors_middleware
 from agent.hub.api.limits import limits_middleware
 from agent.hub.api.routes import Routes
+from agent.hub.api.stopping import stopping_middleware
 
 # the fixed routes under /workers first: discover, then workers' own
 RESOURCES = [
@@ -45,7 +47,14 @@ RESOURCES = [
 
 
 def build_app(context: HubContext) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware, limits_middleware, auth_middleware])
+    app = web.Application(
+        middlewares=[
+            stopping_middleware(context.serving),
+            errors_middleware,
+            limits_middleware,
+            auth_middleware,
+        ]
+    )
     app[CONTEXT] = context
     routes = Routes()
     for resource in RESOURCES:

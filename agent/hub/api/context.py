@@ -11,6 +11,7 @@ from aiohttp import web
 
 from agent.client import ChannelSettings
 from agent.hub.api.callers import RecentCallers
+from agent.hub.api.stopping import Serving
 from agent.hub.changes import TaskChanges
 from agent.hub.store import Store
 from agent.hub.store.apikeys import Caller
@@ -41,6 +42,7 @@ class HubContext:
     # changes which space is the default, so the node reads it once, as it starts
     default_space: int = 0
     callers: RecentCallers = field(default_factory=RecentCallers)  # API keys found lately
+    serving: Serving = field(default_factory=Serving)  # stopped first as the node stops
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def changed(self, what: str, ids: Sequence[int] = ()) -> None:
