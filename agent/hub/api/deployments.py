@@ -8,7 +8,7 @@ read in any case, as Octopus's JSON binding does, and stored as spelled here; an
 other key is refused, so that nothing unknown (a misspelt value, a sensitive one
 among them) is ever stored or shown; ``TargetAllWorkers`` a
 bool and ``MaxParallelism`` an integer from 1. The pool, the workers and the
-timeout are checked as for every task (agent.hub.api.tasks).
+timeout are checked as for every task (agent.hub.api.task_arguments).
 """
 
 from __future__ import annotations

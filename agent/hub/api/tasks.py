@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -27,7 +25,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agent.hub import ids
-from agent.hub.api import deployments
+from agent.hub.api import deployments, task_arguments
 from agent.hub.api.bodies import Fields, json_object
 from agent.hub.api.collections import (
     id_filter,
@@ -41,7 +39,6 @@ from agent.hub.api.context import caller_of, context_of
 from agent.hub.api.errors import bad_request, conflict, invalid, not_found
 from agent.hub.api.routes import Routes, collection_path, space_of, space_path
 from agent.hub.changes import RECHECK
-from agent.hub.rules.adhoc import adhoc_errors, is_seconds, project_errors
 from agent.hub.rules.dispatch import counts_against_cap
 from agent.hub.rules.filters import BadFilter, choices
 from agent.hub.secrets import shown_arguments
@@ -51,8 +48,6 @@ from agent.hub.store import tasks as store_tasks
 from agent.hub.store.records import Row, fetch_all
 
 TASK_NAMES = ("Health", "AdHocScript", "Deploy")
-# ids a query's IN list holds at most: asyncpg takes 32767 arguments, SQLite 32766 or more
-IDS_PER_QUERY = 1000
 MAX_WAIT = 60.0  # seconds a ?wait= request may ask to wait at most
 # a task's description is a line in lists and events (Octopus's are a short sentence)
 MAX_DESCRIPTION = 1000
@@ -414,135 +409,6 @@ async def get_raw(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def _in_space(
-    conn: AsyncConnection,
-    table: sa.Table,
-    kind: str,
-    numbers: list[int],
-    space: int,
-    known: dict[str, str],
-) -> None:
-    """Put the names of the rows of ``table`` numbered ``numbers`` that are in ``space``
-    into ``known``, by their ids (``Workers-1``): one query for up to IDS_PER_QUERY
-    of them, whose answer the description reuses (``_names``)."""
-    for start in range(0, len(numbers), IDS_PER_QUERY):
-        chunk = numbers[start : start + IDS_PER_QUERY]
-        rows = await fetch_all(conn, _named_in_space(table), {"rows": chunk, "space": space})
-        known.update({ids.format_id(kind, row["id"]): row["name"] for row in rows})
-
-
-@functools.cache
-def _named_in_space(table: sa.Table) -> sa.Select[Any]:
-    # built once per table (each POST makes it): agent.hub.store.tasks says why
-    return sa.select(table.c.id, table.c.name).where(
-        table.c.id.in_(sa.bindparam("rows", expanding=True)),
-        table.c.space_id == sa.bindparam("space"),
-    )
-
-
-@functools.cache
-def _named(table: sa.Table) -> sa.Select[Any]:
-    return sa.select(table.c.id, table.c.name).where(
-        table.c.id.in_(sa.bindparam("rows", expanding=True))
-    )
-
-
-async def _pool_errors(
-    conn: AsyncConnection, space: int, arguments: dict[str, Any], known: dict[str, str]
-) -> list[str]:
-    """``WorkerpoolId`` (or ``WorkerPoolId``): absent, null or "" for every pool, else
-    the id of a pool of this space (its name put into ``known``)."""
-    errors, given = [], []
-    for key in ("WorkerpoolId", "WorkerPoolId"):  # Octopus's clients spell it both ways
-        pool = arguments.get(key)
-        if pool is None or pool == "":
-            continue
-        number = exact_id(ids.WORKER_POOL, pool) if isinstance(pool, str) else None
-        if number is None:
-            errors.append(
-                f"Arguments.{key} must be a worker pool id (WorkerPools-N), not {_shown(pool)}"
-            )
-        else:
-            given.append((key, pool, number))
-    await _in_space(conn, t.worker_pools, ids.WORKER_POOL, [n for *_, n in given], space, known)
-    for key, pool, _ in given:
-        if pool not in known:
-            errors.append(f"Arguments.{key}: there is no worker pool {pool!r} in this space")
-    return errors
-
-
-async def _machine_errors(
-    conn: AsyncConnection, space: int, arguments: dict[str, Any], known: dict[str, str]
-) -> list[str]:
-    """``MachineIds``: absent, null or [] for every worker, else a list of the ids of
-    workers of this space (their names put into ``known``)."""
-    machines = arguments.get("MachineIds")
-    if machines is None:
-        return []
-    expected = 'a list of worker ids (e.g. ["Workers-1"])'
-    if not isinstance(machines, list) or not all(isinstance(m, str) for m in machines):
-        return [f"Arguments.MachineIds must be {expected}, not {_shown(machines)}"]
-    numbers = {machine: exact_id(ids.WORKER, machine) for machine in machines}
-    wanted = [number for number in numbers.values() if number is not None]
-    await _in_space(conn, t.workers, ids.WORKER, wanted, space, known)
-    errors, seen = [], set()
-    for machine in machines:
-        if numbers[machine] is None:
-            errors.append(f"Arguments.MachineIds: {machine!r} is not a worker id (Workers-N)")
-        elif machine in seen:
-            errors.append(f"Arguments.MachineIds: {machine!r} is given more than once")
-        elif machine not in known:
-            errors.append(f"Arguments.MachineIds: there is no worker {machine!r} in this space")
-        seen.add(machine)
-    return errors
-
-
-def exact_id(kind: str, text: str) -> int | None:
-    """The row number of an id in exactly Octopus's form (``Workers-2``), else None.
-
-    A task keeps its arguments as given and shows them (its description, its log),
-    and the routes take ids in this form only (GET /api/workers/workers-2 is a 404),
-    so ``workers-2`` or `` Workers-2`` is refused rather than kept as another id."""
-    number = ids.try_parse_id(kind, text)
-    return number if number is not None and ids.format_id(kind, number) == text else None
-
-
-def _timeout_errors(arguments: dict[str, Any]) -> list[str]:
-    errors = []
-    for name in ("Timeout", "MachineTimeout"):
-        value = arguments.get(name)
-        number = is_seconds(value)
-        if value is not None and (not number or value <= 0):
-            errors.append(f"Arguments.{name} must be a number of seconds > 0, not {_shown(value)}")
-    return errors
-
-
-def _shown(value: Any) -> str:
-    return json.dumps(value)[:80]
-
-
-async def _scope_errors(
-    conn: AsyncConnection,
-    space: int,
-    arguments: dict[str, Any],
-    known: dict[str, str],
-    name: str | None = None,
-) -> list[str]:
-    """What is wrong with a task's ``Arguments``, each naming its field. Unknown
-    ids are 422s, as for a worker's ``WorkerPoolIds``: the body names them, the route does
-    not (a 404 would say the route /api/tasks is missing). The names of the pool and
-    workers named are put into ``known``, by id."""
-    own = adhoc_errors(arguments) if name == "AdHocScript" else []
-    if name in ("AdHocScript", "Deploy"):
-        own += project_errors(arguments)  # the isolation group its scripts run in
-    return (
-        own
-        + await _pool_errors(conn, space, arguments, known)
-        + await _machine_errors(conn, space, arguments, known)
-        + _timeout_errors(arguments)
-    )
-
-
 async def create_task(request: web.Request) -> web.Response:
     space = await space_of(request)
     body = await json_object(request)
@@ -556,7 +422,7 @@ async def create_task(request: web.Request) -> web.Response:
     elif not isinstance(arguments, dict):
         fields.errors.append(
             'Arguments must be an object (e.g. {"WorkerpoolId": "WorkerPools-1"} or '
-            f'{{"MachineIds": ["Workers-1"]}}), not {_shown(arguments)}'
+            f'{{"MachineIds": ["Workers-1"]}}), not {task_arguments.shown(arguments)}'
         )
         arguments = {}
     description = fields.text("Description") or ""
@@ -567,14 +433,14 @@ async def create_task(request: web.Request) -> web.Response:
     context = context_of(request)
     known: dict[str, str] = {}  # the names of the pool and workers named, by id
     async with context.store.transaction() as conn:
-        errors = fields.errors + await _scope_errors(conn, space, arguments, known, name)
+        errors = fields.errors + await task_arguments.errors(conn, space, arguments, known, name)
         if name == "Deploy":  # the package exists; sensitive values sealed before stored
             more, arguments = await deployments.deploy_arguments(conn, space, arguments, request)
             errors += more
         if errors:
             raise invalid(errors)
         assert name is not None
-        description = description or await _describe(conn, name, arguments, known)
+        description = description or await task_arguments.describe(conn, name, arguments, known)
         row = await store_tasks.queue(
             conn, space, name, description, arguments, context.now(), caller_of(request).name
         )
@@ -587,47 +453,6 @@ async def create_task(request: web.Request) -> web.Response:
 def _queued(name: str) -> str:
     """What ``HubContext.changed`` is told of a task of this name queued."""
     return "capped-task-queued" if counts_against_cap(name) else "tasks"
-
-
-async def _describe(
-    conn: AsyncConnection, name: str, arguments: dict[str, Any], known: dict[str, str]
-) -> str:
-    """A task's description, naming its pool or workers as people know them
-    (``arguments`` is valid: every id exists; ``known``: names already read, by id)."""
-    scope = str(arguments.get("WorkerpoolId") or arguments.get("WorkerPoolId") or "")
-    machines = arguments.get("MachineIds") or []
-
-    async def workers() -> list[str]:
-        return await _names(conn, t.workers, machines, ids.WORKER, known) if machines else []
-
-    async def pool() -> str:
-        return (await _names(conn, t.worker_pools, [scope], ids.WORKER_POOL, known))[0]
-
-    if name == "Deploy":
-        return deployments.describe(arguments, await pool() if scope else "", await workers())
-    if name == "AdHocScript":
-        if machines:
-            return f"Run a script on {', '.join(await workers())}"
-        which = "every worker" if arguments.get("TargetAllWorkers") else "a worker"
-        return f"Run a script on {which} of {await pool() if scope else 'the default pool'}"
-    if scope:
-        return f"Check health of the workers in {await pool()}"
-    if machines:
-        return f"Check health of {', '.join(await workers())}"
-    return "Check health of every worker"
-
-
-async def _names(
-    conn: AsyncConnection, table: sa.Table, wanted: list[str], kind: str, known: dict[str, str]
-) -> list[str]:
-    """The names of the rows of ``table`` with the ids ``wanted``, in that order (from
-    ``known`` when it has them all: no query)."""
-    if all(one in known for one in wanted):
-        return [known[one] for one in wanted]
-    numbers = [ids.try_parse_id(kind, one) for one in wanted]
-    rows = await fetch_all(conn, _named(table), {"rows": numbers})
-    names = {row["id"]: row["name"] for row in rows}
-    return [names.get(number, one) for number, one in zip(numbers, wanted, strict=True)]
 
 
 async def rerun_task(request: web.Request) -> web.Response:
