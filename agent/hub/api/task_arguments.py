@@ -131,7 +131,7 @@ def shown(value: Any) -> str:
     return json.dumps(value)[:80]
 
 
-async def errors(
+async def errors_in(
     conn: AsyncConnection,
     space: int,
     arguments: dict[str, Any],

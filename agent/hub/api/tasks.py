@@ -433,7 +433,7 @@ async def create_task(request: web.Request) -> web.Response:
     context = context_of(request)
     known: dict[str, str] = {}  # the names of the pool and workers named, by id
     async with context.store.transaction() as conn:
-        errors = fields.errors + await task_arguments.errors(conn, space, arguments, known, name)
+        errors = fields.errors + await task_arguments.errors_in(conn, space, arguments, known, name)
         if name == "Deploy":  # the package exists; sensitive values sealed before stored
             more, arguments = await deployments.deploy_arguments(conn, space, arguments, request)
             errors += more
