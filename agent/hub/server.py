@@ -196,20 +196,10 @@ class HubServer:
             installation = await fact(conn, "InstallationId")
             default_space = await default_space_id(conn)
         settings = ChannelSettings(identity, self.home.settings.node_name, self.version)
-        self.listener = PollingListener(settings, [])
-        self.trust = PollingTrust(store, self.listener)
-        await self.trust.resync()  # before the listener builds its TLS context, once
-        wanted = self.home.settings.polling_port if polling_port is None else polling_port
-        try:
-            [(_, self.polling_port), *_] = await self.listener.start(host, wanted)
-        except OSError as error:
-            raise ConfigError(
-                f"cannot listen for polling agents on {host}:{wanted}: {error.strerror}"
-            ) from None
-        self.trust.start()
+        listener = await self._listen_for_polling(store, settings, host, polling_port)
         key = HubKey.of_home(self.home.path)
         self.reach = reach = WorkerReach(
-            settings, self.listener, store, key, self.home.settings.ssh_worker_root
+            settings, listener, store, key, self.home.settings.ssh_worker_root
         )
         self.repository = Repository(self.home.path, self.home.settings.max_package_bytes)
         self.repository.sweep_incoming()  # what a killed upload left
@@ -253,6 +243,33 @@ class HubServer:
             serving=self.serving,
             default_space=default_space,
         )
+        self.url = await self._serve_api(context, host, port, ssl_context)
+        await self._serve_metrics()
+        return self.url
+
+    async def _listen_for_polling(
+        self, store: Store, settings: ChannelSettings, host: str, polling_port: int | None
+    ) -> PollingListener:
+        """``self.listener``, the polling port, listening on ``polling_port`` (None: the
+        home's setting), trusting the store's workers (kept in step by ``self.trust``).
+        Kept on self before it starts, so that a failed start is stopped with the rest."""
+        self.listener = listener = PollingListener(settings, [])
+        self.trust = PollingTrust(store, listener)
+        await self.trust.resync()  # before the listener builds its TLS context, once
+        wanted = self.home.settings.polling_port if polling_port is None else polling_port
+        try:
+            [(_, self.polling_port), *_] = await listener.start(host, wanted)
+        except OSError as error:
+            raise ConfigError(
+                f"cannot listen for polling agents on {host}:{wanted}: {error.strerror}"
+            ) from None
+        self.trust.start()
+        return listener
+
+    async def _serve_api(
+        self, context: HubContext, host: str, port: int, ssl_context: ssl.SSLContext
+    ) -> str:
+        """The HTTPS API serving ``context`` on ``host:port``; its URL as bound."""
         self.runner = web.AppRunner(
             build_app(context),
             access_log_class=AccessLog,
@@ -269,9 +286,7 @@ class HubServer:
             ) from None
         bound_host, bound_port = self.runner.addresses[0][:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-        self.url = f"https://{shown}:{bound_port}/"
-        await self._serve_metrics()
-        return self.url
+        return f"https://{shown}:{bound_port}/"
 
     async def _serve_metrics(self) -> None:
         """The metrics endpoint at ``metrics_at`` (EndpointError when it cannot listen)."""
