@@ -150,6 +150,8 @@ async def execute_script(
                 _resilient(client, _poll(client, "status", request.ticket, following))
             )
         try:
+            if upcoming is not None:
+                await _sent_ahead()
             last = _deliver(status, last, on_output)
         except BaseException:
             if upcoming is not None:
@@ -252,6 +254,16 @@ def _deliver(status: _Answer, last: int, on_output: Callable[[LogChunk], None]) 
             on_output(LogChunk(run.source, first, lines, occurred))
             last = first + len(lines) - 1
     return max(last, status.reply.next_sequence)
+
+
+async def _sent_ahead() -> None:
+    """Let a status call just scheduled go out before this page is handed over: one turn
+    of the loop for the call to queue its frame, one for the channel's writer to give it
+    to the socket (asyncio runs ready callbacks in order). Otherwise the agent would
+    read the next page only once this one is delivered, not meanwhile (P3: 0.46 -> 0.57
+    of raw). Only speed depends on it: a call that needs longer (a dial) goes later."""
+    for _ in range(2):
+        await asyncio.sleep(0)
 
 
 async def _drained(on_output: Callable[[LogChunk], None]) -> None:

@@ -39,6 +39,7 @@ SOURCES = ("stdout", "stderr", "debug")
 RAW_FILES = {source: f"{source}.raw" for source in SOURCES}
 INDEX_FILE = "log.index"
 MAX_LINE = 16 * 1024
+NEWLINE = ord("\n")
 INGEST_BUDGET = 4 * 1024 * 1024
 BATCH_BYTES = 512 * 1024  # small batches: serving from the middle of one rescans little
 RECENT_BYTES = INGEST_BUDGET + BATCH_BYTES  # per log: what ingests read, kept for one read
@@ -88,9 +89,10 @@ def split_lines(data: bytes) -> list[bytes]:
     return lines
 
 
-def has_long_line(data: bytes) -> bool:
-    """True if some line is longer than MAX_LINE; looks at every MAX_LINE-th byte or so."""
-    position, end = 0, len(data)
+def has_long_line(data: bytes, end: int | None = None) -> bool:
+    """True if some line of ``data[:end]`` is longer than MAX_LINE; looks at every
+    MAX_LINE-th byte or so."""
+    position, end = 0, len(data) if end is None else end
     while end - position > MAX_LINE:
         newline = data.rfind(b"\n", position, position + MAX_LINE + 1)
         if newline < 0:
@@ -99,11 +101,13 @@ def has_long_line(data: bytes) -> bool:
     return False
 
 
-def count_lines(data: bytes) -> tuple[int, bool]:
-    """``len(split_lines(data))``, and True if no line had to be split (then cheaply)."""
-    if has_long_line(data):
-        return len(split_lines(data)), False
-    return data.count(b"\n") + 1, True
+def count_lines(data: bytes, end: int | None = None) -> tuple[int, bool]:
+    """``len(split_lines(data[:end]))``, and True if no line had to be split (then
+    cheaply, without copying ``data``)."""
+    end = len(data) if end is None else end
+    if has_long_line(data, end):
+        return len(split_lines(data[:end])), False
+    return data.count(b"\n", 0, end) + 1, True
 
 
 class OutputLog:
@@ -189,7 +193,8 @@ class OutputLog:
                 cut = len(data) if final and end == size else _complete_prefix(data)
                 if cut == 0:
                     break
-                count, plain = count_lines(data[:cut].removesuffix(b"\n"))
+                # a newline ends the last line rather than starting another
+                count, plain = count_lines(data, cut - (data[cut - 1] == NEWLINE))
                 batch = Batch(self.next_sequence, source, start, start + cut, count, _now(), plain)
                 self._append(batch)
                 self._remember(batch, data[:cut])  # about to be served: spare a re-read

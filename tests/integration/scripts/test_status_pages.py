@@ -202,3 +202,44 @@ def _open_writer(fifo: Path) -> int | None:
         if error.errno != errno.ENXIO:  # ENXIO: no reader yet
             raise
         return None
+
+
+async def test_the_next_page_is_asked_for_before_this_one_is_delivered(
+    scripts: Scripts, tmp_path: Path
+) -> None:
+    """execute_script's status call for the next page is out (sent, awaiting its answer)
+    whenever a page's lines are handed over, so the agent reads on meanwhile. The
+    script then blocks on a FIFO until every line has come: no page is the last."""
+    from agent.client.scripts import LogChunk, ScriptRequest, execute_script
+
+    fifo = tmp_path / "gate"
+    os.mkfifo(fifo)
+    lines = 4 * STREAM_PAGE // 64
+    body = f'yes "$(printf "%063d" 0)" | head -n {lines}; read -r word < "{fifo}"'
+    channel = await scripts.client.connect()
+    asked: list[bool] = []  # per delivery: a call of ours out and nothing left unsent
+    received = 0
+    everything = asyncio.Event()
+
+    def deliver(chunk: LogChunk) -> None:
+        nonlocal received
+        asked.append(channel.busy and channel.queued_bytes == 0)
+        received += len(chunk.lines)
+        if received == lines:
+            everything.set()
+
+    run = asyncio.ensure_future(execute_script(scripts.client, ScriptRequest(body), deliver))
+    try:
+        async with asyncio.timeout(HANG_GUARD):  # a hang guard, not a timing assertion
+            await everything.wait()
+        writer = await eventually(lambda: _open_writer(fifo), "the script opened the FIFO")
+        try:
+            os.write(writer, b"go\n")
+        finally:
+            os.close(writer)
+        outcome = await run
+    finally:
+        run.cancel()
+    assert outcome.exit_code == 0
+    assert len(asked) >= 4
+    assert all(asked), asked

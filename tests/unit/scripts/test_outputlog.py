@@ -97,6 +97,14 @@ def test_counting_agrees_with_splitting(lengths: list[int]) -> None:
     assert b"".join(split_lines(data)) == data.replace(b"\n", b"")
 
 
+@given(lines, lines)
+def test_counting_a_prefix_ignores_what_follows(lengths: list[int], after: list[int]) -> None:
+    data = b"\n".join(b"q" * length for length in lengths)
+    followed = data + b"\n" + b"\n".join(b"r" * length for length in after)
+    assert count_lines(followed, len(data)) == count_lines(data)
+    assert has_long_line(followed, len(data)) == has_long_line(data)
+
+
 @pytest.mark.parametrize("data", [b"", b"\n", b"\n\n"])
 def test_empty_lines_count(data: bytes) -> None:
     assert count_lines(data) == (data.count(b"\n") + 1, True)
