@@ -17,6 +17,7 @@ keeps; P1's target (<= 1.5) is for the agent's whole round trip.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import statistics
@@ -86,6 +87,10 @@ class Floor:
         shutil.rmtree(workspace)
 
 
+def _numbered(floor: Floor, work: Path, number: int) -> None:
+    floor.script(work / f"w{number}", number)
+
+
 def spawn_echo() -> None:
     subprocess.run(["bash", "-c", "echo hi"], stdout=subprocess.PIPE, check=True)
 
@@ -126,7 +131,7 @@ def main() -> None:
             for floor in variants(base):
                 floor.script(work / "warm-up", -1)
                 raw = p50_ms(lambda _: spawn_echo())
-                made = p50_ms(lambda n, f=floor: f.script(work / f"w{n}", n))
+                made = p50_ms(functools.partial(_numbered, floor, work))
                 ratio = (made + P1_REQUEST_MS) / (raw + P1_REQUEST_MS)
                 print(f"P1 floor with {floor.name}: {made:.2f} ms a script in system calls "
                       f"alone; raw spawn {raw:.2f} ms", flush=True)  # fmt: skip
