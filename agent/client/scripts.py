@@ -87,22 +87,50 @@ class ScriptRequest:
         ).checked()
 
 
-@dataclass(frozen=True)
 class LogChunk:
     """Consecutive log lines of one source: ``first`` is the first line's sequence number.
 
     Delivered in chunks, not line by line, so that a script printing a
-    gigabyte costs the caller a few thousand calls, not millions.
+    gigabyte costs the caller a few thousand calls, not millions. The lines are
+    there as ``lines`` and as ``text`` (joined by newlines), each made from the
+    other only when first asked for: splitting 4 MiB of short lines costs more than
+    receiving them, and a caller that writes the text out needs no list of lines.
     """
 
-    source: str
-    first: int
-    lines: list[str]
-    occurred: datetime.datetime
+    __slots__ = ("_lines", "_text", "first", "occurred", "source")
+
+    def __init__(
+        self, source: str, first: int, lines: list[str], occurred: datetime.datetime
+    ) -> None:
+        self.source = source
+        self.first = first
+        self.occurred = occurred
+        self._lines: list[str] | None = lines
+        self._text: str | None = None
+
+    @classmethod
+    def of_text(
+        cls, source: str, first: int, text: str, occurred: datetime.datetime
+    ) -> LogChunk:
+        """The chunk of the lines ``text`` holds, split at newlines (none at its end)."""
+        chunk = cls(source, first, [], occurred)
+        chunk._lines, chunk._text = None, text
+        return chunk
+
+    @property
+    def lines(self) -> list[str]:
+        if self._lines is None:
+            self._lines = cast(str, self._text).split("\n")
+        return self._lines
 
     @property
     def text(self) -> str:
-        return "\n".join(self.lines)
+        if self._text is None:
+            self._text = "\n".join(cast(list[str], self._lines))
+        return self._text
+
+    def __repr__(self) -> str:
+        return f"LogChunk({self.source!r}, {self.first}, {self.lines!r}, {self.occurred!r})"
 
 
 @dataclass(frozen=True)
@@ -246,13 +274,14 @@ def _deliver(status: _Answer, last: int, on_output: Callable[[LogChunk], None]) 
         else:
             text = str(memoryview(data)[offset : offset + run.length], "utf-8", "replace")
             offset += run.length
-        first = run.sequence
-        lines = text.split("\n")[max(0, last + 1 - first) :]
-        if lines:
-            first = max(first, last + 1)
+        skip = max(0, last + 1 - run.sequence)  # handed over already (a call made again)
+        if run.count > skip:
+            if skip:
+                text = text.split("\n", skip)[-1]
+            first = run.sequence + skip
             occurred = datetime.datetime.fromisoformat(run.occurred)
-            on_output(LogChunk(run.source, first, lines, occurred))
-            last = first + len(lines) - 1
+            on_output(LogChunk.of_text(run.source, first, text, occurred))
+            last = first + run.count - skip - 1
     return max(last, status.reply.next_sequence)
 
 
