@@ -109,9 +109,7 @@ class LogChunk:
         self._text: str | None = None
 
     @classmethod
-    def of_text(
-        cls, source: str, first: int, text: str, occurred: datetime.datetime
-    ) -> LogChunk:
+    def of_text(cls, source: str, first: int, text: str, occurred: datetime.datetime) -> LogChunk:
         """The chunk of the lines ``text`` holds, split at newlines (none at its end)."""
         chunk = cls(source, first, [], occurred)
         chunk._lines, chunk._text = None, text

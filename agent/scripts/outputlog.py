@@ -164,14 +164,19 @@ class OutputLog:
 
     def unread(self) -> bool:
         """True if some output has not been numbered yet."""
+        return self.unread_bytes() > 0
+
+    def unread_bytes(self) -> int:
+        """Bytes of output not numbered yet, in every source."""
+        unread = 0
         for source in SOURCES:
             try:
                 found = os.lstat(self.raw_path(source))  # a link's target is not output
             except FileNotFoundError:
                 continue
-            if stat.S_ISREG(found.st_mode) and found.st_size > self.offsets[source]:
-                return True
-        return False
+            if stat.S_ISREG(found.st_mode):
+                unread += max(0, found.st_size - self.offsets[source])
+        return unread
 
     def _ingest_source(self, source: str, final: bool, budget: int) -> bool:
         try:

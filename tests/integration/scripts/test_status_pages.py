@@ -128,7 +128,9 @@ async def test_streamed_pages_hold_about_4_mib_and_lead_to_the_end(scripts: Scri
     count, width = 9 * 1024 * KIB // 128, 128  # 9 MiB in lines of 128 bytes
     started = await scripts.start(numbered_lines(count, width), Syntax="python",
                                   DurationToWaitForScriptToFinish=HANG_GUARD)  # fmt: skip
-    assert (started["State"], started["ExitCode"]) == ("Complete", 0)
+    # over a page's worth: the start may answer before the end (see the test below)
+    done = await scripts.wait_complete(started["Ticket"])
+    assert done["ExitCode"] == 0
 
     pages = await read_all(scripts, started["Ticket"], stream=True)
     assert len(pages) == 3  # 4 + 4 + 1 MiB
@@ -243,3 +245,30 @@ async def test_the_next_page_is_asked_for_before_this_one_is_delivered(
     assert outcome.exit_code == 0
     assert len(asked) >= 4
     assert all(asked), asked
+
+
+async def test_a_start_answers_once_a_page_is_printed_not_at_the_end(
+    scripts: Scripts, tmp_path: Path
+) -> None:
+    """A start waits for a short script's end, not for a long output's: the script
+    prints 5 MiB, then blocks on a FIFO that only the test writes to, so a start
+    answered before the test writes was answered while the script ran."""
+    fifo = tmp_path / "gate"
+    os.mkfifo(fifo)
+    lines = 5 * 1024 * KIB // 64
+    body = f'yes "$(printf "%063d" 0)" | head -n {lines}; read -r word < "{fifo}"; exit 3'
+    try:
+        async with asyncio.timeout(HANG_GUARD):  # a hang guard, not a timing assertion
+            started = await scripts.start(body, DurationToWaitForScriptToFinish=HANG_GUARD)
+    except TimeoutError:
+        pytest.fail("the start waited for the script's end, not for a page of output")
+    assert (started["State"], started["ExitCode"]) == ("Running", None)
+    assert started["Logs"], "the start's answer is the first page"
+    assert started["Logs"][0]["Sequence"] == 1
+    writer = await eventually(lambda: _open_writer(fifo), "the script opened the FIFO")
+    try:
+        os.write(writer, b"go\n")
+    finally:
+        os.close(writer)
+    done = await scripts.wait_complete(started["Ticket"])
+    assert done["ExitCode"] == 3

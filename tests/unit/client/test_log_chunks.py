@@ -16,8 +16,9 @@ lines = st.lists(st.text(st.characters(blacklist_characters="\n"), max_size=5), 
 
 @given(lines)
 def test_lines_and_text_are_one_another(some: list[str]) -> None:
-    by_lines, by_text = LogChunk("stdout", 7, some, WHEN), LogChunk.of_text(
-        "stdout", 7, "\n".join(some), WHEN
+    by_lines, by_text = (
+        LogChunk("stdout", 7, some, WHEN),
+        LogChunk.of_text("stdout", 7, "\n".join(some), WHEN),
     )
     assert by_lines.text == by_text.text == "\n".join(some)
     assert by_lines.lines == by_text.lines == some
