@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from agent.client.agent_client import AgentClient, retrying
+from agent.client.agent_client import AgentClient, _forget, retrying
 from agent.errors import ProtocolError, UnsupportedFeature
 from agent.protocol.services import (
     DEFAULT_GRACE,
@@ -95,6 +95,7 @@ class LogChunk:
     there as ``lines`` and as ``text`` (joined by newlines), each made from the
     other only when first asked for: splitting 4 MiB of short lines costs more than
     receiving them, and a caller that writes the text out needs no list of lines.
+    Read-only: neither is to be changed in place.
     """
 
     __slots__ = ("_lines", "_text", "first", "occurred", "source")
@@ -126,6 +127,16 @@ class LogChunk:
         if self._text is None:
             self._text = "\n".join(cast(list[str], self._lines))
         return self._text
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LogChunk):
+            return NotImplemented
+        return (self.source, self.first, self.lines, self.occurred) == (
+            other.source, other.first, other.lines, other.occurred,
+        )  # fmt: skip
+
+    def __hash__(self) -> int:
+        return hash((self.source, self.first, self.occurred))
 
     def __repr__(self) -> str:
         return f"LogChunk({self.source!r}, {self.first}, {self.lines!r}, {self.occurred!r})"
@@ -179,11 +190,12 @@ async def execute_script(
             if upcoming is not None:
                 await _sent_ahead()
             last = _deliver(status, last, on_output)
+            await _drained(on_output)
         except BaseException:
             if upcoming is not None:
                 upcoming.cancel()
+                upcoming.add_done_callback(_forget)  # it may have failed already
             raise
-        await _drained(on_output)
         if finished:
             break
         if upcoming is not None:

@@ -227,9 +227,11 @@ class ScriptManager:
         Idempotent per ticket (case-insensitively), also for concurrent calls,
         and at most once: a ticket completed within the retention answers its
         remembered outcome (no logs) and runs nothing. Waits up to ``wait``
-        seconds for a short script to finish. Raises CallError(insufficient_space)
-        if the workspace cannot be written, CallError(draining) for a ticket it does
-        not hold while draining (see set_draining).
+        seconds for a short script to finish, or until it has printed RAW_READ_BUDGET
+        bytes not numbered yet (a long output is read while it is printed). Raises
+        CallError(insufficient_space) if the workspace cannot be written,
+        CallError(draining) for a ticket it does not hold while draining (see
+        set_draining).
         """
         key = ticket_key(spec.ticket)
         self._check_group(spec.isolation_group)

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.client.scripts import LogChunk, _Answer, _deliver
-from agent.protocol.services import LogRun, ScriptStatus, State
+from agent.protocol.services import LogRun, LogSource, ScriptStatus, State
 
 WHEN = datetime.datetime(2026, 12, 2, tzinfo=datetime.UTC)
 lines = st.lists(st.text(st.characters(blacklist_characters="\n"), max_size=5), min_size=1)
@@ -22,13 +22,15 @@ def test_lines_and_text_are_one_another(some: list[str]) -> None:
     )
     assert by_lines.text == by_text.text == "\n".join(some)
     assert by_lines.lines == by_text.lines == some
+    assert by_lines == by_text
+    assert by_lines != LogChunk("stderr", 7, some, WHEN)
 
 
 def _status(runs: list[tuple[int, list[str]]]) -> _Answer:
     """A streamed status answer holding ``runs`` (first sequence, lines) of stdout."""
     texts = ["\n".join(run) for _, run in runs]
     logs = tuple(
-        LogRun("stdout", first, len(run), len(text.encode()), WHEN.isoformat())
+        LogRun(LogSource.STDOUT, first, len(run), len(text.encode()), WHEN.isoformat())
         for (first, run), text in zip(runs, texts, strict=True)
     )
     last = runs[-1][0] + len(runs[-1][1]) - 1  # NextLogSequence: the last line's
