@@ -174,7 +174,9 @@ class Store:
         shielded, so that a cancellation cannot abandon the close halfway (asyncpg's
         rollback waits for the server): a task and a loop turn for each of the dozen
         connections a task's run takes. sqlite_driver's close is a rollback on the
-        loop's thread that never suspends, so no cancellation can fall inside it."""
+        loop's thread that never suspends, so no cancellation can fall inside it.
+        Its connections are sqlite_driver's LoopConnections: statements without
+        SQLAlchemy's greenlet unless they would wait."""
         if not self._inline:
             return engine.connect()
         return _closed_in_place(engine)
@@ -188,12 +190,14 @@ class Store:
             yield
 
     async def close(self) -> None:
+        if self._inline:
+            await sqlite_driver.closed(self.engine)
         await self.engine.dispose()
 
 
 @contextlib.asynccontextmanager
 async def _closed_in_place(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    connection = await engine.connect()
+    connection = await sqlite_driver.connect(engine)
     try:
         yield connection
     finally:

@@ -19,16 +19,29 @@ What this costs: a statement holds the loop while SQLite runs it. The hub's are
 small and indexed, on a local file in WAL mode, where readers never wait; a commit
 is not synced (``synchronous=NORMAL``) except at a checkpoint, every 1000 pages.
 
+Nor does a statement go through SQLAlchemy's greenlet when it need not wait:
+``LoopConnection`` (what ``agent.hub.store.engine`` hands out for SQLite) runs a
+connection's checkout, its statements, its transaction's BEGIN and COMMIT and its
+close as plain calls of SQLAlchemy's sync ``Connection``, on the loop's thread.
+The async engine's way spawns a greenlet for each (about fifty a one-step
+task), and that, not SQLite, was most of the hub's cost of a statement
+(docs/decisions.md). Only what would wait (a lock SQLite reports busy, a new
+connection opened on aiosqlite's thread) is made again the async engine's way,
+where the driver awaits it: the fast path raises ``MustWait`` before it has
+done anything.
+
 Registered as ``sqlite+tentacle``; ``agent.hub.store.engine`` uses it for SQLite.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from sqlalchemy import Executable
 from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_connection,
@@ -36,8 +49,12 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_dbapi,
     SQLiteDialect_aiosqlite,
 )
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.engine.interfaces import CoreExecuteOptionsParameter, _CoreAnyExecuteParams
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 from sqlalchemy.util import immutabledict
-from sqlalchemy.util.concurrency import await_
+from sqlalchemy.util.concurrency import await_, in_greenlet
+from sqlalchemy.util.typing import TupleAny, Unpack
 
 NAME = "tentacle"  # the driver's name in URLs: sqlite+tentacle:///path
 DEFAULT_TIMEOUT = 5.0  # sqlite3's busy timeout when the URL's connection sets none
@@ -69,6 +86,13 @@ def _busy(error: sqlite3.OperationalError) -> bool:
     return (getattr(error, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
 
 
+class MustWait(Exception):
+    """What was asked would wait (SQLite busy, or a connection to open on aiosqlite's
+    thread) and the caller is not in SQLAlchemy's greenlet, where the wait could be
+    awaited. Nothing was done: ``LoopConnection`` makes it again the async engine's
+    way. Not a DBAPI error, so SQLAlchemy passes it on as it is."""
+
+
 class InlineConnection(AsyncAdapt_aiosqlite_connection):
     """aiosqlite's connection whose statements, commits and rollbacks are sqlite3 calls
     on the caller's thread, made again on the connection's thread only if SQLite
@@ -80,17 +104,43 @@ class InlineConnection(AsyncAdapt_aiosqlite_connection):
         super().__init__(dbapi, connection)
         self.busy_ms = int(timeout * 1000)
 
-    async def call(self, function: Callable[[sqlite3.Connection], T]) -> T:
-        """``function(sqlite3 connection)`` now (the connection's busy wait is off), so
-        that awaiting this returns without a trip through the loop; on SQLITE_BUSY,
-        again on the connection's thread with the busy wait on."""
-        driver = self._connection
-        sqlite = driver._conn  # raises if closed, as aiosqlite does
+    def call(self, function: Callable[[sqlite3.Connection], T], *, may_defer: bool) -> T:
+        """``function(sqlite3 connection)`` now (the connection's busy wait is off);
+        on SQLITE_BUSY, again on the connection's thread with the busy wait on.
+
+        In SQLAlchemy's greenlet (the async engine's way) it is awaited there: the
+        async engine wants every statement awaited. Outside one (``LoopConnection``)
+        it is a plain call; on SQLITE_BUSY, ``MustWait`` if ``may_defer`` (the caller
+        makes it again in a greenlet), else the wait here, holding the loop (a COMMIT
+        or a ROLLBACK, which never waits in WAL mode)."""
+        if in_greenlet():
+            return await_(self._now_or_waiting(function))
+        sqlite = self._connection._conn  # raises if closed, as aiosqlite does
         try:
             return function(sqlite)
         except sqlite3.OperationalError as error:
             if not _busy(error):
                 raise
+        if may_defer:
+            raise MustWait("SQLite is busy: the statement waits on the connection's thread")
+        return self._waiting(function)(sqlite)
+
+    async def _now_or_waiting(self, function: Callable[[sqlite3.Connection], T]) -> T:
+        """``function`` now, so that awaiting this returns without a trip through the
+        loop; on SQLITE_BUSY, again on the connection's thread."""
+        driver = self._connection
+        sqlite = driver._conn
+        try:
+            return function(sqlite)
+        except sqlite3.OperationalError as error:
+            if not _busy(error):
+                raise
+        return await driver._execute(self._waiting(function), sqlite)  # type: ignore[no-any-return]
+
+    def _waiting(
+        self, function: Callable[[sqlite3.Connection], T]
+    ) -> Callable[[sqlite3.Connection], T]:
+        """``function`` with SQLite's busy wait on meanwhile."""
         busy_ms = self.busy_ms
 
         def waiting(sqlite: sqlite3.Connection) -> T:
@@ -100,21 +150,33 @@ class InlineConnection(AsyncAdapt_aiosqlite_connection):
             finally:
                 sqlite.execute("PRAGMA busy_timeout=0")
 
-        return await driver._execute(waiting, sqlite)  # type: ignore[no-any-return]
+        return waiting
 
     def rollback(self) -> None:
         if self._connection._connection:
             try:
-                await_(self.call(lambda sqlite: sqlite.rollback()))
+                self.call(lambda sqlite: sqlite.rollback(), may_defer=False)
             except Exception as error:
                 self._handle_exception(error)
 
     def commit(self) -> None:
         if self._connection._connection:
             try:
-                await_(self.call(lambda sqlite: sqlite.commit()))
+                self.call(lambda sqlite: sqlite.commit(), may_defer=False)
             except Exception as error:
                 self._handle_exception(error)
+
+    def close(self) -> None:
+        if in_greenlet():
+            super().close()
+            return
+        # outside the greenlet (the pool closing an overflow connection given back):
+        # aiosqlite's close waits for its thread, so in a task of its own, which the
+        # dialect's DBAPI holds until it is done (``closed``)
+        closing = self.dbapi.closing
+        task = asyncio.get_running_loop().create_task(self._connection.close())
+        closing.add(task)
+        task.add_done_callback(closing.discard)
 
 
 class InlineCursor(AsyncAdapt_aiosqlite_cursor):
@@ -162,9 +224,9 @@ class InlineCursor(AsyncAdapt_aiosqlite_cursor):
         adapted = self._adapt_connection
         assert isinstance(adapted, InlineConnection)
         try:
-            # await_: SQLAlchemy's greenlet (its async engine wants every statement
-            # awaited; this one returns at once unless SQLite was busy)
-            answer = await_(adapted.call(_statement(operation, parameters, many)))
+            answer = adapted.call(_statement(operation, parameters, many), may_defer=True)
+        except MustWait:
+            raise
         except Exception as error:
             adapted._handle_exception(error)
         self._answer = answer
@@ -181,7 +243,14 @@ InlineConnection._cursor_cls = InlineCursor  # type: ignore[assignment]
 
 
 class InlineDBAPI(AsyncAdapt_aiosqlite_dbapi):
+    def __init__(self, aiosqlite: Any, sqlite: Any) -> None:
+        super().__init__(aiosqlite, sqlite)
+        # the closes of connections let go outside the greenlet, until each is done
+        self.closing: set[asyncio.Task[None]] = set()
+
     def connect(self, *arg: Any, **kw: Any) -> InlineConnection:
+        if not in_greenlet():  # aiosqlite opens it on its thread: awaited in a greenlet
+            raise MustWait("a new connection is opened on aiosqlite's thread")
         # SQLite waits for a lock only when a statement is made again on the
         # connection's thread (InlineConnection.call), for the timeout asked here
         timeout = float(kw.pop("timeout", DEFAULT_TIMEOUT))
@@ -202,6 +271,90 @@ class InlineDialect(SQLiteDialect_aiosqlite):
     @classmethod
     def import_dbapi(cls) -> InlineDBAPI:
         return InlineDBAPI(__import__("aiosqlite"), __import__("sqlite3"))
+
+
+class LoopConnection(AsyncConnection):
+    """An AsyncConnection of this driver's engine whose checkout, statements,
+    transactions and close are SQLAlchemy's sync calls made here, on the loop's
+    thread, without a greenlet; what raises ``MustWait`` (it would wait) is made
+    again through AsyncConnection's own way, in a greenlet, where it is awaited.
+    Everything else (``run_sync``, ``exec_driver_sql``, ...) is AsyncConnection's."""
+
+    __slots__ = ()
+
+    async def start(self, is_ctxmanager: bool = False) -> AsyncConnection:
+        try:
+            sync = self.sync_engine.connect()
+        except MustWait:
+            return await super().start(is_ctxmanager)
+        self.sync_connection = self._assign_proxied(sync)
+        return self
+
+    async def execute(
+        self,
+        statement: Executable,
+        parameters: _CoreAnyExecuteParams | None = None,
+        *,
+        execution_options: CoreExecuteOptionsParameter | None = None,
+    ) -> CursorResult[Unpack[TupleAny]]:
+        """As AsyncConnection's: a buffered result (this driver's cursors hold their
+        rows: there are no server-side ones to read on)."""
+        try:
+            return self._proxied.execute(statement, parameters, execution_options=execution_options)
+        except MustWait:
+            return await super().execute(statement, parameters, execution_options=execution_options)
+
+    def begin(self) -> AsyncTransaction:
+        assert self._proxied
+        return LoopTransaction(self)
+
+    async def close(self) -> None:
+        # back to the pool: a rollback on this thread (InlineConnection.rollback)
+        self._proxied.close()
+
+
+class LoopTransaction(AsyncTransaction):
+    """A LoopConnection's transaction: its BEGIN, COMMIT and ROLLBACK sync calls here
+    (a BEGIN that would wait for the write lock made again in a greenlet)."""
+
+    __slots__ = ()
+
+    async def start(self, is_ctxmanager: bool = False) -> AsyncTransaction:
+        try:
+            sync = self.connection._proxied.begin()
+        except MustWait:  # nothing begun: SQLite refused the BEGIN
+            return await super().start(is_ctxmanager)
+        self.sync_transaction = self._assign_proxied(sync)
+        if is_ctxmanager:
+            sync.__enter__()
+        return self
+
+    async def commit(self) -> None:
+        self._proxied.commit()
+
+    async def rollback(self) -> None:
+        self._proxied.rollback()
+
+    async def close(self) -> None:
+        self._proxied.close()
+
+    async def __aexit__(self, type_: Any, value: Any, traceback: Any) -> None:
+        self._proxied.__exit__(type_, value, traceback)
+
+
+async def connect(engine: AsyncEngine) -> AsyncConnection:
+    """``engine.connect()`` for this driver's engine, as a LoopConnection."""
+    return await LoopConnection(engine).start()
+
+
+async def closed(engine: AsyncEngine) -> None:
+    """Until the connections of this driver's engine let go outside the greenlet
+    (``InlineConnection.close``) are closed: before the engine is disposed of."""
+    dbapi = engine.dialect.loaded_dbapi
+    assert isinstance(dbapi, InlineDBAPI)
+    closing = dbapi.closing
+    while closing:
+        await asyncio.gather(*closing)
 
 
 registry.register(f"sqlite.{NAME}", __name__, "InlineDialect")

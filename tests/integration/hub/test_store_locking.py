@@ -1,7 +1,8 @@
 """SQLite under concurrent writers: a write transaction takes the write lock up front
 (BEGIN IMMEDIATE), so that one which reads then writes never fails on the upgrade
 nor loses another's update; reads take no write lock; the busy timeout is explicit;
-statements run on the event loop's thread, a wait for another's lock off it."""
+statements run on the event loop's thread, outside SQLAlchemy's greenlet, a wait for
+another's lock off it."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.util.concurrency import in_greenlet
 
 from agent.hub.store import Store, open_store
 from agent.hub.store import tables as t
 from agent.hub.store.engine import BUSY_TIMEOUT
+from tests.helpers.eventually import eventually
 
 WRITERS = 20
 
@@ -159,3 +162,110 @@ async def test_writers_take_their_turns_in_order(sqlite_store: tuple[Store, Path
 
     await asyncio.gather(*(write(number) for number in range(WRITERS)))
     assert order == list(range(WRITERS))
+
+
+async def test_statements_go_through_no_greenlet_unless_they_wait(
+    sqlite_store: tuple[Store, Path],
+) -> None:
+    """A connection's BEGIN, statements and COMMIT are plain calls on the loop's thread
+    (sqlite_driver.LoopConnection); only one that waits for another's lock goes the
+    async engine's way, through SQLAlchemy's greenlet, awaited there."""
+    store, path = sqlite_store
+    in_one: list[tuple[str, bool]] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        in_one.append((statement.split(maxsplit=1)[0], in_greenlet()))
+
+    async with store.transaction() as conn:  # the pool's connection opened beforehand
+        await conn.execute(sa.select(t.hub_facts))
+    sa.event.listen(store.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        async with store.transaction() as conn:
+            await conn.execute(sa.insert(t.hub_facts).values(name="a", value="x"))
+        async with store.connect() as conn:
+            await conn.execute(sa.select(t.hub_facts))
+        assert in_one == [("BEGIN", False), ("INSERT", False), ("BEGIN", False),
+                          ("SELECT", False)]  # fmt: skip
+        in_one.clear()
+        other = sqlite3.connect(path, timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            writer = asyncio.create_task(write_fact(store, "b"))
+            await eventually(lambda: in_one, "the writer to ask for the lock")
+            other.execute("ROLLBACK")
+            await writer
+        finally:
+            other.close()
+        # refused at once outside the greenlet, then waited for inside it
+        assert in_one[:2] == [("BEGIN", False), ("BEGIN", True)]
+    finally:
+        sa.event.remove(store.engine.sync_engine, "before_cursor_execute", record)
+
+
+async def write_fact(store: Store, name: str) -> None:
+    async with store.transaction() as conn:
+        await conn.execute(sa.insert(t.hub_facts).values(name=name, value="x"))
+
+
+async def test_a_write_outside_a_write_transaction_waits_off_the_loop(
+    sqlite_store: tuple[Store, Path],
+) -> None:
+    """A write on a plain connection (BEGIN deferred) finds another's lock at its
+    statement, not at its BEGIN: the statement, refused at once on the loop's
+    thread, is made again on the connection's and waits there, the loop going on."""
+    store, path = sqlite_store
+    await write_fact(store, "before")
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+
+        async def write() -> None:
+            async with store.connect() as conn:
+                await conn.execute(sa.insert(t.hub_facts).values(name="after", value="x"))
+                await conn.commit()
+
+        writer = asyncio.create_task(write())
+        for _ in range(50):  # turns of the loop: the writer asks for the lock meanwhile
+            await asyncio.sleep(0)
+        assert not writer.done()
+        other.execute("ROLLBACK")
+        await writer
+    finally:
+        other.close()
+    async with store.connect() as conn:
+        names = set((await conn.execute(sa.select(t.hub_facts.c.name))).scalars())
+    assert {"before", "after"} <= names
+
+
+def driver_threads() -> int:
+    """aiosqlite's threads alive (one per open connection)."""
+    return sum(thread.name.endswith("(_connection_worker_thread)")
+               or "aiosqlite" in repr(getattr(thread, "_target", ""))
+               for thread in threading.enumerate())  # fmt: skip
+
+
+async def test_connections_beyond_the_pools_are_closed_when_let_go(
+    sqlite_store: tuple[Store, Path],
+) -> None:
+    """More connections at once than the pool keeps (5): the others, let go outside
+    SQLAlchemy's greenlet, are closed (their threads end) and the store closes clean."""
+    store, _ = sqlite_store
+    held = asyncio.Event()
+    inside = 0
+
+    async def read() -> None:
+        nonlocal inside
+        async with store.connect() as conn:
+            await conn.execute(sa.select(t.hub_facts))
+            inside += 1
+            if inside == 12:
+                held.set()
+            await held.wait()
+
+    before = driver_threads()
+    await asyncio.gather(*(read() for _ in range(12)))
+    await eventually(lambda: driver_threads() == before + 4 or None,
+                     "the connections beyond the pool's 5 to close")  # fmt: skip
+    await store.close()  # the fixture's first connection closed too
+    await eventually(lambda: driver_threads() == before - 1 or None,
+                     "every connection's thread to end")  # fmt: skip
