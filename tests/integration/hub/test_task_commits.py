@@ -89,12 +89,14 @@ async def test_a_look_at_the_unfinished_tasks_reads_only_them(hub: RunningHub) -
             "/api/tasks", params={"states": "Queued,Executing", "name": "AdHocScript"}
         )
     assert page["TotalResults"] == 0
-    # the envelope's TotalCounts: counted by the database, not rows read
-    [counted] = [s for s in seen if READS.search(s) and "count(" in s.lower()]
-    assert re.search(r"GROUP BY server_tasks\.state", counted), counted
+    # the envelope's TotalCounts and TotalResults: counted by the database, not rows read
+    [by_state] = [s for s in seen if READS.search(s) and "GROUP BY" in s]
+    assert re.search(r"GROUP BY server_tasks\.state", by_state), by_state
+    [total] = [s for s in seen if READS.search(s) and "count(" in s.lower() and s != by_state]
     [query] = [s for s in seen if READS.search(s) and "count(" not in s.lower()]
-    assert re.search(r"server_tasks\.state IN", query), query
-    assert re.search(r"server_tasks\.name IN", query), query
+    for statement in (total, query):
+        assert re.search(r"server_tasks\.state IN", statement), statement
+        assert re.search(r"server_tasks\.name IN", statement), statement
 
 
 ORPHANS = re.compile(r"server_tasks\.server_token IS NULL OR", re.IGNORECASE)
@@ -143,6 +145,31 @@ async def test_a_page_of_tasks_makes_only_its_tasks_resources(
     made.clear()
     page = await hub.api.get("/api/tasks", params={"skip": "1", "ids": tasks[0]["Id"]})
     assert (page["TotalResults"], page["Items"], made) == (1, [], [])
+
+
+async def test_a_page_of_tasks_is_chosen_by_the_database(hub: RunningHub) -> None:
+    """GET /api/tasks reads only its page's rows (LIMIT/OFFSET) and counts the rest in
+    the database (before: every matching row read, then filtered and cut in Python);
+    ids and partialName match as before, in SQL."""
+    tasks = [await submit(hub.api, ScriptBody="echo hi", Syntax="bash") for _ in range(3)]
+    for task in tasks:
+        await finished(hub.api, task)
+    with statements_run(hub) as seen:
+        page = await hub.api.get("/api/tasks", params={"take": "1", "skip": "1"})
+    assert (page["TotalResults"], [t["Id"] for t in page["Items"]]) == (3, [tasks[1]["Id"]])
+    [query] = [s for s in seen if READS.search(s) and "count(" not in s.lower()]
+    assert re.search(r"\bLIMIT\b.*\bOFFSET\b", query, re.DOTALL), query
+
+    async def found(**params: str) -> tuple[int, list[str]]:
+        page = await hub.api.get("/api/tasks", params=params)
+        return page["TotalResults"], [t["Id"] for t in page["Items"]]
+
+    newest, oldest = tasks[-1]["Id"], tasks[0]["Id"]
+    assert await found(partialName="HOCscr", take="1") == (3, [newest])
+    assert await found(partialName="%") == (0, [])  # a wildcard is a character here
+    assert await found(ids=f"{oldest},{newest}") == (2, [newest, oldest])
+    assert await found(ids=oldest.lower()) == (0, [])  # not an id the hub writes
+    assert await found(name="AdHocScript,Health", take="2") == (3, [newest, tasks[1]["Id"]])
 
 
 def _outside_requests() -> bool:
