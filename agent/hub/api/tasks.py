@@ -46,6 +46,8 @@ from agent.hub.store import steps as store_steps
 from agent.hub.store import tables as t
 from agent.hub.store import tasks as store_tasks
 from agent.hub.store.records import Row, fetch_all
+from agent.hub.store.text import LowerText, storable
+from agent.hub.store.worker_queries import LARGEST_ID
 
 TASK_NAMES = ("Health", "AdHocScript", "Deploy")
 MAX_WAIT = 60.0  # seconds a ?wait= request may ask to wait at most
@@ -167,7 +169,7 @@ async def _task_page(
 def _page_filter(request: web.Request) -> list[sa.ColumnElement[bool]]:
     """``ids`` and ``partialName`` as SQL conditions, matching as respond_page does: an
     id exactly as the hub writes it (one it could not have written matches nothing),
-    a part of the name whatever its case (task names are ASCII)."""
+    a part of the name whatever its case."""
     tasks = t.server_tasks
     where: list[sa.ColumnElement[bool]] = []
     wanted = id_filter(request)
@@ -175,11 +177,17 @@ def _page_filter(request: web.Request) -> list[sa.ColumnElement[bool]]:
         numbers = {ids.try_parse_id(ids.SERVER_TASK, text) for text in wanted}
         where.append(tasks.c.id.in_(sorted(
             number for number in numbers
-            if number is not None and ids.format_id(ids.SERVER_TASK, number) in wanted
+            if number is not None and number <= LARGEST_ID
+            and ids.format_id(ids.SERVER_TASK, number) in wanted
         )))  # fmt: skip
     partial = request.query.get("partialName")
     if partial is not None:
-        where.append(sa.func.lower(tasks.c.name).contains(partial.lower(), autoescape=True))
+        # text a database cannot be asked about (NUL, not UTF-8) is in no name
+        where.append(
+            LowerText(tasks.c.name).contains(partial.lower(), autoescape=True)
+            if storable(partial)
+            else sa.false()
+        )
     return where
 
 

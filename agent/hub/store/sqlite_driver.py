@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -51,15 +52,17 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
 )
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.engine.interfaces import CoreExecuteOptionsParameter, _CoreAnyExecuteParams
+from sqlalchemy.exc import MissingGreenlet
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 from sqlalchemy.util import immutabledict
-from sqlalchemy.util.concurrency import await_, in_greenlet
+from sqlalchemy.util.concurrency import await_, greenlet_spawn, in_greenlet
 from sqlalchemy.util.typing import TupleAny, Unpack
 
 NAME = "tentacle"  # the driver's name in URLs: sqlite+tentacle:///path
 DEFAULT_TIMEOUT = 5.0  # sqlite3's busy timeout when the URL's connection sets none
 _Answer = tuple[Any, list[Any], int, int | None]  # description, rows, rowcount, lastrowid
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def _statement(
@@ -173,10 +176,7 @@ class InlineConnection(AsyncAdapt_aiosqlite_connection):
         # outside the greenlet (the pool closing an overflow connection given back):
         # aiosqlite's close waits for its thread, so in a task of its own, which the
         # dialect's DBAPI holds until it is done (``closed``)
-        closing = self.dbapi.closing
-        task = asyncio.get_running_loop().create_task(self._connection.close())
-        closing.add(task)
-        task.add_done_callback(closing.discard)
+        self.dbapi.hold(asyncio.get_running_loop().create_task(self._connection.close()))
 
 
 class InlineCursor(AsyncAdapt_aiosqlite_cursor):
@@ -248,6 +248,17 @@ class InlineDBAPI(AsyncAdapt_aiosqlite_dbapi):
         # the closes of connections let go outside the greenlet, until each is done
         self.closing: set[asyncio.Task[None]] = set()
 
+    def hold(self, close: asyncio.Task[None]) -> None:
+        """Keep ``close`` (a connection's, in a task) until it is done; a failure is
+        logged, not raised: the connection is gone either way."""
+        self.closing.add(close)
+        close.add_done_callback(self._let_go)
+
+    def _let_go(self, close: asyncio.Task[None]) -> None:
+        self.closing.discard(close)
+        if not close.cancelled() and close.exception() is not None:
+            log.warning("a SQLite connection did not close cleanly: %s", close.exception())
+
     def connect(self, *arg: Any, **kw: Any) -> InlineConnection:
         if not in_greenlet():  # aiosqlite opens it on its thread: awaited in a greenlet
             raise MustWait("a new connection is opened on aiosqlite's thread")
@@ -285,7 +296,9 @@ class LoopConnection(AsyncConnection):
     async def start(self, is_ctxmanager: bool = False) -> AsyncConnection:
         try:
             sync = self.sync_engine.connect()
-        except MustWait:
+        except (MustWait, MissingGreenlet):
+            # a connection to open, or none free: the pool waits for one (its
+            # timeout) only in a greenlet; it raised before taking anything
             return await super().start(is_ctxmanager)
         self.sync_connection = self._assign_proxied(sync)
         return self
@@ -299,9 +312,15 @@ class LoopConnection(AsyncConnection):
     ) -> CursorResult[Unpack[TupleAny]]:
         """As AsyncConnection's: a buffered result (this driver's cursors hold their
         rows: there are no server-side ones to read on)."""
+        sync = self._proxied
         try:
-            return self._proxied.execute(statement, parameters, execution_options=execution_options)
+            return sync.execute(statement, parameters, execution_options=execution_options)
         except MustWait:
+            if not sync.in_transaction():
+                # its autobegin's BEGIN was refused, and SQLAlchemy still thinks itself
+                # inside that begin (the begin event runs outside its try): an execute
+                # made again would not begin at all; the begin made again resets it
+                await greenlet_spawn(sync.begin)
             return await super().execute(statement, parameters, execution_options=execution_options)
 
     def begin(self) -> AsyncTransaction:
@@ -353,8 +372,8 @@ async def closed(engine: AsyncEngine) -> None:
     dbapi = engine.dialect.loaded_dbapi
     assert isinstance(dbapi, InlineDBAPI)
     closing = dbapi.closing
-    while closing:
-        await asyncio.gather(*closing)
+    while closing:  # a failed close is logged (InlineDBAPI.hold): not raised here
+        await asyncio.gather(*closing, return_exceptions=True)
 
 
 registry.register(f"sqlite.{NAME}", __name__, "InlineDialect")

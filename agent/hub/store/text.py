@@ -1,5 +1,5 @@
 """Text compared as people compare names: case-insensitively, as Python's
-``str.lower`` has it, on both databases."""
+``str.lower`` has it, on both databases; and text a database can be asked about."""
 
 from __future__ import annotations
 
@@ -29,3 +29,13 @@ def _lower(element: LowerText, compiler: SQLCompiler, **kw: Any) -> str:
 @compiles(LowerText, "sqlite")
 def _lower_sqlite(element: LowerText, compiler: SQLCompiler, **kw: Any) -> str:
     return f"{LOWER}({compiler.process(element.clauses, **kw)})"
+
+
+def storable(text: str) -> bool:
+    """Whether a database can be asked about ``text`` at all: PostgreSQL refuses NUL
+    and text that is not UTF-8, and no name or thumbprint holds either."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text

@@ -26,7 +26,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from agent.hub.rules.workers import WorkerFilters
 from agent.hub.store import tables as t
 from agent.hub.store.records import Row, fetch_all
-from agent.hub.store.text import LowerText
+from agent.hub.store.text import LowerText, storable
 
 LARGEST_ID = 2**31 - 1  # INTEGER keys: no row has a larger id
 LARGEST_OFFSET = 2**62  # beyond what LIMIT and OFFSET take on either database
@@ -54,16 +54,6 @@ class WorkerQuery:
     policy_id: int | None = None
 
 
-def _storable(text: str) -> bool:
-    """Whether a database can be asked about ``text`` at all: PostgreSQL refuses NUL
-    and text that is not UTF-8, and no name or thumbprint holds either."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return "\x00" not in text
-
-
 def _numbers(texts: Iterable[str], pattern: re.Pattern[str]) -> list[int]:
     """The row numbers of the ids among ``texts`` written as the API writes them."""
     found = (pattern.match(text) for text in texts)
@@ -82,7 +72,7 @@ def conditions(query: WorkerQuery) -> list[ColumnElement[bool]]:
     for text, exact in ((query.name, True), (query.partial_name, False)):
         if text is None:
             continue
-        if not _storable(text):
+        if not storable(text):
             where.append(sa.false())
         elif exact:
             where.append(LowerText(W.name) == text.lower())
@@ -97,8 +87,8 @@ def conditions(query: WorkerQuery) -> list[ColumnElement[bool]]:
         where.append(W.communication_style.in_(sorted(given.styles)))
     if given.thumbprint is not None:
         # the API stores thumbprints upper-case, as the filter is made
-        storable = _storable(given.thumbprint)
-        where.append(W.thumbprint == given.thumbprint if storable else sa.false())
+        askable = storable(given.thumbprint)
+        where.append(W.thumbprint == given.thumbprint if askable else sa.false())
     if given.disabled is not None:
         where.append(W.is_disabled == given.disabled)
     if query.pool_id is not None:

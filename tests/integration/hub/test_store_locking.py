@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.util.concurrency import in_greenlet
 
-from agent.hub.store import Store, open_store
+from agent.hub.store import Store, open_store, sqlite_driver
 from agent.hub.store import tables as t
 from agent.hub.store.engine import BUSY_TIMEOUT
 from tests.helpers.eventually import eventually
@@ -269,3 +269,56 @@ async def test_connections_beyond_the_pools_are_closed_when_let_go(
     await store.close()  # the fixture's first connection closed too
     await eventually(lambda: driver_threads() == before - 1 or None,
                      "every connection's thread to end")  # fmt: skip
+
+
+async def test_more_connections_at_once_than_the_pool_holds_wait_for_one(
+    sqlite_store: tuple[Store, Path],
+) -> None:
+    """Twenty readers at once, each holding its connection across loop turns: the
+    pool holds fifteen (5 and 10 more), the others wait for one to be given back,
+    as the async engine's pool does (before: MissingGreenlet, its wait being made
+    outside SQLAlchemy's greenlet)."""
+    store, _ = sqlite_store
+
+    async def read() -> int:
+        async with store.connect() as conn:
+            for _ in range(5):
+                await asyncio.sleep(0)
+            return len((await conn.execute(sa.select(t.hub_facts))).all())
+
+    assert len(await asyncio.gather(*(read() for _ in range(20)))) == 20
+
+
+async def test_a_write_connection_whose_first_begin_was_refused_still_begins(
+    sqlite_store: tuple[Store, Path],
+) -> None:
+    """A write connection's first statement begins it (BEGIN IMMEDIATE): refused busy
+    on the loop's thread, it is begun again where it can wait, so that the statement
+    is still inside a transaction (before: SQLAlchemy, left inside its refused
+    begin, made the statement again without one, committed at once)."""
+    store, path = sqlite_store
+    writing = store.engine.execution_options(tentacle_write=True)
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+
+        async def write_then_roll_back() -> None:
+            conn = await sqlite_driver.connect(writing)
+            try:
+                await conn.execute(sa.insert(t.hub_facts).values(name="undone", value="x"))
+                assert conn.in_transaction()
+                await conn.rollback()
+            finally:
+                await conn.close()
+
+        writer = asyncio.create_task(write_then_roll_back())
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert not writer.done()
+        other.execute("ROLLBACK")
+        await writer
+    finally:
+        other.close()
+    async with store.connect() as conn:
+        names = set((await conn.execute(sa.select(t.hub_facts.c.name))).scalars())
+    assert "undone" not in names

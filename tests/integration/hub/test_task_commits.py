@@ -169,6 +169,8 @@ async def test_a_page_of_tasks_is_chosen_by_the_database(hub: RunningHub) -> Non
     assert await found(partialName="%") == (0, [])  # a wildcard is a character here
     assert await found(ids=f"{oldest},{newest}") == (2, [newest, oldest])
     assert await found(ids=oldest.lower()) == (0, [])  # not an id the hub writes
+    assert await found(ids="ServerTasks-99999999999") == (0, [])  # beyond any INTEGER key
+    assert await found(partialName="Ad\x00Hoc") == (0, [])  # PostgreSQL refuses NUL
     assert await found(name="AdHocScript,Health", take="2") == (3, [newest, tasks[1]["Id"]])
 
 
