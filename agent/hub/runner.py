@@ -226,6 +226,10 @@ class TaskRunner:
         # whether a task this node may start was queued here since the last look: the
         # next claim then needs no read first (it finds one unless another node was quicker)
         self._queued_here = False
+        # whether the last claim of any kind saw a task queued behind the one it took:
+        # the claim after the next end then needs no read first either (P10's 200
+        # queued tasks: a look before each claim, each finding one)
+        self._waiting_behind = False
 
     async def start(self, abandoned_because: str = store_tasks.STOPPED) -> None:
         """Fail the tasks this node left unfinished when it last stopped (saying
@@ -333,11 +337,15 @@ class TaskRunner:
         then wakes the runner, whose next turn looks again), a task it may claim (it
         is claimed without a look), or, once the cap is full, only capped tasks (the
         health tasks come first: none is queued, no look for one). No look first either
-        after a task queued through this node (``queued``): one is there to claim."""
+        after a task queued through this node (``queued``), nor when the last claim saw
+        one behind it (a slot freed since then has it to claim): one is there to claim,
+        unless another node or a cancel was quicker, when the claim finds what else
+        there is, or nothing."""
         before: frozenset[str] | None = OUTSIDE_CAP
         behind: str | None = None  # the name of the task the last claim saw behind it
         look = True
-        queued_here, self._queued_here = self._queued_here, False
+        queued_here = self._queued_here or self._waiting_behind
+        self._queued_here = False
         while True:
             names = None if free_slots(self._names.values(), self.cap) > 0 else OUTSIDE_CAP
             if queued_here and names is None:  # the cap still has room: one to claim
@@ -347,6 +355,8 @@ class TaskRunner:
                     return  # no health task waits (they come first): the rest wait for a slot
                 look = names != before and before is not None
             claimed, behind = await self._claim_one(names, look=look)
+            if names is None:  # a claim of any kind: what it saw waits for the next slot
+                self._waiting_behind = behind is not None
             if not claimed or behind is None:
                 return
             before, look = names, False
