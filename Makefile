@@ -37,8 +37,9 @@ typecheck: $(STAMP)
 system-deps:
 	@bash .ci/system-deps
 
-# three workers: most tests wait on processes and sockets, not on a core
-PYTEST_ARGS ?= -n 3
+# four workers on two cores: most tests wait on processes and sockets, not on a core
+# (2026-12-03, the whole suite: 11 min 6 s with 4, 14 min 47 s with 3)
+PYTEST_ARGS ?= -n 4
 pytest: $(STAMP) system-deps
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
