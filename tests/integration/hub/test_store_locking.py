@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -126,27 +126,31 @@ async def test_a_writer_waits_for_another_connections_lock_off_the_loop(
     transaction waits for it on the connection's thread, the loop going on meanwhile,
     and gets it once it is let go."""
     store, path = sqlite_store
-    async with store.transaction() as conn:  # the pool's connection made beforehand
-        await conn.execute(sa.insert(t.hub_facts).values(name="before", value="x"))
+    await write_fact(store, "before")  # the pool's connection made beforehand
+    await behind_anothers_lock(path, lambda: write_fact(store, "after"))
+    assert {"before", "after"} <= await fact_names(store)
+
+
+async def behind_anothers_lock(path: Path, write: Callable[[], Awaitable[None]]) -> None:
+    """``write()`` while another connection holds the write lock: it neither fails at
+    once nor holds the loop until it would (the loop turns meanwhile), and ends once
+    the lock is let go."""
     other = sqlite3.connect(path, timeout=0, isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")
-
-        async def write() -> None:
-            async with store.transaction() as conn:
-                await conn.execute(sa.insert(t.hub_facts).values(name="after", value="x"))
-
         writer = asyncio.create_task(write())
         for _ in range(50):  # turns of the loop: the writer asks for the lock meanwhile
             await asyncio.sleep(0)
-        assert not writer.done()  # neither failed at once nor held the loop until it did
+        assert not writer.done()
         other.execute("ROLLBACK")
         await writer
     finally:
         other.close()
+
+
+async def fact_names(store: Store) -> set[str]:
     async with store.connect() as conn:
-        names = set((await conn.execute(sa.select(t.hub_facts.c.name))).scalars())
-    assert {"before", "after"} <= names
+        return set((await conn.execute(sa.select(t.hub_facts.c.name))).scalars())
 
 
 async def test_writers_take_their_turns_in_order(sqlite_store: tuple[Store, Path]) -> None:
@@ -215,26 +219,14 @@ async def test_a_write_outside_a_write_transaction_waits_off_the_loop(
     thread, is made again on the connection's and waits there, the loop going on."""
     store, path = sqlite_store
     await write_fact(store, "before")
-    other = sqlite3.connect(path, timeout=0, isolation_level=None)
-    try:
-        other.execute("BEGIN IMMEDIATE")
 
-        async def write() -> None:
-            async with store.connect() as conn:
-                await conn.execute(sa.insert(t.hub_facts).values(name="after", value="x"))
-                await conn.commit()
+    async def write() -> None:
+        async with store.connect() as conn:
+            await conn.execute(sa.insert(t.hub_facts).values(name="after", value="x"))
+            await conn.commit()
 
-        writer = asyncio.create_task(write())
-        for _ in range(50):  # turns of the loop: the writer asks for the lock meanwhile
-            await asyncio.sleep(0)
-        assert not writer.done()
-        other.execute("ROLLBACK")
-        await writer
-    finally:
-        other.close()
-    async with store.connect() as conn:
-        names = set((await conn.execute(sa.select(t.hub_facts.c.name))).scalars())
-    assert {"before", "after"} <= names
+    await behind_anothers_lock(path, write)
+    assert {"before", "after"} <= await fact_names(store)
 
 
 def driver_threads() -> int:
@@ -298,27 +290,15 @@ async def test_a_write_connection_whose_first_begin_was_refused_still_begins(
     begin, made the statement again without one, committed at once)."""
     store, path = sqlite_store
     writing = store.engine.execution_options(tentacle_write=True)
-    other = sqlite3.connect(path, timeout=0, isolation_level=None)
-    try:
-        other.execute("BEGIN IMMEDIATE")
 
-        async def write_then_roll_back() -> None:
-            conn = await sqlite_driver.connect(writing)
-            try:
-                await conn.execute(sa.insert(t.hub_facts).values(name="undone", value="x"))
-                assert conn.in_transaction()
-                await conn.rollback()
-            finally:
-                await conn.close()
+    async def write_then_roll_back() -> None:
+        conn = await sqlite_driver.connect(writing)
+        try:
+            await conn.execute(sa.insert(t.hub_facts).values(name="undone", value="x"))
+            assert conn.in_transaction()
+            await conn.rollback()
+        finally:
+            await conn.close()
 
-        writer = asyncio.create_task(write_then_roll_back())
-        for _ in range(50):
-            await asyncio.sleep(0)
-        assert not writer.done()
-        other.execute("ROLLBACK")
-        await writer
-    finally:
-        other.close()
-    async with store.connect() as conn:
-        names = set((await conn.execute(sa.select(t.hub_facts.c.name))).scalars())
-    assert "undone" not in names
+    await behind_anothers_lock(path, write_then_roll_back)
+    assert "undone" not in await fact_names(store)
