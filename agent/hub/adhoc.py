@@ -105,12 +105,21 @@ _POOL = sa.select(t.worker_pools).where(
 _DEFAULT_POOL = sa.select(t.worker_pools).where(
     t.worker_pools.c.space_id == sa.bindparam("space"), t.worker_pools.c.is_default.is_(True)
 )
+_W = t.workers.c
+# What choosing a pool's worker reads (selection's facts of each member), and what
+# reaching it needs (agent.hub.reach): not its certificate, facts or last check's log,
+# whose JSON, decoded for every member of the pool at every lease, cost more than the rest
+_CHOSEN = (
+    *(_W.id, _W.name, _W.is_disabled, _W.health_status, _W.uri, _W.thumbprint),
+    *(_W.communication_style, _W.ssh_host, _W.ssh_port, _W.ssh_fingerprint, _W.account_id),
+    _W.facts["Draining"].as_boolean().label("draining"),  # rules.health's facts
+)
 _MEMBERS = (
-    sa.select(t.workers)
+    sa.select(*_CHOSEN)
     .join(t.worker_pool_members, t.worker_pool_members.c.worker_id == t.workers.c.id)
     .where(t.worker_pool_members.c.pool_id == sa.bindparam("pool"))
 )
-_WORKER = sa.select(t.workers).where(t.workers.c.id == sa.bindparam("worker"))
+_WORKER = sa.select(*_CHOSEN).where(t.workers.c.id == sa.bindparam("worker"))
 _EXISTS = sa.select(t.workers.c.id).where(t.workers.c.id == sa.bindparam("worker"))
 
 DELETED_LOOK = 2.0  # seconds between looks whether a step's worker was deleted
@@ -275,7 +284,7 @@ class StepWorkers:
 
 
 def _member(row: Row, busy: int) -> Member:
-    draining = (row["facts"] or {}).get("Draining") is True  # rules.health's facts
+    draining = row["draining"] is True
     return Member(row["id"], row["name"], row["is_disabled"], row["health_status"], busy, draining)
 
 

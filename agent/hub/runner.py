@@ -230,6 +230,11 @@ class TaskRunner:
         # the claim after the next end then needs no read first either (P10's 200
         # queued tasks: a look before each claim, each finding one)
         self._waiting_behind = False
+        # whether the next turn is to look at the queue though nothing above says a task
+        # waits: at the start, after a wake, a capped task queued while the cap was full,
+        # an error, and every IDLE_POLL s (another node's queue); not after a task's end
+        # alone: it frees a slot, but nothing new waits for it (P9: a look per task)
+        self._look_due = True
 
     async def start(self, abandoned_because: str = store_tasks.STOPPED) -> None:
         """Fail the tasks this node left unfinished when it last stopped (saying
@@ -266,6 +271,7 @@ class TaskRunner:
     def wake(self) -> None:
         """Something changed (a task queued or a cancel requested): look now."""
         self._cancels_due = True
+        self._look_due = True
         self._wake.set()
 
     def queued(self, capped: bool) -> None:
@@ -276,6 +282,8 @@ class TaskRunner:
         if not capped or free_slots(self._names.values(), self.cap) > 0:
             self._queued_here = True
             self._wake.set()
+        else:
+            self._look_due = True  # at the next end, which wakes the runner
 
     def adopted(self) -> None:
         """A dead node's tasks were moved to this node (``NodeLease.on_adopted``): take
@@ -309,13 +317,16 @@ class TaskRunner:
                 await self._cancels_if_due()
                 await self._claim_what_fits()
             except Exception as error:  # the database may be away: the queue waits for it
+                self._look_due = True
                 self.queue_errors += 1
                 log.warning(
                     "cannot read the task queue (%s); trying again in %g s", error, IDLE_POLL
                 )
-            with contextlib.suppress(TimeoutError):
+            try:
                 async with asyncio.timeout(IDLE_POLL):
                     await self._wake.wait()
+            except TimeoutError:
+                self._look_due = True
 
     async def _cancels_if_due(self) -> None:
         now = asyncio.get_running_loop().time()
@@ -340,12 +351,16 @@ class TaskRunner:
         after a task queued through this node (``queued``), nor when the last claim saw
         one behind it (a slot freed since then has it to claim): one is there to claim,
         unless another node or a cancel was quicker, when the claim finds what else
-        there is, or nothing."""
+        there is, or nothing. Nothing at all on a turn that a task's end alone woke:
+        a task queued since the last look here said so (``queued``, ``wake``), and
+        another node's is looked for every IDLE_POLL s (``_look_due``)."""
         before: frozenset[str] | None = OUTSIDE_CAP
         behind: str | None = None  # the name of the task the last claim saw behind it
         look = True
         queued_here = self._queued_here or self._waiting_behind
-        self._queued_here = False
+        if not (queued_here or self._look_due):
+            return  # a task's end: no task this node was told of waits for the slot
+        self._queued_here = self._look_due = False
         while True:
             names = None if free_slots(self._names.values(), self.cap) > 0 else OUTSIDE_CAP
             if queued_here and names is None:  # the cap still has room: one to claim

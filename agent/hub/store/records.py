@@ -38,6 +38,15 @@ async def fetch_one(
     return dict(row) if row is not None else None
 
 
+def among(column: sa.ColumnElement[Any], values: Sequence[Any]) -> sa.ColumnElement[bool]:
+    """``column IN (values)`` for a list fixed when the statement is built (states, names):
+    one bound value each. ``column.in_(values)`` binds one expanding parameter, whose
+    SQL SQLAlchemy renders again at every run (its "post-compile" step): a statement run
+    for every step of every task cost twice as much that way (docs/decisions.md, "The
+    hub's hot statements are built once")."""
+    return column.in_([sa.literal(value, column.type) for value in values])
+
+
 async def same_name(
     conn: AsyncConnection,
     table: sa.Table,

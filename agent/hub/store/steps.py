@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agent.hub.store import tables as t
-from agent.hub.store.records import Row, fetch_all, fetch_one
+from agent.hub.store.records import Row, among, fetch_all, fetch_one
 from agent.hub.store.worker_queries import chunks
 
 PENDING, RUNNING = "Pending", "Running"
@@ -39,7 +39,7 @@ _LINES = sa.insert(t.task_log)
 _BUSY = (
     sa.select(_steps.c.worker_id, sa.func.count())
     .where(_steps.c.worker_id.in_(sa.bindparam("workers", expanding=True)))
-    .where(_steps.c.state.in_(ACTIVE))
+    .where(among(_steps.c.state, ACTIVE))
     .group_by(_steps.c.worker_id)
 )
 

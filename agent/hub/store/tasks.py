@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agent.hub.store import tables as t
-from agent.hub.store.records import Row, fetch_all, fetch_one
+from agent.hub.store.records import Row, among, fetch_all, fetch_one
 
 QUEUED, EXECUTING, CANCELLING = "Queued", "Executing", "Cancelling"
 SUCCESS, FAILED, CANCELED, TIMED_OUT = "Success", "Failed", "Canceled", "TimedOut"
@@ -104,7 +104,7 @@ async def counts_by_state(conn: AsyncConnection, space_id: int) -> dict[str, int
 _tasks = t.server_tasks
 _TASK = sa.select(_tasks).where(_tasks.c.id == sa.bindparam("task"))
 _OWNED = (
-    _tasks.c.state.in_(RUNNING),
+    among(_tasks.c.state, RUNNING),
     _tasks.c.server_node == sa.bindparam("owner_node"),
     _tasks.c.server_token == sa.bindparam("owner_token"),
 )
@@ -157,12 +157,12 @@ def _oldest_of(
     named in ``first`` before the others; built once per filter."""
     query = sa.select(_tasks.c.id, _tasks.c.name).where(_tasks.c.state == QUEUED)
     if names is not None:
-        query = query.where(_tasks.c.name.in_(sorted(names)))
+        query = query.where(among(_tasks.c.name, sorted(names)))
     if excluding is not None:
-        query = query.where(_tasks.c.name.not_in(sorted(excluding)))
+        query = query.where(sa.not_(among(_tasks.c.name, sorted(excluding))))
     order: list[Any] = [_tasks.c.queue_time, _tasks.c.id]
     if first:
-        order.insert(0, sa.case((_tasks.c.name.in_(sorted(first)), 0), else_=1))
+        order.insert(0, sa.case((among(_tasks.c.name, sorted(first)), 0), else_=1))
     return query.order_by(*order).limit(count)
 
 
@@ -256,7 +256,8 @@ async def finish(
 
 @functools.cache
 def _finishing(states: tuple[str, ...]) -> sa.Update:
-    return sa.update(_tasks).where(_tasks.c.id == sa.bindparam("task"), _tasks.c.state.in_(states))
+    where = (_tasks.c.id == sa.bindparam("task"), among(_tasks.c.state, states))
+    return sa.update(_tasks).where(*where)
 
 
 async def ensure_owned(conn: AsyncConnection, task_id: int, owner: Owner) -> None:
